@@ -1,0 +1,831 @@
+//! Deployment settings and secrets from the environment.
+//!
+//! Operators already know these names from other bots (`BOT_TOKEN`, `DATABASE_URL`, …).
+//! Every variable is parsed into a typed value once, at start; every problem is collected
+//! (not just the first) and names the variable, the bad value (secrets masked) and the fix.
+//! A misspelt `TOLLGATE_*` variable is an error rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use super::duration::{format_duration, parse_duration};
+use super::secret::{Secret, describe_secret};
+use super::{ConfigError, ConfigErrors};
+
+/// A snapshot of environment variables; tests build one from a map instead of the process.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `key`; an empty value counts as unset (that is how `KEY=` in an env file
+    /// is usually meant).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.vars.insert(key.to_owned(), value.to_owned());
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.vars.keys().map(String::as_str)
+    }
+}
+
+/// Every environment variable Tollgate reads, with its documentation line. The README's
+/// reference table and the unknown-variable check both come from this list.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (
+        "BOT_TOKEN",
+        "Telegram bot token from @BotFather (required for `run`; secret)",
+    ),
+    (
+        "ADMIN_IDS",
+        "comma-separated Telegram user ids of admins (default: none)",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite://PATH or postgres://USER:PASS@HOST/DB (default sqlite://data/tollgate.db)",
+    ),
+    (
+        "DATABASE_MAX_CONNECTIONS",
+        "connection pool size (default 8 for SQLite, 16 for PostgreSQL)",
+    ),
+    (
+        "DATABASE_ACQUIRE_TIMEOUT",
+        "longest wait for a pooled connection (default 5s)",
+    ),
+    (
+        "DATABASE_STATEMENT_TIMEOUT",
+        "server-side statement timeout on PostgreSQL (default 30s)",
+    ),
+    (
+        "PUBLIC_URL",
+        "public base URL of this service; when set, Telegram delivers updates by webhook, otherwise the service polls",
+    ),
+    (
+        "WEBHOOK_SECRET",
+        "secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (required with PUBLIC_URL; 1-256 of A-Z a-z 0-9 _ -)",
+    ),
+    (
+        "WEBHOOK_PATH",
+        "path of the webhook endpoint (default /telegram/webhook)",
+    ),
+    ("BIND_ADDR", "IP address to listen on (default 0.0.0.0)"),
+    (
+        "PORT",
+        "TCP port of the HTTP server (default 8080; 0 picks a free port and logs it)",
+    ),
+    (
+        "TELEGRAM_API_URL",
+        "Bot API base URL (default https://api.telegram.org; a local Bot API server or the emulator)",
+    ),
+    (
+        "PAYMENT_PROVIDER_TOKEN",
+        "Telegram payment provider token for card payments (optional; secret)",
+    ),
+    ("LOG_FORMAT", "text (default) or json"),
+    (
+        "RUST_LOG",
+        "log filter, e.g. info or tollgate=debug (default info)",
+    ),
+    (
+        "SHUTDOWN_TIMEOUT",
+        "how long SIGTERM waits for in-flight work before exiting (default 25s)",
+    ),
+    (
+        "TOLLGATE_CONFIG",
+        "path of the catalog TOML file (default tollgate.toml)",
+    ),
+    (
+        "TOLLGATE_REQUIRE_PG",
+        "test harness only: 1 makes PostgreSQL tests fail instead of skip when the server is unreachable",
+    ),
+    (
+        "TOLLGATE_REQUIRE_V2RAY",
+        "test harness only: 1 makes V2Ray tests fail instead of skip when v2ray is missing",
+    ),
+    (
+        "TOLLGATE_REQUIRE_CHROMIUM",
+        "test harness only: 1 makes browser tests fail instead of skip when chromium is missing",
+    ),
+];
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tollgate.db";
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+pub const DEFAULT_WEBHOOK_PATH: &str = "/telegram/webhook";
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file; its folder is created at start.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL server; the URL may carry a password, so it is a secret.
+    Postgres { url: Secret<String> },
+}
+
+impl DatabaseUrl {
+    pub fn parse(text: &str) -> Result<DatabaseUrl, String> {
+        let hint = "use sqlite://PATH (e.g. sqlite://data/tollgate.db) or postgres://USER:PASSWORD@HOST:5432/DATABASE";
+        if let Some(rest) = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path.starts_with(':') {
+                return Err(format!(
+                    "{text:?} names no file: an in-memory database would lose every payment on restart; {hint}"
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let parsed = Url::parse(text)
+                .map_err(|e| format!("{} is not a valid URL ({e}); {hint}", mask_url(text)))?;
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(format!("{} has no host; {hint}", mask_url(text)));
+            }
+            return Ok(DatabaseUrl::Postgres {
+                url: Secret::new(text.to_owned()),
+            });
+        }
+        Err(format!(
+            "{} is neither a SQLite nor a PostgreSQL URL; {hint}",
+            mask_url(text)
+        ))
+    }
+
+    /// A printable form: the PostgreSQL password is masked.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres { url } => mask_url(url.expose()),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, DatabaseUrl::Sqlite { .. })
+    }
+}
+
+/// Replaces the password of a URL with `***` (and keeps everything else readable).
+pub fn mask_url(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut u) if u.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one, excluded above.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparseable: show only the scheme, the rest may hold credentials.
+        Err(_) => match text.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://<unparseable>"),
+            None => "<unparseable>".to_owned(),
+        },
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+/// How updates reach us. Webhook mode needs a public URL and a secret; without a public URL
+/// the service long-polls `getUpdates`.
+#[derive(Debug, Clone)]
+pub enum IntakeMode {
+    Webhook {
+        public_url: Url,
+        secret: Secret<String>,
+    },
+    Polling,
+}
+
+impl IntakeMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            IntakeMode::Webhook { .. } => "webhook",
+            IntakeMode::Polling => "polling",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+/// The bot token, shaped `<bot id>:<secret>`; the bot id part is public.
+#[derive(Debug, Clone)]
+pub struct BotToken {
+    pub bot_id: i64,
+    pub token: Secret<String>,
+}
+
+impl BotToken {
+    pub fn parse(text: &str) -> Result<BotToken, String> {
+        let bad = || {
+            format!(
+                "{} does not look like a bot token: expected <digits>:<at least 30 of A-Z a-z 0-9 _ ->, as @BotFather prints it",
+                describe_secret(text)
+            )
+        };
+        let (id, rest) = text.split_once(':').ok_or_else(bad)?;
+        let bot_id: i64 = id.parse().map_err(|_| bad())?;
+        let ok_chars = rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if bot_id <= 0 || rest.len() < 30 || !ok_chars {
+            return Err(bad());
+        }
+        Ok(BotToken {
+            bot_id,
+            token: Secret::new(text.to_owned()),
+        })
+    }
+
+    pub fn redacted(&self) -> String {
+        format!("{}:***", self.bot_id)
+    }
+}
+
+/// Everything `tollgate run` takes from the environment.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub bot_token: BotToken,
+    pub admin_ids: Vec<i64>,
+    pub database: DatabaseSettings,
+    pub intake: IntakeMode,
+    pub webhook_path: String,
+    pub listen: SocketAddr,
+    pub telegram_api_url: Url,
+    pub payment_provider_token: Option<Secret<String>>,
+    pub log: LogSettings,
+    pub config_path: PathBuf,
+    pub shutdown_timeout: Duration,
+}
+
+/// One line of the effective-configuration report: a variable, its printable value (secrets
+/// masked) and whether it was set or defaulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingLine {
+    pub key: String,
+    pub value: String,
+    pub source: &'static str,
+}
+
+/// Collects problems while reading variables, so one run reports all of them.
+struct Reader<'a> {
+    env: &'a Env,
+    errors: Vec<ConfigError>,
+    report: Vec<SettingLine>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(env: &'a Env) -> Self {
+        Reader {
+            env,
+            errors: Vec::new(),
+            report: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, key: &str, problem: String, fix: &str) {
+        self.errors.push(ConfigError::new(key, problem, fix));
+    }
+
+    /// Reads `key` with `parse`, or `default` when unset. `show` renders the value for the
+    /// report (secrets must mask themselves there).
+    fn read<T>(
+        &mut self,
+        key: &str,
+        default: Option<&str>,
+        fix: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        show: impl Fn(&T) -> String,
+    ) -> Option<T> {
+        let (raw, source) = match (self.env.get(key), default) {
+            (Some(v), _) => (v.to_owned(), "set"),
+            (None, Some(d)) => (d.to_owned(), "default"),
+            (None, None) => return None,
+        };
+        match parse(raw.trim()) {
+            Ok(v) => {
+                self.report.push(SettingLine {
+                    key: key.to_owned(),
+                    value: show(&v),
+                    source,
+                });
+                Some(v)
+            }
+            Err(problem) => {
+                self.fail(key, problem, fix);
+                None
+            }
+        }
+    }
+
+    fn required<T>(
+        &mut self,
+        key: &str,
+        fix: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        show: impl Fn(&T) -> String,
+    ) -> Option<T> {
+        if self.env.get(key).is_none() {
+            self.fail(key, "is not set".to_owned(), fix);
+            return None;
+        }
+        self.read(key, None, fix, parse, show)
+    }
+}
+
+fn parse_duration_var(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{text:?} is not an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// Reads the variables every command needs to reach the database.
+pub fn database_settings(env: &Env) -> Result<DatabaseSettings, ConfigErrors> {
+    let mut r = Reader::new(env);
+    let db = read_database(&mut r);
+    match (db, r.errors.is_empty()) {
+        (Some(db), true) => Ok(db),
+        _ => Err(ConfigErrors(r.errors)),
+    }
+}
+
+fn read_database(r: &mut Reader<'_>) -> Option<DatabaseSettings> {
+    let url = r.read(
+        "DATABASE_URL",
+        Some(DEFAULT_DATABASE_URL),
+        "set DATABASE_URL=sqlite://data/tollgate.db or DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/DATABASE",
+        DatabaseUrl::parse,
+        DatabaseUrl::redacted,
+    );
+    let default_pool = match &url {
+        Some(DatabaseUrl::Postgres { .. }) => "16",
+        _ => "8",
+    };
+    let max_connections = r.read(
+        "DATABASE_MAX_CONNECTIONS",
+        Some(default_pool),
+        "set DATABASE_MAX_CONNECTIONS to a pool size from 2 to 1000, e.g. 16",
+        |t| match t.parse::<u32>() {
+            Ok(n) if (2..=1000).contains(&n) => Ok(n),
+            _ => Err(format!("{t:?} is not a pool size from 2 to 1000")),
+        },
+        u32::to_string,
+    );
+    let fix_timeout = "use a duration with a unit between 100ms and 10m, e.g. 5s";
+    let bounded = |t: &str| {
+        let d = parse_duration_var(t)?;
+        if d < Duration::from_millis(100) || d > Duration::from_secs(600) {
+            return Err(format!("{t:?} is outside 100ms..10m"));
+        }
+        Ok(d)
+    };
+    let acquire_timeout = r.read(
+        "DATABASE_ACQUIRE_TIMEOUT",
+        Some("5s"),
+        fix_timeout,
+        bounded,
+        |d| format_duration(*d),
+    );
+    let statement_timeout = r.read(
+        "DATABASE_STATEMENT_TIMEOUT",
+        Some("30s"),
+        fix_timeout,
+        bounded,
+        |d| format_duration(*d),
+    );
+    Some(DatabaseSettings {
+        url: url?,
+        max_connections: max_connections?,
+        acquire_timeout: acquire_timeout?,
+        statement_timeout: statement_timeout?,
+    })
+}
+
+/// Reads logging settings; usable before anything else so that errors can be logged.
+pub fn log_settings(env: &Env) -> Result<LogSettings, ConfigErrors> {
+    let mut r = Reader::new(env);
+    let log = read_log(&mut r);
+    match (log, r.errors.is_empty()) {
+        (Some(log), true) => Ok(log),
+        _ => Err(ConfigErrors(r.errors)),
+    }
+}
+
+fn read_log(r: &mut Reader<'_>) -> Option<LogSettings> {
+    let format = r.read(
+        "LOG_FORMAT",
+        Some("text"),
+        "set LOG_FORMAT=text for people or LOG_FORMAT=json for log collectors",
+        |t| match t {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format")),
+        },
+        |f| match f {
+            LogFormat::Text => "text".to_owned(),
+            LogFormat::Json => "json".to_owned(),
+        },
+    );
+    let filter = r.read(
+        "RUST_LOG",
+        Some("info"),
+        "use a tracing filter such as info, warn or tollgate=debug,sqlx=warn",
+        |t| {
+            tracing_subscriber::EnvFilter::try_new(t)
+                .map(|_| t.to_owned())
+                .map_err(|e| format!("{t:?} is not a log filter ({e})"))
+        },
+        Clone::clone,
+    );
+    Some(LogSettings {
+        format: format?,
+        filter: filter?,
+    })
+}
+
+/// Reads and validates every deployment variable for `tollgate run`.
+///
+/// Returns the settings plus the lines of the effective-configuration report, or every
+/// problem found.
+pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErrors> {
+    let mut r = Reader::new(env);
+
+    let bot_token = r.required(
+        "BOT_TOKEN",
+        "set BOT_TOKEN to the token @BotFather gave you (or run `tollgate sandbox`, which needs none)",
+        BotToken::parse,
+        BotToken::redacted,
+    );
+    let admin_ids = r.read(
+        "ADMIN_IDS",
+        Some(""),
+        "set ADMIN_IDS to comma-separated numeric Telegram user ids, e.g. ADMIN_IDS=12345,67890 (ask @userinfobot for yours)",
+        |t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| match s.parse::<i64>() {
+                    Ok(id) if id > 0 => Ok(id),
+                    _ => Err(format!("{s:?} is not a Telegram user id")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        },
+        |ids| {
+            if ids.is_empty() {
+                "(none)".to_owned()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            }
+        },
+    );
+    let database = read_database(&mut r);
+
+    let public_url = r.read(
+        "PUBLIC_URL",
+        None,
+        "set PUBLIC_URL to the https address Telegram can reach, e.g. https://bot.example.com, or unset it to poll",
+        parse_http_url,
+        Url::to_string,
+    );
+    let secret_rule = |t: &str| {
+        let ok = (1..=256).contains(&t.len())
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Secret::new(t.to_owned()))
+        } else {
+            Err(format!(
+                "{} is not a valid secret token: Telegram allows 1-256 characters of A-Z a-z 0-9 _ -",
+                describe_secret(t)
+            ))
+        }
+    };
+    let secret_fix = "set WEBHOOK_SECRET to 32 or more random characters of A-Z a-z 0-9 _ -, e.g. from `openssl rand -hex 32`";
+    let webhook_secret = r.read("WEBHOOK_SECRET", None, secret_fix, secret_rule, |_| {
+        "***".to_owned()
+    });
+    let intake = match (public_url, webhook_secret) {
+        (Some(public_url), Some(secret)) => Some(IntakeMode::Webhook { public_url, secret }),
+        (Some(_), None) if env.get("WEBHOOK_SECRET").is_none() => {
+            r.fail(
+                "WEBHOOK_SECRET",
+                "is not set, but PUBLIC_URL is: without it anyone could post fake updates"
+                    .to_owned(),
+                secret_fix,
+            );
+            None
+        }
+        (None, _) if env.get("PUBLIC_URL").is_none() => Some(IntakeMode::Polling),
+        // The variable that failed to parse has already been reported.
+        _ => None,
+    };
+    let webhook_path = r.read(
+        "WEBHOOK_PATH",
+        Some(DEFAULT_WEBHOOK_PATH),
+        "set WEBHOOK_PATH to an absolute path such as /telegram/webhook",
+        |t| {
+            let ok = t.starts_with('/')
+                && t.len() > 1
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+            if ok {
+                Ok(t.to_owned())
+            } else {
+                Err(format!(
+                    "{t:?} is not an absolute path of letters, digits, / - _ ."
+                ))
+            }
+        },
+        Clone::clone,
+    );
+    let bind = r.read(
+        "BIND_ADDR",
+        Some("0.0.0.0"),
+        "set BIND_ADDR to an IP address such as 0.0.0.0 (all interfaces) or 127.0.0.1",
+        |t| {
+            t.parse::<IpAddr>()
+                .map_err(|_| format!("{t:?} is not an IP address"))
+        },
+        IpAddr::to_string,
+    );
+    let port = r.read(
+        "PORT",
+        Some("8080"),
+        "set PORT to a TCP port from 1 to 65535, e.g. PORT=8080 (0 picks a free port and logs it)",
+        |t| {
+            t.parse::<u16>()
+                .map_err(|_| format!("{t:?} is not a port number from 0 to 65535"))
+        },
+        u16::to_string,
+    );
+    let telegram_api_url = r.read(
+        "TELEGRAM_API_URL",
+        Some(DEFAULT_TELEGRAM_API_URL),
+        "set TELEGRAM_API_URL to the Bot API base URL without a trailing path, e.g. https://api.telegram.org",
+        |t| {
+            let url = parse_http_url(t.trim_end_matches('/'))?;
+            Ok(url)
+        },
+        Url::to_string,
+    );
+    let payment_provider_token = r.read(
+        "PAYMENT_PROVIDER_TOKEN",
+        None,
+        "set PAYMENT_PROVIDER_TOKEN to the token @BotFather shows under Payments, or unset it to disable card payments",
+        |t| {
+            if t.contains(char::is_whitespace) {
+                Err(format!("{} contains whitespace", describe_secret(t)))
+            } else {
+                Ok(Secret::new(t.to_owned()))
+            }
+        },
+        |_| "***".to_owned(),
+    );
+    let log = read_log(&mut r);
+    let config_path = r.read(
+        "TOLLGATE_CONFIG",
+        Some("tollgate.toml"),
+        "set TOLLGATE_CONFIG to the path of the catalog file",
+        |t| Ok(PathBuf::from(t)),
+        |p| p.display().to_string(),
+    );
+    let shutdown_timeout = r.read(
+        "SHUTDOWN_TIMEOUT",
+        Some("25s"),
+        "use a duration between 1s and 10m, e.g. 25s (keep it below your orchestrator's kill timeout)",
+        |t| {
+            let d = parse_duration(t)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
+                return Err(format!("{t:?} is outside 1s..10m"));
+            }
+            Ok(d)
+        },
+        |d| format_duration(*d),
+    );
+
+    // Typos in our own namespace would otherwise be ignored silently.
+    let known: Vec<&str> = ENV_VARS.iter().map(|(k, _)| *k).collect();
+    let unknown: Vec<String> = env
+        .keys()
+        .filter(|k| k.starts_with("TOLLGATE_") && !known.contains(k))
+        .map(str::to_owned)
+        .collect();
+    for key in unknown {
+        let suggestion = known
+            .iter()
+            .filter(|k| k.starts_with("TOLLGATE_"))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        r.fail(
+            &key,
+            "is not a Tollgate setting".to_owned(),
+            &format!("remove it or fix its name; known TOLLGATE_ variables: {suggestion}"),
+        );
+    }
+
+    if !r.errors.is_empty() {
+        return Err(ConfigErrors(r.errors));
+    }
+    let built = (|| {
+        Some(Deployment {
+            bot_token: bot_token?,
+            admin_ids: admin_ids?,
+            database: database?,
+            intake: intake?,
+            webhook_path: webhook_path?,
+            listen: SocketAddr::new(bind?, port?),
+            telegram_api_url: telegram_api_url?,
+            payment_provider_token,
+            log: log?,
+            config_path: config_path?,
+            shutdown_timeout: shutdown_timeout?,
+        })
+    })();
+    match built {
+        Some(d) => Ok((d, r.report)),
+        // Every `None` above comes with an error; this is a defensive fallback.
+        None => Err(ConfigErrors(vec![ConfigError::new(
+            "environment",
+            "could not be read".to_owned(),
+            "check the variables listed in README.md",
+        )])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr";
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        let mut e = Env::from_pairs([("BOT_TOKEN", TOKEN)]);
+        for (k, v) in pairs {
+            e.set(k, v);
+        }
+        e
+    }
+
+    fn errors(pairs: &[(&str, &str)]) -> String {
+        match deployment(&env(pairs)) {
+            Ok(_) => panic!("expected an error for {pairs:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_polling_on_sqlite() {
+        let (d, report) = deployment(&env(&[])).unwrap();
+        assert!(matches!(d.intake, IntakeMode::Polling));
+        assert_eq!(
+            d.database.url,
+            DatabaseUrl::Sqlite {
+                path: "data/tollgate.db".into()
+            }
+        );
+        assert_eq!(d.listen.port(), 8080);
+        assert_eq!(d.database.max_connections, 8);
+        assert_eq!(d.telegram_api_url.as_str(), "https://api.telegram.org/");
+        assert!(
+            report
+                .iter()
+                .any(|l| l.key == "PORT" && l.value == "8080" && l.source == "default")
+        );
+        assert!(report.iter().all(|l| !l.value.contains("AAbbCC")));
+    }
+
+    #[test]
+    fn webhook_mode_needs_a_secret() {
+        let e = errors(&[("PUBLIC_URL", "https://bot.example.com")]);
+        assert!(e.contains("WEBHOOK_SECRET"), "{e}");
+        let (d, _) = deployment(&env(&[
+            ("PUBLIC_URL", "https://bot.example.com"),
+            ("WEBHOOK_SECRET", "s3cr3t_-value"),
+        ]))
+        .unwrap();
+        assert!(matches!(d.intake, IntakeMode::Webhook { .. }));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key_and_fix() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("PORT", "80a", "not a port number"),
+            ("PORT", "65536", "not a port number"),
+            ("BIND_ADDR", "localhost", "not an IP address"),
+            (
+                "DATABASE_URL",
+                "mysql://x",
+                "neither a SQLite nor a PostgreSQL URL",
+            ),
+            ("DATABASE_URL", "sqlite::memory:", "in-memory"),
+            ("DATABASE_MAX_CONNECTIONS", "1", "pool size"),
+            ("DATABASE_ACQUIRE_TIMEOUT", "5", "no unit"),
+            ("ADMIN_IDS", "12,abc", "\"abc\" is not a Telegram user id"),
+            ("PUBLIC_URL", "ftp://x", "not an http(s) URL"),
+            ("WEBHOOK_PATH", "telegram", "absolute path"),
+            ("TELEGRAM_API_URL", "not a url", "not a URL"),
+            ("LOG_FORMAT", "xml", "not a log format"),
+            ("RUST_LOG", "tollgate=loud", "not a log filter"),
+            ("SHUTDOWN_TIMEOUT", "2h", "outside 1s..10m"),
+            ("TOLLGATE_CONFIGG", "x.toml", "not a Tollgate setting"),
+        ];
+        for (key, value, needle) in cases {
+            let e = errors(&[(key, value)]);
+            assert!(e.contains(key), "{key}: {e}");
+            assert!(e.contains(needle), "{key}={value}: {e}");
+            assert!(e.contains("fix:"), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_and_malformed_token_never_echo_the_secret() {
+        let mut e = Env::default();
+        e.set("PORT", "8080");
+        let missing = deployment(&e).unwrap_err().to_string();
+        assert!(missing.contains("BOT_TOKEN: is not set"), "{missing}");
+
+        let bad = errors(&[("BOT_TOKEN", "123:tooShortButSecretValue")]);
+        assert!(bad.contains("BOT_TOKEN"));
+        assert!(!bad.contains("tooShortButSecretValue"), "{bad}");
+
+        let bad_secret = errors(&[
+            ("PUBLIC_URL", "https://bot.example.com"),
+            ("WEBHOOK_SECRET", "has spaces in it"),
+        ]);
+        assert!(!bad_secret.contains("has spaces"), "{bad_secret}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let e = errors(&[("PORT", "x"), ("LOG_FORMAT", "y")]);
+        assert!(e.contains("PORT") && e.contains("LOG_FORMAT"), "{e}");
+    }
+
+    #[test]
+    fn postgres_password_is_masked() {
+        let url = DatabaseUrl::parse("postgres://app:pa55@db.internal:5432/tollgate").unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://app:***@db.internal:5432/tollgate"
+        );
+        let e = errors(&[("DATABASE_URL", "postgres://app:pa55@/x")]);
+        assert!(!e.contains("pa55"), "{e}");
+    }
+}

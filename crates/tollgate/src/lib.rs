@@ -1,0 +1,18 @@
+//! Tollgate: a Telegram bot that sells VPN subscriptions and keeps every paying user's
+//! access provisioned on Xray/V2Ray nodes.
+//!
+//! The modules follow the data's path (see ARCHITECTURE.md). Each owns its tables and
+//! exposes a small API; nothing reaches into another module's tables.
+
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod domain;
+pub mod flags;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,201 @@
+//! Instants and the clock.
+//!
+//! The earlier system mixed naive and aware timestamps and shifted expiry windows by the
+//! server's time zone. Tollgate has exactly one representation of an instant: [`Timestamp`],
+//! UTC milliseconds since the Unix epoch, stored as a 64-bit integer on both database
+//! backends. No SQL ever calls `now()`: every query takes the current instant from a
+//! [`Clock`], which is what lets tests move time (reminders, expiry, leases) without sleeping
+//! and makes a database session's `TimeZone` irrelevant.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A UTC instant with millisecond precision.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, serde::Serialize)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const UNIX_EPOCH: Timestamp = Timestamp(0);
+
+    pub const fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch, rounded down (what Telegram and subscription headers use).
+    pub const fn as_unix_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    pub const fn from_unix_seconds(s: i64) -> Self {
+        Timestamp(s.saturating_mul(1000))
+    }
+
+    /// `self + d`, saturating instead of overflowing on absurd durations.
+    pub fn plus(self, d: Duration) -> Self {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(ms))
+    }
+
+    /// `self - d`, saturating.
+    pub fn minus(self, d: Duration) -> Self {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_sub(ms))
+    }
+
+    /// The time from `earlier` to `self`; zero when `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self)
+    }
+}
+
+/// RFC 3339 in UTC (`2026-11-28T03:54:15.123Z`), computed without a calendar crate.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(1000);
+        let millis = self.0.rem_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Where "now" comes from. Production uses [`SystemClock`]; tests use [`ManualClock`].
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// Shared handle to the process clock.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The operating system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            // A wall clock before 1970 is a broken host; clamp rather than panic.
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+}
+
+/// A clock that only moves when told to: time travel for tests and simulations.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now_ms: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock {
+            now_ms: Arc::new(AtomicI64::new(start.as_millis())),
+        }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn set(&self, t: Timestamp) {
+        self.now_ms.store(t.as_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now_ms.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_rfc3339_utc() {
+        assert_eq!(
+            Timestamp::from_millis(0).to_string(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(1_795_000_000_123).to_string(),
+            "2026-11-18T11:06:40.123Z"
+        );
+        // Leap day and pre-epoch instants.
+        assert_eq!(
+            Timestamp::from_unix_seconds(951_782_400).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(-1).to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn arithmetic_saturates_and_rounds_down() {
+        let t = Timestamp::from_millis(1_500);
+        assert_eq!(t.as_unix_seconds(), 1);
+        assert_eq!(Timestamp::from_millis(-1).as_unix_seconds(), -1);
+        assert_eq!(t.plus(Duration::from_secs(1)).as_millis(), 2_500);
+        assert_eq!(t.minus(Duration::from_secs(2)).as_millis(), -500);
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX - 1)
+                .plus(Duration::MAX)
+                .as_millis(),
+            i64::MAX
+        );
+        assert_eq!(t.since(Timestamp::from_millis(2_000)), Duration::ZERO);
+        assert_eq!(t.since(Timestamp::from_millis(500)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(Timestamp::from_millis(10));
+        assert_eq!(c.now().as_millis(), 10);
+        c.advance(Duration::from_millis(5));
+        assert_eq!(c.now().as_millis(), 15);
+        c.set(Timestamp::from_millis(1));
+        assert_eq!(c.now().as_millis(), 1);
+    }
+}
