@@ -1,0 +1,138 @@
+//! Runtime flags: switches an operator flips without a restart.
+//!
+//! Flags live in the `settings` table and are read where they gate something (each worker
+//! iteration, each invoice), never cached for the life of the process. A flag that was never
+//! set has its default. At start every flag is logged once with its value and source, so the
+//! log of a boot says exactly what the service was allowed to do.
+
+use std::fmt;
+
+use crate::on_db;
+use crate::store::Db;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flag {
+    /// New invoices and pre-checkout approvals (captured payments are always finalized).
+    Payments,
+    /// Free trials for new users.
+    Trials,
+    /// Auto-renewal from balance.
+    AutoRenewal,
+    /// Admin broadcasts.
+    Broadcasts,
+    /// Show the maintenance banner to users.
+    Maintenance,
+}
+
+impl Flag {
+    pub const ALL: [Flag; 5] = [
+        Flag::Payments,
+        Flag::Trials,
+        Flag::AutoRenewal,
+        Flag::Broadcasts,
+        Flag::Maintenance,
+    ];
+
+    /// The name used in the settings table, logs and the admin menu.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Flag::Payments => "payments",
+            Flag::Trials => "trials",
+            Flag::AutoRenewal => "auto_renewal",
+            Flag::Broadcasts => "broadcasts",
+            Flag::Maintenance => "maintenance",
+        }
+    }
+
+    pub const fn default_value(self) -> bool {
+        !matches!(self, Flag::Maintenance)
+    }
+
+    fn key(self) -> String {
+        format!("flag.{}", self.name())
+    }
+
+    pub fn parse(name: &str) -> Option<Flag> {
+        Flag::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a flag's current value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    Database,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::Database => "database",
+        }
+    }
+}
+
+/// Reads one flag.
+pub async fn get(db: &Db, flag: Flag) -> Result<bool, sqlx::Error> {
+    Ok(get_with_source(db, flag).await?.0)
+}
+
+pub async fn get_with_source(db: &Db, flag: Flag) -> Result<(bool, Source), sqlx::Error> {
+    let value: Option<String> = on_db!(db, p => sqlx::query_scalar(
+        "SELECT value FROM settings WHERE key = $1"
+    ).bind(flag.key()).fetch_optional(p).await)?;
+    Ok(match value.as_deref() {
+        Some("true") => (true, Source::Database),
+        Some("false") => (false, Source::Database),
+        // Only `set` writes these rows; anything else is treated as unset rather than guessed.
+        _ => (flag.default_value(), Source::Default),
+    })
+}
+
+/// Sets a flag; `by` is the admin's Telegram id (None for the system).
+pub async fn set(
+    db: &Db,
+    flag: Flag,
+    value: bool,
+    by: Option<i64>,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let text = if value { "true" } else { "false" };
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+             updated_by = excluded.updated_by"
+    ).bind(flag.key()).bind(text).bind(now).bind(by).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Every flag with its value and source.
+pub async fn all(db: &Db) -> Result<Vec<(Flag, bool, Source)>, sqlx::Error> {
+    let mut out = Vec::with_capacity(Flag::ALL.len());
+    for flag in Flag::ALL {
+        let (value, source) = get_with_source(db, flag).await?;
+        out.push((flag, value, source));
+    }
+    Ok(out)
+}
+
+/// One startup line per flag: `runtime flag flag=payments value=true source=default`.
+pub async fn log_all(db: &Db) -> Result<(), sqlx::Error> {
+    for (flag, value, source) in all(db).await? {
+        tracing::info!(
+            flag = flag.name(),
+            value,
+            source = source.name(),
+            "runtime flag"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! Storage: one business-logic API over SQLite and PostgreSQL.
+//!
+//! sqlx's `Any` driver cannot carry UUIDs, JSON or timestamps (see
+//! `reference/storage-sqlx.md`), so the two backends are typed pools behind [`Db`], and the
+//! macros [`on_db!`](crate::on_db) / [`on_tx!`](crate::on_tx) run one SQL text (`$N`
+//! placeholders, `RETURNING`, `ON CONFLICT`) on either. The few real differences — how a
+//! write transaction starts, row claiming with `SKIP LOCKED`, DDL — live in this module and
+//! in [`migrate`], nowhere else.
+//!
+//! Every connection acquire is bounded by the pool's acquire timeout, and PostgreSQL
+//! sessions carry a server-side `statement_timeout` (RELIABILITY A3, C4).
+
+pub mod migrate;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::config::{DatabaseSettings, DatabaseUrl};
+
+/// SQLite waits this long for the single writer lock before reporting "database is locked".
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of either backend. Cloning is cheap (pools are reference-counted).
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction of either backend. Dropping it without [`Tx::commit`] rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$db`.
+///
+/// The body is compiled once per backend, so binds and decodes are type-checked for both.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection (`&mut <Backend>Connection`).
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// Which backend; for the few statements that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl Db {
+    /// Builds the pool without connecting: a database that is down at boot must not stop the
+    /// process from starting (RELIABILITY A9); the first query reports it instead.
+    pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Db, sqlx::Error> {
+        match &settings.url {
+            DatabaseUrl::Sqlite { path } => {
+                ensure_parent_dir(path)?;
+                let options = sqlite_options(path);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .min_connections(0)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_lazy_with(options);
+                Ok(Db::Sqlite(pool))
+            }
+            DatabaseUrl::Postgres { url } => {
+                let options = postgres_options(url.expose(), settings.statement_timeout)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .min_connections(0)
+                    .acquire_timeout(settings.acquire_timeout)
+                    // A connection that sat idle across a network cut is tested before use.
+                    .test_before_acquire(true)
+                    .idle_timeout(Some(Duration::from_secs(300)))
+                    .connect_lazy_with(options);
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Starts a transaction that may write.
+    ///
+    /// SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
+    /// reads, then writes, fails with `SQLITE_BUSY` under concurrency instead of waiting.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A trivial round trip, used by readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Connections currently open and idle, for metrics.
+    pub fn pool_state(&self) -> (u32, usize) {
+        on_db!(self, p => (p.size(), p.num_idle()))
+    }
+
+    pub fn max_connections(&self) -> u32 {
+        on_db!(self, p => p.options().get_max_connections())
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, p => p.close().await)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+fn ensure_parent_dir(path: &Path) -> Result<(), sqlx::Error> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn sqlite_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL in WAL mode cannot corrupt; the last commits may be lost on power loss only.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+}
+
+fn postgres_options(
+    url: &str,
+    statement_timeout: Duration,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    let ms = statement_timeout.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("tollgate")
+        .options([
+            ("statement_timeout", ms.as_str()),
+            ("lock_timeout", ms.as_str()),
+            ("idle_in_transaction_session_timeout", "60000"),
+        ]))
+}
+
+/// What kind of failure a database error is, for deciding between retry, reject and alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    UniqueViolation,
+    CheckViolation,
+    ForeignKeyViolation,
+    NotNullViolation,
+    /// The database could not be reached or is overloaded: retry later.
+    Unavailable,
+    Other,
+}
+
+/// Classifies an error the same way on both backends.
+pub fn classify(e: &sqlx::Error) -> Failure {
+    use sqlx::error::ErrorKind;
+    match e {
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation => Failure::UniqueViolation,
+            ErrorKind::CheckViolation => Failure::CheckViolation,
+            ErrorKind::ForeignKeyViolation => Failure::ForeignKeyViolation,
+            ErrorKind::NotNullViolation => Failure::NotNullViolation,
+            _ => {
+                let code = db.code().unwrap_or_default();
+                // SQLite BUSY/LOCKED (and their extended codes end in 5/6 in the low byte);
+                // PostgreSQL connection exceptions (08), shutdown (57P0x), cancel/timeout
+                // (57014), lock timeout (55P03), serialization/deadlock (40001/40P01).
+                let sqlite_busy = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+                let pg_transient = code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || matches!(
+                        code.as_ref(),
+                        "57014" | "55P03" | "40001" | "40P01" | "53300"
+                    );
+                if sqlite_busy || pg_transient {
+                    Failure::Unavailable
+                } else {
+                    Failure::Other
+                }
+            }
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Failure::Unavailable,
+        _ => Failure::Other,
+    }
+}
+
+/// Failures that mean the configuration is wrong rather than the database being down:
+/// retrying cannot help, so startup stops and says what to fix (RELIABILITY A10).
+pub fn misconfiguration(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") | Some("28000") => Some(
+                "PostgreSQL rejected the credentials in DATABASE_URL; fix the user name or password"
+                    .to_owned(),
+            ),
+            Some("3D000") => Some(
+                "the database named in DATABASE_URL does not exist; create it (createdb) or fix the name"
+                    .to_owned(),
+            ),
+            // SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_NOTADB
+            Some("14") | Some("8") | Some("26") => Some(format!(
+                "the SQLite file in DATABASE_URL cannot be used ({}); check the path and its permissions",
+                db.message()
+            )),
+            _ => None,
+        },
+        sqlx::Error::Configuration(c) => Some(format!("DATABASE_URL is not usable: {c}")),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+            "cannot create the SQLite file or its folder ({io}); check DATABASE_URL and permissions"
+        )),
+        _ => None,
+    }
+}
