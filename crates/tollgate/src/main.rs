@@ -1,0 +1,187 @@
+//! The `tollgate` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use tollgate::app::{self, AppOptions};
+use tollgate::config::{self, Config, Env};
+use tollgate::store::Db;
+use tollgate::store::migrate::{self, MigrateTimeouts};
+use tollgate::time::{Clock, SystemClock};
+use tollgate::{shutdown, telemetry};
+
+/// Exit code for configuration errors (distinct from runtime failures).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A Telegram bot that sells VPN subscriptions and keeps access provisioned on Xray/V2Ray nodes",
+    long_about = "A Telegram bot that sells VPN subscriptions and keeps access provisioned on Xray/V2Ray nodes.\n\n\
+        Settings and secrets come from the environment (BOT_TOKEN, DATABASE_URL, PUBLIC_URL, …); \
+        the catalog (plans, prices, nodes) from the TOML file named by TOLLGATE_CONFIG \
+        (default tollgate.toml). See README.md for every key."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service until SIGTERM or SIGINT.
+    ///
+    /// Starts the HTTP server (/healthz, /readyz, /metrics), applies pending migrations
+    /// (waiting for the database if it is down) and then the components. On SIGTERM it stops
+    /// taking work, finishes in-flight requests within SHUTDOWN_TIMEOUT and exits 0.
+    Run,
+    /// Apply pending database migrations, print what was done, and exit.
+    ///
+    /// Safe to run while the service runs, and from several processes at once: migrations
+    /// are serialized by a database lock. Refuses to continue when an applied migration was
+    /// edited or the database is newer than this binary.
+    Migrate,
+    /// Validate the environment and the catalog and print the effective configuration.
+    ///
+    /// Secrets are redacted. Exits non-zero listing every problem, each with its key and
+    /// how to fix it. Touches neither the database nor the network.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Env::from_process();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => check_config(&env),
+        Command::Migrate => runtime.block_on(migrate_command(&env)),
+        Command::Run => runtime.block_on(run(&env)),
+    }
+}
+
+fn check_config(env: &Env) -> ExitCode {
+    match Config::load(env) {
+        Ok(config) => {
+            print!("{}", config.report());
+            println!("\nconfiguration OK");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("\nconfiguration has {} error(s)", errors.0.len());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Sets up logging from the environment; configuration errors are printed plainly.
+fn init_logging(env: &Env) -> Result<(), ExitCode> {
+    let log = config::env::log_settings(env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    telemetry::init(&log).map_err(|e| {
+        eprintln!("error: cannot set up logging: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn migrate_command(env: &Env) -> ExitCode {
+    if let Err(code) = init_logging(env) {
+        return code;
+    }
+    let settings = match config::env::database_settings(env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let db = match Db::connect_lazy(&settings) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the database {}: {e}",
+                settings.url.redacted()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = migrate::run(&db, SystemClock.now(), MigrateTimeouts::default()).await;
+    db.close().await;
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let hint = match &e {
+                migrate::MigrateError::Database(inner) => tollgate::store::misconfiguration(inner)
+                    .map(|fix| format!("\n  fix: {fix}"))
+                    .unwrap_or_else(|| {
+                        "\n  fix: check that the database in DATABASE_URL is running and reachable"
+                            .to_owned()
+                    }),
+                _ => String::new(),
+            };
+            eprintln!("error: {e}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(env: &Env) -> ExitCode {
+    if let Err(code) = init_logging(env) {
+        return code;
+    }
+    let config = match Config::load(env) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "\nconfiguration has {} error(s); `tollgate check-config` shows the same list",
+                errors.0.len()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    app::log_effective_config(&config);
+    let token = CancellationToken::new();
+    if let Err(e) = shutdown::cancel_on_signal(token.clone()) {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    let running = match app::start(config, AppOptions::default()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = running.shutdown_token();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        stop.cancel();
+    });
+    match running.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
