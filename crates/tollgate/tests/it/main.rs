@@ -1,0 +1,13 @@
+//! Integration tests of the `tollgate` crate, one binary for fast linking.
+//! Storage tests run on both backends (see `common::db_test!`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod config_cli;
+mod constraints;
+mod leases;
+mod migrations;
+mod readiness;
+mod shutdown;
+mod time_zone;

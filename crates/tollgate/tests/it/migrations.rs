@@ -1,0 +1,156 @@
+//! RELIABILITY A8, C5: migrations only, serialized, checksummed, complete.
+
+use tollgate::store::migrate::{self, MigrateError, MigrateTimeouts, Migration, SchemaState};
+use tollgate::time::{Clock, SystemClock};
+use tollgate::{on_db, store::Db};
+
+use crate::common::TestDb;
+use crate::common::service::{base_env, run_to_end};
+use crate::db_test;
+
+async fn applied(db: &Db) -> Vec<(i64, String)> {
+    on_db!(db, p => sqlx::query_as("SELECT version, name FROM schema_migrations ORDER BY version")
+        .fetch_all(p).await)
+    .unwrap()
+}
+
+async fn table_exists(db: &Db, table: &str) -> bool {
+    let sql = match db {
+        Db::Sqlite(_) => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+        Db::Postgres(_) => "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = $1",
+    };
+    let n: i64 = on_db!(db, p => sqlx::query_scalar(sql).bind(table).fetch_one(p).await).unwrap();
+    n == 1
+}
+
+const TABLES: &[&str] = &[
+    "users",
+    "subscriptions",
+    "retired_keys",
+    "purchases",
+    "payments",
+    "balance_ledger",
+    "tg_inbox",
+    "outbox",
+    "outbox_attempts",
+    "leases",
+    "settings",
+    "node_memberships",
+    "audit_log",
+];
+
+db_test!(async fn apply_to_empty_then_rerun_is_a_noop(t) {
+    let fresh = if t.is_postgres() {
+        TestDb::postgres_with(false).await.unwrap()
+    } else {
+        TestDb::sqlite_with(false).await
+    };
+    let db = &fresh.db;
+    let first = migrate::run(db, SystemClock.now(), MigrateTimeouts::default()).await.unwrap();
+    let expected: Vec<String> = migrate::for_backend(db.backend()).iter().map(Migration::file_name).collect();
+    assert_eq!(first.applied, expected);
+    for table in TABLES {
+        assert!(table_exists(db, table).await, "{table} exists after migrating");
+    }
+    assert_eq!(migrate::schema_state(db).await.unwrap(), SchemaState::Current);
+
+    let second = migrate::run(db, SystemClock.now(), MigrateTimeouts::default()).await.unwrap();
+    assert!(second.applied.is_empty(), "rerun applied {:?}", second.applied);
+    assert_eq!(second.current_version, first.current_version);
+    assert_eq!(applied(db).await.len(), expected.len());
+});
+
+db_test!(async fn an_edited_migration_refuses_to_start_naming_it(t) {
+    // The binary's set with its first migration's text changed, as if the file was edited.
+    let mut set: Vec<Migration> = migrate::for_backend(t.db.backend()).to_vec();
+    set[0].sql = "SELECT 1; -- edited";
+    let err = migrate::run_set(&t.db, &set, SystemClock.now(), MigrateTimeouts::default()).await.unwrap_err();
+    match &err {
+        MigrateError::ChecksumMismatch { file, .. } => assert_eq!(file, "0001_initial.sql"),
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("0001_initial.sql"));
+    assert!(err.to_string().contains("restore the original file"));
+
+    // The real binary refuses too, both `migrate` and `run`, after the recorded checksum is
+    // changed underneath it.
+    on_db!(&t.db, p => sqlx::query("UPDATE schema_migrations SET checksum = 'feedface' WHERE version = 1")
+        .execute(p).await.map(|_| ())).unwrap();
+    let env = base_env(&t.url);
+    let (status, _out, err) = run_to_end(&["migrate"], &env).await;
+    assert!(!status.success());
+    assert!(err.contains("0001_initial.sql"), "{err}");
+    let (status, _out, err) = run_to_end(&["run"], &env).await;
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("0001_initial.sql"), "{err}");
+});
+
+db_test!(async fn a_database_newer_than_the_binary_is_refused(t) {
+    on_db!(&t.db, p => sqlx::query(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'from_the_future', 'x', 0)"
+    ).execute(p).await.map(|_| ())).unwrap();
+    assert!(matches!(migrate::schema_state(&t.db).await.unwrap(), SchemaState::Ahead { database: 9999, .. }));
+    let err = migrate::run(&t.db, SystemClock.now(), MigrateTimeouts::default()).await.unwrap_err();
+    assert!(matches!(err, MigrateError::UnknownVersion { version: 9999, .. }), "{err:?}");
+    assert!(err.to_string().contains("newer release"));
+});
+
+db_test!(async fn the_migrate_command_reports_what_it_did(t) {
+    let fresh = if t.is_postgres() {
+        TestDb::postgres_with(false).await.unwrap()
+    } else {
+        TestDb::sqlite_with(false).await
+    };
+    let env = base_env(&fresh.url);
+    let (status, out, err) = run_to_end(&["migrate"], &env).await;
+    assert!(status.success(), "{err}");
+    assert!(out.contains("applied 1 migration(s): 0001_initial.sql"), "{out}");
+    let (status, out, _) = run_to_end(&["migrate"], &env).await;
+    assert!(status.success());
+    assert!(out.contains("schema is current at version 1"), "{out}");
+});
+
+/// Several processes migrating one PostgreSQL database at once end with one correct schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_processes_migrate_once() {
+    let Some(t) = TestDb::postgres_with(false).await else {
+        return;
+    };
+    let env = base_env(&t.url);
+    let runs = (0..4).map(|_| run_to_end(&["migrate"], &env));
+    let results = futures::future::join_all(runs).await;
+    let mut applied_by = 0;
+    for (status, out, err) in &results {
+        assert!(status.success(), "migrate failed: {err}");
+        if out.contains("applied 1 migration(s)") {
+            applied_by += 1;
+        } else {
+            assert!(out.contains("schema is current"), "{out}");
+        }
+    }
+    assert_eq!(
+        applied_by, 1,
+        "exactly one process applied the migration: {results:?}"
+    );
+    assert_eq!(applied(&t.db).await, vec![(1, "initial".to_owned())]);
+    for table in TABLES {
+        assert!(table_exists(&t.db, table).await);
+    }
+}
+
+/// The same, in-process with separate pools, for SQLite (its write lock serializes them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pools_migrate_sqlite_once() {
+    let t = TestDb::sqlite_with(false).await;
+    let pools: Vec<Db> = (0..4).map(|_| t.another_pool()).collect();
+    let runs = pools
+        .iter()
+        .map(|db| migrate::run(db, SystemClock.now(), MigrateTimeouts::default()));
+    let results = futures::future::join_all(runs).await;
+    let applied_count: usize = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().applied.len())
+        .sum();
+    assert_eq!(applied_count, 1);
+    assert_eq!(applied(&t.db).await.len(), 1);
+}

@@ -1,0 +1,197 @@
+//! RELIABILITY A1, A2, A9: readiness follows the database; health never depends on it;
+//! nothing exits the process because the database went away.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::proxy::TcpProxy;
+use crate::common::service::{Service, base_env, http_client};
+use crate::common::{TestDb, pg_admin_url, wait_for};
+
+/// The service's readiness deadline (http::health::READINESS_TIMEOUT) plus scheduling slack.
+const READY_DEADLINE: Duration = Duration::from_millis(2_000 + 1_500);
+
+async fn get(url: &str) -> (u16, serde_json::Value) {
+    let r = http_client()
+        .get(url)
+        .send()
+        .await
+        .expect("service answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+fn through(proxy: &TcpProxy, url: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_host(Some("127.0.0.1")).unwrap();
+    u.set_port(Some(proxy.addr.port())).unwrap();
+    u.to_string()
+}
+
+fn pg_addr() -> SocketAddr {
+    let u = url::Url::parse(&pg_admin_url()).unwrap();
+    let host = u
+        .host_str()
+        .unwrap_or("127.0.0.1")
+        .replace("localhost", "127.0.0.1");
+    format!("{host}:{}", u.port().unwrap_or(5432))
+        .parse()
+        .unwrap()
+}
+
+async fn wait_ready(svc: &Service, want: u16) -> serde_json::Value {
+    let url = svc.url("/readyz");
+    wait_for(&format!("/readyz {want}"), Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let (status, body) = get(&url).await;
+            (status == want).then_some(body)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_a_cut_database_and_the_process_stays_up() {
+    let Some(t) = TestDb::postgres().await else {
+        return;
+    };
+    let proxy = TcpProxy::start(pg_addr()).await;
+    let mut svc = Service::start(&base_env(&through(&proxy, &t.url))).await;
+    let body = wait_ready(&svc, 200).await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"]["backend"], "postgres");
+    assert_eq!(body["components"]["intake"]["mode"], "polling");
+
+    for (how, cut) in [("blackhole", true), ("reset", false)] {
+        if cut {
+            proxy.blackhole()
+        } else {
+            proxy.cut()
+        }
+        // Each check answers within its deadline; soon one says 503 with a reason.
+        let body = wait_for(&format!("503 after {how}"), Duration::from_secs(30), || {
+            let url = svc.url("/readyz");
+            async move {
+                let start = Instant::now();
+                let (status, body) = get(&url).await;
+                let took = start.elapsed();
+                assert!(took < READY_DEADLINE, "/readyz took {took:?} ({how})");
+                (status == 503).then_some(body)
+            }
+        })
+        .await;
+        assert_eq!(body["status"], "not_ready");
+        assert!(
+            body["reason"].as_str().unwrap().contains("database"),
+            "{body}"
+        );
+
+        // Liveness does not depend on the database, and the process does not exit.
+        for _ in 0..3 {
+            assert_eq!(get(&svc.url("/healthz")).await.0, 200);
+        }
+        assert!(
+            svc.is_running(),
+            "the service must not exit when the database is cut"
+        );
+
+        proxy.restore();
+        wait_ready(&svc, 200).await;
+        assert!(svc.is_running());
+    }
+
+    svc.signal("TERM");
+    let status = svc.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// Booting while the database is down: the service waits, then migrates and becomes ready,
+/// exactly like a healthy boot (A9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_during_a_database_outage_converges() {
+    let Some(t) = TestDb::postgres_with(false).await else {
+        return;
+    };
+    let proxy = TcpProxy::start(pg_addr()).await;
+    proxy.cut();
+    let mut svc = Service::start(&base_env(&through(&proxy, &t.url))).await;
+    let (status, body) = get(&svc.url("/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(&svc.url("/healthz")).await.0, 200);
+    wait_for("a retry logged", Duration::from_secs(20), || {
+        let log = svc.log();
+        async move { log.contains("database not available yet").then_some(()) }
+    })
+    .await;
+    assert!(svc.is_running());
+
+    proxy.restore();
+    let body = wait_ready(&svc, 200).await;
+    assert_eq!(body["database"]["schema_version"], 1);
+    assert!(svc.log().contains("applied 1 migration(s)"));
+    wait_for(
+        "the runtime flags to be logged",
+        Duration::from_secs(10),
+        || {
+            let log = svc.log();
+            async move { log.contains("runtime flag").then_some(()) }
+        },
+    )
+    .await;
+    svc.signal("TERM");
+    assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_service_migrates_and_reports_ready_and_metrics() {
+    let t = TestDb::sqlite_with(false).await;
+    let mut svc = Service::start(&base_env(&t.url)).await;
+    let body = wait_ready(&svc, 200).await;
+    assert_eq!(body["database"]["backend"], "sqlite");
+    let metrics = http_client().get(svc.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            "tollgate_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("tollgate_ready 1"), "{text}");
+    assert!(
+        text.contains("tollgate_db_pool_max_connections 8"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+    // Unknown routes are counted under one label, not one series per path.
+    let r = http_client()
+        .get(svc.url("/no/such/path/123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let text = http_client()
+        .get(svc.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("route=\"unmatched\",status=\"404\""),
+        "{text}"
+    );
+    assert!(!text.contains("/no/such/path"));
+    // Oversized bodies are refused before any handler runs.
+    let r = http_client()
+        .post(svc.url("/healthz"))
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    svc.signal("TERM");
+    assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
+}
