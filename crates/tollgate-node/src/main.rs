@@ -1,5 +1,6 @@
 //! The `tollgate-node` binary: parse the configuration, start the agent, stop on SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,6 +29,7 @@ async fn main() -> ExitCode {
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),

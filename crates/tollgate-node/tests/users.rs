@@ -318,3 +318,44 @@ async fn converge_refuses_duplicates_and_changes_nothing() {
         "a@t"
     );
 }
+
+#[tokio::test]
+async fn racing_puts_of_one_uuid_leave_exactly_one_owner() {
+    let Some(v2ray) = V2Ray::or_skip("racing_puts_of_one_uuid_leave_exactly_one_owner") else {
+        return;
+    };
+    let core = ServerCore::start(&v2ray).await.unwrap();
+    let agent = TestAgent::start(&core).await.unwrap();
+    let view = CoreView::new(&core).await;
+    let uuid = Uuid::new_v4();
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let client = agent.client().clone();
+            tokio::spawn(async move {
+                client
+                    .put_user(&format!("racer{i}@test"), &put(&uuid))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, racer) in racers.into_iter().enumerate() {
+        match racer.await.unwrap() {
+            Ok(created) => winners.push((i, created)),
+            Err(NodeError::Conflict { .. }) => {}
+            Err(other) => panic!("racer{i}: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let listed = agent.client().list_users().await.unwrap();
+    assert_eq!(listed.users.len(), 1);
+    assert_eq!(listed.users[0].email, winners[0].1.email);
+    for i in 0..16 {
+        let email = format!("racer{i}@test");
+        assert_eq!(
+            view.has(&email).await,
+            email == winners[0].1.email,
+            "{email}"
+        );
+    }
+}

@@ -196,7 +196,7 @@ impl AgentProcess {
             .env("TOLLGATE_NODE_INBOUND_TAG", core.vless_tag())
             .env("TOLLGATE_NODE_STATE_FILE", dir.path().join("state.db"))
             .env("TOLLGATE_NODE_CHECK_INTERVAL_MS", "200")
-            .env("TOLLGATE_NODE_LOG", "debug")
+            .env("TOLLGATE_NODE_LOG", "tollgate_node=debug,info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
