@@ -477,12 +477,17 @@ impl Agent {
 
     /// `GET /v1/health`.
     pub async fn health(&self, limit: Duration) -> Result<HealthResponse, AgentError> {
-        let live = self.core.live_uptime(limit).await;
+        let (core_reachable, core_uptime_s) = match self.core.live_uptime(limit).await {
+            Ok(uptime) => (true, Some(uptime)),
+            // The core answered, it just cannot give its uptime (e.g. no StatsService).
+            Err(CoreError::Rejected(_)) => (true, None),
+            Err(CoreError::Unavailable(_)) => (false, None),
+        };
         let users = self.store.count().await?;
         let status = self.core.status();
         Ok(HealthResponse {
-            core_reachable: live.is_ok(),
-            core_uptime_s: live.ok(),
+            core_reachable,
+            core_uptime_s,
             users,
             dialect: status.dialect.map(str::to_owned),
             inbound_tag: self.core.inbound_tag().to_owned(),

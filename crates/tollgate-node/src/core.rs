@@ -211,6 +211,12 @@ impl CoreLink {
                 CoreError::Unavailable(message)
             }
             ErrorKind::InboundNotFound | ErrorKind::InboundNotVless | ErrorKind::Unimplemented => {
+                if error.kind() == ErrorKind::Unimplemented
+                    && self.settings.dialect == DialectChoice::Auto
+                {
+                    // Maybe the core was replaced by one of the other dialect: detect again.
+                    state.client = None;
+                }
                 let advice = format!(
                     "{message} — fix the core's configuration or the agent's --inbound-tag / --dialect"
                 );
@@ -227,6 +233,17 @@ impl CoreLink {
                 CoreError::Rejected(message)
             }
         }
+    }
+
+    /// Like [`CoreLink::observe`] for StatsService calls: a missing StatsService costs traffic
+    /// and uptime figures, never provisioning, so it is not a configuration error.
+    fn observe_stats(&self, error: &xray_api::Error) -> CoreError {
+        if error.kind() == ErrorKind::Unimplemented {
+            return CoreError::Rejected(format!(
+                "{error} — add \"StatsService\" to the core's api.services for traffic and uptime"
+            ));
+        }
+        self.observe(error)
     }
 
     /// Verifies the inbound unless that was done since the last sign of a restart.
@@ -289,7 +306,7 @@ impl CoreLink {
         client
             .user_traffic(true)
             .await
-            .map_err(|e| self.observe(&e))
+            .map_err(|e| self.observe_stats(&e))
     }
 
     /// The core's uptime, asked now (for health), under `limit`.
@@ -300,7 +317,7 @@ impl CoreLink {
                 .sys_stats()
                 .await
                 .map(|s| s.uptime_secs)
-                .map_err(|e| self.observe(&e))
+                .map_err(|e| self.observe_stats(&e))
         };
         match tokio::time::timeout(limit, ask).await {
             Ok(Ok(uptime)) => {

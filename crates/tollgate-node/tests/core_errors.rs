@@ -137,3 +137,33 @@ async fn an_unreachable_core_is_reported_and_users_arrive_when_it_starts() {
     let health = agent.client().health().await.unwrap();
     assert!(!health.core_reachable, "{health:?}");
 }
+
+#[tokio::test]
+async fn a_core_without_stats_service_still_provisions() {
+    let Some(v2ray) = V2Ray::or_skip("a_core_without_stats_service_still_provisions") else {
+        return;
+    };
+    let config = ServerCoreConfig {
+        stats_service: false,
+        ..ServerCoreConfig::default()
+    };
+    let core = ServerCore::start_with(&v2ray, config).await.unwrap();
+    let agent = TestAgent::start(&core).await.unwrap();
+
+    assert!(
+        agent
+            .client()
+            .put_user("frank@test", &put(&Uuid::new_v4()))
+            .await
+            .unwrap()
+            .created
+    );
+    assert!(CoreView::new(&core).await.has("frank@test").await);
+    let listed = agent.client().list_users().await.unwrap();
+    assert!(!listed.traffic_fresh && listed.core_in_sync, "{listed:?}");
+    let health = agent.client().health().await.unwrap();
+    assert!(
+        health.core_reachable && health.core_uptime_s.is_none() && health.core_error.is_none(),
+        "{health:?}"
+    );
+}

@@ -233,7 +233,7 @@ impl XrayClient {
     /// v2ray 4.34 **crashes** (Go panic, whole process) when a VLESS user is added to a VMess or
     /// Trojan inbound (observed live).
     pub async fn check_vless_inbound(&self, inbound_tag: &str) -> Result<(), Error> {
-        let probe = format!("tollgate-probe-{}@invalid", Uuid::new_v4().simple());
+        let probe = format!("tollgate-probe-{}@probe.invalid", Uuid::new_v4().simple());
         match self.alter_inbound_remove(inbound_tag, &probe).await {
             // Nothing to remove, yet the core says it removed it: treat as VLESS-capable.
             Ok(()) => Ok(()),

@@ -53,6 +53,9 @@ pub struct ServerCoreConfig {
     pub extra_inbounds: Vec<ExtraInbound>,
     /// v2ray `log.loglevel` (default `warning`; `info` shows rejected connections).
     pub log_level: String,
+    /// List `StatsService` in `api.services` (default true); false reproduces a core whose
+    /// operator forgot it.
+    pub stats_service: bool,
 }
 
 impl Default for ServerCoreConfig {
@@ -61,6 +64,7 @@ impl Default for ServerCoreConfig {
             vless_tag: "vless-in".to_owned(),
             extra_inbounds: Vec::new(),
             log_level: "warning".to_owned(),
+            stats_service: true,
         }
     }
 }
@@ -231,9 +235,14 @@ fn server_config(
             "settings": extra.settings
         }));
     }
+    let services: &[&str] = if config.stats_service {
+        &["HandlerService", "StatsService"]
+    } else {
+        &["HandlerService"]
+    };
     json!({
         "log": { "loglevel": config.log_level },
-        "api": { "tag": "api", "services": ["HandlerService", "StatsService"] },
+        "api": { "tag": "api", "services": services },
         "stats": {},
         "policy": {
             "levels": { "0": { "statsUserUplink": true, "statsUserDownlink": true } },
