@@ -1,5 +1,6 @@
 //! Finding the `v2ray` binary, and the skip-or-fail rule when it is missing.
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Set to `1` (CI does) to make a missing v2ray binary a test failure instead of a skip.
@@ -49,7 +50,12 @@ impl V2Ray {
         if required {
             panic!("{test_name}: {hint}; {REQUIRE_ENV}=1 makes this a failure");
         }
-        eprintln!("\n######## SKIP {test_name}: {hint} ########\n");
+        // Straight to the stderr handle: libtest captures `eprintln!` of passing tests, and a
+        // skip must be seen.
+        let _ = writeln!(
+            io::stderr(),
+            "\n######## SKIP {test_name}: {hint} ########\n"
+        );
         None
     }
 
