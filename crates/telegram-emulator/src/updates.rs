@@ -280,6 +280,11 @@ impl UpdateState {
         self.next_id
     }
 
+    /// Whether a getUpdates long poll is waiting.
+    pub fn long_poll_waiting(&self) -> bool {
+        self.poller.is_some()
+    }
+
     /// Terminates a waiting long poll with a 409 description.
     pub fn abort_long_poll(&mut self, description: &'static str) {
         if let Some((_, cancel)) = self.poller.take() {

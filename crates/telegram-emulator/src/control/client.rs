@@ -449,8 +449,12 @@ impl ControlClient {
 
     /// Emulated Unix time (seconds).
     pub async fn emulated_now(&self) -> Result<i64, ControlError> {
-        let info: TimeInfo = self.get("/control/time").await?;
-        Ok(info.now)
+        Ok(self.time().await?.now)
+    }
+
+    /// Emulated time in detail (seconds, milliseconds, offset from the wall clock).
+    pub async fn time(&self) -> Result<TimeInfo, ControlError> {
+        self.get("/control/time").await
     }
 
     /// Pending updates of the bot (debugging aid).

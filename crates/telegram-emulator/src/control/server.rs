@@ -142,11 +142,18 @@ async fn bots(State(app): State<Arc<App>>) -> Json<Vec<BotInfo>> {
                     .find(|s| s.scope == json!({"type": "default"}) && s.language_code.is_empty())
                     .map(|s| s.commands.clone())
                     .unwrap_or_default();
-                let webhook_url = lock(&bot.updates)
-                    .webhook
-                    .as_ref()
-                    .map(|w| w.url.clone())
-                    .unwrap_or_default();
+                let (webhook_url, long_poll_waiting, pending_update_count) = {
+                    let updates = lock(&bot.updates);
+                    (
+                        updates
+                            .webhook
+                            .as_ref()
+                            .map(|w| w.url.clone())
+                            .unwrap_or_default(),
+                        updates.long_poll_waiting(),
+                        updates.pending_count(),
+                    )
+                };
                 BotInfo {
                     id: bot.identity.id,
                     username: bot.identity.username.clone(),
@@ -154,6 +161,8 @@ async fn bots(State(app): State<Arc<App>>) -> Json<Vec<BotInfo>> {
                     token: bot.token.clone(),
                     commands,
                     webhook_url,
+                    long_poll_waiting,
+                    pending_update_count,
                 }
             })
             .collect(),
@@ -860,6 +869,10 @@ async fn pending_updates(
                 update_id: u.id,
                 kind: u.kind.name().to_owned(),
                 fail_count: u.fail_count,
+                delay_secs: u.delay_secs,
+                next_attempt_at_ms: u.wakeup_at_ms,
+                expires_at_ms: u.expires_at_ms,
+                in_flight: u.in_flight,
                 update: serde_json::from_str(&u.json()).unwrap_or(Value::Null),
             })
             .collect(),

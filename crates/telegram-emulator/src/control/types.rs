@@ -613,6 +613,10 @@ pub struct BotInfo {
     pub commands: Vec<Value>,
     /// Current webhook URL (empty when polling).
     pub webhook_url: String,
+    /// A getUpdates long poll is waiting right now.
+    pub long_poll_waiting: bool,
+    /// Pending (unconfirmed, undelivered) updates.
+    pub pending_update_count: usize,
 }
 
 /// A pending update (debugging aid).
@@ -625,6 +629,14 @@ pub struct PendingUpdate {
     pub kind: String,
     /// Webhook delivery failures so far.
     pub fail_count: u32,
+    /// Current backoff delay of the webhook schedule (seconds).
+    pub delay_secs: u32,
+    /// Earliest next webhook attempt (emulated Unix ms).
+    pub next_attempt_at_ms: i64,
+    /// When the update expires undelivered (emulated Unix ms).
+    pub expires_at_ms: i64,
+    /// A webhook delivery is in progress.
+    pub in_flight: bool,
     /// The update JSON.
     pub update: Value,
 }
