@@ -183,12 +183,13 @@ async fn fault_response(bot: &BotState, fault: FaultKind) -> Response {
             ApiError::too_many_requests(retry_after).into_response()
         }
         FaultKind::Hang => {
+            // Counted when it starts: the client usually gives up before the answer.
+            bot.counters.count_error(500);
             let mut shutdown = bot.shared.shutdown.clone();
             tokio::select! {
                 () = tokio::time::sleep(bot.shared.config.hang_duration) => {}
                 _ = shutdown.changed() => {}
             }
-            bot.counters.count_error(500);
             ApiError::internal().into_response()
         }
         FaultKind::DropConnection => {
