@@ -85,12 +85,17 @@ fn message_text(params: &Params) -> Result<FormattedText, ApiError> {
 }
 
 /// tdlib's checks after the chat is known: non-empty after trimming, at most 4096 characters.
-fn checked_text(formatted: FormattedText) -> Result<FormattedText, ApiError> {
+/// tdlib rewrites the server's `MESSAGE_TOO_LONG` only for new messages; edits get it raw.
+fn checked_text(formatted: FormattedText, editing: bool) -> Result<FormattedText, ApiError> {
     if formatted.text.is_empty() {
         return Err(ApiError::bad_request("text must be non-empty"));
     }
     if formatted.char_len() > MAX_TEXT_CHARS {
-        return Err(ApiError::bad_request_static(text::TEXT_TOO_LONG));
+        return Err(if editing {
+            ApiError::bad_request("MESSAGE_TOO_LONG")
+        } else {
+            ApiError::bad_request_static(text::TEXT_TOO_LONG)
+        });
     }
     Ok(with_detected_commands(formatted))
 }
@@ -109,8 +114,14 @@ fn caption(params: &Params) -> Result<Option<FormattedText>, ApiError> {
     Ok((!formatted.text.is_empty()).then_some(formatted))
 }
 
-fn checked_caption(caption: Option<FormattedText>) -> Result<Option<FormattedText>, ApiError> {
+fn checked_caption(
+    caption: Option<FormattedText>,
+    editing: bool,
+) -> Result<Option<FormattedText>, ApiError> {
     match caption {
+        Some(c) if c.char_len() > MAX_CAPTION_CHARS && editing => {
+            Err(ApiError::bad_request("MEDIA_CAPTION_TOO_LONG"))
+        }
         Some(c) if c.char_len() > MAX_CAPTION_CHARS => {
             Err(ApiError::bad_request_static(text::CAPTION_TOO_LONG))
         }
@@ -129,7 +140,7 @@ pub fn send_message(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiEr
     let reply_to = reply_target(params)?;
     let (inline, keyboard) = reply_markup(params)?;
     let chat = bot.target_chat(params.arg("chat_id"))?;
-    let formatted = checked_text(formatted)?;
+    let formatted = checked_text(formatted, false)?;
     let record = bot.store_bot_message(
         &chat,
         Content::Text(formatted),
@@ -170,7 +181,7 @@ pub fn send_photo(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiErro
     let reply_to = reply_target(params)?;
     let (inline, keyboard) = reply_markup(params)?;
     let chat = bot.target_chat(params.arg("chat_id"))?;
-    let caption = checked_caption(caption)?;
+    let caption = checked_caption(caption, false)?;
     let size = PhotoSize {
         file_id: file.file_id.clone(),
         file_unique_id: file.file_unique_id.clone(),
@@ -291,7 +302,7 @@ pub fn edit_message_text(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, 
     let formatted = message_text(params)?;
     let markup = edit_markup(params)?;
     let (chat, message_id) = edit_target(bot, params)?;
-    let formatted = checked_text(formatted)?;
+    let formatted = checked_text(formatted, true)?;
     edit(bot, &chat, message_id, |current| match &current.content {
         Content::Text(_) => Ok((Content::Text(formatted), markup)),
         _ => Err(ApiError::bad_request_static(text::NO_TEXT_TO_EDIT)),
@@ -303,7 +314,7 @@ pub fn edit_message_caption(bot: &Arc<BotState>, params: &Params) -> Result<ApiO
     let markup = edit_markup(params)?;
     let caption = caption(params)?;
     let (chat, message_id) = edit_target(bot, params)?;
-    let caption = checked_caption(caption)?;
+    let caption = checked_caption(caption, true)?;
     edit(bot, &chat, message_id, |current| match &current.content {
         Content::Photo { sizes, .. } => Ok((
             Content::Photo {

@@ -131,6 +131,8 @@ pub enum Reply {
 pub struct Received {
     pub headers: HeaderMap,
     pub update: Value,
+    /// The body exactly as sent.
+    pub raw: String,
 }
 
 impl Received {
@@ -179,7 +181,12 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
         *count - 1
     };
     let reply = (state.script)(&update, attempt);
-    state.log.lock().unwrap().push(Received { headers, update });
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    state.log.lock().unwrap().push(Received {
+        headers,
+        update,
+        raw,
+    });
     state.arrived.notify_waiters();
     match reply {
         Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
