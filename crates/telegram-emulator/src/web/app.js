@@ -280,6 +280,10 @@ function renderTranscript() {
   renderStatus();
   $("start-bar").hidden = !transcript || transcript.started || transcript.blocked;
   $("block-button").textContent = transcript && transcript.blocked ? "Unblock bot" : "Block bot";
+  const blocked = Boolean(transcript && transcript.blocked);
+  $("composer-input").disabled = blocked;
+  $("send-button").disabled = blocked;
+  $("composer-input").placeholder = blocked ? "You blocked the bot — unblock it to write" : "Message";
 }
 
 function renderMessage(message, byId) {
@@ -312,15 +316,14 @@ function renderMessage(message, byId) {
   }
   if (message.kind === "invoice" && message.invoice) {
     const invoice = message.invoice;
-    html += `<div class="invoice">
-      <div class="title">${escapeHtml(invoice.title)}</div>
-      <div class="description">${escapeHtml(invoice.description)}</div>
-      <div class="amount">${escapeHtml(formatAmount(invoice.currency, invoice.total_amount))}</div>
-      ${invoice.paid_by_charge
-        ? '<div class="paid">Paid ✓</div>'
-        : `<div class="pay-row"><button type="button" class="primary" data-pay="${message.message_id}">Pay ${escapeHtml(formatAmount(invoice.currency, invoice.total_amount))}</button>
-           <button type="button" data-abandon="${message.message_id}">Cancel</button></div>`}
-    </div>`;
+    const price = escapeHtml(formatAmount(invoice.currency, invoice.total_amount));
+    const action = invoice.paid_by_charge
+      ? '<div class="paid">Paid ✓</div>'
+      : `<div class="pay-row"><button type="button" class="primary" data-pay="${message.message_id}">Pay ${price}</button>` +
+        `<button type="button" data-abandon="${message.message_id}">Cancel</button></div>`;
+    html += `<div class="invoice"><div class="title">${escapeHtml(invoice.title)}</div>` +
+      `<div class="description">${escapeHtml(invoice.description)}</div>` +
+      `<div class="amount">${price}</div>${action}</div>`;
   } else {
     const text = message.text || "";
     const api = message.api;
