@@ -156,16 +156,27 @@ async fn wait_for_signal() {
     }
 }
 
+/// Prints a line to stdout, ignoring a closed pipe (e.g. output piped to `head`).
+fn say(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
 fn announce(emulator: &RunningEmulator) {
-    println!("telegram-emulator listening on {}", emulator.addr());
-    println!(
+    say(&format!(
+        "telegram-emulator listening on {}",
+        emulator.addr()
+    ));
+    say(&format!(
         "  Bot API:   {}  (token {})",
         emulator.api_url(),
         emulator.token()
-    );
-    println!("  Bot URL:   {}/getMe", emulator.bot_url());
-    println!("  Web chat:  {}", emulator.web_url());
-    println!("  Control:   {}/control/...", emulator.api_url());
+    ));
+    say(&format!("  Bot URL:   {}/getMe", emulator.bot_url()));
+    say(&format!("  Web chat:  {}", emulator.web_url()));
+    say(&format!("  Control:   {}/control/...", emulator.api_url()));
 }
 
 #[tokio::main]
@@ -184,7 +195,7 @@ async fn main() -> ExitCode {
     };
     announce(&emulator);
     wait_for_signal().await;
-    println!("telegram-emulator: shutting down");
+    say("telegram-emulator: shutting down");
     emulator.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -9,14 +9,14 @@ mod common;
 use std::time::Duration;
 
 use common::{Receiver, start, started_user};
+use telegram_emulator::files::TINY_PNG;
+use telegram_emulator::{PaymentStatus, RunningEmulator};
 use teloxide::prelude::*;
 use teloxide::types::{
     BotCommand, ChatAction, ChatMemberKind, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
     LabeledPrice, MessageEntityKind, ParseMode, TransactionPartner, Update, UpdateKind,
 };
 use teloxide::{ApiError, RequestError};
-use telegram_emulator::files::TINY_PNG;
-use telegram_emulator::{PaymentStatus, RunningEmulator};
 
 const USER: i64 = 4242;
 
@@ -30,7 +30,10 @@ async fn next_update(bot: &Bot, offset: &mut i32) -> Update {
         let updates = bot.get_updates().offset(*offset).timeout(2).await.unwrap();
         if let Some(update) = updates.into_iter().next() {
             *offset = i32::try_from(update.id.0).unwrap() + 1;
-            assert!(!matches!(update.kind, UpdateKind::Error(_)), "teloxide could not parse {update:?}");
+            assert!(
+                !matches!(update.kind, UpdateKind::Error(_)),
+                "teloxide could not parse {update:?}"
+            );
             return update;
         }
     }
@@ -58,17 +61,33 @@ async fn every_method_through_teloxide() {
         panic!("message expected")
     };
     assert_eq!(start_message.text(), Some("/start promo_5"));
-    assert_eq!(start_message.entities().unwrap()[0].kind, MessageEntityKind::BotCommand);
+    assert_eq!(
+        start_message.entities().unwrap()[0].kind,
+        MessageEntityKind::BotCommand
+    );
     assert_eq!(start_message.from.as_ref().unwrap().id, UserId(USER as u64));
-    assert_eq!(start_message.from.as_ref().unwrap().language_code.as_deref(), Some("en"));
+    assert_eq!(
+        start_message
+            .from
+            .as_ref()
+            .unwrap()
+            .language_code
+            .as_deref(),
+        Some("en")
+    );
 
     // setMyCommands
-    bot.set_my_commands([BotCommand::new("start", "Start"), BotCommand::new("plans", "Plans")])
-        .await
-        .unwrap();
+    bot.set_my_commands([
+        BotCommand::new("start", "Start"),
+        BotCommand::new("plans", "Plans"),
+    ])
+    .await
+    .unwrap();
 
     // sendChatAction, sendMessage with HTML and an inline keyboard
-    bot.send_chat_action(chat, ChatAction::Typing).await.unwrap();
+    bot.send_chat_action(chat, ChatAction::Typing)
+        .await
+        .unwrap();
     let keyboard = InlineKeyboardMarkup::new([[
         InlineKeyboardButton::callback("Buy", "buy:30"),
         InlineKeyboardButton::callback("Help", "help"),
@@ -96,11 +115,17 @@ async fn every_method_through_teloxide() {
     };
     assert_eq!(query.data.as_deref(), Some("buy:30"));
     assert_eq!(query.regular_message().unwrap().id, menu.id);
-    bot.answer_callback_query(query.id.clone()).text("Added to cart").await.unwrap();
+    bot.answer_callback_query(query.id.clone())
+        .text("Added to cart")
+        .await
+        .unwrap();
     assert_eq!(press.await.unwrap().answer.unwrap().text, "Added to cart");
 
     // editMessageText, editMessageReplyMarkup; "not modified" maps to teloxide's variant.
-    let edited = bot.edit_message_text(chat, menu.id, "Choose a period").await.unwrap();
+    let edited = bot
+        .edit_message_text(chat, menu.id, "Choose a period")
+        .await
+        .unwrap();
     assert!(edited.edit_date().is_some());
     assert!(edited.reply_markup().is_none());
     let edited = bot
@@ -114,7 +139,13 @@ async fn every_method_through_teloxide() {
         .reply_markup(keyboard.clone())
         .await
         .unwrap_err();
-    assert!(matches!(not_modified, RequestError::Api(ApiError::MessageNotModified)), "{not_modified:?}");
+    assert!(
+        matches!(
+            not_modified,
+            RequestError::Api(ApiError::MessageNotModified)
+        ),
+        "{not_modified:?}"
+    );
 
     // sendPhoto (multipart upload), editMessageCaption, deleteMessage
     let photo = bot
@@ -124,16 +155,30 @@ async fn every_method_through_teloxide() {
         .unwrap();
     assert_eq!(photo.photo().unwrap()[0].width, 1);
     assert_eq!(photo.caption(), Some("Your QR code"));
-    let recaptioned = bot.edit_message_caption(chat, photo.id).caption("Scan me").await.unwrap();
+    let recaptioned = bot
+        .edit_message_caption(chat, photo.id)
+        .caption("Scan me")
+        .await
+        .unwrap();
     assert_eq!(recaptioned.caption(), Some("Scan me"));
     bot.delete_message(chat, photo.id).await.unwrap();
     let gone = bot.delete_message(chat, photo.id).await.unwrap_err();
-    assert!(matches!(gone, RequestError::Api(ApiError::MessageToDeleteNotFound)), "{gone:?}");
+    assert!(
+        matches!(gone, RequestError::Api(ApiError::MessageToDeleteNotFound)),
+        "{gone:?}"
+    );
 
     // sendInvoice (Stars) and the payment flow: PreCheckoutQuery, answerPreCheckoutQuery,
     // SuccessfulPayment, refundStarPayment, getStarTransactions.
     let invoice = bot
-        .send_invoice(chat, "VPN 30 days", "Unlimited", "purchase:7", "XTR", [LabeledPrice::new("30 days", 150)])
+        .send_invoice(
+            chat,
+            "VPN 30 days",
+            "Unlimited",
+            "purchase:7",
+            "XTR",
+            [LabeledPrice::new("30 days", 150)],
+        )
         .await
         .unwrap();
     assert_eq!(invoice.invoice().unwrap().total_amount, 150);
@@ -148,7 +193,9 @@ async fn every_method_through_teloxide() {
     };
     assert_eq!(pre_checkout.invoice_payload, "purchase:7");
     assert_eq!(pre_checkout.total_amount, 150);
-    bot.answer_pre_checkout_query(pre_checkout.id.clone(), true).await.unwrap();
+    bot.answer_pre_checkout_query(pre_checkout.id.clone(), true)
+        .await
+        .unwrap();
     assert_eq!(payment.await.unwrap().status, PaymentStatus::Paid);
     let update = next_update(&bot, &mut offset).await;
     let UpdateKind::Message(paid) = update.kind else {
@@ -159,25 +206,46 @@ async fn every_method_through_teloxide() {
     assert_eq!(successful.invoice_payload, "purchase:7");
     let transactions = bot.get_star_transactions().await.unwrap();
     assert_eq!(transactions.transactions.len(), 1);
-    assert_eq!(transactions.transactions[0].id, successful.telegram_payment_charge_id);
+    assert_eq!(
+        transactions.transactions[0].id,
+        successful.telegram_payment_charge_id
+    );
     let Some(TransactionPartner::User(partner)) = &transactions.transactions[0].source else {
         panic!("user partner expected")
     };
     assert_eq!(partner.user.id, UserId(USER as u64));
-    bot.refund_star_payment(UserId(USER as u64), successful.telegram_payment_charge_id.clone())
-        .await
-        .unwrap();
+    bot.refund_star_payment(
+        UserId(USER as u64),
+        successful.telegram_payment_charge_id.clone(),
+    )
+    .await
+    .unwrap();
     let again = bot
-        .refund_star_payment(UserId(USER as u64), successful.telegram_payment_charge_id.clone())
+        .refund_star_payment(
+            UserId(USER as u64),
+            successful.telegram_payment_charge_id.clone(),
+        )
         .await
         .unwrap_err();
-    assert!(format!("{again:?}").contains("CHARGE_ALREADY_REFUNDED"), "{again:?}");
+    assert!(
+        format!("{again:?}").contains("CHARGE_ALREADY_REFUNDED"),
+        "{again:?}"
+    );
     let update = next_update(&bot, &mut offset).await;
-    assert!(matches!(update.kind, UpdateKind::Message(_)), "refunded_payment message parses");
+    assert!(
+        matches!(update.kind, UpdateKind::Message(_)),
+        "refunded_payment message parses"
+    );
 
     // createInvoiceLink
     let link = bot
-        .create_invoice_link("Top up", "100 stars", "topup:1", "XTR", [LabeledPrice::new("Stars", 100)])
+        .create_invoice_link(
+            "Top up",
+            "100 stars",
+            "topup:1",
+            "XTR",
+            [LabeledPrice::new("Stars", 100)],
+        )
         .await
         .unwrap();
     assert!(link.starts_with("https://t.me/$"));
@@ -188,13 +256,29 @@ async fn every_method_through_teloxide() {
     let UpdateKind::MyChatMember(member) = update.kind else {
         panic!("my_chat_member expected")
     };
-    assert!(matches!(member.new_chat_member.kind, ChatMemberKind::Banned(_)));
+    assert!(matches!(
+        member.new_chat_member.kind,
+        ChatMemberKind::Banned(_)
+    ));
     let blocked = bot.send_message(chat, "hello?").await.unwrap_err();
-    assert!(matches!(blocked, RequestError::Api(ApiError::BotBlocked)), "{blocked:?}");
+    assert!(
+        matches!(blocked, RequestError::Api(ApiError::BotBlocked)),
+        "{blocked:?}"
+    );
     let unknown = bot.send_message(ChatId(1), "x").await.unwrap_err();
-    assert!(matches!(unknown, RequestError::Api(ApiError::ChatNotFound)), "{unknown:?}");
-    let bad_html = bot.send_message(ChatId(USER), "<b>x").parse_mode(ParseMode::Html).await.unwrap_err();
-    assert!(matches!(bad_html, RequestError::Api(ApiError::CantParseEntities(_))), "{bad_html:?}");
+    assert!(
+        matches!(unknown, RequestError::Api(ApiError::ChatNotFound)),
+        "{unknown:?}"
+    );
+    let bad_html = bot
+        .send_message(ChatId(USER), "<b>x")
+        .parse_mode(ParseMode::Html)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad_html, RequestError::Api(ApiError::CantParseEntities(_))),
+        "{bad_html:?}"
+    );
 
     // setWebhook / getWebhookInfo / deleteWebhook, and a webhook body parsed as a teloxide Update.
     control.unblock_bot(USER).await.unwrap();
@@ -205,11 +289,17 @@ async fn every_method_through_teloxide() {
         .await
         .unwrap();
     let conflict = bot.get_updates().await.unwrap_err();
-    assert!(format!("{conflict:?}").contains("webhook is active"), "{conflict:?}");
+    assert!(
+        format!("{conflict:?}").contains("webhook is active"),
+        "{conflict:?}"
+    );
     let received = receiver.wait_for(1, Duration::from_secs(10)).await;
     let update: Update = serde_json::from_str(&received[0].raw).unwrap();
     assert!(received[0].raw.starts_with("{\"update_id\":"));
-    assert!(matches!(update.kind, UpdateKind::MyChatMember(_)), "{update:?}");
+    assert!(
+        matches!(update.kind, UpdateKind::MyChatMember(_)),
+        "{update:?}"
+    );
     // Pitfall worth knowing: teloxide 0.17 parses an Update from text (from_str / from_slice)
     // but not through serde_json::from_value, which yields UpdateKind::Error.
     let via_value: Update = serde_json::from_value(received[0].update.clone()).unwrap();
@@ -249,7 +339,11 @@ async fn stale_callback_answer_and_teloxides_literal() {
     started_user(&control, USER, "Stale").await;
     let bot = bot_for(&emulator);
     let keyboard = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback("Go", "go")]]);
-    let menu = bot.send_message(ChatId(USER), "menu").reply_markup(keyboard).await.unwrap();
+    let menu = bot
+        .send_message(ChatId(USER), "menu")
+        .reply_markup(keyboard)
+        .await
+        .unwrap();
     let outcome = control
         .press_button_with(telegram_emulator::control::types::PressButton {
             chat_id: USER,
@@ -268,6 +362,9 @@ async fn stale_callback_answer_and_teloxides_literal() {
     let RequestError::Api(ApiError::Unknown(text)) = stale else {
         panic!("unexpected {stale:?}")
     };
-    assert_eq!(text, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+    assert_eq!(
+        text,
+        "Bad Request: query is too old and response timeout expired or query ID is invalid"
+    );
     emulator.shutdown().await;
 }

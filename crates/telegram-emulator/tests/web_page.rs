@@ -53,7 +53,13 @@ impl Page {
     }
 
     /// Calls an endpoint the way app.js does and records which ENDPOINTS entry it exercised.
-    async fn api(&mut self, endpoint: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    async fn api(
+        &mut self,
+        endpoint: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         self.used.insert(endpoint.to_owned());
         let (status, _, bytes) = self.raw(method, path, body).await;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -90,7 +96,10 @@ async fn the_page_and_every_endpoint_it_calls() {
     assert_eq!((status, content_type.starts_with("text/css")), (200, true));
     assert!(!css.is_empty());
     let (status, content_type, js) = page.raw("GET", "/app.js", None).await;
-    assert_eq!((status, content_type.starts_with("text/javascript")), (200, true));
+    assert_eq!(
+        (status, content_type.starts_with("text/javascript")),
+        (200, true)
+    );
     let js = String::from_utf8(js.to_vec()).unwrap();
     let listed = endpoints(&js);
     assert!(listed.len() >= 10, "{listed:?}");
@@ -98,11 +107,22 @@ async fn the_page_and_every_endpoint_it_calls() {
     assert_eq!(js.matches("\"/control/").count(), listed.len());
 
     // Load bots and users, create a user (what the page does on start and on "Create user").
-    let bots = page.api("/control/bots", "GET", "/control/bots", None).await;
+    let bots = page
+        .api("/control/bots", "GET", "/control/bots", None)
+        .await;
     let bot = bots[0]["username"].as_str().unwrap().to_owned();
-    assert_eq!(page.api("/control/users", "GET", "/control/users", None).await, json!([]));
+    assert_eq!(
+        page.api("/control/users", "GET", "/control/users", None)
+            .await,
+        json!([])
+    );
     let user = page
-        .api("/control/users", "POST", "/control/users", Some(json!({"first_name": "Web", "language_code": "ru", "is_premium": true})))
+        .api(
+            "/control/users",
+            "POST",
+            "/control/users",
+            Some(json!({"first_name": "Web", "language_code": "ru", "is_premium": true})),
+        )
         .await;
     let user_id = user["id"].as_i64().unwrap();
     let chat = format!("/control/chats/{user_id}?bot={bot}&limit=300");
@@ -111,8 +131,13 @@ async fn the_page_and_every_endpoint_it_calls() {
     let version = transcript["version"].as_u64().unwrap();
 
     // The START button and the composer.
-    page.api("/control/messages", "POST", "/control/messages", Some(json!({"bot": bot, "user_id": user_id, "text": "/start"})))
-        .await;
+    page.api(
+        "/control/messages",
+        "POST",
+        "/control/messages",
+        Some(json!({"bot": bot, "user_id": user_id, "text": "/start"})),
+    )
+    .await;
     let changed = page
         .api(
             "/control/chats/",
@@ -130,7 +155,12 @@ async fn the_page_and_every_endpoint_it_calls() {
         json!({"chat_id": user_id, "text": "Menu", "reply_markup": {"inline_keyboard": [[{"text": "Help", "callback_data": "help"}]]}}),
     )
     .await);
-    let photo = ok(&call(&emulator, "sendPhoto", json!({"chat_id": user_id, "photo": "https://example.org/qr.png"})).await);
+    let photo = ok(&call(
+        &emulator,
+        "sendPhoto",
+        json!({"chat_id": user_id, "photo": "https://example.org/qr.png"}),
+    )
+    .await);
     assert!(photo["photo"][0]["file_id"].as_str().is_some());
     let invoice = ok(&call(
         &emulator,
@@ -141,8 +171,14 @@ async fn the_page_and_every_endpoint_it_calls() {
     let transcript = page.api("/control/chats/", "GET", &chat, None).await;
     let messages = transcript["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 4);
-    assert_eq!(messages[1]["reply_markup"]["inline_keyboard"][0][0]["callback_data"], json!("help"));
-    assert_eq!(messages[2]["photo"]["url"], json!("https://example.org/qr.png"));
+    assert_eq!(
+        messages[1]["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+        json!("help")
+    );
+    assert_eq!(
+        messages[2]["photo"]["url"],
+        json!("https://example.org/qr.png")
+    );
     assert_eq!(messages[3]["invoice"]["total_amount"], json!(50));
 
     // Pressing a button (nobody answers: the page shows a hint).
@@ -169,7 +205,10 @@ async fn the_page_and_every_endpoint_it_calls() {
         let token = emulator.token().to_owned();
         tokio::spawn(async move {
             loop {
-                let updates = client.bot_call(&token, "getUpdates", &json!({"timeout": 2})).await.unwrap();
+                let updates = client
+                    .bot_call(&token, "getUpdates", &json!({"timeout": 2}))
+                    .await
+                    .unwrap();
                 let found = updates
                     .result()
                     .as_array()
@@ -178,7 +217,11 @@ async fn the_page_and_every_endpoint_it_calls() {
                     .find_map(|u| u.get("pre_checkout_query").cloned());
                 if let Some(query) = found {
                     client
-                        .bot_call(&token, "answerPreCheckoutQuery", &json!({"pre_checkout_query_id": query["id"], "ok": true}))
+                        .bot_call(
+                            &token,
+                            "answerPreCheckoutQuery",
+                            &json!({"pre_checkout_query_id": query["id"], "ok": true}),
+                        )
                         .await
                         .unwrap();
                     return;
@@ -204,7 +247,12 @@ async fn the_page_and_every_endpoint_it_calls() {
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let uploaded = emulator
         .client()
-        .bot_call_raw(emulator.token(), "sendPhoto", body, &format!("multipart/form-data; boundary={boundary}"))
+        .bot_call_raw(
+            emulator.token(),
+            "sendPhoto",
+            body,
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
         .await
         .unwrap();
     let transcript = page.api("/control/chats/", "GET", &chat, None).await;
@@ -213,27 +261,60 @@ async fn the_page_and_every_endpoint_it_calls() {
         .unwrap()
         .to_owned();
     assert!(url.starts_with("/control/files/"));
-    assert_eq!(uploaded.result()["photo"][0]["file_id"].as_str().unwrap(), &url["/control/files/".len()..]);
+    assert_eq!(
+        uploaded.result()["photo"][0]["file_id"].as_str().unwrap(),
+        &url["/control/files/".len()..]
+    );
     page.used.insert("/control/files/".to_owned());
     let (status, content_type, bytes) = page.raw("GET", &url, None).await;
     assert_eq!((status, content_type.as_str()), (200, "image/png"));
     assert_eq!(bytes.as_ref(), telegram_emulator::files::TINY_PNG);
 
     // Block / unblock, the debug panel (time, counters).
-    page.api("/control/block", "POST", "/control/block", Some(json!({"bot": bot, "user_id": user_id}))).await;
-    assert_eq!(page.api("/control/chats/", "GET", &chat, None).await["blocked"], json!(true));
-    page.api("/control/unblock", "POST", "/control/unblock", Some(json!({"bot": bot, "user_id": user_id}))).await;
-    let time = page.api("/control/time", "GET", "/control/time", None).await;
+    page.api(
+        "/control/block",
+        "POST",
+        "/control/block",
+        Some(json!({"bot": bot, "user_id": user_id})),
+    )
+    .await;
+    assert_eq!(
+        page.api("/control/chats/", "GET", &chat, None).await["blocked"],
+        json!(true)
+    );
+    page.api(
+        "/control/unblock",
+        "POST",
+        "/control/unblock",
+        Some(json!({"bot": bot, "user_id": user_id})),
+    )
+    .await;
+    let time = page
+        .api("/control/time", "GET", "/control/time", None)
+        .await;
     let advanced = page
-        .api("/control/time/advance", "POST", "/control/time/advance", Some(json!({"seconds": 150})))
+        .api(
+            "/control/time/advance",
+            "POST",
+            "/control/time/advance",
+            Some(json!({"seconds": 150})),
+        )
         .await;
     assert!(advanced["now"].as_i64().unwrap() >= time["now"].as_i64().unwrap() + 150);
     let counters = page
-        .api("/control/counters", "GET", &format!("/control/counters?bot={bot}"), None)
+        .api(
+            "/control/counters",
+            "GET",
+            &format!("/control/counters?bot={bot}"),
+            None,
+        )
         .await;
     assert!(counters["calls"]["sendMessage"].as_u64().unwrap() >= 1);
 
     let listed: BTreeSet<String> = listed.into_iter().collect();
-    assert_eq!(page.used, listed, "every endpoint of the page was exercised");
+    assert_eq!(
+        page.used, listed,
+        "every endpoint of the page was exercised"
+    );
     emulator.shutdown().await;
 }
