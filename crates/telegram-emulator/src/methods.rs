@@ -64,6 +64,7 @@ methods! {
     RefundStarPayment => "refundStarPayment",
     GetStarTransactions => "getStarTransactions",
     GetMyStarBalance => "getMyStarBalance",
+    EditUserStarSubscription => "editUserStarSubscription",
     SendChatAction => "sendChatAction",
 }
 

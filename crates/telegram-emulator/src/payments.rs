@@ -45,6 +45,8 @@ pub struct Charge {
     pub payload: String,
     /// Subscription period, if any.
     pub subscription_period: Option<u32>,
+    /// The first charge of the subscription this charge belongs to.
+    pub subscription: Option<String>,
     /// Refunded already.
     pub refunded: bool,
     /// The provider's id (empty for Stars).
@@ -70,6 +72,23 @@ pub struct StarTransactionRecord {
     pub subscription_period: Option<u32>,
 }
 
+/// A Stars subscription started through an invoice link with `subscription_period`.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// The subscriber.
+    pub user: Arc<UserRecord>,
+    /// Stars per period.
+    pub amount: i64,
+    /// Invoice payload of the link.
+    pub payload: String,
+    /// Period in seconds.
+    pub period: u32,
+    /// End of the paid period (emulated Unix time).
+    pub expires_at: i64,
+    /// The bot canceled the extension (`editUserStarSubscription` with `is_canceled`).
+    pub canceled: bool,
+}
+
 /// Invoice links, charges and Star transactions of one bot (bounded).
 #[derive(Debug, Default)]
 pub struct PaymentLedger {
@@ -78,6 +97,9 @@ pub struct PaymentLedger {
     charges: HashMap<String, Charge>,
     charge_order: VecDeque<String>,
     transactions: VecDeque<StarTransactionRecord>,
+    /// Subscriptions by the charge id of their first payment.
+    subscriptions: HashMap<String, Subscription>,
+    subscription_order: VecDeque<String>,
     /// Star balance of the bot.
     pub star_balance: i64,
 }
@@ -121,6 +143,24 @@ impl PaymentLedger {
     /// A charge by id.
     pub fn charge(&self, id: &str) -> Option<&Charge> {
         self.charges.get(id)
+    }
+
+    fn add_subscription(&mut self, root: String, subscription: Subscription, max: usize) {
+        while self.subscriptions.len() >= max.max(1) {
+            let Some(oldest) = self.subscription_order.pop_front() else {
+                break;
+            };
+            self.subscriptions.remove(&oldest);
+        }
+        self.subscription_order.push_back(root.clone());
+        self.subscriptions.insert(root, subscription);
+    }
+
+    /// The subscription a charge belongs to, with the id of its first charge.
+    fn subscription_of(&self, charge_id: &str) -> Option<(String, &Subscription)> {
+        let root = self.charges.get(charge_id)?.subscription.clone()?;
+        let subscription = self.subscriptions.get(&root)?;
+        Some((root, subscription))
     }
 }
 
@@ -338,11 +378,26 @@ pub async fn pay(
                 amount: invoice.total_amount,
                 payload: invoice.payload.clone(),
                 subscription_period: invoice.subscription_period,
+                subscription: invoice.subscription_period.map(|_| charge_id.clone()),
                 refunded: false,
                 provider_charge_id: provider_charge_id.clone(),
             },
             max,
         );
+        if let Some(period) = invoice.subscription_period {
+            ledger.add_subscription(
+                charge_id.clone(),
+                Subscription {
+                    user: user.clone(),
+                    amount: invoice.total_amount,
+                    payload: invoice.payload.clone(),
+                    period,
+                    expires_at: date + i64::from(period),
+                    canceled: false,
+                },
+                max,
+            );
+        }
         if is_stars {
             ledger.star_balance += invoice.total_amount;
             ledger.add_transaction(
@@ -391,6 +446,101 @@ pub async fn pay(
         error_message: None,
         message_id: Some(record.message_id),
     })
+}
+
+/// Charges the next period of a subscription (Telegram does this by itself when a period ends;
+/// there is no pre-checkout query): a new charge, a Star transaction and a `successful_payment`
+/// with `is_recurring` and the new `subscription_expiration_date`.
+pub fn renew_subscription(bot: &BotState, charge_id: &str) -> Result<PaymentOutcome, String> {
+    let shared = &bot.shared;
+    let max = shared.config.limits.max_transactions;
+    let date = shared.clock.now_secs();
+    let new_charge = format!("stxT{}", shared.rng.token(60));
+    let (user, payment) = {
+        let mut ledger = lock(&bot.payments);
+        let (root, subscription) = ledger
+            .subscription_of(charge_id)
+            .map(|(root, s)| (root, s.clone()))
+            .ok_or_else(|| format!("{charge_id} is not a charge of a known subscription"))?;
+        if subscription.canceled {
+            return Err("the bot canceled this subscription; it is not renewed".to_owned());
+        }
+        let expires_at = subscription.expires_at.max(date) + i64::from(subscription.period);
+        if let Some(s) = ledger.subscriptions.get_mut(&root) {
+            s.expires_at = expires_at;
+        }
+        ledger.add_charge(
+            new_charge.clone(),
+            Charge {
+                user: subscription.user.clone(),
+                currency: "XTR".to_owned(),
+                amount: subscription.amount,
+                payload: subscription.payload.clone(),
+                subscription_period: Some(subscription.period),
+                subscription: Some(root),
+                refunded: false,
+                provider_charge_id: String::new(),
+            },
+            max,
+        );
+        ledger.star_balance += subscription.amount;
+        ledger.add_transaction(
+            StarTransactionRecord {
+                id: new_charge.clone(),
+                amount: subscription.amount,
+                date,
+                refund: false,
+                user: subscription.user.clone(),
+                payload: subscription.payload.clone(),
+                subscription_period: Some(subscription.period),
+            },
+            max,
+        );
+        let payment = SuccessfulPayment {
+            currency: "XTR".to_owned(),
+            total_amount: subscription.amount,
+            invoice_payload: subscription.payload.clone(),
+            subscription_expiration_date: Some(expires_at),
+            is_recurring: true,
+            is_first_recurring: false,
+            telegram_payment_charge_id: new_charge.clone(),
+            provider_payment_charge_id: String::new(),
+        };
+        (subscription.user, payment)
+    };
+    let chat = bot
+        .chat(user.id)
+        .ok_or_else(|| format!("user {} has no chat with the bot", user.id))?;
+    let (record, _) =
+        bot.store_user_message(&chat, user, Content::SuccessfulPayment(payment), None)?;
+    Ok(PaymentOutcome {
+        status: PaymentStatus::Paid,
+        pre_checkout_query_id: String::new(),
+        telegram_payment_charge_id: Some(new_charge),
+        provider_payment_charge_id: Some(String::new()),
+        error_message: None,
+        message_id: Some(record.message_id),
+    })
+}
+
+/// `editUserStarSubscription`: cancel (or re-enable) the extension of a subscription.
+pub fn edit_subscription(bot: &BotState, params: &Params) -> Result<(), ApiError> {
+    let user_id = crate::params::lenient_int(params.arg("user_id")).max(0);
+    if user_id == 0 {
+        return Err(ApiError::bad_request("invalid user_id specified"));
+    }
+    let charge_id = params.required("telegram_payment_charge_id")?;
+    let canceled = params.bool_arg("is_canceled");
+    let mut ledger = lock(&bot.payments);
+    let root = ledger
+        .subscription_of(charge_id)
+        .filter(|(_, s)| s.user.id == user_id)
+        .map(|(root, _)| root)
+        .ok_or_else(|| ApiError::bad_request_static(text::CHARGE_NOT_FOUND))?;
+    if let Some(subscription) = ledger.subscriptions.get_mut(&root) {
+        subscription.canceled = canceled;
+    }
+    Ok(())
 }
 
 /// `refundStarPayment`.

@@ -471,3 +471,78 @@ async fn abandoning_an_invoice_tells_the_bot_nothing() {
     assert_eq!(control.counters().await.unwrap().updates_created, 0);
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn subscription_renewals_and_cancellation() {
+    let emulator = start(config_without_limits()).await;
+    let control = emulator.client();
+    started_user(&control, 7, "Subscriber").await;
+    let link = ok(&call(
+        &emulator,
+        "createInvoiceLink",
+        json!({"title": "Monthly", "description": "VPN", "payload": "sub:7", "currency": "XTR",
+               "prices": [{"label": "Month", "amount": 300}], "subscription_period": 2_592_000}),
+    )
+    .await);
+    let payment = {
+        let control = control.clone();
+        let link = link.as_str().unwrap().to_owned();
+        tokio::spawn(async move { control.pay_invoice_link(7, &link).await.unwrap() })
+    };
+    let mut offset = 0;
+    let query = next_update(&emulator, &mut offset, "pre_checkout_query").await;
+    ok(&call(
+        &emulator,
+        "answerPreCheckoutQuery",
+        json!({"pre_checkout_query_id": query["id"], "ok": true}),
+    )
+    .await);
+    let first = payment.await.unwrap().telegram_payment_charge_id.unwrap();
+    let first_message = next_update(&emulator, &mut offset, "message").await;
+    let first_expiry = first_message["successful_payment"]["subscription_expiration_date"]
+        .as_i64()
+        .unwrap();
+
+    // A month later Telegram charges the next period by itself: no pre-checkout query.
+    control.advance_time(2_592_000.0).await.unwrap();
+    let renewal = control.renew_subscription(&first).await.unwrap();
+    assert_eq!(renewal.status, PaymentStatus::Paid);
+    let renewed = next_update(&emulator, &mut offset, "message").await;
+    let paid = &renewed["successful_payment"];
+    assert_eq!(paid["is_recurring"], json!(true));
+    assert!(paid.get("is_first_recurring").is_none());
+    assert_eq!(
+        paid["subscription_expiration_date"].as_i64().unwrap(),
+        first_expiry + 2_592_000
+    );
+    assert_ne!(paid["telegram_payment_charge_id"], json!(first));
+
+    // The bot cancels the extension: no further renewals.
+    assert_eq!(
+        ok(&call(
+            &emulator,
+            "editUserStarSubscription",
+            json!({"user_id": 7, "telegram_payment_charge_id": first, "is_canceled": true})
+        )
+        .await),
+        json!(true)
+    );
+    assert!(control.renew_subscription(&first).await.is_err());
+    assert_error(
+        &call(
+            &emulator,
+            "editUserStarSubscription",
+            json!({"user_id": 8, "telegram_payment_charge_id": first, "is_canceled": true}),
+        )
+        .await,
+        400,
+        "Bad Request: CHARGE_NOT_FOUND",
+    );
+    let transactions = ok(&call(&emulator, "getStarTransactions", json!({})).await);
+    assert_eq!(transactions["transactions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ok(&call(&emulator, "getMyStarBalance", json!({})).await),
+        json!({"amount": 600})
+    );
+    emulator.shutdown().await;
+}

@@ -113,6 +113,9 @@ pub async fn execute(
             bot, &params,
         ))),
         Method::GetMyStarBalance => Ok(ApiOk::value(&crate::payments::star_balance(bot))),
+        Method::EditUserStarSubscription => {
+            crate::payments::edit_subscription(bot, &params).map(|()| ApiOk::r#true())
+        }
     }
 }
 

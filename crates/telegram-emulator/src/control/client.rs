@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use super::types::{
     AbandonInvoice, AdvanceTime, BlockRequest, BotInfo, CallbackOutcome, Counters, FaultKind,
     Group, InjectFault, MessageFilter, NewGroup, NewUser, PayInvoice, PaymentOutcome,
-    PendingUpdate, PressButton, SendText, SentMessage, TimeInfo, Transcript, TranscriptMessage,
-    User, WaitForMessage, WebhookReachability,
+    PendingUpdate, PressButton, RenewSubscription, SendText, SentMessage, TimeInfo, Transcript,
+    TranscriptMessage, User, WaitForMessage, WebhookReachability,
 };
 
 /// Deadline of ordinary control calls.
@@ -326,6 +326,19 @@ impl ControlClient {
             CALL_TIMEOUT,
         )
         .await
+    }
+
+    /// Telegram charges the next period of the Stars subscription that `charge_id` belongs to:
+    /// the bot gets a `successful_payment` with `is_recurring` (no pre-checkout query).
+    pub async fn renew_subscription(
+        &self,
+        charge_id: &str,
+    ) -> Result<PaymentOutcome, ControlError> {
+        let request = RenewSubscription {
+            bot: self.bot.clone(),
+            telegram_payment_charge_id: charge_id.to_owned(),
+        };
+        self.post("/control/subscriptions/renew", &request).await
     }
 
     /// The user opens the invoice and closes it without paying (the bot is told nothing).

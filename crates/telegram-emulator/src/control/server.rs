@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::types::{
     AbandonInvoice, AdvanceTime, BlockRequest, BotInfo, CallbackOutcome, ChatAction, ChatInfo,
     Group, InjectFault, InvoiceInfo, NewGroup, NewUser, PayInvoice, PendingUpdate, PhotoInfo,
-    PressButton, SendText, SentMessage, TimeInfo, Transcript, TranscriptMessage, User,
-    WaitForMessage, WebhookReachability,
+    PressButton, RenewSubscription, SendText, SentMessage, TimeInfo, Transcript, TranscriptMessage,
+    User, WaitForMessage, WebhookReachability,
 };
 use crate::entities::{FormattedText, with_detected_commands};
 use crate::faults::FaultSpec;
@@ -73,6 +73,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/callbacks", post(press_button))
         .route("/payments", post(pay_invoice))
         .route("/payments/abandon", post(abandon_invoice))
+        .route("/subscriptions/renew", post(renew_subscription))
         .route("/block", post(block))
         .route("/unblock", post(unblock))
         .route("/chats/{chat_id}", get(transcript))
@@ -476,6 +477,16 @@ async fn pay_invoice(
         outcome = pay(&bot, payer, target) => outcome.map(Json).map_err(ControlFailure::bad_request),
         _ = shutdown.changed() => Err(ControlFailure::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down")),
     }
+}
+
+async fn renew_subscription(
+    State(app): State<Arc<App>>,
+    Json(request): Json<RenewSubscription>,
+) -> Result<super::types::PaymentOutcome> {
+    let bot = select_bot(&app, request.bot.as_deref())?;
+    crate::payments::renew_subscription(&bot, &request.telegram_payment_charge_id)
+        .map(Json)
+        .map_err(ControlFailure::bad_request)
 }
 
 async fn abandon_invoice(

@@ -242,6 +242,16 @@ pub struct PaymentOutcome {
     pub message_id: Option<i64>,
 }
 
+/// Charges the next period of a Stars subscription.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewSubscription {
+    /// Bot (username); the default bot when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<String>,
+    /// Any charge id of the subscription (usually the first one).
+    pub telegram_payment_charge_id: String,
+}
+
 /// A user opens the payment form and closes it without paying (nothing reaches the bot).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbandonInvoice {
