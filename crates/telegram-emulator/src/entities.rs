@@ -1382,4 +1382,40 @@ mod tests {
             "Can't parse MessageEntity: Can't find field \"type\""
         );
     }
+
+    #[test]
+    fn parsers_never_panic_on_arbitrary_input() {
+        // Deterministic pseudo-random strings over an alphabet full of markup and multi-byte
+        // characters: every parser must return Ok or Err, never panic.
+        let rng = crate::rng::Rng::new(99);
+        let alphabet: Vec<char> = "<>/&;#x*_~|`[]()!\\.- abcbB\n\r\t\"'=ж😀é"
+            .chars()
+            .collect();
+        for _ in 0..20_000 {
+            let len = usize::try_from(rng.range_inclusive(0, 24)).unwrap();
+            let text: String = (0..len)
+                .map(|_| alphabet[usize::try_from(rng.next_u64()).unwrap() % alphabet.len()])
+                .collect();
+            for mode in ["HTML", "MarkdownV2", "Markdown", ""] {
+                let _ = format_text(&text, mode, "");
+            }
+            let _ = detect_bot_commands(&text);
+        }
+        for text in [
+            "<a href=",
+            "<a href='x",
+            "&#",
+            "&#x110000;",
+            "<b a=b",
+            "```",
+            "``` x",
+            "![x](",
+            "[x](y\\",
+            ">",
+        ] {
+            for mode in ["HTML", "MarkdownV2", "Markdown"] {
+                let _ = format_text(text, mode, "");
+            }
+        }
+    }
 }
