@@ -134,25 +134,27 @@ impl Args {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGINT/SIGTERM handlers right away (before the URLs are printed, so a supervisor
+/// that signals as soon as it reads them gets a clean shutdown) and returns a future that
+/// completes on the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -193,8 +195,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let signal = match shutdown_signal() {
+        Ok(signal) => signal,
+        Err(error) => {
+            eprintln!("telegram-emulator: cannot install signal handlers: {error}");
+            emulator.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     announce(&emulator);
-    wait_for_signal().await;
+    signal.await;
     say("telegram-emulator: shutting down");
     emulator.shutdown().await;
     ExitCode::SUCCESS
