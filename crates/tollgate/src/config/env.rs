@@ -134,6 +134,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "test harness only: 1 makes V2Ray tests fail instead of skip when v2ray is missing",
     ),
     (
+        "TOLLGATE_V2RAY_BIN",
+        "test harness only: path of the v2ray binary the node tests start",
+    ),
+    (
         "TOLLGATE_REQUIRE_CHROMIUM",
         "test harness only: 1 makes browser tests fail instead of skip when chromium is missing",
     ),
