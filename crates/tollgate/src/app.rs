@@ -14,13 +14,25 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::Notify;
+
+use crate::alerts::Alerts;
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, IntakeMode};
 use crate::flags;
+use crate::housekeeping::Housekeeping;
 use crate::http::{self, HttpState, Readiness};
+use crate::lease;
 use crate::metrics::Metrics;
 use crate::store::migrate::{self, MigrateError, MigrateTimeouts};
 use crate::store::{self, Db};
+use crate::supervisor::{self, Component, RestartHook, Statuses, Watched};
+use crate::telegram::api::BotApi;
+use crate::telegram::dispatcher::{Dispatcher, DispatcherConfig, Handler, HandlerContext};
+use crate::telegram::inbox::InboxWriter;
+use crate::telegram::poller::{Poller, PollerConfig};
+use crate::telegram::sender::{OutboxSender, SenderConfig};
+use crate::telegram::webhook::{self, Registrar, WebhookTarget};
 use crate::time::SharedClock;
 
 /// Knobs tests turn; production uses the defaults.
@@ -70,8 +82,147 @@ impl RunningApp {
     }
 }
 
-/// Binds the listener and starts the service in the background.
-pub async fn start(config: Config, options: AppOptions) -> anyhow::Result<RunningApp> {
+/// The Telegram side of a running service, built at start.
+struct Pipeline {
+    components: Vec<Arc<dyn Component>>,
+    routes: axum::Router,
+}
+
+/// Builds intake (webhook route or poller), the dispatcher with `handler`, the outbox
+/// sender and housekeeping, for `config`'s intake mode.
+fn pipeline<H: Handler>(
+    config: &Config,
+    options: &AppOptions,
+    db: &Db,
+    metrics: &Metrics,
+    readiness: &Arc<Readiness>,
+    handler: Arc<H>,
+) -> anyhow::Result<Pipeline> {
+    let d = &config.deployment;
+    let p = &d.pipeline;
+    let api =
+        BotApi::new(&d.telegram_api_url, &d.bot_token.token).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let holder = lease::holder_id();
+    let inbox_wake = Arc::new(Notify::new());
+    let outbox_wake = Arc::new(Notify::new());
+    let alerts = Alerts::new(d.admin_ids.clone());
+    let writer = InboxWriter::spawn(db.clone(), options.clock.clone(), INTAKE_STORE_TIMEOUT);
+    let stall = p.watchdog_timeout;
+
+    let mut components: Vec<Arc<dyn Component>> = Vec::new();
+    let mut routes = axum::Router::new();
+    match &d.intake {
+        IntakeMode::Webhook { public_url, secret } => {
+            routes = webhook::routes(
+                &d.webhook_path,
+                secret.clone(),
+                writer,
+                inbox_wake.clone(),
+                metrics.telegram.clone(),
+            );
+            let url = webhook_url(public_url, &d.webhook_path);
+            components.push(Arc::new(Watched::new(
+                Registrar::new(
+                    db.clone(),
+                    api.clone(),
+                    options.clock.clone(),
+                    WebhookTarget {
+                        url,
+                        secret: secret.clone(),
+                        max_connections: p.webhook_max_connections,
+                    },
+                    holder.clone(),
+                    Duration::from_secs(60),
+                    readiness.clone(),
+                    metrics.telegram.clone(),
+                ),
+                stall,
+            )));
+        }
+        IntakeMode::Polling => {
+            components.push(Arc::new(Watched::new(
+                Poller::new(
+                    db.clone(),
+                    api.clone(),
+                    writer,
+                    options.clock.clone(),
+                    PollerConfig {
+                        long_poll: p.poll_timeout,
+                        ..PollerConfig::default()
+                    },
+                    holder.clone(),
+                    inbox_wake.clone(),
+                    readiness.clone(),
+                    metrics.telegram.clone(),
+                ),
+                stall,
+            )));
+        }
+    }
+    let ctx = HandlerContext {
+        db: db.clone(),
+        api: api.clone(),
+        clock: options.clock.clone(),
+        outbox_wake: outbox_wake.clone(),
+    };
+    let dispatch = DispatcherConfig {
+        deadline: p.handler_deadline,
+        ..DispatcherConfig::for_pool(db.max_connections())
+    };
+    components.push(Arc::new(Watched::new(
+        Dispatcher::new(
+            handler,
+            ctx,
+            dispatch,
+            holder.clone(),
+            inbox_wake,
+            alerts,
+            metrics.telegram.clone(),
+        ),
+        stall,
+    )));
+    components.push(Arc::new(Watched::new(
+        OutboxSender::new(
+            db.clone(),
+            api,
+            options.clock.clone(),
+            SenderConfig {
+                rate_per_second: p.outbox_rate,
+                ..SenderConfig::default()
+            },
+            holder,
+            outbox_wake,
+            metrics.telegram.clone(),
+        ),
+        stall,
+    )));
+    components.push(Arc::new(Watched::new(
+        Housekeeping::new(
+            db.clone(),
+            options.clock.clone(),
+            p.inbox_retention,
+            p.outbox_retention,
+            metrics.telegram.clone(),
+        ),
+        stall,
+    )));
+    Ok(Pipeline { components, routes })
+}
+
+/// The public URL Telegram posts to: `PUBLIC_URL` + `WEBHOOK_PATH`.
+pub fn webhook_url(public_url: &url::Url, path: &str) -> String {
+    format!("{}{}", public_url.as_str().trim_end_matches('/'), path)
+}
+
+/// Longest a webhook request waits for its update to be committed before answering 503.
+const INTAKE_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the listener and starts the service in the background, with `handler` for updates.
+pub async fn start<H: Handler>(
+    config: Config,
+    options: AppOptions,
+    handler: Arc<H>,
+) -> anyhow::Result<RunningApp> {
     let d = &config.deployment;
     let db = Db::connect_lazy(&d.database).map_err(|e| {
         anyhow::anyhow!(
@@ -85,6 +236,9 @@ pub async fn start(config: Config, options: AppOptions) -> anyhow::Result<Runnin
         "intake",
         serde_json::json!({ "mode": d.intake.name(), "state": "not started" }),
     );
+    let pipeline = pipeline(&config, &options, &db, &metrics, &readiness, handler)?;
+    let statuses = Statuses::default();
+    readiness.attach_components(statuses.clone());
     let listener = http::bind(d.listen).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -93,8 +247,22 @@ pub async fn start(config: Config, options: AppOptions) -> anyhow::Result<Runnin
             metrics: metrics.clone(),
             readiness: readiness.clone(),
         },
-        axum::Router::new(),
+        pipeline.routes,
     );
+    let alerts = Alerts::new(d.admin_ids.clone());
+    let restart_db = db.clone();
+    let clock = options.clock.clone();
+    let on_restart: RestartHook = Arc::new(move |name, reason| {
+        let (db, alerts, clock) = (restart_db.clone(), alerts.clone(), clock.clone());
+        let text = format!("⚠️ Component {name} was restarted: {reason}.");
+        tokio::spawn(async move {
+            let now = clock.now();
+            let key = format!("restart:{name}:{}", now.as_millis());
+            if let Err(e) = alerts.queue(&db, &key, &text, now).await {
+                tracing::warn!(error = %e, "cannot queue the admin alert about a restart");
+            }
+        });
+    });
 
     let task = tokio::spawn(run_service(
         config,
@@ -103,6 +271,11 @@ pub async fn start(config: Config, options: AppOptions) -> anyhow::Result<Runnin
         listener,
         router,
         shutdown.clone(),
+        Supervised {
+            components: pipeline.components,
+            statuses,
+            on_restart,
+        },
     ));
     Ok(RunningApp {
         addr,
@@ -113,6 +286,12 @@ pub async fn start(config: Config, options: AppOptions) -> anyhow::Result<Runnin
     })
 }
 
+struct Supervised {
+    components: Vec<Arc<dyn Component>>,
+    statuses: Statuses,
+    on_restart: RestartHook,
+}
+
 async fn run_service(
     config: Config,
     options: AppOptions,
@@ -120,6 +299,7 @@ async fn run_service(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: CancellationToken,
+    supervised: Supervised,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let server_stop = CancellationToken::new();
@@ -139,13 +319,25 @@ async fn run_service(
         return Err(e);
     }
 
-    // Components of later pipelines start here, each with a child of `shutdown`.
+    // Components run until shutdown; the supervisor restarts any that wedge or end.
+    let components_stop = shutdown.child_token();
+    let supervisor = tokio::spawn(supervisor::supervise(
+        supervised.components,
+        components_stop.clone(),
+        supervised.statuses,
+        supervised.on_restart,
+    ));
+    if !shutdown.is_cancelled() {
+        tracing::info!("components started");
+    }
     shutdown.cancelled().await;
 
     tracing::info!(
         deadline_ms = config.deployment.shutdown_timeout.as_millis() as u64,
-        "shutting down: no new requests, draining in-flight ones"
+        "shutting down: no new requests or claims, finishing in-flight work"
     );
+    // Intake stops (the listener closes) while components stop claiming; both drain in
+    // parallel under one deadline.
     server_stop.cancel();
     let deadline = tokio::time::Instant::now() + config.deployment.shutdown_timeout;
     match tokio::time::timeout_at(deadline, &mut server).await {
@@ -158,6 +350,11 @@ async fn run_service(
                 "in-flight requests did not finish within the shutdown deadline; closing them"
             );
         }
+    }
+    if tokio::time::timeout_at(deadline, supervisor).await.is_err() {
+        tracing::warn!("components did not stop within the shutdown deadline");
+    } else {
+        tracing::info!("components stopped");
     }
     close_db(&db, deadline).await;
     tracing::info!("stopped");

@@ -4,15 +4,20 @@
 //! The modules follow the data's path (see ARCHITECTURE.md). Each owns its tables and
 //! exposes a small API; nothing reaches into another module's tables.
 
+pub mod alerts;
 pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod domain;
 pub mod flags;
+pub mod housekeeping;
 pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;
+pub mod supervisor;
+pub mod telegram;
 pub mod telemetry;
 pub mod time;
+pub mod users;

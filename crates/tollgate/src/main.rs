@@ -1,6 +1,7 @@
 //! The `tollgate` command line.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -9,6 +10,8 @@ use tollgate::app::{self, AppOptions};
 use tollgate::config::{self, Config, Env};
 use tollgate::store::Db;
 use tollgate::store::migrate::{self, MigrateTimeouts};
+use tollgate::telegram::dispatcher::Handler;
+use tollgate::telegram::echo::EchoHandler;
 use tollgate::time::{Clock, SystemClock};
 use tollgate::{shutdown, telemetry};
 
@@ -38,6 +41,12 @@ enum Command {
     /// (waiting for the database if it is down) and then the components. On SIGTERM it stops
     /// taking work, finishes in-flight requests within SHUTDOWN_TIMEOUT and exits 0.
     Run,
+    /// Run the service with an echo bot, to check the Telegram wiring end to end.
+    ///
+    /// Same configuration, intake (webhook or polling), database, outbox and rate limits as
+    /// `run`, but every text message is answered with "echo: <text>" and no business data is
+    /// touched. Use it when setting up a bot: if echoes come back, the deployment works.
+    Echo,
     /// Apply pending database migrations, print what was done, and exit.
     ///
     /// Safe to run while the service runs, and from several processes at once: migrations
@@ -67,7 +76,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&env),
         Command::Migrate => runtime.block_on(migrate_command(&env)),
-        Command::Run => runtime.block_on(run(&env)),
+        // Until the bot's screens land (issue 6), `run` serves the echo handler too.
+        Command::Run | Command::Echo => runtime.block_on(run(&env, Arc::new(EchoHandler))),
     }
 }
 
@@ -142,7 +152,7 @@ async fn migrate_command(env: &Env) -> ExitCode {
     }
 }
 
-async fn run(env: &Env) -> ExitCode {
+async fn run<H: Handler>(env: &Env, handler: Arc<H>) -> ExitCode {
     if let Err(code) = init_logging(env) {
         return code;
     }
@@ -163,7 +173,7 @@ async fn run(env: &Env) -> ExitCode {
         eprintln!("error: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let running = match app::start(config, AppOptions::default()).await {
+    let running = match app::start(config, AppOptions::default(), handler).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e:#}");

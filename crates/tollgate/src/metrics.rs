@@ -52,12 +52,27 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: String,
+}
+
+/// Supervised components, refreshed from the supervisor on every scrape.
+#[derive(Clone, Debug)]
+pub struct ComponentMetrics {
+    pub restarts: Family<ComponentLabels, Gauge>,
+    pub heartbeat_age_seconds: Family<ComponentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub running: Family<ComponentLabels, Gauge>,
+}
+
 /// Every metric family of the process.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub registry: Arc<Registry>,
     pub http: HttpMetrics,
     pub db: DbMetrics,
+    pub components: ComponentMetrics,
+    pub telegram: crate::telegram::metrics::PipelineMetrics,
 }
 
 impl Metrics {
@@ -110,10 +125,33 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Version of this binary", build);
+        let components = ComponentMetrics {
+            restarts: Family::default(),
+            heartbeat_age_seconds: Family::default(),
+            running: Family::default(),
+        };
+        registry.register(
+            "component_restarts",
+            "Times the supervisor restarted a component (wedged, ended or panicked)",
+            components.restarts.clone(),
+        );
+        registry.register(
+            "component_heartbeat_age_seconds",
+            "Time since a component's last heartbeat",
+            components.heartbeat_age_seconds.clone(),
+        );
+        registry.register(
+            "component_running",
+            "1 while a component runs",
+            components.running.clone(),
+        );
+        let telegram = crate::telegram::metrics::PipelineMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             http,
             db,
+            components,
+            telegram,
         }
     }
 

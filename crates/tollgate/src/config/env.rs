@@ -112,6 +112,34 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PAYMENT_PROVIDER_TOKEN",
         "Telegram payment provider token for card payments (optional; secret)",
     ),
+    (
+        "OUTBOX_RATE",
+        "messages per second the outbox sender sends across all chats (default 25; Telegram allows about 30)",
+    ),
+    (
+        "WEBHOOK_MAX_CONNECTIONS",
+        "max_connections registered with setWebhook, 1-100 (default 40)",
+    ),
+    (
+        "HANDLER_DEADLINE",
+        "longest a handler may spend on one update before it is cut and retried (default 30s)",
+    ),
+    (
+        "POLL_TIMEOUT",
+        "long-poll timeout of getUpdates in polling mode, 1s-50s (default 25s)",
+    ),
+    (
+        "WATCHDOG_TIMEOUT",
+        "a component without a heartbeat for this long is restarted in place (default 30s)",
+    ),
+    (
+        "INBOX_RETENTION",
+        "how long handled updates are kept before pruning (default 7d)",
+    ),
+    (
+        "OUTBOX_RETENTION",
+        "how long sent or failed messages and their attempts are kept (default 30d)",
+    ),
     ("LOG_FORMAT", "text (default) or json"),
     (
         "RUST_LOG",
@@ -293,6 +321,18 @@ impl BotToken {
     }
 }
 
+/// Tuning of the Telegram pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub outbox_rate: f64,
+    pub webhook_max_connections: u32,
+    pub handler_deadline: Duration,
+    pub poll_timeout: Duration,
+    pub watchdog_timeout: Duration,
+    pub inbox_retention: Duration,
+    pub outbox_retention: Duration,
+}
+
 /// Everything `tollgate run` takes from the environment.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -304,6 +344,7 @@ pub struct Deployment {
     pub listen: SocketAddr,
     pub telegram_api_url: Url,
     pub payment_provider_token: Option<Secret<String>>,
+    pub pipeline: PipelineSettings,
     pub log: LogSettings,
     pub config_path: PathBuf,
     pub shutdown_timeout: Duration,
@@ -458,6 +499,88 @@ fn read_database(r: &mut Reader<'_>) -> Option<DatabaseSettings> {
         max_connections: max_connections?,
         acquire_timeout: acquire_timeout?,
         statement_timeout: statement_timeout?,
+    })
+}
+
+fn duration_between(min: Duration, max: Duration) -> impl Fn(&str) -> Result<Duration, String> {
+    move |t| {
+        let d = parse_duration(t)?;
+        if d < min || d > max {
+            return Err(format!(
+                "{t:?} is outside {}..{}",
+                format_duration(min),
+                format_duration(max)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+fn read_pipeline(r: &mut Reader<'_>) -> Option<PipelineSettings> {
+    let show = |d: &Duration| format_duration(*d);
+    let outbox_rate = r.read(
+        "OUTBOX_RATE",
+        Some("25"),
+        "set OUTBOX_RATE to messages per second from 1 to 1000, e.g. 25 (Telegram allows about 30 without paid broadcasts)",
+        |t| match t.parse::<f64>() {
+            Ok(v) if (1.0..=1000.0).contains(&v) => Ok(v),
+            _ => Err(format!("{t:?} is not a rate from 1 to 1000 messages per second")),
+        },
+        |v| v.to_string(),
+    );
+    let webhook_max_connections = r.read(
+        "WEBHOOK_MAX_CONNECTIONS",
+        Some("40"),
+        "set WEBHOOK_MAX_CONNECTIONS to a number from 1 to 100 (Telegram's range), e.g. 40",
+        |t| match t.parse::<u32>() {
+            Ok(v) if (1..=100).contains(&v) => Ok(v),
+            _ => Err(format!("{t:?} is not a number from 1 to 100")),
+        },
+        u32::to_string,
+    );
+    let handler_deadline = r.read(
+        "HANDLER_DEADLINE",
+        Some("30s"),
+        "use a duration between 1s and 10m, e.g. 30s",
+        duration_between(Duration::from_secs(1), Duration::from_secs(600)),
+        show,
+    );
+    let poll_timeout = r.read(
+        "POLL_TIMEOUT",
+        Some("25s"),
+        "use a duration between 1s and 50s (Telegram's cap), e.g. 25s",
+        duration_between(Duration::from_secs(1), Duration::from_secs(50)),
+        show,
+    );
+    let watchdog_timeout = r.read(
+        "WATCHDOG_TIMEOUT",
+        Some("30s"),
+        "use a duration between 1s and 10m, e.g. 30s",
+        duration_between(Duration::from_secs(1), Duration::from_secs(600)),
+        show,
+    );
+    let inbox_retention = r.read(
+        "INBOX_RETENTION",
+        Some("7d"),
+        "use a duration between 1h and 365d, e.g. 7d",
+        duration_between(Duration::from_secs(3600), Duration::from_secs(365 * 86_400)),
+        show,
+    );
+    let outbox_retention = r.read(
+        "OUTBOX_RETENTION",
+        Some("30d"),
+        "use a duration between 1h and 365d, e.g. 30d",
+        duration_between(Duration::from_secs(3600), Duration::from_secs(365 * 86_400)),
+        show,
+    );
+    Some(PipelineSettings {
+        outbox_rate: outbox_rate?,
+        webhook_max_connections: webhook_max_connections?,
+        handler_deadline: handler_deadline?,
+        poll_timeout: poll_timeout?,
+        watchdog_timeout: watchdog_timeout?,
+        inbox_retention: inbox_retention?,
+        outbox_retention: outbox_retention?,
     })
 }
 
@@ -641,6 +764,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
         },
         |_| "***".to_owned(),
     );
+    let pipeline = read_pipeline(&mut r);
     let log = read_log(&mut r);
     let config_path = r.read(
         "TOLLGATE_CONFIG",
@@ -697,6 +821,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             listen: SocketAddr::new(bind?, port?),
             telegram_api_url: telegram_api_url?,
             payment_provider_token,
+            pipeline: pipeline?,
             log: log?,
             config_path: config_path?,
             shutdown_timeout: shutdown_timeout?,
@@ -788,6 +913,10 @@ mod tests {
             ("LOG_FORMAT", "xml", "not a log format"),
             ("RUST_LOG", "tollgate=loud", "not a log filter"),
             ("SHUTDOWN_TIMEOUT", "2h", "outside 1s..10m"),
+            ("OUTBOX_RATE", "5000", "not a rate"),
+            ("WEBHOOK_MAX_CONNECTIONS", "0", "not a number from 1 to 100"),
+            ("POLL_TIMEOUT", "60s", "outside 1s..50s"),
+            ("INBOX_RETENTION", "5m", "outside 1h..365d"),
             ("TOLLGATE_CONFIGG", "x.toml", "not a Tollgate setting"),
         ];
         for (key, value, needle) in cases {

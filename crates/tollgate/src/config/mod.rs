@@ -13,7 +13,10 @@ use std::fmt;
 use std::path::Path;
 
 pub use catalog::{Catalog, Language};
-pub use env::{DatabaseSettings, DatabaseUrl, Deployment, Env, IntakeMode, LogFormat, LogSettings};
+pub use env::{
+    DatabaseSettings, DatabaseUrl, Deployment, Env, IntakeMode, LogFormat, LogSettings,
+    PipelineSettings,
+};
 pub use secret::Secret;
 
 /// One problem: which key, what is wrong with it, how to fix it.

@@ -18,9 +18,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::HttpState;
-use crate::metrics::PoolLabels;
+use crate::metrics::{ComponentLabels, PoolLabels};
 use crate::store::Db;
 use crate::store::migrate::{self, SchemaState};
+use crate::supervisor::Statuses;
 
 /// Default deadline of the readiness check.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,6 +31,7 @@ pub struct Readiness {
     db: Db,
     timeout: Duration,
     details: RwLock<BTreeMap<String, Value>>,
+    components: RwLock<Option<Statuses>>,
 }
 
 /// Outcome of one readiness check.
@@ -45,7 +47,23 @@ impl Readiness {
             db,
             timeout,
             details: RwLock::new(BTreeMap::new()),
+            components: RwLock::new(None),
         })
+    }
+
+    /// Shows the supervised components' heartbeats and restarts in `/readyz` and `/metrics`.
+    pub fn attach_components(&self, statuses: Statuses) {
+        if let Ok(mut c) = self.components.write() {
+            *c = Some(statuses);
+        }
+    }
+
+    fn component_statuses(&self) -> BTreeMap<&'static str, crate::supervisor::ComponentStatus> {
+        self.components
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().map(Statuses::snapshot))
+            .unwrap_or_default()
     }
 
     /// Publishes a component's status for the `/readyz` body (does not affect readiness).
@@ -121,10 +139,18 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
         .ready
         .set(i64::from(status == StatusCode::OK));
     if let Some(obj) = body.as_object_mut() {
-        obj.insert(
-            "components".to_owned(),
-            Value::Object(r.details().into_iter().collect()),
-        );
+        let mut components: serde_json::Map<String, Value> = r.details().into_iter().collect();
+        for (name, status) in r.component_statuses() {
+            let entry = components
+                .entry(name.to_owned())
+                .or_insert_with(|| json!({}));
+            if let (Some(e), Ok(Value::Object(s))) =
+                (entry.as_object_mut(), serde_json::to_value(status))
+            {
+                e.extend(s);
+            }
+        }
+        obj.insert("components".to_owned(), Value::Object(components));
     }
     (status, Json(body)).into_response()
 }
@@ -141,6 +167,21 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
         .get_or_create(&PoolLabels { state: "in_use" })
         .set(i64::from(size) - idle);
     m.pool_max.set(i64::from(db.max_connections()));
+    let c = &state.metrics.components;
+    for (name, status) in state.readiness.component_statuses() {
+        let labels = ComponentLabels {
+            component: name.to_owned(),
+        };
+        c.restarts
+            .get_or_create(&labels)
+            .set(i64::try_from(status.restarts).unwrap_or(i64::MAX));
+        c.running
+            .get_or_create(&labels)
+            .set(i64::from(status.running));
+        c.heartbeat_age_seconds
+            .get_or_create(&labels)
+            .set(status.heartbeat_age_ms as f64 / 1000.0);
+    }
     (
         [(
             header::CONTENT_TYPE,

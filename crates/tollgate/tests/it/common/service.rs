@@ -30,6 +30,8 @@ pub fn base_env(database_url: &str) -> Vec<(String, String)> {
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info".to_owned()),
         ("SHUTDOWN_TIMEOUT", "10s".to_owned()),
+        // Nothing listens there: tests that need Telegram start an emulator and override it.
+        ("TELEGRAM_API_URL", "http://127.0.0.1:9".to_owned()),
         ("TOLLGATE_CONFIG", example_catalog().display().to_string()),
     ]
     .into_iter()

@@ -1,0 +1,89 @@
+//! Admin alerts: outbox messages to every admin, queued in the transaction of the event.
+//!
+//! An alert is a notification like any other (RELIABILITY G1): written with the state change
+//! it reports (a dead letter, a wedged component), deduplicated by key, delivered by the
+//! sender with retries. With no admins configured, alerts go to the log only.
+
+use std::sync::Arc;
+
+use crate::store::{Db, Tx};
+use crate::telegram::outbox::{self, OutboxMessage, Priority};
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug, Default)]
+pub struct Alerts {
+    admins: Arc<Vec<i64>>,
+}
+
+impl Alerts {
+    pub fn new(admins: Vec<i64>) -> Self {
+        Alerts {
+            admins: Arc::new(admins),
+        }
+    }
+
+    /// Queues `text` to every admin in the caller's transaction. `key` identifies the event,
+    /// so the same event alerts once.
+    pub async fn queue_in(
+        &self,
+        tx: &mut Tx,
+        key: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        let body = escape_html(text);
+        for admin in self.admins.iter() {
+            let msg = OutboxMessage::text(
+                format!("alert:{key}:{admin}"),
+                *admin,
+                Priority::Transactional,
+                body.clone(),
+                None,
+            );
+            outbox::enqueue(tx, &msg, now).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Alerts::queue_in`] in its own transaction.
+    pub async fn queue(
+        &self,
+        db: &Db,
+        key: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        if self.admins.is_empty() {
+            return Ok(());
+        }
+        let mut tx = db.begin().await?;
+        self.queue_in(&mut tx, key, text, now).await?;
+        tx.commit().await
+    }
+}
+
+/// Escapes text for Telegram's HTML parse mode.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_what_html_parse_mode_would_interpret() {
+        assert_eq!(
+            super::escape_html("a<b>&\"c\""),
+            "a&lt;b&gt;&amp;&quot;c&quot;"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! The dispatcher: claims stored updates and runs the handler on each, outside any request.
+//!
+//! Any number of replicas dispatch from the same inbox: claims are row-level (see `inbox`),
+//! one update per chat in flight, chats in `update_id` order. Concurrency is derived from
+//! the pool size with a share kept back for intake and workers, so handlers cannot starve
+//! the pool (RELIABILITY B4). Each update has a deadline; failures retry with backoff and
+//! end in a dead-letter state with their error and an admin alert, after which the chat
+//! moves on (B5). Delivery to handlers is at least once (a crash between a handler's commit
+//! and the completion mark re-runs it), so handlers make their effects idempotent with keys
+//! derived from `update_id` — or commit them together with [`inbox::complete_in`].
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::api::BotApi;
+use super::inbox::{self, Claimed, Terminal};
+use crate::alerts::Alerts;
+use crate::backoff::Backoff;
+use crate::store::Db;
+use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
+use crate::telegram::metrics::PipelineMetrics;
+use crate::time::SharedClock;
+use crate::users;
+
+/// Why a handler did not finish an update.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Might work later (database or Telegram unavailable …).
+    #[error("{0}")]
+    Retry(String),
+    /// Can never work (the update cannot be understood): recorded as failed, not retried.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    /// Database errors are retried: an outage passes, and even a violated constraint is
+    /// better dead-lettered with its error than dropped.
+    fn from(e: sqlx::Error) -> Self {
+        HandlerError::Retry(format!("database: {e}"))
+    }
+}
+
+/// What a handler gets besides the update.
+#[derive(Clone)]
+pub struct HandlerContext {
+    pub db: Db,
+    pub api: BotApi,
+    pub clock: SharedClock,
+    /// Wake the outbox sender after queuing messages.
+    pub outbox_wake: Arc<Notify>,
+}
+
+/// The bot's logic plugs in here.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        update: Arc<Claimed>,
+        ctx: HandlerContext,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Updates handled at once by this process.
+    pub concurrency: usize,
+    /// Longest a handler may take on one update.
+    pub deadline: Duration,
+    /// Attempts before an update is dead-lettered.
+    pub max_attempts: i32,
+    /// How often to look for work when nothing woke us.
+    pub poll_interval: Duration,
+    /// First retry delay; doubles per attempt.
+    pub retry_base: Duration,
+}
+
+impl DispatcherConfig {
+    /// Concurrency from the pool: keep a quarter (at least 2 connections) for intake, the
+    /// outbox and workers.
+    pub fn for_pool(max_connections: u32) -> DispatcherConfig {
+        let reserved = (max_connections / 4).max(2);
+        DispatcherConfig {
+            concurrency: max_connections.saturating_sub(reserved).max(1) as usize,
+            deadline: Duration::from_secs(30),
+            max_attempts: 5,
+            poll_interval: Duration::from_millis(250),
+            retry_base: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Dispatcher<H> {
+    handler: Arc<H>,
+    ctx: HandlerContext,
+    config: DispatcherConfig,
+    worker: String,
+    wake: Arc<Notify>,
+    alerts: Alerts,
+    metrics: PipelineMetrics,
+}
+
+impl<H: Handler> Dispatcher<H> {
+    pub fn new(
+        handler: Arc<H>,
+        ctx: HandlerContext,
+        config: DispatcherConfig,
+        worker: String,
+        wake: Arc<Notify>,
+        alerts: Alerts,
+        metrics: PipelineMetrics,
+    ) -> Self {
+        Dispatcher {
+            handler,
+            ctx,
+            config,
+            worker,
+            wake,
+            alerts,
+            metrics,
+        }
+    }
+
+    async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let beat_every = Duration::from_millis(500);
+        while !stop.is_cancelled() {
+            hb.beat();
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = tokio::time::sleep(beat_every) => {}
+                    _ = stop.cancelled() => break,
+                }
+                continue;
+            }
+            let now = self.ctx.clock.now();
+            let until = now.plus(self.config.deadline + Duration::from_secs(10));
+            let claimed = match inbox::claim(&self.ctx.db, &self.worker, free as i64, now, until)
+                .await
+            {
+                Ok(c) => {
+                    backoff.succeed();
+                    c
+                }
+                Err(e) => {
+                    let wait = backoff.fail();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim updates");
+                    if !idle(wait, &hb, beat_every, &stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                // Wait for intake to wake us, or poll (other replicas' intake cannot).
+                let notified = self.wake.notified();
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = stop.cancelled() => break,
+                }
+                continue;
+            }
+            for update in claimed {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    // Cannot happen (we claimed at most `free`); give the claim back.
+                    let _ = inbox::release(&self.ctx.db, &[update.update_id], &self.worker).await;
+                    continue;
+                };
+                if let Ok(mut s) = in_flight.lock() {
+                    s.insert(update.update_id);
+                }
+                let me = self.clone();
+                let in_flight = in_flight.clone();
+                tasks.spawn(async move {
+                    let id = update.update_id;
+                    me.process(Arc::new(update)).await;
+                    if let Ok(mut s) = in_flight.lock() {
+                        s.remove(&id);
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        // Graceful stop: let handlers finish briefly, then give the rest back (A7).
+        let grace = tokio::time::sleep(Duration::from_secs(3));
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                _ = &mut grace => {
+                    tasks.abort_all();
+                    let left: Vec<i64> = in_flight.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
+                    if let Err(e) = inbox::release(&self.ctx.db, &left, &self.worker).await {
+                        tracing::warn!(error = %e, "could not release claims at shutdown; they expire on their own");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn process(&self, update: Arc<Claimed>) {
+        let db = &self.ctx.db;
+        let clock = &self.ctx.clock;
+        note_reachability(db, &update, clock).await;
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            self.config.deadline,
+            self.handler.handle(update.clone(), self.ctx.clone()),
+        )
+        .await;
+        self.metrics
+            .handler_duration
+            .get_or_create(&super::metrics::KindLabels {
+                kind: update.kind.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let error = match result {
+            Ok(Ok(())) => {
+                match inbox::complete(db, update.update_id, &self.worker, clock.now()).await {
+                    Ok(true) => {
+                        self.metrics.processed.inc();
+                    }
+                    Ok(false) => tracing::warn!(
+                        update_id = update.update_id,
+                        "claim lost before completion; another worker may run it again"
+                    ),
+                    Err(e) => tracing::warn!(
+                        update_id = update.update_id,
+                        error = %e,
+                        "cannot mark the update done; it will be handled again when its claim expires"
+                    ),
+                }
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(_) => HandlerError::Retry(format!(
+                "the handler exceeded its deadline of {} ms",
+                self.config.deadline.as_millis()
+            )),
+        };
+        self.metrics.failed.inc();
+        let (terminal, reason) = match &error {
+            HandlerError::Permanent(r) => (Some(Terminal::Failed), r.clone()),
+            HandlerError::Retry(r) if update.attempts >= self.config.max_attempts => (
+                Some(Terminal::Dead),
+                format!(
+                    "gave up after {} attempts; last error: {r}",
+                    update.attempts
+                ),
+            ),
+            HandlerError::Retry(r) => (None, r.clone()),
+        };
+        let now = clock.now();
+        match terminal {
+            None => {
+                let mut b = Backoff::new(self.config.retry_base, Duration::from_secs(300));
+                for _ in 1..update.attempts {
+                    b.fail();
+                }
+                let at = now.plus(b.fail());
+                tracing::warn!(update_id = update.update_id, attempt = update.attempts, error = %reason, "update failed; will retry");
+                if let Err(e) =
+                    inbox::retry_later(db, update.update_id, &self.worker, &reason, at).await
+                {
+                    tracing::warn!(update_id = update.update_id, error = %e, "cannot schedule the retry; the claim will expire instead");
+                }
+            }
+            Some(state) => {
+                let stored = async {
+                    let mut tx = db.begin().await?;
+                    let moved = inbox::finish_failed(
+                        &mut tx,
+                        update.update_id,
+                        &self.worker,
+                        state,
+                        &reason,
+                        now,
+                    )
+                    .await?;
+                    if moved && state == Terminal::Dead {
+                        let text = format!(
+                            "⚠️ Update {} ({}) was dead-lettered after {} attempts.\nLast error: {}",
+                            update.update_id, update.kind, update.attempts, reason
+                        );
+                        self.alerts
+                            .queue_in(&mut tx, &format!("dead:{}", update.update_id), &text, now)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok::<bool, sqlx::Error>(moved)
+                };
+                match stored.await {
+                    Ok(true) => {
+                        if state == Terminal::Dead {
+                            self.metrics.dead_lettered.inc();
+                            self.ctx.outbox_wake.notify_one();
+                            tracing::error!(update_id = update.update_id, kind = %update.kind, error = %reason, "update dead-lettered");
+                        } else {
+                            tracing::warn!(update_id = update.update_id, kind = %update.kind, error = %reason, "update recorded as failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(update_id = update.update_id, error = %e, "cannot record the failure; the claim will expire and it will be tried again")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<H: Handler> Component for Dispatcher<H> {
+    fn name(&self) -> &'static str {
+        "dispatcher"
+    }
+
+    fn stall_after(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn run(self: Arc<Self>, heartbeat: Heartbeat, stop: CancellationToken) -> RunFuture {
+        Box::pin(self.run_loop(heartbeat, stop))
+    }
+}
+
+/// Any update from a user shows they can be reached again; `my_chat_member` says so
+/// explicitly in both directions. Delivery state only — it never gates anything else.
+async fn note_reachability(db: &Db, update: &Claimed, clock: &SharedClock) {
+    #[derive(serde::Deserialize)]
+    struct From {
+        id: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct WithFrom {
+        from: From,
+    }
+    #[derive(serde::Deserialize)]
+    struct Member {
+        status: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct ChatMember {
+        from: From,
+        new_chat_member: Member,
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        message: Option<WithFrom>,
+        callback_query: Option<WithFrom>,
+        pre_checkout_query: Option<WithFrom>,
+        my_chat_member: Option<ChatMember>,
+    }
+    let Ok(head) = serde_json::from_str::<Head>(&update.payload) else {
+        return;
+    };
+    let now = clock.now();
+    let result = if let Some(m) = head.my_chat_member {
+        if matches!(m.new_chat_member.status.as_str(), "kicked" | "left") {
+            users::mark_bot_blocked(db, m.from.id, now).await
+        } else {
+            users::clear_bot_blocked(db, m.from.id, now).await
+        }
+    } else if let Some(from) = head
+        .message
+        .or(head.callback_query)
+        .or(head.pre_checkout_query)
+        .map(|w| w.from)
+    {
+        users::clear_bot_blocked(db, from.id, now).await
+    } else {
+        Ok(())
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "could not update reachability");
+    }
+}

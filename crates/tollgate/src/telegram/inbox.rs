@@ -1,0 +1,354 @@
+//! The inbox: every update Telegram delivered, stored before it is acknowledged.
+//!
+//! `update_id` is the primary key, so a redelivery is stored once and handled once
+//! (RELIABILITY B2). Rows are claimed by dispatchers on any replica with per-chat ordering:
+//! only the oldest pending update of a chat can be claimed, so one update per chat is in
+//! flight and chats proceed in `update_id` order. A claim expires (`claimed_until`), so an
+//! update held by a process that died is taken again. Failures retry with backoff and end in
+//! `dead` with their error (B5); updates that cannot be understood end in `failed`.
+//!
+//! Writes from intake go through [`InboxWriter`], which commits concurrent arrivals in one
+//! transaction (group commit) and answers each caller only after that commit: the webhook's
+//! 200 means "durable" (B1).
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::update::UpdateHead;
+use crate::store::{Db, Tx};
+use crate::time::{SharedClock, Timestamp};
+use crate::{on_db, on_tx};
+
+/// An update as stored.
+#[derive(Debug, Clone)]
+pub struct NewUpdate {
+    pub head: UpdateHead,
+    pub raw: String,
+}
+
+/// Whether a stored update was new or a redelivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    Duplicate,
+}
+
+const INSERT: &str = "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, status, attempts, next_attempt_at, received_at)
+     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
+     ON CONFLICT (update_id) DO NOTHING";
+
+/// Stores updates in one transaction; returns, per update, whether it was new.
+pub async fn store_batch(
+    db: &Db,
+    updates: &[NewUpdate],
+    now: Timestamp,
+) -> Result<Vec<Stored>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let mut out = Vec::with_capacity(updates.len());
+    for u in updates {
+        let n = on_tx!(&mut tx, c => sqlx::query(INSERT)
+            .bind(u.head.update_id).bind(u.head.chat_key).bind(&u.head.kind).bind(&u.raw).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        out.push(if n == 1 {
+            Stored::New
+        } else {
+            Stored::Duplicate
+        });
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A claimed update, ready for a handler.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub update_id: i64,
+    pub chat_key: Option<i64>,
+    pub kind: String,
+    pub payload: String,
+    /// Attempts including this one.
+    pub attempts: i32,
+}
+
+const CLAIM_SQLITE: &str = "
+UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
+WHERE update_id IN (
+    SELECT i.update_id FROM tg_inbox i
+    WHERE i.status = 'pending' AND i.next_attempt_at <= $1
+      AND (i.claimed_until IS NULL OR i.claimed_until <= $1)
+      AND (i.chat_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM tg_inbox j
+          WHERE j.chat_key = i.chat_key AND j.status = 'pending' AND j.update_id < i.update_id))
+    ORDER BY i.update_id
+    LIMIT $2)
+RETURNING update_id, chat_key, kind, payload, attempts";
+
+/// The same claim; `SKIP LOCKED` lets replicas claim concurrently without waiting on each
+/// other's rows (SQLite has a single writer, which serializes the claim by itself).
+const CLAIM_POSTGRES: &str = "
+UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
+WHERE update_id IN (
+    SELECT i.update_id FROM tg_inbox i
+    WHERE i.status = 'pending' AND i.next_attempt_at <= $1
+      AND (i.claimed_until IS NULL OR i.claimed_until <= $1)
+      AND (i.chat_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM tg_inbox j
+          WHERE j.chat_key = i.chat_key AND j.status = 'pending' AND j.update_id < i.update_id))
+    ORDER BY i.update_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+RETURNING update_id, chat_key, kind, payload, attempts";
+
+/// Claims up to `limit` due updates (heads of their chats) for `worker` until `until`.
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    limit: i64,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let mut rows: Vec<Claimed> = match db {
+        Db::Sqlite(p) => {
+            // BEGIN IMMEDIATE: the claim reads then writes; take the write lock first.
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            let rows = sqlx::query_as(CLAIM_SQLITE)
+                .bind(now)
+                .bind(limit)
+                .bind(worker)
+                .bind(until)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
+        }
+        Db::Postgres(p) => {
+            sqlx::query_as(CLAIM_POSTGRES)
+                .bind(now)
+                .bind(limit)
+                .bind(worker)
+                .bind(until)
+                .fetch_all(p)
+                .await?
+        }
+    };
+    rows.sort_by_key(|r| r.update_id);
+    Ok(rows)
+}
+
+/// Marks a claimed update handled. Returns false if the claim was lost (expired and taken
+/// by another worker) or the update was finished already.
+pub async fn complete(
+    db: &Db,
+    update_id: i64,
+    worker: &str,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let n = on_db!(db, p => sqlx::query(
+        "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
+         WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
+    ).bind(update_id).bind(worker).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Marks an update handled inside a handler's own transaction, so its effects and its
+/// completion commit together.
+pub async fn complete_in(tx: &mut Tx, update_id: i64, now: Timestamp) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tg_inbox SET status = 'done', finished_at = $2, claimed_by = NULL, claimed_until = NULL
+         WHERE update_id = $1 AND status = 'pending'"
+    ).bind(update_id).bind(now).execute(c).await.map(|_| ()))
+}
+
+/// Schedules a retry after a failed attempt.
+pub async fn retry_later(
+    db: &Db,
+    update_id: i64,
+    worker: &str,
+    error: &str,
+    next_attempt_at: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let n = on_db!(db, p => sqlx::query(
+        "UPDATE tg_inbox SET next_attempt_at = $3, last_error = $4, claimed_by = NULL, claimed_until = NULL
+         WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
+    ).bind(update_id).bind(worker).bind(next_attempt_at).bind(truncate(error)).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Terminal failure: `dead` after exhausting retries, `failed` when it can never succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    Dead,
+    Failed,
+}
+
+/// Ends an update in a terminal failure state, keeping its error, in the caller's
+/// transaction (so an admin alert can be queued atomically with it).
+pub async fn finish_failed(
+    tx: &mut Tx,
+    update_id: i64,
+    worker: &str,
+    state: Terminal,
+    error: &str,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let status = match state {
+        Terminal::Dead => "dead",
+        Terminal::Failed => "failed",
+    };
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE tg_inbox SET status = $3, last_error = $4, finished_at = $5, claimed_by = NULL, claimed_until = NULL
+         WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
+    ).bind(update_id).bind(worker).bind(status).bind(truncate(error)).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Gives claims back (graceful shutdown): the updates become claimable at once elsewhere.
+pub async fn release(db: &Db, update_ids: &[i64], worker: &str) -> Result<(), sqlx::Error> {
+    for id in update_ids {
+        on_db!(db, p => sqlx::query(
+            "UPDATE tg_inbox SET claimed_by = NULL, claimed_until = NULL, attempts = attempts - 1
+             WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending' AND attempts > 0"
+        ).bind(*id).bind(worker).execute(p).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Deletes finished rows older than `cutoff`, at most `batch` per call; returns how many.
+pub async fn prune(db: &Db, cutoff: Timestamp, batch: i64) -> Result<u64, sqlx::Error> {
+    on_db!(db, p => sqlx::query(
+        "DELETE FROM tg_inbox WHERE update_id IN (
+             SELECT update_id FROM tg_inbox WHERE status <> 'pending' AND finished_at < $1 LIMIT $2)"
+    ).bind(cutoff).bind(batch).execute(p).await.map(|r| r.rows_affected()))
+}
+
+/// Depth and age of the backlog, by status (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub pending: i64,
+    pub oldest_pending: Option<Timestamp>,
+    pub dead: i64,
+    pub failed: i64,
+}
+
+pub async fn depth(db: &Db) -> Result<Depth, sqlx::Error> {
+    let (pending, oldest): (i64, Option<Timestamp>) = on_db!(db, p => sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), MIN(received_at) FROM tg_inbox WHERE status = 'pending'"
+    ).fetch_one(p).await)?;
+    let (dead, failed): (i64, i64) = on_db!(db, p => sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT)
+         FROM tg_inbox WHERE status IN ('dead', 'failed')"
+    ).fetch_one(p).await)?;
+    Ok(Depth {
+        pending,
+        oldest_pending: oldest,
+        dead,
+        failed,
+    })
+}
+
+/// The state of one update (tests and the admin's dead-letter view).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Row {
+    pub update_id: i64,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+pub async fn get(db: &Db, update_id: i64) -> Result<Option<Row>, sqlx::Error> {
+    on_db!(db, p => sqlx::query_as(
+        "SELECT update_id, status, attempts, last_error FROM tg_inbox WHERE update_id = $1"
+    ).bind(update_id).fetch_optional(p).await)
+}
+
+fn truncate(error: &str) -> String {
+    const MAX: usize = 2000;
+    if error.len() <= MAX {
+        return error.to_owned();
+    }
+    let mut end = MAX;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &error[..end])
+}
+
+/// Why an update could not be stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database did not store the update: {0}")]
+    Database(String),
+    #[error("storing the update took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("the inbox writer has stopped")]
+    Stopped,
+}
+
+struct Pending {
+    update: NewUpdate,
+    done: oneshot::Sender<Result<Stored, StoreError>>,
+}
+
+/// Group commit for intake: concurrent callers' updates share one transaction.
+#[derive(Clone)]
+pub struct InboxWriter {
+    queue: mpsc::Sender<Pending>,
+    timeout: Duration,
+}
+
+/// Most updates committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+impl InboxWriter {
+    /// Starts the writer task; it runs until every handle is dropped.
+    pub fn spawn(db: Db, clock: SharedClock, timeout: Duration) -> InboxWriter {
+        let (queue, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let updates: Vec<NewUpdate> = batch.iter().map(|p| p.update.clone()).collect();
+                let result = store_batch(&db, &updates, clock.now()).await;
+                match result {
+                    Ok(outcomes) => {
+                        for (p, o) in batch.drain(..).zip(outcomes) {
+                            let _ = p.done.send(Ok(o));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for p in batch.drain(..) {
+                            let _ = p.done.send(Err(StoreError::Database(msg.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        InboxWriter { queue, timeout }
+    }
+
+    /// Stores one update durably, or says why not, within the writer's deadline.
+    pub async fn store(&self, update: NewUpdate) -> Result<Stored, StoreError> {
+        let (done, rx) = oneshot::channel();
+        let work = async {
+            self.queue
+                .send(Pending { update, done })
+                .await
+                .map_err(|_| StoreError::Stopped)?;
+            rx.await.map_err(|_| StoreError::Stopped)?
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+    }
+
+    /// Stores a batch (the poller's `getUpdates` result) in one transaction.
+    pub async fn store_all(&self, updates: Vec<NewUpdate>) -> Result<Vec<Stored>, StoreError> {
+        let mut waits = Vec::with_capacity(updates.len());
+        for update in updates {
+            waits.push(self.store(update));
+        }
+        futures::future::join_all(waits).await.into_iter().collect()
+    }
+}

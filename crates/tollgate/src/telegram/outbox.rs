@@ -1,0 +1,366 @@
+//! The outbox: messages to send, written in the transaction of the change that caused them.
+//!
+//! A confirmation sent after commit can be lost; one sent before commit can announce
+//! something that then rolled back. Writing the message as a row in the same transaction
+//! makes "the change happened" and "the user will be told" one fact (RELIABILITY G1). The
+//! `dedupe_key` is unique, so one logical notification is one row however often the code
+//! that produces it runs (G2). The sender (see `sender`) delivers rows in priority order,
+//! one chat at a time in order, and records every attempt's outcome.
+
+use serde_json::Value;
+
+use crate::store::{Db, Tx};
+use crate::time::Timestamp;
+use crate::{on_db, on_tx};
+
+/// Delivery priority: lower goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Payment confirmations, replies, access ready, alerts.
+    Transactional = 0,
+    /// Reminders and other scheduled notices.
+    Reminder = 1,
+    /// Admin broadcasts.
+    Broadcast = 2,
+}
+
+impl Priority {
+    pub fn as_i16(self) -> i16 {
+        self as i16
+    }
+
+    pub fn from_i16(v: i16) -> Priority {
+        match v {
+            0 => Priority::Transactional,
+            1 => Priority::Reminder,
+            _ => Priority::Broadcast,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Transactional => "transactional",
+            Priority::Reminder => "reminder",
+            Priority::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// A message to queue: one Bot API call with its JSON parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// Unique per logical notification, e.g. `reminder:{subscription}:{period_end}:24h`.
+    pub dedupe_key: String,
+    pub chat_id: i64,
+    pub priority: Priority,
+    /// Bot API method, e.g. `sendMessage`.
+    pub method: String,
+    /// The method's parameters (must include `chat_id` where the method needs it).
+    pub params: Value,
+}
+
+impl OutboxMessage {
+    /// A `sendMessage` with `text` (HTML parse mode) and optional `reply_markup`.
+    pub fn text(
+        dedupe_key: impl Into<String>,
+        chat_id: i64,
+        priority: Priority,
+        text: impl Into<String>,
+        reply_markup: Option<Value>,
+    ) -> OutboxMessage {
+        let mut params = serde_json::json!({
+            "chat_id": chat_id,
+            "text": text.into(),
+            "parse_mode": "HTML",
+            "link_preview_options": { "is_disabled": true },
+        });
+        if let (Some(markup), Some(obj)) = (reply_markup, params.as_object_mut()) {
+            obj.insert("reply_markup".to_owned(), markup);
+        }
+        OutboxMessage {
+            dedupe_key: dedupe_key.into(),
+            chat_id,
+            priority,
+            method: "sendMessage".to_owned(),
+            params,
+        }
+    }
+}
+
+/// Queues a message in the caller's transaction. Returns false when a message with the same
+/// dedupe key exists already (it is not queued again).
+pub async fn enqueue(
+    tx: &mut Tx,
+    msg: &OutboxMessage,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let payload = msg.params.to_string();
+    let n = on_tx!(tx, c => sqlx::query(
+        "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
+         ON CONFLICT (dedupe_key) DO NOTHING"
+    ).bind(&msg.dedupe_key).bind(msg.chat_id).bind(msg.priority.as_i16()).bind(&msg.method)
+        .bind(payload).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// [`enqueue`] in its own transaction.
+pub async fn enqueue_now(
+    db: &Db,
+    msg: &OutboxMessage,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let queued = enqueue(&mut tx, msg, now).await?;
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// A claimed message, ready to send.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub chat_id: i64,
+    pub priority: i16,
+    pub method: String,
+    pub payload: String,
+    pub attempts: i32,
+}
+
+/// Heads of each chat's queue, most urgent first. A chat's later messages wait until its
+/// earlier ones are sent or failed, so a chat sees them in order.
+const CLAIM_SQLITE: &str = "
+UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+      AND (o.claimed_until IS NULL OR o.claimed_until <= $1)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox e
+          WHERE e.chat_id = o.chat_id AND e.status = 'pending'
+            AND (e.priority < o.priority OR (e.priority = o.priority AND e.id < o.id)))
+    ORDER BY o.priority, o.next_attempt_at, o.id
+    LIMIT $2)
+RETURNING id, chat_id, priority, method, payload, attempts";
+
+const CLAIM_POSTGRES: &str = "
+UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+      AND (o.claimed_until IS NULL OR o.claimed_until <= $1)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox e
+          WHERE e.chat_id = o.chat_id AND e.status = 'pending'
+            AND (e.priority < o.priority OR (e.priority = o.priority AND e.id < o.id)))
+    ORDER BY o.priority, o.next_attempt_at, o.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, chat_id, priority, method, payload, attempts";
+
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    limit: i64,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let mut rows: Vec<Claimed> = match db {
+        Db::Sqlite(p) => {
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            let rows = sqlx::query_as(CLAIM_SQLITE)
+                .bind(now)
+                .bind(limit)
+                .bind(worker)
+                .bind(until)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
+        }
+        Db::Postgres(p) => {
+            sqlx::query_as(CLAIM_POSTGRES)
+                .bind(now)
+                .bind(limit)
+                .bind(worker)
+                .bind(until)
+                .fetch_all(p)
+                .await?
+        }
+    };
+    rows.sort_by_key(|r| (r.priority, r.id));
+    Ok(rows)
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent {
+        message_id: Option<i64>,
+    },
+    /// Try again at the given time (5xx, timeout, network, 429).
+    Retry {
+        at: Timestamp,
+        reason: String,
+        http_status: Option<u16>,
+        rate_limited: bool,
+    },
+    /// The recipient blocked the bot (403).
+    Blocked {
+        reason: String,
+    },
+    /// Permanently refused (400 …) or out of attempts.
+    Failed {
+        reason: String,
+        http_status: Option<u16>,
+    },
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Retry {
+                rate_limited: true, ..
+            } => "rate_limited",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Blocked { .. } => "blocked",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Records an attempt and moves the message to its next state, in one transaction.
+/// Returns false when the claim was lost (nothing is changed then).
+pub async fn finish_attempt(
+    db: &Db,
+    id: i64,
+    worker: &str,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let (status, next, error, message_id, http_status, undo_attempt) = match outcome {
+        Outcome::Sent { message_id } => ("sent", None, None, *message_id, Some(200_u16), false),
+        Outcome::Retry {
+            at,
+            reason,
+            http_status,
+            rate_limited,
+        } => {
+            // A 429 is Telegram asking us to wait, not a failure of this message.
+            (
+                "pending",
+                Some(*at),
+                Some(reason.as_str()),
+                None,
+                *http_status,
+                *rate_limited,
+            )
+        }
+        Outcome::Blocked { reason } => (
+            "blocked",
+            None,
+            Some(reason.as_str()),
+            None,
+            Some(403),
+            false,
+        ),
+        Outcome::Failed {
+            reason,
+            http_status,
+        } => (
+            "failed",
+            None,
+            Some(reason.as_str()),
+            None,
+            *http_status,
+            false,
+        ),
+    };
+    let finished = if status == "pending" { None } else { Some(now) };
+    let n = on_tx!(&mut tx, c => sqlx::query(
+        "UPDATE outbox SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5,
+             message_id = COALESCE($6, message_id), finished_at = $7, claimed_by = NULL, claimed_until = NULL,
+             attempts = attempts - $8
+         WHERE id = $1 AND claimed_by = $2 AND status = 'pending'"
+    ).bind(id).bind(worker).bind(status).bind(next).bind(error).bind(message_id).bind(finished)
+        .bind(i32::from(undo_attempt)).execute(c).await.map(|r| r.rows_affected()))?;
+    if n != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    on_tx!(&mut tx, c => sqlx::query(
+        "INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail) VALUES ($1, $2, $3, $4, $5)"
+    ).bind(id).bind(now).bind(outcome.label()).bind(http_status.map(i32::from)).bind(error)
+        .execute(c).await.map(|_| ()))?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Puts a claimed message back until `at` without counting the attempt (the chat is not
+/// ready for another message yet).
+pub async fn defer(db: &Db, id: i64, worker: &str, at: Timestamp) -> Result<(), sqlx::Error> {
+    on_db!(db, p => sqlx::query(
+        "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, next_attempt_at = $3, attempts = attempts - 1
+         WHERE id = $1 AND claimed_by = $2 AND status = 'pending' AND attempts > 0"
+    ).bind(id).bind(worker).bind(at).execute(p).await.map(|_| ()))
+}
+
+/// Gives claims back at shutdown; the attempt is not counted.
+pub async fn release(db: &Db, ids: &[i64], worker: &str) -> Result<(), sqlx::Error> {
+    for id in ids {
+        on_db!(db, p => sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, attempts = attempts - 1
+             WHERE id = $1 AND claimed_by = $2 AND status = 'pending' AND attempts > 0"
+        ).bind(*id).bind(worker).execute(p).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Deletes finished messages (and their attempts) older than `cutoff`, at most `batch`.
+pub async fn prune(db: &Db, cutoff: Timestamp, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, c => sqlx::query(
+        "DELETE FROM outbox_attempts WHERE outbox_id IN (
+             SELECT id FROM outbox WHERE status <> 'pending' AND finished_at < $1 LIMIT $2)"
+    ).bind(cutoff).bind(batch).execute(c).await.map(|_| ()))?;
+    let n = on_tx!(&mut tx, c => sqlx::query(
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox WHERE status <> 'pending' AND finished_at < $1 LIMIT $2)"
+    ).bind(cutoff).bind(batch).execute(c).await.map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Backlog size and the age of its oldest due row.
+pub async fn depth(db: &Db) -> Result<(i64, Option<Timestamp>), sqlx::Error> {
+    on_db!(db, p => sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), MIN(created_at) FROM outbox WHERE status = 'pending'"
+    ).fetch_one(p).await)
+}
+
+/// The state of one message (tests, admin views).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Row {
+    pub id: i64,
+    pub dedupe_key: String,
+    pub chat_id: i64,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub message_id: Option<i64>,
+}
+
+pub async fn get_by_key(db: &Db, dedupe_key: &str) -> Result<Option<Row>, sqlx::Error> {
+    on_db!(db, p => sqlx::query_as(
+        "SELECT id, dedupe_key, chat_id, status, attempts, last_error, message_id FROM outbox WHERE dedupe_key = $1"
+    ).bind(dedupe_key).fetch_optional(p).await)
+}
+
+/// Outcomes of every attempt of one message, oldest first.
+pub async fn attempts(db: &Db, id: i64) -> Result<Vec<(String, Option<i32>)>, sqlx::Error> {
+    on_db!(db, p => sqlx::query_as(
+        "SELECT outcome, http_status FROM outbox_attempts WHERE outbox_id = $1 ORDER BY id"
+    ).bind(id).fetch_all(p).await)
+}
