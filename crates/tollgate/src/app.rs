@@ -41,14 +41,27 @@ pub struct AppOptions {
     pub clock: SharedClock,
     pub readiness_timeout: Duration,
     pub migrate: MigrateTimeouts,
+    /// First retry delay of a failed update (doubles per attempt).
+    pub handler_retry_base: Duration,
+    /// Attempts before an update is dead-lettered.
+    pub handler_max_attempts: i32,
+    /// First retry delay of a message after a 5xx or timeout (doubles per attempt).
+    pub send_retry_base: Duration,
+    /// More components to supervise (tests use it to plant a misbehaving one).
+    pub extra_components: Vec<Arc<dyn Component>>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
+        let dispatch = DispatcherConfig::for_pool(2);
         AppOptions {
             clock: Arc::new(crate::time::SystemClock),
             readiness_timeout: http::health::READINESS_TIMEOUT,
             migrate: MigrateTimeouts::default(),
+            handler_retry_base: dispatch.retry_base,
+            handler_max_attempts: dispatch.max_attempts,
+            send_retry_base: SenderConfig::default().retry_base,
+            extra_components: Vec::new(),
         }
     }
 }
@@ -148,6 +161,7 @@ fn pipeline<H: Handler>(
                     options.clock.clone(),
                     PollerConfig {
                         long_poll: p.poll_timeout,
+                        lease_ttl: crate::telegram::poller::lease_ttl(p.poll_timeout),
                         ..PollerConfig::default()
                     },
                     holder.clone(),
@@ -167,6 +181,8 @@ fn pipeline<H: Handler>(
     };
     let dispatch = DispatcherConfig {
         deadline: p.handler_deadline,
+        retry_base: options.handler_retry_base,
+        max_attempts: options.handler_max_attempts,
         ..DispatcherConfig::for_pool(db.max_connections())
     };
     components.push(Arc::new(Watched::new(
@@ -188,6 +204,7 @@ fn pipeline<H: Handler>(
             options.clock.clone(),
             SenderConfig {
                 rate_per_second: p.outbox_rate,
+                retry_base: options.send_retry_base,
                 ..SenderConfig::default()
             },
             holder,
@@ -206,6 +223,7 @@ fn pipeline<H: Handler>(
         ),
         stall,
     )));
+    components.extend(options.extra_components.iter().cloned());
     Ok(Pipeline { components, routes })
 }
 

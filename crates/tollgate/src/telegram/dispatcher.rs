@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -128,24 +128,47 @@ impl<H: Handler> Dispatcher<H> {
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        // Updates being handled here. A claim that expires while its handler still runs must
+        // not be claimed and handled a second time by this same process.
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Mark>();
+        // Outcomes not yet written (the database was unavailable): written before any new
+        // claim, so a short outage neither loses an outcome nor strands a claim until expiry.
+        let mut pending: Vec<Mark> = Vec::new();
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let beat_every = Duration::from_millis(500);
         while !stop.is_cancelled() {
             hb.beat();
             while tasks.try_join_next().is_some() {}
+            while let Ok(mark) = done_rx.try_recv() {
+                pending.push(mark);
+            }
+            if !pending.is_empty()
+                && let Err(e) = self.record(&mut pending).await
+            {
+                let wait = backoff.fail();
+                tracing::warn!(error = %e, unrecorded = pending.len(), retry_in_ms = wait.as_millis() as u64, "cannot record update outcomes yet");
+                if !idle(wait, &hb, beat_every, &stop).await {
+                    break;
+                }
+                continue;
+            }
             let free = permits.available_permits();
             if free == 0 {
                 tokio::select! {
-                    _ = tasks.join_next() => {}
+                    Some(mark) = done_rx.recv() => pending.push(mark),
                     _ = tokio::time::sleep(beat_every) => {}
                     _ = stop.cancelled() => break,
                 }
                 continue;
             }
             let now = self.ctx.clock.now();
-            let until = now.plus(self.config.deadline + Duration::from_secs(10));
+            // The deadline plus room to record the outcome; a claim held longer has been lost
+            // with its process, and the update is handled again.
+            let until = now.plus(
+                self.config.deadline + (self.config.deadline / 4).max(Duration::from_secs(2)),
+            );
             let claimed = match inbox::claim(&self.ctx.db, &self.worker, free as i64, now, until)
                 .await
             {
@@ -163,29 +186,36 @@ impl<H: Handler> Dispatcher<H> {
                 }
             };
             if claimed.is_empty() {
-                // Wait for intake to wake us, or poll (other replicas' intake cannot).
-                let notified = self.wake.notified();
+                // Wait for intake to wake us, a handler to finish, or poll (other replicas'
+                // intake cannot wake us).
                 tokio::select! {
-                    _ = notified => {}
+                    _ = self.wake.notified() => {}
+                    Some(mark) = done_rx.recv() => pending.push(mark),
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = stop.cancelled() => break,
                 }
                 continue;
             }
             for update in claimed {
+                let fresh = in_flight
+                    .lock()
+                    .map(|mut s| s.insert(update.update_id))
+                    .unwrap_or(false);
+                if !fresh {
+                    continue;
+                }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     // Cannot happen (we claimed at most `free`); give the claim back.
                     let _ = inbox::release(&self.ctx.db, &[update.update_id], &self.worker).await;
                     continue;
                 };
-                if let Ok(mut s) = in_flight.lock() {
-                    s.insert(update.update_id);
-                }
                 let me = self.clone();
                 let in_flight = in_flight.clone();
+                let done = done_tx.clone();
                 tasks.spawn(async move {
                     let id = update.update_id;
-                    me.process(Arc::new(update)).await;
+                    let mark = me.process(Arc::new(update)).await;
+                    let _ = done.send(mark);
                     if let Ok(mut s) = in_flight.lock() {
                         s.remove(&id);
                     }
@@ -193,7 +223,8 @@ impl<H: Handler> Dispatcher<H> {
                 });
             }
         }
-        // Graceful stop: let handlers finish briefly, then give the rest back (A7).
+        // Graceful stop: let handlers finish briefly, record what finished, give the rest
+        // back (A7).
         let grace = tokio::time::sleep(Duration::from_secs(3));
         tokio::pin!(grace);
         loop {
@@ -201,20 +232,28 @@ impl<H: Handler> Dispatcher<H> {
                 next = tasks.join_next() => if next.is_none() { break },
                 _ = &mut grace => {
                     tasks.abort_all();
-                    let left: Vec<i64> = in_flight.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
-                    if let Err(e) = inbox::release(&self.ctx.db, &left, &self.worker).await {
-                        tracing::warn!(error = %e, "could not release claims at shutdown; they expire on their own");
-                    }
                     break;
                 }
             }
         }
+        while let Ok(mark) = done_rx.try_recv() {
+            pending.push(mark);
+        }
+        if let Err(e) = self.record(&mut pending).await {
+            tracing::warn!(error = %e, "could not record every outcome at shutdown; those updates run again after their claims expire");
+        }
+        let left: Vec<i64> = in_flight
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        if let Err(e) = inbox::release(&self.ctx.db, &left, &self.worker).await {
+            tracing::warn!(error = %e, "could not release claims at shutdown; they expire on their own");
+        }
     }
 
-    async fn process(&self, update: Arc<Claimed>) {
-        let db = &self.ctx.db;
-        let clock = &self.ctx.clock;
-        note_reachability(db, &update, clock).await;
+    /// Runs the handler on one update and says what should be recorded.
+    async fn process(&self, update: Arc<Claimed>) -> Mark {
+        note_reachability(&self.ctx.db, &update, &self.ctx.clock).await;
         let started = Instant::now();
         let result = tokio::time::timeout(
             self.config.deadline,
@@ -228,23 +267,7 @@ impl<H: Handler> Dispatcher<H> {
             })
             .observe(started.elapsed().as_secs_f64());
         let error = match result {
-            Ok(Ok(())) => {
-                match inbox::complete(db, update.update_id, &self.worker, clock.now()).await {
-                    Ok(true) => {
-                        self.metrics.processed.inc();
-                    }
-                    Ok(false) => tracing::warn!(
-                        update_id = update.update_id,
-                        "claim lost before completion; another worker may run it again"
-                    ),
-                    Err(e) => tracing::warn!(
-                        update_id = update.update_id,
-                        error = %e,
-                        "cannot mark the update done; it will be handled again when its claim expires"
-                    ),
-                }
-                return;
-            }
+            Ok(Ok(())) => return Mark::Done { update },
             Ok(Err(e)) => e,
             Err(_) => HandlerError::Retry(format!(
                 "the handler exceeded its deadline of {} ms",
@@ -252,45 +275,85 @@ impl<H: Handler> Dispatcher<H> {
             )),
         };
         self.metrics.failed.inc();
-        let (terminal, reason) = match &error {
-            HandlerError::Permanent(r) => (Some(Terminal::Failed), r.clone()),
-            HandlerError::Retry(r) if update.attempts >= self.config.max_attempts => (
-                Some(Terminal::Dead),
-                format!(
+        match error {
+            HandlerError::Permanent(reason) => Mark::Terminal {
+                update,
+                state: Terminal::Failed,
+                reason,
+            },
+            HandlerError::Retry(r) if update.attempts >= self.config.max_attempts => {
+                let reason = format!(
                     "gave up after {} attempts; last error: {r}",
                     update.attempts
-                ),
-            ),
-            HandlerError::Retry(r) => (None, r.clone()),
-        };
-        let now = clock.now();
-        match terminal {
-            None => {
+                );
+                Mark::Terminal {
+                    update,
+                    state: Terminal::Dead,
+                    reason,
+                }
+            }
+            HandlerError::Retry(reason) => {
                 let mut b = Backoff::new(self.config.retry_base, Duration::from_secs(300));
                 for _ in 1..update.attempts {
                     b.fail();
                 }
-                let at = now.plus(b.fail());
+                let delay = b.fail();
                 tracing::warn!(update_id = update.update_id, attempt = update.attempts, error = %reason, "update failed; will retry");
-                if let Err(e) =
-                    inbox::retry_later(db, update.update_id, &self.worker, &reason, at).await
-                {
-                    tracing::warn!(update_id = update.update_id, error = %e, "cannot schedule the retry; the claim will expire instead");
+                Mark::Retry {
+                    update,
+                    reason,
+                    delay,
                 }
             }
-            Some(state) => {
-                let stored = async {
+        }
+    }
+
+    /// Writes outcomes in order; stops at the first database error, keeping the rest.
+    async fn record(&self, pending: &mut Vec<Mark>) -> Result<(), sqlx::Error> {
+        let db = &self.ctx.db;
+        while let Some(mark) = pending.first() {
+            let now = self.ctx.clock.now();
+            match mark {
+                Mark::Done { update } => {
+                    if inbox::complete(db, update.update_id, &self.worker, now).await? {
+                        self.metrics.processed.inc();
+                    } else {
+                        tracing::warn!(
+                            update_id = update.update_id,
+                            "claim lost before completion; another worker may run it again"
+                        );
+                    }
+                }
+                Mark::Retry {
+                    update,
+                    reason,
+                    delay,
+                } => {
+                    inbox::retry_later(
+                        db,
+                        update.update_id,
+                        &self.worker,
+                        reason,
+                        now.plus(*delay),
+                    )
+                    .await?;
+                }
+                Mark::Terminal {
+                    update,
+                    state,
+                    reason,
+                } => {
                     let mut tx = db.begin().await?;
                     let moved = inbox::finish_failed(
                         &mut tx,
                         update.update_id,
                         &self.worker,
-                        state,
-                        &reason,
+                        *state,
+                        reason,
                         now,
                     )
                     .await?;
-                    if moved && state == Terminal::Dead {
+                    if moved && *state == Terminal::Dead {
                         let text = format!(
                             "⚠️ Update {} ({}) was dead-lettered after {} attempts.\nLast error: {}",
                             update.update_id, update.kind, update.attempts, reason
@@ -300,26 +363,36 @@ impl<H: Handler> Dispatcher<H> {
                             .await?;
                     }
                     tx.commit().await?;
-                    Ok::<bool, sqlx::Error>(moved)
-                };
-                match stored.await {
-                    Ok(true) => {
-                        if state == Terminal::Dead {
-                            self.metrics.dead_lettered.inc();
-                            self.ctx.outbox_wake.notify_one();
-                            tracing::error!(update_id = update.update_id, kind = %update.kind, error = %reason, "update dead-lettered");
-                        } else {
-                            tracing::warn!(update_id = update.update_id, kind = %update.kind, error = %reason, "update recorded as failed");
-                        }
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(update_id = update.update_id, error = %e, "cannot record the failure; the claim will expire and it will be tried again")
+                    if moved && *state == Terminal::Dead {
+                        self.metrics.dead_lettered.inc();
+                        self.ctx.outbox_wake.notify_one();
+                        tracing::error!(update_id = update.update_id, kind = %update.kind, error = %reason, "update dead-lettered");
+                    } else if moved {
+                        tracing::warn!(update_id = update.update_id, kind = %update.kind, error = %reason, "update recorded as failed");
                     }
                 }
             }
+            pending.remove(0);
         }
+        Ok(())
     }
+}
+
+/// What to record about a handled update.
+enum Mark {
+    Done {
+        update: Arc<Claimed>,
+    },
+    Retry {
+        update: Arc<Claimed>,
+        reason: String,
+        delay: Duration,
+    },
+    Terminal {
+        update: Arc<Claimed>,
+        state: Terminal,
+        reason: String,
+    },
 }
 
 impl<H: Handler> Component for Dispatcher<H> {

@@ -136,8 +136,8 @@ pub async fn claim(
     Ok(rows)
 }
 
-/// Marks a claimed update handled. Returns false if the claim was lost (expired and taken
-/// by another worker) or the update was finished already.
+/// Marks a claimed update handled. True when it is done now (also when the handler already
+/// completed it in its own transaction); false if the claim was lost to another worker.
 pub async fn complete(
     db: &Db,
     update_id: i64,
@@ -148,7 +148,13 @@ pub async fn complete(
         "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
          WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
     ).bind(update_id).bind(worker).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
-    Ok(n == 1)
+    if n == 1 {
+        return Ok(true);
+    }
+    let status: Option<String> = on_db!(db, p => sqlx::query_scalar(
+        "SELECT status FROM tg_inbox WHERE update_id = $1"
+    ).bind(update_id).fetch_optional(p).await)?;
+    Ok(status.as_deref() == Some("done"))
 }
 
 /// Marks an update handled inside a handler's own transaction, so its effects and its

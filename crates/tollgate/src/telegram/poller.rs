@@ -29,6 +29,16 @@ use crate::time::SharedClock;
 
 pub const LEASE: &str = "telegram:poller";
 
+/// Deadline of a `getUpdates` call: the long poll plus room for the network.
+pub fn call_timeout(long_poll: Duration) -> Duration {
+    long_poll + (long_poll / 2).max(Duration::from_secs(2))
+}
+
+/// The poller lease outlives any one call; it is renewed before each call.
+pub fn lease_ttl(long_poll: Duration) -> Duration {
+    call_timeout(long_poll) + Duration::from_secs(2)
+}
+
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
     /// Long-poll timeout passed to `getUpdates` (Telegram caps it at 50 s).
@@ -175,7 +185,7 @@ impl Poller {
             let call = self.api.call_with_timeout::<_, Vec<serde_json::Value>>(
                 "getUpdates",
                 &params,
-                self.config.long_poll + Duration::from_secs(10),
+                call_timeout(self.config.long_poll),
             );
             tokio::pin!(call);
             let mut ticker = tokio::time::interval(beat);

@@ -8,11 +8,11 @@
 //! the same way while the rest go on); other 4xx fail at once with Telegram's reason. Every
 //! attempt's outcome is recorded (RELIABILITY G3, D6).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ impl Default for SenderConfig {
             retry_base: Duration::from_secs(2),
             concurrency: 16,
             poll_interval: Duration::from_millis(250),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -107,6 +107,13 @@ impl OutboxSender {
             last_per_chat: HashMap::new(),
         }));
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        // Messages being sent by this process: a claim that expires during a long 429 pause
+        // must not be claimed and sent a second time.
+        let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Claimed, Outcome)>();
+        // Attempt outcomes not yet written (database unavailable): written before any new
+        // claim, so a sent message is never sent again because its record was lost.
+        let mut pending: Vec<(Claimed, Outcome)> = Vec::new();
         let mut tasks = JoinSet::new();
         let mut held: Option<Lease> = None;
         let mut lease_checked = Instant::now() - Duration::from_secs(3600);
@@ -118,6 +125,19 @@ impl OutboxSender {
         while !stop.is_cancelled() {
             hb.beat();
             while tasks.try_join_next().is_some() {}
+            while let Ok(done) = done_rx.try_recv() {
+                pending.push(done);
+            }
+            if !pending.is_empty()
+                && let Err(e) = self.record(&mut pending).await
+            {
+                let wait = backoff.fail();
+                tracing::warn!(error = %e, unrecorded = pending.len(), "cannot record send attempts yet");
+                if !idle(wait, &hb, beat, &stop).await {
+                    break;
+                }
+                continue;
+            }
 
             // Hold the lease; renew at a third of its life.
             if held.is_none() || lease_checked.elapsed() > self.config.lease_ttl / 3 {
@@ -142,8 +162,6 @@ impl OutboxSender {
                             tracing::warn!(
                                 "lost the outbox-sender lease; another process sends now"
                             );
-                            // Let in-flight sends finish; claim nothing more.
-                            while tasks.join_next().await.is_some() {}
                         }
                         if !idle(self.config.lease_ttl / 3, &hb, beat, &stop).await {
                             break;
@@ -153,7 +171,7 @@ impl OutboxSender {
                     Err(e) => {
                         let wait = backoff.fail();
                         tracing::warn!(error = %e, "cannot check the outbox-sender lease");
-                        // Without a renewal the lease may lapse: stop sending until it is confirmed.
+                        // Without a renewal the lease may lapse: claim nothing until it is confirmed.
                         held = None;
                         if !idle(wait, &hb, beat, &stop).await {
                             break;
@@ -163,42 +181,46 @@ impl OutboxSender {
                 }
             }
 
+            // During a 429 pause nothing new is claimed; claimed messages wait in their tasks.
+            let paused_for = pace
+                .lock()
+                .map(|p| p.paused_until.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
             let free = permits.available_permits() as i64;
-            if free == 0 {
+            if free == 0 || !paused_for.is_zero() {
+                let wait = if paused_for.is_zero() {
+                    beat
+                } else {
+                    paused_for.min(beat)
+                };
                 tokio::select! {
-                    _ = tasks.join_next() => {}
-                    _ = tokio::time::sleep(beat) => {}
+                    Some(done) = done_rx.recv() => pending.push(done),
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled() => break,
                 }
                 continue;
             }
             let now = self.clock.now();
-            let claimed = match outbox::claim(
-                &self.db,
-                &self.holder,
-                batch.min(free),
-                now,
-                now.plus(Duration::from_secs(60)),
-            )
-            .await
-            {
-                Ok(c) => {
-                    backoff.succeed();
-                    c
-                }
-                Err(e) => {
-                    let wait = backoff.fail();
-                    tracing::warn!(error = %e, "cannot claim outbox messages");
-                    if !idle(wait, &hb, beat, &stop).await {
-                        break;
+            let until = now.plus(CLAIM_TTL);
+            let claimed =
+                match outbox::claim(&self.db, &self.holder, batch.min(free), now, until).await {
+                    Ok(c) => {
+                        backoff.succeed();
+                        c
                     }
-                    continue;
-                }
-            };
+                    Err(e) => {
+                        let wait = backoff.fail();
+                        tracing::warn!(error = %e, "cannot claim outbox messages");
+                        if !idle(wait, &hb, beat, &stop).await {
+                            break;
+                        }
+                        continue;
+                    }
+                };
             if claimed.is_empty() {
-                let notified = self.wake.notified();
                 tokio::select! {
-                    _ = notified => {}
+                    _ = self.wake.notified() => {}
+                    Some(done) = done_rx.recv() => pending.push(done),
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = stop.cancelled() => break,
                 }
@@ -206,14 +228,22 @@ impl OutboxSender {
             }
 
             for msg in claimed {
+                let fresh = in_flight
+                    .lock()
+                    .map(|mut s| s.insert(msg.id))
+                    .unwrap_or(false);
+                if !fresh {
+                    continue;
+                }
                 // Per-chat spacing: a chat that just got a message waits its turn in the table.
                 let slot = {
                     let Ok(mut p) = pace.lock() else { break };
                     let now_i = Instant::now();
+                    let spacing = self.config.per_chat_interval;
                     p.last_per_chat
-                        .retain(|_, t| now_i.duration_since(*t) < self.config.per_chat_interval);
+                        .retain(|_, t| now_i.saturating_duration_since(*t) < spacing);
                     if let Some(last) = p.last_per_chat.get(&msg.chat_id) {
-                        Err(*last + self.config.per_chat_interval)
+                        Err(*last + spacing)
                     } else {
                         let slot = p.next_slot.max(p.paused_until).max(now_i);
                         p.next_slot = slot + interval;
@@ -224,6 +254,9 @@ impl OutboxSender {
                 let slot = match slot {
                     Ok(s) => s,
                     Err(ready_at) => {
+                        if let Ok(mut s) = in_flight.lock() {
+                            s.remove(&msg.id);
+                        }
                         let wait = ready_at.saturating_duration_since(Instant::now());
                         let at = self.clock.now().plus(wait);
                         if let Err(e) = outbox::defer(&self.db, msg.id, &self.holder, at).await {
@@ -237,6 +270,8 @@ impl OutboxSender {
                 };
                 let me = self.clone();
                 let pace = pace.clone();
+                let done = done_tx.clone();
+                let in_flight = in_flight.clone();
                 tasks.spawn(async move {
                     tokio::time::sleep_until(slot).await;
                     // A 429 that arrived after this slot was given out still applies.
@@ -244,21 +279,34 @@ impl OutboxSender {
                     if paused > Instant::now() {
                         tokio::time::sleep_until(paused).await;
                     }
-                    me.send(msg, &pace).await;
+                    let outcome = me.send(&msg, &pace).await;
+                    let id = msg.id;
+                    let _ = done.send((msg, outcome));
+                    if let Ok(mut s) = in_flight.lock() {
+                        s.remove(&id);
+                    }
                     drop(permit);
                 });
             }
         }
+        // Let claimed sends finish (the supervisor bounds this), then record them.
         while tasks.join_next().await.is_some() {}
+        while let Ok(done) = done_rx.try_recv() {
+            pending.push(done);
+        }
+        if let Err(e) = self.record(&mut pending).await {
+            tracing::warn!(error = %e, "could not record every send at shutdown; those messages may be sent again");
+        }
         if let Some(l) = held {
             let _ = lease::release(&self.db, &l, self.clock.now()).await;
         }
     }
 
-    async fn send(&self, msg: Claimed, pace: &Mutex<Pace>) {
+    /// One Bot API call; the outcome says what to record.
+    async fn send(&self, msg: &Claimed, pace: &Mutex<Pace>) -> Outcome {
         let result = self.api.call_json(&msg.method, &msg.payload).await;
         let now = self.clock.now();
-        let outcome = match result {
+        match result {
             Ok(value) => Outcome::Sent {
                 message_id: value.get("message_id").and_then(serde_json::Value::as_i64),
             },
@@ -300,48 +348,55 @@ impl OutboxSender {
                     reason: format!("gave up after {} attempts: {e}", msg.attempts),
                     http_status: e.http_status(),
                 },
-                Disposition::Blocked => {
-                    if let Err(err) = users::mark_bot_blocked(&self.db, msg.chat_id, now).await {
-                        tracing::warn!(error = %err, "cannot mark the user blocked");
-                    }
-                    Outcome::Blocked {
-                        reason: e.description().to_owned(),
-                    }
-                }
+                Disposition::Blocked => Outcome::Blocked {
+                    reason: e.description().to_owned(),
+                },
                 Disposition::Fail => Outcome::Failed {
                     reason: e.to_string(),
                     http_status: e.http_status(),
                 },
             },
-        };
-        let label = match &outcome {
-            Outcome::Sent { .. } => "sent",
-            Outcome::Retry {
-                rate_limited: true, ..
-            } => "rate_limited",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Blocked { .. } => "blocked",
-            Outcome::Failed { .. } => "failed",
-        };
-        self.metrics
-            .sends
-            .get_or_create(&OutcomeLabels { outcome: label })
-            .inc();
-        if let Outcome::Failed { reason, .. } = &outcome {
-            tracing::warn!(outbox_id = msg.id, chat_id = msg.chat_id, method = %msg.method, %reason, "message failed permanently");
-        }
-        match outbox::finish_attempt(&self.db, msg.id, &self.holder, &outcome, now).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                outbox_id = msg.id,
-                "claim lost before the attempt was recorded"
-            ),
-            Err(e) => {
-                tracing::warn!(outbox_id = msg.id, error = %e, "cannot record the attempt; the claim will expire and the message may be sent again")
-            }
         }
     }
+
+    /// Writes attempt outcomes in order; stops at the first database error, keeping the rest.
+    async fn record(&self, pending: &mut Vec<(Claimed, Outcome)>) -> Result<(), sqlx::Error> {
+        while let Some((msg, outcome)) = pending.first() {
+            let now = self.clock.now();
+            if let Outcome::Blocked { .. } = outcome {
+                users::mark_bot_blocked(&self.db, msg.chat_id, now).await?;
+            }
+            if !outbox::finish_attempt(&self.db, msg.id, &self.holder, outcome, now).await? {
+                tracing::warn!(
+                    outbox_id = msg.id,
+                    "claim lost before the attempt was recorded"
+                );
+            }
+            let label = match outcome {
+                Outcome::Sent { .. } => "sent",
+                Outcome::Retry {
+                    rate_limited: true, ..
+                } => "rate_limited",
+                Outcome::Retry { .. } => "retry",
+                Outcome::Blocked { .. } => "blocked",
+                Outcome::Failed { .. } => "failed",
+            };
+            self.metrics
+                .sends
+                .get_or_create(&OutcomeLabels { outcome: label })
+                .inc();
+            if let Outcome::Failed { reason, .. } = outcome {
+                tracing::warn!(outbox_id = msg.id, chat_id = msg.chat_id, method = %msg.method, %reason, "message failed permanently");
+            }
+            pending.remove(0);
+        }
+        Ok(())
+    }
 }
+
+/// How long a claimed message stays reserved (a send takes at most the 10 s call timeout
+/// plus pacing; in-flight ids guard longer 429 pauses).
+const CLAIM_TTL: Duration = Duration::from_secs(15);
 
 impl Component for OutboxSender {
     fn name(&self) -> &'static str {

@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod service;
+pub mod telegram;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -73,7 +73,12 @@ pub struct Service {
 impl Service {
     /// Starts `tollgate run` and waits until its HTTP server listens.
     pub async fn start(env: &[(String, String)]) -> Service {
-        let mut child = command(&["run"], env)
+        Self::start_command("run", env).await
+    }
+
+    /// Starts `tollgate <subcommand>` (`run` or `echo`) and waits until it listens.
+    pub async fn start_command(subcommand: &str, env: &[(String, String)]) -> Service {
+        let mut child = command(&[subcommand], env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
