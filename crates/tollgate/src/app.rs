@@ -183,7 +183,7 @@ fn pipeline<H: Handler>(
         deadline: p.handler_deadline,
         retry_base: options.handler_retry_base,
         max_attempts: options.handler_max_attempts,
-        ..DispatcherConfig::for_pool(db.max_connections())
+        ..DispatcherConfig::for_pool(db.concurrency_budget(&d.database))
     };
     components.push(Arc::new(Watched::new(
         Dispatcher::new(

@@ -16,7 +16,13 @@ pub async fn mark_bot_blocked(db: &Db, user_id: i64, now: Timestamp) -> Result<(
 }
 
 /// The user wrote again (or unblocked the bot): deliver to them again.
+///
+/// Called for every update, so it reads first and writes only for a blocked user (a write
+/// statement takes SQLite's write lock even when it matches nothing).
 pub async fn clear_bot_blocked(db: &Db, user_id: i64, now: Timestamp) -> Result<(), sqlx::Error> {
+    if bot_blocked_at(db, user_id).await?.is_none() {
+        return Ok(());
+    }
     on_db!(db, p => sqlx::query(
         "UPDATE users SET bot_blocked_at = NULL, last_seen_at = $2 WHERE id = $1 AND bot_blocked_at IS NOT NULL"
     ).bind(user_id).bind(now).execute(p).await.map(|_| ()))

@@ -140,6 +140,8 @@ CREATE TABLE outbox (
     finished_at     INTEGER
 ) STRICT;
 CREATE INDEX outbox_due ON outbox (priority, next_attempt_at, id) WHERE status = 'pending';
+-- Per-chat order (the head of each chat's queue) and per-chat spacing look messages up by chat.
+CREATE INDEX outbox_chat ON outbox (chat_id, priority, id) WHERE status = 'pending';
 CREATE INDEX outbox_finished ON outbox (finished_at) WHERE status <> 'pending';
 
 -- Every send attempt's outcome.

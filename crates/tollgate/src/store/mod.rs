@@ -93,8 +93,12 @@ impl Db {
             DatabaseUrl::Sqlite { path } => {
                 ensure_parent_dir(path)?;
                 let options = sqlite_options(path);
+                // SQLite has one writer. Contending connections wait in SQLite's busy
+                // handler (sleeps of up to 100 ms each) and starve under load; one
+                // connection makes every statement queue fairly in the process instead.
+                // Consequence: never use the pool while holding a `Tx` on it.
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(settings.max_connections)
+                    .max_connections(1)
                     .min_connections(0)
                     .acquire_timeout(settings.acquire_timeout)
                     .connect_lazy_with(options);
@@ -146,6 +150,15 @@ impl Db {
 
     pub fn max_connections(&self) -> u32 {
         on_db!(self, p => p.options().get_max_connections())
+    }
+
+    /// How many tasks may work on the database at once: the pool size on PostgreSQL, the
+    /// configured budget on SQLite (whose single connection queues their statements).
+    pub fn concurrency_budget(&self, settings: &DatabaseSettings) -> u32 {
+        match self {
+            Db::Sqlite(_) => settings.max_connections,
+            Db::Postgres(p) => p.options().get_max_connections(),
+        }
     }
 
     pub async fn close(&self) {

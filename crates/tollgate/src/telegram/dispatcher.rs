@@ -9,7 +9,7 @@
 //! and the completion mark re-runs it), so handlers make their effects idempotent with keys
 //! derived from `update_id` — or commit them together with [`inbox::complete_in`].
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use crate::backoff::Backoff;
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::telegram::metrics::PipelineMetrics;
-use crate::time::SharedClock;
+use crate::time::{SharedClock, Timestamp};
 use crate::users;
 
 /// Why a handler did not finish an update.
@@ -138,6 +138,12 @@ impl<H: Handler> Dispatcher<H> {
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let beat_every = Duration::from_millis(500);
+        // Claimed updates waiting for a handler slot. Claiming a few rounds ahead keeps the
+        // database round trips per update low; an update whose claim would run out before
+        // its handler could finish is let go instead (it is claimed again later).
+        let mut queue: VecDeque<(Claimed, Timestamp)> = VecDeque::new();
+        let window = self.config.concurrency * 4;
+        let margin = (self.config.deadline / 4).max(Duration::from_secs(2));
         while !stop.is_cancelled() {
             hb.beat();
             while tasks.try_join_next().is_some() {}
@@ -154,60 +160,22 @@ impl<H: Handler> Dispatcher<H> {
                 }
                 continue;
             }
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    Some(mark) = done_rx.recv() => pending.push(mark),
-                    _ = tokio::time::sleep(beat_every) => {}
-                    _ = stop.cancelled() => break,
-                }
-                continue;
-            }
-            let now = self.ctx.clock.now();
-            // The deadline plus room to record the outcome; a claim held longer has been lost
-            // with its process, and the update is handled again.
-            let until = now.plus(
-                self.config.deadline + (self.config.deadline / 4).max(Duration::from_secs(2)),
-            );
-            let claimed = match inbox::claim(&self.ctx.db, &self.worker, free as i64, now, until)
-                .await
-            {
-                Ok(c) => {
-                    backoff.succeed();
-                    c
-                }
-                Err(e) => {
-                    let wait = backoff.fail();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim updates");
-                    if !idle(wait, &hb, beat_every, &stop).await {
-                        break;
+
+            // Start what the handler slots allow.
+            while permits.available_permits() > 0 {
+                let Some((update, until)) = queue.pop_front() else {
+                    break;
+                };
+                let now = self.ctx.clock.now();
+                if now.plus(self.config.deadline) > until {
+                    if let Ok(mut s) = in_flight.lock() {
+                        s.remove(&update.update_id);
                     }
                     continue;
                 }
-            };
-            if claimed.is_empty() {
-                // Wait for intake to wake us, a handler to finish, or poll (other replicas'
-                // intake cannot wake us).
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    Some(mark) = done_rx.recv() => pending.push(mark),
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    _ = stop.cancelled() => break,
-                }
-                continue;
-            }
-            for update in claimed {
-                let fresh = in_flight
-                    .lock()
-                    .map(|mut s| s.insert(update.update_id))
-                    .unwrap_or(false);
-                if !fresh {
-                    continue;
-                }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    // Cannot happen (we claimed at most `free`); give the claim back.
-                    let _ = inbox::release(&self.ctx.db, &[update.update_id], &self.worker).await;
-                    continue;
+                    queue.push_front((update, until));
+                    break;
                 };
                 let me = self.clone();
                 let in_flight = in_flight.clone();
@@ -221,6 +189,54 @@ impl<H: Handler> Dispatcher<H> {
                     }
                     drop(permit);
                 });
+            }
+
+            // Refill the queue when it runs low.
+            let outstanding = in_flight.lock().map(|s| s.len()).unwrap_or(window);
+            let room = window.saturating_sub(outstanding);
+            let mut claimed_any = false;
+            if queue.len() < self.config.concurrency && room > 0 {
+                let now = self.ctx.clock.now();
+                let until = now.plus(self.config.deadline + margin);
+                match inbox::claim(&self.ctx.db, &self.worker, room as i64, now, until).await {
+                    Ok(claimed) => {
+                        backoff.succeed();
+                        for update in claimed {
+                            let fresh = in_flight
+                                .lock()
+                                .map(|mut s| s.insert(update.update_id))
+                                .unwrap_or(false);
+                            if fresh {
+                                claimed_any = true;
+                                queue.push_back((update, until));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let wait = backoff.fail();
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim updates");
+                        if !idle(wait, &hb, beat_every, &stop).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if claimed_any && permits.available_permits() > 0 {
+                continue;
+            }
+            // Wait for a handler to finish, intake to wake us, or poll (other replicas'
+            // intake cannot wake us).
+            let idle_wait = if outstanding == 0 && queue.is_empty() {
+                self.config.poll_interval
+            } else {
+                beat_every
+            };
+            tokio::select! {
+                Some(mark) = done_rx.recv() => pending.push(mark),
+                _ = self.wake.notified(), if room > 0 => {}
+                _ = tokio::time::sleep(idle_wait) => {}
+                _ = stop.cancelled() => break,
             }
         }
         // Graceful stop: let handlers finish briefly, record what finished, give the rest
@@ -308,22 +324,26 @@ impl<H: Handler> Dispatcher<H> {
         }
     }
 
-    /// Writes outcomes in order; stops at the first database error, keeping the rest.
+    /// Writes outcomes in order (successes in one transaction); stops at the first database
+    /// error, keeping what is not written yet.
     async fn record(&self, pending: &mut Vec<Mark>) -> Result<(), sqlx::Error> {
         let db = &self.ctx.db;
+        let done: Vec<i64> = pending
+            .iter()
+            .filter_map(|m| match m {
+                Mark::Done { update } => Some(update.update_id),
+                _ => None,
+            })
+            .collect();
+        if !done.is_empty() {
+            inbox::complete_all(db, &done, &self.worker, self.ctx.clock.now()).await?;
+            self.metrics.processed.inc_by(done.len() as u64);
+            pending.retain(|m| !matches!(m, Mark::Done { .. }));
+        }
         while let Some(mark) = pending.first() {
             let now = self.ctx.clock.now();
             match mark {
-                Mark::Done { update } => {
-                    if inbox::complete(db, update.update_id, &self.worker, now).await? {
-                        self.metrics.processed.inc();
-                    } else {
-                        tracing::warn!(
-                            update_id = update.update_id,
-                            "claim lost before completion; another worker may run it again"
-                        );
-                    }
-                }
+                Mark::Done { .. } => {}
                 Mark::Retry {
                     update,
                     reason,

@@ -136,25 +136,22 @@ pub async fn claim(
     Ok(rows)
 }
 
-/// Marks a claimed update handled. True when it is done now (also when the handler already
-/// completed it in its own transaction); false if the claim was lost to another worker.
-pub async fn complete(
+/// Marks claimed updates handled in one transaction. An update its handler already
+/// completed (with [`complete_in`]) is left as it is.
+pub async fn complete_all(
     db: &Db,
-    update_id: i64,
+    update_ids: &[i64],
     worker: &str,
     now: Timestamp,
-) -> Result<bool, sqlx::Error> {
-    let n = on_db!(db, p => sqlx::query(
-        "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
-         WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
-    ).bind(update_id).bind(worker).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
-    if n == 1 {
-        return Ok(true);
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    for id in update_ids {
+        on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
+             WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
+        ).bind(*id).bind(worker).bind(now).execute(c).await.map(|_| ()))?;
     }
-    let status: Option<String> = on_db!(db, p => sqlx::query_scalar(
-        "SELECT status FROM tg_inbox WHERE update_id = $1"
-    ).bind(update_id).fetch_optional(p).await)?;
-    Ok(status.as_deref() == Some("done"))
+    tx.commit().await
 }
 
 /// Marks an update handled inside a handler's own transaction, so its effects and its

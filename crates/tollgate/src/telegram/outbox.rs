@@ -217,7 +217,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn label(&self) -> &'static str {
+    /// The outcome as recorded and counted: sent, rate_limited, retry, blocked, failed.
+    pub fn label(&self) -> &'static str {
         match self {
             Outcome::Sent { .. } => "sent",
             Outcome::Retry {
@@ -230,34 +231,58 @@ impl Outcome {
     }
 }
 
-/// Records an attempt and moves the message to its next state, in one transaction.
-/// Returns false when the claim was lost (nothing is changed then).
-pub async fn finish_attempt(
+/// Records attempts and moves their messages to their next states, all in one transaction.
+/// Returns, per attempt, false when its claim was lost (that message is left unchanged).
+///
+/// A sent message holds back the rest of its chat until `now + chat_spacing`, so claims
+/// skip that chat instead of claiming and putting back.
+pub async fn finish_attempts(
     db: &Db,
+    worker: &str,
+    attempts: &[(i64, i64, &Outcome)],
+    now: Timestamp,
+    chat_spacing: std::time::Duration,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let mut kept = Vec::with_capacity(attempts.len());
+    for (id, chat_id, outcome) in attempts {
+        let ok = finish_attempt_in(&mut tx, *id, worker, outcome, now).await?;
+        if ok && matches!(outcome, Outcome::Sent { .. }) {
+            let not_before = now.plus(chat_spacing);
+            on_tx!(&mut tx, c => sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $2
+                 WHERE chat_id = $1 AND status = 'pending' AND next_attempt_at < $2"
+            ).bind(*chat_id).bind(not_before).execute(c).await.map(|_| ()))?;
+        }
+        kept.push(ok);
+    }
+    tx.commit().await?;
+    Ok(kept)
+}
+
+async fn finish_attempt_in(
+    tx: &mut Tx,
     id: i64,
     worker: &str,
     outcome: &Outcome,
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.begin().await?;
     let (status, next, error, message_id, http_status, undo_attempt) = match outcome {
         Outcome::Sent { message_id } => ("sent", None, None, *message_id, Some(200_u16), false),
+        // A 429 is Telegram asking us to wait, not a failure of this message.
         Outcome::Retry {
             at,
             reason,
             http_status,
             rate_limited,
-        } => {
-            // A 429 is Telegram asking us to wait, not a failure of this message.
-            (
-                "pending",
-                Some(*at),
-                Some(reason.as_str()),
-                None,
-                *http_status,
-                *rate_limited,
-            )
-        }
+        } => (
+            "pending",
+            Some(*at),
+            Some(reason.as_str()),
+            None,
+            *http_status,
+            *rate_limited,
+        ),
         Outcome::Blocked { reason } => (
             "blocked",
             None,
@@ -279,7 +304,7 @@ pub async fn finish_attempt(
         ),
     };
     let finished = if status == "pending" { None } else { Some(now) };
-    let n = on_tx!(&mut tx, c => sqlx::query(
+    let n = on_tx!(tx, c => sqlx::query(
         "UPDATE outbox SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5,
              message_id = COALESCE($6, message_id), finished_at = $7, claimed_by = NULL, claimed_until = NULL,
              attempts = attempts - $8
@@ -287,14 +312,12 @@ pub async fn finish_attempt(
     ).bind(id).bind(worker).bind(status).bind(next).bind(error).bind(message_id).bind(finished)
         .bind(i32::from(undo_attempt)).execute(c).await.map(|r| r.rows_affected()))?;
     if n != 1 {
-        tx.rollback().await?;
         return Ok(false);
     }
-    on_tx!(&mut tx, c => sqlx::query(
+    on_tx!(tx, c => sqlx::query(
         "INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail) VALUES ($1, $2, $3, $4, $5)"
     ).bind(id).bind(now).bind(outcome.label()).bind(http_status.map(i32::from)).bind(error)
         .execute(c).await.map(|_| ()))?;
-    tx.commit().await?;
     Ok(true)
 }
 

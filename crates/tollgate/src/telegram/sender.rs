@@ -182,12 +182,17 @@ impl OutboxSender {
             }
 
             // During a 429 pause nothing new is claimed; claimed messages wait in their tasks.
+            // Otherwise keep about two seconds of sending claimed ahead.
             let paused_for = pace
                 .lock()
                 .map(|p| p.paused_until.saturating_duration_since(Instant::now()))
                 .unwrap_or_default();
-            let free = permits.available_permits() as i64;
-            if free == 0 || !paused_for.is_zero() {
+            let outstanding = in_flight
+                .lock()
+                .map(|s| s.len() as i64)
+                .unwrap_or(2 * batch);
+            let room = (2 * batch - outstanding).min(batch);
+            if room <= 0 || !paused_for.is_zero() {
                 let wait = if paused_for.is_zero() {
                     beat
                 } else {
@@ -202,26 +207,30 @@ impl OutboxSender {
             }
             let now = self.clock.now();
             let until = now.plus(CLAIM_TTL);
-            let claimed =
-                match outbox::claim(&self.db, &self.holder, batch.min(free), now, until).await {
-                    Ok(c) => {
-                        backoff.succeed();
-                        c
+            let claimed = match outbox::claim(&self.db, &self.holder, room, now, until).await {
+                Ok(c) => {
+                    backoff.succeed();
+                    c
+                }
+                Err(e) => {
+                    let wait = backoff.fail();
+                    tracing::warn!(error = %e, "cannot claim outbox messages");
+                    if !idle(wait, &hb, beat, &stop).await {
+                        break;
                     }
-                    Err(e) => {
-                        let wait = backoff.fail();
-                        tracing::warn!(error = %e, "cannot claim outbox messages");
-                        if !idle(wait, &hb, beat, &stop).await {
-                            break;
-                        }
-                        continue;
-                    }
-                };
+                    continue;
+                }
+            };
             if claimed.is_empty() {
+                let wait = if outstanding == 0 {
+                    self.config.poll_interval
+                } else {
+                    beat
+                };
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     Some(done) = done_rx.recv() => pending.push(done),
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled() => break,
                 }
                 continue;
@@ -265,13 +274,11 @@ impl OutboxSender {
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
                 let me = self.clone();
                 let pace = pace.clone();
                 let done = done_tx.clone();
                 let in_flight = in_flight.clone();
+                let permits = permits.clone();
                 tasks.spawn(async move {
                     tokio::time::sleep_until(slot).await;
                     // A 429 that arrived after this slot was given out still applies.
@@ -279,13 +286,17 @@ impl OutboxSender {
                     if paused > Instant::now() {
                         tokio::time::sleep_until(paused).await;
                     }
+                    // Bounded calls in flight; pacing already spaced them.
+                    let Ok(permit) = permits.acquire_owned().await else {
+                        return;
+                    };
                     let outcome = me.send(&msg, &pace).await;
+                    drop(permit);
                     let id = msg.id;
                     let _ = done.send((msg, outcome));
                     if let Ok(mut s) = in_flight.lock() {
                         s.remove(&id);
                     }
-                    drop(permit);
                 });
             }
         }
@@ -359,37 +370,45 @@ impl OutboxSender {
         }
     }
 
-    /// Writes attempt outcomes in order; stops at the first database error, keeping the rest.
+    /// Writes the attempt outcomes in one transaction; on a database error keeps them all.
     async fn record(&self, pending: &mut Vec<(Claimed, Outcome)>) -> Result<(), sqlx::Error> {
-        while let Some((msg, outcome)) = pending.first() {
-            let now = self.clock.now();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        for (msg, outcome) in pending.iter() {
             if let Outcome::Blocked { .. } = outcome {
                 users::mark_bot_blocked(&self.db, msg.chat_id, now).await?;
             }
-            if !outbox::finish_attempt(&self.db, msg.id, &self.holder, outcome, now).await? {
+        }
+        let attempts: Vec<(i64, i64, &Outcome)> =
+            pending.iter().map(|(m, o)| (m.id, m.chat_id, o)).collect();
+        let kept = outbox::finish_attempts(
+            &self.db,
+            &self.holder,
+            &attempts,
+            now,
+            self.config.per_chat_interval,
+        )
+        .await?;
+        for ((msg, outcome), kept) in pending.iter().zip(kept) {
+            if !kept {
                 tracing::warn!(
                     outbox_id = msg.id,
                     "claim lost before the attempt was recorded"
                 );
             }
-            let label = match outcome {
-                Outcome::Sent { .. } => "sent",
-                Outcome::Retry {
-                    rate_limited: true, ..
-                } => "rate_limited",
-                Outcome::Retry { .. } => "retry",
-                Outcome::Blocked { .. } => "blocked",
-                Outcome::Failed { .. } => "failed",
-            };
             self.metrics
                 .sends
-                .get_or_create(&OutcomeLabels { outcome: label })
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.label(),
+                })
                 .inc();
             if let Outcome::Failed { reason, .. } = outcome {
                 tracing::warn!(outbox_id = msg.id, chat_id = msg.chat_id, method = %msg.method, %reason, "message failed permanently");
             }
-            pending.remove(0);
         }
+        pending.clear();
         Ok(())
     }
 }

@@ -162,7 +162,7 @@ async fn sqlite_service_migrates_and_reports_ready_and_metrics() {
     );
     assert!(text.contains("tollgate_ready 1"), "{text}");
     assert!(
-        text.contains("tollgate_db_pool_max_connections 8"),
+        text.contains("tollgate_db_pool_max_connections 1"),
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"));

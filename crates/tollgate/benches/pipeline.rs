@@ -1,0 +1,382 @@
+//! Telegram pipeline throughput: webhook intake and end-to-end echo, SQLite and PostgreSQL.
+//!
+//! `cargo bench -p tollgate --bench pipeline` — the service is the release `tollgate echo`
+//! binary in its own process (webhook mode); this process is the load source and hosts the
+//! Telegram emulator (limits off). Per backend and run:
+//! - intake: 20,000 webhook POSTs from 64 concurrent keep-alive connections (throughput and
+//!   ack latency), then an open loop of 1,000 POSTs/s for 5 s (ack latency at that rate);
+//! - end to end: 10,000 users each send one message through the emulator, which delivers
+//!   them by webhook; measured until the emulator has received all 10,000 echoes, with the
+//!   service's RSS sampled meanwhile.
+//! Prints medians of the runs. PostgreSQL is skipped when `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) is unreachable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor, PgConnection};
+use telegram_emulator::{ControlClient, Emulator, EmulatorConfig, NewUser, RunningEmulator};
+use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
+
+const RUNS: usize = 3;
+const SECRET: &str = "bench-secret-0123456789abcdef";
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let pg_admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
+    let only = std::env::var("BENCH_BACKEND").ok();
+    for backend in ["sqlite", "postgres"] {
+        if only.as_deref().is_some_and(|o| o != backend) {
+            continue;
+        }
+        if backend == "postgres" && !pg_ok {
+            println!("postgres: SKIPPED ({pg_admin} unreachable)");
+            continue;
+        }
+        let mut intake_rate = Vec::new();
+        let mut closed_p50 = Vec::new();
+        let mut closed_p99 = Vec::new();
+        let mut open_p50 = Vec::new();
+        let mut open_p99 = Vec::new();
+        let mut e2e_rate = Vec::new();
+        let mut rss = Vec::new();
+        let runs = std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(RUNS);
+        for run in 0..runs {
+            let (db_url, _guard) = database(backend, &pg_admin, run).await;
+            let r = one_run(&db_url).await;
+            intake_rate.push(r.intake_rate);
+            closed_p50.push(r.closed_p50);
+            closed_p99.push(r.closed_p99);
+            open_p50.push(r.open_p50);
+            open_p99.push(r.open_p99);
+            e2e_rate.push(r.e2e_rate);
+            rss.push(r.max_rss_mib);
+            println!(
+                "{backend} run {run}: intake {:.0}/s (p50 {:.2} ms, p99 {:.2} ms); at 1000/s p50 {:.2} ms, p99 {:.2} ms; end to end {:.0}/s; max RSS {:.1} MiB",
+                r.intake_rate,
+                r.closed_p50,
+                r.closed_p99,
+                r.open_p50,
+                r.open_p99,
+                r.e2e_rate,
+                r.max_rss_mib
+            );
+        }
+        println!(
+            "{backend} MEDIANS over {runs} runs: intake {:.0} updates/s (ack p50 {:.2} ms, p99 {:.2} ms under full load); \
+             ack at 1000 updates/s p50 {:.2} ms, p99 {:.2} ms; end to end {:.0} updates/s; max RSS {:.1} MiB",
+            median(&mut intake_rate),
+            median(&mut closed_p50),
+            median(&mut closed_p99),
+            median(&mut open_p50),
+            median(&mut open_p99),
+            median(&mut e2e_rate),
+            median(&mut rss)
+        );
+    }
+}
+
+struct RunResult {
+    intake_rate: f64,
+    closed_p50: f64,
+    closed_p99: f64,
+    open_p50: f64,
+    open_p99: f64,
+    e2e_rate: f64,
+    max_rss_mib: f64,
+}
+
+/// A fresh database URL; the guard keeps a temp dir alive.
+async fn database(
+    backend: &str,
+    pg_admin: &str,
+    run: usize,
+) -> (String, Option<tempfile::TempDir>) {
+    if backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/bench.db", dir.path().display());
+        return (url, Some(dir));
+    }
+    let name = format!("tollgate_bench_{}_{run}", std::process::id());
+    let mut c = PgConnection::connect(pg_admin).await.unwrap();
+    c.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .await
+    .unwrap();
+    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .unwrap();
+    let mut u = url::Url::parse(pg_admin).unwrap();
+    u.set_path(&format!("/{name}"));
+    (u.to_string(), None)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child {
+    let catalog = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/tollgate.example.toml"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("echo")
+        .env_clear()
+        .env("BOT_TOKEN", emu.token())
+        .env("TELEGRAM_API_URL", emu.api_url())
+        .env("DATABASE_URL", db_url)
+        .env("TOLLGATE_CONFIG", catalog)
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("WEBHOOK_SECRET", SECRET)
+        .env("WEBHOOK_MAX_CONNECTIONS", "100")
+        .env("OUTBOX_RATE", "100000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        let registered = emu.client().bots().await.unwrap()[0].webhook_url == want;
+        if ready && registered {
+            return child;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "service not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn create_users(tg: &ControlClient, n: usize) -> Vec<i64> {
+    let sem = Arc::new(Semaphore::new(32));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let tg = tg.clone();
+        let sem = sem.clone();
+        handles.push(tokio::spawn(async move {
+            let _p = sem.acquire().await.unwrap();
+            let mut u = NewUser::new(format!("B{i}"));
+            u.started = true;
+            tg.create_user(u).await.unwrap().id
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for h in handles {
+        ids.push(h.await.unwrap());
+    }
+    ids
+}
+
+fn update(update_id: i64, chat: i64) -> String {
+    format!(
+        r#"{{"update_id":{update_id},"message":{{"message_id":{update_id},"date":1800000000,"from":{{"id":{chat},"is_bot":false,"first_name":"B"}},"chat":{{"id":{chat},"type":"private","first_name":"B"}},"text":"load {update_id}"}}}}"#
+    )
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: String) -> f64 {
+    let start = Instant::now();
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn one_run(db_url: &str) -> RunResult {
+    let emu = Emulator::start(EmulatorConfig::without_rate_limits())
+        .await
+        .unwrap();
+    let tg = emu.client();
+    let port = free_port();
+    let mut service = start_service(&emu, db_url, port).await;
+    let pid = service.id().unwrap();
+    let chats = create_users(&tg, 1000).await;
+    let url = format!("http://127.0.0.1:{port}/telegram/webhook");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap();
+
+    // Closed loop: as fast as 64 connections go.
+    let n = 20_000_usize;
+    let sem = Arc::new(Semaphore::new(64));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let (client, url) = (client.clone(), url.clone());
+        let body = update(10_000_000 + i as i64, chats[i % chats.len()]);
+        handles.push(tokio::spawn(async move {
+            let ms = post(&client, &url, body).await;
+            drop(permit);
+            ms
+        }));
+    }
+    let mut closed = Vec::with_capacity(n);
+    for h in handles {
+        closed.push(h.await.unwrap());
+    }
+    let intake_rate = n as f64 / start.elapsed().as_secs_f64();
+
+    // Let the backlog drain so the open loop measures intake at a sustainable rate.
+    drain(&tg, n as u64, Duration::from_secs(120)).await;
+
+    // Open loop: 1,000 updates per second for 5 s.
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut handles = Vec::with_capacity(5000);
+    for i in 0..5000_usize {
+        ticker.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        let body = update(20_000_000 + i as i64, chats[i % chats.len()]);
+        handles.push(tokio::spawn(async move { post(&client, &url, body).await }));
+    }
+    let mut open = Vec::with_capacity(5000);
+    for h in handles {
+        open.push(h.await.unwrap());
+    }
+    drain(&tg, (n + 5000) as u64, Duration::from_secs(120)).await;
+
+    // End to end through the emulator: 10,000 users write once each.
+    let users = create_users(&tg, 10_000).await;
+    let sent_before = tg.counters().await.unwrap().messages_sent;
+    let max_rss = Arc::new(std::sync::Mutex::new(rss_mib(pid)));
+    let sampler = {
+        let max_rss = max_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                let r = rss_mib(pid);
+                {
+                    let mut m = max_rss.lock().unwrap();
+                    if r > *m {
+                        *m = r;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let start = Instant::now();
+    let sem = Arc::new(Semaphore::new(64));
+    let mut handles = Vec::with_capacity(users.len());
+    for u in users.iter().copied() {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let tg = tg.clone();
+        handles.push(tokio::spawn(async move {
+            tg.send_text(u, "ping").await.unwrap();
+            drop(permit);
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    drain(
+        &tg,
+        sent_before + users.len() as u64,
+        Duration::from_secs(300),
+    )
+    .await;
+    let e2e_rate = users.len() as f64 / start.elapsed().as_secs_f64();
+    sampler.abort();
+    let max_rss_mib = *max_rss.lock().unwrap();
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), service.wait()).await;
+    emu.shutdown().await;
+    RunResult {
+        intake_rate,
+        closed_p50: percentile(&mut closed, 0.50),
+        closed_p99: percentile(&mut closed, 0.99),
+        open_p50: percentile(&mut open, 0.50),
+        open_p99: percentile(&mut open, 0.99),
+        e2e_rate,
+        max_rss_mib,
+    }
+}
+
+/// Waits until the emulator has received `messages` messages from the bot in total.
+async fn drain(tg: &ControlClient, messages: u64, limit: Duration) {
+    drain_watch(tg, messages, limit, None).await
+}
+
+async fn drain_watch(
+    tg: &ControlClient,
+    messages: u64,
+    limit: Duration,
+    metrics_url: Option<&str>,
+) {
+    let start = Instant::now();
+    let mut reported = Instant::now();
+    loop {
+        let sent = tg.counters().await.unwrap().messages_sent;
+        if sent >= messages {
+            break;
+        }
+        if reported.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "  … {sent} of {messages} echoes after {:?}",
+                start.elapsed()
+            );
+            reported = Instant::now();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "echoes did not all arrive within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    percentile(samples, 0.5)
+}
