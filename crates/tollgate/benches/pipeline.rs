@@ -8,6 +8,7 @@
 //! - end to end: 10,000 users each send one message through the emulator, which delivers
 //!   them by webhook; measured until the emulator has received all 10,000 echoes, with the
 //!   service's RSS sampled meanwhile.
+//!
 //! Prints medians of the runs. PostgreSQL is skipped when `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) is unreachable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -356,9 +357,33 @@ async fn drain_watch(
         if sent >= messages {
             break;
         }
-        if reported.elapsed() > Duration::from_secs(10) {
+        let every = if metrics_url.is_some() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        if reported.elapsed() > every {
+            // With BENCH_WATCH set, the service's own counters show where the backlog is.
+            let mut extra = String::new();
+            if let Some(url) = metrics_url
+                && let Ok(r) = reqwest::get(url).await
+            {
+                let text = r.text().await.unwrap_or_default();
+                for l in text.lines().filter(|l| {
+                    [
+                        "tollgate_updates_received_total",
+                        "tollgate_updates_processed_total",
+                        "tollgate_telegram_sends_total",
+                    ]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+                }) {
+                    extra.push_str(l);
+                    extra.push_str("; ");
+                }
+            }
             eprintln!(
-                "  … {sent} of {messages} echoes after {:?}",
+                "  … {sent} of {messages} echoes after {:?} {extra}",
                 start.elapsed()
             );
             reported = Instant::now();
