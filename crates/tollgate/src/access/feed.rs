@@ -3,7 +3,8 @@
 //! The token is the only credential, so the route has no other authentication; it is 192
 //! random bits (H4) and is looked up, never compared by hand. Unknown, revoked and retired
 //! tokens take the same path — the same single indexed query that finds no row — and get the
-//! same answer: 404 with an empty body. Nothing tells them apart.
+//! same answer: 404 with an empty body. Nothing tells them apart. Text that cannot be a token
+//! (not base64url, or over 128 characters) gets the same 404 without a lookup.
 //!
 //! An expired (not revoked) subscription still gets its feed: apps keep the profile and show
 //! the expiry date from `subscription-userinfo`, the nodes refuse the connection, and a
@@ -36,7 +37,7 @@ use crate::nodes::link::percent_encode;
 use crate::nodes::membership;
 use crate::store::Db;
 
-/// Longest token looked up at all (ours are 32 characters).
+/// Longest token looked up at all (ours are 32 characters of base64url).
 const MAX_TOKEN_LEN: usize = 128;
 
 #[derive(Clone)]
@@ -58,7 +59,14 @@ pub fn feed_url(base: &str, token: &super::FeedToken) -> String {
 }
 
 async fn feed(State(state): State<FeedState>, Path(token): Path<String>) -> Response {
-    if token.len() > MAX_TOKEN_LEN {
+    // Only text shaped like a token is looked up (a NUL byte, for one, is an error on
+    // PostgreSQL); everything else cannot be a token and gets the same 404.
+    let plausible = !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plausible {
         return not_found();
     }
     let subscription = match by_token(&state.db, &token).await {

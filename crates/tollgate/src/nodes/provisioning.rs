@@ -357,8 +357,9 @@ impl Provisioner {
         }
     }
 
-    /// Passes over every enabled node until nothing is due, ignoring breakers (tests and
-    /// tooling; the component uses [`Provisioner::pass`] with breakers).
+    /// Passes over every enabled node until nothing is due or a round made no progress,
+    /// ignoring breakers (tests and tooling; the component runs [`Provisioner::pass`] per
+    /// node with its breaker).
     pub async fn drain(self: &Arc<Self>) -> Result<PassReport, sqlx::Error> {
         let mut total = PassReport::default();
         loop {
@@ -371,7 +372,9 @@ impl Provisioner {
                 round.add(&report);
             }
             total.add(&round);
-            if round.claimed == 0 {
+            // Done when nothing was due, or nothing succeeded (only failing nodes are left:
+            // their rows wait for their backoff).
+            if round.claimed == 0 || round.applied == 0 {
                 return Ok(total);
             }
         }
