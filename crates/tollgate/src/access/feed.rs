@@ -189,23 +189,9 @@ fn file_name(title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{FeedToken, Kind};
-    use crate::time::Timestamp;
 
     fn subscription() -> Subscription {
-        Subscription {
-            id: 1,
-            user_id: 7,
-            kind: Kind::Paid,
-            plan_id: None,
-            starts_at: Timestamp::from_millis(0),
-            expires_at: Timestamp::from_millis(1_800_000_000_999),
-            revoked_at: None,
-            vpn_uuid: uuid::Uuid::nil(),
-            token: FeedToken::from_stored("x".repeat(32)),
-            created_at: Timestamp::from_millis(0),
-            updated_at: Timestamp::from_millis(0),
-        }
+        crate::access::fixtures::subscription(1_800_000_000_999, false)
     }
 
     #[test]

@@ -274,3 +274,25 @@ pub enum AccessError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A paid subscription of user 7 with the nil key, for unit tests.
+    pub(crate) fn subscription(expires_at_ms: i64, revoked: bool) -> Subscription {
+        Subscription {
+            id: 1,
+            user_id: 7,
+            kind: Kind::Paid,
+            plan_id: None,
+            starts_at: Timestamp::from_millis(0),
+            expires_at: Timestamp::from_millis(expires_at_ms),
+            revoked_at: revoked.then(|| Timestamp::from_millis(1)),
+            vpn_uuid: Uuid::nil(),
+            token: FeedToken::from_stored("t".repeat(32)),
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+}

@@ -442,21 +442,7 @@ pub fn share_links(subscription: &Subscription, registry: &Registry) -> Vec<Node
 mod tests {
     use super::*;
 
-    fn sub(expires_at: i64, revoked: bool) -> Subscription {
-        Subscription {
-            id: 1,
-            user_id: 7,
-            kind: Kind::Paid,
-            plan_id: None,
-            starts_at: Timestamp::from_millis(0),
-            expires_at: Timestamp::from_millis(expires_at),
-            revoked_at: revoked.then(|| Timestamp::from_millis(1)),
-            vpn_uuid: Uuid::nil(),
-            token: FeedToken::from_stored("t".repeat(32)),
-            created_at: Timestamp::from_millis(0),
-            updated_at: Timestamp::from_millis(0),
-        }
-    }
+    use crate::access::fixtures::subscription as sub;
 
     const NOW: i64 = 1_800_000_000_000;
     const D: i64 = 86_400_000;

@@ -11,7 +11,7 @@ use crate::config::{Config, FeedBaseSource};
 use crate::metrics::Metrics;
 use crate::nodes::provisioning::{Provisioner, ProvisioningConfig};
 use crate::nodes::reconcile::{ReconcileConfig, Reconciler};
-use crate::nodes::{ProvisioningWake, Registry};
+use crate::nodes::{NodeJobs, ProvisioningWake, Registry};
 use crate::store::Db;
 use crate::supervisor::{Component, Watched};
 use crate::time::SharedClock;
@@ -56,24 +56,19 @@ pub fn build(
     }
     let wake = ProvisioningWake::new();
     let stall = d.pipeline.watchdog_timeout;
+    let jobs = NodeJobs {
+        db: db.clone(),
+        registry: registry.clone(),
+        clock: clock.clone(),
+        holder: holder.to_owned(),
+        wake: wake.clone(),
+        metrics: metrics.nodes.clone(),
+    };
     let provisioner = Provisioner::new(
-        db.clone(),
-        registry.clone(),
-        clock.clone(),
+        jobs.clone(),
         ProvisioningConfig::for_call_timeout(d.nodes.call_timeout),
-        holder.to_owned(),
-        wake.clone(),
-        metrics.nodes.clone(),
     );
-    let reconciler = Reconciler::new(
-        db.clone(),
-        registry.clone(),
-        clock.clone(),
-        ReconcileConfig::every(d.nodes.reconcile_interval),
-        holder.to_owned(),
-        wake.clone(),
-        metrics.nodes.clone(),
-    );
+    let reconciler = Reconciler::new(jobs, ReconcileConfig::every(d.nodes.reconcile_interval));
     let components: Vec<Arc<dyn Component>> = vec![
         Arc::new(Watched::new(provisioner, stall)),
         Arc::new(Watched::new(reconciler, stall)),

@@ -32,6 +32,8 @@ use tollgate_node::{NodeClient, Token};
 
 use crate::config::Catalog;
 use crate::config::catalog::{LinkDefinition, NodeDefinition};
+use crate::store::Db;
+use crate::time::SharedClock;
 
 /// One node of the catalog, ready to be called.
 #[derive(Debug)]
@@ -161,4 +163,16 @@ impl ProvisioningWake {
     pub(crate) async fn woken(&self) {
         self.0.notified().await;
     }
+}
+
+/// What the node jobs (provisioning, reconcile) share.
+#[derive(Clone)]
+pub struct NodeJobs {
+    pub db: Db,
+    pub registry: Arc<Registry>,
+    pub clock: SharedClock,
+    /// This process's claim and lease holder id.
+    pub holder: String,
+    pub wake: ProvisioningWake,
+    pub metrics: metrics::NodeMetrics,
 }

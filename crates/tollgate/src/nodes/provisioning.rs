@@ -33,11 +33,9 @@ use uuid::Uuid;
 use super::breaker::{Admission, Breaker, BreakerConfig, CallHealth};
 use super::membership::{self, Claimed, Presence, Recorded};
 use super::metrics::{NodeMetrics, NodeOutcomeLabels};
-use super::{Node, ProvisioningWake, Registry, link};
+use super::{Node, NodeJobs, link};
 use crate::backoff::Backoff;
-use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture};
-use crate::time::SharedClock;
 
 #[derive(Debug, Clone)]
 pub struct ProvisioningConfig {
@@ -193,36 +191,17 @@ impl PassReport {
 
 /// The provisioning component.
 pub struct Provisioner {
-    db: Db,
-    registry: Arc<Registry>,
-    clock: SharedClock,
+    jobs: NodeJobs,
     config: ProvisioningConfig,
-    holder: String,
-    wake: ProvisioningWake,
-    metrics: NodeMetrics,
     permits: Arc<Semaphore>,
 }
 
 impl Provisioner {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        db: Db,
-        registry: Arc<Registry>,
-        clock: SharedClock,
-        config: ProvisioningConfig,
-        holder: String,
-        wake: ProvisioningWake,
-        metrics: NodeMetrics,
-    ) -> Provisioner {
+    pub fn new(jobs: NodeJobs, config: ProvisioningConfig) -> Provisioner {
         let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         Provisioner {
-            db,
-            registry,
-            clock,
+            jobs,
             config,
-            holder,
-            wake,
-            metrics,
             permits,
         }
     }
@@ -236,11 +215,11 @@ impl Provisioner {
         breaker: &mut Breaker,
         alive: &(dyn Fn() + Sync),
     ) -> Result<PassReport, sqlx::Error> {
-        let now = self.clock.now();
+        let now = self.jobs.clock.now();
         let rows = membership::claim(
-            &self.db,
+            &self.jobs.db,
             &node.name,
-            &self.holder,
+            &self.jobs.holder,
             i64::try_from(limit).unwrap_or(i64::MAX),
             now,
             now.plus(self.config.claim_ttl),
@@ -300,14 +279,15 @@ impl Provisioner {
         row: &Claimed,
         attempt: &Attempt,
     ) -> Result<bool, sqlx::Error> {
-        self.metrics
+        self.jobs
+            .metrics
             .provision_attempts
             .get_or_create(&NodeOutcomeLabels {
                 node: node.name.clone(),
                 outcome: attempt.label(),
             })
             .inc();
-        let now = self.clock.now();
+        let now = self.jobs.clock.now();
         let outcome = match attempt {
             Attempt::Applied {
                 observed,
@@ -331,10 +311,10 @@ impl Provisioner {
             }
         };
         membership::record(
-            &self.db,
+            &self.jobs.db,
             &node.name,
             &row.vpn_uuid,
-            &self.holder,
+            &self.jobs.holder,
             &outcome,
             now,
         )
@@ -343,7 +323,8 @@ impl Provisioner {
 
     fn breaker_changed(&self, node: &Node, was_tripped: bool, breaker: &Breaker) {
         let tripped = breaker.is_tripped();
-        self.metrics
+        self.jobs
+            .metrics
             .breaker_open
             .get_or_create(&NodeMetrics::node(&node.name))
             .set(i64::from(tripped));
@@ -364,7 +345,7 @@ impl Provisioner {
         let mut total = PassReport::default();
         loop {
             let mut round = PassReport::default();
-            for node in self.registry.enabled_nodes() {
+            for node in self.jobs.registry.enabled_nodes() {
                 let mut breaker = Breaker::new(self.config.breaker);
                 let report = self
                     .pass(node, self.config.batch, &mut breaker, &|| {})
@@ -390,7 +371,8 @@ impl Provisioner {
         let mut breaker = Breaker::new(self.config.breaker);
         let mut db_backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let alive = || liveness.beat();
-        self.metrics
+        self.jobs
+            .metrics
             .breaker_open
             .get_or_create(&NodeMetrics::node(&node.name))
             .set(0);
@@ -444,7 +426,7 @@ impl Provisioner {
         let mut workers = JoinSet::new();
         let mut lives = Vec::new();
         let mut wakes = Vec::new();
-        for node in self.registry.enabled_nodes() {
+        for node in self.jobs.registry.enabled_nodes() {
             let liveness = Arc::new(Liveness::new());
             let wake = Arc::new(Notify::new());
             lives.push((node.name.clone(), liveness.clone()));
@@ -460,7 +442,7 @@ impl Provisioner {
         let mut next_gauges = Instant::now();
         loop {
             tokio::select! {
-                _ = self.wake.woken() => {
+                _ = self.jobs.wake.woken() => {
                     for w in &wakes {
                         w.notify_one();
                     }
@@ -496,7 +478,7 @@ impl Provisioner {
         // Give unfinished claims back so another replica can take them at once.
         match tokio::time::timeout(
             Duration::from_secs(2),
-            membership::release_claims(&self.db, &self.holder),
+            membership::release_claims(&self.jobs.db, &self.jobs.holder),
         )
         .await
         {
@@ -512,14 +494,15 @@ impl Provisioner {
     }
 
     async fn refresh_backlog(&self) {
-        match membership::backlog(&self.db).await {
+        match membership::backlog(&self.jobs.db).await {
             Ok(rows) => {
-                for node in self.registry.enabled_nodes() {
+                for node in self.jobs.registry.enabled_nodes() {
                     let n = rows
                         .iter()
                         .find(|(name, _)| *name == node.name)
                         .map_or(0, |(_, n)| *n);
-                    self.metrics
+                    self.jobs
+                        .metrics
                         .provision_backlog
                         .get_or_create(&NodeMetrics::node(&node.name))
                         .set(n);

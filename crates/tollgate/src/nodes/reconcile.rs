@@ -36,13 +36,11 @@ use uuid::Uuid;
 
 use super::membership::{self, Presence};
 use super::metrics::{DriftLabels, NodeMetrics};
-use super::{Node, ProvisioningWake, Registry};
+use super::{Node, NodeJobs};
 use crate::access::{self, AccessError};
 use crate::backoff::jittered;
 use crate::lease::{self, Lease};
-use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
-use crate::time::SharedClock;
 
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -99,13 +97,8 @@ pub enum ReconcileError {
 }
 
 pub struct Reconciler {
-    db: Db,
-    registry: Arc<Registry>,
-    clock: SharedClock,
+    jobs: NodeJobs,
     config: ReconcileConfig,
-    holder: String,
-    wake: ProvisioningWake,
-    metrics: NodeMetrics,
 }
 
 /// Name of the lease that makes one process the reconciler of `node`.
@@ -114,24 +107,8 @@ pub fn lease_name(node: &str) -> String {
 }
 
 impl Reconciler {
-    pub fn new(
-        db: Db,
-        registry: Arc<Registry>,
-        clock: SharedClock,
-        config: ReconcileConfig,
-        holder: String,
-        wake: ProvisioningWake,
-        metrics: NodeMetrics,
-    ) -> Reconciler {
-        Reconciler {
-            db,
-            registry,
-            clock,
-            config,
-            holder,
-            wake,
-            metrics,
-        }
+    pub fn new(jobs: NodeJobs, config: ReconcileConfig) -> Reconciler {
+        Reconciler { jobs, config }
     }
 
     /// Reconciles one node once. With `lease`, the database changes are fenced: they commit
@@ -144,11 +121,15 @@ impl Reconciler {
     ) -> Result<ReconcileReport, ReconcileError> {
         let labels = NodeMetrics::node(&node.name);
         // Rows that change after this instant may be newer than the list: leave them alone.
-        let listed_at = self.clock.now();
+        let listed_at = self.jobs.clock.now();
         let listed = match beating(node.client.list_users(), alive).await {
             Ok(l) => l,
             Err(e) => {
-                self.metrics.reconcile_failures.get_or_create(&labels).inc();
+                self.jobs
+                    .metrics
+                    .reconcile_failures
+                    .get_or_create(&labels)
+                    .inc();
                 tracing::warn!(node = %node.name, error = %e,
                     "cannot list the node's users; reconcile leaves this node alone until the next run");
                 return Err(ReconcileError::ListFailed(e));
@@ -159,21 +140,22 @@ impl Reconciler {
             listed: listed.users.len(),
             ..ReconcileReport::default()
         };
-        self.metrics
+        self.jobs
+            .metrics
             .node_users
             .get_or_create(&labels)
             .set(i64::try_from(listed.users.len()).unwrap_or(i64::MAX));
 
         // Intent first: what should this node hold now?
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
+        let now = self.jobs.clock.now();
+        let mut tx = self.jobs.db.begin().await?;
         self.fence(&mut tx, lease, now).await?;
         report.aligned = access::align_node(&mut tx, &node.name, now).await?;
         tx.commit().await?;
         alive();
 
         // Then what it holds.
-        let rows = membership::rows_for_node(&self.db, &node.name).await?;
+        let rows = membership::rows_for_node(&self.jobs.db, &node.name).await?;
         let by_email: HashMap<&str, &membership::NodeRow> =
             rows.iter().map(|r| (r.email.as_str(), r)).collect();
         let mut seen: HashSet<Uuid> = HashSet::new();
@@ -194,8 +176,8 @@ impl Reconciler {
             }
         }
 
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
+        let now = self.jobs.clock.now();
+        let mut tx = self.jobs.db.begin().await?;
         self.fence(&mut tx, lease, now).await?;
         for row in &rows {
             let on_node = seen.contains(&row.vpn_uuid);
@@ -228,7 +210,8 @@ impl Reconciler {
                     _ => continue,
                 };
                 tracing::info!(node = %node.name, email = %row.email, direction, "drift found; provisioning repairs it");
-                self.metrics
+                self.jobs
+                    .metrics
                     .drift_repaired
                     .get_or_create(&DriftLabels {
                         node: node.name.clone(),
@@ -258,7 +241,7 @@ impl Reconciler {
         tx.commit().await?;
         alive();
         if report.restored + report.to_remove > 0 {
-            self.wake.wake();
+            self.jobs.wake.wake();
         }
 
         // Users nobody asked for: removed directly (never inside a transaction).
@@ -275,7 +258,8 @@ impl Reconciler {
                 Ok(_) => {
                     report.unknown_removed += 1;
                     tracing::warn!(node = %node.name, %email, "removed a user the database does not know");
-                    self.metrics
+                    self.jobs
+                        .metrics
                         .drift_repaired
                         .get_or_create(&DriftLabels {
                             node: node.name.clone(),
@@ -289,7 +273,11 @@ impl Reconciler {
                 }
             }
         }
-        self.metrics.reconcile_runs.get_or_create(&labels).inc();
+        self.jobs
+            .metrics
+            .reconcile_runs
+            .get_or_create(&labels)
+            .inc();
         Ok(report)
     }
 
@@ -307,15 +295,15 @@ impl Reconciler {
 
     /// Takes (or keeps) each enabled node's lease and reconciles the nodes it holds.
     pub async fn run_once(&self, alive: &(dyn Fn() + Sync)) {
-        for node in self.registry.enabled_nodes() {
+        for node in self.jobs.registry.enabled_nodes() {
             alive();
             let name = lease_name(&node.name);
             let held = lease::acquire(
-                &self.db,
+                &self.jobs.db,
                 &name,
-                &self.holder,
+                &self.jobs.holder,
                 self.config.lease_ttl,
-                self.clock.now(),
+                self.jobs.clock.now(),
             )
             .await;
             let lease = match held {

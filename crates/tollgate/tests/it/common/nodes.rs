@@ -13,7 +13,7 @@ use tollgate::config::{Catalog, Env};
 use tollgate::metrics::Metrics;
 use tollgate::nodes::provisioning::{Provisioner, ProvisioningConfig};
 use tollgate::nodes::reconcile::{ReconcileConfig, Reconciler};
-use tollgate::nodes::{EnabledNodes, ProvisioningWake, Registry};
+use tollgate::nodes::{EnabledNodes, NodeJobs, ProvisioningWake, Registry};
 use tollgate::on_db;
 use tollgate::store::Db;
 use tollgate::supervisor::{self, Component, Statuses};
@@ -128,24 +128,18 @@ impl Stack {
         config.retry_base = Duration::from_millis(50);
         config.retry_max = Duration::from_millis(400);
         adjust(&mut config);
-        let holder = format!("test:{}", uuid::Uuid::new_v4().simple());
-        let provisioner = Arc::new(Provisioner::new(
-            db.clone(),
-            registry.clone(),
-            clock.clone(),
-            config,
-            holder.clone(),
-            wake.clone(),
-            metrics.nodes.clone(),
-        ));
-        let reconciler = Arc::new(Reconciler::new(
-            db.clone(),
-            registry.clone(),
+        let jobs = NodeJobs {
+            db: db.clone(),
+            registry: registry.clone(),
             clock,
+            holder: format!("test:{}", uuid::Uuid::new_v4().simple()),
+            wake: wake.clone(),
+            metrics: metrics.nodes.clone(),
+        };
+        let provisioner = Arc::new(Provisioner::new(jobs.clone(), config));
+        let reconciler = Arc::new(Reconciler::new(
+            jobs,
             ReconcileConfig::every(Duration::from_secs(3600)),
-            holder,
-            wake.clone(),
-            metrics.nodes.clone(),
         ));
         Stack {
             registry,
