@@ -122,29 +122,42 @@ pub struct Claimed {
 
 /// Due rows of one node: wanted ≠ seen, retry time reached, not claimed, and — for a key
 /// being retired — its successor on the same node is present (or no longer wanted).
-macro_rules! claim_sql {
-    ($lock:literal) => {
-        concat!(
-            "UPDATE node_memberships SET claimed_by = $3, claimed_until = $4
-             WHERE node = $1 AND vpn_uuid IN (
-                 SELECT m.vpn_uuid FROM node_memberships m
-                 WHERE m.node = $1 AND m.desired <> m.observed AND m.next_attempt_at <= $2
-                   AND (m.claimed_until IS NULL OR m.claimed_until <= $2)
-                   AND (m.retire_after IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM node_memberships n
-                       WHERE n.node = m.node AND n.vpn_uuid = m.retire_after
-                         AND n.desired = 'present' AND n.observed <> 'present'))
-                 ORDER BY m.next_attempt_at LIMIT $5",
-            $lock,
-            ")
-             RETURNING vpn_uuid, subscription_id, email, desired, attempts"
-        )
+macro_rules! due_rows {
+    () => {
+        "SELECT m.vpn_uuid FROM node_memberships m
+         WHERE m.node = $1 AND m.desired <> m.observed AND m.next_attempt_at <= $2
+           AND (m.claimed_until IS NULL OR m.claimed_until <= $2)
+           AND (m.retire_after IS NULL OR NOT EXISTS (
+               SELECT 1 FROM node_memberships n
+               WHERE n.node = m.node AND n.vpn_uuid = m.retire_after
+                 AND n.desired = 'present' AND n.observed <> 'present'))
+         ORDER BY m.next_attempt_at LIMIT $5"
     };
 }
 
-const CLAIM_SQLITE: &str = claim_sql!("");
-/// `SKIP LOCKED`: replicas claim side by side without waiting on each other's rows.
-const CLAIM_POSTGRES: &str = claim_sql!(" FOR UPDATE SKIP LOCKED");
+/// SQLite: the claim runs inside one `BEGIN IMMEDIATE` transaction, so the subquery sees a
+/// stable set.
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE node_memberships SET claimed_by = $3, claimed_until = $4
+     WHERE node = $1 AND vpn_uuid IN (",
+    due_rows!(),
+    ")
+     RETURNING vpn_uuid, subscription_id, email, desired, attempts"
+);
+
+/// PostgreSQL: `SKIP LOCKED` lets replicas claim side by side. The locked selection is a
+/// CTE, which PostgreSQL runs exactly once: as an `IN (subquery)` the planner may rescan it,
+/// and every rescan skips different rows, so a claim could take more than `LIMIT` rows (seen
+/// in `nodes_provisioning::an_agent_outage_…`: half-open probes claimed several rows).
+const CLAIM_POSTGRES: &str = concat!(
+    "WITH due AS (",
+    due_rows!(),
+    " FOR UPDATE SKIP LOCKED)
+     UPDATE node_memberships SET claimed_by = $3, claimed_until = $4
+     FROM due WHERE node_memberships.node = $1 AND node_memberships.vpn_uuid = due.vpn_uuid
+     RETURNING node_memberships.vpn_uuid, node_memberships.subscription_id, node_memberships.email,
+               node_memberships.desired, node_memberships.attempts"
+);
 
 /// Claims up to `limit` due rows of `node` for `worker` until `until`.
 pub async fn claim(

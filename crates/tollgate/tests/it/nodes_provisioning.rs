@@ -3,11 +3,13 @@
 //! and closed again, the reissue order per node, row claims shared by replicas, and no lock
 //! held while a node call hangs (RELIABILITY C1, D4, E1, E4, E7, E8).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate::access;
 use tollgate::nodes::breaker::Breaker;
+use tollgate::nodes::membership;
 use tollgate::time::{SharedClock, SystemClock, Timestamp};
 use tollgate::{on_db, on_tx};
 use tollgate_node::testing::V2Ray;
@@ -56,11 +58,20 @@ db_test!(async fn an_agent_outage_is_retried_with_backoff_and_converges_without_
     wait_for("a's breaker to open", LIMIT, || async {
         (metric(&stack.metrics, "tollgate_nodes_breaker_open{node=\"a\"}") == 1.0).then_some(())
     }).await;
+    // Calls of the batch that tripped it may still be finishing; the window starts when at
+    // most a probe's row is claimed.
+    wait_for("the tripping batch to finish", LIMIT, || async {
+        let claimed: i64 = on_db!(&t.db, p => sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM node_memberships WHERE node = 'a' AND claimed_by IS NOT NULL"
+        ).fetch_one(p).await).unwrap();
+        (claimed <= 1).then_some(())
+    }).await;
     let retries = "tollgate_nodes_provision_attempts_total{node=\"a\",outcome=\"retry\"}";
     let before = metric(&stack.metrics, retries);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let during = metric(&stack.metrics, retries) - before;
-    assert!(during <= 6.0, "an open breaker lets only probes through, saw {during} calls in 1.2 s");
+    // One probe per 300 ms cooldown, each claiming exactly one row.
+    assert!(during <= 5.0, "an open breaker lets only probes through, saw {during} calls in 1.2 s");
     let next: Vec<(i32, i64)> = on_db!(&t.db, p => sqlx::query_as(
         "SELECT attempts, next_attempt_at FROM node_memberships WHERE node = 'a' AND attempts > 0"
     ).fetch_all(p).await).unwrap();
@@ -176,4 +187,35 @@ db_test!(async fn no_database_lock_is_held_while_a_node_call_hangs(t) {
     assert!(!hanging.is_finished(), "the calls were still hanging");
     let report = hanging.await.unwrap().unwrap();
     assert_eq!(report.failed, 5, "deadline reached: {report:?}");
+});
+
+db_test!(async fn concurrent_claims_never_overlap_or_exceed_their_limit(t) {
+    let nodes = tollgate::nodes::EnabledNodes::new(["a"]);
+    for user in 1..=60 {
+        crate::common::nodes::grant(&t.db, &nodes, user, 30, now()).await;
+    }
+    let claimers = (0..4).map(|i| {
+        let db = t.another_pool();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let now = now();
+                let got = membership::claim(&db, "a", &format!("w{i}"), 3, now, now.plus(Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+                assert!(got.len() <= 3, "a claim of 3 took {}", got.len());
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.vpn_uuid));
+            }
+        })
+    });
+    let all: Vec<uuid::Uuid> = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    let distinct: BTreeSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (60, 60), "every row claimed exactly once");
 });
