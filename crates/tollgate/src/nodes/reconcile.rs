@@ -293,8 +293,10 @@ impl Reconciler {
         }
     }
 
-    /// Takes (or keeps) each enabled node's lease and reconciles the nodes it holds.
-    pub async fn run_once(&self, alive: &(dyn Fn() + Sync)) {
+    /// Takes (or keeps) each enabled node's lease and reconciles the nodes it holds; returns
+    /// the leases held.
+    pub async fn run_once(&self, alive: &(dyn Fn() + Sync)) -> Vec<Lease> {
+        let mut leases = Vec::new();
         for node in self.jobs.registry.enabled_nodes() {
             alive();
             let name = lease_name(&node.name);
@@ -333,7 +335,9 @@ impl Reconciler {
                     tracing::warn!(node = %node.name, error = %e, "reconcile failed; next run tries again")
                 }
             }
+            leases.push(lease);
         }
+        leases
     }
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
@@ -341,15 +345,27 @@ impl Reconciler {
         if !idle(jittered(self.config.first_run_after, 0.2), &hb, beat, &stop).await {
             return;
         }
+        let mut held = Vec::new();
         loop {
             let alive = || hb.beat();
             let work = self.run_once(&alive);
             tokio::select! {
-                _ = work => {}
-                _ = stop.cancelled() => return,
+                leases = work => held = leases,
+                _ = stop.cancelled() => break,
             }
             if !idle(jittered(self.config.interval, 0.1), &hb, beat, &stop).await {
-                return;
+                break;
+            }
+        }
+        // Hand the nodes over at once instead of making another replica wait for expiry.
+        let now = self.jobs.clock.now();
+        for lease in &held {
+            let released = tokio::time::timeout(
+                Duration::from_secs(2),
+                lease::release(&self.jobs.db, lease, now),
+            );
+            if !matches!(released.await, Ok(Ok(_))) {
+                tracing::debug!(lease = %lease.name, "cannot release a reconcile lease; it expires on its own");
             }
         }
     }

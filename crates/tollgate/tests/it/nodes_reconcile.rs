@@ -6,14 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate::lease;
-use tollgate::nodes::reconcile::{ReconcileError, lease_name};
+use tollgate::metrics::Metrics;
+use tollgate::nodes::NodeJobs;
+use tollgate::nodes::reconcile::{ReconcileConfig, ReconcileError, Reconciler, lease_name};
 use tollgate::store::Db;
+use tollgate::supervisor::Component;
 use tollgate::time::{ManualClock, SharedClock, Timestamp};
 use tollgate_node::api::PutUserRequest;
 use tollgate_node::testing::V2Ray;
 use uuid::Uuid;
 
-use crate::common::nodes::{Stack, TestNode, backlog, catalog};
+use crate::common::nodes::{Stack, TestNode, backlog, catalog, metric, run};
+use crate::common::wait_for;
 use crate::db_test;
 
 const T0: i64 = 1_800_000_000_000;
@@ -161,3 +165,41 @@ impl NowTs for ManualClock {
         tollgate::time::Clock::now(self)
     }
 }
+
+db_test!(async fn the_component_repairs_on_its_own_one_replica_per_node_and_hands_the_lease_back(t) {
+    let Some(v2ray) = V2Ray::or_skip("the_component_repairs_on_its_own_one_replica_per_node_and_hands_the_lease_back") else { return };
+    let a = TestNode::start(&v2ray, "a").await;
+    let stack = Stack::new(&t.db, &catalog(&[&a], &[]), Arc::new(tollgate::time::SystemClock), |_| {});
+    let config = ReconcileConfig {
+        interval: Duration::from_millis(200),
+        first_run_after: Duration::from_millis(10),
+        lease_ttl: Duration::from_secs(60),
+        removal_concurrency: 4,
+    };
+    let metrics = [Metrics::new(), Metrics::new()];
+    let replicas: Vec<Arc<Reconciler>> = ["one", "two"]
+        .into_iter()
+        .zip(&metrics)
+        .map(|(holder, m)| {
+            let jobs = NodeJobs { holder: holder.to_owned(), metrics: m.nodes.clone(), ..stack.jobs.clone() };
+            Arc::new(Reconciler::new(jobs, config.clone()))
+        })
+        .collect();
+    let running = run(replicas.iter().map(|r| r.clone() as Arc<dyn Component>).collect());
+    a.agent.client().put_user("intruder@example", &put(Uuid::new_v4())).await.unwrap();
+    wait_for("the intruder to be removed", Duration::from_secs(20), || async {
+        a.users().await.is_empty().then_some(())
+    }).await;
+    let now = || tollgate::time::Clock::now(&tollgate::time::SystemClock);
+    let holder = lease::current_holder(&t.db, &lease_name("a"), now()).await.unwrap().unwrap();
+    // One replica holds the node and reconciles it, run after run; the other never does.
+    let runs = |m: &Metrics| metric(m, "tollgate_nodes_reconcile_runs_total{node=\"a\"}");
+    wait_for("a few runs", Duration::from_secs(20), || async {
+        (runs(&metrics[0]) + runs(&metrics[1]) >= 3.0).then_some(())
+    }).await;
+    let (held, idle) = if holder.holder == "one" { (&metrics[0], &metrics[1]) } else { (&metrics[1], &metrics[0]) };
+    assert!(runs(held) >= 3.0);
+    assert_eq!(runs(idle), 0.0, "the other replica left the node alone");
+    running.stop().await;
+    assert!(lease::current_holder(&t.db, &lease_name("a"), now()).await.unwrap().is_none(), "released at stop");
+});

@@ -104,6 +104,7 @@ pub fn catalog(nodes: &[&TestNode], disabled: &[&str]) -> Catalog {
 
 /// Registry, provisioning and reconcile over `db` for `catalog`, with test-friendly timings.
 pub struct Stack {
+    pub jobs: NodeJobs,
     pub registry: Arc<Registry>,
     pub provisioner: Arc<Provisioner>,
     pub reconciler: Arc<Reconciler>,
@@ -138,10 +139,11 @@ impl Stack {
         };
         let provisioner = Arc::new(Provisioner::new(jobs.clone(), config));
         let reconciler = Arc::new(Reconciler::new(
-            jobs,
+            jobs.clone(),
             ReconcileConfig::every(Duration::from_secs(3600)),
         ));
         Stack {
+            jobs,
             registry,
             provisioner,
             reconciler,
@@ -155,17 +157,9 @@ impl Stack {
         self.registry.enabled()
     }
 
-    /// Runs provisioning under a supervisor until the returned token is cancelled.
+    /// Runs provisioning under a supervisor until stopped.
     pub fn run_provisioning(&self) -> Running {
-        let stop = CancellationToken::new();
-        let components: Vec<Arc<dyn Component>> = vec![self.provisioner.clone()];
-        let task = tokio::spawn(supervisor::supervise(
-            components,
-            stop.clone(),
-            Statuses::default(),
-            Arc::new(|name, reason| panic!("{name} was restarted: {reason}")),
-        ));
-        Running { stop, task }
+        run(vec![self.provisioner.clone()])
     }
 
     /// Grants `days` of paid access to `user` (registering the user first if needed).
@@ -180,6 +174,18 @@ impl Stack {
             .await
             .expect("reconcile")
     }
+}
+
+/// Runs `components` under a supervisor (a restart fails the test) until stopped.
+pub fn run(components: Vec<Arc<dyn Component>>) -> Running {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(supervisor::supervise(
+        components,
+        stop.clone(),
+        Statuses::default(),
+        Arc::new(|name, reason| panic!("{name} was restarted: {reason}")),
+    ));
+    Running { stop, task }
 }
 
 pub struct Running {
