@@ -173,6 +173,10 @@ fn pipeline<H: Handler>(
             )));
         }
     }
+    // Access and nodes: provisioning, node reconcile, the subscription feed route.
+    let access = crate::access::wiring::build(config, db, &options.clock, metrics, &holder)?;
+    components.extend(access.components);
+    routes = routes.merge(access.routes);
     let ctx = HandlerContext {
         db: db.clone(),
         api: api.clone(),

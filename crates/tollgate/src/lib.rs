@@ -4,6 +4,7 @@
 //! The modules follow the data's path (see ARCHITECTURE.md). Each owns its tables and
 //! exposes a small API; nothing reaches into another module's tables.
 
+pub mod access;
 pub mod alerts;
 pub mod app;
 pub mod backoff;
@@ -14,6 +15,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod nodes;
 pub mod shutdown;
 pub mod store;
 pub mod supervisor;

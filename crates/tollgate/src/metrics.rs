@@ -73,6 +73,7 @@ pub struct Metrics {
     pub db: DbMetrics,
     pub components: ComponentMetrics,
     pub telegram: crate::telegram::metrics::PipelineMetrics,
+    pub nodes: crate::nodes::metrics::NodeMetrics,
 }
 
 impl Metrics {
@@ -146,12 +147,14 @@ impl Metrics {
             components.running.clone(),
         );
         let telegram = crate::telegram::metrics::PipelineMetrics::register(&mut registry);
+        let nodes = crate::nodes::metrics::NodeMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             http,
             db,
             components,
             telegram,
+            nodes,
         }
     }
 

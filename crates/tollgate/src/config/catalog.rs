@@ -946,20 +946,20 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
                 None
             }
         };
+        // The agent's own rule (tollgate_node::Token), so a token this catalog accepts is
+        // one the agent can be installed with; the message never contains the token.
         let token = match env.get(&n.agent_token_env) {
-            Some(t) if t.len() >= 16 => Some(Secret::new(t.to_owned())),
-            Some(t) => {
-                c.fail(
-                    &format!("{key}.agent_token_env"),
-                    format!(
-                        "the variable {} holds a token of {} characters, fewer than 16",
-                        n.agent_token_env,
-                        t.chars().count()
-                    ),
-                    "use the long random token the agent was installed with",
-                );
-                None
-            }
+            Some(t) => match tollgate_node::Token::new(t) {
+                Ok(_) => Some(Secret::new(t.to_owned())),
+                Err(problem) => {
+                    c.fail(
+                        &format!("{key}.agent_token_env"),
+                        format!("the variable {}: {problem}", n.agent_token_env),
+                        "use the long random token the agent was installed with",
+                    );
+                    None
+                }
+            },
             None => {
                 c.fail(
                     &format!("{key}.agent_token_env"),
@@ -1354,16 +1354,33 @@ mod tests {
         let link = "host = \"nl1.example.com\", port = 443, security = \"reality\", sni = \"www.example.com\", pbk = \"Z84J2IelR9ch3k8VtlVhhs5ycBUlXA7wHBWcBrjqnAw\", sid = \"6ba85179e30d4fc2\", fp = \"chrome\", flow = \"xtls-rprx-vision\", transport = \"tcp\"";
         let e = with_node(link, &Env::default()).unwrap_err();
         assert!(e.contains("NODE_NL_1_TOKEN"), "{e}");
-        let env = Env::from_pairs([("NODE_NL_1_TOKEN", "0123456789abcdef-secret")]);
+        let env = Env::from_pairs([(
+            "NODE_NL_1_TOKEN",
+            "0123456789abcdef-0123456789abcdef-secret",
+        )]);
         let cat = with_node(link, &env).unwrap();
-        assert_eq!(cat.nodes[0].agent_token.expose(), "0123456789abcdef-secret");
+        assert_eq!(
+            cat.nodes[0].agent_token.expose(),
+            "0123456789abcdef-0123456789abcdef-secret"
+        );
         let report = toml::to_string(&cat).unwrap();
-        assert!(!report.contains("0123456789abcdef-secret"));
+        assert!(!report.contains("0123456789abcdef-0123456789abcdef-secret"));
+        // The agent refuses tokens under 32 characters; so does the catalog, without echoing it.
+        let short = Env::from_pairs([("NODE_NL_1_TOKEN", "short-but-16-chars")]);
+        let e = with_node(link, &short).unwrap_err();
+        assert!(
+            e.contains("nodes[0].agent_token_env") && e.contains("at least 32"),
+            "{e}"
+        );
+        assert!(!e.contains("short-but-16-chars"), "{e}");
     }
 
     #[test]
     fn link_definitions_cannot_ask_for_what_the_server_lacks() {
-        let env = Env::from_pairs([("NODE_NL_1_TOKEN", "0123456789abcdef-secret")]);
+        let env = Env::from_pairs([(
+            "NODE_NL_1_TOKEN",
+            "0123456789abcdef-0123456789abcdef-secret",
+        )]);
         let e = with_node("host = \"h\", port = 443, security = \"none\", flow = \"xtls-rprx-vision\", transport = \"tcp\"", &env).unwrap_err();
         assert!(e.contains("nodes[0].link.flow"), "{e}");
         let e = with_node("host = \"h\", port = 443, security = \"reality\", sni = \"s\", pbk = \"short\", sid = \"xyz\", transport = \"tcp\"", &env).unwrap_err();

@@ -140,6 +140,18 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "OUTBOX_RETENTION",
         "how long sent or failed messages and their attempts are kept (default 30d)",
     ),
+    (
+        "FEED_BASE_URL",
+        "base URL of the subscription feed shown to users as <base>/sub/<token> (default PUBLIC_URL, else http://BIND_ADDR:PORT)",
+    ),
+    (
+        "NODE_CALL_TIMEOUT",
+        "deadline of each call to a node agent, 1s-2m (default 10s); provisioning claims last three times this",
+    ),
+    (
+        "NODE_RECONCILE_INTERVAL",
+        "how often each node's user list is compared with the database and repaired, 10s-24h (default 5m)",
+    ),
     ("LOG_FORMAT", "text (default) or json"),
     (
         "RUST_LOG",
@@ -333,6 +345,32 @@ pub struct PipelineSettings {
     pub outbox_retention: Duration,
 }
 
+/// Talking to node agents.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// Deadline of every agent call.
+    pub call_timeout: Duration,
+    /// Period of the reconcile job per node.
+    pub reconcile_interval: Duration,
+}
+
+/// Where client apps fetch the subscription feed: `<url>/sub/<token>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedBase {
+    /// Without a trailing slash.
+    pub url: String,
+    pub source: FeedBaseSource,
+}
+
+/// Which setting the feed's base URL came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedBaseSource {
+    FeedBaseUrl,
+    PublicUrl,
+    /// Neither was set: the listener's own address, which only works for local testing.
+    Listener,
+}
+
 /// Everything `tollgate run` takes from the environment.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -345,6 +383,8 @@ pub struct Deployment {
     pub telegram_api_url: Url,
     pub payment_provider_token: Option<Secret<String>>,
     pub pipeline: PipelineSettings,
+    pub nodes: NodeSettings,
+    pub feed_base: FeedBase,
     pub log: LogSettings,
     pub config_path: PathBuf,
     pub shutdown_timeout: Duration,
@@ -584,6 +624,80 @@ fn read_pipeline(r: &mut Reader<'_>) -> Option<PipelineSettings> {
     })
 }
 
+fn read_nodes(r: &mut Reader<'_>) -> Option<NodeSettings> {
+    let show = |d: &Duration| format_duration(*d);
+    let call_timeout = r.read(
+        "NODE_CALL_TIMEOUT",
+        Some("10s"),
+        "use a duration between 1s and 2m, e.g. 10s",
+        duration_between(Duration::from_secs(1), Duration::from_secs(120)),
+        show,
+    );
+    let reconcile_interval = r.read(
+        "NODE_RECONCILE_INTERVAL",
+        Some("5m"),
+        "use a duration between 10s and 24h, e.g. 5m",
+        duration_between(Duration::from_secs(10), Duration::from_secs(86_400)),
+        show,
+    );
+    Some(NodeSettings {
+        call_timeout: call_timeout?,
+        reconcile_interval: reconcile_interval?,
+    })
+}
+
+/// `FEED_BASE_URL`, else `PUBLIC_URL`, else the listener's address (loopback when it listens
+/// on every interface).
+fn read_feed_base(
+    r: &mut Reader<'_>,
+    public_url: Option<String>,
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+) -> Option<FeedBase> {
+    let explicit = r.read(
+        "FEED_BASE_URL",
+        None,
+        "set FEED_BASE_URL to the https address client apps reach this service at, e.g. https://vpn.example.com",
+        parse_http_url,
+        Url::to_string,
+    );
+    let trimmed = |u: String| u.trim_end_matches('/').to_owned();
+    let base = match (explicit, public_url) {
+        (Some(url), _) => FeedBase {
+            url: trimmed(url.to_string()),
+            source: FeedBaseSource::FeedBaseUrl,
+        },
+        // A FEED_BASE_URL that failed to parse is reported already.
+        _ if r.env.get("FEED_BASE_URL").is_some() => return None,
+        (None, Some(url)) => FeedBase {
+            url: trimmed(url),
+            source: FeedBaseSource::PublicUrl,
+        },
+        (None, None) => {
+            let ip = match bind? {
+                ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            let host = match ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+            FeedBase {
+                url: format!("http://{host}:{}", port?),
+                source: FeedBaseSource::Listener,
+            }
+        }
+    };
+    if r.env.get("FEED_BASE_URL").is_none() {
+        r.report.push(SettingLine {
+            key: "FEED_BASE_URL".to_owned(),
+            value: base.url.clone(),
+            source: "default",
+        });
+    }
+    Some(base)
+}
+
 /// Reads logging settings; usable before anything else so that errors can be logged.
 pub fn log_settings(env: &Env) -> Result<LogSettings, ConfigErrors> {
     let mut r = Reader::new(env);
@@ -687,6 +801,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
     let webhook_secret = r.read("WEBHOOK_SECRET", None, secret_fix, secret_rule, |_| {
         "***".to_owned()
     });
+    let public_base = public_url.as_ref().map(Url::to_string);
     let intake = match (public_url, webhook_secret) {
         (Some(public_url), Some(secret)) => Some(IntakeMode::Webhook { public_url, secret }),
         (Some(_), None) if env.get("WEBHOOK_SECRET").is_none() => {
@@ -765,6 +880,8 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
         |_| "***".to_owned(),
     );
     let pipeline = read_pipeline(&mut r);
+    let nodes = read_nodes(&mut r);
+    let feed_base = read_feed_base(&mut r, public_base, bind, port);
     let log = read_log(&mut r);
     let config_path = r.read(
         "TOLLGATE_CONFIG",
@@ -822,6 +939,8 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             telegram_api_url: telegram_api_url?,
             payment_provider_token,
             pipeline: pipeline?,
+            nodes: nodes?,
+            feed_base: feed_base?,
             log: log?,
             config_path: config_path?,
             shutdown_timeout: shutdown_timeout?,
@@ -918,6 +1037,10 @@ mod tests {
             ("POLL_TIMEOUT", "60s", "outside 1s..50s"),
             ("INBOX_RETENTION", "5m", "outside 1h..365d"),
             ("TOLLGATE_CONFIGG", "x.toml", "not a Tollgate setting"),
+            ("FEED_BASE_URL", "vpn.example.com", "not a URL"),
+            ("FEED_BASE_URL", "https://vpn.example.com/?x=1", "query"),
+            ("NODE_CALL_TIMEOUT", "500ms", "outside 1s..2m"),
+            ("NODE_RECONCILE_INTERVAL", "2s", "outside 10s..1d"),
         ];
         for (key, value, needle) in cases {
             let e = errors(&[(key, value)]);
@@ -949,6 +1072,53 @@ mod tests {
     fn all_problems_are_reported_at_once() {
         let e = errors(&[("PORT", "x"), ("LOG_FORMAT", "y")]);
         assert!(e.contains("PORT") && e.contains("LOG_FORMAT"), "{e}");
+    }
+
+    #[test]
+    fn the_feed_base_falls_back_to_public_url_then_the_listener() {
+        let (d, report) = deployment(&env(&[])).unwrap();
+        assert_eq!(d.feed_base.url, "http://127.0.0.1:8080");
+        assert_eq!(d.feed_base.source, FeedBaseSource::Listener);
+        assert!(
+            report
+                .iter()
+                .any(|l| l.key == "FEED_BASE_URL" && l.source == "default")
+        );
+        let (d, _) = deployment(&env(&[("BIND_ADDR", "::1"), ("PORT", "9000")])).unwrap();
+        assert_eq!(d.feed_base.url, "http://[::1]:9000");
+        let (d, _) = deployment(&env(&[
+            ("PUBLIC_URL", "https://bot.example.com/"),
+            ("WEBHOOK_SECRET", "s3cr3t_-value"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (d.feed_base.url.as_str(), d.feed_base.source),
+            ("https://bot.example.com", FeedBaseSource::PublicUrl)
+        );
+        let (d, _) = deployment(&env(&[
+            ("PUBLIC_URL", "https://bot.example.com"),
+            ("WEBHOOK_SECRET", "s3cr3t_-value"),
+            ("FEED_BASE_URL", "https://vpn.example.com/feeds/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (d.feed_base.url.as_str(), d.feed_base.source),
+            ("https://vpn.example.com/feeds", FeedBaseSource::FeedBaseUrl)
+        );
+    }
+
+    #[test]
+    fn node_settings_have_defaults_and_bounds() {
+        let (d, _) = deployment(&env(&[])).unwrap();
+        assert_eq!(d.nodes.call_timeout, Duration::from_secs(10));
+        assert_eq!(d.nodes.reconcile_interval, Duration::from_secs(300));
+        let (d, _) = deployment(&env(&[
+            ("NODE_CALL_TIMEOUT", "2s"),
+            ("NODE_RECONCILE_INTERVAL", "30s"),
+        ]))
+        .unwrap();
+        assert_eq!(d.nodes.call_timeout, Duration::from_secs(2));
+        assert_eq!(d.nodes.reconcile_interval, Duration::from_secs(30));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::path::Path;
 
 pub use catalog::{Catalog, Language};
 pub use env::{
-    DatabaseSettings, DatabaseUrl, Deployment, Env, IntakeMode, LogFormat, LogSettings,
-    PipelineSettings,
+    DatabaseSettings, DatabaseUrl, Deployment, Env, FeedBase, FeedBaseSource, IntakeMode,
+    LogFormat, LogSettings, NodeSettings, PipelineSettings,
 };
 pub use secret::Secret;
 

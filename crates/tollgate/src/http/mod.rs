@@ -55,10 +55,22 @@ pub fn router(state: HttpState, extra: Router) -> Router {
         // 5xx answers (a 503 from /readyz during an outage) are expected states, reported by
         // the components themselves; the trace layer only notes them at debug level.
         .layer(
-            TraceLayer::new_for_http().on_failure(
-                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-            ),
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
         )
+}
+
+/// The request's span names the route template, never the raw path: paths can carry
+/// secrets (the subscription feed's token is one), and logs must not (RELIABILITY H1, H4).
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    tracing::debug_span!("request", method = %req.method(), route)
 }
 
 /// Counts requests by route template and status and measures their latency.

@@ -53,12 +53,14 @@ macro_rules! migrations {
 #[allow(clippy::zero_prefixed_literal)] // versions are written as in the file names
 pub static SQLITE: &[Migration] = migrations!("sqlite":
     0001 "initial",
+    0002 "access",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
 #[allow(clippy::zero_prefixed_literal)]
 pub static POSTGRES: &[Migration] = migrations!("postgres":
     0001 "initial",
+    0002 "access",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -4,10 +4,15 @@
 
 mod common;
 
+mod access_api;
+mod access_data_plane;
 mod config_cli;
 mod constraints;
 mod leases;
 mod migrations;
+mod nodes_kill;
+mod nodes_provisioning;
+mod nodes_reconcile;
 mod pipeline_crash;
 mod pipeline_dispatch;
 mod pipeline_outbox;

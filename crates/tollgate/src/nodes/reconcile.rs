@@ -1,0 +1,398 @@
+//! Reconcile: compare each node's user list with the database and repair drift both ways.
+//!
+//! The earlier system never looked at the nodes again after a change: users removed behind
+//! its back stayed without access, expired or hand-added users kept it (RELIABILITY E1, E4).
+//! Periodically, per enabled node, under a lease so replicas do not fight over a node
+//! (`nodes:reconcile:<node>`):
+//!
+//! 1. `GET /v1/users` through the agent. **If it fails, nothing happens for that node** —
+//!    no row is touched, no user removed; an unreadable node is no evidence of anything.
+//! 2. The database's intent for the node is aligned with entitlement ([`align_node`]): keys
+//!    of active subscriptions wanted (new or re-enabled nodes), keys of expired, revoked or
+//!    replaced ones unwanted. Never anything beyond what was paid for (E9).
+//! 3. Each row is compared with the list. Wanted but missing → `observed = absent`, due now
+//!    (provisioning puts it back). Listed but unwanted → `observed = present`, due now
+//!    (provisioning removes it, still honouring the reissue order). Rows changed or claimed
+//!    after the list was taken are left alone: provisioning knows better than the list.
+//! 4. Listed users that no row knows (added by hand, or an email bound to another UUID) are
+//!    removed directly through the agent, outside any transaction.
+//! 5. Traffic totals from the list are added to the rows (the feed shows them).
+//!
+//! Why not the agent's converge endpoint (`PUT /v1/users` with the full set): the set would
+//! be computed from a snapshot, so a user provisioned or removed between the snapshot and the
+//! call would be undone, and the reissue order (old key only after the new one is present)
+//! would be bypassed. Repairs go through the rows and provisioning instead: one path for every
+//! change. Large drifts (a node's agent reinstalled with an empty state) are fast enough this
+//! way (thousands of puts a second per node).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tollgate_node::NodeError;
+use uuid::Uuid;
+
+use super::membership::{self, Presence};
+use super::metrics::{DriftLabels, NodeMetrics};
+use super::{Node, NodeJobs};
+use crate::access::{self, AccessError};
+use crate::backoff::jittered;
+use crate::lease::{self, Lease};
+use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
+
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// Time between two runs over every node (jittered ±10 %).
+    pub interval: Duration,
+    /// The first run after start (a restart is when drift is most likely).
+    pub first_run_after: Duration,
+    /// How long a node's reconcile lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Direct removals of unknown users in flight per node.
+    pub removal_concurrency: usize,
+}
+
+impl ReconcileConfig {
+    pub fn every(interval: Duration) -> ReconcileConfig {
+        ReconcileConfig {
+            interval,
+            first_run_after: interval.min(Duration::from_secs(30)),
+            lease_ttl: (interval * 2).max(Duration::from_secs(60)),
+            removal_concurrency: 8,
+        }
+    }
+}
+
+/// What one reconcile of a node found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Users the agent listed.
+    pub listed: usize,
+    /// Subscriptions whose rows on this node were aligned with their entitlement.
+    pub aligned: u64,
+    /// Wanted keys missing on the node, handed back to provisioning.
+    pub restored: usize,
+    /// Keys on the node that are not wanted, handed to provisioning for removal.
+    pub to_remove: usize,
+    /// Unknown users removed directly.
+    pub unknown_removed: usize,
+    /// Unknown users whose removal failed (tried again next run).
+    pub unknown_failed: usize,
+    /// Rows whose traffic totals grew.
+    pub traffic_updated: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("the node's user list could not be read, so nothing was changed: {0}")]
+    ListFailed(NodeError),
+    #[error("the reconcile lease was lost; another process reconciles this node")]
+    LeaseLost,
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub struct Reconciler {
+    jobs: NodeJobs,
+    config: ReconcileConfig,
+}
+
+/// Name of the lease that makes one process the reconciler of `node`.
+pub fn lease_name(node: &str) -> String {
+    format!("nodes:reconcile:{node}")
+}
+
+impl Reconciler {
+    pub fn new(jobs: NodeJobs, config: ReconcileConfig) -> Reconciler {
+        Reconciler { jobs, config }
+    }
+
+    /// Reconciles one node once. With `lease`, the database changes are fenced: they commit
+    /// only while the lease is still ours.
+    pub async fn reconcile_node(
+        &self,
+        node: &Node,
+        lease: Option<&Lease>,
+        alive: &(dyn Fn() + Sync),
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let labels = NodeMetrics::node(&node.name);
+        // Rows that change after this instant may be newer than the list: leave them alone.
+        let listed_at = self.jobs.clock.now();
+        let listed = match beating(node.client.list_users(), alive).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.jobs
+                    .metrics
+                    .reconcile_failures
+                    .get_or_create(&labels)
+                    .inc();
+                tracing::warn!(node = %node.name, error = %e,
+                    "cannot list the node's users; reconcile leaves this node alone until the next run");
+                return Err(ReconcileError::ListFailed(e));
+            }
+        };
+        alive();
+        let mut report = ReconcileReport {
+            listed: listed.users.len(),
+            ..ReconcileReport::default()
+        };
+        self.jobs
+            .metrics
+            .node_users
+            .get_or_create(&labels)
+            .set(i64::try_from(listed.users.len()).unwrap_or(i64::MAX));
+
+        // Intent first: what should this node hold now?
+        let now = self.jobs.clock.now();
+        let mut tx = self.jobs.db.begin().await?;
+        self.fence(&mut tx, lease, now).await?;
+        report.aligned = access::align_node(&mut tx, &node.name, now).await?;
+        tx.commit().await?;
+        alive();
+
+        // Then what it holds.
+        let rows = membership::rows_for_node(&self.jobs.db, &node.name).await?;
+        let by_email: HashMap<&str, &membership::NodeRow> =
+            rows.iter().map(|r| (r.email.as_str(), r)).collect();
+        let mut seen: HashSet<Uuid> = HashSet::new();
+        let mut unknown = Vec::new();
+        let mut traffic = Vec::new();
+        for entry in &listed.users {
+            let known = by_email
+                .get(entry.email.as_str())
+                .filter(|r| Uuid::parse_str(&entry.uuid).ok() == Some(r.vpn_uuid));
+            match known {
+                Some(row) => {
+                    seen.insert(row.vpn_uuid);
+                    traffic.push((row.vpn_uuid, entry.uplink_bytes, entry.downlink_bytes));
+                }
+                // The agent reserves `.invalid` emails for itself.
+                None if entry.email.ends_with(".invalid") => {}
+                None => unknown.push(entry.email.clone()),
+            }
+        }
+
+        let now = self.jobs.clock.now();
+        let mut tx = self.jobs.db.begin().await?;
+        self.fence(&mut tx, lease, now).await?;
+        for row in &rows {
+            let on_node = seen.contains(&row.vpn_uuid);
+            let correction = match (on_node, row.observed) {
+                (true, Presence::Absent | Presence::Unknown) => Some(Presence::Present),
+                (false, Presence::Present | Presence::Unknown) => Some(Presence::Absent),
+                _ => None,
+            };
+            let Some(observed) = correction else { continue };
+            if membership::correct_observed(
+                &mut tx,
+                &node.name,
+                &row.vpn_uuid,
+                observed,
+                listed_at,
+                now,
+            )
+            .await?
+            {
+                let direction = match (observed, row.desired) {
+                    (Presence::Absent, Presence::Present) => {
+                        report.restored += 1;
+                        "restore"
+                    }
+                    (Presence::Present, Presence::Absent) => {
+                        report.to_remove += 1;
+                        "remove"
+                    }
+                    // Bookkeeping only: the node already agrees with the intent.
+                    _ => continue,
+                };
+                tracing::info!(node = %node.name, email = %row.email, direction, "drift found; provisioning repairs it");
+                self.jobs
+                    .metrics
+                    .drift_repaired
+                    .get_or_create(&DriftLabels {
+                        node: node.name.clone(),
+                        direction,
+                    })
+                    .inc();
+            }
+        }
+        for (i, (uuid, up, down)) in traffic.into_iter().enumerate() {
+            if i % 512 == 0 {
+                alive();
+            }
+            let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            if membership::add_traffic(
+                &mut tx,
+                &node.name,
+                &uuid,
+                clamp(up),
+                clamp(down),
+                listed_at,
+            )
+            .await?
+            {
+                report.traffic_updated += 1;
+            }
+        }
+        tx.commit().await?;
+        alive();
+        if report.restored + report.to_remove > 0 {
+            self.jobs.wake.wake();
+        }
+
+        // Users nobody asked for: removed directly (never inside a transaction).
+        let removals = futures::stream::iter(unknown)
+            .map(|email| async move {
+                let result = node.client.remove_user(&email).await;
+                (email, result)
+            })
+            .buffer_unordered(self.config.removal_concurrency.max(1));
+        tokio::pin!(removals);
+        while let Some((email, result)) = removals.next().await {
+            alive();
+            match result {
+                Ok(_) => {
+                    report.unknown_removed += 1;
+                    tracing::warn!(node = %node.name, %email, "removed a user the database does not know");
+                    self.jobs
+                        .metrics
+                        .drift_repaired
+                        .get_or_create(&DriftLabels {
+                            node: node.name.clone(),
+                            direction: "unknown_removed",
+                        })
+                        .inc();
+                }
+                Err(e) => {
+                    report.unknown_failed += 1;
+                    tracing::warn!(node = %node.name, %email, error = %e, "cannot remove an unknown user; next run tries again");
+                }
+            }
+        }
+        self.jobs
+            .metrics
+            .reconcile_runs
+            .get_or_create(&labels)
+            .inc();
+        Ok(report)
+    }
+
+    async fn fence(
+        &self,
+        tx: &mut crate::store::Tx,
+        lease: Option<&Lease>,
+        now: crate::time::Timestamp,
+    ) -> Result<(), ReconcileError> {
+        match lease {
+            Some(l) if !lease::is_current(tx, l, now).await? => Err(ReconcileError::LeaseLost),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes (or keeps) each enabled node's lease and reconciles the nodes it holds; returns
+    /// the leases held.
+    pub async fn run_once(&self, alive: &(dyn Fn() + Sync)) -> Vec<Lease> {
+        let mut leases = Vec::new();
+        for node in self.jobs.registry.enabled_nodes() {
+            alive();
+            let name = lease_name(&node.name);
+            let held = lease::acquire(
+                &self.jobs.db,
+                &name,
+                &self.jobs.holder,
+                self.config.lease_ttl,
+                self.jobs.clock.now(),
+            )
+            .await;
+            let lease = match held {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    tracing::debug!(node = %node.name, "another process reconciles this node");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %e, "cannot take the reconcile lease; skipping this run");
+                    continue;
+                }
+            };
+            match self.reconcile_node(node, Some(&lease), alive).await {
+                Ok(r) => {
+                    let drift = r.restored + r.to_remove + r.unknown_removed;
+                    if drift > 0 || r.aligned > 0 {
+                        tracing::info!(node = %node.name, listed = r.listed, aligned = r.aligned,
+                            restored = r.restored, to_remove = r.to_remove, unknown_removed = r.unknown_removed,
+                            "reconciled node");
+                    } else {
+                        tracing::debug!(node = %node.name, listed = r.listed, "node matches the database");
+                    }
+                }
+                Err(ReconcileError::ListFailed(_)) => {} // logged where it happened
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %e, "reconcile failed; next run tries again")
+                }
+            }
+            leases.push(lease);
+        }
+        leases
+    }
+
+    async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
+        let beat = Duration::from_millis(500);
+        if !idle(jittered(self.config.first_run_after, 0.2), &hb, beat, &stop).await {
+            return;
+        }
+        let mut held = Vec::new();
+        loop {
+            let alive = || hb.beat();
+            let work = self.run_once(&alive);
+            tokio::select! {
+                leases = work => held = leases,
+                _ = stop.cancelled() => break,
+            }
+            if !idle(jittered(self.config.interval, 0.1), &hb, beat, &stop).await {
+                break;
+            }
+        }
+        // Hand the nodes over at once instead of making another replica wait for expiry.
+        let now = self.jobs.clock.now();
+        for lease in &held {
+            let released = tokio::time::timeout(
+                Duration::from_secs(2),
+                lease::release(&self.jobs.db, lease, now),
+            );
+            if !matches!(released.await, Ok(Ok(_))) {
+                tracing::debug!(lease = %lease.name, "cannot release a reconcile lease; it expires on its own");
+            }
+        }
+    }
+}
+
+/// Awaits `fut` (which has its own deadline), beating `alive` meanwhile.
+async fn beating<F: std::future::Future>(fut: F, alive: &(dyn Fn() + Sync)) -> F::Output {
+    tokio::pin!(fut);
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = ticker.tick() => alive(),
+        }
+    }
+}
+
+impl Component for Reconciler {
+    fn name(&self) -> &'static str {
+        "node-reconcile"
+    }
+
+    fn stall_after(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn run(self: Arc<Self>, heartbeat: Heartbeat, stop: CancellationToken) -> RunFuture {
+        Box::pin(self.run_loop(heartbeat, stop))
+    }
+}
