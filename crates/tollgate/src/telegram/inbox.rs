@@ -84,11 +84,12 @@ WHERE update_id IN (
     LIMIT $2)
 RETURNING update_id, chat_key, kind, payload, attempts";
 
-/// The same claim; `SKIP LOCKED` lets replicas claim concurrently without waiting on each
-/// other's rows (SQLite has a single writer, which serializes the claim by itself).
+/// The same claim on PostgreSQL. `SKIP LOCKED` lets replicas claim concurrently without
+/// waiting on each other's rows. The rows are chosen in a CTE, which runs once: with
+/// `WHERE … IN (SELECT … SKIP LOCKED)` PostgreSQL may re-run the subquery and claim more
+/// rows than asked for.
 const CLAIM_POSTGRES: &str = "
-UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
-WHERE update_id IN (
+WITH due AS (
     SELECT i.update_id FROM tg_inbox i
     WHERE i.status = 'pending' AND i.next_attempt_at <= $1
       AND (i.claimed_until IS NULL OR i.claimed_until <= $1)
@@ -98,7 +99,9 @@ WHERE update_id IN (
     ORDER BY i.update_id
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
-RETURNING update_id, chat_key, kind, payload, attempts";
+UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = tg_inbox.attempts + 1
+FROM due WHERE tg_inbox.update_id = due.update_id
+RETURNING tg_inbox.update_id, tg_inbox.chat_key, tg_inbox.kind, tg_inbox.payload, tg_inbox.attempts";
 
 /// Claims up to `limit` due updates (heads of their chats) for `worker` until `until`.
 pub async fn claim(

@@ -143,9 +143,9 @@ WHERE id IN (
     LIMIT $2)
 RETURNING id, chat_id, priority, method, payload, attempts";
 
+/// The same on PostgreSQL; rows are chosen once in a CTE (see `inbox::CLAIM_POSTGRES`).
 const CLAIM_POSTGRES: &str = "
-UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
-WHERE id IN (
+WITH due AS (
     SELECT o.id FROM outbox o
     WHERE o.status = 'pending' AND o.next_attempt_at <= $1
       AND (o.claimed_until IS NULL OR o.claimed_until <= $1)
@@ -156,7 +156,9 @@ WHERE id IN (
     ORDER BY o.priority, o.next_attempt_at, o.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
-RETURNING id, chat_id, priority, method, payload, attempts";
+UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1
+FROM due WHERE outbox.id = due.id
+RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts";
 
 pub async fn claim(
     db: &Db,

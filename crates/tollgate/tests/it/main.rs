@@ -13,6 +13,7 @@ mod migrations;
 mod nodes_kill;
 mod nodes_provisioning;
 mod nodes_reconcile;
+mod pipeline_claims;
 mod pipeline_crash;
 mod pipeline_dispatch;
 mod pipeline_outbox;
