@@ -110,8 +110,10 @@ impl Db {
                     .max_connections(settings.max_connections)
                     .min_connections(0)
                     .acquire_timeout(settings.acquire_timeout)
-                    // A connection that sat idle across a network cut is tested before use.
-                    .test_before_acquire(true)
+                    // No ping per acquire (it doubles every round trip): a connection broken by
+                    // a network cut fails its next statement, is discarded, and the caller's
+                    // retry gets a fresh one.
+                    .test_before_acquire(false)
                     .idle_timeout(Some(Duration::from_secs(300)))
                     .connect_lazy_with(options);
                 Ok(Db::Postgres(pool))

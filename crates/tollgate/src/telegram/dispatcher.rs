@@ -57,13 +57,23 @@ pub struct HandlerContext {
     pub outbox_wake: Arc<Notify>,
 }
 
+/// How a handler finished an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The dispatcher marks the update done.
+    Done,
+    /// The handler already marked it done in its own transaction (with
+    /// [`inbox::complete_in`]), together with its effects.
+    MarkedInTransaction,
+}
+
 /// The bot's logic plugs in here.
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         update: Arc<Claimed>,
         ctx: HandlerContext,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    ) -> impl Future<Output = Result<Handled, HandlerError>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -269,7 +279,9 @@ impl<H: Handler> Dispatcher<H> {
 
     /// Runs the handler on one update and says what should be recorded.
     async fn process(&self, update: Arc<Claimed>) -> Mark {
-        note_reachability(&self.ctx.db, &update, &self.ctx.clock).await;
+        if update.sender_blocked || update.kind == "my_chat_member" {
+            note_reachability(&self.ctx.db, &update, &self.ctx.clock).await;
+        }
         let started = Instant::now();
         let result = tokio::time::timeout(
             self.config.deadline,
@@ -283,7 +295,8 @@ impl<H: Handler> Dispatcher<H> {
             })
             .observe(started.elapsed().as_secs_f64());
         let error = match result {
-            Ok(Ok(())) => return Mark::Done { update },
+            Ok(Ok(Handled::Done)) => return Mark::Done { update },
+            Ok(Ok(Handled::MarkedInTransaction)) => return Mark::AlreadyDone,
             Ok(Err(e)) => e,
             Err(_) => HandlerError::Retry(format!(
                 "the handler exceeded its deadline of {} ms",
@@ -328,6 +341,12 @@ impl<H: Handler> Dispatcher<H> {
     /// error, keeping what is not written yet.
     async fn record(&self, pending: &mut Vec<Mark>) -> Result<(), sqlx::Error> {
         let db = &self.ctx.db;
+        let already = pending
+            .iter()
+            .filter(|m| matches!(m, Mark::AlreadyDone))
+            .count();
+        self.metrics.processed.inc_by(already as u64);
+        pending.retain(|m| !matches!(m, Mark::AlreadyDone));
         let done: Vec<i64> = pending
             .iter()
             .filter_map(|m| match m {
@@ -335,15 +354,18 @@ impl<H: Handler> Dispatcher<H> {
                 _ => None,
             })
             .collect();
-        if !done.is_empty() {
-            inbox::complete_all(db, &done, &self.worker, self.ctx.clock.now()).await?;
-            self.metrics.processed.inc_by(done.len() as u64);
-            pending.retain(|m| !matches!(m, Mark::Done { .. }));
+        // In slices, so one transaction never holds SQLite's only connection for long.
+        for chunk in done.chunks(RECORD_CHUNK) {
+            inbox::complete_all(db, chunk, &self.worker, self.ctx.clock.now()).await?;
+            self.metrics.processed.inc_by(chunk.len() as u64);
+            pending.retain(
+                |m| !matches!(m, Mark::Done { update } if chunk.contains(&update.update_id)),
+            );
         }
         while let Some(mark) = pending.first() {
             let now = self.ctx.clock.now();
             match mark {
-                Mark::Done { .. } => {}
+                Mark::Done { .. } | Mark::AlreadyDone => {}
                 Mark::Retry {
                     update,
                     reason,
@@ -398,11 +420,16 @@ impl<H: Handler> Dispatcher<H> {
     }
 }
 
+/// Most outcomes written per transaction.
+const RECORD_CHUNK: usize = 64;
+
 /// What to record about a handled update.
 enum Mark {
     Done {
         update: Arc<Claimed>,
     },
+    /// Nothing left to record (the handler's transaction did it); counted as processed.
+    AlreadyDone,
     Retry {
         update: Arc<Claimed>,
         reason: String,

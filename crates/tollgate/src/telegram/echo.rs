@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::dispatcher::{Handler, HandlerContext, HandlerError};
+use super::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use super::inbox::{self, Claimed};
 use super::outbox::{self, OutboxMessage, Priority};
 use crate::alerts::escape_html;
@@ -67,7 +67,11 @@ fn truncate_utf16(text: &str, max: usize) -> String {
 }
 
 impl Handler for EchoHandler {
-    async fn handle(&self, update: Arc<Claimed>, ctx: HandlerContext) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        update: Arc<Claimed>,
+        ctx: HandlerContext,
+    ) -> Result<Handled, HandlerError> {
         if update.kind == "unknown" {
             return Err(HandlerError::Permanent(
                 "unsupported update type: the update has none of the types Tollgate asks for"
@@ -119,7 +123,7 @@ impl Handler for EchoHandler {
         if queued {
             ctx.outbox_wake.notify_one();
         }
-        Ok(())
+        Ok(Handled::MarkedInTransaction)
     }
 }
 

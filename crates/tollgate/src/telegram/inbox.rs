@@ -38,12 +38,46 @@ const INSERT: &str = "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, 
      VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
      ON CONFLICT (update_id) DO NOTHING";
 
+/// PostgreSQL stores a whole batch in one statement (one round trip instead of one per row).
+const INSERT_MANY_POSTGRES: &str = "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, status, attempts, next_attempt_at, received_at)
+     SELECT u.id, u.chat, u.kind, u.payload, 'pending', 0, $5, $5
+     FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[]) AS u(id, chat, kind, payload)
+     ON CONFLICT (update_id) DO NOTHING
+     RETURNING update_id";
+
 /// Stores updates in one transaction; returns, per update, whether it was new.
 pub async fn store_batch(
     db: &Db,
     updates: &[NewUpdate],
     now: Timestamp,
 ) -> Result<Vec<Stored>, sqlx::Error> {
+    if let Db::Postgres(p) = db {
+        let ids: Vec<i64> = updates.iter().map(|u| u.head.update_id).collect();
+        let chats: Vec<Option<i64>> = updates.iter().map(|u| u.head.chat_key).collect();
+        let kinds: Vec<&str> = updates.iter().map(|u| u.head.kind.as_str()).collect();
+        let payloads: Vec<&str> = updates.iter().map(|u| u.raw.as_str()).collect();
+        let inserted: Vec<i64> = sqlx::query_scalar(INSERT_MANY_POSTGRES)
+            .bind(&ids)
+            .bind(&chats)
+            .bind(&kinds)
+            .bind(&payloads)
+            .bind(now)
+            .fetch_all(p)
+            .await?;
+        let mut fresh: std::collections::HashSet<i64> = inserted.into_iter().collect();
+        // A batch can hold the same update twice (a redelivery racing the original): only
+        // its first occurrence counts as new.
+        return Ok(ids
+            .iter()
+            .map(|id| {
+                if fresh.remove(id) {
+                    Stored::New
+                } else {
+                    Stored::Duplicate
+                }
+            })
+            .collect());
+    }
     let mut tx = db.begin().await?;
     let mut out = Vec::with_capacity(updates.len());
     for u in updates {
@@ -69,6 +103,9 @@ pub struct Claimed {
     pub payload: String,
     /// Attempts including this one.
     pub attempts: i32,
+    /// The chat is a user we have marked as having blocked the bot (read with the claim, so
+    /// noticing that they are back costs nothing for everyone else).
+    pub sender_blocked: bool,
 }
 
 const CLAIM_SQLITE: &str = "
@@ -82,7 +119,8 @@ WHERE update_id IN (
           WHERE j.chat_key = i.chat_key AND j.status = 'pending' AND j.update_id < i.update_id))
     ORDER BY i.update_id
     LIMIT $2)
-RETURNING update_id, chat_key, kind, payload, attempts";
+RETURNING update_id, chat_key, kind, payload, attempts,
+    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked";
 
 /// The same claim on PostgreSQL. `SKIP LOCKED` lets replicas claim concurrently without
 /// waiting on each other's rows. The rows are chosen in a CTE, which runs once: with
@@ -101,7 +139,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED)
 UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = tg_inbox.attempts + 1
 FROM due WHERE tg_inbox.update_id = due.update_id
-RETURNING tg_inbox.update_id, tg_inbox.chat_key, tg_inbox.kind, tg_inbox.payload, tg_inbox.attempts";
+RETURNING tg_inbox.update_id, tg_inbox.chat_key, tg_inbox.kind, tg_inbox.payload, tg_inbox.attempts,
+    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked";
 
 /// Claims up to `limit` due updates (heads of their chats) for `worker` until `until`.
 pub async fn claim(

@@ -125,6 +125,8 @@ pub struct Claimed {
     pub method: String,
     pub payload: String,
     pub attempts: i32,
+    /// Other messages to this chat were waiting when this one was claimed.
+    pub more_in_chat: bool,
 }
 
 /// Heads of each chat's queue, most urgent first. A chat's later messages wait until its
@@ -141,7 +143,8 @@ WHERE id IN (
             AND (e.priority < o.priority OR (e.priority = o.priority AND e.id < o.id)))
     ORDER BY o.priority, o.next_attempt_at, o.id
     LIMIT $2)
-RETURNING id, chat_id, priority, method, payload, attempts";
+RETURNING id, chat_id, priority, method, payload, attempts,
+    EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat";
 
 /// The same on PostgreSQL; rows are chosen once in a CTE (see `inbox::CLAIM_POSTGRES`).
 const CLAIM_POSTGRES: &str = "
@@ -158,7 +161,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED)
 UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1
 FROM due WHERE outbox.id = due.id
-RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts";
+RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts,
+    EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat";
 
 pub async fn claim(
     db: &Db,
@@ -233,6 +237,16 @@ impl Outcome {
     }
 }
 
+/// One attempt to record.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub id: i64,
+    pub chat_id: i64,
+    /// From the claim: the chat has further messages, which must now wait their turn.
+    pub more_in_chat: bool,
+    pub outcome: &'a Outcome,
+}
+
 /// Records attempts and moves their messages to their next states, all in one transaction.
 /// Returns, per attempt, false when its claim was lost (that message is left unchanged).
 ///
@@ -241,15 +255,21 @@ impl Outcome {
 pub async fn finish_attempts(
     db: &Db,
     worker: &str,
-    attempts: &[(i64, i64, &Outcome)],
+    attempts: &[Attempt<'_>],
     now: Timestamp,
     chat_spacing: std::time::Duration,
 ) -> Result<Vec<bool>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let mut kept = Vec::with_capacity(attempts.len());
-    for (id, chat_id, outcome) in attempts {
+    for Attempt {
+        id,
+        chat_id,
+        more_in_chat,
+        outcome,
+    } in attempts
+    {
         let ok = finish_attempt_in(&mut tx, *id, worker, outcome, now).await?;
-        if ok && matches!(outcome, Outcome::Sent { .. }) {
+        if ok && *more_in_chat && matches!(outcome, Outcome::Sent { .. }) {
             let not_before = now.plus(chat_spacing);
             on_tx!(&mut tx, c => sqlx::query(
                 "UPDATE outbox SET next_attempt_at = $2

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{BotApi, Disposition};
 use super::metrics::{OutcomeLabels, PipelineMetrics};
-use super::outbox::{self, Claimed, Outcome};
+use super::outbox::{self, Attempt, Claimed, Outcome};
 use crate::backoff::Backoff;
 use crate::lease::{self, Lease};
 use crate::store::Db;
@@ -120,7 +120,7 @@ impl OutboxSender {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let beat = Duration::from_millis(500);
         // Claim about one second of sending at a time, so urgent messages wait at most that.
-        let batch = (self.config.rate_per_second.ceil() as i64).clamp(1, 500);
+        let batch = (self.config.rate_per_second.ceil() as i64).clamp(1, 128);
 
         while !stop.is_cancelled() {
             hb.beat();
@@ -381,16 +381,35 @@ impl OutboxSender {
                 users::mark_bot_blocked(&self.db, msg.chat_id, now).await?;
             }
         }
-        let attempts: Vec<(i64, i64, &Outcome)> =
-            pending.iter().map(|(m, o)| (m.id, m.chat_id, o)).collect();
-        let kept = outbox::finish_attempts(
-            &self.db,
-            &self.holder,
-            &attempts,
-            now,
-            self.config.per_chat_interval,
-        )
-        .await?;
+        let attempts: Vec<Attempt<'_>> = pending
+            .iter()
+            .map(|(m, o)| Attempt {
+                id: m.id,
+                chat_id: m.chat_id,
+                more_in_chat: m.more_in_chat,
+                outcome: o,
+            })
+            .collect();
+        // In slices, so one transaction never holds SQLite's only connection for long.
+        let mut kept = Vec::with_capacity(attempts.len());
+        for chunk in attempts.chunks(RECORD_CHUNK) {
+            let k = outbox::finish_attempts(
+                &self.db,
+                &self.holder,
+                chunk,
+                now,
+                self.config.per_chat_interval,
+            )
+            .await;
+            match k {
+                Ok(k) => kept.extend(k),
+                Err(e) => {
+                    // Keep what was not written; what was is done.
+                    pending.drain(..kept.len());
+                    return Err(e);
+                }
+            }
+        }
         for ((msg, outcome), kept) in pending.iter().zip(kept) {
             if !kept {
                 tracing::warn!(
@@ -412,6 +431,9 @@ impl OutboxSender {
         Ok(())
     }
 }
+
+/// Most attempts recorded per transaction.
+const RECORD_CHUNK: usize = 64;
 
 /// How long a claimed message stays reserved (a send takes at most the 10 s call timeout
 /// plus pacing; in-flight ids guard longer 429 pauses).

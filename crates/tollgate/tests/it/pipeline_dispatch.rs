@@ -9,7 +9,7 @@ use telegram_emulator::{MessageFilter, NewUser};
 use tokio_util::sync::CancellationToken;
 use tollgate::app::AppOptions;
 use tollgate::supervisor::{Component, Heartbeat, RunFuture};
-use tollgate::telegram::dispatcher::{Handler, HandlerContext, HandlerError};
+use tollgate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use tollgate::telegram::echo::EchoHandler;
 use tollgate::telegram::inbox::{self, Claimed, NewUpdate};
 use tollgate::telegram::update::parse_head;
@@ -24,7 +24,11 @@ use crate::db_test;
 struct HangOnCue;
 
 impl Handler for HangOnCue {
-    async fn handle(&self, update: Arc<Claimed>, ctx: HandlerContext) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        update: Arc<Claimed>,
+        ctx: HandlerContext,
+    ) -> Result<Handled, HandlerError> {
         if update.payload.contains("\"text\":\"hang\"") {
             std::future::pending::<()>().await;
         }
