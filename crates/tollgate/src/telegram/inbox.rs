@@ -34,9 +34,13 @@ pub enum Stored {
     Duplicate,
 }
 
-const INSERT: &str = "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, status, attempts, next_attempt_at, received_at)
-     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
-     ON CONFLICT (update_id) DO NOTHING";
+/// SQLite reads the batch from a JSON array of `[update_id, chat_key, kind, payload]`.
+/// (`WHERE true` resolves the parser ambiguity of `ON CONFLICT` after `SELECT … FROM`.)
+const INSERT_MANY_SQLITE: &str = "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, status, attempts, next_attempt_at, received_at)
+     SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, 'pending', 0, $2, $2
+     FROM json_each($1) AS j WHERE true
+     ON CONFLICT (update_id) DO NOTHING
+     RETURNING update_id";
 
 /// PostgreSQL stores a whole batch in one statement (one round trip instead of one per row).
 const INSERT_MANY_POSTGRES: &str = "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, status, attempts, next_attempt_at, received_at)
@@ -78,20 +82,20 @@ pub async fn store_batch(
             })
             .collect());
     }
-    let mut tx = db.begin().await?;
-    let mut out = Vec::with_capacity(updates.len());
-    for u in updates {
-        let n = on_tx!(&mut tx, c => sqlx::query(INSERT)
-            .bind(u.head.update_id).bind(u.head.chat_key).bind(&u.head.kind).bind(&u.raw).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        out.push(if n == 1 {
-            Stored::New
-        } else {
-            Stored::Duplicate
-        });
-    }
-    tx.commit().await?;
-    Ok(out)
+    // SQLite: the batch travels as one JSON array, so the whole batch is one statement (each
+    // statement is a round trip to the connection's worker thread).
+    let rows: Vec<serde_json::Value> = updates
+        .iter()
+        .map(|u| serde_json::json!([u.head.update_id, u.head.chat_key, u.head.kind, u.raw]))
+        .collect();
+    let batch = serde_json::Value::Array(rows).to_string();
+    let inserted: Vec<i64> = on_db!(db, p => sqlx::query_scalar(INSERT_MANY_SQLITE)
+        .bind(batch).bind(now).fetch_all(p).await)?;
+    let mut fresh: std::collections::HashSet<i64> = inserted.into_iter().collect();
+    Ok(updates
+        .iter()
+        .map(|u| if fresh.remove(&u.head.update_id) { Stored::New } else { Stored::Duplicate })
+        .collect())
 }
 
 /// A claimed update, ready for a handler.
