@@ -26,7 +26,7 @@ use crate::lease;
 use crate::metrics::Metrics;
 use crate::store::migrate::{self, MigrateError, MigrateTimeouts};
 use crate::store::{self, Db};
-use crate::supervisor::{self, Component, RestartHook, Statuses, Watched};
+use crate::supervisor::{self, Component, RestartHook, Statuses, Watched, WatchedDyn};
 use crate::telegram::api::BotApi;
 use crate::telegram::dispatcher::{Dispatcher, DispatcherConfig, Handler, HandlerContext};
 use crate::telegram::inbox::InboxWriter;
@@ -103,14 +103,18 @@ struct Pipeline {
 
 /// Builds intake (webhook route or poller), the dispatcher with `handler`, the outbox
 /// sender and housekeeping, for `config`'s intake mode.
-fn pipeline<H: Handler>(
+fn pipeline<H, F>(
     config: &Config,
     options: &AppOptions,
     db: &Db,
     metrics: &Metrics,
     readiness: &Arc<Readiness>,
-    handler: Arc<H>,
-) -> anyhow::Result<Pipeline> {
+    make_handler: F,
+) -> anyhow::Result<Pipeline>
+where
+    H: Handler,
+    F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
+{
     let d = &config.deployment;
     let p = &d.pipeline;
     let api =
@@ -177,6 +181,27 @@ fn pipeline<H: Handler>(
     let access = crate::access::wiring::build(config, db, &options.clock, metrics, &holder)?;
     components.extend(access.components);
     routes = routes.merge(access.routes);
+    let services = Services {
+        config: Arc::new(config.clone()),
+        db: db.clone(),
+        api: api.clone(),
+        clock: options.clock.clone(),
+        registry: access.registry.clone(),
+        provisioning: access.wake.clone(),
+        feed_base: access.feed_base.clone(),
+        alerts: alerts.clone(),
+        outbox_wake: outbox_wake.clone(),
+        holder: holder.clone(),
+        metrics: metrics.clone(),
+    };
+    let plugged = make_handler(&services)?;
+    let handler = plugged.handler;
+    components.extend(
+        plugged
+            .components
+            .into_iter()
+            .map(|c| Arc::new(WatchedDyn::new(c, stall)) as Arc<dyn Component>),
+    );
     let ctx = HandlerContext {
         db: db.clone(),
         api: api.clone(),
@@ -231,6 +256,42 @@ fn pipeline<H: Handler>(
     Ok(Pipeline { components, routes })
 }
 
+/// What a handler is built from: the running service's shared parts.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub api: BotApi,
+    pub clock: SharedClock,
+    pub registry: Arc<crate::nodes::Registry>,
+    /// Call after committing an access change.
+    pub provisioning: crate::nodes::ProvisioningWake,
+    /// `<base>/sub/<token>` is a subscription's feed URL.
+    pub feed_base: String,
+    pub alerts: Alerts,
+    /// Call after committing outbox rows (the dispatcher does it for handlers).
+    pub outbox_wake: Arc<Notify>,
+    /// This process as a lease holder.
+    pub holder: String,
+    pub metrics: Metrics,
+}
+
+/// A handler and the components that come with it (supervised like the rest).
+pub struct Plugged<H> {
+    pub handler: Arc<H>,
+    pub components: Vec<Arc<dyn Component>>,
+}
+
+impl<H> Plugged<H> {
+    /// A handler without components of its own.
+    pub fn handler(handler: H) -> anyhow::Result<Plugged<H>> {
+        Ok(Plugged {
+            handler: Arc::new(handler),
+            components: Vec::new(),
+        })
+    }
+}
+
 /// The public URL Telegram posts to: `PUBLIC_URL` + `WEBHOOK_PATH`.
 pub fn webhook_url(public_url: &url::Url, path: &str) -> String {
     format!("{}{}", public_url.as_str().trim_end_matches('/'), path)
@@ -239,12 +300,17 @@ pub fn webhook_url(public_url: &url::Url, path: &str) -> String {
 /// Longest a webhook request waits for its update to be committed before answering 503.
 const INTAKE_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Binds the listener and starts the service in the background, with `handler` for updates.
-pub async fn start<H: Handler>(
+/// Binds the listener and starts the service in the background; `make_handler` builds the
+/// update handler (and its components) from the service's parts.
+pub async fn start<H, F>(
     config: Config,
     options: AppOptions,
-    handler: Arc<H>,
-) -> anyhow::Result<RunningApp> {
+    make_handler: F,
+) -> anyhow::Result<RunningApp>
+where
+    H: Handler,
+    F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
+{
     let d = &config.deployment;
     let db = Db::connect_lazy(&d.database).map_err(|e| {
         anyhow::anyhow!(
@@ -258,7 +324,7 @@ pub async fn start<H: Handler>(
         "intake",
         serde_json::json!({ "mode": d.intake.name(), "state": "not started" }),
     );
-    let pipeline = pipeline(&config, &options, &db, &metrics, &readiness, handler)?;
+    let pipeline = pipeline(&config, &options, &db, &metrics, &readiness, make_handler)?;
     let statuses = Statuses::default();
     readiness.attach_components(statuses.clone());
     let listener = http::bind(d.listen).await?;

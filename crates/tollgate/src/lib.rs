@@ -13,6 +13,7 @@ pub mod domain;
 pub mod flags;
 pub mod housekeeping;
 pub mod http;
+pub mod i18n;
 pub mod lease;
 pub mod metrics;
 pub mod nodes;

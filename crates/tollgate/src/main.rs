@@ -1,12 +1,11 @@
 //! The `tollgate` command line.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use tollgate::app::{self, AppOptions};
+use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::config::{self, Config, Env};
 use tollgate::store::Db;
 use tollgate::store::migrate::{self, MigrateTimeouts};
@@ -77,7 +76,9 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&env),
         Command::Migrate => runtime.block_on(migrate_command(&env)),
         // Until the bot's screens land (issue 6), `run` serves the echo handler too.
-        Command::Run | Command::Echo => runtime.block_on(run(&env, Arc::new(EchoHandler))),
+        Command::Run | Command::Echo => {
+            runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler)))
+        }
     }
 }
 
@@ -152,7 +153,11 @@ async fn migrate_command(env: &Env) -> ExitCode {
     }
 }
 
-async fn run<H: Handler>(env: &Env, handler: Arc<H>) -> ExitCode {
+async fn run<H, F>(env: &Env, make_handler: F) -> ExitCode
+where
+    H: Handler,
+    F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
+{
     if let Err(code) = init_logging(env) {
         return code;
     }
@@ -173,7 +178,7 @@ async fn run<H: Handler>(env: &Env, handler: Arc<H>) -> ExitCode {
         eprintln!("error: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let running = match app::start(config, AppOptions::default(), handler).await {
+    let running = match app::start(config, AppOptions::default(), make_handler).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e:#}");

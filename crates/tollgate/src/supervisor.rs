@@ -66,6 +66,32 @@ impl<C: Component> Component for Watched<C> {
     }
 }
 
+/// [`Watched`] for a component that is already shared (`Arc<dyn Component>`).
+pub struct WatchedDyn {
+    inner: Arc<dyn Component>,
+    stall_after: Duration,
+}
+
+impl WatchedDyn {
+    pub fn new(inner: Arc<dyn Component>, stall_after: Duration) -> Self {
+        WatchedDyn { inner, stall_after }
+    }
+}
+
+impl Component for WatchedDyn {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn stall_after(&self) -> Duration {
+        self.stall_after
+    }
+
+    fn run(self: Arc<Self>, heartbeat: Heartbeat, stop: CancellationToken) -> RunFuture {
+        self.inner.clone().run(heartbeat, stop)
+    }
+}
+
 /// Monotonic time of a component's last sign of progress.
 #[derive(Clone, Debug)]
 pub struct Heartbeat {

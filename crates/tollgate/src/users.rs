@@ -1,12 +1,200 @@
 //! Users: people who started the bot, keyed by their Telegram id.
 //!
-//! This module owns the `users` table. So far it tracks reachability: a 403 from Telegram
-//! marks the user as having blocked the bot, and any update from the user clears it.
-//! Reachability only affects delivery; it never gates money or access (RELIABILITY D6).
+//! This module owns the `users` table. A user is registered on first contact, in the
+//! transaction of the update that brought them, with the language Telegram reports and —
+//! on that first start only — the referrer of a `ref_<code>` deep link. Because the referrer
+//! must already exist when the referee is created, a referral cycle cannot form, and a
+//! user cannot refer themselves.
+//!
+//! Reachability: a 403 from Telegram marks the user as having blocked the bot, and any
+//! update from the user clears it. Reachability only affects delivery; it never gates money
+//! or access (RELIABILITY D6).
 
-use crate::on_db;
-use crate::store::Db;
+use rand::Rng;
+
+use crate::config::Language;
+use crate::store::{Db, Failure, Tx, classify};
 use crate::time::Timestamp;
+use crate::{on_db, on_tx};
+
+/// The sender of an update, as Telegram describes them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct TelegramUser {
+    pub id: i64,
+    #[serde(default)]
+    pub is_bot: bool,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub language_code: Option<String>,
+}
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub first_name: String,
+    pub username: Option<String>,
+    pub language: String,
+    pub referral_code: String,
+    pub referrer_id: Option<i64>,
+    pub balance: i64,
+    pub auto_renew: bool,
+    pub trial_used_at: Option<Timestamp>,
+    pub bot_blocked_at: Option<Timestamp>,
+    pub banned_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl User {
+    /// The user's language, or `fallback` if the stored one is no longer shipped.
+    pub fn language_or(&self, fallback: Language) -> Language {
+        Language::parse(&self.language).unwrap_or(fallback)
+    }
+}
+
+const USER_COLUMNS: &str = "id, first_name, username, language, referral_code, referrer_id, balance, auto_renew, trial_used_at, bot_blocked_at, banned_at, created_at";
+
+/// The language a new user starts with: Telegram's `language_code` when we ship it,
+/// otherwise the operator's first language.
+pub fn initial_language(language_code: Option<&str>, languages: &[Language]) -> Language {
+    let fallback = languages.first().copied().unwrap_or(Language::En);
+    let Some(code) = language_code else {
+        return fallback;
+    };
+    let primary = code
+        .split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Language::parse(&primary)
+        .filter(|l| languages.contains(l))
+        .unwrap_or(fallback)
+}
+
+/// A fresh referral code: 8 characters of `a-z0-9` (36⁸ ≈ 2.8·10¹² codes).
+fn new_referral_code() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// A user seen in this update: registered now (`created`) or known before.
+#[derive(Debug, Clone)]
+pub struct Touched {
+    pub user: User,
+    pub created: bool,
+}
+
+/// Registers the sender on first contact, otherwise refreshes their names and last-seen
+/// time, in the caller's transaction. A user who writes is reachable again.
+pub async fn touch(
+    tx: &mut Tx,
+    from: &TelegramUser,
+    languages: &[Language],
+    now: Timestamp,
+) -> Result<Touched, sqlx::Error> {
+    let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    let existing: Option<User> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
+        .bind(from.id).fetch_optional(c).await)?;
+    if existing.is_some() {
+        on_tx!(tx, c => sqlx::query(
+            "UPDATE users SET first_name = $2, last_name = $3, username = $4, language_code = $5,
+                 last_seen_at = $6, bot_blocked_at = NULL
+             WHERE id = $1"
+        ).bind(from.id).bind(&from.first_name).bind(&from.last_name).bind(&from.username)
+            .bind(&from.language_code).bind(now).execute(c).await.map(|_| ()))?;
+        let user: User = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
+            .bind(from.id).fetch_one(c).await)?;
+        return Ok(Touched {
+            user,
+            created: false,
+        });
+    }
+    let language = initial_language(from.language_code.as_deref(), languages);
+    // A code collision (rare) is retried with a new code; anything else is an error.
+    for _ in 0..5 {
+        let code = new_referral_code();
+        let inserted = on_tx!(tx, c => sqlx::query(
+            "INSERT INTO users (id, first_name, last_name, username, language_code, language, referral_code,
+                 created_at, last_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             ON CONFLICT (id) DO NOTHING"
+        ).bind(from.id).bind(&from.first_name).bind(&from.last_name).bind(&from.username)
+            .bind(&from.language_code).bind(language.code()).bind(&code).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()));
+        match inserted {
+            Ok(_) => break,
+            Err(e) if classify(&e) == Failure::UniqueViolation => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let user: User = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select))
+        .bind(from.id).fetch_one(c).await)?;
+    Ok(Touched {
+        user,
+        created: true,
+    })
+}
+
+/// Records the referrer of a user created in this transaction, from a `ref_<code>` start
+/// payload. Returns the referrer's id when one was set. Unknown codes and self-referral are
+/// ignored; a user's referrer is never changed later.
+pub async fn set_referrer(
+    tx: &mut Tx,
+    user_id: i64,
+    code: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let referrer: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT id FROM users WHERE referral_code = $1"
+    ).bind(code).fetch_optional(c).await)?;
+    let Some(referrer) = referrer.filter(|r| *r != user_id) else {
+        return Ok(None);
+    };
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE users SET referrer_id = $2 WHERE id = $1 AND referrer_id IS NULL"
+    ).bind(user_id).bind(referrer).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok((n == 1).then_some(referrer))
+}
+
+pub async fn get(db: &Db, user_id: i64) -> Result<Option<User>, sqlx::Error> {
+    let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(user_id).fetch_optional(p).await)
+}
+
+pub async fn get_in(tx: &mut Tx, user_id: i64) -> Result<Option<User>, sqlx::Error> {
+    let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(user_id).fetch_optional(c).await)
+}
+
+pub async fn set_language(
+    tx: &mut Tx,
+    user_id: i64,
+    language: Language,
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query("UPDATE users SET language = $2 WHERE id = $1")
+        .bind(user_id).bind(language.code()).execute(c).await.map(|_| ()))
+}
+
+pub async fn set_auto_renew(tx: &mut Tx, user_id: i64, on: bool) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query("UPDATE users SET auto_renew = $2 WHERE id = $1")
+        .bind(user_id).bind(on).execute(c).await.map(|_| ()))
+}
+
+/// Takes the user's one trial. False when it was taken before (a conditional update, so two
+/// racing attempts cannot both succeed).
+pub async fn take_trial(tx: &mut Tx, user_id: i64, now: Timestamp) -> Result<bool, sqlx::Error> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE users SET trial_used_at = $2 WHERE id = $1 AND trial_used_at IS NULL"
+    ).bind(user_id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
 
 /// Records that sends to this user fail with 403 (blocked, deactivated).
 pub async fn mark_bot_blocked(db: &Db, user_id: i64, now: Timestamp) -> Result<(), sqlx::Error> {

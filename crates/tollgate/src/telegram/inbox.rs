@@ -94,7 +94,13 @@ pub async fn store_batch(
     let mut fresh: std::collections::HashSet<i64> = inserted.into_iter().collect();
     Ok(updates
         .iter()
-        .map(|u| if fresh.remove(&u.head.update_id) { Stored::New } else { Stored::Duplicate })
+        .map(|u| {
+            if fresh.remove(&u.head.update_id) {
+                Stored::New
+            } else {
+                Stored::Duplicate
+            }
+        })
         .collect())
 }
 

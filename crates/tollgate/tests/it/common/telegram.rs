@@ -6,7 +6,7 @@ use std::time::Duration;
 use telegram_emulator::{
     ControlClient, Emulator, EmulatorConfig, MessageFilter, RunningEmulator, Transcript,
 };
-use tollgate::app::{self, AppOptions, RunningApp};
+use tollgate::app::{self, AppOptions, Plugged, RunningApp};
 use tollgate::config::{Config, Env};
 use tollgate::telegram::dispatcher::Handler;
 
@@ -86,9 +86,14 @@ pub async fn in_process<H: Handler>(
 ) -> RunningApp {
     test_logging();
     let config = Config::load(&Env::from_pairs(env.iter().cloned())).expect("valid test config");
-    app::start(config, options, handler)
-        .await
-        .expect("service starts")
+    app::start(config, options, move |_| {
+        Ok(Plugged {
+            handler,
+            components: Vec::new(),
+        })
+    })
+    .await
+    .expect("service starts")
 }
 
 /// Waits until the bot sent a message containing `text` to `chat`.

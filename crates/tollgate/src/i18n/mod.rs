@@ -1,0 +1,152 @@
+//! Texts in the user's language (Fluent), and formatting of dates, money and durations.
+//!
+//! The earlier bot showed Russian text in an English session because texts were picked in
+//! many places. Here every user-visible string is a Fluent message in `locales/<lang>.ftl`,
+//! looked up by key with the user's [`Language`]; a test fails when any key is missing in
+//! any shipped language, or when a file has a key the code does not know. Messages are
+//! Telegram HTML: plain-text arguments are escaped here, so a user's name can never inject
+//! markup; arguments that are HTML on purpose are marked [`Arg::Html`].
+
+pub mod format;
+
+use std::collections::BTreeMap;
+
+use fluent_bundle::concurrent::FluentBundle;
+use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
+
+use crate::alerts::escape_html;
+use crate::config::Language;
+
+/// Embedded translation files, one per shipped language.
+pub fn source(lang: Language) -> &'static str {
+    match lang {
+        Language::En => include_str!("../../locales/en.ftl"),
+        Language::Ru => include_str!("../../locales/ru.ftl"),
+    }
+}
+
+/// An argument of a message.
+pub enum Arg {
+    /// Plain text, escaped for HTML.
+    Text(String),
+    /// Trusted HTML, built by our own code from escaped parts.
+    Html(String),
+    /// A number (drives plural forms).
+    Num(i64),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Self {
+        Arg::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(s: String) -> Self {
+        Arg::Text(s)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(n: i64) -> Self {
+        Arg::Num(n)
+    }
+}
+
+impl From<u32> for Arg {
+    fn from(n: u32) -> Self {
+        Arg::Num(i64::from(n))
+    }
+}
+
+/// Every shipped language's messages.
+pub struct Texts {
+    bundles: BTreeMap<Language, FluentBundle<FluentResource>>,
+}
+
+impl std::fmt::Debug for Texts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Texts")
+            .field("languages", &self.bundles.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Texts {
+    /// Parses every shipped language; a broken file is a startup error naming the line.
+    pub fn load() -> Result<Texts, String> {
+        let mut bundles = BTreeMap::new();
+        for lang in Language::ALL {
+            let resource =
+                FluentResource::try_new(source(lang).to_owned()).map_err(|(_, errors)| {
+                    format!("locales/{}.ftl does not parse: {errors:?}", lang.code())
+                })?;
+            let id: unic_langid::LanguageIdentifier = lang
+                .code()
+                .parse()
+                .map_err(|e| format!("bad language id {}: {e}", lang.code()))?;
+            let mut bundle = FluentBundle::new_concurrent(vec![id]);
+            // Unicode isolation marks would show up as stray characters in Telegram.
+            bundle.set_use_isolating(false);
+            bundle.add_resource(resource).map_err(|e| {
+                format!("locales/{}.ftl has duplicate messages: {e:?}", lang.code())
+            })?;
+            bundles.insert(lang, bundle);
+        }
+        Ok(Texts { bundles })
+    }
+
+    /// The message `key` without arguments.
+    pub fn get(&self, lang: Language, key: &str) -> String {
+        self.fmt(lang, key, &[])
+    }
+
+    /// The message `key` with `args`. A missing key falls back to English, then to the key
+    /// itself (never a panic; the completeness test keeps this from happening).
+    pub fn fmt(&self, lang: Language, key: &str, args: &[(&str, Arg)]) -> String {
+        let mut fluent_args = FluentArgs::new();
+        for (name, arg) in args {
+            let value = match arg {
+                Arg::Text(t) => FluentValue::from(escape_html(t)),
+                Arg::Html(h) => FluentValue::from(h.clone()),
+                Arg::Num(n) => FluentValue::from(*n),
+            };
+            fluent_args.set(*name, value);
+        }
+        for l in [lang, Language::En] {
+            let Some(bundle) = self.bundles.get(&l) else {
+                continue;
+            };
+            let Some(pattern) = bundle.get_message(key).and_then(|m| m.value()) else {
+                continue;
+            };
+            let mut errors = Vec::new();
+            let text = bundle.format_pattern(pattern, Some(&fluent_args), &mut errors);
+            if !errors.is_empty() {
+                tracing::warn!(
+                    key,
+                    language = l.code(),
+                    ?errors,
+                    "text has formatting errors"
+                );
+            }
+            return text.into_owned();
+        }
+        tracing::error!(key, "no text for this key in any language");
+        key.to_owned()
+    }
+}
+
+/// The message ids defined in a Fluent source (for the completeness tests).
+pub fn message_ids(source: &str) -> Vec<String> {
+    let Ok(resource) = FluentResource::try_new(source.to_owned()) else {
+        return Vec::new();
+    };
+    resource
+        .entries()
+        .filter_map(|e| match e {
+            fluent_syntax::ast::Entry::Message(m) => Some(m.id.name.to_owned()),
+            _ => None,
+        })
+        .collect()
+}
