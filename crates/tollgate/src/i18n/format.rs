@@ -50,7 +50,7 @@ pub fn day_month(lang: Language, t: Timestamp, utc_offset_minutes: i32) -> Strin
 fn offset_label(minutes: i32) -> String {
     let sign = if minutes < 0 { '-' } else { '+' };
     let m = minutes.unsigned_abs();
-    if m % 60 == 0 {
+    if m.is_multiple_of(60) {
         format!("UTC{sign}{}", m / 60)
     } else {
         format!("UTC{sign}{}:{:02}", m / 60, m % 60)
