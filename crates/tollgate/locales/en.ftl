@@ -187,7 +187,6 @@ duration-minutes = { $n ->
        *[other] { $n } minutes
     }
 time-left = { $duration } left
-traffic-bytes = { $n } B
 
 ## Admin
 

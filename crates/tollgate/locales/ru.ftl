@@ -194,7 +194,6 @@ duration-minutes = { $n ->
        *[many] { $n } минут
     }
 time-left = осталось { $duration }
-traffic-bytes = { $n } Б
 
 ## Администрирование
 

@@ -47,6 +47,8 @@ pub struct AppOptions {
     pub handler_max_attempts: i32,
     /// First retry delay of a message after a 5xx or timeout (doubles per attempt).
     pub send_retry_base: Duration,
+    /// Least time between two messages to one chat (Telegram: about a second).
+    pub per_chat_interval: Duration,
     /// More components to supervise (tests use it to plant a misbehaving one).
     pub extra_components: Vec<Arc<dyn Component>>,
 }
@@ -61,6 +63,7 @@ impl Default for AppOptions {
             handler_retry_base: dispatch.retry_base,
             handler_max_attempts: dispatch.max_attempts,
             send_retry_base: SenderConfig::default().retry_base,
+            per_chat_interval: SenderConfig::default().per_chat_interval,
             extra_components: Vec::new(),
         }
     }
@@ -234,6 +237,7 @@ where
             SenderConfig {
                 rate_per_second: p.outbox_rate,
                 retry_base: options.send_retry_base,
+                per_chat_interval: options.per_chat_interval,
                 ..SenderConfig::default()
             },
             holder,

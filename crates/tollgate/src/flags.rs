@@ -7,9 +7,9 @@
 
 use std::fmt;
 
-use crate::on_db;
-use crate::store::Db;
+use crate::store::{Db, Tx};
 use crate::time::Timestamp;
+use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flag {
@@ -83,6 +83,18 @@ impl Source {
 /// Reads one flag.
 pub async fn get(db: &Db, flag: Flag) -> Result<bool, sqlx::Error> {
     Ok(get_with_source(db, flag).await?.0)
+}
+
+/// Reads one flag inside the caller's transaction.
+pub async fn get_in(tx: &mut Tx, flag: Flag) -> Result<bool, sqlx::Error> {
+    let value: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT value FROM settings WHERE key = $1"
+    ).bind(flag.key()).fetch_optional(c).await)?;
+    Ok(match value.as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        _ => flag.default_value(),
+    })
 }
 
 pub async fn get_with_source(db: &Db, flag: Flag) -> Result<(bool, Source), sqlx::Error> {

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use tollgate::app::{self, AppOptions, Plugged, Services};
+use tollgate::bot::Bot;
 use tollgate::config::{self, Config, Env};
 use tollgate::store::Db;
 use tollgate::store::migrate::{self, MigrateTimeouts};
@@ -75,10 +76,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&env),
         Command::Migrate => runtime.block_on(migrate_command(&env)),
-        // Until the bot's screens land (issue 6), `run` serves the echo handler too.
-        Command::Run | Command::Echo => {
-            runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler)))
-        }
+        Command::Run => runtime.block_on(run(&env, Bot::plug)),
+        Command::Echo => runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler))),
     }
 }
 

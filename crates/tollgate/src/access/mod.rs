@@ -38,8 +38,8 @@ use crate::time::Timestamp;
 
 pub use keys::FeedToken;
 pub use subscriptions::{
-    align_node, by_token, expire, grant_or_extend, provisioning_state, reissue, revoke,
-    share_links, subscription, subscription_for_user,
+    align_node, by_token, expire, grant_or_extend, last_reissue, provisioning_state, reissue,
+    revoke, share_links, subscription, subscription_for_user,
 };
 
 /// Longest single grant: ten years.

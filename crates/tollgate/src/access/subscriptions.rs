@@ -369,6 +369,14 @@ pub async fn align_node(tx: &mut Tx, node: &str, now: Timestamp) -> Result<u64, 
 }
 
 /// A subscription by id.
+/// When this subscription's key was last replaced by a reissue (for rate limiting).
+pub async fn last_reissue(db: &Db, subscription_id: i64) -> Result<Option<Timestamp>, AccessError> {
+    let at: Option<Timestamp> = on_db!(db, p => sqlx::query_scalar(
+        "SELECT MAX(retired_at) FROM retired_keys WHERE subscription_id = $1"
+    ).bind(subscription_id).fetch_one(p).await)?;
+    Ok(at)
+}
+
 pub async fn subscription(db: &Db, id: i64) -> Result<Option<Subscription>, AccessError> {
     let row: Option<Row> = on_db!(db, p => sqlx::query_as(select_subscription!("id = $1", ""))
         .bind(id).fetch_optional(p).await)?;

@@ -150,3 +150,101 @@ pub fn message_ids(source: &str) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(lang: Language) -> std::collections::BTreeSet<String> {
+        message_ids(source(lang)).into_iter().collect()
+    }
+
+    #[test]
+    fn every_language_has_exactly_the_same_keys() {
+        let en = ids(Language::En);
+        assert!(en.len() > 100, "{}", en.len());
+        for lang in Language::ALL {
+            let other = ids(lang);
+            let missing: Vec<_> = en.difference(&other).collect();
+            let extra: Vec<_> = other.difference(&en).collect();
+            assert!(missing.is_empty(), "{}.ftl lacks {missing:?}", lang.code());
+            assert!(
+                extra.is_empty(),
+                "{}.ftl has keys English lacks: {extra:?}",
+                lang.code()
+            );
+        }
+    }
+
+    /// Every key the code asks for exists (keys are string literals passed to `get`, `fmt`,
+    /// `tf`, `t` and `button`); every key of the files is used somewhere.
+    #[test]
+    fn the_code_and_the_files_agree_on_keys() {
+        let mut used = std::collections::BTreeSet::new();
+        let roots = [concat!(env!("CARGO_MANIFEST_DIR"), "/src")];
+        let mut stack: Vec<std::path::PathBuf> = roots.iter().map(Into::into).collect();
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for piece in text.split('"').skip(1).step_by(2) {
+                    if ids(Language::En).contains(piece) {
+                        used.insert(piece.to_owned());
+                    }
+                }
+            }
+        }
+        let en = ids(Language::En);
+        let unused: Vec<_> = en.difference(&used).collect();
+        assert!(unused.is_empty(), "keys no code uses: {unused:?}");
+        let texts = Texts::load().unwrap();
+        for key in &en {
+            for lang in Language::ALL {
+                let text = texts.get(lang, key);
+                assert_ne!(
+                    &text,
+                    key,
+                    "{key} renders as its own name in {}",
+                    lang.code()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn arguments_are_escaped_unless_marked_html() {
+        let texts = Texts::load().unwrap();
+        let text = texts.fmt(
+            Language::En,
+            "support-text",
+            &[("contact", "<b>x</b> & co".into())],
+        );
+        assert!(text.contains("&lt;b&gt;x&lt;/b&gt; &amp; co"), "{text}");
+        let html = texts.fmt(
+            Language::En,
+            "menu-text",
+            &[
+                ("bot", "Bot".into()),
+                ("status", Arg::Html("<i>ok</i>".into())),
+            ],
+        );
+        assert!(html.contains("<i>ok</i>"), "{html}");
+        // Plural forms follow each language's rules.
+        assert!(
+            texts
+                .fmt(Language::Ru, "duration-days", &[("n", Arg::Num(22))])
+                .ends_with("22 дня")
+        );
+        assert!(
+            texts
+                .fmt(Language::Ru, "duration-days", &[("n", Arg::Num(25))])
+                .ends_with("25 дней")
+        );
+        assert!(
+            texts
+                .fmt(Language::En, "duration-days", &[("n", Arg::Num(1))])
+                .ends_with("1 day")
+        );
+    }
+}

@@ -54,6 +54,7 @@ macro_rules! migrations {
 pub static SQLITE: &[Migration] = migrations!("sqlite":
     0001 "initial",
     0002 "access",
+    0004 "bot",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -61,6 +62,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
 pub static POSTGRES: &[Migration] = migrations!("postgres":
     0001 "initial",
     0002 "access",
+    0004 "bot",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

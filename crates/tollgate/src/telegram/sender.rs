@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::api::{BotApi, Disposition};
+use super::api::{ApiError, BotApi, Disposition};
 use super::metrics::{OutcomeLabels, PipelineMetrics};
 use super::outbox::{self, Attempt, Claimed, Outcome};
 use crate::backoff::Backoff;
@@ -315,7 +315,16 @@ impl OutboxSender {
 
     /// One Bot API call; the outcome says what to record.
     async fn send(&self, msg: &Claimed, pace: &Mutex<Pace>) -> Outcome {
-        let result = self.api.call_json(&msg.method, &msg.payload).await;
+        let result = match self.call(&msg.method, &msg.payload).await {
+            // A screen that can no longer be edited (too old, deleted, a photo) is sent anew.
+            Err(e) if msg.method == "editMessageText" && e.is_uneditable() => {
+                match resend_of_edit(&msg.payload) {
+                    Some(params) => self.call("sendMessage", &params).await,
+                    None => Err(e),
+                }
+            }
+            other => other,
+        };
         let now = self.clock.now();
         match result {
             Ok(value) => Outcome::Sent {
@@ -368,6 +377,27 @@ impl OutboxSender {
                 },
             },
         }
+    }
+
+    /// One Bot API call from an outbox row. A `sendPhoto` whose `photo` is `{"qr": text}`
+    /// uploads a QR code of `text` rendered here (the outbox stores intent, not image bytes).
+    async fn call(&self, method: &str, payload: &str) -> Result<serde_json::Value, ApiError> {
+        if method == "sendPhoto"
+            && let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(payload)
+            && let Some(text) = fields
+                .get("photo")
+                .and_then(|p| p.get("qr"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        {
+            let png = crate::qr::png(&text).map_err(|e| ApiError::BadRequest {
+                code: 400,
+                description: format!("cannot render the QR code: {e}"),
+            })?;
+            fields.remove("photo");
+            return self.api.send_photo_bytes(&fields, "qr.png", png).await;
+        }
+        self.api.call_json(method, payload).await
     }
 
     /// Writes the attempt outcomes in one transaction; on a database error keeps them all.
@@ -430,6 +460,15 @@ impl OutboxSender {
         pending.clear();
         Ok(())
     }
+}
+
+/// The `sendMessage` parameters that show what an `editMessageText` would have shown.
+fn resend_of_edit(payload: &str) -> Option<String> {
+    let mut params: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(payload).ok()?;
+    params.remove("message_id");
+    params.remove("inline_message_id");
+    Some(serde_json::Value::Object(params).to_string())
 }
 
 /// Most attempts recorded per transaction.

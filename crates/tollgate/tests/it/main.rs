@@ -6,6 +6,7 @@ mod common;
 
 mod access_api;
 mod access_data_plane;
+mod bot_journey;
 mod config_cli;
 mod constraints;
 mod leases;

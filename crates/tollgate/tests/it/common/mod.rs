@@ -1,6 +1,7 @@
 //! Test harness: a fresh database per test on each backend, a TCP proxy that can cut the
 //! database connection, and helpers to run the real `tollgate` binary.
 
+pub mod bot;
 pub mod nodes;
 pub mod proxy;
 pub mod service;

@@ -1,0 +1,601 @@
+//! The bot: what users see and do (PRODUCT §3), on top of the pipeline.
+//!
+//! Each update is handled in the same shape:
+//! 1. a callback query is answered at once (RELIABILITY B3);
+//! 2. the sender is registered or refreshed (their own short transaction);
+//! 3. what the screen needs is read;
+//! 4. one transaction makes the change (a trial, a language, a reissue …), queues the reply
+//!    and any other messages in the outbox, and marks the update handled — so a retried
+//!    update can neither repeat the change nor send its reply twice;
+//! 5. after commit, provisioning is woken when access changed.
+//!
+//! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
+//! and pre-checkout queries, which must be immediate.
+
+pub mod action;
+pub mod incoming;
+pub mod notices;
+pub mod reply;
+pub mod screens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use self::action::Action;
+use self::incoming::{CallbackQuery, Message, Update};
+use self::notices::AccessNotices;
+use self::reply::Reply;
+use self::screens::{Screen, View};
+use crate::access::{self, Grant, Kind, Length, Subscription};
+use crate::app::{Plugged, Services};
+use crate::config::Language;
+use crate::domain::money::Money;
+use crate::flags::{self, Flag};
+use crate::i18n::{Arg, Texts};
+use crate::nodes::membership;
+use crate::store::Tx;
+use crate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
+use crate::telegram::inbox::{self, Claimed};
+use crate::time::Timestamp;
+use crate::users::{self, TelegramUser, User};
+
+/// Least time between two key reissues of one subscription.
+pub const REISSUE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub struct Bot {
+    s: Services,
+    texts: Arc<Texts>,
+}
+
+/// The sender of an update, registered.
+struct Session {
+    user: User,
+    lang: Language,
+    chat_id: i64,
+    created: bool,
+}
+
+fn retry(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Retry(e.to_string())
+}
+
+impl Bot {
+    /// The bot handler and its components, from the running service's parts.
+    pub fn plug(s: &Services) -> anyhow::Result<Plugged<Bot>> {
+        let texts = Arc::new(Texts::load().map_err(|e| anyhow::anyhow!("{e}"))?);
+        let notices = AccessNotices::new(s.clone(), texts.clone());
+        Ok(Plugged {
+            handler: Arc::new(Bot {
+                s: s.clone(),
+                texts,
+            }),
+            components: vec![Arc::new(notices)],
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        self.s.clock.now()
+    }
+
+    fn default_language(&self) -> Language {
+        self.s
+            .config
+            .catalog
+            .bot
+            .languages
+            .first()
+            .copied()
+            .unwrap_or(Language::En)
+    }
+
+    fn view(&self, lang: Language) -> View<'_> {
+        View {
+            texts: &self.texts,
+            catalog: &self.s.config.catalog,
+            lang,
+            now: self.now(),
+        }
+    }
+
+    /// Registers or refreshes the sender in a short transaction of its own (idempotent).
+    async fn session(
+        &self,
+        from: &TelegramUser,
+        chat_id: i64,
+        start_payload: Option<&str>,
+    ) -> Result<Session, HandlerError> {
+        let now = self.now();
+        let mut tx = self.s.db.begin().await.map_err(retry)?;
+        let touched = users::touch(&mut tx, from, &self.s.config.catalog.bot.languages, now)
+            .await
+            .map_err(retry)?;
+        let mut user = touched.user;
+        if touched.created
+            && let Some(code) = start_payload.and_then(|p| p.strip_prefix("ref_"))
+            && let Some(referrer) = users::set_referrer(&mut tx, user.id, code)
+                .await
+                .map_err(retry)?
+        {
+            user.referrer_id = Some(referrer);
+        }
+        tx.commit().await.map_err(retry)?;
+        let lang = user.language_or(self.default_language());
+        Ok(Session {
+            user,
+            lang,
+            chat_id,
+            created: touched.created,
+        })
+    }
+
+    /// Queues `reply`, marks the update handled, commits, wakes who needs waking.
+    async fn finish(
+        &self,
+        mut tx: Tx,
+        update_id: i64,
+        reply: Reply,
+        access_changed: bool,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let now = self.now();
+        let queued = reply.enqueue(&mut tx, now).await.map_err(retry)?;
+        inbox::complete_in(&mut tx, update_id, now)
+            .await
+            .map_err(retry)?;
+        tx.commit().await.map_err(retry)?;
+        if queued > 0 {
+            ctx.outbox_wake.notify_one();
+        }
+        if access_changed {
+            self.s.provisioning.wake();
+        }
+        Ok(Handled::MarkedInTransaction)
+    }
+
+    async fn begin(&self) -> Result<Tx, HandlerError> {
+        self.s.db.begin().await.map_err(retry)
+    }
+
+    async fn subscription(&self, user_id: i64) -> Result<Option<Subscription>, HandlerError> {
+        access::subscription_for_user(&self.s.db, user_id)
+            .await
+            .map_err(retry)
+    }
+
+    fn trial_available(&self, user: &User, sub: Option<&Subscription>, trials_on: bool) -> bool {
+        trials_on && user.trial_used_at.is_none() && !sub.is_some_and(|s| s.is_active(self.now()))
+    }
+
+    async fn menu_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
+        let sub = self.subscription(se.user.id).await?;
+        let db = &self.s.db;
+        let trials = flags::get(db, Flag::Trials).await.map_err(retry)?;
+        let maintenance = flags::get(db, Flag::Maintenance).await.map_err(retry)?;
+        let v = self.view(se.lang);
+        Ok(screens::menu(
+            &v,
+            sub.as_ref(),
+            self.trial_available(&se.user, sub.as_ref(), trials),
+            maintenance,
+        ))
+    }
+
+    async fn access_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
+        let sub = self.subscription(se.user.id).await?;
+        let traffic = match &sub {
+            Some(s) => {
+                let (up, down) = membership::traffic(&self.s.db, s.id).await.map_err(retry)?;
+                Some(u64::try_from(up.max(0) + down.max(0)).unwrap_or(0))
+            }
+            None => None,
+        };
+        let user = users::get(&self.s.db, se.user.id).await.map_err(retry)?;
+        let auto_renew = user.map(|u| u.auto_renew).unwrap_or(se.user.auto_renew);
+        Ok(screens::access(
+            &self.view(se.lang),
+            sub.as_ref(),
+            auto_renew,
+            traffic,
+        ))
+    }
+
+    async fn connect_screen(
+        &self,
+        se: &Session,
+        sub: Option<Subscription>,
+    ) -> Result<Screen, HandlerError> {
+        let sub = match sub {
+            Some(s) => Some(s),
+            None => self.subscription(se.user.id).await?,
+        };
+        let v = self.view(se.lang);
+        let Some(s) = sub else {
+            return Ok(screens::connect(
+                &v,
+                None,
+                access::ProvisioningSummary::Inactive,
+                &[],
+                "",
+            ));
+        };
+        let state =
+            access::provisioning_state(&self.s.db, &s, self.s.registry.enabled(), self.now())
+                .await
+                .map_err(retry)?;
+        let links = access::share_links(&s, &self.s.registry);
+        let url = access::feed::feed_url(&self.s.feed_base, &s.token);
+        Ok(screens::connect(
+            &v,
+            Some(&s),
+            state.summary(),
+            &links,
+            &url,
+        ))
+    }
+
+    fn balance_screen(&self, se: &Session) -> Screen {
+        let v = self.view(se.lang);
+        let base = self.s.config.catalog.bot.base_currency;
+        let text = self.texts.fmt(
+            se.lang,
+            "balance-text",
+            &[
+                (
+                    "amount",
+                    crate::i18n::format::money(se.lang, Money::new(se.user.balance, base)).into(),
+                ),
+                (
+                    "history",
+                    self.texts.get(se.lang, "balance-history-empty").into(),
+                ),
+            ],
+        );
+        screens::notice(&v, text, Action::Menu)
+    }
+
+    async fn on_message(
+        &self,
+        update_id: i64,
+        m: Message,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        // Private chats only: the bot sells to people, not to groups.
+        let Some(from) = m
+            .from
+            .clone()
+            .filter(|f| !f.is_bot && m.chat.kind == "private")
+        else {
+            return Ok(Handled::Done);
+        };
+        let text = m.text.clone().unwrap_or_default();
+        let command = incoming::command(&text);
+        let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
+        let se = self.session(&from, m.chat.id, payload).await?;
+        let v = self.view(se.lang);
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        let screen = match command.map(|(c, _)| c) {
+            Some("start") | Some("menu") => self.menu_screen(&se).await?,
+            Some("buy") => screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
+            Some("access") => self.access_screen(&se).await?,
+            Some("connect") => self.connect_screen(&se, None).await?,
+            Some("balance") => self.balance_screen(&se),
+            Some("help") => screens::help(&v),
+            Some("support") => screens::support(&v),
+            Some("language") => screens::languages(&v),
+            _ => self
+                .menu_screen(&se)
+                .await?
+                .with_note(self.texts.get(se.lang, "unknown-input")),
+        };
+        if se.created {
+            tracing::info!(
+                user = se.user.id,
+                referred = se.user.referrer_id.is_some(),
+                "new user"
+            );
+        }
+        reply.send(&screen);
+        let tx = self.s.db.begin().await.map_err(retry)?;
+        self.finish(tx, update_id, reply, false, ctx).await
+    }
+
+    async fn on_callback(
+        &self,
+        update_id: i64,
+        cb: CallbackQuery,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let action = cb.data.as_deref().and_then(Action::parse);
+        // Answer first: the button spins until we do. A stale or forged button only gets
+        // a polite note.
+        let note = match &action {
+            None => {
+                tracing::warn!(data = ?cb.data, user = cb.from.id, "callback data that is not an action; ignored");
+                let lang = users::initial_language(
+                    cb.from.language_code.as_deref(),
+                    &self.s.config.catalog.bot.languages,
+                );
+                Some(self.texts.get(lang, "stale-button"))
+            }
+            Some(_) => None,
+        };
+        let mut params = json!({ "callback_query_id": cb.id });
+        if let (Some(text), Some(obj)) = (note, params.as_object_mut()) {
+            obj.insert("text".into(), json!(text));
+        }
+        match self
+            .s
+            .api
+            .call::<_, bool>("answerCallbackQuery", &params)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_stale_query() => {}
+            Err(e) => tracing::warn!(error = %e, "could not answer a callback query; going on"),
+        }
+        let Some(action) = action else {
+            let tx = self.s.db.begin().await.map_err(retry)?;
+            return self
+                .finish(
+                    tx,
+                    update_id,
+                    Reply::new(format!("u{update_id}"), cb.from.id),
+                    false,
+                    ctx,
+                )
+                .await;
+        };
+        let chat_id = cb.message.as_ref().map_or(cb.from.id, |m| m.chat.id);
+        let message_id = cb.message.as_ref().map(|m| m.message_id);
+        let se = self.session(&cb.from, chat_id, None).await?;
+        self.act(update_id, &se, action, message_id, ctx).await
+    }
+
+    /// Carries out a button's action and shows its result in place of the button's message.
+    async fn act(
+        &self,
+        update_id: i64,
+        se: &Session,
+        action: Action,
+        message_id: Option<i64>,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let v = self.view(se.lang);
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        let (screen, tx, access_changed) = match action {
+            Action::Menu => (self.menu_screen(se).await?, self.begin().await?, false),
+            Action::Buy => (
+                screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
+                self.begin().await?,
+                false,
+            ),
+            Action::Plan(id) => (
+                match self.s.config.catalog.plans.iter().find(|p| p.id == id) {
+                    Some(plan) => {
+                        let base = self.s.config.catalog.bot.base_currency;
+                        screens::pay(
+                            &v,
+                            plan,
+                            Money::new(se.user.balance, base),
+                            self.s.config.deployment.payment_provider_token.is_some(),
+                        )
+                    }
+                    None => screens::buy(&v, None)
+                        .with_note(self.texts.get(se.lang, "plan-unavailable")),
+                },
+                self.begin().await?,
+                false,
+            ),
+            Action::Access => (self.access_screen(se).await?, self.begin().await?, false),
+            Action::Connect => (
+                self.connect_screen(se, None).await?,
+                self.begin().await?,
+                false,
+            ),
+            Action::Help => (screens::help(&v), self.begin().await?, false),
+            Action::Support => (screens::support(&v), self.begin().await?, false),
+            Action::Languages => (screens::languages(&v), self.begin().await?, false),
+            Action::SetLanguage(lang) => {
+                let lang = if self.s.config.catalog.bot.languages.contains(&lang) {
+                    lang
+                } else {
+                    se.lang
+                };
+                let mut tx = self.begin().await?;
+                users::set_language(&mut tx, se.user.id, lang)
+                    .await
+                    .map_err(retry)?;
+                tx.commit().await.map_err(retry)?;
+                let se2 = Session {
+                    lang,
+                    user: se.user.clone(),
+                    chat_id: se.chat_id,
+                    created: false,
+                };
+                let screen = self
+                    .menu_screen(&se2)
+                    .await?
+                    .with_note(self.texts.get(lang, "language-set"));
+                (screen, self.begin().await?, false)
+            }
+            Action::AutoRenew(on) => {
+                let mut tx = self.begin().await?;
+                users::set_auto_renew(&mut tx, se.user.id, on)
+                    .await
+                    .map_err(retry)?;
+                tx.commit().await.map_err(retry)?;
+                let note = self.texts.get(
+                    se.lang,
+                    if on {
+                        "auto-renew-enabled"
+                    } else {
+                        "auto-renew-disabled"
+                    },
+                );
+                (
+                    self.access_screen(se).await?.with_note(note),
+                    self.begin().await?,
+                    false,
+                )
+            }
+            Action::Trial => self.trial(se).await?,
+            Action::Reissue => self.reissue(se).await?,
+            Action::Balance => (self.balance_screen(se), self.begin().await?, false),
+            Action::PayStars(_)
+            | Action::PayCard(_)
+            | Action::PayBalance(_)
+            | Action::TopUpStars(_) => (
+                screens::notice(&v, self.texts.get(se.lang, "payments-paused"), Action::Buy),
+                self.begin().await?,
+                false,
+            ),
+        };
+        reply.show(message_id, &screen);
+        self.finish(tx, update_id, reply, access_changed, ctx).await
+    }
+}
+
+impl Bot {
+    /// The free trial: once per account, granted in one transaction with the screen that
+    /// says so; the nodes follow ("ready in a moment"), and a failure there never burns the
+    /// trial — access is granted in the database and provisioning retries until it converges.
+    async fn trial(&self, se: &Session) -> Result<(Screen, Tx, bool), HandlerError> {
+        let v = self.view(se.lang);
+        let now = self.now();
+        let trials = flags::get(&self.s.db, Flag::Trials).await.map_err(retry)?;
+        let sub = self.subscription(se.user.id).await?;
+        let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
+        if !trials {
+            return Ok((
+                note("trial-disabled", Action::Menu),
+                self.begin().await?,
+                false,
+            ));
+        }
+        if sub.as_ref().is_some_and(|s| s.is_active(now)) {
+            return Ok((
+                note("trial-not-for-subscribers", Action::Menu),
+                self.begin().await?,
+                false,
+            ));
+        }
+        let mut tx = self.begin().await?;
+        if !users::take_trial(&mut tx, se.user.id, now)
+            .await
+            .map_err(retry)?
+        {
+            return Ok((note("trial-used", Action::Buy), tx, false));
+        }
+        let days = self.s.config.catalog.trial.days;
+        let grant = Grant {
+            kind: Kind::Trial,
+            length: Length::Days(days),
+            plan_id: None,
+        };
+        let granted =
+            access::grant_or_extend(&mut tx, self.s.registry.enabled(), se.user.id, &grant, now)
+                .await
+                .map_err(retry)?;
+        let sub = granted.subscription;
+        notices::expect(&mut tx, &sub, now).await.map_err(retry)?;
+        let until = crate::i18n::format::date_time(
+            se.lang,
+            sub.expires_at,
+            self.s.config.catalog.bot.utc_offset_minutes,
+        );
+        let granted_note = self.texts.fmt(
+            se.lang,
+            "trial-granted",
+            &[("days", days.into()), ("until", Arg::Text(until))],
+        );
+        Ok((
+            self.fresh_connect(se.lang, &sub).with_note(granted_note),
+            tx,
+            true,
+        ))
+    }
+
+    /// A new key: the old one keeps working until the new one is live on each node (E8).
+    async fn reissue(&self, se: &Session) -> Result<(Screen, Tx, bool), HandlerError> {
+        let v = self.view(se.lang);
+        let now = self.now();
+        let Some(sub) = self
+            .subscription(se.user.id)
+            .await?
+            .filter(|s| s.is_active(now))
+        else {
+            let screen = screens::notice(
+                &v,
+                self.texts.get(se.lang, "reissue-nothing"),
+                Action::Access,
+            );
+            return Ok((screen, self.begin().await?, false));
+        };
+        let last = access::last_reissue(&self.s.db, sub.id)
+            .await
+            .map_err(retry)?;
+        if let Some(ready_at) = last.map(|t| t.plus(REISSUE_INTERVAL)).filter(|t| *t > now) {
+            let left = crate::i18n::format::duration(&self.texts, se.lang, ready_at.since(now));
+            let text = self
+                .texts
+                .fmt(se.lang, "reissue-too-soon", &[("wait", left.into())]);
+            return Ok((
+                screens::notice(&v, text, Action::Access),
+                self.begin().await?,
+                false,
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let fresh = access::reissue(&mut tx, self.s.registry.enabled(), sub.id, now)
+            .await
+            .map_err(retry)?;
+        notices::expect(&mut tx, &fresh, now).await.map_err(retry)?;
+        let screen = self
+            .fresh_connect(se.lang, &fresh)
+            .with_note(self.texts.get(se.lang, "reissue-done"));
+        Ok((screen, tx, true))
+    }
+
+    /// The Connect screen of a key granted this moment: the nodes have not caught up yet.
+    fn fresh_connect(&self, lang: Language, sub: &Subscription) -> Screen {
+        let links = access::share_links(sub, &self.s.registry);
+        let url = access::feed::feed_url(&self.s.feed_base, &sub.token);
+        let summary = if self.s.registry.enabled().is_empty() {
+            access::ProvisioningSummary::NoNodes
+        } else {
+            access::ProvisioningSummary::Pending
+        };
+        screens::connect(&self.view(lang), Some(sub), summary, &links, &url)
+    }
+}
+
+impl Handler for Bot {
+    async fn handle(
+        &self,
+        update: Arc<Claimed>,
+        ctx: HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        match update.kind.as_str() {
+            "message" | "callback_query" | "pre_checkout_query" => {}
+            // Reachability from my_chat_member is the dispatcher's; edits change nothing.
+            "my_chat_member" | "edited_message" => return Ok(Handled::Done),
+            other => {
+                return Err(HandlerError::Permanent(format!(
+                    "unsupported update type {other:?}"
+                )));
+            }
+        }
+        let parsed: Update = serde_json::from_str(&update.payload).map_err(|e| {
+            HandlerError::Permanent(format!("malformed {} update: {e}", update.kind))
+        })?;
+        if let Some(cb) = parsed.callback_query {
+            return self.on_callback(update.update_id, cb, &ctx).await;
+        }
+        if let Some(m) = parsed.message {
+            return self.on_message(update.update_id, m, &ctx).await;
+        }
+        Ok(Handled::Done)
+    }
+}

@@ -1,0 +1,232 @@
+//! PRODUCT §3, RELIABILITY B3, D8, H3, I: what a user does with the bot, end to end through
+//! the emulator — registration, language, referral, trial, connect, and every button.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use telegram_emulator::control::types::PressButton;
+use telegram_emulator::{MessageFilter, NewUser};
+use tollgate::app::AppOptions;
+use tollgate::config::Language;
+use tollgate::i18n::{message_ids, source};
+use tollgate::time::{Clock, ManualClock, SystemClock};
+use tollgate::users;
+
+use crate::common::TestDb;
+use crate::common::bot::World;
+use crate::common::service::http_client;
+use crate::db_test;
+
+fn fast() -> AppOptions {
+    AppOptions {
+        per_chat_interval: Duration::from_millis(10),
+        ..AppOptions::default()
+    }
+}
+
+db_test!(async fn a_new_user_arrives_by_referral_in_their_language_takes_the_trial_and_connects(t) {
+    let clock = ManualClock::new(SystemClock.now());
+    let options = AppOptions { clock: Arc::new(clock.clone()), ..fast() };
+    let Some(w) = World::start_with(t, true, &[], options).await else { return };
+    let tg = &w.tg;
+
+    // The referrer, in English.
+    let ann = tg.create_user(NewUser::new("Ann").language("en")).await.unwrap();
+    tg.send_text(ann.id, "/start").await.unwrap();
+    w.screen(ann.id, "Choose an action below.").await;
+    let code = users::get(&w.app.db, ann.id).await.unwrap().unwrap().referral_code;
+
+    // A Russian-speaking newcomer with Ann's link.
+    let boris = tg.create_user(NewUser::new("Борис").language("ru")).await.unwrap();
+    tg.send_text(boris.id, &format!("/start ref_{code}")).await.unwrap();
+    let menu = w.screen(boris.id, "Выберите действие ниже.").await;
+    let stored = users::get(&w.app.db, boris.id).await.unwrap().unwrap();
+    assert_eq!(stored.referrer_id, Some(ann.id));
+    assert_eq!(stored.language, "ru");
+
+    // The trial: access at once, nodes in a moment, then "ready".
+    w.press(boris.id, &menu, "Пробный период").await;
+    let connect = w.screen(boris.id, "Пробный период включён").await;
+    let text = connect.text.clone().unwrap();
+    assert!(text.contains("Ссылка на подписку"), "{text}");
+    assert!(text.contains("vless://"), "{text}");
+    let qr = tg
+        .wait_for_message(boris.id, MessageFilter { kind: Some("photo".into()), ..MessageFilter::from_bot() }, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let photo = qr.photo.clone().unwrap();
+    let png = tg.file(&photo.file_id).await.unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    w.screen(boris.id, "Доступ готов. Откройте").await;
+    let node = w.node.as_ref().unwrap();
+    assert_eq!(node.users().await.len(), 1, "provisioned on the node");
+
+    // The subscription URL on the screen works.
+    let url = text
+        .split_whitespace()
+        .find(|s| s.starts_with(&format!("http://127.0.0.1:{}/sub/", w.port)))
+        .unwrap()
+        .to_owned();
+    let feed = http_client().get(&url).send().await.unwrap();
+    assert_eq!(feed.status(), 200);
+    let body = feed.text().await.unwrap();
+    let links = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap()).unwrap();
+    assert!(links.starts_with("vless://"), "{links}");
+
+    // A second trial is refused: while active, and after it ran out.
+    let menu = tg.send_text(boris.id, "/menu").await.unwrap();
+    let _ = menu;
+    let menu = w.last(boris.id).await;
+    assert!(menu.button_data("Пробный период").is_none(), "no trial button once used");
+    tg.press_button(boris.id, menu.message_id, "trial").await.unwrap();
+    w.screen(boris.id, "У вас уже есть доступ").await;
+    clock.advance(Duration::from_secs(4 * 86_400));
+    tg.send_text(boris.id, "/menu").await.unwrap();
+    let menu = w.screen(boris.id, "Доступ закончился").await;
+    tg.press_button(boris.id, menu.message_id, "trial").await.unwrap();
+    w.screen(boris.id, "Вы уже использовали пробный период").await;
+    w.stop().await;
+});
+
+db_test!(async fn forged_stale_and_old_buttons_do_nothing_harmful(t) {
+    let Some(w) = World::start_with(t, false, &[], fast()).await else { return };
+    let tg = &w.tg;
+    let ann = tg.create_user(NewUser::new("Ann")).await.unwrap();
+    tg.send_text(ann.id, "/start").await.unwrap();
+    let menu = w.screen(ann.id, "Choose an action below.").await;
+    for forged in ["plan:../../etc", "pay:stars:", "topup:stars:9999", "user:1:grant", "trial;drop table users", "lang:xx"] {
+        let outcome = tg
+            .press_button_with(PressButton {
+                chat_id: ann.id,
+                message_id: menu.message_id,
+                callback_data: forged.to_owned(),
+                wait_ms: Some(5_000),
+                ..PressButton::default()
+            })
+            .await
+            .unwrap();
+        let answer = outcome.answer.expect("answered at once");
+        assert_eq!(answer.text, "This button is no longer active.", "{forged}");
+    }
+    // Nothing changed: no subscription, trial unused, the menu untouched.
+    let user = users::get(&w.app.db, ann.id).await.unwrap().unwrap();
+    assert_eq!(user.trial_used_at, None);
+    assert!(tollgate::access::subscription_for_user(&w.app.db, ann.id).await.unwrap().is_none());
+    // A plan that left the catalog since the button was drawn: a polite note, nothing sold.
+    tg.press_button(ann.id, menu.message_id, "plan:discontinued").await.unwrap();
+    w.screen(ann.id, "This plan is no longer available").await;
+    // A button from an old message still does what it says, for its presser only.
+    let old = menu.message_id;
+    tg.send_text(ann.id, "/menu").await.unwrap();
+    tg.press_button(ann.id, old, "help").await.unwrap();
+    w.screen(ann.id, "How it works").await;
+    w.stop().await;
+});
+
+/// Message ids that must never show up in what users see.
+fn key_names() -> BTreeSet<String> {
+    message_ids(source(Language::En)).into_iter().collect()
+}
+
+/// Presses every button reachable from the menu, in both languages: each answers, shows a
+/// screen, and no screen shows a raw key name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_button_of_every_screen_works_in_both_languages() {
+    let t = TestDb::sqlite().await;
+    let Some(w) = World::start_with(&t, false, &[], fast()).await else {
+        return;
+    };
+    let tg = &w.tg;
+    let keys = key_names();
+    for (lang, name) in [("en", "Eve"), ("ru", "Ева")] {
+        let user = tg
+            .create_user(NewUser::new(name).language(lang))
+            .await
+            .unwrap();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut queue: VecDeque<Vec<String>> = VecDeque::from([vec![]]);
+        let mut pressed = 0;
+        while let Some(path) = queue.pop_front() {
+            if let Some(last) = path.last() {
+                if !seen.insert(last.clone()) {
+                    continue;
+                }
+            }
+            // Replay the path from a fresh menu; every press edits the same message.
+            let before = tg.transcript(user.id).await.unwrap().messages.len();
+            tg.send_text(user.id, "/menu").await.unwrap();
+            let start = tokio::time::Instant::now();
+            let menu = loop {
+                let t = tg.transcript(user.id).await.unwrap();
+                if let Some(m) = t.messages.iter().skip(before).filter(|m| m.from_bot).last() {
+                    break m.clone();
+                }
+                assert!(start.elapsed() < Duration::from_secs(20), "no menu");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let mut current = menu.clone();
+            for data in &path {
+                let edits = current.edit_count;
+                let outcome = tg
+                    .press_button(user.id, current.message_id, data)
+                    .await
+                    .unwrap();
+                assert!(outcome.answer.is_some(), "{data}: the press was answered");
+                pressed += 1;
+                let start = tokio::time::Instant::now();
+                current = loop {
+                    let t = tg.transcript(user.id).await.unwrap();
+                    let m = t
+                        .messages
+                        .iter()
+                        .find(|m| m.message_id == current.message_id)
+                        .unwrap()
+                        .clone();
+                    if m.edit_count > edits {
+                        break m;
+                    }
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "{data}: no screen after the press"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+            }
+            let text = current.text.clone().unwrap_or_default();
+            for word in text.split(|c: char| c.is_whitespace() || c == ':' || c == ',' || c == '.')
+            {
+                assert!(!keys.contains(word), "{lang}: raw key {word:?} in {text:?}");
+            }
+            if path.len() < 3 {
+                for (_, data) in current.callback_buttons() {
+                    if !seen.contains(&data) && !data.starts_with("lang:") {
+                        let mut next = path.clone();
+                        next.push(data);
+                        queue.push_back(next);
+                    }
+                }
+            }
+        }
+        assert!(pressed >= 15, "{lang}: pressed only {pressed} buttons");
+        for expected in [
+            "trial",
+            "buy",
+            "access",
+            "balance",
+            "help",
+            "support",
+            "lang",
+            "connect",
+            "reissue",
+            "autorenew:on",
+        ] {
+            assert!(
+                seen.contains(expected),
+                "{lang}: never reached {expected}: {seen:?}"
+            );
+        }
+    }
+    w.stop().await;
+}
