@@ -126,6 +126,19 @@ async fn pressing_buttons_and_answers() {
         matches!(missing, ControlError::Rejected { status: 400, .. }),
         "{missing}"
     );
+    // A modified client can still send data no button carries; the bot must cope.
+    let forged = control
+        .press_button_with(PressButton {
+            chat_id: 7,
+            message_id,
+            callback_data: "nope".into(),
+            wait_ms: Some(0),
+            forged: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(forged.update_id.is_some());
     emulator.shutdown().await;
 }
 

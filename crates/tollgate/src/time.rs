@@ -147,6 +147,32 @@ impl Clock for ManualClock {
     }
 }
 
+/// Real time plus an offset that only grows when told: time travel for end-to-end tests,
+/// where retries and pacing scheduled "a moment later" must still come due.
+#[derive(Debug, Clone, Default)]
+pub struct ShiftedClock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl ShiftedClock {
+    pub fn new() -> Self {
+        ShiftedClock::default()
+    }
+
+    pub fn advance(&self, d: Duration) {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        SystemClock.now().plus(Duration::from_millis(
+            self.offset_ms.load(Ordering::SeqCst).max(0) as u64,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +223,15 @@ mod tests {
         assert_eq!(c.now().as_millis(), 15);
         c.set(Timestamp::from_millis(1));
         assert_eq!(c.now().as_millis(), 1);
+    }
+
+    #[test]
+    fn shifted_clock_runs_and_jumps() {
+        let c = ShiftedClock::new();
+        let before = SystemClock.now();
+        c.advance(Duration::from_secs(86_400));
+        let shifted = c.now();
+        assert!(shifted.since(before) >= Duration::from_secs(86_400));
+        assert!(shifted.since(before) < Duration::from_secs(86_400 + 60));
     }
 }

@@ -261,6 +261,7 @@ impl ControlClient {
             message_id,
             callback_data: callback_data.to_owned(),
             wait_ms: None,
+            forged: false,
         })
         .await
     }

@@ -370,7 +370,7 @@ async fn press_button(
         .reply_markup
         .as_ref()
         .is_some_and(|k| k.has_callback(&request.callback_data));
-    if !has_button {
+    if !has_button && !request.forged {
         return Err(ControlFailure::bad_request(format!(
             "message {} has no button with callback_data {:?}",
             request.message_id, request.callback_data

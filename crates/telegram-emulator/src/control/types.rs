@@ -180,6 +180,10 @@ pub struct PressButton {
     /// How long to wait for `answerCallbackQuery` (real milliseconds; default 10 000, 0 = don't).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// Send `callback_data` even when the message has no such button, as a modified client
+    /// or a replayed request could: for tests of forged and tampered callback data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forged: bool,
 }
 
 /// What happened after a button press.

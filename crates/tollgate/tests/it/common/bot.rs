@@ -127,6 +127,26 @@ impl World {
             .unwrap();
     }
 
+    /// Sends `data` as if a button of `message_id` carried it (a modified client, a replay).
+    pub async fn forge(
+        &self,
+        chat: i64,
+        message_id: i64,
+        data: &str,
+    ) -> telegram_emulator::CallbackOutcome {
+        self.tg
+            .press_button_with(telegram_emulator::control::types::PressButton {
+                chat_id: chat,
+                message_id,
+                callback_data: data.to_owned(),
+                wait_ms: Some(5_000),
+                forged: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
     /// The bot's newest message in `chat`.
     pub async fn last(&self, chat: i64) -> TranscriptMessage {
         self.tg
