@@ -8,6 +8,7 @@ pub mod access;
 pub mod alerts;
 pub mod app;
 pub mod backoff;
+pub mod billing;
 pub mod bot;
 pub mod config;
 pub mod domain;

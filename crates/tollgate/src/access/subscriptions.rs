@@ -280,6 +280,31 @@ pub async fn revoke(
     Ok(subscription)
 }
 
+/// Takes `days` back (a refund): `expires_at - days`, but never before now. When that ends
+/// the period, the key becomes unwanted on every node at once. An expired or revoked
+/// subscription is left as it is.
+pub async fn shorten(
+    tx: &mut Tx,
+    subscription_id: i64,
+    days: u32,
+    now: Timestamp,
+) -> Result<Subscription, AccessError> {
+    let old = lock_where_id(tx, subscription_id).await?;
+    if !old.is_active(now) {
+        return Ok(old);
+    }
+    let expires_at = old.expires_at.minus(DAY * days).max(now);
+    let row: Row = on_tx!(tx, c => sqlx::query_as(
+        "UPDATE subscriptions SET expires_at = $2, updated_at = $3 WHERE id = $1
+         RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
+    ).bind(subscription_id).bind(expires_at).bind(now).fetch_one(c).await)?;
+    let subscription = from_row(row)?;
+    if !subscription.is_active(now) {
+        align_all(tx, &subscription, &[], now).await?;
+    }
+    Ok(subscription)
+}
+
 /// For the expiry worker: once `expires_at` has passed, the key becomes unwanted on every
 /// node. Idempotent; does nothing when a renewal moved the date (see the serialization note
 /// in [`crate::access`]).
@@ -390,6 +415,16 @@ pub async fn subscription_for_user(
 ) -> Result<Option<Subscription>, AccessError> {
     let row: Option<Row> = on_db!(db, p => sqlx::query_as(select_subscription!("user_id = $1", ""))
         .bind(user_id).fetch_optional(p).await)?;
+    row.map(from_row).transpose()
+}
+
+/// [`subscription_for_user`] inside a transaction.
+pub async fn subscription_for_user_in(
+    tx: &mut Tx,
+    user_id: i64,
+) -> Result<Option<Subscription>, AccessError> {
+    let row: Option<Row> = on_tx!(tx, c => sqlx::query_as(select_subscription!("user_id = $1", ""))
+        .bind(user_id).fetch_optional(c).await)?;
     row.map(from_row).transpose()
 }
 

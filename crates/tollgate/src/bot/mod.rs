@@ -15,6 +15,7 @@
 pub mod action;
 pub mod incoming;
 pub mod notices;
+mod payments;
 pub mod reply;
 pub mod screens;
 
@@ -26,10 +27,13 @@ use serde_json::json;
 use self::action::Action;
 use self::incoming::{CallbackQuery, Message, Update};
 use self::notices::AccessNotices;
+use self::payments::Sale;
 use self::reply::Reply;
 use self::screens::{Screen, View};
 use crate::access::{self, Grant, Kind, Length, Subscription};
 use crate::app::{Plugged, Services};
+use crate::billing::reconcile::StarsReconciler;
+use crate::billing::{self, Provider};
 use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::{self, Flag};
@@ -66,12 +70,13 @@ impl Bot {
     pub fn plug(s: &Services) -> anyhow::Result<Plugged<Bot>> {
         let texts = Arc::new(Texts::load().map_err(|e| anyhow::anyhow!("{e}"))?);
         let notices = AccessNotices::new(s.clone(), texts.clone());
+        let stars = StarsReconciler::new(s.clone(), texts.clone());
         Ok(Plugged {
             handler: Arc::new(Bot {
                 s: s.clone(),
                 texts,
             }),
-            components: vec![Arc::new(notices)],
+            components: vec![Arc::new(notices), Arc::new(stars)],
         })
     }
 
@@ -235,24 +240,27 @@ impl Bot {
         ))
     }
 
-    fn balance_screen(&self, se: &Session) -> Screen {
-        let v = self.view(se.lang);
+    async fn balance_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
         let base = self.s.config.catalog.bot.base_currency;
-        let text = self.texts.fmt(
-            se.lang,
-            "balance-text",
-            &[
-                (
-                    "amount",
-                    crate::i18n::format::money(se.lang, Money::new(se.user.balance, base)).into(),
-                ),
-                (
-                    "history",
-                    self.texts.get(se.lang, "balance-history-empty").into(),
-                ),
-            ],
-        );
-        screens::notice(&v, text, Action::Menu)
+        let user = users::get(&self.s.db, se.user.id).await.map_err(retry)?;
+        let balance = user.map_or(se.user.balance, |u| u.balance);
+        let history = billing::ledger::recent(&self.s.db, se.user.id, 5)
+            .await
+            .map_err(retry)?;
+        Ok(screens::balance(
+            &self.view(se.lang),
+            Money::new(balance, base),
+            &history,
+        ))
+    }
+
+    fn billing_context(&self) -> billing::Context<'_> {
+        billing::Context {
+            catalog: &self.s.config.catalog,
+            texts: &self.texts,
+            nodes: self.s.registry.enabled(),
+            admins: &self.s.config.deployment.admin_ids,
+        }
     }
 
     async fn on_message(
@@ -273,6 +281,14 @@ impl Bot {
         let command = incoming::command(&text);
         let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
         let se = self.session(&from, m.chat.id, payload).await?;
+        if let Some(sp) = m.successful_payment.clone() {
+            return self.on_payment(update_id, &se, sp, m.clone(), ctx).await;
+        }
+        if let Some(rp) = m.refunded_payment.clone() {
+            return self
+                .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
+                .await;
+        }
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         let screen = match command.map(|(c, _)| c) {
@@ -280,7 +296,11 @@ impl Bot {
             Some("buy") => screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
             Some("access") => self.access_screen(&se).await?,
             Some("connect") => self.connect_screen(&se, None).await?,
-            Some("balance") => self.balance_screen(&se),
+            Some("balance") => self.balance_screen(&se).await?,
+            Some("refund") => {
+                let arg = command.map(|(_, a)| a).unwrap_or_default();
+                return self.refund_command(update_id, &se, arg, ctx).await;
+            }
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),
@@ -442,15 +462,28 @@ impl Bot {
             }
             Action::Trial => self.trial(se).await?,
             Action::Reissue => self.reissue(se).await?,
-            Action::Balance => (self.balance_screen(se), self.begin().await?, false),
-            Action::PayStars(_)
-            | Action::PayCard(_)
-            | Action::PayBalance(_)
-            | Action::TopUpStars(_) => (
-                screens::notice(&v, self.texts.get(se.lang, "payments-paused"), Action::Buy),
-                self.begin().await?,
-                false,
-            ),
+            Action::Balance => (self.balance_screen(se).await?, self.begin().await?, false),
+            Action::PayStars(id) => {
+                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply)
+                    .await?
+            }
+            Action::PayCard(id) => {
+                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply)
+                    .await?
+            }
+            Action::TopUpStars(i) => {
+                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply)
+                    .await?
+            }
+            Action::PayBalance(id) => {
+                // One debit per pay screen: a double tap pays once.
+                let reference = format!(
+                    "balance:{}:{}:{id}",
+                    se.user.id,
+                    message_id.map_or_else(|| format!("u{update_id}"), |m| m.to_string())
+                );
+                self.pay_from_balance(se, &id, &reference).await?
+            }
         };
         reply.show(message_id, &screen);
         self.finish(tx, update_id, reply, access_changed, ctx).await
@@ -590,6 +623,9 @@ impl Handler for Bot {
         let parsed: Update = serde_json::from_str(&update.payload).map_err(|e| {
             HandlerError::Permanent(format!("malformed {} update: {e}", update.kind))
         })?;
+        if let Some(q) = parsed.pre_checkout_query {
+            return self.on_pre_checkout(q).await;
+        }
         if let Some(cb) = parsed.callback_query {
             return self.on_callback(update.update_id, cb, &ctx).await;
         }

@@ -469,3 +469,57 @@ pub fn languages(v: &View<'_>) -> Screen {
 pub fn notice(v: &View<'_>, text: String, back: Action) -> Screen {
     Screen::new(text, vec![v.back_row(back)])
 }
+
+/// The balance: amount, the last changes, Stars top-up packages.
+pub fn balance(v: &View<'_>, balance: Money, history: &[crate::billing::ledger::Entry]) -> Screen {
+    let base = v.catalog.bot.base_currency;
+    let lines = if history.is_empty() {
+        v.t("balance-history-empty")
+    } else {
+        history
+            .iter()
+            .map(|e| {
+                let sign = if e.delta > 0 { "+" } else { "−" };
+                v.tf(
+                    "balance-history-line",
+                    &[
+                        ("date", v.date(e.created_at).into()),
+                        (
+                            "amount",
+                            format!("{sign}{}", v.money(Money::new(e.delta.abs(), base))).into(),
+                        ),
+                        ("reason", v.t(e.reason.text_key()).into()),
+                    ],
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut text = v.tf(
+        "balance-text",
+        &[
+            ("amount", v.money(balance).into()),
+            ("history", Arg::Html(lines)),
+        ],
+    );
+    let packages = &v.catalog.balance.stars_packages;
+    let mut rows = Vec::new();
+    if !packages.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(&v.t("balance-topup-hint"));
+        for (i, p) in packages.iter().enumerate() {
+            rows.push(vec![Button::Action {
+                text: v.tf(
+                    "btn-topup-stars",
+                    &[
+                        ("stars", p.stars.into()),
+                        ("credit", v.money(p.credit).into()),
+                    ],
+                ),
+                action: Action::TopUpStars(i),
+            }]);
+        }
+    }
+    rows.push(v.back_row(Action::Menu));
+    Screen::new(text, rows)
+}

@@ -113,6 +113,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Telegram payment provider token for card payments (optional; secret)",
     ),
     (
+        "STARS_RECONCILE_INTERVAL",
+        "how often Telegram's Stars transactions are compared with recorded payments, 10s-24h (default 5m)",
+    ),
+    (
         "OUTBOX_RATE",
         "messages per second the outbox sender sends across all chats (default 25; Telegram allows about 30)",
     ),
@@ -382,6 +386,8 @@ pub struct Deployment {
     pub listen: SocketAddr,
     pub telegram_api_url: Url,
     pub payment_provider_token: Option<Secret<String>>,
+    /// How often the Stars reconciler looks for payments whose update was lost.
+    pub stars_reconcile_interval: Duration,
     pub pipeline: PipelineSettings,
     pub nodes: NodeSettings,
     pub feed_base: FeedBase,
@@ -879,6 +885,13 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
         },
         |_| "***".to_owned(),
     );
+    let stars_reconcile_interval = r.read(
+        "STARS_RECONCILE_INTERVAL",
+        Some("5m"),
+        "use a duration between 10s and 24h, e.g. 5m",
+        duration_between(Duration::from_secs(10), Duration::from_secs(86_400)),
+        |d: &Duration| format_duration(*d),
+    );
     let pipeline = read_pipeline(&mut r);
     let nodes = read_nodes(&mut r);
     let feed_base = read_feed_base(&mut r, public_base, bind, port);
@@ -938,6 +951,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             listen: SocketAddr::new(bind?, port?),
             telegram_api_url: telegram_api_url?,
             payment_provider_token,
+            stars_reconcile_interval: stars_reconcile_interval?,
             pipeline: pipeline?,
             nodes: nodes?,
             feed_base: feed_base?,

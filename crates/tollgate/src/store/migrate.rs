@@ -54,6 +54,7 @@ macro_rules! migrations {
 pub static SQLITE: &[Migration] = migrations!("sqlite":
     0001 "initial",
     0002 "access",
+    0003 "billing",
     0004 "bot",
 );
 
@@ -62,6 +63,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
 pub static POSTGRES: &[Migration] = migrations!("postgres":
     0001 "initial",
     0002 "access",
+    0003 "billing",
     0004 "bot",
 );
 

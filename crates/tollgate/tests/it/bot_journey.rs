@@ -151,10 +151,10 @@ async fn every_button_of_every_screen_works_in_both_languages() {
         let mut queue: VecDeque<Vec<String>> = VecDeque::from([vec![]]);
         let mut pressed = 0;
         'paths: while let Some(path) = queue.pop_front() {
-            if let Some(last) = path.last() {
-                if !seen.insert(last.clone()) {
-                    continue;
-                }
+            if let Some(last) = path.last()
+                && !seen.insert(last.clone())
+            {
+                continue;
             }
             // Replay the path from a fresh menu; every press edits the same message.
             let before = tg.transcript(user.id).await.unwrap().messages.len();
@@ -167,8 +167,7 @@ async fn every_button_of_every_screen_works_in_both_languages() {
                     .messages
                     .iter()
                     .skip(before)
-                    .filter(|m| m.from_bot && m.photo.is_none() && m.button_data("❓").is_some())
-                    .last()
+                    .rfind(|m| m.from_bot && m.photo.is_none() && m.button_data("❓").is_some())
                 {
                     break m.clone();
                 }

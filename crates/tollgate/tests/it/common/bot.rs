@@ -3,12 +3,17 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use telegram_emulator::{
     ControlClient, Emulator, EmulatorConfig, RunningEmulator, TranscriptMessage,
 };
-use tollgate::app::{self, AppOptions, RunningApp};
+
+use tollgate::app::{self, AppOptions, Plugged, RunningApp, Services};
 use tollgate::bot::Bot;
 use tollgate::config::{Config, Env};
+use tollgate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
+use tollgate::telegram::inbox::Claimed;
 use tollgate_node::testing::V2Ray;
 
 use super::TestDb;
@@ -21,22 +26,93 @@ pub struct World {
     pub app: RunningApp,
     pub port: u16,
     pub node: Option<TestNode>,
-    _catalog: tempfile::TempDir,
+    /// What the service was started with (for restarts).
+    vars: Vec<(String, String)>,
+    catalog: std::path::PathBuf,
+    _catalog_dir: tempfile::TempDir,
+}
+
+/// What a [`Gated`] bot does with `successful_payment` updates.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<AtomicU8>);
+
+impl Gate {
+    /// Retried later: the process "never gets to" the payment.
+    pub fn hold(&self) {
+        self.0.store(1, Ordering::SeqCst);
+    }
+    /// Marked done without effect: the update is lost.
+    pub fn lose(&self) {
+        self.0.store(2, Ordering::SeqCst);
+    }
+}
+
+/// The bot, with a [`Gate`] in front of payment updates.
+pub struct Gated {
+    inner: Arc<Bot>,
+    gate: Gate,
+}
+
+impl Handler for Gated {
+    async fn handle(
+        &self,
+        update: Arc<Claimed>,
+        ctx: HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        if update.payload.contains("\"successful_payment\"") {
+            match self.gate.0.load(Ordering::SeqCst) {
+                1 => return Err(HandlerError::Retry("held by the test".into())),
+                2 => return Ok(Handled::Done),
+                _ => {}
+            }
+        }
+        self.inner.handle(update, ctx).await
+    }
 }
 
 impl World {
     /// The bot on `t`'s database; with a real V2Ray node when `node` (None: v2ray missing and
     /// not required — the caller skips).
-    pub async fn start(t: &TestDb, node: bool, env: &[(&str, &str)]) -> Option<World> {
-        Self::start_with(t, node, env, AppOptions::default()).await
-    }
-
     pub async fn start_with(
         t: &TestDb,
         node: bool,
         env: &[(&str, &str)],
         options: AppOptions,
     ) -> Option<World> {
+        Self::launch(t, node, env, options, Bot::plug).await
+    }
+
+    /// Like [`World::start_with`], with `gate` in front of payment updates.
+    pub async fn start_gated(
+        t: &TestDb,
+        env: &[(&str, &str)],
+        options: AppOptions,
+        gate: Gate,
+    ) -> Option<World> {
+        Self::launch(t, false, env, options, move |s| {
+            let p = Bot::plug(s)?;
+            Ok(Plugged {
+                handler: Arc::new(Gated {
+                    inner: p.handler,
+                    gate,
+                }),
+                components: p.components,
+            })
+        })
+        .await
+    }
+
+    async fn launch<H, F>(
+        t: &TestDb,
+        node: bool,
+        env: &[(&str, &str)],
+        options: AppOptions,
+        make: F,
+    ) -> Option<World>
+    where
+        H: Handler,
+        F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
+    {
         let node = if node {
             let v2ray = V2Ray::or_skip("bot world with a node")?;
             Some(TestNode::start(&v2ray, "nl-1").await)
@@ -67,10 +143,8 @@ impl World {
         }
         let vars = with(vars, env);
         test_logging();
-        let config = Config::load(&Env::from_pairs(vars)).expect("valid test config");
-        let app = app::start(config, options, Bot::plug)
-            .await
-            .expect("bot starts");
+        let config = Config::load(&Env::from_pairs(vars.clone())).expect("valid test config");
+        let app = app::start(config, options, make).await.expect("bot starts");
         let tg = emu.client();
         Some(World {
             emu,
@@ -78,17 +152,33 @@ impl World {
             app,
             port,
             node,
-            _catalog: dir,
+            vars,
+            catalog,
+            _catalog_dir: dir,
         })
+    }
+
+    /// Stops the service (gracefully, as a deploy would) and starts a plain bot on the same
+    /// database and emulator, with `catalog_edit` applied to the catalog text first (a price
+    /// change, say).
+    pub async fn restart(
+        self,
+        options: AppOptions,
+        catalog_edit: impl FnOnce(String) -> String,
+    ) -> World {
+        self.app.shutdown().await.unwrap();
+        let text = std::fs::read_to_string(&self.catalog).unwrap();
+        std::fs::write(&self.catalog, catalog_edit(text)).unwrap();
+        let config = Config::load(&Env::from_pairs(self.vars.clone())).expect("valid test config");
+        let app = app::start(config, options, Bot::plug)
+            .await
+            .expect("bot restarts");
+        World { app, ..self }
     }
 
     pub async fn stop(self) {
         self.app.shutdown().await.unwrap();
         self.emu.shutdown().await;
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// Waits until a message from the bot in `chat` shows text containing `needle`; returns it.

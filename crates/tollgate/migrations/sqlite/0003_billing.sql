@@ -1,0 +1,9 @@
+-- Where each provider's transaction list was read up to, so a reconciler resumes there
+-- instead of rereading the provider's whole history (RELIABILITY F3).
+CREATE TABLE provider_cursors (
+    name       TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    updated_at INTEGER NOT NULL
+) STRICT;
+-- Payments of a purchase, for refunds and audits.
+CREATE INDEX payments_purchase ON payments (purchase_id) WHERE purchase_id IS NOT NULL;

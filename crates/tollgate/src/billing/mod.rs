@@ -1,0 +1,767 @@
+//! Money: purchase → payment → effect, exactly once (DESIGN §3.3, RELIABILITY F).
+//!
+//! - A [`Purchase`] row (what, price snapshot, provider, TTL) is written before any invoice
+//!   exists; its id is the invoice payload (F7).
+//! - The gate is at invoice and pre-checkout time ([`check_pre_checkout`]): flags, price,
+//!   ownership, bans. After the provider captured money nothing gates it any more (F1, F4).
+//! - [`finalize`] is the one function every path calls (the `successful_payment` handler,
+//!   the Stars reconciler): in the caller's transaction it inserts the payment (unique per
+//!   provider charge id, so a redelivery finds it and does nothing), applies the effect,
+//!   credits the referrer, and queues exactly one confirmation (F8).
+//! - Balance changes go through [`ledger`] with a unique reference per cause; the
+//!   `balance >= 0` constraint makes overdrafts impossible even under races.
+
+pub mod ledger;
+pub mod reconcile;
+pub mod refund;
+
+use std::time::Duration;
+
+use crate::access::{self, Grant, Kind, Subscription};
+use crate::config::Language;
+use crate::config::catalog::{Catalog, Plan};
+use crate::domain::money::{Currency, Money};
+use crate::i18n::{Arg, Texts, format};
+use crate::nodes::EnabledNodes;
+use crate::store::{Db, Failure, Tx, classify};
+use crate::telegram::outbox::{self, OutboxMessage, Priority};
+use crate::time::Timestamp;
+use crate::users::{self, User};
+use crate::{on_db, on_tx};
+
+pub use ledger::Reason;
+
+/// How long an invoice stays payable. A payment that arrives later is still honoured (F1);
+/// only new pre-checkouts are refused, and housekeeping marks the row expired.
+pub const PURCHASE_TTL: Duration = Duration::from_secs(3600);
+
+/// Who takes the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Stars,
+    Card,
+    Balance,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Stars => "stars",
+            Provider::Card => "card",
+            Provider::Balance => "balance",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Provider> {
+        [Provider::Stars, Provider::Card, Provider::Balance]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// What a purchase buys (RELIABILITY F9: a closed set, mirrored by the table's CHECK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// Days of access on a plan.
+    Plan { plan_id: String, days: u32 },
+    /// Money on the balance, in the base currency.
+    TopUp { credit: Money },
+}
+
+/// Where a purchase stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Paid,
+    Expired,
+    Cancelled,
+    Refunded,
+}
+
+impl Status {
+    fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "paid" => Status::Paid,
+            "expired" => Status::Expired,
+            "cancelled" => Status::Cancelled,
+            "refunded" => Status::Refunded,
+            _ => return None,
+        })
+    }
+}
+
+/// An intent to pay, stored before any invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    pub id: i64,
+    pub user_id: i64,
+    pub item: Item,
+    /// The price snapshot, in the currency the provider charges.
+    pub price: Money,
+    pub provider: Provider,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+}
+
+/// Failures of the money paths.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
+    /// A concurrent transaction did the same thing first; retrying finds its result.
+    #[error("a concurrent change won the race; retry")]
+    Raced,
+    /// Stored data that our own code could not have written.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl BillingError {
+    fn from_db(e: sqlx::Error) -> BillingError {
+        match classify(&e) {
+            Failure::UniqueViolation => BillingError::Raced,
+            _ => BillingError::Database(e),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PurchaseRow {
+    id: i64,
+    user_id: i64,
+    kind: String,
+    plan_id: Option<String>,
+    days: Option<i64>,
+    amount: i64,
+    currency: String,
+    credit_amount: Option<i64>,
+    provider: String,
+    status: String,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+    paid_at: Option<Timestamp>,
+}
+
+/// The columns of [`PurchaseRow`], as a literal for `concat!` (queries stay static strings).
+macro_rules! purchase_columns {
+    () => {
+        "id, user_id, kind, plan_id, CAST(days AS BIGINT) AS days, amount, currency, credit_amount, provider, status, created_at, expires_at, paid_at"
+    };
+}
+
+impl PurchaseRow {
+    fn into_purchase(self, base: Currency) -> Result<Purchase, BillingError> {
+        let corrupt = |what: &str| BillingError::Corrupt(format!("purchase {}: {what}", self.id));
+        let currency: Currency = self
+            .currency
+            .parse()
+            .map_err(|_| corrupt("unknown currency"))?;
+        let item = match (
+            self.kind.as_str(),
+            &self.plan_id,
+            self.days,
+            self.credit_amount,
+        ) {
+            ("plan", Some(plan_id), Some(days), None) => Item::Plan {
+                plan_id: plan_id.clone(),
+                days: u32::try_from(days).map_err(|_| corrupt("days"))?,
+            },
+            ("topup", None, None, Some(credit)) => Item::TopUp {
+                credit: Money::new(credit, base),
+            },
+            _ => return Err(corrupt("kind and columns disagree")),
+        };
+        Ok(Purchase {
+            id: self.id,
+            user_id: self.user_id,
+            item,
+            price: Money::new(self.amount, currency),
+            provider: Provider::parse(&self.provider).ok_or_else(|| corrupt("provider"))?,
+            status: Status::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            paid_at: self.paid_at,
+        })
+    }
+}
+
+/// Stores a pending purchase; its id goes into the invoice payload.
+pub async fn create_purchase(
+    tx: &mut Tx,
+    user_id: i64,
+    item: &Item,
+    price: Money,
+    provider: Provider,
+    now: Timestamp,
+) -> Result<Purchase, BillingError> {
+    insert_purchase(tx, user_id, item, price, provider, "pending", now).await
+}
+
+async fn insert_purchase(
+    tx: &mut Tx,
+    user_id: i64,
+    item: &Item,
+    price: Money,
+    provider: Provider,
+    status: &str,
+    now: Timestamp,
+) -> Result<Purchase, BillingError> {
+    let (kind, plan_id, days, credit, base) = match item {
+        Item::Plan { plan_id, days } => (
+            "plan",
+            Some(plan_id.clone()),
+            Some(i64::from(*days)),
+            None,
+            price.currency,
+        ),
+        Item::TopUp { credit } => ("topup", None, None, Some(credit.minor), credit.currency),
+    };
+    let paid_at = (status == "paid").then_some(now);
+    const SQL: &str = concat!(
+        "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, credit_amount, provider, status, created_at, expires_at, paid_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+        purchase_columns!()
+    );
+    let row: PurchaseRow = on_tx!(tx, c => sqlx::query_as(SQL)
+        .bind(user_id).bind(kind).bind(plan_id).bind(days).bind(price.minor)
+        .bind(price.currency.code()).bind(credit).bind(provider.as_str()).bind(status)
+        .bind(now).bind(now.plus(PURCHASE_TTL)).bind(paid_at)
+        .fetch_one(c).await)?;
+    row.into_purchase(base)
+}
+
+const SELECT_PURCHASE: &str = concat!(
+    "SELECT ",
+    purchase_columns!(),
+    " FROM purchases WHERE id = $1"
+);
+
+/// A purchase by id.
+pub async fn purchase(db: &Db, base: Currency, id: i64) -> Result<Option<Purchase>, BillingError> {
+    let row: Option<PurchaseRow> =
+        on_db!(db, p => sqlx::query_as(SELECT_PURCHASE).bind(id).fetch_optional(p).await)?;
+    row.map(|r| r.into_purchase(base)).transpose()
+}
+
+async fn purchase_in(
+    tx: &mut Tx,
+    base: Currency,
+    id: i64,
+) -> Result<Option<Purchase>, BillingError> {
+    let row: Option<PurchaseRow> =
+        on_tx!(tx, c => sqlx::query_as(SELECT_PURCHASE).bind(id).fetch_optional(c).await)?;
+    row.map(|r| r.into_purchase(base)).transpose()
+}
+
+/// The invoice payload of a purchase (1–128 bytes, never shown to the user).
+pub fn invoice_payload(purchase_id: i64) -> String {
+    format!("purchase:{purchase_id}")
+}
+
+/// The purchase id in an invoice payload; anything else is `None`.
+pub fn parse_payload(payload: &str) -> Option<i64> {
+    let digits = payload.strip_prefix("purchase:")?;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|id| *id > 0)
+}
+
+/// Why a pre-checkout is refused; each has a text the user sees in Telegram's payment form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No such purchase (a forged or foreign payload, a plan that left the catalog).
+    Unknown,
+    NotYours,
+    /// The amount or currency differs from the purchase, or the plan's price changed since.
+    Price,
+    /// Payments are switched off.
+    Disabled,
+    Banned,
+    /// Already paid, expired or cancelled.
+    Closed,
+}
+
+impl Rejection {
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Rejection::Unknown => "reject-unknown",
+            Rejection::NotYours => "reject-not-yours",
+            Rejection::Price => "reject-price",
+            Rejection::Disabled => "reject-disabled",
+            Rejection::Banned => "reject-banned",
+            Rejection::Closed => "reject-closed",
+        }
+    }
+}
+
+/// A pre-checkout query, as far as the gate cares.
+#[derive(Debug, Clone)]
+pub struct Checkout<'a> {
+    pub user_id: i64,
+    pub currency: &'a str,
+    pub total_amount: i64,
+    pub payload: &'a str,
+}
+
+/// The gate before money moves (F4): `Ok(())` lets Telegram charge.
+pub async fn check_pre_checkout(
+    db: &Db,
+    catalog: &Catalog,
+    q: &Checkout<'_>,
+    payments_on: bool,
+    now: Timestamp,
+) -> Result<Result<(), Rejection>, BillingError> {
+    if !payments_on {
+        return Ok(Err(Rejection::Disabled));
+    }
+    let base = catalog.bot.base_currency;
+    let Some(p) = parse_payload(q.payload) else {
+        return Ok(Err(Rejection::Unknown));
+    };
+    let Some(p) = purchase(db, base, p).await? else {
+        return Ok(Err(Rejection::Unknown));
+    };
+    if p.user_id != q.user_id {
+        return Ok(Err(Rejection::NotYours));
+    }
+    let user = users::get(db, q.user_id).await?;
+    if user.as_ref().is_some_and(|u| u.banned_at.is_some()) {
+        return Ok(Err(Rejection::Banned));
+    }
+    if p.status != Status::Pending || p.expires_at <= now {
+        return Ok(Err(Rejection::Closed));
+    }
+    if p.price.currency.code() != q.currency || p.price.minor != q.total_amount {
+        return Ok(Err(Rejection::Price));
+    }
+    // The catalog may have changed since the invoice was drawn.
+    let current = match &p.item {
+        Item::Plan { plan_id, days } => {
+            let Some(plan) = catalog.plans.iter().find(|pl| &pl.id == plan_id) else {
+                return Ok(Err(Rejection::Unknown));
+            };
+            (plan.days == *days)
+                .then(|| plan.price(p.price.currency))
+                .flatten()
+        }
+        Item::TopUp { credit } => catalog
+            .balance
+            .stars_packages
+            .iter()
+            .find(|pk| pk.stars == p.price.minor && pk.credit == *credit)
+            .map(|_| p.price)
+            .filter(|_| p.price.currency == Currency::Xtr),
+    };
+    if current != Some(p.price) {
+        return Ok(Err(Rejection::Price));
+    }
+    Ok(Ok(()))
+}
+
+/// Money a provider reports as captured.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// `Stars` or `Card` (money from outside; never `Balance`).
+    pub provider: Provider,
+    /// `telegram_payment_charge_id`: unique per provider.
+    pub charge_id: String,
+    pub user_id: i64,
+    /// As the provider reports it (F6).
+    pub currency: String,
+    pub total_amount: i64,
+    pub payload: String,
+    /// The provider's own record, kept for audits.
+    pub raw: Option<String>,
+}
+
+/// What [`finalize`] needs besides the transaction.
+pub struct Context<'a> {
+    pub catalog: &'a Catalog,
+    pub texts: &'a Texts,
+    pub nodes: &'a EnabledNodes,
+    /// Admins told about payments that need a human.
+    pub admins: &'a [i64],
+}
+
+impl Context<'_> {
+    fn lang(&self, user: Option<&User>) -> Language {
+        let fallback = self
+            .catalog
+            .bot
+            .languages
+            .first()
+            .copied()
+            .unwrap_or(Language::En);
+        user.map_or(fallback, |u| u.language_or(fallback))
+    }
+
+    fn until(&self, lang: Language, t: Timestamp) -> String {
+        format::date_time(lang, t, self.catalog.bot.utc_offset_minutes)
+    }
+}
+
+/// What a payment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Days of access: the subscription after them.
+    Access {
+        subscription: Subscription,
+        purchase_id: i64,
+    },
+    /// Money on the balance.
+    Credit {
+        purchase_id: i64,
+        amount: Money,
+        balance_after: i64,
+    },
+    /// The payment matches no purchase of this user, or pays too little: kept, and a human
+    /// looks at it (F6).
+    Review { reason: String },
+}
+
+/// The result of [`finalize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finalized {
+    /// The first delivery: the payment is recorded and its effect applied.
+    Applied { payment_id: i64, effect: Effect },
+    /// Seen before: nothing happened.
+    Duplicate { payment_id: i64 },
+}
+
+impl Finalized {
+    pub fn access_changed(&self) -> bool {
+        matches!(
+            self,
+            Finalized::Applied {
+                effect: Effect::Access { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// Records a captured payment and applies it, once (DESIGN §3.3). Honours payments for
+/// purchases that expired or were superseded meanwhile (F1). Queues the user's confirmation
+/// (and a referrer's reward notice) in the same transaction (F8).
+pub async fn finalize(
+    tx: &mut Tx,
+    ctx: &Context<'_>,
+    pay: &Captured,
+    now: Timestamp,
+) -> Result<Finalized, BillingError> {
+    let base = ctx.catalog.bot.base_currency;
+    let inserted: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+        "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, raw, created_at)
+         VALUES (NULL, $1, $2, $3, $4, $5, 'captured', $6, $7)
+         ON CONFLICT (provider, provider_payment_id) DO NOTHING RETURNING id"
+    ).bind(pay.user_id).bind(pay.provider.as_str()).bind(&pay.charge_id).bind(pay.total_amount)
+        .bind(&pay.currency).bind(&pay.raw).bind(now).fetch_optional(c).await)
+    .map_err(BillingError::from_db)?;
+    let Some((payment_id,)) = inserted else {
+        let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
+            "SELECT id FROM payments WHERE provider = $1 AND provider_payment_id = $2"
+        ).bind(pay.provider.as_str()).bind(&pay.charge_id).fetch_one(c).await)?;
+        return Ok(Finalized::Duplicate { payment_id: id });
+    };
+    let user = users::get_in(tx, pay.user_id).await?;
+    let lang = ctx.lang(user.as_ref());
+    let purchase = match parse_payload(&pay.payload) {
+        Some(id) => purchase_in(tx, base, id).await?,
+        None => None,
+    };
+    let problem = match &purchase {
+        None => Some(format!("payload {:?} names no purchase", pay.payload)),
+        Some(p) if p.user_id != pay.user_id => Some(format!(
+            "purchase {} belongs to user {}, paid by {}",
+            p.id, p.user_id, pay.user_id
+        )),
+        Some(p) if p.price.currency.code() != pay.currency => Some(format!(
+            "purchase {} is priced in {}, paid in {}",
+            p.id, p.price.currency, pay.currency
+        )),
+        // Overpaying is accepted; underpaying is not (F6).
+        Some(p) if pay.total_amount < p.price.minor => Some(format!(
+            "purchase {} costs {}, paid {}",
+            p.id, p.price.minor, pay.total_amount
+        )),
+        Some(_) if user.is_none() => Some(format!("user {} is not registered", pay.user_id)),
+        Some(_) => None,
+    };
+    let (Some(purchase), None) = (purchase, problem.clone()) else {
+        let reason = problem.unwrap_or_default();
+        tracing::error!(payment_id, charge = %pay.charge_id, %reason, "payment needs a manual review");
+        let text = ctx.texts.get(lang, "payment-needs-review");
+        queue(tx, &format!("pay:{payment_id}"), pay.user_id, text, now).await?;
+        for admin in ctx.admins {
+            let text = format!(
+                "⚠️ Payment {} ({} {} from user {}) needs review: {}",
+                pay.charge_id, pay.total_amount, pay.currency, pay.user_id, reason
+            );
+            queue(
+                tx,
+                &format!("pay-review:{payment_id}:{admin}"),
+                *admin,
+                text,
+                now,
+            )
+            .await?;
+        }
+        return Ok(Finalized::Applied {
+            payment_id,
+            effect: Effect::Review { reason },
+        });
+    };
+    on_tx!(tx, c => sqlx::query("UPDATE payments SET purchase_id = $2 WHERE id = $1")
+        .bind(payment_id).bind(purchase.id).execute(c).await.map(|_| ()))?;
+    // Paid whatever it was before: money was taken (F1).
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE purchases SET status = 'paid', paid_at = COALESCE(paid_at, $2) WHERE id = $1 AND status <> 'refunded'"
+    ).bind(purchase.id).bind(now).execute(c).await.map(|_| ()))?;
+    let (effect, text, base_value) = match &purchase.item {
+        Item::Plan { plan_id, days } => {
+            let grant = Grant::days(Kind::Paid, *days, Some(plan_id));
+            let granted = access::grant_or_extend(tx, ctx.nodes, pay.user_id, &grant, now).await?;
+            crate::bot::notices::expect(tx, &granted.subscription, now).await?;
+            let until = ctx.until(lang, granted.subscription.expires_at);
+            let text = ctx
+                .texts
+                .fmt(lang, "payment-confirmed", &[("until", Arg::Text(until))]);
+            // The referral reward is a share of what the plan costs in the base currency.
+            let value = ctx
+                .catalog
+                .plans
+                .iter()
+                .find(|p| &p.id == plan_id)
+                .and_then(|p| p.price(base));
+            (
+                Effect::Access {
+                    subscription: granted.subscription,
+                    purchase_id: purchase.id,
+                },
+                text,
+                value,
+            )
+        }
+        Item::TopUp { credit } => {
+            let after = ledger::change(
+                tx,
+                pay.user_id,
+                credit.minor,
+                Reason::TopUp,
+                &format!("payment:{payment_id}"),
+                now,
+            )
+            .await?
+            .ok_or_else(|| BillingError::Corrupt(format!("top-up {payment_id} credited twice")))?;
+            let text = ctx.texts.fmt(
+                lang,
+                "topup-confirmed",
+                &[
+                    ("amount", format::money(lang, *credit).into()),
+                    (
+                        "balance",
+                        format::money(lang, Money::new(after, base)).into(),
+                    ),
+                ],
+            );
+            (
+                Effect::Credit {
+                    purchase_id: purchase.id,
+                    amount: *credit,
+                    balance_after: after,
+                },
+                text,
+                Some(*credit),
+            )
+        }
+    };
+    queue(tx, &format!("pay:{payment_id}"), pay.user_id, text, now).await?;
+    if let (Some(referrer), Some(value)) = (user.and_then(|u| u.referrer_id), base_value) {
+        reward_referrer(tx, ctx, referrer, value, payment_id, now).await?;
+    }
+    tracing::info!(
+        payment_id,
+        purchase = purchase.id,
+        user = pay.user_id,
+        "payment finalized"
+    );
+    Ok(Finalized::Applied { payment_id, effect })
+}
+
+/// PRODUCT §4: a share of money the referee paid in, by the referrer's paying referrals.
+async fn reward_referrer(
+    tx: &mut Tx,
+    ctx: &Context<'_>,
+    referrer: i64,
+    value: Money,
+    payment_id: i64,
+    now: Timestamp,
+) -> Result<(), BillingError> {
+    let (paying,): (i64,) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT COUNT(DISTINCT p.user_id) FROM payments p JOIN users u ON u.id = p.user_id
+         WHERE u.referrer_id = $1 AND p.status = 'captured' AND p.purchase_id IS NOT NULL"
+    ).bind(referrer).fetch_one(c).await)?;
+    let percent = ctx
+        .catalog
+        .referral
+        .levels
+        .iter()
+        .filter(|l| i64::from(l.paying_referrals) <= paying)
+        .map(|l| l.percent)
+        .next_back()
+        .unwrap_or(0);
+    let reward = value.percent_floor(percent);
+    if reward.minor <= 0 {
+        return Ok(());
+    }
+    let Some(_) = ledger::change(
+        tx,
+        referrer,
+        reward.minor,
+        Reason::ReferralReward,
+        &format!("referral:{payment_id}"),
+        now,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let who = users::get_in(tx, referrer).await?;
+    let lang = ctx.lang(who.as_ref());
+    let text = ctx.texts.fmt(
+        lang,
+        "referral-reward",
+        &[("amount", format::money(lang, reward).into())],
+    );
+    queue(tx, &format!("referral:{payment_id}"), referrer, text, now).await
+}
+
+async fn queue(
+    tx: &mut Tx,
+    key: &str,
+    chat_id: i64,
+    text: String,
+    now: Timestamp,
+) -> Result<(), BillingError> {
+    let msg = OutboxMessage::text(key, chat_id, Priority::Transactional, text, None);
+    outbox::enqueue(tx, &msg, now).await?;
+    Ok(())
+}
+
+/// The result of paying a plan from the balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BalancePaid {
+    Paid {
+        subscription: Subscription,
+        purchase_id: i64,
+        balance_after: i64,
+    },
+    /// This reference was paid before (a double tap, a retried renewal): nothing happened.
+    AlreadyPaid,
+    /// Not enough money; nothing happened.
+    Short { balance: i64, price: i64 },
+}
+
+/// A plan bought with balance money: by whom, why, and the once-only reference.
+#[derive(Debug, Clone, Copy)]
+pub struct BalanceCharge<'a> {
+    pub user_id: i64,
+    pub plan: &'a Plan,
+    /// `Purchase` for a button, `Renewal` for auto-renewal.
+    pub reason: Reason,
+    /// Unique per cause, e.g. one per pay button, one per renewal period.
+    pub reference: &'a str,
+}
+
+/// Pays `plan` from the user's balance in the caller's transaction: the debit (unique per
+/// `reference`, e.g. one per pay button or per renewal period), a paid purchase row, and the
+/// days. The balance can never go negative, and one reference is never paid twice, however
+/// many transactions race.
+pub async fn pay_plan_from_balance(
+    tx: &mut Tx,
+    nodes: &EnabledNodes,
+    base: Currency,
+    charge: &BalanceCharge<'_>,
+    now: Timestamp,
+) -> Result<BalancePaid, BillingError> {
+    let BalanceCharge {
+        user_id,
+        plan,
+        reason,
+        reference,
+    } = *charge;
+    let Some(price) = plan.price(base) else {
+        return Err(BillingError::Corrupt(format!(
+            "plan {} has no {base} price",
+            plan.id
+        )));
+    };
+    if ledger::exists(tx, reference).await? {
+        return Ok(BalancePaid::AlreadyPaid);
+    }
+    let Some(balance_after) =
+        ledger::change(tx, user_id, -price.minor, reason, reference, now).await?
+    else {
+        let balance = ledger::balance_in(tx, user_id).await?;
+        return Ok(BalancePaid::Short {
+            balance,
+            price: price.minor,
+        });
+    };
+    let item = Item::Plan {
+        plan_id: plan.id.clone(),
+        days: plan.days,
+    };
+    let purchase =
+        insert_purchase(tx, user_id, &item, price, Provider::Balance, "paid", now).await?;
+    let grant = Grant::days(Kind::Paid, plan.days, Some(&plan.id));
+    let granted = access::grant_or_extend(tx, nodes, user_id, &grant, now).await?;
+    Ok(BalancePaid::Paid {
+        subscription: granted.subscription,
+        purchase_id: purchase.id,
+        balance_after,
+    })
+}
+
+/// Marks pending purchases past their TTL expired (never a paid one); returns how many.
+pub async fn expire_unpaid_purchases(
+    db: &Db,
+    now: Timestamp,
+    batch: i64,
+) -> Result<u64, BillingError> {
+    let n = on_db!(db, p => sqlx::query(
+        "UPDATE purchases SET status = 'expired'
+         WHERE id IN (SELECT id FROM purchases WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2)
+           AND status = 'pending'"
+    ).bind(now).bind(batch).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_nothing_else_parses() {
+        assert_eq!(parse_payload(&invoice_payload(42)), Some(42));
+        for bad in [
+            "",
+            "purchase:",
+            "purchase:0",
+            "purchase:-1",
+            "purchase:1x",
+            "purchase: 1",
+            "purchase:1234567890123456789",
+            "Purchase:1",
+            "42",
+        ] {
+            assert_eq!(parse_payload(bad), None, "{bad:?}");
+        }
+    }
+}

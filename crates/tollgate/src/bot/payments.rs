@@ -1,0 +1,464 @@
+//! The bot's side of money: invoices, the pre-checkout gate, payments and refunds arriving
+//! as messages, paying from the balance, and the admin's `/refund`.
+//!
+//! The money rules live in [`crate::billing`]; this module turns updates into calls to it
+//! and its results into screens. The only direct Telegram calls are the pre-checkout answer
+//! (Telegram waits at most 10 s for it) and `refundStarPayment` (the refund must happen
+//! before we record it).
+
+use serde_json::json;
+
+use super::action::Action;
+use super::incoming::{Message, PreCheckoutQuery, SuccessfulPayment};
+use super::reply::Reply;
+use super::screens::{self, Screen};
+use super::{Bot, Session, retry};
+use crate::billing::refund::{self, Refunded};
+use crate::billing::{self, BalancePaid, BillingError, Captured, Item, Provider, Reason};
+use crate::domain::money::{Currency, Money};
+use crate::flags::{self, Flag};
+use crate::i18n::{Arg, format};
+use crate::store::Tx;
+use crate::telegram::api::ApiError;
+use crate::telegram::dispatcher::{Handled, HandlerContext, HandlerError};
+use crate::users;
+
+/// What an invoice sells.
+pub(super) enum Sale {
+    Plan(String),
+    /// The index of a Stars top-up package.
+    TopUp(usize),
+}
+
+fn billing_err(e: BillingError) -> HandlerError {
+    // Every billing failure is a database or race problem that a retry resolves, or
+    // corrupt data a retry will report again until it is dead-lettered with the reason.
+    retry(e)
+}
+
+/// Telegram's invoice title limit (1–32 characters).
+fn invoice_title(title: &str) -> String {
+    title.chars().take(32).collect()
+}
+
+impl Bot {
+    /// Stores the purchase, then queues the invoice in the same transaction (F7: no invoice
+    /// whose payload is not stored).
+    pub(super) async fn invoice(
+        &self,
+        se: &Session,
+        sale: Sale,
+        provider: Provider,
+        reply: &mut Reply,
+    ) -> Result<(Screen, Tx, bool), HandlerError> {
+        let v = self.view(se.lang);
+        let catalog = &self.s.config.catalog;
+        let base = catalog.bot.base_currency;
+        let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
+        if !flags::get(&self.s.db, Flag::Payments)
+            .await
+            .map_err(retry)?
+        {
+            return Ok((
+                note("payments-paused", Action::Buy),
+                self.begin().await?,
+                false,
+            ));
+        }
+        if se.user.banned_at.is_some() {
+            return Ok((
+                note("reject-banned", Action::Menu),
+                self.begin().await?,
+                false,
+            ));
+        }
+        let card_token = self
+            .s
+            .config
+            .deployment
+            .payment_provider_token
+            .as_ref()
+            .map(|t| t.expose().clone());
+        let currency = match provider {
+            Provider::Stars => Currency::Xtr,
+            Provider::Card if card_token.is_some() => base,
+            _ => {
+                return Ok((
+                    note("payments-paused", Action::Buy),
+                    self.begin().await?,
+                    false,
+                ));
+            }
+        };
+        let (item, price, title, description, back) = match sale {
+            Sale::Plan(id) => {
+                let Some((plan, price)) = catalog
+                    .plans
+                    .iter()
+                    .find(|p| p.id == id)
+                    .and_then(|p| Some((p, p.price(currency)?)))
+                else {
+                    let screen = screens::buy(&v, None)
+                        .with_note(self.texts.get(se.lang, "plan-unavailable"));
+                    return Ok((screen, self.begin().await?, false));
+                };
+                let description = self.texts.fmt(
+                    se.lang,
+                    "invoice-description",
+                    &[("days", plan.days.into())],
+                );
+                let item = Item::Plan {
+                    plan_id: plan.id.clone(),
+                    days: plan.days,
+                };
+                (
+                    item,
+                    price,
+                    plan.title.get(se.lang).to_owned(),
+                    description,
+                    Action::Buy,
+                )
+            }
+            Sale::TopUp(i) => {
+                let Some(pk) = catalog.balance.stars_packages.get(i) else {
+                    let screen = self
+                        .balance_screen(se)
+                        .await?
+                        .with_note(self.texts.get(se.lang, "stale-button"));
+                    return Ok((screen, self.begin().await?, false));
+                };
+                let description = self.texts.fmt(
+                    se.lang,
+                    "topup-invoice-description",
+                    &[("amount", format::money(se.lang, pk.credit).into())],
+                );
+                let item = Item::TopUp { credit: pk.credit };
+                let title = self.texts.get(se.lang, "topup-invoice-title");
+                (
+                    item,
+                    Money::new(pk.stars, Currency::Xtr),
+                    title,
+                    description,
+                    Action::Balance,
+                )
+            }
+        };
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let purchase = billing::create_purchase(&mut tx, se.user.id, &item, price, provider, now)
+            .await
+            .map_err(billing_err)?;
+        let title = invoice_title(&title);
+        reply.call(
+            "sendInvoice",
+            json!({
+                "title": title,
+                "description": description,
+                "payload": billing::invoice_payload(purchase.id),
+                "provider_token": card_token.filter(|_| provider == Provider::Card).unwrap_or_default(),
+                "currency": price.currency.code(),
+                "prices": [{ "label": title, "amount": price.minor }],
+            }),
+        );
+        Ok((note("invoice-sent", back), tx, false))
+    }
+
+    /// Pays a plan from the balance in one transaction; `reference` makes it once-only.
+    pub(super) async fn pay_from_balance(
+        &self,
+        se: &Session,
+        plan_id: &str,
+        reference: &str,
+    ) -> Result<(Screen, Tx, bool), HandlerError> {
+        let v = self.view(se.lang);
+        let base = self.s.config.catalog.bot.base_currency;
+        if !flags::get(&self.s.db, Flag::Payments)
+            .await
+            .map_err(retry)?
+        {
+            let screen =
+                screens::notice(&v, self.texts.get(se.lang, "payments-paused"), Action::Buy);
+            return Ok((screen, self.begin().await?, false));
+        }
+        let Some(plan) = self.s.config.catalog.plans.iter().find(|p| p.id == plan_id) else {
+            let screen =
+                screens::buy(&v, None).with_note(self.texts.get(se.lang, "plan-unavailable"));
+            return Ok((screen, self.begin().await?, false));
+        };
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let paid = billing::pay_plan_from_balance(
+            &mut tx,
+            self.s.registry.enabled(),
+            base,
+            &billing::BalanceCharge {
+                user_id: se.user.id,
+                plan,
+                reason: Reason::Purchase,
+                reference,
+            },
+            now,
+        )
+        .await
+        .map_err(billing_err)?;
+        match paid {
+            BalancePaid::Paid {
+                subscription,
+                balance_after,
+                ..
+            } => {
+                super::notices::expect(&mut tx, &subscription, now)
+                    .await
+                    .map_err(retry)?;
+                let price = plan.price(base).unwrap_or(Money::new(0, base));
+                let text = self.texts.fmt(
+                    se.lang,
+                    "payment-balance-confirmed",
+                    &[
+                        ("price", format::money(se.lang, price).into()),
+                        (
+                            "until",
+                            Arg::Text(self.until(se.lang, subscription.expires_at)),
+                        ),
+                        (
+                            "balance",
+                            format::money(se.lang, Money::new(balance_after, base)).into(),
+                        ),
+                    ],
+                );
+                Ok((
+                    self.fresh_connect(se.lang, &subscription).with_note(text),
+                    tx,
+                    true,
+                ))
+            }
+            BalancePaid::AlreadyPaid => {
+                drop(tx);
+                Ok((self.access_screen(se).await?, self.begin().await?, false))
+            }
+            BalancePaid::Short { balance, .. } => {
+                let screen = screens::pay(
+                    &v,
+                    plan,
+                    Money::new(balance, base),
+                    self.s.config.deployment.payment_provider_token.is_some(),
+                );
+                Ok((screen, tx, false))
+            }
+        }
+    }
+
+    pub(super) fn until(&self, lang: crate::config::Language, t: crate::time::Timestamp) -> String {
+        format::date_time(lang, t, self.s.config.catalog.bot.utc_offset_minutes)
+    }
+
+    /// The gate before Telegram charges (F4), answered at once.
+    pub(super) async fn on_pre_checkout(
+        &self,
+        q: PreCheckoutQuery,
+    ) -> Result<Handled, HandlerError> {
+        let now = self.now();
+        let lang = match users::get(&self.s.db, q.from.id).await {
+            Ok(Some(u)) => u.language_or(self.default_language()),
+            _ => users::initial_language(
+                q.from.language_code.as_deref(),
+                &self.s.config.catalog.bot.languages,
+            ),
+        };
+        let checkout = billing::Checkout {
+            user_id: q.from.id,
+            currency: &q.currency,
+            total_amount: q.total_amount,
+            payload: &q.invoice_payload,
+        };
+        let verdict = match flags::get(&self.s.db, Flag::Payments).await {
+            Ok(on) => billing::check_pre_checkout(
+                &self.s.db,
+                &self.s.config.catalog,
+                &checkout,
+                on,
+                now,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot check a pre-checkout query; refusing it");
+            })
+            .unwrap_or(Err(billing::Rejection::Disabled)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the payments flag; refusing a pre-checkout query");
+                Err(billing::Rejection::Disabled)
+            }
+        };
+        let params = match verdict {
+            Ok(()) => json!({ "pre_checkout_query_id": q.id, "ok": true }),
+            Err(r) => {
+                tracing::info!(user = q.from.id, payload = %q.invoice_payload, reason = ?r, "pre-checkout refused");
+                json!({
+                    "pre_checkout_query_id": q.id,
+                    "ok": false,
+                    "error_message": self.texts.get(lang, r.text_key()),
+                })
+            }
+        };
+        match self
+            .s
+            .api
+            .call::<_, bool>("answerPreCheckoutQuery", &params)
+            .await
+        {
+            Ok(_) => Ok(Handled::Done),
+            // Too late: Telegram has cancelled the payment; nothing was charged.
+            Err(e) if e.is_stale_query() => Ok(Handled::Done),
+            Err(e) => Err(retry(e)),
+        }
+    }
+
+    /// `successful_payment`: the one finalize, then the connect screen when access changed.
+    pub(super) async fn on_payment(
+        &self,
+        update_id: i64,
+        se: &Session,
+        sp: SuccessfulPayment,
+        m: Message,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let provider = if sp.currency == Currency::Xtr.code() {
+            Provider::Stars
+        } else {
+            Provider::Card
+        };
+        let pay = Captured {
+            provider,
+            charge_id: sp.telegram_payment_charge_id.clone(),
+            user_id: se.user.id,
+            currency: sp.currency.clone(),
+            total_amount: sp.total_amount,
+            payload: sp.invoice_payload.clone(),
+            raw: Some(
+                json!({
+                    "message_id": m.message_id,
+                    "provider_payment_charge_id": sp.provider_payment_charge_id,
+                })
+                .to_string(),
+            ),
+        };
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let finalized = billing::finalize(&mut tx, &self.billing_context(), &pay, now)
+            .await
+            .map_err(billing_err)?;
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        if let billing::Finalized::Applied {
+            effect: billing::Effect::Access { subscription, .. },
+            ..
+        } = &finalized
+        {
+            reply.send(&self.fresh_connect(se.lang, subscription));
+        }
+        let changed = finalized.access_changed();
+        self.finish(tx, update_id, reply, changed, ctx).await
+    }
+
+    /// `refunded_payment`: Telegram says money went back (our `/refund` or elsewhere).
+    pub(super) async fn on_refunded(
+        &self,
+        update_id: i64,
+        se: &Session,
+        charge_id: &str,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let mut tx = self.begin().await?;
+        let r = refund::apply_refund(
+            &mut tx,
+            &self.billing_context(),
+            Provider::Stars,
+            charge_id,
+            self.now(),
+        )
+        .await
+        .map_err(billing_err)?;
+        let changed = matches!(r, Refunded::Applied { .. });
+        let reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        self.finish(tx, update_id, reply, changed, ctx).await
+    }
+
+    /// `/refund <charge id>` (admins): refunds a Stars payment and reverses its effect.
+    pub(super) async fn refund_command(
+        &self,
+        update_id: i64,
+        se: &Session,
+        arg: &str,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        let say = |reply: &mut Reply, text: String| {
+            reply.send(&screens::notice(&self.view(se.lang), text, Action::Menu));
+        };
+        let charge = arg.trim();
+        if !self.s.config.deployment.admin_ids.contains(&se.user.id) {
+            say(&mut reply, self.texts.get(se.lang, "admin-only"));
+        } else if charge.is_empty() || charge.contains(char::is_whitespace) || charge.len() > 256 {
+            say(&mut reply, self.texts.get(se.lang, "refund-usage"));
+        } else {
+            let args = [("charge", Arg::Text(charge.to_owned()))];
+            let known = refund::payment_by_charge(&self.s.db, Provider::Stars, charge)
+                .await
+                .map_err(billing_err)?;
+            match known {
+                None => say(&mut reply, self.texts.fmt(se.lang, "refund-unknown", &args)),
+                Some(p) => {
+                    let asked = if p.status == "refunded" {
+                        Ok(())
+                    } else {
+                        let params =
+                            json!({ "user_id": p.user_id, "telegram_payment_charge_id": charge });
+                        match self
+                            .s
+                            .api
+                            .call::<_, bool>("refundStarPayment", &params)
+                            .await
+                        {
+                            Ok(_) => Ok(()),
+                            Err(ApiError::BadRequest { description, .. })
+                                if description.contains("CHARGE_ALREADY_REFUNDED") =>
+                            {
+                                Ok(())
+                            }
+                            Err(ApiError::BadRequest { description, .. }) => Err(description),
+                            // Network, 5xx, 429: try again; refundStarPayment is idempotent
+                            // for us (a repeat says CHARGE_ALREADY_REFUNDED).
+                            Err(e) => return Err(retry(e)),
+                        }
+                    };
+                    match asked {
+                        Ok(()) => {
+                            let mut tx = self.begin().await?;
+                            let r = refund::apply_refund(
+                                &mut tx,
+                                &self.billing_context(),
+                                Provider::Stars,
+                                charge,
+                                self.now(),
+                            )
+                            .await
+                            .map_err(billing_err)?;
+                            tracing::info!(admin = se.user.id, charge, outcome = ?r, "refund by admin");
+                            say(&mut reply, self.texts.fmt(se.lang, "refund-sent", &args));
+                            let changed = matches!(r, Refunded::Applied { .. });
+                            return self.finish(tx, update_id, reply, changed, ctx).await;
+                        }
+                        Err(reason) => {
+                            let args = [
+                                ("charge", Arg::Text(charge.to_owned())),
+                                ("reason", Arg::Text(reason)),
+                            ];
+                            say(&mut reply, self.texts.fmt(se.lang, "refund-failed", &args));
+                        }
+                    }
+                }
+            }
+        }
+        let tx = self.begin().await?;
+        self.finish(tx, update_id, reply, false, ctx).await
+    }
+}

@@ -1,0 +1,422 @@
+//! RELIABILITY F1, F4, F6–F9, D8 and PRODUCT §3.4, §3.7, §4: money, end to end through the
+//! emulator — Stars and card invoices, the pre-checkout gate, duplicates, late payments,
+//! a crash between pre-checkout and payment, lost updates, refunds, top-ups, the balance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use telegram_emulator::control::types::PaymentStatus;
+use telegram_emulator::{MessageFilter, NewUser, TranscriptMessage};
+use tollgate::app::AppOptions;
+use tollgate::billing::{self, BalanceCharge, BalancePaid, Reason, ledger};
+use tollgate::store::Db;
+use tollgate::telegram::inbox::{self, NewUpdate};
+use tollgate::telegram::update::parse_head;
+use tollgate::time::{Clock, ShiftedClock, SystemClock};
+use tollgate::{access, on_db, users};
+
+use crate::common::bot::{Gate, World};
+use crate::db_test;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn fast(clock: &ShiftedClock) -> AppOptions {
+    AppOptions {
+        clock: Arc::new(clock.clone()),
+        per_chat_interval: Duration::from_millis(10),
+        handler_retry_base: Duration::from_millis(50),
+        handler_max_attempts: 1000,
+        ..AppOptions::default()
+    }
+}
+
+async fn count(db: &Db, sql: &'static str) -> i64 {
+    on_db!(db, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).unwrap()
+}
+
+/// /start → Buy → the plan → "Telegram Stars": returns the invoice message.
+async fn stars_invoice(w: &World, user: i64, plan_label: &str) -> TranscriptMessage {
+    w.tg.send_text(user, "/buy").await.unwrap();
+    let plans = w.screen(user, "Choose a plan").await;
+    w.press(user, &plans, plan_label).await;
+    let pay = w.screen(user, "Choose how to pay").await;
+    w.press(user, &pay, "Telegram Stars").await;
+    invoice(w, user).await
+}
+
+async fn invoice(w: &World, user: i64) -> TranscriptMessage {
+    let filter = MessageFilter {
+        kind: Some("invoice".into()),
+        ..MessageFilter::from_bot()
+    };
+    let t = w.tg.transcript(user).await.unwrap();
+    let after = t
+        .messages
+        .iter()
+        .filter(|m| m.invoice.is_some())
+        .map(|m| m.message_id)
+        .max();
+    w.tg.wait_for_message(
+        user,
+        MessageFilter {
+            after_message_id: after,
+            ..filter
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap()
+}
+
+async fn expires_at(db: &Db, user: i64) -> tollgate::time::Timestamp {
+    access::subscription_for_user(db, user)
+        .await
+        .unwrap()
+        .unwrap()
+        .expires_at
+}
+
+fn days_between(a: tollgate::time::Timestamp, b: tollgate::time::Timestamp) -> f64 {
+    (b.as_millis() - a.as_millis()) as f64 / 86_400_000.0
+}
+
+db_test!(async fn a_stars_purchase_extends_access_once_however_often_the_payment_arrives(t) {
+    let clock = ShiftedClock::new();
+    let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
+    let tg = &w.tg;
+    let ann = tg.create_user(NewUser::new("Ann").language("en")).await.unwrap();
+    tg.send_text(ann.id, "/start").await.unwrap();
+    w.screen(ann.id, "Choose an action below.").await;
+    let code = users::get(&w.app.db, ann.id).await.unwrap().unwrap().referral_code;
+    let bob = tg.create_user(NewUser::new("Bob").language("en")).await.unwrap();
+    tg.send_text(bob.id, &format!("/start ref_{code}")).await.unwrap();
+    w.screen(bob.id, "Choose an action below.").await;
+
+    // The purchase row exists before the invoice (F7), with the price snapshot.
+    let inv = stars_invoice(&w, bob.id, "1 month").await;
+    let info = inv.invoice.clone().unwrap();
+    assert_eq!((info.currency.as_str(), info.total_amount), ("XTR", 100));
+    let purchase_id = billing::parse_payload(&info.payload).expect("our payload");
+    let p = billing::purchase(&w.app.db, tollgate::domain::money::Currency::Rub, purchase_id).await.unwrap().unwrap();
+    assert_eq!(p.status, billing::Status::Pending);
+    assert_eq!(p.price.minor, 100);
+
+    let before = SystemClock.now();
+    let paid = tg.pay_invoice(bob.id, inv.message_id).await.unwrap();
+    assert_eq!(paid.status, PaymentStatus::Paid);
+    w.screen(bob.id, "Payment received").await;
+    w.screen(bob.id, "Subscription URL").await;
+    let until = expires_at(&w.app.db, bob.id).await;
+    assert!((days_between(before, until) - 30.0).abs() < 0.01, "30 days: {until}");
+    // The referrer gets 10 % of the plan's base price (149 RUB → 14.90 RUB).
+    w.screen(ann.id, "A friend you invited paid").await;
+    assert_eq!(users::get(&w.app.db, ann.id).await.unwrap().unwrap().balance, 1490);
+
+    // Telegram delivers the same payment again, as a new update: nothing more happens.
+    let (payload,): (String,) = on_db!(&w.app.db, p => sqlx::query_as(
+        "SELECT payload FROM tg_inbox WHERE payload LIKE '%successful_payment%'"
+    ).fetch_one(p).await).unwrap();
+    let mut again: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    again["update_id"] = serde_json::json!(again["update_id"].as_i64().unwrap() + 1_000_000);
+    let raw = again.to_string();
+    let head = parse_head(raw.as_bytes()).unwrap();
+    inbox::store_batch(&w.app.db, &[NewUpdate { head, raw }], clock.now()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    while count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE status <> 'done'").await > 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the redelivery was never handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(expires_at(&w.app.db, bob.id).await, until, "one extension");
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
+    let confirmations = tg.transcript(bob.id).await.unwrap().bot_messages()
+        .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Payment received"))).count();
+    assert_eq!(confirmations, 1, "one confirmation (F8)");
+    assert_eq!(users::get(&w.app.db, ann.id).await.unwrap().unwrap().balance, 1490, "one reward");
+
+    // Renewal extends from the current end, same key (PRODUCT §3.4).
+    let key = access::subscription_for_user(&w.app.db, bob.id).await.unwrap().unwrap().vpn_uuid;
+    let inv = stars_invoice(&w, bob.id, "3 months").await;
+    tg.pay_invoice(bob.id, inv.message_id).await.unwrap();
+    let start = tokio::time::Instant::now();
+    while expires_at(&w.app.db, bob.id).await == until {
+        assert!(start.elapsed() < Duration::from_secs(20), "the renewal never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let renewed = access::subscription_for_user(&w.app.db, bob.id).await.unwrap().unwrap();
+    assert!((days_between(until, renewed.expires_at) - 90.0).abs() < 0.001);
+    assert_eq!(renewed.vpn_uuid, key, "same key");
+    w.stop().await;
+});
+
+db_test!(async fn the_pre_checkout_gate_refuses_changed_prices_paused_payments_and_closed_invoices(t) {
+    let clock = ShiftedClock::new();
+    let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
+    let tg = &w.tg;
+    let eve = tg.create_user(NewUser::new("Eve").language("en")).await.unwrap();
+    tg.send_text(eve.id, "/start").await.unwrap();
+    w.screen(eve.id, "Choose an action below.").await;
+
+    // Payments switched off after the invoice was sent.
+    let inv = stars_invoice(&w, eve.id, "1 month").await;
+    tollgate::flags::set(&w.app.db, tollgate::flags::Flag::Payments, false, None, clock.now()).await.unwrap();
+    let out = tg.pay_invoice(eve.id, inv.message_id).await.unwrap();
+    assert_eq!(out.status, PaymentStatus::Declined);
+    assert_eq!(out.error_message.as_deref(), Some("Payments are paused right now. You have not been charged."));
+    tollgate::flags::set(&w.app.db, tollgate::flags::Flag::Payments, true, None, clock.now()).await.unwrap();
+
+    // An invoice left open past its purchase's lifetime is closed.
+    let inv = stars_invoice(&w, eve.id, "1 month").await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let out = tg.pay_invoice(eve.id, inv.message_id).await.unwrap();
+    assert_eq!(out.status, PaymentStatus::Declined);
+    assert_eq!(out.error_message.as_deref(), Some("This invoice has expired. Please create a new one from the menu."));
+
+    // The operator changes the price and restarts: the old invoice is refused.
+    let inv = stars_invoice(&w, eve.id, "1 month").await;
+    let w = w
+        .restart(fast(&clock), |c| c.replacen("prices = { RUB = \"149\", XTR = \"100\" }", "prices = { RUB = \"149\", XTR = \"120\" }", 1))
+        .await;
+    let out = w.tg.pay_invoice(eve.id, inv.message_id).await.unwrap();
+    assert_eq!(out.status, PaymentStatus::Declined);
+    assert_eq!(out.error_message.as_deref(), Some("The price has changed since this invoice was made. Please open the menu and buy again."));
+    // Nothing was recorded for the refused ones; no access was granted.
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 0);
+    assert!(access::subscription_for_user(&w.app.db, eve.id).await.unwrap().is_none());
+    w.stop().await;
+});
+
+db_test!(async fn a_payment_is_finalized_after_its_purchase_expired_and_after_a_restart(t) {
+    let clock = ShiftedClock::new();
+    let gate = Gate::default();
+    let Some(w) = World::start_gated(t, &[], fast(&clock), gate.clone()).await else { return };
+    let tg = &w.tg;
+    let kim = tg.create_user(NewUser::new("Kim").language("en")).await.unwrap();
+    tg.send_text(kim.id, "/start").await.unwrap();
+    w.screen(kim.id, "Choose an action below.").await;
+
+    // Pre-checkout answered, then the process never gets to the payment …
+    gate.hold();
+    let inv = stars_invoice(&w, kim.id, "1 month").await;
+    assert_eq!(tg.pay_invoice(kim.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
+    // … for two hours, long enough for the purchase to expire …
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(billing::expire_unpaid_purchases(&w.app.db, clock.now(), 100).await.unwrap(), 1);
+    assert!(access::subscription_for_user(&w.app.db, kim.id).await.unwrap().is_none());
+    // … and is replaced by a new one (a deploy). The payment is honoured (F1).
+    let w = w.restart(fast(&clock), |c| c).await;
+    w.screen(kim.id, "Payment received").await;
+    let sub = access::subscription_for_user(&w.app.db, kim.id).await.unwrap().unwrap();
+    assert!(sub.is_active(clock.now()));
+    let (status,): (String,) = on_db!(&w.app.db, p => sqlx::query_as("SELECT status FROM purchases").fetch_one(p).await).unwrap();
+    assert_eq!(status, "paid");
+    w.stop().await;
+});
+
+db_test!(async fn a_lost_payment_update_is_finalized_by_reconciliation(t) {
+    let clock = ShiftedClock::new();
+    let gate = Gate::default();
+    let env = [("STARS_RECONCILE_INTERVAL", "10s")];
+    let Some(w) = World::start_gated(t, &env, fast(&clock), gate.clone()).await else { return };
+    let tg = &w.tg;
+    let lea = tg.create_user(NewUser::new("Lea").language("ru")).await.unwrap();
+    tg.send_text(lea.id, "/start").await.unwrap();
+    w.screen(lea.id, "Выберите действие ниже.").await;
+    gate.lose();
+    tg.send_text(lea.id, "/buy").await.unwrap();
+    let plans = w.screen(lea.id, "Выберите тариф").await;
+    w.press(lea.id, &plans, "1 месяц").await;
+    let pay = w.screen(lea.id, "Выберите способ оплаты").await;
+    w.press(lea.id, &pay, "Telegram Stars").await;
+    let inv = invoice(&w, lea.id).await;
+    assert_eq!(tg.pay_invoice(lea.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
+    // The update is gone; within a reconcile interval the payment is found and applied.
+    let confirmation = tg
+        .wait_for_message(lea.id, MessageFilter { text_contains: Some("Оплата получена".into()), ..MessageFilter::from_bot() }, Duration::from_secs(40))
+        .await
+        .unwrap();
+    assert!(confirmation.text.unwrap().contains("Доступ активен до"));
+    assert!(access::subscription_for_user(&w.app.db, lea.id).await.unwrap().unwrap().is_active(clock.now()));
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
+    w.stop().await;
+});
+
+db_test!(async fn stars_top_ups_credit_the_balance_and_a_refund_takes_back_what_it_bought(t) {
+    let clock = ShiftedClock::new();
+    // The first emulated user is the admin.
+    let env = [("ADMIN_IDS", "100000001")];
+    let Some(w) = World::start_with(t, false, &env, fast(&clock)).await else { return };
+    let tg = &w.tg;
+    let admin = tg.create_user(NewUser::new("Admin").language("en")).await.unwrap();
+    assert_eq!(admin.id, 100000001);
+    let max = tg.create_user(NewUser::new("Max").language("en")).await.unwrap();
+    tg.send_text(max.id, "/start").await.unwrap();
+    w.screen(max.id, "Choose an action below.").await;
+
+    // Top up 100 Stars → 150 RUB on the balance; the history shows it.
+    tg.send_text(max.id, "/balance").await.unwrap();
+    let bal = w.screen(max.id, "Balance:").await;
+    assert!(bal.text.as_deref().unwrap().contains("No transactions yet."));
+    w.press(max.id, &bal, "⭐ 100").await;
+    let inv = invoice(&w, max.id).await;
+    assert_eq!(inv.invoice.as_ref().unwrap().total_amount, 100);
+    tg.pay_invoice(max.id, inv.message_id).await.unwrap();
+    w.screen(max.id, "added to your balance").await;
+    assert_eq!(users::get(&w.app.db, max.id).await.unwrap().unwrap().balance, 15_000);
+    tg.send_text(max.id, "/balance").await.unwrap();
+    w.screen(max.id, "top-up").await;
+
+    // A plan bought with Stars, then refunded by the admin: the days go back.
+    let inv = stars_invoice(&w, max.id, "1 month").await;
+    let charge = tg.pay_invoice(max.id, inv.message_id).await.unwrap().telegram_payment_charge_id.unwrap();
+    w.screen(max.id, "Payment received").await;
+    assert!(access::subscription_for_user(&w.app.db, max.id).await.unwrap().unwrap().is_active(clock.now()));
+
+    tg.send_text(max.id, &format!("/refund {charge}")).await.unwrap();
+    w.screen(max.id, "This command is for admins.").await;
+    tg.send_text(admin.id, "/start").await.unwrap();
+    tg.send_text(admin.id, "/refund").await.unwrap();
+    w.screen(admin.id, "Usage: /refund").await;
+    tg.send_text(admin.id, "/refund no-such-charge").await.unwrap();
+    w.screen(admin.id, "No payment with charge id no-such-charge").await;
+    tg.send_text(admin.id, &format!("/refund {charge}")).await.unwrap();
+    w.screen(admin.id, "Refund of").await;
+    w.screen(max.id, "Your payment was refunded").await;
+    let sub = access::subscription_for_user(&w.app.db, max.id).await.unwrap().unwrap();
+    assert!(!sub.is_active(clock.now()), "30 of 30 days taken back");
+    // Again: Telegram says CHARGE_ALREADY_REFUNDED; nothing changes twice.
+    tg.send_text(admin.id, &format!("/refund {charge}")).await.unwrap();
+    let start = tokio::time::Instant::now();
+    while tg.transcript(admin.id).await.unwrap().bot_messages().filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Refund of"))).count() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refunds = tg.transcript(max.id).await.unwrap().bot_messages().filter(|m| m.text.as_deref().is_some_and(|t| t.contains("refunded"))).count();
+    assert_eq!(refunds, 1);
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1);
+
+    // Pay a plan from the balance (149 of 150 RUB): one transaction, one debit.
+    tg.send_text(max.id, "/buy").await.unwrap();
+    let plans = w.screen(max.id, "Choose a plan").await;
+    w.press(max.id, &plans, "1 month").await;
+    let pay = w.screen(max.id, "Choose how to pay").await;
+    w.press(max.id, &pay, "From balance").await;
+    w.screen(max.id, "from your balance").await;
+    assert_eq!(users::get(&w.app.db, max.id).await.unwrap().unwrap().balance, 100);
+    // The same pay button again: already paid, nothing debited.
+    w.forge(max.id, pay.message_id, "pay:bal:m1").await;
+    w.screen(max.id, "Access").await;
+    assert_eq!(users::get(&w.app.db, max.id).await.unwrap().unwrap().balance, 100);
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE reason = 'purchase'").await, 1);
+    w.stop().await;
+});
+
+db_test!(async fn card_payments_take_the_same_path(t) {
+    let clock = ShiftedClock::new();
+    let env = [("PAYMENT_PROVIDER_TOKEN", telegram_emulator::config::DEFAULT_PROVIDER_TOKEN)];
+    let Some(w) = World::start_with(t, false, &env, fast(&clock)).await else { return };
+    let tg = &w.tg;
+    let ola = tg.create_user(NewUser::new("Ola").language("en")).await.unwrap();
+    tg.send_text(ola.id, "/buy").await.unwrap();
+    let plans = w.screen(ola.id, "Choose a plan").await;
+    w.press(ola.id, &plans, "1 month").await;
+    let pay = w.screen(ola.id, "Choose how to pay").await;
+    w.press(ola.id, &pay, "Card").await;
+    let inv = invoice(&w, ola.id).await;
+    let info = inv.invoice.clone().unwrap();
+    assert_eq!((info.currency.as_str(), info.total_amount), ("RUB", 14_900));
+    assert_eq!(tg.pay_invoice(ola.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
+    w.screen(ola.id, "Payment received").await;
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE provider = 'card' AND currency = 'RUB' AND amount = 14900").await, 1);
+    w.stop().await;
+});
+
+// Two balance payments racing in separate transactions: the balance never goes negative,
+// one reference is never paid twice.
+db_test!(async fn racing_balance_payments_never_overdraw_or_pay_twice(t) {
+    let db = &t.db;
+    let now = SystemClock.now();
+    let catalog = crate::common::nodes::catalog(&[], &[]);
+    let plan = catalog.plans.iter().find(|p| p.id == "m1").unwrap().clone();
+    let base = catalog.bot.base_currency;
+    let nodes = Arc::new(tollgate::nodes::EnabledNodes::new(Vec::<String>::new()));
+    let from = users::TelegramUser { id: 7, is_bot: false, first_name: "Sam".into(), last_name: None, username: None, language_code: None };
+    let mut tx = db.begin().await.unwrap();
+    users::touch(&mut tx, &from, &catalog.bot.languages, now).await.unwrap();
+    // Enough for one month, not two.
+    ledger::change(&mut tx, 7, 200 * 100, Reason::Admin, "seed", now).await.unwrap();
+    tx.commit().await.unwrap();
+
+    async fn attempt(db: Db, nodes: Arc<tollgate::nodes::EnabledNodes>, plan: tollgate::config::catalog::Plan, base: tollgate::domain::money::Currency, reference: String) -> &'static str {
+        for _ in 0..50 {
+            let mut tx = db.begin().await.unwrap();
+            let charge = BalanceCharge { user_id: 7, plan: &plan, reason: Reason::Purchase, reference: &reference };
+            match billing::pay_plan_from_balance(&mut tx, &nodes, base, &charge, SystemClock.now()).await {
+                Ok(r) => {
+                    tx.commit().await.unwrap();
+                    return match r {
+                        BalancePaid::Paid { .. } => "paid",
+                        BalancePaid::AlreadyPaid => "already",
+                        BalancePaid::Short { .. } => "short",
+                    };
+                }
+                Err(billing::BillingError::Raced) => continue,
+                Err(billing::BillingError::Database(e)) if tollgate::store::classify(&e) == tollgate::store::Failure::Unavailable => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no outcome after 50 tries")
+    }
+    // Different buttons: one is paid, the other is short.
+    let a = tokio::spawn(attempt(db.clone(), nodes.clone(), plan.clone(), base, "r:a".into()));
+    let b = tokio::spawn(attempt(db.clone(), nodes.clone(), plan.clone(), base, "r:b".into()));
+    let mut outcomes = vec![a.await.unwrap(), b.await.unwrap()];
+    outcomes.sort();
+    assert_eq!(outcomes, ["paid", "short"]);
+    assert_eq!(users::get(db, 7).await.unwrap().unwrap().balance, 200 * 100 - 149 * 100);
+    // The same button tapped four times at once, with money for all: paid once.
+    let mut tx = db.begin().await.unwrap();
+    ledger::change(&mut tx, 7, 1000 * 100, Reason::Admin, "seed-2", now).await.unwrap();
+    tx.commit().await.unwrap();
+    let tasks: Vec<_> = (0..4).map(|_| tokio::spawn(attempt(db.clone(), nodes.clone(), plan.clone(), base, "r:same".into()))).collect();
+    let mut paid = 0;
+    for t in tasks {
+        if t.await.unwrap() == "paid" {
+            paid += 1;
+        }
+    }
+    assert_eq!(paid, 1);
+    assert_eq!(users::get(db, 7).await.unwrap().unwrap().balance, 1051 * 100 - 149 * 100);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE reason = 'purchase'").await, 2);
+    let sub = access::subscription_for_user(db, 7).await.unwrap().unwrap();
+    assert!((days_between(now, sub.expires_at) - 60.0).abs() < 0.01, "two months bought in all");
+});
+
+// Renewal math at the boundaries: `max(expires_at, now) + days`, same key.
+db_test!(async fn renewal_extends_from_the_later_of_expiry_and_now(t) {
+    let db = &t.db;
+    let catalog = crate::common::nodes::catalog(&[], &[]);
+    let nodes = Arc::new(tollgate::nodes::EnabledNodes::new(Vec::<String>::new()));
+    let plan = catalog.plans.iter().find(|p| p.id == "m1").unwrap().clone();
+    let now = SystemClock.now();
+    for (user, offset_ms) in [(11_i64, 5 * 86_400_000_i64), (12, -1), (13, -90 * 86_400_000)] {
+        let from = users::TelegramUser { id: user, is_bot: false, first_name: "R".into(), last_name: None, username: None, language_code: None };
+        let mut tx = db.begin().await.unwrap();
+        users::touch(&mut tx, &from, &catalog.bot.languages, now).await.unwrap();
+        ledger::change(&mut tx, user, 149 * 100, Reason::Admin, &format!("seed:{user}"), now).await.unwrap();
+        // A first month, bought long ago enough that it ends at now + offset.
+        let start = tollgate::time::Timestamp::from_millis(now.as_millis() + offset_ms - 30 * 86_400_000);
+        let grant = access::Grant::days(access::Kind::Paid, 30, Some("m1"));
+        access::grant_or_extend(&mut tx, &nodes, user, &grant, start).await.unwrap();
+        tx.commit().await.unwrap();
+        let before = access::subscription_for_user(db, user).await.unwrap().unwrap();
+        assert_eq!(before.expires_at.as_millis(), now.as_millis() + offset_ms);
+        let mut tx = db.begin().await.unwrap();
+        let charge = BalanceCharge { user_id: user, plan: &plan, reason: Reason::Purchase, reference: &format!("renew:{user}") };
+        let r = billing::pay_plan_from_balance(&mut tx, &nodes, catalog.bot.base_currency, &charge, now).await.unwrap();
+        tx.commit().await.unwrap();
+        let BalancePaid::Paid { subscription, .. } = r else { panic!("{r:?}") };
+        let base = if offset_ms > 0 { before.expires_at } else { now };
+        assert_eq!(subscription.expires_at, base.plus(DAY * 30), "user {user}");
+        assert_eq!(subscription.vpn_uuid, before.vpn_uuid, "same key for user {user}");
+    }
+});
