@@ -29,9 +29,12 @@ use crate::time::SharedClock;
 
 pub const LEASE: &str = "telegram:poller";
 
-/// Deadline of a `getUpdates` call: the long poll plus room for the network.
+/// Deadline of a `getUpdates` call: the long poll plus room for the network. The Bot API
+/// server holds a repeated poll with the same offset for at least 3 s even when asked for
+/// less, so short polls get that floor.
 pub fn call_timeout(long_poll: Duration) -> Duration {
-    long_poll + (long_poll / 2).max(Duration::from_secs(2))
+    let held = long_poll.max(Duration::from_secs(3));
+    held + (held / 2).max(Duration::from_secs(2))
 }
 
 /// The poller lease outlives any one call; it is renewed before each call.
