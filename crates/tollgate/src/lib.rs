@@ -20,6 +20,7 @@ pub mod lease;
 pub mod metrics;
 pub mod nodes;
 pub mod qr;
+pub mod sandbox;
 pub mod shutdown;
 pub mod store;
 pub mod supervisor;

@@ -1,5 +1,6 @@
 //! The `tollgate` command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -8,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::bot::Bot;
 use tollgate::config::{self, Config, Env};
+use tollgate::sandbox::{self, NodeMode, Sandbox, SandboxOptions};
 use tollgate::store::Db;
 use tollgate::store::migrate::{self, MigrateTimeouts};
 use tollgate::telegram::dispatcher::Handler;
@@ -58,6 +60,42 @@ enum Command {
     /// Secrets are redacted. Exits non-zero listing every problem, each with its key and
     /// how to fix it. Touches neither the database nor the network.
     CheckConfig,
+    /// Try the whole product on this machine: no bot token, no setup. Open the printed web
+    /// chat page in a browser.
+    ///
+    /// Runs, on 127.0.0.1 and in this one process: a Telegram Bot API emulator with a web chat
+    /// page (create a user, press START, chat with the bot as in Telegram, pay invoices with
+    /// emulated Stars); the service in polling mode against it, on SQLite, selling the example
+    /// catalog built into the binary; and, when a `v2ray` binary is installed
+    /// ($TOLLGATE_V2RAY_BIN, /usr/bin/v2ray or PATH), a local VPN node: a V2Ray core plus a
+    /// tollgate-node agent, so the trial really provisions a VLESS user. Without v2ray the bot
+    /// runs with no nodes: it shows the subscription URL and reports that no server is
+    /// available.
+    ///
+    /// Every run starts from scratch (the emulator keeps its chats in memory): the data lives
+    /// in a new temporary directory removed on exit, or in --data-dir. The service's
+    /// environment settings (BOT_TOKEN, DATABASE_URL, PORT, TOLLGATE_CONFIG, ...) are not
+    /// read; RUST_LOG and LOG_FORMAT are (default: warnings only). Ctrl-C stops everything,
+    /// the V2Ray core included.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// Port of the web chat page (and the emulated Bot API) on 127.0.0.1; 0 picks a free port.
+    #[arg(long, value_name = "PORT", default_value_t = sandbox::DEFAULT_WEB_PORT)]
+    port: u16,
+    /// Port of the service (/healthz, /readyz, /metrics, /sub/<token>) on 127.0.0.1; 0 picks
+    /// a free port.
+    #[arg(long, value_name = "PORT", default_value_t = sandbox::DEFAULT_SERVICE_PORT)]
+    service_port: u16,
+    /// Keep the database, the catalog in use and the node's state in this new or empty
+    /// directory instead of a temporary one removed on exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Run without a local node even when v2ray is installed.
+    #[arg(long)]
+    no_node: bool,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +116,7 @@ fn main() -> ExitCode {
         Command::Migrate => runtime.block_on(migrate_command(&env)),
         Command::Run => runtime.block_on(run(&env, Bot::plug)),
         Command::Echo => runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler))),
+        Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
     }
 }
 
@@ -194,6 +233,63 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sandbox_command(env: &Env, args: SandboxArgs) -> ExitCode {
+    // Quiet by default: the printed summary is what a person needs; RUST_LOG shows more. The
+    // agent's complaints are left out: Ctrl-C in a terminal reaches the V2Ray core too, and the
+    // agent would report the core lost while everything stops.
+    let mut log_env = vec![(
+        "RUST_LOG",
+        env.get("RUST_LOG").unwrap_or("warn,tollgate_node=error"),
+    )];
+    if let Some(format) = env.get("LOG_FORMAT") {
+        log_env.push(("LOG_FORMAT", format));
+    }
+    if let Err(code) = init_logging(&Env::from_pairs(log_env)) {
+        return code;
+    }
+    let token = CancellationToken::new();
+    if let Err(e) = shutdown::cancel_on_signal(token.clone()) {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    let options = SandboxOptions {
+        web_port: args.port,
+        service_port: args.service_port,
+        data_dir: args.data_dir,
+        node: if args.no_node {
+            NodeMode::Off
+        } else {
+            NodeMode::Auto
+        },
+    };
+    let started = tokio::select! {
+        started = Sandbox::start(options) => started,
+        () = token.cancelled() => {
+            eprintln!("tollgate sandbox: interrupted while starting");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match started {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", running.summary());
+    let result = running.run_until(token).await;
+    match result {
+        Ok(()) => {
+            println!("tollgate sandbox: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

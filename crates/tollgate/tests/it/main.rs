@@ -21,5 +21,7 @@ mod pipeline_dispatch;
 mod pipeline_outbox;
 mod pipeline_webhook;
 mod readiness;
+mod sandbox;
+mod sandbox_browser;
 mod shutdown;
 mod time_zone;
