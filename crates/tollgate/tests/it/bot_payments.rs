@@ -420,3 +420,46 @@ db_test!(async fn renewal_extends_from_the_later_of_expiry_and_now(t) {
         assert_eq!(subscription.vpn_uuid, before.vpn_uuid, "same key for user {user}");
     }
 });
+
+// F6: a payment that names no purchase of its payer, or pays less than the price, is kept
+// and put in front of a human — never applied, never lost.
+db_test!(async fn underpaid_or_foreign_payments_are_kept_for_review_not_applied(t) {
+    let db = &t.db;
+    let catalog = crate::common::nodes::catalog(&[], &[]);
+    let texts = tollgate::i18n::Texts::load().unwrap();
+    let nodes = tollgate::nodes::EnabledNodes::new(Vec::<String>::new());
+    let now = SystemClock.now();
+    let mut tx = db.begin().await.unwrap();
+    for id in [21_i64, 22] {
+        let from = users::TelegramUser { id, is_bot: false, first_name: "P".into(), last_name: None, username: None, language_code: None };
+        users::touch(&mut tx, &from, &catalog.bot.languages, now).await.unwrap();
+    }
+    let item = billing::Item::Plan { plan_id: "m1".into(), days: 30 };
+    let price = tollgate::domain::money::Money::new(100, tollgate::domain::money::Currency::Xtr);
+    let p = billing::create_purchase(&mut tx, 21, &item, price, billing::Provider::Stars, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let ctx = billing::Context { catalog: &catalog, texts: &texts, nodes: &nodes, admins: &[99] };
+    let cases = [
+        ("under", 21, 99, billing::invoice_payload(p.id)),
+        ("foreign", 22, 100, billing::invoice_payload(p.id)),
+        ("forged", 21, 100, "purchase:999999".to_owned()),
+    ];
+    for (charge, user, amount, payload) in cases {
+        let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: charge.into(), user_id: user, currency: "XTR".into(), total_amount: amount, payload, raw: None };
+        let mut tx = db.begin().await.unwrap();
+        let f = billing::finalize(&mut tx, &ctx, &pay, now).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(matches!(f, billing::Finalized::Applied { effect: billing::Effect::Review { .. }, .. }), "{charge}: {f:?}");
+    }
+    assert!(access::subscription_for_user(db, 21).await.unwrap().is_none());
+    assert!(access::subscription_for_user(db, 22).await.unwrap().is_none());
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 3, "every payment kept");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE chat_id = 99").await, 3, "the admin hears of each");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'pending'").await, 1, "the purchase stays unpaid");
+    // An overpayment is accepted.
+    let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: "over".into(), user_id: 21, currency: "XTR".into(), total_amount: 150, payload: billing::invoice_payload(p.id), raw: None };
+    let mut tx = db.begin().await.unwrap();
+    let f = billing::finalize(&mut tx, &ctx, &pay, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(f.access_changed(), "{f:?}");
+});
