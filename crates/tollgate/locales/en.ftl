@@ -195,3 +195,13 @@ refund-usage = Usage: /refund &lt;telegram payment charge id&gt;
 refund-unknown = No payment with charge id { $charge } is known.
 refund-sent = ↩️ Refund of { $charge } requested; the user's access is reduced accordingly.
 refund-failed = Telegram refused the refund of { $charge }: { $reason }
+
+## Reminders and renewals
+
+reminder-text = ⏳ Your access ends in { $left } — on { $until }. Renew now to keep it without a break.
+expired-text = Your access has ended. Renew to connect again — your settings stay the same.
+trial-onboarding-text = How is your free trial going? If something does not connect, open Connect for the link and the apps, or write to support.
+trial-ending-text = Your free trial ends in { $left } ({ $until }). Choose a plan to keep your access.
+trial-ended-text = Your free trial has ended. Choose a plan to keep using the VPN.
+auto-renewed-text = 🔄 Renewed from your balance for { $price }. Access until { $until }. Balance: { $balance }.
+auto-renew-short-text = Auto-renewal needs { $missing } more on your balance before { $until }. Top up to keep your access.

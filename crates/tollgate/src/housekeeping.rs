@@ -68,6 +68,19 @@ impl Housekeeping {
                 break;
             }
         }
+        // Unpaid purchases past their TTL; a paid one is never touched (a late payment for
+        // an expired purchase is still honoured by finalize).
+        loop {
+            hb.beat();
+            match crate::billing::expire_unpaid_purchases(&self.db, now, PRUNE_BATCH).await {
+                Ok(n) if n == PRUNE_BATCH as u64 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot expire unpaid purchases; will try again");
+                    break;
+                }
+            }
+        }
         Ok((updates, messages))
     }
 

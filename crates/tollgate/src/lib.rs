@@ -16,6 +16,7 @@ pub mod flags;
 pub mod housekeeping;
 pub mod http;
 pub mod i18n;
+pub mod jobs;
 pub mod lease;
 pub mod metrics;
 pub mod nodes;

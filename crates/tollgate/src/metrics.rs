@@ -74,6 +74,7 @@ pub struct Metrics {
     pub components: ComponentMetrics,
     pub telegram: crate::telegram::metrics::PipelineMetrics,
     pub nodes: crate::nodes::metrics::NodeMetrics,
+    pub jobs: crate::jobs::metrics::JobMetrics,
 }
 
 impl Metrics {
@@ -148,6 +149,7 @@ impl Metrics {
         );
         let telegram = crate::telegram::metrics::PipelineMetrics::register(&mut registry);
         let nodes = crate::nodes::metrics::NodeMetrics::register(&mut registry);
+        let jobs = crate::jobs::metrics::JobMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             http,
@@ -155,6 +157,7 @@ impl Metrics {
             components,
             telegram,
             nodes,
+            jobs,
         }
     }
 

@@ -99,8 +99,14 @@ pub struct Heartbeat {
     last_ns: Arc<AtomicU64>,
 }
 
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat::new()
+    }
+}
+
 impl Heartbeat {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Heartbeat {
             epoch: Instant::now(),
             last_ns: Arc::new(AtomicU64::new(0)),

@@ -186,8 +186,8 @@ pub async fn grant_or_extend(
         let expires_at = new_expiry(None, grant.length, now)?;
         let (uuid, token) = fresh_key(user_id, &[])?;
         let inserted: Option<Row> = on_tx!(tx, c => sqlx::query_as(
-            "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $4)
+            "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at, notice_stage, notice_from, next_notice_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $4, 0, $4, $4)
              ON CONFLICT (user_id) DO NOTHING
              RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
         ).bind(user_id).bind(grant.kind.as_str()).bind(&grant.plan_id).bind(now).bind(expires_at)
@@ -239,7 +239,7 @@ pub async fn grant_or_extend(
     };
     let row: Row = on_tx!(tx, c => sqlx::query_as(
         "UPDATE subscriptions SET kind = $2, plan_id = $3, starts_at = $4, expires_at = $5, revoked_at = NULL,
-             vpn_uuid = $6, token = $7, updated_at = $8
+             vpn_uuid = $6, token = $7, updated_at = $8, notice_stage = 0, notice_from = $8, next_notice_at = $8
          WHERE id = $1
          RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
     ).bind(old.id).bind(kind.as_str()).bind(&plan_id).bind(starts_at).bind(expires_at).bind(uuid)
@@ -295,7 +295,7 @@ pub async fn shorten(
     }
     let expires_at = old.expires_at.minus(DAY * days).max(now);
     let row: Row = on_tx!(tx, c => sqlx::query_as(
-        "UPDATE subscriptions SET expires_at = $2, updated_at = $3 WHERE id = $1
+        "UPDATE subscriptions SET expires_at = $2, updated_at = $3, notice_stage = 0, notice_from = $3, next_notice_at = $3 WHERE id = $1
          RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
     ).bind(subscription_id).bind(expires_at).bind(now).fetch_one(c).await)?;
     let subscription = from_row(row)?;

@@ -38,8 +38,12 @@ use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::{self, Flag};
 use crate::i18n::{Arg, Texts};
+use crate::jobs::notices::Notices;
+use crate::jobs::renewal::AutoRenewal;
+use crate::jobs::{Job, JobRunner};
 use crate::nodes::membership;
 use crate::store::Tx;
+use crate::supervisor::Component;
 use crate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use crate::telegram::inbox::{self, Claimed};
 use crate::time::Timestamp;
@@ -71,12 +75,27 @@ impl Bot {
         let texts = Arc::new(Texts::load().map_err(|e| anyhow::anyhow!("{e}"))?);
         let notices = AccessNotices::new(s.clone(), texts.clone());
         let stars = StarsReconciler::new(s.clone(), texts.clone());
+        let runner = |job: Arc<dyn Job>| -> Arc<dyn Component> {
+            Arc::new(JobRunner::new(
+                job,
+                s.db.clone(),
+                s.clock.clone(),
+                s.holder.clone(),
+                s.metrics.jobs.clone(),
+            ))
+        };
+        let jobs = [
+            runner(Arc::new(Notices::new(s.clone(), texts.clone()))),
+            runner(Arc::new(AutoRenewal::new(s.clone(), texts.clone()))),
+        ];
+        let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
+        components.extend(jobs);
         Ok(Plugged {
             handler: Arc::new(Bot {
                 s: s.clone(),
                 texts,
             }),
-            components: vec![Arc::new(notices), Arc::new(stars)],
+            components,
         })
     }
 

@@ -56,6 +56,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
     0002 "access",
     0003 "billing",
     0004 "bot",
+    0005 "jobs",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -65,6 +66,7 @@ pub static POSTGRES: &[Migration] = migrations!("postgres":
     0002 "access",
     0003 "billing",
     0004 "bot",
+    0005 "jobs",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -10,6 +10,7 @@ mod bot_journey;
 mod bot_payments;
 mod config_cli;
 mod constraints;
+mod jobs_contract;
 mod leases;
 mod migrations;
 mod nodes_kill;

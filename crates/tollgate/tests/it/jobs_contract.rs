@@ -1,0 +1,230 @@
+//! RELIABILITY A4, D1, D2 (DESIGN §4): the job runner's contract on every path — exactly one
+//! ITERATION_START and one ITERATION_END with the right outcome for success, error, panic,
+//! deadline, flag off and "another replica leads"; failures back off instead of spinning;
+//! a runtime flag takes effect on the next iteration.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tollgate::flags::{self, Flag};
+use tollgate::jobs::metrics::JobMetrics;
+use tollgate::jobs::{IterationFuture, Job, JobRunner, Outcome};
+use tollgate::lease;
+use tollgate::supervisor::Component;
+use tollgate::time::{Clock, SystemClock};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+use crate::db_test;
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Items(u64),
+    Fail,
+    Panic,
+    Hang,
+}
+
+struct Scripted {
+    name: &'static str,
+    behaviour: Behaviour,
+    flag: Option<Flag>,
+    singleton: bool,
+    interval: Duration,
+    runs: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(name: &'static str, behaviour: Behaviour) -> Scripted {
+        Scripted {
+            name,
+            behaviour,
+            flag: None,
+            singleton: false,
+            interval: Duration::from_millis(10),
+            runs: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Job for Scripted {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+    fn singleton(&self) -> bool {
+        self.singleton
+    }
+    fn flag(&self) -> Option<Flag> {
+        self.flag
+    }
+    fn run_once(&self) -> IterationFuture<'_> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let b = self.behaviour;
+        Box::pin(async move {
+            match b {
+                Behaviour::Items(n) => Ok(n),
+                Behaviour::Fail => Err(anyhow::anyhow!("scripted failure")),
+                Behaviour::Panic => panic!("scripted panic"),
+                Behaviour::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(0)
+                }
+            }
+        })
+    }
+}
+
+/// One ITERATION_* event: (message, job, outcome, items).
+type Record = (String, String, String, String);
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<Record>>>);
+
+struct Fields<'a>(&'a mut Record);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let v = format!("{value:?}").trim_matches('"').to_owned();
+        match field.name() {
+            "message" => self.0.0 = v,
+            "job" => self.0.1 = v,
+            "outcome" => self.0.2 = v,
+            "items" => self.0.3 = v,
+            _ => {}
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.record_debug(field, &value)
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Default::default();
+        event.record(&mut Fields(&mut f));
+        if f.0.starts_with("ITERATION_") {
+            self.0.lock().unwrap().push(f);
+        }
+    }
+}
+
+fn runner(t: &crate::common::TestDb, job: Arc<dyn Job>, holder: &str) -> JobRunner {
+    let mut registry = prometheus_client::registry::Registry::default();
+    JobRunner::new(
+        job,
+        t.db.clone(),
+        Arc::new(SystemClock),
+        holder.to_owned(),
+        JobMetrics::register(&mut registry),
+    )
+}
+
+db_test!(async fn every_path_yields_one_start_and_one_end_with_its_outcome(t) {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+    let mut flagged = Scripted::new("flagged", Behaviour::Items(1));
+    flagged.flag = Some(Flag::AutoRenewal);
+    flags::set(&t.db, Flag::AutoRenewal, false, None, SystemClock.now()).await.unwrap();
+    let mut led = Scripted::new("led", Behaviour::Items(1));
+    led.singleton = true;
+    lease::acquire(&t.db, "job:led", "another-replica", Duration::from_secs(60), SystemClock.now()).await.unwrap().unwrap();
+    let cases: Vec<(Scripted, Outcome, &str)> = vec![
+        (Scripted::new("succeeds", Behaviour::Items(3)), Outcome::Ok, "3"),
+        (Scripted::new("errs", Behaviour::Fail), Outcome::Error, "0"),
+        (Scripted::new("panics", Behaviour::Panic), Outcome::Panic, "0"),
+        (Scripted::new("hangs", Behaviour::Hang), Outcome::Deadline, "0"),
+        (flagged, Outcome::FlagOff, "0"),
+        (led, Outcome::NotLeader, "0"),
+    ];
+    for (job, want, items) in cases {
+        let name = job.name;
+        let job = Arc::new(job);
+        let r = runner(t, job.clone(), "me");
+        let mut lease = None;
+        let got = r.iteration(&mut lease).await;
+        assert_eq!(got, want, "{name}");
+        let events: Vec<_> = captured.0.lock().unwrap().drain(..).filter(|e| e.1 == name).collect();
+        assert_eq!(events.len(), 2, "{name}: {events:?}");
+        assert_eq!(events[0].0, "ITERATION_START", "{name}");
+        assert_eq!(events[1].0, "ITERATION_END", "{name}");
+        assert_eq!(events[1].2, want.as_str(), "{name}");
+        assert_eq!(events[1].3, items, "{name}");
+        let ran = job.runs.load(Ordering::SeqCst);
+        let should_run = !matches!(want, Outcome::FlagOff | Outcome::NotLeader);
+        assert_eq!(ran, usize::from(should_run), "{name}: run_once calls");
+    }
+    // The runner survived a panic and a hang: the same runner goes on.
+    let job = Arc::new(Scripted::new("panics-then-lives", Behaviour::Panic));
+    let r = runner(t, job.clone(), "me");
+    let mut lease = None;
+    for _ in 0..3 {
+        assert_eq!(r.iteration(&mut lease).await, Outcome::Panic);
+    }
+    assert_eq!(job.runs.load(Ordering::SeqCst), 3);
+});
+
+db_test!(async fn a_flag_flipped_at_runtime_takes_effect_on_the_next_iteration(t) {
+    let mut job = Scripted::new("flippable", Behaviour::Items(1));
+    job.flag = Some(Flag::AutoRenewal);
+    let job = Arc::new(job);
+    let r = runner(t, job.clone(), "me");
+    let mut lease = None;
+    assert_eq!(r.iteration(&mut lease).await, Outcome::Ok);
+    flags::set(&t.db, Flag::AutoRenewal, false, Some(1), SystemClock.now()).await.unwrap();
+    assert_eq!(r.iteration(&mut lease).await, Outcome::FlagOff);
+    assert_eq!(r.iteration(&mut lease).await, Outcome::FlagOff);
+    flags::set(&t.db, Flag::AutoRenewal, true, Some(1), SystemClock.now()).await.unwrap();
+    assert_eq!(r.iteration(&mut lease).await, Outcome::Ok);
+    assert_eq!(job.runs.load(Ordering::SeqCst), 2);
+});
+
+db_test!(async fn a_singleton_runs_on_one_replica_and_hands_over_when_released(t) {
+    let mut a = Scripted::new("single", Behaviour::Items(1));
+    a.singleton = true;
+    let mut b = Scripted::new("single", Behaviour::Items(1));
+    b.singleton = true;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let (ra, rb) = (runner(t, a.clone(), "replica-a"), runner(t, b.clone(), "replica-b"));
+    let (mut la, mut lb) = (None, None);
+    for _ in 0..3 {
+        assert_eq!(ra.iteration(&mut la).await, Outcome::Ok);
+        assert_eq!(rb.iteration(&mut lb).await, Outcome::NotLeader);
+    }
+    lease::release(&t.db, la.as_ref().unwrap(), SystemClock.now()).await.unwrap();
+    assert_eq!(rb.iteration(&mut lb).await, Outcome::Ok);
+    assert_eq!(ra.iteration(&mut la).await, Outcome::NotLeader);
+    assert_eq!((a.runs.load(Ordering::SeqCst), b.runs.load(Ordering::SeqCst)), (3, 1));
+});
+
+/// Runs `job`'s runner loop until `n` iterations happened or `limit` passed; returns the
+/// iterations and the time taken.
+async fn run_for(t: &crate::common::TestDb, job: Arc<Scripted>, limit: Duration) -> usize {
+    let r = Arc::new(runner(t, job.clone(), "me"));
+    let stop = CancellationToken::new();
+    let hb = tollgate::supervisor::Heartbeat::default();
+    let task = tokio::spawn(r.run(hb, stop.clone()));
+    tokio::time::sleep(limit).await;
+    stop.cancel();
+    task.await.unwrap();
+    job.runs.load(Ordering::SeqCst)
+}
+
+db_test!(async fn a_failing_job_backs_off_instead_of_spinning(t) {
+    // Same interval, same wall time: the healthy job runs every ~10 ms, the failing one
+    // doubles its wait after each failure up to its cap (16 × interval).
+    let limit = Duration::from_millis(1500);
+    let healthy = run_for(t, Arc::new(Scripted::new("healthy", Behaviour::Items(0))), limit).await;
+    let failing = run_for(t, Arc::new(Scripted::new("failing", Behaviour::Fail)), limit).await;
+    // 10+20+40+80+160 ms, then 160 ms apart (±jitter): at most ~14 tries in 1.5 s.
+    assert!(failing <= 16, "failing job ran {failing} times in {limit:?}: it spins");
+    assert!(failing >= 3, "failing job ran only {failing} times: it must keep trying");
+    assert!(healthy >= 3 * failing, "healthy {healthy} vs failing {failing}");
+});
