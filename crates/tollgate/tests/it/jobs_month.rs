@@ -2,7 +2,7 @@
 //! population (trial, paid, gift, admin grant, auto-renewal with and without money, a top-up
 //! an hour before expiry, users who blocked the bot). Every reminder, trial message, expiry
 //! and renewal happens exactly once and at the right time, even when every iteration runs
-//! twice (a second replica).
+//! twice (a second replica), and on PostgreSQL sessions in a non-UTC time zone.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -157,7 +157,14 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
     // Start on a step boundary so due times line up with ticks predictably.
     let t0 = Timestamp::from_millis(1_800_000_000_000 / STEP * STEP);
     let clock = ManualClock::new(t0);
-    let (app, s, emu) = services(t, &clock).await;
+    let (app, mut s, emu) = services(t, &clock).await;
+    // On PostgreSQL the jobs run on the harness's sessions, which are in a non-UTC time zone
+    // (RELIABILITY C8): the schedule must not move.
+    if let tollgate::store::Db::Postgres(p) = &t.db {
+        let zone: String = sqlx::query_scalar("SHOW TimeZone").fetch_one(p).await.unwrap();
+        assert_eq!(zone, crate::common::PG_TEST_TIME_ZONE);
+        s.db = t.db.clone();
+    }
     let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
     let notices = Notices::new(s.clone(), texts.clone());
     let renewal = AutoRenewal::new(s.clone(), texts.clone());
