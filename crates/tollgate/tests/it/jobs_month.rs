@@ -250,3 +250,135 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
     app.shutdown().await.unwrap();
     emu.shutdown().await;
 });
+
+/// Everything the month leaves behind that must not depend on who ran the jobs: the queued
+/// messages (by key), each user's balance, renewal debits and subscription end.
+async fn outcome(db: &tollgate::store::Db) -> (Vec<String>, Vec<(i64, i64, i64, i64)>) {
+    let keys: Vec<(String,)> = on_db!(db, p => sqlx::query_as(
+        "SELECT dedupe_key FROM outbox ORDER BY dedupe_key"
+    ).fetch_all(p).await)
+    .unwrap();
+    let users: Vec<(i64, i64, i64, i64)> = on_db!(db, p => sqlx::query_as(
+        "SELECT u.id, u.balance,
+                (SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger l WHERE l.user_id = u.id AND l.reason = 'renewal'),
+                COALESCE((SELECT s.expires_at FROM subscriptions s WHERE s.user_id = u.id), 0)
+         FROM users u ORDER BY u.id"
+    ).fetch_all(p).await).unwrap();
+    (keys.into_iter().map(|k| k.0).collect(), users)
+}
+
+/// A population of 40: every kind, lengths from 1 to 40 days, auto-renewal with enough,
+/// too little or no money, some blocked.
+async fn population(s: &Services, t0: Timestamp) {
+    for i in 0..40_i64 {
+        let kind = [Kind::Trial, Kind::Paid, Kind::Gift, Kind::Admin][(i % 4) as usize];
+        let days = u32::try_from(1 + i % 40).unwrap();
+        let plan = (kind == Kind::Paid).then_some("m1");
+        let p = Person {
+            id: 1000 + i,
+            auto_renew: i % 3 == 0,
+            balance: [0, 149_00, 298_00][(i % 3) as usize],
+            blocked: i % 5 == 0,
+        };
+        let grant = Grant::days(kind, if kind == Kind::Trial { 3 } else { days }, plan);
+        person(s, &p, Some(grant), t0).await;
+    }
+}
+
+/// RELIABILITY A5, D2–D5: three service instances on one PostgreSQL database (each with its
+/// own pool and its own jobs) run the month concurrently and are killed at random mid-
+/// iteration (their tasks aborted, so open transactions roll back, as with kill -9). The
+/// result — every message, debit and date — equals a single undisturbed instance's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_killed_at_random_end_the_month_like_one() {
+    use rand::{Rng, SeedableRng};
+    let Some(reference_db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(shared_db) = TestDb::postgres().await else {
+        return;
+    };
+    let t0 = Timestamp::from_millis(1_800_000_000_000 / STEP * STEP);
+    let end = t0.as_millis() + 31 * D;
+    let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
+
+    // The reference: one instance, nothing disturbed.
+    let clock = ManualClock::new(t0);
+    let (app, s, emu) = services(&reference_db, &clock).await;
+    population(&s, t0).await;
+    let (n, r) = (
+        Notices::new(s.clone(), texts.clone()),
+        AutoRenewal::new(s.clone(), texts.clone()),
+    );
+    let mut now = t0.as_millis();
+    while now <= end {
+        clock.set(Timestamp::from_millis(now));
+        r.run_batch().await.unwrap();
+        n.run_batch().await.unwrap();
+        now += 2 * H;
+    }
+    let want = outcome(&s.db).await;
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+    assert!(
+        want.0.len() > 100,
+        "the month produced messages: {}",
+        want.0.len()
+    );
+
+    // Three instances on one database, sharing the clock.
+    let clock = ManualClock::new(t0);
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(services(&shared_db, &clock).await);
+    }
+    population(&instances[0].1, t0).await;
+    let jobs: Vec<(Arc<Notices>, Arc<AutoRenewal>)> = instances
+        .iter()
+        .map(|(_, s, _)| {
+            (
+                Arc::new(Notices::new(s.clone(), texts.clone())),
+                Arc::new(AutoRenewal::new(s.clone(), texts.clone())),
+            )
+        })
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut kills = 0;
+    let mut now = t0.as_millis();
+    while now <= end {
+        clock.set(Timestamp::from_millis(now));
+        let mut tasks = Vec::new();
+        for (n, r) in &jobs {
+            let (n, r) = (n.clone(), r.clone());
+            tasks.push(tokio::spawn(async move {
+                // Errors are what a killed sibling or a lost race may cause; the next step retries.
+                let _ = r.run_batch().await;
+                let _ = n.run_batch().await;
+            }));
+        }
+        // Now and then one instance dies mid-iteration.
+        if rng.random_bool(0.3) {
+            let victim = rng.random_range(0..tasks.len());
+            tokio::time::sleep(std::time::Duration::from_micros(rng.random_range(0..3000))).await;
+            tasks[victim].abort();
+            kills += 1;
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        now += 2 * H;
+    }
+    // After the month, one quiet pass lets anything a kill interrupted at the very end finish.
+    for (n, r) in &jobs {
+        r.run_batch().await.unwrap();
+        n.run_batch().await.unwrap();
+    }
+    assert!(kills > 50, "kills: {kills}");
+    let got = outcome(&shared_db.db).await;
+    assert_eq!(got.1, want.1, "balances, renewal debits and dates");
+    assert_eq!(got.0, want.0, "messages");
+    for (app, _, emu) in instances {
+        app.shutdown().await.unwrap();
+        emu.shutdown().await;
+    }
+}
