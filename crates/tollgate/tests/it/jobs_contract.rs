@@ -228,3 +228,148 @@ db_test!(async fn a_failing_job_backs_off_instead_of_spinning(t) {
     assert!(failing >= 3, "failing job ran only {failing} times: it must keep trying");
     assert!(healthy >= 3 * failing, "healthy {healthy} vs failing {failing}");
 });
+
+/// A job that needs the database for its work.
+struct Queries {
+    db: tollgate::store::Db,
+}
+
+impl Job for Queries {
+    fn name(&self) -> &'static str {
+        "queries"
+    }
+    fn interval(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    fn flag(&self) -> Option<Flag> {
+        Some(Flag::AutoRenewal)
+    }
+    fn run_once(&self) -> IterationFuture<'_> {
+        Box::pin(async move {
+            self.db.ping().await?;
+            Ok(1)
+        })
+    }
+}
+
+/// RELIABILITY A9, D2: with the database cut no job spins, and each recovers by itself when
+/// it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_cut_jobs_back_off_and_recover_when_it_returns() {
+    let Some(t) = crate::common::TestDb::postgres().await else {
+        return;
+    };
+    let target: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = crate::common::proxy::TcpProxy::start(target).await;
+    let mut url = url::Url::parse(&t.url).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    let opts: sqlx::postgres::PgConnectOptions = url.as_str().parse().unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy_with(opts);
+    let db = tollgate::store::Db::Postgres(pool);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = JobMetrics::register(&mut registry);
+    let job: Arc<dyn Job> = Arc::new(Queries { db: db.clone() });
+    let r = Arc::new(JobRunner::new(
+        job,
+        db.clone(),
+        Arc::new(SystemClock),
+        "me".into(),
+        metrics.clone(),
+    ));
+    let count = |outcome: &'static str| {
+        metrics
+            .iterations
+            .get_or_create(&tollgate::jobs::metrics::JobLabels {
+                job: "queries",
+                outcome,
+            })
+            .get()
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(r.run(tollgate::supervisor::Heartbeat::default(), stop.clone()));
+    let wait_for = |what: &'static str, f: Box<dyn Fn() -> bool + Send>| async move {
+        let start = tokio::time::Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    {
+        let m = metrics.clone();
+        wait_for(
+            "healthy iterations",
+            Box::new(move || {
+                m.iterations
+                    .get_or_create(&tollgate::jobs::metrics::JobLabels {
+                        job: "queries",
+                        outcome: "ok",
+                    })
+                    .get()
+                    >= 5
+            }),
+        )
+        .await;
+    }
+    proxy.cut();
+    {
+        let m = metrics.clone();
+        wait_for(
+            "the cut is noticed",
+            Box::new(move || {
+                m.iterations
+                    .get_or_create(&tollgate::jobs::metrics::JobLabels {
+                        job: "queries",
+                        outcome: "error",
+                    })
+                    .get()
+                    >= 1
+            }),
+        )
+        .await;
+    }
+    let errors_at_cut = count("error");
+    let ok_at_cut = count("ok");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = count("error") - errors_at_cut;
+    // Healthy, 3 s is ~150 iterations; failing, the wait doubles to its cap (320 ms) plus
+    // each try's 300 ms acquire timeout: about ten.
+    assert!(
+        failed <= 15,
+        "{failed} failed iterations in 3 s: the job spins"
+    );
+    assert!(
+        failed >= 2,
+        "{failed} failed iterations in 3 s: the job stopped trying"
+    );
+    assert_eq!(
+        count("ok"),
+        ok_at_cut,
+        "nothing succeeds while the database is cut"
+    );
+    proxy.restore();
+    {
+        let m = metrics.clone();
+        wait_for(
+            "recovery after the database returns",
+            Box::new(move || {
+                m.iterations
+                    .get_or_create(&tollgate::jobs::metrics::JobLabels {
+                        job: "queries",
+                        outcome: "ok",
+                    })
+                    .get()
+                    >= ok_at_cut + 3
+            }),
+        )
+        .await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+}
