@@ -175,10 +175,10 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
     person(&s, &plain(2), days(Kind::Paid, 30, Some("m1")), t0).await; // paid, lets it lapse
     person(&s, &plain(3), days(Kind::Gift, 10, None), t0).await; // gift
     person(&s, &plain(4), days(Kind::Admin, 2, None), t0).await; // admin grant shorter than 72 h
-    person(&s, &Person { id: 5, auto_renew: true, balance: 149_00, blocked: false }, days(Kind::Paid, 20, Some("m1")), t0).await;
+    person(&s, &Person { id: 5, auto_renew: true, balance: 14_900, blocked: false }, days(Kind::Paid, 20, Some("m1")), t0).await;
     person(&s, &Person { id: 6, auto_renew: true, balance: 0, blocked: false }, days(Kind::Paid, 12, Some("m1")), t0).await;
     person(&s, &Person { id: 7, auto_renew: false, balance: 0, blocked: true }, days(Kind::Paid, 5, Some("m1")), t0).await;
-    person(&s, &Person { id: 8, auto_renew: true, balance: 149_00, blocked: true }, days(Kind::Paid, 8, Some("m1")), t0).await;
+    person(&s, &Person { id: 8, auto_renew: true, balance: 14_900, blocked: true }, days(Kind::Paid, 8, Some("m1")), t0).await;
     person(&s, &plain(9), None, t0).await; // registered, never bought: nothing at all
 
     let mut now = t0.as_millis();
@@ -189,7 +189,7 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
         // User 6 tops up an hour before expiry (day 12).
         if !topped_up && now >= 12 * D + t0.as_millis() - H {
             let mut tx = s.db.begin().await.unwrap();
-            ledger::change(&mut tx, 6, 149_00, Reason::TopUp, "late-topup", clock.now()).await.unwrap();
+            ledger::change(&mut tx, 6, 14_900, Reason::TopUp, "late-topup", clock.now()).await.unwrap();
             tx.commit().await.unwrap();
             topped_up = true;
         }
@@ -277,7 +277,7 @@ async fn population(s: &Services, t0: Timestamp) {
         let p = Person {
             id: 1000 + i,
             auto_renew: i % 3 == 0,
-            balance: [0, 149_00, 298_00][(i % 3) as usize],
+            balance: [0, 14_900, 29_800][(i % 3) as usize],
             blocked: i % 5 == 0,
         };
         let grant = Grant::days(kind, if kind == Kind::Trial { 3 } else { days }, plan);
