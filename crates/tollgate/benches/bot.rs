@@ -249,6 +249,50 @@ fn rss_sampler(pid: u32, max: Arc<std::sync::Mutex<f64>>) -> tokio::task::JoinHa
     })
 }
 
+/// CPU seconds (user + system) used so far by process `pid` (`self` for this process).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Clock ticks; 100 per second on Linux.
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// Where the CPU went during a phase: the service and this process (emulator + load).
+struct CpuMark {
+    at: Instant,
+    service: f64,
+    load: f64,
+}
+
+impl CpuMark {
+    fn now(pid: u32) -> Self {
+        CpuMark {
+            at: Instant::now(),
+            service: cpu_seconds(&pid.to_string()),
+            load: cpu_seconds("self"),
+        }
+    }
+
+    fn report(&self, phase: &str, pid: u32) {
+        let wall = self.at.elapsed().as_secs_f64();
+        let service = cpu_seconds(&pid.to_string()) - self.service;
+        let load = cpu_seconds("self") - self.load;
+        eprintln!(
+            "  {phase}: {wall:.1} s wall; CPU service {service:.1} s ({:.0} % of one core), \
+             emulator + load {load:.1} s ({:.0} %)",
+            service / wall * 100.0,
+            load / wall * 100.0
+        );
+    }
+}
+
 fn bot() -> MessageFilter {
     MessageFilter::from_bot()
 }
@@ -330,6 +374,7 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
     let max_rss = Arc::new(std::sync::Mutex::new(rss_mib(pid)));
     let sampler = rss_sampler(pid, max_rss.clone());
     let sent_before = tg.counters().await.unwrap().messages_sent;
+    let cpu = CpuMark::now(pid);
     let start = Instant::now();
     let sem = Arc::new(Semaphore::new(START_CONCURRENCY));
     let mut handles = Vec::with_capacity(users.len());
@@ -351,6 +396,7 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
     )
     .await;
     let start_rate = users.len() as f64 / start.elapsed().as_secs_f64();
+    cpu.report("/start", pid);
     // The count matched; check that what arrived are menus, in a sample of chats.
     for u in users.iter().step_by((users.len() / 50).max(1)) {
         wait(&tg, *u, bot().text_contains(MENU), "menu").await;
@@ -359,6 +405,7 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
     print_handler_delta("/start", &handler_before, &handler_mid);
 
     // The full purchase, many users at once, each one's steps in order.
+    let cpu = CpuMark::now(pid);
     let start = Instant::now();
     let sem = Arc::new(Semaphore::new(FLOW_CONCURRENCY));
     let mut handles = Vec::with_capacity(n_purchases);
@@ -376,6 +423,7 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
         flows.push(h.await.unwrap());
     }
     let buy_rate = n_purchases as f64 / start.elapsed().as_secs_f64();
+    cpu.report("purchase", pid);
     let handler_after = handler_times(&metrics_url).await;
     print_handler_delta("purchase", &handler_mid, &handler_after);
 
