@@ -47,7 +47,8 @@ pub struct AppOptions {
     pub handler_max_attempts: i32,
     /// First retry delay of a message after a 5xx or timeout (doubles per attempt).
     pub send_retry_base: Duration,
-    /// Least time between two messages to one chat (Telegram: about a second).
+    /// Least time between two messages to one chat (Telegram: about a second); `tollgate
+    /// run` takes it from `OUTBOX_PER_CHAT_INTERVAL`.
     pub per_chat_interval: Duration,
     /// More components to supervise (tests use it to plant a misbehaving one).
     pub extra_components: Vec<Arc<dyn Component>>,

@@ -216,7 +216,11 @@ where
         eprintln!("error: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let running = match app::start(config, AppOptions::default(), make_handler).await {
+    let options = AppOptions {
+        per_chat_interval: config.deployment.pipeline.outbox_per_chat_interval,
+        ..AppOptions::default()
+    };
+    let running = match app::start(config, options, make_handler).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -121,6 +121,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "messages per second the outbox sender sends across all chats (default 25; Telegram allows about 30)",
     ),
     (
+        "OUTBOX_PER_CHAT_INTERVAL",
+        "least time between two messages to one chat, 0s-10s (default 1s; Telegram allows about one per second per chat)",
+    ),
+    (
         "WEBHOOK_MAX_CONNECTIONS",
         "max_connections registered with setWebhook, 1-100 (default 40)",
     ),
@@ -341,6 +345,8 @@ impl BotToken {
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     pub outbox_rate: f64,
+    /// Least time between two messages to one chat.
+    pub outbox_per_chat_interval: Duration,
     pub webhook_max_connections: u32,
     pub handler_deadline: Duration,
     pub poll_timeout: Duration,
@@ -574,6 +580,13 @@ fn read_pipeline(r: &mut Reader<'_>) -> Option<PipelineSettings> {
         },
         |v| v.to_string(),
     );
+    let outbox_per_chat_interval = r.read(
+        "OUTBOX_PER_CHAT_INTERVAL",
+        Some("1s"),
+        "use a duration between 0s and 10s, e.g. 1s (Telegram allows about one message per second per chat; less only against a local Bot API server or the emulator)",
+        duration_between(Duration::ZERO, Duration::from_secs(10)),
+        show,
+    );
     let webhook_max_connections = r.read(
         "WEBHOOK_MAX_CONNECTIONS",
         Some("40"),
@@ -621,6 +634,7 @@ fn read_pipeline(r: &mut Reader<'_>) -> Option<PipelineSettings> {
     );
     Some(PipelineSettings {
         outbox_rate: outbox_rate?,
+        outbox_per_chat_interval: outbox_per_chat_interval?,
         webhook_max_connections: webhook_max_connections?,
         handler_deadline: handler_deadline?,
         poll_timeout: poll_timeout?,
@@ -1047,6 +1061,7 @@ mod tests {
             ("RUST_LOG", "tollgate=loud", "not a log filter"),
             ("SHUTDOWN_TIMEOUT", "2h", "outside 1s..10m"),
             ("OUTBOX_RATE", "0.5", "not a rate"),
+            ("OUTBOX_PER_CHAT_INTERVAL", "11s", "outside 0s..10s"),
             ("WEBHOOK_MAX_CONNECTIONS", "0", "not a number from 1 to 100"),
             ("POLL_TIMEOUT", "60s", "outside 1s..50s"),
             ("INBOX_RETENTION", "5m", "outside 1h..365d"),

@@ -1,0 +1,521 @@
+//! Bot throughput end to end: /start → menu and the full Stars purchase flow, SQLite and
+//! PostgreSQL, and the service's memory with 10,000 registered users.
+//!
+//! `cargo bench -p tollgate --bench bot` — the service is the release `tollgate run` binary
+//! (the real bot) in its own process, in webhook mode, with the example catalog
+//! (`config/tollgate.example.toml`, no nodes); this process is the load source and hosts the
+//! Telegram emulator (limits off). The outbox sends up to 100,000 messages/s
+//! (`OUTBOX_RATE`) and keeps no spacing between two messages to one chat
+//! (`OUTBOX_PER_CHAT_INTERVAL=0s`; production keeps Telegram's 1 s), so the figures measure
+//! the service, not Telegram's pacing. Per backend and run:
+//! - /start: 10,000 users (created beforehand, `started`, language `en`) each send "/start",
+//!   64 at a time; measured from the first send until the emulator has received every menu
+//!   (counted by the emulator's `messages_sent`; the number of messages one /start produces is
+//!   measured first with a probe user, and a sample of chats is checked for the menu after).
+//!   The service's RSS is sampled meanwhile; these users stay registered for the rest.
+//! - purchase: 2,000 of those users each go through "/buy" → plan button `plan:m1` →
+//!   "Telegram Stars" `pay:stars:m1` → the invoice → pay → "Payment received", every step
+//!   waiting for the bot's answer before the next; 128 users in flight. Purchases per second
+//!   are completed flows over the elapsed time; flow latency percentiles are printed too.
+//! - idle RSS: 2 s after the purchases, with 10,000 registered users and 2,000 paid ones.
+//!
+//! After each phase the service's `/metrics` handler timings (mean per update type) are
+//! printed, to show where the time goes. `BENCH_RUNS` (default 3) and `BENCH_BACKEND`
+//! (`sqlite` or `postgres`) narrow the work; `BENCH_USERS` and `BENCH_PURCHASES` change the
+//! sizes. Prints medians of the runs. PostgreSQL is skipped when `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) is unreachable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor, PgConnection};
+use telegram_emulator::{
+    ControlClient, Emulator, EmulatorConfig, MessageFilter, NewUser, RunningEmulator,
+};
+use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
+
+const RUNS: usize = 3;
+const USERS: usize = 10_000;
+const PURCHASES: usize = 2_000;
+const START_CONCURRENCY: usize = 64;
+const FLOW_CONCURRENCY: usize = 128;
+const SECRET: &str = "bench-secret-0123456789abcdef";
+const MENU: &str = "Choose an action below.";
+const STEP_DEADLINE: Duration = Duration::from_secs(110);
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let pg_admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
+    let only = std::env::var("BENCH_BACKEND").ok();
+    let runs = env_usize("BENCH_RUNS", RUNS);
+    let users = env_usize("BENCH_USERS", USERS);
+    let purchases = env_usize("BENCH_PURCHASES", PURCHASES).min(users);
+    for backend in ["sqlite", "postgres"] {
+        if only.as_deref().is_some_and(|o| o != backend) {
+            continue;
+        }
+        if backend == "postgres" && !pg_ok {
+            println!("postgres: SKIPPED ({pg_admin} unreachable)");
+            continue;
+        }
+        let mut start_rate = Vec::new();
+        let mut buy_rate = Vec::new();
+        let mut buy_p50 = Vec::new();
+        let mut buy_p99 = Vec::new();
+        let mut max_rss = Vec::new();
+        let mut idle_rss = Vec::new();
+        for run in 0..runs {
+            let (db_url, _guard) = database(backend, &pg_admin, run).await;
+            let r = one_run(&db_url, users, purchases).await;
+            println!(
+                "{backend} run {run}: /start → menu {:.0}/s ({users} users, {} message(s) each); \
+                 purchases {:.0}/s ({purchases} flows, p50 {:.0} ms, p99 {:.0} ms per flow); \
+                 RSS max {:.1} MiB, idle {:.1} MiB",
+                r.start_rate,
+                r.per_start,
+                r.buy_rate,
+                r.buy_p50,
+                r.buy_p99,
+                r.max_rss_mib,
+                r.idle_rss_mib
+            );
+            start_rate.push(r.start_rate);
+            buy_rate.push(r.buy_rate);
+            buy_p50.push(r.buy_p50);
+            buy_p99.push(r.buy_p99);
+            max_rss.push(r.max_rss_mib);
+            idle_rss.push(r.idle_rss_mib);
+        }
+        println!(
+            "{backend} MEDIANS over {runs} runs: /start → menu {:.0}/s; purchases {:.0}/s \
+             (flow p50 {:.0} ms, p99 {:.0} ms); RSS max {:.1} MiB, idle after load {:.1} MiB \
+             ({users} registered users)",
+            median(&mut start_rate),
+            median(&mut buy_rate),
+            median(&mut buy_p50),
+            median(&mut buy_p99),
+            median(&mut max_rss),
+            median(&mut idle_rss)
+        );
+    }
+}
+
+struct RunResult {
+    start_rate: f64,
+    per_start: u64,
+    buy_rate: f64,
+    buy_p50: f64,
+    buy_p99: f64,
+    max_rss_mib: f64,
+    idle_rss_mib: f64,
+}
+
+/// A fresh database URL; the guard keeps a temp dir alive.
+async fn database(
+    backend: &str,
+    pg_admin: &str,
+    run: usize,
+) -> (String, Option<tempfile::TempDir>) {
+    if backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/bench.db", dir.path().display());
+        return (url, Some(dir));
+    }
+    let name = format!("tollgate_botbench_{}_{run}", std::process::id());
+    let mut c = PgConnection::connect(pg_admin).await.unwrap();
+    c.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .await
+    .unwrap();
+    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .unwrap();
+    let mut u = url::Url::parse(pg_admin).unwrap();
+    u.set_path(&format!("/{name}"));
+    (u.to_string(), None)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child {
+    let catalog = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/tollgate.example.toml"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("run")
+        .env_clear()
+        .env("BOT_TOKEN", emu.token())
+        .env("TELEGRAM_API_URL", emu.api_url())
+        .env("DATABASE_URL", db_url)
+        .env("TOLLGATE_CONFIG", catalog)
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("WEBHOOK_SECRET", SECRET)
+        .env("WEBHOOK_MAX_CONNECTIONS", "100")
+        .env("OUTBOX_RATE", "100000")
+        .env("OUTBOX_PER_CHAT_INTERVAL", "0s")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        let registered = emu.client().bots().await.unwrap()[0].webhook_url == want;
+        if ready && registered {
+            return child;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "service not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn create_users(tg: &ControlClient, n: usize) -> Vec<i64> {
+    let sem = Arc::new(Semaphore::new(32));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let tg = tg.clone();
+        let sem = sem.clone();
+        handles.push(tokio::spawn(async move {
+            let _p = sem.acquire().await.unwrap();
+            let u = NewUser::new(format!("B{i}")).language("en").started();
+            tg.create_user(u).await.unwrap().id
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for h in handles {
+        ids.push(h.await.unwrap());
+    }
+    ids
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Samples the RSS of `pid` every 50 ms into `max` until aborted.
+fn rss_sampler(pid: u32, max: Arc<std::sync::Mutex<f64>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let r = rss_mib(pid);
+            {
+                let mut m = max.lock().unwrap();
+                if r > *m {
+                    *m = r;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// CPU seconds (user + system) used so far by process `pid` (`self` for this process).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Clock ticks; 100 per second on Linux.
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// Where the CPU went during a phase: the service and this process (emulator + load).
+struct CpuMark {
+    at: Instant,
+    service: f64,
+    load: f64,
+}
+
+impl CpuMark {
+    fn now(pid: u32) -> Self {
+        CpuMark {
+            at: Instant::now(),
+            service: cpu_seconds(&pid.to_string()),
+            load: cpu_seconds("self"),
+        }
+    }
+
+    fn report(&self, phase: &str, pid: u32) {
+        let wall = self.at.elapsed().as_secs_f64();
+        let service = cpu_seconds(&pid.to_string()) - self.service;
+        let load = cpu_seconds("self") - self.load;
+        eprintln!(
+            "  {phase}: {wall:.1} s wall; CPU service {service:.1} s ({:.0} % of one core), \
+             emulator + load {load:.1} s ({:.0} %)",
+            service / wall * 100.0,
+            load / wall * 100.0
+        );
+    }
+}
+
+fn bot() -> MessageFilter {
+    MessageFilter::from_bot()
+}
+
+/// Waits for the bot's message in `chat` matching `filter`.
+async fn wait(tg: &ControlClient, chat: i64, filter: MessageFilter, what: &str) -> i64 {
+    match tg.wait_for_message(chat, filter, STEP_DEADLINE).await {
+        Ok(m) => m.message_id,
+        Err(e) => {
+            let t = tg.transcript(chat).await.unwrap();
+            panic!(
+                "chat {chat}: no {what} ({e}); bot said: {:#?}",
+                t.messages
+                    .iter()
+                    .filter(|m| m.from_bot)
+                    .map(|m| (m.message_id, m.kind.clone(), m.text.clone()))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// One user's purchase, each step waiting for the bot's answer; returns its duration in ms.
+async fn purchase(tg: &ControlClient, user: i64) -> f64 {
+    let start = Instant::now();
+    tg.send_text(user, "/buy").await.unwrap();
+    let plans = MessageFilter {
+        callback_data: Some("plan:m1".into()),
+        ..bot()
+    };
+    let m = wait(tg, user, plans, "plan list").await;
+    tg.press_button(user, m, "plan:m1").await.unwrap();
+    let methods = MessageFilter {
+        callback_data: Some("pay:stars:m1".into()),
+        ..bot()
+    };
+    let m = wait(tg, user, methods, "payment methods").await;
+    tg.press_button(user, m, "pay:stars:m1").await.unwrap();
+    let invoice = wait(tg, user, bot().kind("invoice"), "invoice").await;
+    let paid = tg.pay_invoice(user, invoice).await.unwrap();
+    assert_eq!(
+        paid.status,
+        telegram_emulator::control::types::PaymentStatus::Paid,
+        "chat {user}: {paid:?}"
+    );
+    wait(
+        tg,
+        user,
+        bot().text_contains("Payment received"),
+        "payment confirmation",
+    )
+    .await;
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult {
+    let emu = Emulator::start(EmulatorConfig::without_rate_limits())
+        .await
+        .unwrap();
+    let tg = emu.client();
+    let port = free_port();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let mut service = start_service(&emu, db_url, port).await;
+    let pid = service.id().unwrap();
+
+    // How many messages one /start produces (a new user's menu), from a probe user.
+    let probe = create_users(&tg, 1).await[0];
+    let before = tg.counters().await.unwrap().messages_sent;
+    tg.send_text(probe, "/start").await.unwrap();
+    wait(&tg, probe, bot().text_contains(MENU), "menu").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_start = tg.counters().await.unwrap().messages_sent - before;
+    assert!(per_start >= 1);
+
+    let users = create_users(&tg, n_users).await;
+    let handler_before = handler_times(&metrics_url).await;
+
+    // /start → menu for every user.
+    let max_rss = Arc::new(std::sync::Mutex::new(rss_mib(pid)));
+    let sampler = rss_sampler(pid, max_rss.clone());
+    let sent_before = tg.counters().await.unwrap().messages_sent;
+    let cpu = CpuMark::now(pid);
+    let start = Instant::now();
+    let sem = Arc::new(Semaphore::new(START_CONCURRENCY));
+    let mut handles = Vec::with_capacity(users.len());
+    for u in users.iter().copied() {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let tg = tg.clone();
+        handles.push(tokio::spawn(async move {
+            tg.send_text(u, "/start").await.unwrap();
+            drop(permit);
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    drain(
+        &tg,
+        sent_before + per_start * users.len() as u64,
+        Duration::from_secs(600),
+    )
+    .await;
+    let start_rate = users.len() as f64 / start.elapsed().as_secs_f64();
+    cpu.report("/start", pid);
+    // The count matched; check that what arrived are menus, in a sample of chats.
+    for u in users.iter().step_by((users.len() / 50).max(1)) {
+        wait(&tg, *u, bot().text_contains(MENU), "menu").await;
+    }
+    let handler_mid = handler_times(&metrics_url).await;
+    print_handler_delta("/start", &handler_before, &handler_mid);
+
+    // The full purchase, many users at once, each one's steps in order.
+    let cpu = CpuMark::now(pid);
+    let start = Instant::now();
+    let sem = Arc::new(Semaphore::new(FLOW_CONCURRENCY));
+    let mut handles = Vec::with_capacity(n_purchases);
+    for u in users.iter().copied().take(n_purchases) {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let tg = tg.clone();
+        handles.push(tokio::spawn(async move {
+            let ms = purchase(&tg, u).await;
+            drop(permit);
+            ms
+        }));
+    }
+    let mut flows = Vec::with_capacity(n_purchases);
+    for h in handles {
+        flows.push(h.await.unwrap());
+    }
+    let buy_rate = n_purchases as f64 / start.elapsed().as_secs_f64();
+    cpu.report("purchase", pid);
+    let handler_after = handler_times(&metrics_url).await;
+    print_handler_delta("purchase", &handler_mid, &handler_after);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sampler.abort();
+    let idle_rss_mib = rss_mib(pid);
+    let max_rss_mib = max_rss.lock().unwrap().max(idle_rss_mib);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), service.wait()).await;
+    emu.shutdown().await;
+    RunResult {
+        start_rate,
+        per_start,
+        buy_rate,
+        buy_p50: percentile(&mut flows, 0.50),
+        buy_p99: percentile(&mut flows, 0.99),
+        max_rss_mib,
+        idle_rss_mib,
+    }
+}
+
+/// `(sum of seconds, count)` of `tollgate_handler_duration_seconds` per label set.
+async fn handler_times(url: &str) -> BTreeMap<String, (f64, f64)> {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("tollgate_handler_duration_seconds_") else {
+            continue;
+        };
+        let (name, value) = rest.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or(0.0);
+        if let Some(labels) = name.strip_prefix("sum") {
+            out.entry(labels.to_owned()).or_default().0 = value;
+        } else if let Some(labels) = name.strip_prefix("count") {
+            out.entry(labels.to_owned()).or_default().1 = value;
+        }
+    }
+    out
+}
+
+fn print_handler_delta(
+    phase: &str,
+    before: &BTreeMap<String, (f64, f64)>,
+    after: &BTreeMap<String, (f64, f64)>,
+) {
+    for (labels, (sum, count)) in after {
+        let (s0, c0) = before.get(labels).copied().unwrap_or_default();
+        let n = count - c0;
+        if n > 0.0 {
+            eprintln!(
+                "  {phase}: handler {labels}: {n:.0} updates, mean {:.2} ms, busy {:.1} s",
+                (sum - s0) / n * 1000.0,
+                sum - s0
+            );
+        }
+    }
+}
+
+/// Waits until the emulator has received `messages` messages from the bot in total.
+async fn drain(tg: &ControlClient, messages: u64, limit: Duration) {
+    let start = Instant::now();
+    let mut reported = Instant::now();
+    loop {
+        let sent = tg.counters().await.unwrap().messages_sent;
+        if sent >= messages {
+            break;
+        }
+        if reported.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "  … {sent} of {messages} messages after {:?}",
+                start.elapsed()
+            );
+            reported = Instant::now();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "messages did not all arrive within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    percentile(samples, 0.5)
+}
