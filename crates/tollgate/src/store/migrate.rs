@@ -57,6 +57,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
     0003 "billing",
     0004 "bot",
     0005 "jobs",
+    0006 "inbox_pending",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -67,6 +68,7 @@ pub static POSTGRES: &[Migration] = migrations!("postgres":
     0003 "billing",
     0004 "bot",
     0005 "jobs",
+    0006 "inbox_pending",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
