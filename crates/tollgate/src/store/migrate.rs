@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{Backend, Db, Tx};
+use super::{Backend, Db, Failure, Tx, classify};
 use crate::on_tx;
 use crate::time::Timestamp;
 
@@ -175,6 +175,27 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at BIGINT NOT NULL
 )";
 
+/// The migration transaction. Several processes opening a brand-new SQLite file at once race
+/// to switch it to WAL, and the losers get "database is locked" at once instead of waiting
+/// (the switch bypasses the busy timeout): they try again for a while, as the busy timeout
+/// would have done.
+async fn begin_locked(db: &Db) -> Result<Tx, sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        match db.begin().await {
+            Err(e)
+                if matches!(db, Db::Sqlite(_))
+                    && classify(&e) == Failure::Unavailable
+                    && tries < 100 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Applies every pending migration of the binary, under the lock, in one transaction.
 pub async fn run(
     db: &Db,
@@ -191,7 +212,7 @@ pub async fn run_set(
     now: Timestamp,
     timeouts: MigrateTimeouts,
 ) -> Result<MigrateReport, MigrateError> {
-    let mut tx = db.begin().await?;
+    let mut tx = begin_locked(db).await?;
     if let Tx::Postgres(t) = &mut tx {
         let lock_ms = timeouts.lock.as_millis().to_string();
         let stmt_ms = timeouts.statement.as_millis().to_string();
