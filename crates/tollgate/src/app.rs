@@ -239,6 +239,7 @@ where
                 rate_per_second: p.outbox_rate,
                 retry_base: options.send_retry_base,
                 per_chat_interval: options.per_chat_interval,
+                provider_token: config.deployment.payment_provider_token.clone(),
                 ..SenderConfig::default()
             },
             holder,

@@ -21,6 +21,7 @@ use crate::i18n::{Arg, format};
 use crate::store::Tx;
 use crate::telegram::api::ApiError;
 use crate::telegram::dispatcher::{Handled, HandlerContext, HandlerError};
+use crate::telegram::sender::PROVIDER_TOKEN_PLACEHOLDER;
 use crate::users;
 
 /// What an invoice sells.
@@ -72,16 +73,10 @@ impl Bot {
                 false,
             ));
         }
-        let card_token = self
-            .s
-            .config
-            .deployment
-            .payment_provider_token
-            .as_ref()
-            .map(|t| t.expose().clone());
+        let card = self.s.config.deployment.payment_provider_token.is_some();
         let currency = match provider {
             Provider::Stars => Currency::Xtr,
-            Provider::Card if card_token.is_some() => base,
+            Provider::Card if card => base,
             _ => {
                 return Ok((
                     note("payments-paused", Action::Buy),
@@ -155,7 +150,8 @@ impl Bot {
                 "title": title,
                 "description": description,
                 "payload": billing::invoice_payload(purchase.id),
-                "provider_token": card_token.filter(|_| provider == Provider::Card).unwrap_or_default(),
+                // The card token is filled in by the sender: secrets stay out of the outbox.
+                "provider_token": if provider == Provider::Card { PROVIDER_TOKEN_PLACEHOLDER } else { "" },
                 "currency": price.currency.code(),
                 "prices": [{ "label": title, "amount": price.minor }],
             }),

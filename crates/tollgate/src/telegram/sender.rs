@@ -45,7 +45,14 @@ pub struct SenderConfig {
     /// Look for work this often when nothing woke us.
     pub poll_interval: Duration,
     pub lease_ttl: Duration,
+    /// `PAYMENT_PROVIDER_TOKEN`, put into card invoices at send time so the secret is never
+    /// stored in outbox rows (see [`PROVIDER_TOKEN_PLACEHOLDER`]).
+    pub provider_token: Option<crate::config::Secret<String>>,
 }
+
+/// What a queued `sendInvoice` carries as `provider_token` for a card invoice; the sender
+/// replaces it with the configured token.
+pub const PROVIDER_TOKEN_PLACEHOLDER: &str = "$PAYMENT_PROVIDER_TOKEN";
 
 impl Default for SenderConfig {
     fn default() -> Self {
@@ -57,6 +64,7 @@ impl Default for SenderConfig {
             concurrency: 16,
             poll_interval: Duration::from_millis(250),
             lease_ttl: Duration::from_secs(10),
+            provider_token: None,
         }
     }
 }
@@ -396,6 +404,22 @@ impl OutboxSender {
             })?;
             fields.remove("photo");
             return self.api.send_photo_bytes(&fields, "qr.png", png).await;
+        }
+        if method == "sendInvoice" && payload.contains(PROVIDER_TOKEN_PLACEHOLDER) {
+            let Some(token) = &self.config.provider_token else {
+                return Err(ApiError::BadRequest {
+                    code: 400,
+                    description: "a card invoice was queued but PAYMENT_PROVIDER_TOKEN is not set"
+                        .into(),
+                });
+            };
+            let mut params: serde_json::Value =
+                serde_json::from_str(payload).map_err(|e| ApiError::BadRequest {
+                    code: 400,
+                    description: format!("queued invoice is not JSON: {e}"),
+                })?;
+            params["provider_token"] = serde_json::Value::String(token.expose().clone());
+            return self.api.call_json(method, &params.to_string()).await;
         }
         self.api.call_json(method, payload).await
     }

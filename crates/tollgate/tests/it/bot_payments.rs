@@ -324,6 +324,9 @@ db_test!(async fn card_payments_take_the_same_path(t) {
     let inv = invoice(&w, ola.id).await;
     let info = inv.invoice.clone().unwrap();
     assert_eq!((info.currency.as_str(), info.total_amount), ("RUB", 14_900));
+    // The provider token reached Telegram but was never stored (the sender fills it in).
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE payload LIKE '%emulator-provider-token%'").await, 0);
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE method = 'sendInvoice' AND payload LIKE '%$PAYMENT_PROVIDER_TOKEN%'").await, 1);
     assert_eq!(tg.pay_invoice(ola.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
     w.screen(ola.id, "Payment received").await;
     assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE provider = 'card' AND currency = 'RUB' AND amount = 14900").await, 1);
