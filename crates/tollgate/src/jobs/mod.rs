@@ -8,6 +8,19 @@
 //! with a cap (a failing job never spins), a lease for singleton jobs, heartbeats for the
 //! watchdog (a runner is a supervised [`Component`]) and metrics. Runtime flags are read at
 //! the start of every iteration, so flipping one takes effect on the next.
+//!
+//! The runner beats its heartbeat while it waits for an iteration: the runner is what
+//! enforces the deadline, so it is alive for as long as it waits, and a long iteration (an
+//! expiry wave) must not look wedged to the watchdog — a watchdog restart would cut the
+//! iteration without an `ITERATION_END` and, before this, left the iteration's task running
+//! on its own with no deadline. The iteration's task is aborted whenever the runner stops
+//! waiting for it, on every path.
+//!
+//! Shutdown (RELIABILITY A7): the runner starts no new iteration once asked to stop, and a
+//! running one is told to stop claiming ([`Job::run_once_until_stopped`]); it gets
+//! [`SHUTDOWN_GRACE`] to return what it did, then it is aborted (its open transaction rolls
+//! back) and ends with outcome `stopped`. Then a singleton's lease is released, so another
+//! replica can take the role at once.
 
 pub mod metrics;
 pub mod notices;
@@ -52,6 +65,31 @@ pub trait Job: Send + Sync + 'static {
     /// One iteration; returns how many items it handled. Claims work row by row, one
     /// transaction per item, no network I/O inside a transaction.
     fn run_once(&self) -> IterationFuture<'_>;
+    /// [`Job::run_once`] that stops claiming new items once `stop` is cancelled (shutdown)
+    /// and returns what it handled so far. Jobs that work through a batch override it; the
+    /// default runs the whole iteration, which shutdown then cuts after [`SHUTDOWN_GRACE`].
+    fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
+        let _ = stop;
+        self.run_once()
+    }
+}
+
+/// How long a running iteration may go on after shutdown was requested, before it is
+/// aborted. Below the supervisor's grace for a component (5 s), so the runner still logs the
+/// iteration's end and releases its lease itself.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How often the runner beats its heartbeat, idle or waiting for an iteration: well below
+/// the smallest watchdog threshold (`WATCHDOG_TIMEOUT` ≥ 1 s).
+const BEAT_EVERY: Duration = Duration::from_millis(250);
+
+/// Aborts the iteration's task when dropped, so no path leaves it running unsupervised.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How an iteration ended (the `outcome` label; a closed set).
@@ -65,6 +103,8 @@ pub enum Outcome {
     FlagOff,
     /// A singleton whose lease another replica holds.
     NotLeader,
+    /// Shutdown cut the iteration: it had not returned within [`SHUTDOWN_GRACE`].
+    Stopped,
 }
 
 impl Outcome {
@@ -76,6 +116,7 @@ impl Outcome {
             Outcome::Deadline => "deadline",
             Outcome::FlagOff => "flag_off",
             Outcome::NotLeader => "not_leader",
+            Outcome::Stopped => "stopped",
         }
     }
 
@@ -121,10 +162,22 @@ impl JobRunner {
 
     /// One iteration with its START/END pair; returns the outcome.
     pub async fn iteration(&self, lease: &mut Option<Lease>) -> Outcome {
+        self.iteration_until_stopped(lease, &Heartbeat::new(), &CancellationToken::new())
+            .await
+    }
+
+    /// [`JobRunner::iteration`], beating `hb` while it waits and cutting the iteration short
+    /// when `stop` is cancelled (see the module docs on shutdown).
+    pub async fn iteration_until_stopped(
+        &self,
+        lease: &mut Option<Lease>,
+        hb: &Heartbeat,
+        stop: &CancellationToken,
+    ) -> Outcome {
         let name = self.job.name();
         let started = Instant::now();
         tracing::info!(job = name, "ITERATION_START");
-        let (outcome, items) = self.guarded(lease).await;
+        let (outcome, items) = self.guarded(lease, hb, stop).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let labels = metrics::JobLabels {
             job: name,
@@ -159,7 +212,12 @@ impl JobRunner {
         outcome
     }
 
-    async fn guarded(&self, lease: &mut Option<Lease>) -> (Outcome, u64) {
+    async fn guarded(
+        &self,
+        lease: &mut Option<Lease>,
+        hb: &Heartbeat,
+        stop: &CancellationToken,
+    ) -> (Outcome, u64) {
         let name = self.job.name();
         if let Some(flag) = self.job.flag() {
             match flags::get(&self.db, flag).await {
@@ -193,25 +251,46 @@ impl JobRunner {
                 }
             }
         }
-        // Its own task: a panic ends the task, not the runner; the deadline aborts it.
+        // Its own task: a panic ends the task, not the runner; the deadline, shutdown and a
+        // dropped runner abort it.
         let job = self.job.clone();
-        let task = tokio::spawn(async move { job.run_once().await });
-        let abort = task.abort_handle();
-        match tokio::time::timeout(self.job.deadline(), task).await {
-            Ok(Ok(Ok(items))) => (Outcome::Ok, items),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(job = name, error = %format!("{e:#}"), "iteration failed");
-                (Outcome::Error, 0)
-            }
-            Ok(Err(join)) if join.is_panic() => {
-                tracing::error!(job = name, "iteration panicked; the job goes on");
-                (Outcome::Panic, 0)
-            }
-            Ok(Err(_)) => (Outcome::Error, 0),
-            Err(_) => {
-                abort.abort();
-                tracing::warn!(job = name, deadline = ?self.job.deadline(), "iteration exceeded its deadline and was cancelled");
-                (Outcome::Deadline, 0)
+        let job_stop = stop.clone();
+        let mut task = tokio::spawn(async move { job.run_once_until_stopped(job_stop).await });
+        let _abort = AbortOnDrop(task.abort_handle());
+        let deadline = Instant::now() + self.job.deadline();
+        let mut grace_until: Option<Instant> = None;
+        let mut beat = tokio::time::interval(BEAT_EVERY);
+        loop {
+            let cut_at = grace_until.map_or(deadline, |g| g.min(deadline));
+            tokio::select! {
+                joined = &mut task => return match joined {
+                    Ok(Ok(items)) => (Outcome::Ok, items),
+                    Ok(Err(e)) => {
+                        tracing::warn!(job = name, error = %format!("{e:#}"), "iteration failed");
+                        (Outcome::Error, 0)
+                    }
+                    Err(join) if join.is_panic() => {
+                        tracing::error!(job = name, "iteration panicked; the job goes on");
+                        (Outcome::Panic, 0)
+                    }
+                    Err(_) => (Outcome::Error, 0),
+                },
+                _ = tokio::time::sleep_until(cut_at) => {
+                    task.abort();
+                    return if cut_at < deadline {
+                        tracing::warn!(job = name, grace = ?SHUTDOWN_GRACE,
+                            "iteration did not stop within the shutdown grace and was aborted");
+                        (Outcome::Stopped, 0)
+                    } else {
+                        tracing::warn!(job = name, deadline = ?self.job.deadline(),
+                            "iteration exceeded its deadline and was cancelled");
+                        (Outcome::Deadline, 0)
+                    };
+                }
+                _ = beat.tick() => hb.beat(),
+                _ = stop.cancelled(), if grace_until.is_none() => {
+                    grace_until = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
             }
         }
     }
@@ -225,11 +304,11 @@ impl JobRunner {
         // The first iteration waits one (jittered) interval: a restart never hammers.
         let mut wait = jittered(self.job.interval(), 0.1);
         loop {
-            if !idle(wait, &hb, Duration::from_millis(500), &stop).await {
+            if !idle(wait, &hb, BEAT_EVERY, &stop).await {
                 break;
             }
             hb.beat();
-            let outcome = self.iteration(&mut lease).await;
+            let outcome = self.iteration_until_stopped(&mut lease, &hb, &stop).await;
             hb.beat();
             wait = if outcome.failed() {
                 backoff.fail()
@@ -256,4 +335,14 @@ impl Component for JobRunner {
     fn run(self: Arc<Self>, heartbeat: Heartbeat, stop: CancellationToken) -> RunFuture {
         Box::pin(self.run_loop(heartbeat, stop))
     }
+}
+
+/// Whether `e` (anywhere in its chain) is the database being unreachable or overloaded: then
+/// the next item would fail the same way, so a batch stops and the iteration backs off,
+/// instead of trying every remaining item.
+pub fn database_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .is_some_and(|s| crate::store::classify(s) == crate::store::Failure::Unavailable)
+    })
 }

@@ -24,7 +24,15 @@ enum Behaviour {
     Items(u64),
     Fail,
     Panic,
+    /// Sleeps for an hour and ignores shutdown.
     Hang,
+    /// Sleeps this long, then succeeds with one item.
+    Slow(Duration),
+    /// Works through this many items, `each` apart, and stops taking more on shutdown.
+    Drain {
+        items: u64,
+        each: Duration,
+    },
 }
 
 struct Scripted {
@@ -33,7 +41,21 @@ struct Scripted {
     flag: Option<Flag>,
     singleton: bool,
     interval: Duration,
+    deadline: Duration,
     runs: AtomicUsize,
+    /// Items a `Drain` iteration got through.
+    drained: Arc<AtomicUsize>,
+    /// Iteration futures that ended (returned or were dropped by an abort).
+    ended: Arc<AtomicUsize>,
+}
+
+/// Counts an iteration's future as ended when it is dropped, however that happens.
+struct EndGuard(Arc<AtomicUsize>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Scripted {
@@ -44,7 +66,10 @@ impl Scripted {
             flag: None,
             singleton: false,
             interval: Duration::from_millis(10),
+            deadline: Duration::from_millis(200),
             runs: AtomicUsize::new(0),
+            drained: Arc::default(),
+            ended: Arc::default(),
         }
     }
 }
@@ -57,7 +82,7 @@ impl Job for Scripted {
         self.interval
     }
     fn deadline(&self) -> Duration {
-        Duration::from_millis(200)
+        self.deadline
     }
     fn singleton(&self) -> bool {
         self.singleton
@@ -66,9 +91,15 @@ impl Job for Scripted {
         self.flag
     }
     fn run_once(&self) -> IterationFuture<'_> {
+        self.run_once_until_stopped(CancellationToken::new())
+    }
+    fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let b = self.behaviour;
+        let guard = EndGuard(self.ended.clone());
+        let drained = self.drained.clone();
         Box::pin(async move {
+            let _guard = guard;
             match b {
                 Behaviour::Items(n) => Ok(n),
                 Behaviour::Fail => Err(anyhow::anyhow!("scripted failure")),
@@ -76,6 +107,19 @@ impl Job for Scripted {
                 Behaviour::Hang => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Ok(0)
+                }
+                Behaviour::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(1)
+                }
+                Behaviour::Drain { items, each } => {
+                    let mut done = 0;
+                    while done < items && !stop.is_cancelled() {
+                        tokio::time::sleep(each).await;
+                        done += 1;
+                        drained.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(done)
                 }
             }
         })
@@ -373,3 +417,103 @@ async fn with_the_database_cut_jobs_back_off_and_recover_when_it_returns() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// Waits (bounded) until `f` holds.
+async fn until(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// A long iteration is not a wedged runner: the runner beats its heartbeat while it waits
+// (it enforces the deadline itself). In the service every job runs under the configured
+// `WATCHDOG_TIMEOUT` (30 s by default) while its deadline is longer (notices 120 s,
+// auto-renewal 240 s); without the beats an expiry wave would be cut by a watchdog restart,
+// with no ITERATION_END, and its task left running without a deadline.
+db_test!(async fn an_iteration_longer_than_the_watchdog_threshold_is_not_restarted(t) {
+    let mut job = Scripted::new("long", Behaviour::Slow(Duration::from_millis(2500)));
+    job.deadline = Duration::from_secs(10);
+    let job = Arc::new(job);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = JobMetrics::register(&mut registry);
+    let r: Arc<dyn Component> = Arc::new(JobRunner::new(job.clone(), t.db.clone(), Arc::new(SystemClock), "me".into(), metrics.clone()));
+    // As app.rs wires plugged components: the watchdog threshold comes from configuration
+    // (here its smallest allowed value, 1 s).
+    let watched: Arc<dyn Component> = Arc::new(tollgate::supervisor::WatchedDyn::new(r, Duration::from_secs(1)));
+    let statuses = tollgate::supervisor::Statuses::default();
+    let shutdown = CancellationToken::new();
+    let sup = tokio::spawn(tollgate::supervisor::supervise(vec![watched], shutdown.clone(), statuses.clone(), Arc::new(|_, _| {})));
+    let ok = || metrics.iterations.get_or_create(&tollgate::jobs::metrics::JobLabels { job: "long", outcome: "ok" }).get();
+    until("two long iterations", Duration::from_secs(30), || ok() >= 2).await;
+    let status = statuses.snapshot().get("long").cloned().unwrap();
+    assert_eq!(status.restarts, 0, "{:?}", status.last_restart_reason);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), sup).await.unwrap().unwrap();
+    assert_eq!(job.runs.load(Ordering::SeqCst), job.ended.load(Ordering::SeqCst), "no iteration left running");
+});
+
+// RELIABILITY A7: on shutdown a job stops taking items, the running iteration returns what
+// it did (one END, outcome ok, its items), and nothing of it keeps running.
+db_test!(async fn on_shutdown_an_iteration_stops_between_items_and_ends_once(t) {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+    let mut job = Scripted::new("drain", Behaviour::Drain { items: 10_000, each: Duration::from_millis(5) });
+    job.deadline = Duration::from_secs(60);
+    let job = Arc::new(job);
+    let r = Arc::new(runner(t, job.clone(), "me"));
+    let stop = CancellationToken::new();
+    let run = r.clone().run(tollgate::supervisor::Heartbeat::default(), stop.clone());
+    let control = async {
+        until("the iteration is under way", Duration::from_secs(10), || job.drained.load(Ordering::SeqCst) >= 5).await;
+        stop.cancel();
+        tokio::time::Instant::now()
+    };
+    let ((), stopped_at) = tokio::join!(
+        async { tokio::time::timeout(Duration::from_secs(10), run).await.expect("the runner stops") },
+        control
+    );
+    assert!(stopped_at.elapsed() < Duration::from_secs(1), "stopped {:?} after the request", stopped_at.elapsed());
+    let drained = job.drained.load(Ordering::SeqCst);
+    assert!(drained < 10_000, "it stopped taking items");
+    assert_eq!(job.ended.load(Ordering::SeqCst), 1, "the iteration ended, not left behind");
+    let events: Vec<_> = captured.0.lock().unwrap().iter().filter(|e| e.1 == "drain").cloned().collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!((events[1].0.as_str(), events[1].2.as_str()), ("ITERATION_END", "ok"));
+    assert_eq!(events[1].3, drained.to_string(), "END reports the items done before stopping");
+});
+
+// RELIABILITY A4, A7: an iteration that ignores shutdown is aborted after the grace (END
+// with outcome `stopped`), its task does not outlive the runner, and a singleton's lease
+// is released so another replica takes over at once.
+db_test!(async fn on_shutdown_an_iteration_that_ignores_it_is_aborted_and_the_lease_released(t) {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+    let mut job = Scripted::new("stubborn", Behaviour::Hang);
+    job.deadline = Duration::from_secs(600);
+    job.singleton = true;
+    let job = Arc::new(job);
+    let r = Arc::new(runner(t, job.clone(), "me"));
+    let stop = CancellationToken::new();
+    let run = r.clone().run(tollgate::supervisor::Heartbeat::default(), stop.clone());
+    let control = async {
+        until("the iteration is under way", Duration::from_secs(10), || job.runs.load(Ordering::SeqCst) == 1).await;
+        let holder = lease::current_holder(&t.db, "job:stubborn", SystemClock.now()).await.unwrap();
+        assert_eq!(holder.map(|l| l.holder).as_deref(), Some("me"));
+        stop.cancel();
+        tokio::time::Instant::now()
+    };
+    let ((), stopped_at) = tokio::join!(
+        async { tokio::time::timeout(Duration::from_secs(15), run).await.expect("the runner stops") },
+        control
+    );
+    let took = stopped_at.elapsed();
+    assert!(took >= tollgate::jobs::SHUTDOWN_GRACE && took < tollgate::jobs::SHUTDOWN_GRACE + Duration::from_secs(2), "{took:?}");
+    assert_eq!(job.ended.load(Ordering::SeqCst), 1, "the iteration was aborted with the runner, not left running");
+    let events: Vec<_> = captured.0.lock().unwrap().iter().filter(|e| e.1 == "stubborn").cloned().collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!((events[1].0.as_str(), events[1].2.as_str()), ("ITERATION_END", "stopped"));
+    assert!(lease::current_holder(&t.db, "job:stubborn", SystemClock.now()).await.unwrap().is_none(), "lease released");
+    assert!(lease::acquire(&t.db, "job:stubborn", "next-replica", Duration::from_secs(60), SystemClock.now()).await.unwrap().is_some());
+});
