@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, ExpireOutcome, Kind};
 use crate::app::Services;
@@ -34,6 +35,14 @@ use super::{IterationFuture, Job};
 
 /// Subscriptions handled per iteration at most (the rest wait for the next one).
 const BATCH: i64 = 500;
+/// Subscriptions with a due event, oldest first (`$1` now, `$2` batch): a range of the
+/// partial index `subscriptions_next_notice`, empty when nothing is due (a test checks the
+/// plan on both backends).
+pub const DUE_QUERY: &str =
+    "SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1
+     ORDER BY next_notice_at LIMIT $2";
+/// A subscription whose notice failed comes due again after this long.
+pub const ITEM_RETRY: Duration = Duration::from_secs(15 * 60);
 
 /// One event of a period's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,22 +128,43 @@ impl Notices {
 
     /// Handles every subscription with a due event (up to a batch); returns how many.
     pub async fn run_batch(&self) -> anyhow::Result<u64> {
+        self.run_batch_until(&CancellationToken::new()).await
+    }
+
+    /// [`Notices::run_batch`] that stops taking new subscriptions once `stop` is cancelled.
+    ///
+    /// A subscription whose transaction fails for a reason other than the database being
+    /// unreachable (a bad row) does not hold up the others: it is rolled back, put back by
+    /// [`ITEM_RETRY`] and logged, the batch goes on, and the iteration ends in `error`.
+    pub async fn run_batch_until(&self, stop: &CancellationToken) -> anyhow::Result<u64> {
         let now = self.clock.now();
-        let due: Vec<(i64,)> = on_db!(&self.db, p => sqlx::query_as(
-            "SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1
-             ORDER BY next_notice_at LIMIT $2"
-        ).bind(now).bind(BATCH).fetch_all(p).await)?;
+        let due: Vec<(i64,)> = on_db!(&self.db, p => sqlx::query_as(DUE_QUERY)
+            .bind(now).bind(BATCH).fetch_all(p).await)?;
         let mut handled = 0;
         let mut expired = false;
+        let mut failed = Vec::new();
         for (id,) in due {
+            if stop.is_cancelled() {
+                break;
+            }
             let mut tx = self.db.begin().await?;
-            match self.one(&mut tx, id, now).await? {
-                Some(e) => {
+            match self.one(&mut tx, id, now).await {
+                Ok(Some(e)) => {
                     tx.commit().await?;
                     handled += 1;
                     expired |= e;
                 }
-                None => drop(tx),
+                Ok(None) => drop(tx),
+                Err(e) => {
+                    drop(tx);
+                    if super::database_unavailable(&e) {
+                        return Err(e);
+                    }
+                    tracing::warn!(job = "notices", subscription = id, error = %format!("{e:#}"),
+                        retry_in = ?ITEM_RETRY, "cannot handle this subscription's notice; the others go on");
+                    self.put_back(id, now).await;
+                    failed.push(id);
+                }
             }
         }
         if handled > 0 {
@@ -143,7 +173,25 @@ impl Notices {
         if expired {
             self.s.provisioning.wake();
         }
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} subscription(s) failed and were put back (ids {failed:?}); {handled} handled",
+                failed.len()
+            );
+        }
         Ok(handled)
+    }
+
+    /// After a failure: the subscription comes due again in [`ITEM_RETRY`] instead of at the
+    /// head of every batch. Best effort: if even this fails, it stays due.
+    async fn put_back(&self, id: i64, now: Timestamp) {
+        let retry_at = now.plus(ITEM_RETRY);
+        let r = on_db!(&self.db, p => sqlx::query(
+            "UPDATE subscriptions SET next_notice_at = $2 WHERE id = $1 AND next_notice_at <= $3"
+        ).bind(id).bind(retry_at).bind(now).execute(p).await.map(|r| r.rows_affected()));
+        if let Err(e) = r {
+            tracing::warn!(job = "notices", subscription = id, error = %e, "cannot put the subscription back");
+        }
     }
 
     /// One subscription, in `tx`. `None`: nothing to do (another replica took it, or it is
@@ -300,5 +348,9 @@ impl Job for Notices {
 
     fn run_once(&self) -> IterationFuture<'_> {
         Box::pin(self.run_batch())
+    }
+
+    fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
+        Box::pin(async move { self.run_batch_until(&stop).await })
     }
 }

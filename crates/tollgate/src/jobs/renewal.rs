@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::access;
 use crate::app::Services;
 use crate::billing::{self, BalanceCharge, BalancePaid, BillingError, Reason};
 use crate::bot::action::Action;
@@ -19,20 +19,32 @@ use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::Flag;
 use crate::i18n::{Arg, Texts, format};
-use crate::on_db;
 use crate::store::Tx;
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
+use crate::{on_db, on_tx};
 
 use super::{IterationFuture, Job};
 
 /// How long before expiry renewal starts trying.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
-const BATCH: i64 = 500;
+/// One page of candidates: opted-in, with a plan, expiring in `($5 now, $2 now + window]`,
+/// after `($1 expires_at, $3 id)` in that order, `$4` rows; `$6` is `true`. A range of
+/// `subscriptions_expiry` (a test checks the plan on both backends).
+pub const CANDIDATES_QUERY: &str = "SELECT s.id, s.user_id, s.plan_id, s.expires_at, u.language
+     FROM subscriptions s JOIN users u ON u.id = s.user_id
+     WHERE s.revoked_at IS NULL AND s.expires_at <= $2
+       AND s.expires_at >= $1 AND (s.expires_at > $1 OR s.id > $3) AND s.expires_at > $5
+       AND u.auto_renew = $6 AND s.plan_id IS NOT NULL
+     ORDER BY s.expires_at, s.id LIMIT $4";
+/// Candidates read per query; a run reads pages until the window is exhausted.
+const PAGE: i64 = 500;
 
 pub struct AutoRenewal {
     s: Services,
     texts: Arc<Texts>,
+    /// Candidates read per query.
+    page: i64,
 }
 
 /// What one renewal attempt did.
@@ -45,38 +57,70 @@ enum Attempt {
 
 impl AutoRenewal {
     pub fn new(s: Services, texts: Arc<Texts>) -> AutoRenewal {
-        AutoRenewal { s, texts }
+        AutoRenewal {
+            s,
+            texts,
+            page: PAGE,
+        }
     }
 
+    /// Page size of the candidate scan (tests make it small).
+    pub fn with_page_size(mut self, page: i64) -> AutoRenewal {
+        self.page = page.max(1);
+        self
+    }
+
+    /// One run over every opted-in subscription that expires within [`WINDOW`].
     pub async fn run_batch(&self) -> anyhow::Result<u64> {
+        self.run_batch_until(&CancellationToken::new()).await
+    }
+
+    /// [`AutoRenewal::run_batch`] that stops taking new subscriptions once `stop` is
+    /// cancelled.
+    ///
+    /// The candidates are read page by page in `(expires_at, id)` order until the window is
+    /// exhausted: users who stay short of money are tried on every run, so a single page
+    /// (`LIMIT`) would let them crowd out everyone behind them. A subscription whose
+    /// transaction fails for a reason other than the database being unreachable is logged
+    /// and skipped; the run goes on and ends in `error`.
+    pub async fn run_batch_until(&self, stop: &CancellationToken) -> anyhow::Result<u64> {
         let now = self.s.clock.now();
-        let due: Vec<(i64, i64, i64, String, Timestamp, String)> = on_db!(&self.s.db, p => sqlx::query_as(
-            "SELECT s.id, s.user_id, u.balance, s.plan_id, s.expires_at, u.language
-             FROM subscriptions s JOIN users u ON u.id = s.user_id
-             WHERE s.revoked_at IS NULL AND s.expires_at > $1 AND s.expires_at <= $2
-               AND u.auto_renew = $4 AND s.plan_id IS NOT NULL
-             ORDER BY s.expires_at LIMIT $3"
-        ).bind(now).bind(now.plus(WINDOW)).bind(BATCH).bind(true).fetch_all(p).await)?;
         let mut handled = 0;
         let mut renewed = false;
-        for (id, user_id, _, plan_id, expires_at, language) in due {
-            let lang = Language::parse(&language).unwrap_or(Language::En);
-            for _ in 0..3 {
-                let mut tx = self.s.db.begin().await?;
+        let mut failed = Vec::new();
+        let mut after: (Timestamp, i64) = (now, 0);
+        'pages: loop {
+            let page: Vec<(i64, i64, String, Timestamp, String)> = on_db!(&self.s.db, p => sqlx::query_as(CANDIDATES_QUERY)
+                .bind(after.0).bind(now.plus(WINDOW)).bind(after.1).bind(self.page).bind(now).bind(true)
+                .fetch_all(p).await)?;
+            let last_page = i64::try_from(page.len()).unwrap_or(i64::MAX) < self.page;
+            for (id, user_id, plan_id, expires_at, language) in page {
+                if stop.is_cancelled() {
+                    break 'pages;
+                }
+                after = (expires_at, id);
+                let lang = Language::parse(&language).unwrap_or(Language::En);
                 match self
-                    .one(&mut tx, id, user_id, &plan_id, expires_at, lang, now)
+                    .attempt(id, user_id, &plan_id, expires_at, lang, now)
                     .await
                 {
                     Ok(a) => {
-                        tx.commit().await?;
                         handled += u64::from(a != Attempt::Nothing);
                         renewed |= a == Attempt::Renewed;
-                        break;
                     }
-                    // Another replica renewed this period at this moment: look again.
-                    Err(BillingError::Raced) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        let e = anyhow::Error::from(e);
+                        if super::database_unavailable(&e) {
+                            return Err(e);
+                        }
+                        tracing::warn!(job = "auto-renewal", subscription = id, error = %format!("{e:#}"),
+                            "cannot auto-renew this subscription; the others go on");
+                        failed.push(id);
+                    }
                 }
+            }
+            if last_page {
+                break;
             }
         }
         if handled > 0 {
@@ -85,7 +129,41 @@ impl AutoRenewal {
         if renewed {
             self.s.provisioning.wake();
         }
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} subscription(s) could not be auto-renewed (ids {failed:?}); {handled} handled",
+                failed.len()
+            );
+        }
         Ok(handled)
+    }
+
+    /// One subscription in its own transaction; a lost race with another replica is retried.
+    async fn attempt(
+        &self,
+        id: i64,
+        user_id: i64,
+        plan_id: &str,
+        expires_at: Timestamp,
+        lang: Language,
+        now: Timestamp,
+    ) -> Result<Attempt, BillingError> {
+        let mut raced = 0;
+        loop {
+            let mut tx = self.s.db.begin().await?;
+            match self
+                .one(&mut tx, id, user_id, plan_id, expires_at, lang, now)
+                .await
+            {
+                Ok(a) => {
+                    tx.commit().await?;
+                    return Ok(a);
+                }
+                // Another replica renewed this period at this moment: look again.
+                Err(BillingError::Raced) if raced < 3 => raced += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -109,9 +187,20 @@ impl AutoRenewal {
             );
             return Ok(Attempt::Nothing);
         };
-        // Still the period we selected (a renewal by hand may have moved it)?
-        let current = access::subscription_for_user_in(tx, user_id).await?;
-        if current.as_ref().map(|s| s.expires_at) != Some(expires_at) {
+        // Still the period we selected (a renewal by hand may have moved it)? The row is
+        // locked first (PostgreSQL; SQLite's transaction holds the write lock): a payment by
+        // hand that is committing now must not be paid a second time on top of it. A row
+        // another transaction holds is skipped this run rather than waited for; the next run
+        // (every few minutes, for 24 hours) sees what that transaction did.
+        let lock = match tx {
+            Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Tx::Sqlite(_) => "",
+        };
+        let sql = format!("SELECT expires_at, revoked_at FROM subscriptions WHERE id = $1{lock}");
+        let current: Option<(Timestamp, Option<Timestamp>)> = on_tx!(tx, c => sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)?;
+        if current != Some((expires_at, None)) {
+            // Locked by someone else (skipped), renewed meanwhile, or revoked.
             return Ok(Attempt::Nothing);
         }
         let reference = format!("renewal:{id}:{}", expires_at.as_millis());
@@ -202,5 +291,9 @@ impl Job for AutoRenewal {
 
     fn run_once(&self) -> IterationFuture<'_> {
         Box::pin(self.run_batch())
+    }
+
+    fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
+        Box::pin(async move { self.run_batch_until(&stop).await })
     }
 }

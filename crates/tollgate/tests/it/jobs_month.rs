@@ -372,9 +372,10 @@ async fn three_instances_killed_at_random_end_the_month_like_one() {
         // as it would be on the next tick. Without this, a two-hour step turns that short
         // delay into a reminder overtaken by the expiry. The same round after an undisturbed
         // step finds nothing (the reference run would not change).
+        // Errors here are what a killed sibling's unfinished transaction may cause, as above.
         for (n, r) in &jobs {
-            r.run_batch().await.unwrap();
-            n.run_batch().await.unwrap();
+            let _ = r.run_batch().await;
+            let _ = n.run_batch().await;
         }
         now += 2 * H;
     }

@@ -11,6 +11,7 @@ mod bot_payments;
 mod config_cli;
 mod constraints;
 mod jobs_contract;
+mod jobs_items;
 mod jobs_month;
 mod leases;
 mod migrations;

@@ -1,0 +1,320 @@
+//! RELIABILITY C3, D4, D7, A5: the jobs item by item — one bad subscription holds up no one
+//! (its transaction rolls back, it is put back, the others are handled, the iteration ends
+//! in `error`); auto-renewal reaches every candidate in its window however many stay short
+//! of money; a renewal by hand that commits while auto-renewal runs is not paid a second
+//! time; and the "anything due?" scans are index ranges on both backends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate::access::{self, Grant, Kind};
+use tollgate::billing::{self, BalanceCharge, BalancePaid, Reason};
+use tollgate::jobs::notices::{self, Notices};
+use tollgate::jobs::renewal::{self, AutoRenewal};
+use tollgate::store::Db;
+use tollgate::time::{Clock, ManualClock, Timestamp};
+use tollgate::{on_db, users};
+
+use crate::common::TestDb;
+use crate::db_test;
+use crate::jobs_month::{Person, outbox, person, services};
+
+const H: i64 = 3_600_000;
+const D: i64 = 24 * H;
+const M1_PRICE: i64 = 14_900;
+
+fn texts() -> Arc<tollgate::i18n::Texts> {
+    Arc::new(tollgate::i18n::Texts::load().unwrap())
+}
+
+/// Makes every outbox insert for `chat` fail, like a row the code cannot handle.
+async fn poison_messages_to(db: &Db, chat: i64) {
+    match db {
+        Db::Sqlite(p) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.chat_id = {chat}
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )))
+            .execute(p)
+            .await
+            .unwrap();
+        }
+        Db::Postgres(p) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$
+                 BEGIN IF NEW.chat_id = {chat} THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END
+                 $$ LANGUAGE plpgsql"
+            )))
+            .execute(p)
+            .await
+            .unwrap();
+            sqlx::query("CREATE TRIGGER poison BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION poison()")
+                .execute(p)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn cure(db: &Db) {
+    on_db!(db, p => sqlx::query("DROP TRIGGER poison ON outbox").execute(p).await.map(|_| ()))
+        .or_else(|_| Ok::<(), sqlx::Error>(()))
+        .unwrap();
+    if let Db::Sqlite(p) = db {
+        sqlx::query("DROP TRIGGER IF EXISTS poison")
+            .execute(p)
+            .await
+            .unwrap();
+    }
+}
+
+fn keys_of(out: &std::collections::BTreeMap<String, (i64, i64)>, user: i64) -> Vec<String> {
+    out.iter()
+        .filter(|(_, (c, _))| *c == user)
+        .map(|(k, _)| k.split(':').next_back().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn next_notice_at(db: &Db, user: i64) -> Option<i64> {
+    on_db!(db, p => sqlx::query_scalar("SELECT next_notice_at FROM subscriptions WHERE user_id = $1")
+        .bind(user).fetch_one(p).await)
+    .unwrap()
+}
+
+async fn renewal_debits(db: &Db, user: i64) -> i64 {
+    on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE user_id = $1 AND reason = 'renewal'"
+    ).bind(user).fetch_one(p).await)
+    .unwrap()
+}
+
+fn plain(id: i64) -> Person {
+    Person {
+        id,
+        auto_renew: false,
+        balance: 0,
+        blocked: false,
+    }
+}
+
+db_test!(async fn one_bad_subscription_does_not_hold_up_the_others(t) {
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(t0);
+    let (app, s, emu) = services(t, &clock).await;
+    for u in 1..=4 {
+        person(&s, &plain(u), Some(Grant::days(Kind::Paid, 1, Some("m1"))), t0).await;
+    }
+    // Past the end: every subscription's expiry is due. User 2's message cannot be written.
+    let at = t0.as_millis() + D + 60_000;
+    clock.set(Timestamp::from_millis(at));
+    poison_messages_to(&t.db, 2).await;
+    let notices = Notices::new(s.clone(), texts());
+    let err = notices.run_batch().await.expect_err("the bad row makes the iteration an error");
+    assert!(format!("{err:#}").contains("put back"), "{err:#}");
+    let out = outbox(&s).await;
+    for u in [1, 3, 4] {
+        assert_eq!(keys_of(&out, u), ["expired"], "user {u} was handled despite user 2");
+        assert_eq!(next_notice_at(&s.db, u).await, None, "user {u}: timeline done");
+    }
+    assert!(keys_of(&out, 2).is_empty());
+    // Rolled back and put back: still active on the nodes' side of the books, due again later.
+    assert_eq!(next_notice_at(&s.db, 2).await, Some(at + notices::ITEM_RETRY.as_millis() as i64));
+    // The next iteration is not held up by it.
+    assert_eq!(notices.run_batch().await.unwrap(), 0);
+    // Once the cause is gone, the retry handles it, exactly once.
+    cure(&t.db).await;
+    clock.set(Timestamp::from_millis(at).plus(notices::ITEM_RETRY));
+    assert_eq!(notices.run_batch().await.unwrap(), 1);
+    assert_eq!(notices.run_batch().await.unwrap(), 0);
+    assert_eq!(keys_of(&outbox(&s).await, 2), ["expired"]);
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+});
+
+db_test!(async fn auto_renewal_reaches_every_candidate_however_many_are_short_or_bad(t) {
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(t0);
+    let (app, s, emu) = services(t, &clock).await;
+    // Five users short of money expire first, then a bad row, then a user who can pay.
+    // With pages of two, one page (a plain LIMIT) would never get past the short ones.
+    for u in 1..=5 {
+        let p = Person { id: u, auto_renew: true, balance: 0, blocked: false };
+        person(&s, &p, Some(Grant::days(Kind::Paid, 30, Some("m1"))), t0).await;
+        clock.set(clock.now().plus(Duration::from_secs(60)));
+    }
+    for u in [6, 7] {
+        let p = Person { id: u, auto_renew: true, balance: M1_PRICE, blocked: false };
+        person(&s, &p, Some(Grant::days(Kind::Paid, 30, Some("m1"))), clock.now()).await;
+        clock.set(clock.now().plus(Duration::from_secs(60)));
+    }
+    poison_messages_to(&t.db, 6).await;
+    // Twelve hours before the first expiry: all seven are in the 24 h window.
+    clock.set(t0.plus(Duration::from_millis((30 * D - 12 * H) as u64)));
+    let renewal = AutoRenewal::new(s.clone(), texts()).with_page_size(2);
+    let err = renewal.run_batch().await.expect_err("the bad row makes the run an error");
+    assert!(format!("{err:#}").contains("could not be auto-renewed"), "{err:#}");
+    let out = outbox(&s).await;
+    assert_eq!(renewal_debits(&s.db, 7).await, 1, "the user behind the short ones was renewed");
+    assert_eq!(users::get(&s.db, 7).await.unwrap().unwrap().balance, 0);
+    assert!(out.keys().any(|k| k.starts_with("renewed:renewal:") && out[k].0 == 7));
+    for u in 1..=5 {
+        assert_eq!(out.keys().filter(|k| k.starts_with("renew-short:") && out[*k].0 == u).count(), 1, "user {u}");
+    }
+    // The bad row rolled back as a whole: no debit, no renewal.
+    assert_eq!(renewal_debits(&s.db, 6).await, 0);
+    assert_eq!(users::get(&s.db, 6).await.unwrap().unwrap().balance, M1_PRICE);
+    // Fixed, the next run renews it; nothing else happens twice.
+    cure(&t.db).await;
+    assert!(renewal.run_batch().await.is_ok());
+    assert_eq!(renewal_debits(&s.db, 6).await, 1);
+    assert_eq!(renewal_debits(&s.db, 7).await, 1);
+    let shorts = outbox(&s).await.keys().filter(|k| k.starts_with("renew-short:")).count();
+    assert_eq!(shorts, 5, "one short message per period");
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+});
+
+/// RELIABILITY D7, E2 on PostgreSQL (SQLite has one writer, so the interleaving cannot
+/// happen there): a payment by hand for the next period is committing while auto-renewal
+/// looks at the same subscription. Auto-renewal must not charge a second period on top of
+/// the one just bought: it skips the row the payment holds (its next run sees the new
+/// date). Reading the date without the row lock, it went on, waited for the balance row,
+/// and charged again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_by_hand_during_auto_renewal_is_not_followed_by_a_second_charge() {
+    let Some(t) = TestDb::postgres().await else {
+        return;
+    };
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(t0);
+    let (app, s, emu) = services(&t, &clock).await;
+    let p = Person {
+        id: 1,
+        auto_renew: true,
+        balance: 2 * M1_PRICE,
+        blocked: false,
+    };
+    person(&s, &p, Some(Grant::days(Kind::Paid, 30, Some("m1"))), t0).await;
+    let expires = t0.as_millis() + 30 * D;
+    clock.set(Timestamp::from_millis(expires - 2 * H));
+    let plan = s
+        .config
+        .catalog
+        .plans
+        .iter()
+        .find(|p| p.id == "m1")
+        .unwrap()
+        .clone();
+    let base = s.config.catalog.bot.base_currency;
+    // The user pays by hand; the transaction is open (the row is locked, not committed).
+    let mut by_hand = t.db.begin().await.unwrap();
+    let charge = BalanceCharge {
+        user_id: 1,
+        plan: &plan,
+        reason: Reason::Purchase,
+        reference: "button:1",
+    };
+    let paid = billing::pay_plan_from_balance(
+        &mut by_hand,
+        s.registry.enabled(),
+        base,
+        &charge,
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(paid, BalancePaid::Paid { .. }));
+    let renewal = AutoRenewal::new(s.clone(), texts());
+    let run = tokio::spawn(async move { renewal.run_batch().await });
+    // Auto-renewal has looked at the subscription: it finished (skipped the locked row) or
+    // waits for a lock the open payment holds. Only then does the payment commit.
+    let tollgate::store::Db::Postgres(pool) = &t.db else {
+        unreachable!()
+    };
+    let start = tokio::time::Instant::now();
+    while !run.is_finished() {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetch_one(pool).await.unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "auto-renewal neither finished nor waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    by_hand.commit().await.unwrap();
+    run.await.unwrap().unwrap();
+    // Its next run sees the new date, outside the 24 h window: nothing either.
+    let renewal = AutoRenewal::new(s.clone(), texts());
+    assert_eq!(renewal.run_batch().await.unwrap(), 0);
+    assert_eq!(renewal_debits(&s.db, 1).await, 0, "no second charge");
+    assert_eq!(
+        users::get(&s.db, 1).await.unwrap().unwrap().balance,
+        M1_PRICE
+    );
+    let sub = access::subscription_for_user(&s.db, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sub.expires_at.as_millis(),
+        expires + 30 * D,
+        "one period added"
+    );
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+}
+
+/// The query plan of `sql` (SQLite's EXPLAIN QUERY PLAN details; PostgreSQL's EXPLAIN with
+/// sequential scans priced out, so the plan shows whether an index *can* serve it).
+async fn plan(db: &Db, sql: &str, binds: &[i64]) -> String {
+    match db {
+        Db::Sqlite(p) => {
+            let text = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(text));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.fetch_all(p)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Db::Postgres(p) => {
+            let mut c = p.acquire().await.unwrap();
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *c)
+                .await
+                .unwrap();
+            let text = format!("EXPLAIN {sql}");
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(text));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            let out = q.fetch_all(&mut *c).await.unwrap().join("\n");
+            sqlx::query("RESET enable_seqscan")
+                .execute(&mut *c)
+                .await
+                .unwrap();
+            out
+        }
+    }
+}
+
+db_test!(async fn the_due_scans_are_index_ranges(t) {
+    let now = 1_800_000_000_000_i64;
+    let due = plan(&t.db, notices::DUE_QUERY, &[now, 500]).await;
+    assert!(due.contains("subscriptions_next_notice"), "notices scan:\n{due}");
+    assert!(!due.contains("SCAN subscriptions\n") && !due.ends_with("SCAN subscriptions"), "notices scan:\n{due}");
+    let binds = [now, now + D, 0, 500, now];
+    // $6 is a boolean; EXPLAIN takes the same text with it written in.
+    let sql = renewal::CANDIDATES_QUERY.replace("$6", "TRUE");
+    let candidates = plan(&t.db, &sql, &binds).await;
+    assert!(candidates.contains("subscriptions_expiry"), "auto-renewal scan:\n{candidates}");
+});
