@@ -20,8 +20,9 @@ use crate::alerts::Alerts;
 use crate::backoff::Backoff;
 use crate::config::{Config, IntakeMode};
 use crate::flags;
-use crate::housekeeping::Housekeeping;
+use crate::housekeeping::{Housekeeping, Pruning};
 use crate::http::{self, HttpState, Readiness};
+use crate::jobs::JobRunner;
 use crate::lease;
 use crate::metrics::Metrics;
 use crate::store::migrate::{self, MigrateError, MigrateTimeouts};
@@ -124,6 +125,7 @@ where
     let api =
         BotApi::new(&d.telegram_api_url, &d.bot_token.token).map_err(|e| anyhow::anyhow!("{e}"))?;
     let holder = lease::holder_id();
+    let pruning_holder = holder.clone();
     let inbox_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
     let alerts = Alerts::new(d.admin_ids.clone());
@@ -249,13 +251,23 @@ where
         stall,
     )));
     components.push(Arc::new(Watched::new(
-        Housekeeping::new(
+        Housekeeping::new(db.clone(), options.clock.clone(), metrics.telegram.clone()),
+        stall,
+    )));
+    let pruning = Pruning::new(
+        db.clone(),
+        options.clock.clone(),
+        p.inbox_retention,
+        p.outbox_retention,
+    );
+    components.push(Arc::new(WatchedDyn::new(
+        Arc::new(JobRunner::new(
+            Arc::new(pruning),
             db.clone(),
             options.clock.clone(),
-            p.inbox_retention,
-            p.outbox_retention,
-            metrics.telegram.clone(),
-        ),
+            pruning_holder,
+            metrics.jobs.clone(),
+        )),
         stall,
     )));
     components.extend(options.extra_components.iter().cloned());

@@ -1,15 +1,21 @@
-//! Housekeeping: pruning finished pipeline rows and refreshing backlog gauges.
+//! Housekeeping: pruning finished pipeline rows, expiring unpaid purchases, and refreshing
+//! backlog gauges.
 //!
 //! Handled updates and sent messages are kept for a while (debugging, audits) and then
 //! deleted in small batches, so the tables and their indexes stay the size of the live
-//! backlog. Backlog depth and age are read here every few seconds for `/metrics`. Every
-//! replica may run this: deletes of already-deleted rows are no-ops.
+//! backlog; purchases nobody paid within their TTL are marked expired (never a paid one).
+//! That is [`Pruning`], a job under the job runner's contract (`ITERATION_START` / `_END`,
+//! deadline, backoff, metrics; `crate::jobs`). Backlog depth and age are read every few
+//! seconds for `/metrics` by the [`Housekeeping`] component — too frequent and too trivial
+//! for an iteration log line each time. Every replica may run both: deletes of
+//! already-deleted rows and updates of already-expired purchases are no-ops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{IterationFuture, Job};
 
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
@@ -22,66 +28,16 @@ const PRUNE_BATCH: i64 = 1000;
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// Refreshes the backlog gauges every few seconds.
 pub struct Housekeeping {
     db: Db,
     clock: SharedClock,
-    inbox_retention: Duration,
-    outbox_retention: Duration,
     metrics: PipelineMetrics,
 }
 
 impl Housekeeping {
-    pub fn new(
-        db: Db,
-        clock: SharedClock,
-        inbox_retention: Duration,
-        outbox_retention: Duration,
-        metrics: PipelineMetrics,
-    ) -> Self {
-        Housekeeping {
-            db,
-            clock,
-            inbox_retention,
-            outbox_retention,
-            metrics,
-        }
-    }
-
-    /// Deletes handled updates and finished messages past their retention; returns how many.
-    pub async fn prune_once(&self, hb: &Heartbeat) -> Result<(u64, u64), sqlx::Error> {
-        let now = self.clock.now();
-        let mut updates = 0;
-        loop {
-            hb.beat();
-            let n = inbox::prune(&self.db, now.minus(self.inbox_retention), PRUNE_BATCH).await?;
-            updates += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-        let mut messages = 0;
-        loop {
-            hb.beat();
-            let n = outbox::prune(&self.db, now.minus(self.outbox_retention), PRUNE_BATCH).await?;
-            messages += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-        // Unpaid purchases past their TTL; a paid one is never touched (a late payment for
-        // an expired purchase is still honoured by finalize).
-        loop {
-            hb.beat();
-            match crate::billing::expire_unpaid_purchases(&self.db, now, PRUNE_BATCH).await {
-                Ok(n) if n == PRUNE_BATCH as u64 => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot expire unpaid purchases; will try again");
-                    break;
-                }
-            }
-        }
-        Ok((updates, messages))
+    pub fn new(db: Db, clock: SharedClock, metrics: PipelineMetrics) -> Self {
+        Housekeeping { db, clock, metrics }
     }
 
     async fn refresh_gauges(&self) -> Result<(), sqlx::Error> {
@@ -101,22 +57,10 @@ impl Housekeeping {
     }
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
-        // The first prune waits a full period: a restart loop must not turn into a prune loop.
-        let mut next_prune = Instant::now() + PRUNE_EVERY;
         loop {
             hb.beat();
             if let Err(e) = self.refresh_gauges().await {
                 tracing::debug!(error = %e, "cannot read backlog gauges");
-            }
-            if Instant::now() >= next_prune {
-                match self.prune_once(&hb).await {
-                    Ok((u, m)) if u + m > 0 => {
-                        tracing::info!(updates = u, messages = m, "pruned finished pipeline rows")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "pruning failed; will try again"),
-                }
-                next_prune = Instant::now() + PRUNE_EVERY;
             }
             if !idle(GAUGES_EVERY, &hb, Duration::from_millis(500), &stop).await {
                 return;
@@ -125,9 +69,97 @@ impl Housekeeping {
     }
 }
 
-impl Component for Housekeeping {
+/// The pruning job: handled updates and finished messages past their retention, and
+/// unpaid purchases past their TTL.
+pub struct Pruning {
+    db: Db,
+    clock: SharedClock,
+    inbox_retention: Duration,
+    outbox_retention: Duration,
+}
+
+impl Pruning {
+    pub fn new(
+        db: Db,
+        clock: SharedClock,
+        inbox_retention: Duration,
+        outbox_retention: Duration,
+    ) -> Self {
+        Pruning {
+            db,
+            clock,
+            inbox_retention,
+            outbox_retention,
+        }
+    }
+
+    /// One pass, batch by batch until nothing is left or `stop` is cancelled; returns the
+    /// rows deleted or expired.
+    pub async fn prune_until(&self, stop: &CancellationToken) -> anyhow::Result<u64> {
+        let now = self.clock.now();
+        let full = |n: u64| n == PRUNE_BATCH as u64 && !stop.is_cancelled();
+        let mut updates = 0;
+        loop {
+            let n = inbox::prune(&self.db, now.minus(self.inbox_retention), PRUNE_BATCH).await?;
+            updates += n;
+            if !full(n) {
+                break;
+            }
+        }
+        let mut messages = 0;
+        loop {
+            let n = outbox::prune(&self.db, now.minus(self.outbox_retention), PRUNE_BATCH).await?;
+            messages += n;
+            if !full(n) {
+                break;
+            }
+        }
+        // A late payment for an expired purchase is still honoured by finalize.
+        let mut purchases = 0;
+        loop {
+            let n = crate::billing::expire_unpaid_purchases(&self.db, now, PRUNE_BATCH).await?;
+            purchases += n;
+            if !full(n) {
+                break;
+            }
+        }
+        if updates + messages + purchases > 0 {
+            tracing::info!(
+                updates,
+                messages,
+                purchases,
+                "pruned finished pipeline rows, expired unpaid purchases"
+            );
+        }
+        Ok(updates + messages + purchases)
+    }
+}
+
+impl Job for Pruning {
     fn name(&self) -> &'static str {
         "housekeeping"
+    }
+
+    fn interval(&self) -> Duration {
+        PRUNE_EVERY
+    }
+
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+
+    fn run_once(&self) -> IterationFuture<'_> {
+        Box::pin(async move { self.prune_until(&CancellationToken::new()).await })
+    }
+
+    fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
+        Box::pin(async move { self.prune_until(&stop).await })
+    }
+}
+
+impl Component for Housekeeping {
+    fn name(&self) -> &'static str {
+        "backlog-gauges"
     }
 
     fn stall_after(&self) -> Duration {

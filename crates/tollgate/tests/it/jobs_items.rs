@@ -318,3 +318,51 @@ db_test!(async fn the_due_scans_are_index_ranges(t) {
     let candidates = plan(&t.db, &sql, &binds).await;
     assert!(candidates.contains("subscriptions_expiry"), "auto-renewal scan:\n{candidates}");
 });
+
+db_test!(async fn housekeeping_runs_as_a_job_and_expires_only_unpaid_purchases(t) {
+    use tollgate::housekeeping::Pruning;
+    use tollgate::jobs::{JobRunner, Outcome, metrics::JobMetrics};
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(now);
+    let mut tx = t.db.begin().await.unwrap();
+    let from = users::TelegramUser {
+        id: 1,
+        is_bot: false,
+        first_name: "A".into(),
+        last_name: None,
+        username: None,
+        language_code: None,
+    };
+    users::touch(&mut tx, &from, &[tollgate::config::Language::En], now).await.unwrap();
+    tx.commit().await.unwrap();
+    // (status, expires_at, paid_at): past due unpaid, not yet due, paid though past due.
+    let rows = [("pending", now.as_millis() - H, None), ("pending", now.as_millis() + H, None), ("paid", now.as_millis() - H, Some(now.as_millis() - 2 * H))];
+    for (status, expires_at, paid_at) in rows {
+        on_db!(&t.db, p => sqlx::query(
+            "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, provider, status, created_at, expires_at, paid_at)
+             VALUES (1, 'plan', 'm1', 30, 14900, 'RUB', 'stars', $1, $2, $3, $4)"
+        ).bind(status).bind(now.as_millis() - 3 * H).bind(expires_at).bind(paid_at).execute(p).await.map(|_| ())).unwrap();
+    }
+    // A message sent 40 days ago (retention 30 d) and one sent yesterday.
+    for (key, finished) in [("old", now.as_millis() - 40 * D), ("new", now.as_millis() - D)] {
+        on_db!(&t.db, p => sqlx::query(
+            "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, next_attempt_at, created_at, finished_at)
+             VALUES ($1, 1, 1, 'sendMessage', '{}', 'sent', $2, $2, $2)"
+        ).bind(key).bind(finished).execute(p).await.map(|_| ())).unwrap();
+    }
+    let pruning = Pruning::new(t.db.clone(), Arc::new(clock.clone()), Duration::from_secs(7 * 86_400), Duration::from_secs(30 * 86_400));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = JobMetrics::register(&mut registry);
+    let runner = JobRunner::new(Arc::new(pruning), t.db.clone(), Arc::new(clock.clone()), "me".into(), metrics.clone());
+    let mut lease = None;
+    assert_eq!(runner.iteration(&mut lease).await, Outcome::Ok);
+    let items = metrics.items.get_or_create(&tollgate::jobs::metrics::JobName { job: "housekeeping" }).get();
+    assert_eq!(items, 2, "one message pruned, one purchase expired");
+    let statuses: Vec<String> = on_db!(&t.db, p => sqlx::query_scalar("SELECT status FROM purchases ORDER BY id").fetch_all(p).await).unwrap();
+    assert_eq!(statuses, ["expired", "pending", "paid"]);
+    let keys: Vec<String> = on_db!(&t.db, p => sqlx::query_scalar("SELECT dedupe_key FROM outbox").fetch_all(p).await).unwrap();
+    assert_eq!(keys, ["new"]);
+    // Nothing left: the next iteration does nothing.
+    assert_eq!(runner.iteration(&mut lease).await, Outcome::Ok);
+    assert_eq!(metrics.items.get_or_create(&tollgate::jobs::metrics::JobName { job: "housekeeping" }).get(), 2);
+});
