@@ -8,10 +8,14 @@
 //! called until nothing is due.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use support::{database, median};
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::bot::Bot;
 use tollgate::config::{Config, Env};
@@ -46,7 +50,7 @@ async fn main() {
             continue;
         }
         // 1. The expiry wave.
-        let (url, _dir) = database(backend, &pg_admin, "wave").await;
+        let (url, _dir) = database(backend, &pg_admin, "jobs_wave").await;
         let (s, app, emu) = services(&url).await;
         seed(&s.db, wave, "expired").await;
         let notices = Notices::new(s.clone(), Arc::new(tollgate::i18n::Texts::load().unwrap()));
@@ -80,7 +84,7 @@ async fn main() {
         emu.shutdown().await;
 
         // 2. The scan when nothing is due, then 3. growing numbers of due rows among them.
-        let (url, _dir2) = database(backend, &pg_admin, "scan").await;
+        let (url, _dir2) = database(backend, &pg_admin, "jobs_scan").await;
         let (s, app, emu) = services(&url).await;
         let t = Instant::now();
         seed(&s.db, scan, "future").await;
@@ -290,30 +294,4 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
         Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
     }
-}
-
-async fn database(backend: &str, pg_admin: &str, tag: &str) -> (String, Option<tempfile::TempDir>) {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/bench.db", dir.path().display());
-        return (url, Some(dir));
-    }
-    let name = format!("tollgate_jobs_{}_{tag}", std::process::id());
-    let mut c = PgConnection::connect(pg_admin).await.unwrap();
-    c.execute(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .await
-    .unwrap();
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .await
-        .unwrap();
-    let mut u = url::Url::parse(pg_admin).unwrap();
-    u.set_path(&format!("/{name}"));
-    (u.to_string(), None)
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
