@@ -33,17 +33,26 @@ struct Scripted {
     flag: Option<Flag>,
     singleton: bool,
     interval: Duration,
+    deadline: Duration,
     runs: AtomicUsize,
 }
 
 impl Scripted {
     fn new(name: &'static str, behaviour: Behaviour) -> Scripted {
+        // Generous, so a panic's report (a backtrace under a loaded test run) is never
+        // mistaken for a hang; the hanging job gets a short one.
+        let deadline = if matches!(behaviour, Behaviour::Hang) {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
         Scripted {
             name,
             behaviour,
             flag: None,
             singleton: false,
             interval: Duration::from_millis(10),
+            deadline,
             runs: AtomicUsize::new(0),
         }
     }
@@ -57,7 +66,7 @@ impl Job for Scripted {
         self.interval
     }
     fn deadline(&self) -> Duration {
-        Duration::from_millis(200)
+        self.deadline
     }
     fn singleton(&self) -> bool {
         self.singleton
