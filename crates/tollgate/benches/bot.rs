@@ -26,12 +26,16 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) is unreachable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{database, free_port, median, percentile, rss_mib};
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use telegram_emulator::{
     ControlClient, Emulator, EmulatorConfig, MessageFilter, NewUser, RunningEmulator,
 };
@@ -78,7 +82,7 @@ async fn main() {
         let mut max_rss = Vec::new();
         let mut idle_rss = Vec::new();
         for run in 0..runs {
-            let (db_url, _guard) = database(backend, &pg_admin, run).await;
+            let (db_url, _guard) = database(backend, &pg_admin, &format!("botbench_{run}")).await;
             let r = one_run(&db_url, users, purchases).await;
             println!(
                 "{backend} run {run}: /start → menu {:.0}/s ({users} users, {} message(s) each); \
@@ -121,40 +125,6 @@ struct RunResult {
     buy_p99: f64,
     max_rss_mib: f64,
     idle_rss_mib: f64,
-}
-
-/// A fresh database URL; the guard keeps a temp dir alive.
-async fn database(
-    backend: &str,
-    pg_admin: &str,
-    run: usize,
-) -> (String, Option<tempfile::TempDir>) {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/bench.db", dir.path().display());
-        return (url, Some(dir));
-    }
-    let name = format!("tollgate_botbench_{}_{run}", std::process::id());
-    let mut c = PgConnection::connect(pg_admin).await.unwrap();
-    c.execute(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .await
-    .unwrap();
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .await
-        .unwrap();
-    let mut u = url::Url::parse(pg_admin).unwrap();
-    u.set_path(&format!("/{name}"));
-    (u.to_string(), None)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child {
@@ -220,17 +190,6 @@ async fn create_users(tg: &ControlClient, n: usize) -> Vec<i64> {
         ids.push(h.await.unwrap());
     }
     ids
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Samples the RSS of `pid` every 50 ms into `max` until aborted.
@@ -508,14 +467,4 @@ async fn drain(tg: &ControlClient, messages: u64, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    percentile(samples, 0.5)
 }

@@ -13,11 +13,15 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) is unreachable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{database, free_port, median, percentile, rss_mib};
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use telegram_emulator::{ControlClient, Emulator, EmulatorConfig, NewUser, RunningEmulator};
 use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
@@ -51,7 +55,7 @@ async fn main() {
             .and_then(|r| r.parse().ok())
             .unwrap_or(RUNS);
         for run in 0..runs {
-            let (db_url, _guard) = database(backend, &pg_admin, run).await;
+            let (db_url, _guard) = database(backend, &pg_admin, &format!("bench_{run}")).await;
             let r = one_run(&db_url).await;
             intake_rate.push(r.intake_rate);
             closed_p50.push(r.closed_p50);
@@ -93,40 +97,6 @@ struct RunResult {
     open_p99: f64,
     e2e_rate: f64,
     max_rss_mib: f64,
-}
-
-/// A fresh database URL; the guard keeps a temp dir alive.
-async fn database(
-    backend: &str,
-    pg_admin: &str,
-    run: usize,
-) -> (String, Option<tempfile::TempDir>) {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/bench.db", dir.path().display());
-        return (url, Some(dir));
-    }
-    let name = format!("tollgate_bench_{}_{run}", std::process::id());
-    let mut c = PgConnection::connect(pg_admin).await.unwrap();
-    c.execute(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .await
-    .unwrap();
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .await
-        .unwrap();
-    let mut u = url::Url::parse(pg_admin).unwrap();
-    u.set_path(&format!("/{name}"));
-    (u.to_string(), None)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child {
@@ -212,17 +182,6 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> f64 {
         .unwrap();
     assert_eq!(r.status(), 200);
     start.elapsed().as_secs_f64() * 1000.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn one_run(db_url: &str) -> RunResult {
@@ -394,14 +353,4 @@ async fn drain_watch(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    percentile(samples, 0.5)
 }

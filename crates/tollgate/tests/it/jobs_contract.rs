@@ -14,6 +14,7 @@ use tollgate::jobs::{IterationFuture, Job, JobRunner, Outcome};
 use tollgate::lease;
 use tollgate::supervisor::Component;
 use tollgate::time::{Clock, SystemClock};
+use tracing::instrument::WithSubscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
@@ -60,13 +61,20 @@ impl Drop for EndGuard {
 
 impl Scripted {
     fn new(name: &'static str, behaviour: Behaviour) -> Scripted {
+        // Generous, so a panic's report (a backtrace under a loaded test run) is never
+        // mistaken for a hang; the hanging job gets a short one.
+        let deadline = if matches!(behaviour, Behaviour::Hang) {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
         Scripted {
             name,
             behaviour,
             flag: None,
             singleton: false,
             interval: Duration::from_millis(10),
-            deadline: Duration::from_millis(200),
+            deadline,
             runs: AtomicUsize::new(0),
             drained: Arc::default(),
             ended: Arc::default(),
@@ -173,7 +181,8 @@ fn runner(t: &crate::common::TestDb, job: Arc<dyn Job>, holder: &str) -> JobRunn
 
 db_test!(async fn every_path_yields_one_start_and_one_end_with_its_outcome(t) {
     let captured = Captured::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+    // Attached to each iteration's future, wherever a runtime worker polls it.
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(captured.clone()));
     let mut flagged = Scripted::new("flagged", Behaviour::Items(1));
     flagged.flag = Some(Flag::AutoRenewal);
     flags::set(&t.db, Flag::AutoRenewal, false, None, SystemClock.now()).await.unwrap();
@@ -193,7 +202,7 @@ db_test!(async fn every_path_yields_one_start_and_one_end_with_its_outcome(t) {
         let job = Arc::new(job);
         let r = runner(t, job.clone(), "me");
         let mut lease = None;
-        let got = r.iteration(&mut lease).await;
+        let got = r.iteration(&mut lease).with_subscriber(dispatch.clone()).await;
         assert_eq!(got, want, "{name}");
         let events: Vec<_> = captured.0.lock().unwrap().drain(..).filter(|e| e.1 == name).collect();
         assert_eq!(events.len(), 2, "{name}: {events:?}");

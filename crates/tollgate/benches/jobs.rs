@@ -1,0 +1,297 @@
+//! Job throughput: an expiry wave, the "anything due?" scan over a million subscriptions, and
+//! how an iteration's cost scales with the due rows — SQLite and PostgreSQL.
+//!
+//! `cargo bench -p tollgate --bench jobs` (`BENCH_BACKEND=sqlite|postgres` narrows it;
+//! `BENCH_WAVE`, default 100000, and `BENCH_SCAN`, default 1000000, size it). The service's
+//! parts run in this process on a fresh database with a fixed clock; rows are seeded with
+//! set-based SQL; `Notices::run_batch` (one transaction per subscription, 500 per call) is
+//! called until nothing is due.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use support::{database, median};
+
+use sqlx::{Connection, PgConnection};
+use tollgate::app::{self, AppOptions, Plugged, Services};
+use tollgate::bot::Bot;
+use tollgate::config::{Config, Env};
+use tollgate::jobs::notices::Notices;
+use tollgate::store::Db;
+use tollgate::time::{ManualClock, Timestamp};
+
+const NOW: i64 = 1_800_000_000_000;
+const H: i64 = 3_600_000;
+const D: i64 = 24 * H;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let pg_admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
+    let only = std::env::var("BENCH_BACKEND").ok();
+    let size = |k: &str, d: i64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let wave = size("BENCH_WAVE", 100_000);
+    let scan = size("BENCH_SCAN", 1_000_000);
+    for backend in ["sqlite", "postgres"] {
+        if only.as_deref().is_some_and(|o| o != backend) {
+            continue;
+        }
+        if backend == "postgres" && !pg_ok {
+            println!("postgres: SKIPPED ({pg_admin} unreachable)");
+            continue;
+        }
+        // 1. The expiry wave.
+        let (url, _dir) = database(backend, &pg_admin, "jobs_wave").await;
+        let (s, app, emu) = services(&url).await;
+        seed(&s.db, wave, "expired").await;
+        let notices = Notices::new(s.clone(), Arc::new(tollgate::i18n::Texts::load().unwrap()));
+        let start = Instant::now();
+        let mut iterations = 0;
+        let mut per_iteration = Vec::new();
+        loop {
+            let t = Instant::now();
+            let n = notices.run_batch().await.unwrap();
+            if n == 0 {
+                break;
+            }
+            iterations += 1;
+            per_iteration.push((n, t.elapsed().as_secs_f64() * 1000.0));
+        }
+        let total = start.elapsed().as_secs_f64();
+        let queued = count(&s.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await;
+        let left = count(
+            &s.db,
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE next_notice_at IS NOT NULL",
+        )
+        .await;
+        assert_eq!((queued, left), (wave, 0), "every expiry handled once");
+        let mut ms: Vec<f64> = per_iteration.iter().map(|(_, m)| *m).collect();
+        println!(
+            "{backend}: expiry wave of {wave}: {total:.1} s ({:.0} µs per subscription), {iterations} iterations of ≤500, iteration median {:.0} ms; {queued} messages queued",
+            total * 1e6 / wave as f64,
+            median(&mut ms)
+        );
+        app.shutdown().await.unwrap();
+        emu.shutdown().await;
+
+        // 2. The scan when nothing is due, then 3. growing numbers of due rows among them.
+        let (url, _dir2) = database(backend, &pg_admin, "jobs_scan").await;
+        let (s, app, emu) = services(&url).await;
+        let t = Instant::now();
+        seed(&s.db, scan, "future").await;
+        println!(
+            "{backend}: seeded {scan} subscriptions in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let notices = Notices::new(s.clone(), Arc::new(tollgate::i18n::Texts::load().unwrap()));
+        let mut scans = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            assert_eq!(notices.run_batch().await.unwrap(), 0);
+            scans.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        println!(
+            "{backend}: nothing due among {scan}: run_batch median {:.2} ms (max {:.2} ms)",
+            median(&mut scans.clone()),
+            scans.iter().cloned().fold(0.0, f64::max)
+        );
+        println!("{backend}: plan of the due query: {}", plan(&s.db).await);
+        let mut made_due = 0;
+        for due in [1_000_i64, 10_000, 50_000] {
+            let from = made_due;
+            made_due += due;
+            make_due(&s.db, from, made_due).await;
+            let t = Instant::now();
+            let mut handled = 0;
+            let mut iterations = 0;
+            loop {
+                let n = notices.run_batch().await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                handled += n;
+                iterations += 1;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{backend}: {due} due among {scan}: {secs:.2} s, {handled} handled in {iterations} iterations, {:.0} µs per item",
+                secs * 1e6 / handled.max(1) as f64
+            );
+        }
+        app.shutdown().await.unwrap();
+        emu.shutdown().await;
+    }
+}
+
+async fn services(
+    url: &str,
+) -> (
+    Services,
+    app::RunningApp,
+    telegram_emulator::RunningEmulator,
+) {
+    let emu = telegram_emulator::Emulator::start(
+        telegram_emulator::EmulatorConfig::without_rate_limits(),
+    )
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let catalog = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/tollgate.example.toml"
+    );
+    let vars = vec![
+        ("BOT_TOKEN".to_owned(), emu.token().to_owned()),
+        ("TELEGRAM_API_URL".to_owned(), emu.api_url()),
+        ("DATABASE_URL".to_owned(), url.to_owned()),
+        ("TOLLGATE_CONFIG".to_owned(), catalog.to_owned()),
+        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
+        ("PORT".to_owned(), port.to_string()),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ];
+    let config = Config::load(&Env::from_pairs(vars)).expect("config");
+    let slot: Arc<Mutex<Option<Services>>> = Arc::default();
+    let keep = slot.clone();
+    let clock = ManualClock::new(Timestamp::from_millis(NOW));
+    let options = AppOptions {
+        clock: Arc::new(clock),
+        ..AppOptions::default()
+    };
+    let app = app::start(config, options, move |s| {
+        *keep.lock().unwrap() = Some(s.clone());
+        let p = Bot::plug(s)?;
+        Ok(Plugged {
+            handler: p.handler,
+            components: Vec::new(),
+        })
+    })
+    .await
+    .unwrap();
+    let s = slot.lock().unwrap().clone().unwrap();
+    // Ready = migrated.
+    let ready = format!("http://{}/readyz", app.addr);
+    let start = Instant::now();
+    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+        assert!(start.elapsed().as_secs() < 60, "service not ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (s, app, emu)
+}
+
+/// `n` users with one paid subscription each: "expired" (only the expiry is due: dates set
+/// 2 h ago, ended 1 h ago) or "future" (next event in 10 days).
+async fn seed(db: &Db, n: i64, what: &str) {
+    let (expires, from, next) = if what == "expired" {
+        (NOW - H, NOW - 2 * H, NOW - H)
+    } else {
+        (NOW + 30 * D, NOW, NOW + 10 * D)
+    };
+    match db {
+        Db::Sqlite(p) => {
+            sqlx::query(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1)
+                 INSERT INTO users (id, first_name, language, referral_code, created_at, last_seen_at)
+                 SELECT x, 'u', 'en', 'r' || x, 0, 0 FROM c",
+            )
+            .bind(n)
+            .execute(p)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at, notice_stage, notice_from, next_notice_at)
+                 SELECT id, 'paid', 'm1', $2, $1, randomblob(16), printf('%024d', id), $2, $2, 0, $2, $3 FROM users",
+            )
+            .bind(expires)
+            .bind(from)
+            .bind(next)
+            .execute(p)
+            .await
+            .unwrap();
+        }
+        Db::Postgres(pool) => {
+            // Seeding a million rows takes longer than the service's statement timeout.
+            let mut tx = pool.begin().await.unwrap();
+            let p = &mut *tx;
+            sqlx::query("SET LOCAL statement_timeout = 0")
+                .execute(&mut *p)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO users (id, first_name, language, referral_code, created_at, last_seen_at)
+                 SELECT x, 'u', 'en', 'r' || x, 0, 0 FROM generate_series(1, $1) AS x",
+            )
+            .bind(n)
+            .execute(&mut *p)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at, notice_stage, notice_from, next_notice_at)
+                 SELECT id, 'paid', 'm1', $2, $1, gen_random_uuid(), lpad(id::text, 24, '0'), $2, $2, 0, $2, $3 FROM users",
+            )
+            .bind(expires)
+            .bind(from)
+            .bind(next)
+            .execute(&mut *p)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            sqlx::query("ANALYZE").execute(pool).await.unwrap();
+        }
+    }
+}
+
+/// Users `from+1 ..= to` expired an hour ago (only their expiry is due).
+async fn make_due(db: &Db, from: i64, to: i64) {
+    let sql = "UPDATE subscriptions SET expires_at = $1, notice_from = $2, next_notice_at = $1, notice_stage = 0
+               WHERE user_id > $3 AND user_id <= $4";
+    tollgate::on_db!(db, p => sqlx::query(sql).bind(NOW - H).bind(NOW - 2 * H).bind(from).bind(to).execute(p).await.map(|r| r.rows_affected()))
+        .unwrap();
+}
+
+async fn plan(db: &Db) -> String {
+    match db {
+        Db::Sqlite(p) => {
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+                "EXPLAIN QUERY PLAN SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1 ORDER BY next_notice_at LIMIT 500",
+            )
+            .bind(NOW)
+            .fetch_all(p)
+            .await
+            .unwrap();
+            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+        }
+        Db::Postgres(p) => {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "EXPLAIN SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1 ORDER BY next_notice_at LIMIT 500",
+            )
+            .bind(NOW)
+            .fetch_all(p)
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|r| r.0.trim().to_owned())
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    }
+}
+
+async fn count(db: &Db, sql: &'static str) -> i64 {
+    match db {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+    }
+}
