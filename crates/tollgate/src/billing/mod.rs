@@ -391,13 +391,7 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     fn lang(&self, user: Option<&User>) -> Language {
-        let fallback = self
-            .catalog
-            .bot
-            .languages
-            .first()
-            .copied()
-            .unwrap_or(Language::En);
+        let fallback = self.catalog.bot.fallback_language();
         user.map_or(fallback, |u| u.language_or(fallback))
     }
 

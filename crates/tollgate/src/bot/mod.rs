@@ -104,14 +104,7 @@ impl Bot {
     }
 
     fn default_language(&self) -> Language {
-        self.s
-            .config
-            .catalog
-            .bot
-            .languages
-            .first()
-            .copied()
-            .unwrap_or(Language::En)
+        self.s.config.catalog.bot.fallback_language()
     }
 
     fn view(&self, lang: Language) -> View<'_> {

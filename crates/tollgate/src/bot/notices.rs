@@ -92,20 +92,8 @@ impl AccessNotices {
                 "DELETE FROM access_notices WHERE subscription_id = $1 AND vpn_uuid = $2"
             ).bind(o.subscription_id).bind(o.vpn_uuid).execute(c).await.map(|r| r.rows_affected()))?;
             if removed == 1 && tell {
-                let lang = user
-                    .map(|u| {
-                        u.language_or(
-                            self.s
-                                .config
-                                .catalog
-                                .bot
-                                .languages
-                                .first()
-                                .copied()
-                                .unwrap_or(crate::config::Language::En),
-                        )
-                    })
-                    .unwrap_or(crate::config::Language::En);
+                let fallback = self.s.config.catalog.bot.fallback_language();
+                let lang = user.map_or(fallback, |u| u.language_or(fallback));
                 let msg = OutboxMessage::text(
                     format!("ready:{}:{}", o.subscription_id, o.vpn_uuid.simple()),
                     o.user_id,

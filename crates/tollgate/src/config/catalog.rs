@@ -240,6 +240,13 @@ pub struct BotSettings {
     pub utc_offset_minutes: i32,
 }
 
+impl BotSettings {
+    /// The language for users whose own is unknown or no longer shipped: the first listed.
+    pub fn fallback_language(&self) -> Language {
+        self.languages.first().copied().unwrap_or(Language::En)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialSettings {
     pub days: u32,
