@@ -19,7 +19,7 @@ use sqlx::{Connection, PgConnection};
 use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::bot::Bot;
 use tollgate::config::{Config, Env};
-use tollgate::jobs::notices::Notices;
+use tollgate::jobs::notices::{self, Notices};
 use tollgate::store::Db;
 use tollgate::time::{ManualClock, Timestamp};
 
@@ -264,20 +264,24 @@ async fn make_due(db: &Db, from: i64, to: i64) {
 async fn plan(db: &Db) -> String {
     match db {
         Db::Sqlite(p) => {
-            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-                "EXPLAIN QUERY PLAN SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1 ORDER BY next_notice_at LIMIT 500",
-            )
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {}",
+                notices::DUE_QUERY
+            )))
             .bind(NOW)
+            .bind(500_i64)
             .fetch_all(p)
             .await
             .unwrap();
             rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
         }
         Db::Postgres(p) => {
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "EXPLAIN SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1 ORDER BY next_notice_at LIMIT 500",
-            )
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN {}",
+                notices::DUE_QUERY
+            )))
             .bind(NOW)
+            .bind(500_i64)
             .fetch_all(p)
             .await
             .unwrap();

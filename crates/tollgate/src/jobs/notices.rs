@@ -20,13 +20,16 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{self, ExpireOutcome, Kind};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::access::{self, Kind};
 use crate::app::Services;
 use crate::bot::action::Action;
 use crate::config::Language;
 use crate::config::catalog::NotificationSettings;
 use crate::i18n::{Arg, Texts, format};
-use crate::store::{Db, Tx};
+use crate::store::Db;
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::{SharedClock, Timestamp};
 use crate::{on_db, on_tx};
@@ -35,14 +38,69 @@ use super::{IterationFuture, Job};
 
 /// Subscriptions handled per iteration at most (the rest wait for the next one).
 const BATCH: i64 = 500;
-/// Subscriptions with a due event, oldest first (`$1` now, `$2` batch): a range of the
-/// partial index `subscriptions_next_notice`, empty when nothing is due (a test checks the
-/// plan on both backends).
+/// Subscriptions with a due event, oldest first (`$1` now, `$2` batch), with every column
+/// their notice is computed from: a range of the partial index `subscriptions_next_notice`,
+/// empty when nothing is due (a test checks the plan on both backends).
 pub const DUE_QUERY: &str =
-    "SELECT id FROM subscriptions WHERE next_notice_at IS NOT NULL AND next_notice_at <= $1
-     ORDER BY next_notice_at LIMIT $2";
+    "SELECT s.id, s.user_id, s.kind, s.starts_at, s.expires_at, s.revoked_at, s.vpn_uuid,
+            s.notice_stage, s.notice_from, s.next_notice_at, u.language
+     FROM subscriptions s JOIN users u ON u.id = s.user_id
+     WHERE s.next_notice_at IS NOT NULL AND s.next_notice_at <= $1
+     ORDER BY s.next_notice_at LIMIT $2";
 /// A subscription whose notice failed comes due again after this long.
 pub const ITEM_RETRY: Duration = Duration::from_secs(15 * 60);
+/// Subscriptions handled at once on PostgreSQL (each its own transaction; rows are disjoint).
+/// Half the pool at most, so the bot and the other jobs keep connections.
+const POSTGRES_IN_FLIGHT: u32 = 4;
+
+/// Moves a subscription's timeline on — only if the row is still exactly as read by
+/// [`DUE_QUERY`] (`$1` id, `$2` key, `$3` stage, `$4` next, `$5` expiry, `$6` notice_from,
+/// `$7` revoked_at; new stage `$8` and next `$9`). This conditional update is the item's
+/// lock and re-check in one: a replica that did the item first, a renewal, a refund, a
+/// revoke or a new key changes one of those columns, and then nothing here happens (the row,
+/// if still due, comes back in a later batch with fresh values). On PostgreSQL a concurrent
+/// writer's row lock makes it wait, then re-check against the committed row.
+macro_rules! advance_sql {
+    () => {
+        "UPDATE subscriptions SET notice_stage = $8, next_notice_at = $9
+         WHERE id = $1 AND vpn_uuid = $2 AND notice_stage = $3 AND next_notice_at = $4
+           AND expires_at = $5 AND notice_from IS NOT DISTINCT FROM $6
+           AND revoked_at IS NOT DISTINCT FROM $7"
+    };
+}
+
+/// Binds [`advance_sql`]'s parameters `$1`–`$9` for a [`Due`] row and its [`Step`].
+macro_rules! bind_advance {
+    ($q:expr, $d:expr, $step:expr) => {
+        $q.bind($d.id)
+            .bind($d.vpn_uuid)
+            .bind($d.notice_stage)
+            .bind($d.next_notice_at)
+            .bind($d.expires_at)
+            .bind($d.notice_from)
+            .bind($d.revoked_at)
+            .bind($step.stage)
+            .bind($step.next)
+    };
+}
+
+/// PostgreSQL does a whole item in one statement — one round trip, its own transaction:
+/// [`advance_sql`], then (only if it matched) the expiry's membership change (`$11`, the
+/// same statement as `access::expire_key`) and the message (`$12` dedupe key, NULL for
+/// none; the columns of `outbox::enqueue`). Like every item it need not wait for its WAL
+/// flush: it is derived from the row and redone if a crash loses it (all of it, never half).
+const ITEM_POSTGRES: &str = concat!(
+    "WITH s AS (",
+    advance_sql!(),
+    " RETURNING id),
+     m AS (",
+    crate::nodes::membership::retire_keys_sql!("$1", "$2", "$10", "TRUE"),
+    " AND $11 AND EXISTS (SELECT 1 FROM s) RETURNING 1),
+     o AS (INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+           SELECT $12, $13, $14, $15, $16, 'pending', 0, $10, $10 FROM s WHERE $12 IS NOT NULL
+           ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1)
+     SELECT CAST((SELECT COUNT(*) FROM s) AS BIGINT), set_config('synchronous_commit', 'off', true)"
+);
 
 /// One event of a period's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,17 +153,37 @@ pub fn timeline(
     events
 }
 
+/// A due subscription as [`DUE_QUERY`] read it.
 #[derive(sqlx::FromRow)]
-struct Row {
+struct Due {
     id: i64,
     user_id: i64,
     kind: String,
     starts_at: Timestamp,
     expires_at: Timestamp,
     revoked_at: Option<Timestamp>,
+    vpn_uuid: Uuid,
     notice_stage: i32,
     notice_from: Option<Timestamp>,
+    next_notice_at: Timestamp,
     language: String,
+}
+
+/// What handling one due subscription does, computed from its row before any write.
+struct Step {
+    stage: i32,
+    next: Option<Timestamp>,
+    /// The period ended: the key becomes unwanted on every node.
+    expire: bool,
+    message: Option<OutboxMessage>,
+}
+
+/// How one subscription went.
+enum Handled {
+    /// Done; `true` when it expired.
+    Done(bool),
+    /// The row changed after it was read (another replica, a renewal…): nothing done.
+    Changed,
 }
 
 /// Reminders, trial messages and expiry (see the module docs).
@@ -133,42 +211,48 @@ impl Notices {
 
     /// [`Notices::run_batch`] that stops taking new subscriptions once `stop` is cancelled.
     ///
-    /// A subscription whose transaction fails for a reason other than the database being
-    /// unreachable (a bad row) does not hold up the others: it is rolled back, put back by
-    /// [`ITEM_RETRY`] and logged, the batch goes on, and the iteration ends in `error`.
+    /// Each subscription is its own transaction (RELIABILITY C3), computed from the row read
+    /// by the batch query and applied only if the row is unchanged ([`advance_sql`]).
+    /// PostgreSQL handles a few at once; SQLite has one writer. A subscription that fails for
+    /// a reason other than the database being unreachable (a bad row) does not hold up the
+    /// others: it is put back by [`ITEM_RETRY`] and logged, the batch goes on, and the
+    /// iteration ends in `error`.
     pub async fn run_batch_until(&self, stop: &CancellationToken) -> anyhow::Result<u64> {
         let now = self.clock.now();
-        let due: Vec<(i64,)> = on_db!(&self.db, p => sqlx::query_as(DUE_QUERY)
+        let due: Vec<Due> = on_db!(&self.db, p => sqlx::query_as(DUE_QUERY)
             .bind(now).bind(BATCH).fetch_all(p).await)?;
+        let in_flight = match &self.db {
+            Db::Sqlite(_) => 1,
+            Db::Postgres(_) => {
+                let pool = self
+                    .db
+                    .concurrency_budget(&self.s.config.deployment.database);
+                (pool / 2).clamp(1, POSTGRES_IN_FLIGHT) as usize
+            }
+        };
+        let mut results = futures::stream::iter(due)
+            .take_while(|_| std::future::ready(!stop.is_cancelled()))
+            .map(|d| async move {
+                let r = self.one(&d, now).await;
+                (d.id, r)
+            })
+            .buffer_unordered(in_flight);
         let mut handled = 0;
         let mut expired = false;
         let mut failed = Vec::new();
-        for (id,) in due {
-            if stop.is_cancelled() {
-                break;
-            }
-            let mut tx = self.db.begin().await?;
-            if let Tx::Postgres(t) = &mut tx {
-                // Everything this transaction does is derived from the subscription row and
-                // done again if lost, so it need not wait for its WAL flush: a crash can only
-                // undo the last moments' notices as a whole (never half of one), and the next
-                // iteration redoes them. This takes one disk flush per item off an expiry wave.
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut **t)
-                    .await?;
-            }
-            match self.one(&mut tx, id, now).await {
-                Ok(Some(e)) => {
-                    tx.commit().await?;
+        let mut unavailable = None;
+        while let Some((id, r)) = results.next().await {
+            match r {
+                Ok(Handled::Done(e)) => {
                     handled += 1;
                     expired |= e;
                 }
-                Ok(None) => drop(tx),
+                Ok(Handled::Changed) => {}
+                Err(e) if super::database_unavailable(&e) => {
+                    unavailable = Some(e);
+                    break;
+                }
                 Err(e) => {
-                    drop(tx);
-                    if super::database_unavailable(&e) {
-                        return Err(e);
-                    }
                     tracing::warn!(job = "notices", subscription = id, error = %format!("{e:#}"),
                         retry_in = ?ITEM_RETRY, "cannot handle this subscription's notice; the others go on");
                     self.put_back(id, now).await;
@@ -176,11 +260,15 @@ impl Notices {
                 }
             }
         }
+        drop(results);
         if handled > 0 {
             self.s.outbox_wake.notify_one();
         }
         if expired {
             self.s.provisioning.wake();
+        }
+        if let Some(e) = unavailable {
+            return Err(e);
         }
         if !failed.is_empty() {
             anyhow::bail!(
@@ -203,34 +291,66 @@ impl Notices {
         }
     }
 
-    /// One subscription, in `tx`. `None`: nothing to do (another replica took it, or it is
-    /// no longer due); `Some(expired)` otherwise.
-    async fn one(&self, tx: &mut Tx, id: i64, now: Timestamp) -> anyhow::Result<Option<bool>> {
-        // Lock the row (PostgreSQL; SQLite's transaction holds the write lock already) and
-        // re-check that it is still due: a replica may have done it meanwhile.
-        let lock = match tx {
-            Tx::Postgres(_) => " FOR UPDATE OF s SKIP LOCKED",
-            Tx::Sqlite(_) => "",
+    /// One subscription, in its own transaction.
+    async fn one(&self, d: &Due, now: Timestamp) -> anyhow::Result<Handled> {
+        let step = self.step(d, now)?;
+        let done = match &self.db {
+            Db::Sqlite(_) => {
+                let mut tx = self.db.begin().await?;
+                let n = on_tx!(&mut tx, c => bind_advance!(sqlx::query(advance_sql!()), d, step)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(Handled::Changed);
+                }
+                if step.expire {
+                    access::expire_key(&mut tx, d.id, d.user_id, d.vpn_uuid, now).await?;
+                }
+                if let Some(m) = &step.message {
+                    outbox::enqueue(&mut tx, m, now).await?;
+                }
+                tx.commit().await?;
+                true
+            }
+            Db::Postgres(p) => {
+                let m = step.message.as_ref();
+                let (n, _): (i64, String) = bind_advance!(sqlx::query_as(ITEM_POSTGRES), d, step)
+                    .bind(now)
+                    .bind(step.expire)
+                    .bind(m.map(|m| m.dedupe_key.as_str()))
+                    .bind(m.map(|m| m.chat_id))
+                    .bind(m.map(|m| m.priority.as_i16()))
+                    .bind(m.map(|m| m.method.as_str()))
+                    .bind(m.map(|m| m.params.to_string()))
+                    .fetch_one(p)
+                    .await?;
+                n == 1
+            }
         };
-        let sql = format!(
-            "SELECT s.id, s.user_id, s.kind, s.starts_at, s.expires_at, s.revoked_at, s.notice_stage, s.notice_from, u.language
-             FROM subscriptions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = $1 AND s.next_notice_at IS NOT NULL AND s.next_notice_at <= $2{lock}"
-        );
-        let row: Option<Row> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(now).fetch_optional(c).await)?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        let kind = Kind::parse(&r.kind)
-            .ok_or_else(|| anyhow::anyhow!("subscription {id}: kind {:?}", r.kind))?;
-        if r.revoked_at.is_some() {
-            set_next(tx, id, r.notice_stage, None).await?;
-            return Ok(Some(false));
+        Ok(if done {
+            Handled::Done(step.expire)
+        } else {
+            Handled::Changed
+        })
+    }
+
+    /// What handling `d` at `now` does: the due events of its timeline are done at once, and
+    /// of several messages due together (the job was down) only the latest is sent.
+    fn step(&self, d: &Due, now: Timestamp) -> anyhow::Result<Step> {
+        let kind = Kind::parse(&d.kind)
+            .ok_or_else(|| anyhow::anyhow!("subscription {}: kind {:?}", d.id, d.kind))?;
+        if d.revoked_at.is_some() {
+            // A revoke took access away already and ends the timeline.
+            return Ok(Step {
+                stage: d.notice_stage,
+                next: None,
+                expire: false,
+                message: None,
+            });
         }
         let n = &self.s.config.catalog.notifications;
-        let from = r.notice_from.unwrap_or(r.starts_at);
-        let events = timeline(kind, r.starts_at, from, r.expires_at, n);
-        let stage = usize::try_from(r.notice_stage)
+        let from = d.notice_from.unwrap_or(d.starts_at);
+        let events = timeline(kind, d.starts_at, from, d.expires_at, n);
+        let stage = usize::try_from(d.notice_stage)
             .unwrap_or(0)
             .min(events.len());
         let due: Vec<(Timestamp, Event)> = events[stage..]
@@ -238,45 +358,34 @@ impl Notices {
             .take_while(|(at, _)| *at <= now)
             .copied()
             .collect();
-        let lang = Language::parse(&r.language).unwrap_or(Language::En);
-        let mut expired = false;
+        let lang = Language::parse(&d.language).unwrap_or(Language::En);
         let ends_now = due.iter().any(|(_, e)| *e == Event::Expired);
-        // Of several messages due at once (the job was down), only the latest still makes
-        // sense; an expiry makes every earlier one moot.
+        // An expiry makes every earlier message moot.
         let to_send = due
             .iter()
             .rev()
             .find(|(_, e)| *e == Event::Expired || !ends_now);
-        if let Some((_, event)) = to_send {
-            if *event == Event::Expired {
-                match access::expire(tx, id, now).await? {
-                    ExpireOutcome::Expired { .. } => expired = true,
-                    // Renewed under our feet is impossible (we hold the lock); be safe anyway.
-                    other => {
-                        tracing::warn!(subscription = id, ?other, "expiry found nothing to do")
-                    }
-                }
-            }
-            self.message(tx, &r, kind, *event, lang, now).await?;
-        }
+        let message = to_send.and_then(|(_, event)| self.message(d, kind, *event, lang, now));
         let new_stage = stage + due.len();
-        let next = events.get(new_stage).map(|(at, _)| *at);
-        set_next(tx, id, i32::try_from(new_stage).unwrap_or(i32::MAX), next).await?;
-        Ok(Some(expired))
+        Ok(Step {
+            stage: i32::try_from(new_stage).unwrap_or(i32::MAX),
+            next: events.get(new_stage).map(|(at, _)| *at),
+            expire: ends_now,
+            message,
+        })
     }
 
-    async fn message(
+    fn message(
         &self,
-        tx: &mut Tx,
-        r: &Row,
+        d: &Due,
         kind: Kind,
         event: Event,
         lang: Language,
         now: Timestamp,
-    ) -> anyhow::Result<()> {
+    ) -> Option<OutboxMessage> {
         let offset = self.s.config.catalog.bot.utc_offset_minutes;
-        let until = format::date_time(lang, r.expires_at, offset);
-        let left = format::duration(&self.texts, lang, r.expires_at.since(now));
+        let until = format::date_time(lang, d.expires_at, offset);
+        let left = format::duration(&self.texts, lang, d.expires_at.since(now));
         let (key, args, button, label): (&str, Vec<(&str, Arg)>, Action, &str) = match event {
             Event::TrialOnboarding => (
                 "trial-onboarding-text",
@@ -298,7 +407,7 @@ impl Notices {
             ),
             Event::Expired if kind == Kind::Trial => {
                 if !self.s.config.catalog.notifications.trial_ended_message {
-                    return Ok(());
+                    return None;
                 }
                 ("trial-ended-text", vec![], Action::Buy, "btn-buy")
             }
@@ -314,32 +423,19 @@ impl Notices {
         } else {
             Priority::Reminder
         };
-        let msg = OutboxMessage::text(
+        Some(OutboxMessage::text(
             format!(
                 "notice:{}:{}:{}",
-                r.id,
-                r.expires_at.as_millis(),
+                d.id,
+                d.expires_at.as_millis(),
                 event.key()
             ),
-            r.user_id,
+            d.user_id,
             priority,
             text,
             Some(markup),
-        );
-        outbox::enqueue(tx, &msg, now).await?;
-        Ok(())
+        ))
     }
-}
-
-async fn set_next(
-    tx: &mut Tx,
-    id: i64,
-    stage: i32,
-    next: Option<Timestamp>,
-) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE subscriptions SET notice_stage = $2, next_notice_at = $3 WHERE id = $1"
-    ).bind(id).bind(stage).bind(next).execute(c).await.map(|_| ()))
 }
 
 impl Job for Notices {

@@ -61,6 +61,27 @@ pub struct KeyState {
     pub active: bool,
 }
 
+/// The keys of subscription `sub` other than its current `key` become unwanted on every node
+/// and may leave a node only after `key` is present there or no longer wanted (RELIABILITY
+/// E8, `retire_after`); with `current` = `TRUE` the current key becomes unwanted too. Each
+/// argument is SQL text (a placeholder such as `"$1"`, or `TRUE`/`FALSE`). One statement, so
+/// the notices job can embed it in its single-statement expiry on PostgreSQL.
+macro_rules! retire_keys_sql {
+    ($sub:literal, $key:literal, $now:literal, $current:literal) => {
+        concat!(
+            "UPDATE node_memberships
+             SET desired = 'absent', attempts = 0, next_attempt_at = ", $now, ", updated_at = ", $now, ",
+                 retire_after = CASE WHEN vpn_uuid = ", $key, " THEN retire_after ELSE ", $key, " END
+             WHERE subscription_id = ", $sub, "
+               AND ((vpn_uuid = ", $key, " AND ", $current, " AND desired = 'present')
+                    OR (vpn_uuid <> ", $key, "
+                        AND (desired = 'present'
+                             OR (observed <> 'absent' AND (retire_after IS NULL OR retire_after <> ", $key, ")))))"
+        )
+    };
+}
+pub(crate) use retire_keys_sql;
+
 /// Makes the rows of one subscription say what should be on the nodes; returns how many
 /// rows changed. Runs inside the caller's business transaction and only records intent.
 ///
@@ -92,20 +113,14 @@ pub async fn align(
             ).bind(*node).bind(key.vpn_uuid).bind(key.subscription_id).bind(email).bind(now)
                 .execute(c).await.map(|r| r.rows_affected()))?;
         }
+        changed += on_tx!(tx, c => sqlx::query(retire_keys_sql!("$1", "$2", "$3", "FALSE"))
+            .bind(key.subscription_id).bind(key.vpn_uuid).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
     } else {
-        changed += on_tx!(tx, c => sqlx::query(
-            "UPDATE node_memberships SET desired = 'absent', attempts = 0, next_attempt_at = $3, updated_at = $3
-             WHERE subscription_id = $1 AND vpn_uuid = $2 AND desired = 'present'"
-        ).bind(key.subscription_id).bind(key.vpn_uuid).bind(now)
+        changed += on_tx!(tx, c => sqlx::query(retire_keys_sql!("$1", "$2", "$3", "TRUE"))
+            .bind(key.subscription_id).bind(key.vpn_uuid).bind(now)
             .execute(c).await.map(|r| r.rows_affected()))?;
     }
-    changed += on_tx!(tx, c => sqlx::query(
-        "UPDATE node_memberships
-         SET desired = 'absent', retire_after = $2, attempts = 0, next_attempt_at = $3, updated_at = $3
-         WHERE subscription_id = $1 AND vpn_uuid <> $2
-           AND (desired = 'present' OR (observed <> 'absent' AND (retire_after IS NULL OR retire_after <> $2)))"
-    ).bind(key.subscription_id).bind(key.vpn_uuid).bind(now)
-        .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(changed)
 }
 
