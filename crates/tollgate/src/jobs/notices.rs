@@ -383,9 +383,20 @@ impl Notices {
         lang: Language,
         now: Timestamp,
     ) -> Option<OutboxMessage> {
-        let offset = self.s.config.catalog.bot.utc_offset_minutes;
-        let until = format::date_time(lang, d.expires_at, offset);
-        let left = format::duration(&self.texts, lang, d.expires_at.since(now));
+        // "Ends in …, on …" (formatted only for the messages that say it).
+        let when = || -> Vec<(&str, Arg)> {
+            let offset = self.s.config.catalog.bot.utc_offset_minutes;
+            vec![
+                (
+                    "left",
+                    format::duration(&self.texts, lang, d.expires_at.since(now)).into(),
+                ),
+                (
+                    "until",
+                    Arg::Text(format::date_time(lang, d.expires_at, offset)),
+                ),
+            ]
+        };
         let (key, args, button, label): (&str, Vec<(&str, Arg)>, Action, &str) = match event {
             Event::TrialOnboarding => (
                 "trial-onboarding-text",
@@ -395,13 +406,13 @@ impl Notices {
             ),
             Event::TrialEnding(_) => (
                 "trial-ending-text",
-                vec![("left", left.into()), ("until", Arg::Text(until))],
+                when(),
                 Action::Buy,
                 "btn-buy",
             ),
             Event::Reminder(_) => (
                 "reminder-text",
-                vec![("left", left.into()), ("until", Arg::Text(until))],
+                when(),
                 Action::Buy,
                 "btn-renew",
             ),
