@@ -404,18 +404,8 @@ impl Notices {
                 Action::Connect,
                 "btn-connect",
             ),
-            Event::TrialEnding(_) => (
-                "trial-ending-text",
-                when(),
-                Action::Buy,
-                "btn-buy",
-            ),
-            Event::Reminder(_) => (
-                "reminder-text",
-                when(),
-                Action::Buy,
-                "btn-renew",
-            ),
+            Event::TrialEnding(_) => ("trial-ending-text", when(), Action::Buy, "btn-buy"),
+            Event::Reminder(_) => ("reminder-text", when(), Action::Buy, "btn-renew"),
             Event::Expired if kind == Kind::Trial => {
                 if !self.s.config.catalog.notifications.trial_ended_message {
                     return None;
