@@ -22,7 +22,10 @@
 //! After each phase the service's `/metrics` handler timings (mean per update type) are
 //! printed, to show where the time goes. `BENCH_RUNS` (default 3) and `BENCH_BACKEND`
 //! (`sqlite` or `postgres`) narrow the work; `BENCH_USERS` and `BENCH_PURCHASES` change the
-//! sizes. Prints medians of the runs. PostgreSQL is skipped when `TEST_DATABASE_URL` (default
+//! sizes. Diagnostics: `BENCH_SERVICE_LOG` is the service's `RUST_LOG` (default `warn`; e.g.
+//! `warn,sqlx::query=debug` lists every statement), `BENCH_DATABASE_MAX_CONNECTIONS` its
+//! `DATABASE_MAX_CONNECTIONS`, and `BENCH_KEEP_DB=<path>` keeps a copy of a SQLite run's
+//! database (its inbox and outbox timestamps show where updates waited). Prints medians of the runs. PostgreSQL is skipped when `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) is unreachable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -84,6 +87,15 @@ async fn main() {
         for run in 0..runs {
             let (db_url, _guard) = database(backend, &pg_admin, &format!("botbench_{run}")).await;
             let r = one_run(&db_url, users, purchases).await;
+            // Diagnostics: keep the SQLite database of the run (its queue timestamps).
+            if let (Some(dir), Ok(to)) = (&_guard, std::env::var("BENCH_KEEP_DB")) {
+                for ext in ["", "-wal", "-shm"] {
+                    let _ = std::fs::copy(
+                        dir.path().join(format!("bench.db{ext}")),
+                        format!("{to}{ext}"),
+                    );
+                }
+            }
             println!(
                 "{backend} run {run}: /start → menu {:.0}/s ({users} users, {} message(s) each); \
                  purchases {:.0}/s ({purchases} flows, p50 {:.0} ms, p99 {:.0} ms per flow); \
@@ -146,7 +158,15 @@ async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child 
         .env("WEBHOOK_MAX_CONNECTIONS", "100")
         .env("OUTBOX_RATE", "100000")
         .env("OUTBOX_PER_CHAT_INTERVAL", "0s")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
+        .envs(
+            std::env::var("BENCH_DATABASE_MAX_CONNECTIONS")
+                .ok()
+                .map(|n| ("DATABASE_MAX_CONNECTIONS", n)),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

@@ -85,6 +85,57 @@ pub async fn get(db: &Db, flag: Flag) -> Result<bool, sqlx::Error> {
     Ok(get_with_source(db, flag).await?.0)
 }
 
+/// Every flag's value at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot([bool; Flag::ALL.len()]);
+
+impl Snapshot {
+    pub fn get(&self, flag: Flag) -> bool {
+        Flag::ALL
+            .iter()
+            .position(|f| *f == flag)
+            .and_then(|i| self.0.get(i).copied())
+            .unwrap_or(flag.default_value())
+    }
+}
+
+const SNAPSHOT: &str = "SELECT key, value FROM settings WHERE key IN ($1, $2, $3, $4, $5)";
+
+/// Reads every flag in one statement, for a screen that shows several (still read per use,
+/// never kept beyond it).
+pub async fn snapshot(db: &Db) -> Result<Snapshot, sqlx::Error> {
+    let keys = Flag::ALL.map(Flag::key);
+    let rows: Vec<(String, String)> = on_db!(db, p => sqlx::query_as(SNAPSHOT)
+        .bind(&keys[0]).bind(&keys[1]).bind(&keys[2]).bind(&keys[3]).bind(&keys[4])
+        .fetch_all(p).await)?;
+    Ok(snapshot_of(&keys, rows))
+}
+
+/// [`snapshot`] inside the caller's transaction.
+pub async fn snapshot_in(tx: &mut Tx) -> Result<Snapshot, sqlx::Error> {
+    let keys = Flag::ALL.map(Flag::key);
+    let rows: Vec<(String, String)> = on_tx!(tx, c => sqlx::query_as(SNAPSHOT)
+        .bind(&keys[0]).bind(&keys[1]).bind(&keys[2]).bind(&keys[3]).bind(&keys[4])
+        .fetch_all(c).await)?;
+    Ok(snapshot_of(&keys, rows))
+}
+
+fn snapshot_of(keys: &[String], rows: Vec<(String, String)>) -> Snapshot {
+    let mut values = Flag::ALL.map(Flag::default_value);
+    for (key, value) in rows {
+        let Some(i) = keys.iter().position(|k| *k == key) else {
+            continue;
+        };
+        // As in `get_with_source`: only "true" and "false" count as set.
+        match value.as_str() {
+            "true" => values[i] = true,
+            "false" => values[i] = false,
+            _ => {}
+        }
+    }
+    Snapshot(values)
+}
+
 /// Reads one flag inside the caller's transaction.
 pub async fn get_in(tx: &mut Tx, flag: Flag) -> Result<bool, sqlx::Error> {
     let value: Option<String> = on_tx!(tx, c => sqlx::query_scalar(

@@ -104,12 +104,7 @@ pub async fn touch(
     let existing: Option<User> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
         .bind(from.id).fetch_optional(c).await)?;
     if existing.is_some() {
-        on_tx!(tx, c => sqlx::query(
-            "UPDATE users SET first_name = $2, last_name = $3, username = $4, language_code = $5,
-                 last_seen_at = $6, bot_blocked_at = NULL
-             WHERE id = $1"
-        ).bind(from.id).bind(&from.first_name).bind(&from.last_name).bind(&from.username)
-            .bind(&from.language_code).bind(now).execute(c).await.map(|_| ()))?;
+        refresh(tx, from, now).await?;
         let user: User = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
             .bind(from.id).fetch_one(c).await)?;
         return Ok(Touched {
@@ -141,6 +136,75 @@ pub async fn touch(
         user,
         created: true,
     })
+}
+
+/// The outcome of [`register`].
+#[derive(Debug, Clone)]
+pub enum Registered {
+    /// Created by this call.
+    New(User),
+    /// Someone registered them a moment earlier (a race): the caller treats them as known.
+    Known(User),
+}
+
+/// Registers a user on first contact in one statement, in the caller's transaction: the
+/// row, the language Telegram reports, a fresh referral code, and the referrer whose code is
+/// `referral_code` (a `ref_<code>` start payload; unknown codes set none). A user cannot
+/// refer themselves (their row does not exist when the code is looked up), and a referrer
+/// is only ever set here, on creation.
+pub async fn register(
+    tx: &mut Tx,
+    from: &TelegramUser,
+    languages: &[Language],
+    referral_code: Option<&str>,
+    now: Timestamp,
+) -> Result<Registered, sqlx::Error> {
+    let language = initial_language(from.language_code.as_deref(), languages);
+    let insert = format!(
+        "INSERT INTO users (id, first_name, last_name, username, language_code, language, referral_code,
+             referrer_id, created_at, last_seen_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7,
+             (SELECT r.id FROM users r WHERE r.referral_code = $8), $9, $9)
+         ON CONFLICT DO NOTHING
+         RETURNING {USER_COLUMNS}"
+    );
+    // Any conflict inserts nothing (no error, so a PostgreSQL transaction stays usable): the
+    // user exists already, or — rarely — the new referral code is taken and another is drawn.
+    for _ in 0..5 {
+        let code = new_referral_code();
+        let created: Option<User> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(from.id).bind(&from.first_name).bind(&from.last_name).bind(&from.username)
+            .bind(&from.language_code).bind(language.code()).bind(&code).bind(referral_code)
+            .bind(now).fetch_optional(c).await)?;
+        if let Some(user) = created {
+            return Ok(Registered::New(user));
+        }
+        if let Some(user) = get_in(tx, from.id).await? {
+            return Ok(Registered::Known(user));
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "could not draw an unused referral code in 5 tries".into(),
+    ))
+}
+
+/// `user` as [`refresh`] leaves them: the bot reads a known sender without a write and runs
+/// [`refresh`] in the transaction that handles the update.
+pub fn refreshed(mut user: User, from: &TelegramUser) -> User {
+    user.first_name.clone_from(&from.first_name);
+    user.username.clone_from(&from.username);
+    user.bot_blocked_at = None;
+    user
+}
+
+/// The write half of [`touch`] for a known user: names, last-seen time, reachable again.
+pub async fn refresh(tx: &mut Tx, from: &TelegramUser, now: Timestamp) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE users SET first_name = $2, last_name = $3, username = $4, language_code = $5,
+             last_seen_at = $6, bot_blocked_at = NULL
+         WHERE id = $1"
+    ).bind(from.id).bind(&from.first_name).bind(&from.last_name).bind(&from.username)
+        .bind(&from.language_code).bind(now).execute(c).await.map(|_| ()))
 }
 
 /// Records the referrer of a user created in this transaction, from a `ref_<code>` start

@@ -309,12 +309,14 @@ pub struct Checkout<'a> {
     pub payload: &'a str,
 }
 
-/// The gate before money moves (F4): `Ok(())` lets Telegram charge.
+/// The gate before money moves (F4): `Ok(())` lets Telegram charge. `user` is the payer's
+/// row as the caller read it (`None`: not registered).
 pub async fn check_pre_checkout(
     db: &Db,
     catalog: &Catalog,
     q: &Checkout<'_>,
     payments_on: bool,
+    user: Option<&User>,
     now: Timestamp,
 ) -> Result<Result<(), Rejection>, BillingError> {
     if !payments_on {
@@ -330,8 +332,7 @@ pub async fn check_pre_checkout(
     if p.user_id != q.user_id {
         return Ok(Err(Rejection::NotYours));
     }
-    let user = users::get(db, q.user_id).await?;
-    if user.as_ref().is_some_and(|u| u.banned_at.is_some()) {
+    if user.is_some_and(|u| u.id == q.user_id && u.banned_at.is_some()) {
         return Ok(Err(Rejection::Banned));
     }
     if p.status != Status::Pending || p.expires_at <= now {

@@ -2,12 +2,21 @@
 //!
 //! Each update is handled in the same shape:
 //! 1. a callback query is answered at once (RELIABILITY B3);
-//! 2. the sender is registered or refreshed (their own short transaction);
+//! 2. the sender is read, or registered on first contact;
 //! 3. what the screen needs is read;
 //! 4. one transaction makes the change (a trial, a language, a reissue …), queues the reply
-//!    and any other messages in the outbox, and marks the update handled — so a retried
-//!    update can neither repeat the change nor send its reply twice;
+//!    and any other messages in the outbox, refreshes the sender (names, last seen,
+//!    reachable) and marks the update handled — so a retried update can neither repeat the
+//!    change nor send its reply twice;
 //! 5. after commit, provisioning is woken when access changed.
+//!
+//! The frequent updates (/start and the menu, /buy, a plan, an invoice, a payment, the
+//! language) do steps 2–4 in that one transaction: one pool checkout per update. On SQLite
+//! every checkout and statement is a hand-off to the one connection's thread, which all
+//! updates, the outbox and intake share, so the number of them per update is what bounds
+//! the bot's rate. Screens that need reads only available on the pool (access, connect,
+//! balance, trial, reissue …) read the sender and their data first, outside it — never
+//! the pool while a transaction is open: on SQLite that would wait for itself.
 //!
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
@@ -45,7 +54,7 @@ use crate::nodes::membership;
 use crate::store::Tx;
 use crate::supervisor::Component;
 use crate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
-use crate::telegram::inbox::{self, Claimed};
+use crate::telegram::inbox::Claimed;
 use crate::time::Timestamp;
 use crate::users::{self, TelegramUser, User};
 
@@ -63,6 +72,9 @@ struct Session {
     lang: Language,
     chat_id: i64,
     created: bool,
+    /// The sender as Telegram describes them, while their refresh (`users::refresh`) is
+    /// still to be written: [`Bot::finish`] writes it in the update's transaction.
+    refresh: Option<TelegramUser>,
 }
 
 fn retry(e: impl std::fmt::Display) -> HandlerError {
@@ -116,53 +128,84 @@ impl Bot {
         }
     }
 
-    /// Registers or refreshes the sender in a short transaction of its own (idempotent).
+    /// Reads the sender in the update's transaction, registering them (with the referrer of
+    /// a `ref_` start payload) on first contact. A known user's refresh (names, last seen,
+    /// reachable) is owed: [`Bot::finish`] writes it.
     async fn session(
         &self,
+        tx: &mut Tx,
         from: &TelegramUser,
         chat_id: i64,
         start_payload: Option<&str>,
     ) -> Result<Session, HandlerError> {
         let now = self.now();
-        let mut tx = self.s.db.begin().await.map_err(retry)?;
-        let touched = users::touch(&mut tx, from, &self.s.config.catalog.bot.languages, now)
-            .await
-            .map_err(retry)?;
-        let mut user = touched.user;
-        if touched.created
-            && let Some(code) = start_payload.and_then(|p| p.strip_prefix("ref_"))
-            && let Some(referrer) = users::set_referrer(&mut tx, user.id, code)
-                .await
-                .map_err(retry)?
-        {
-            user.referrer_id = Some(referrer);
-        }
-        tx.commit().await.map_err(retry)?;
+        let (user, created) = match users::get_in(tx, from.id).await.map_err(retry)? {
+            Some(known) => (known, false),
+            None => {
+                let code = start_payload.and_then(|p| p.strip_prefix("ref_"));
+                let languages = &self.s.config.catalog.bot.languages;
+                match users::register(tx, from, languages, code, now)
+                    .await
+                    .map_err(retry)?
+                {
+                    users::Registered::New(user) => (user, true),
+                    users::Registered::Known(user) => (user, false),
+                }
+            }
+        };
+        let (user, refresh) = if created {
+            (user, None)
+        } else {
+            (users::refreshed(user, from), Some(from.clone()))
+        };
         let lang = user.language_or(self.default_language());
         Ok(Session {
             user,
             lang,
             chat_id,
-            created: touched.created,
+            created,
+            refresh,
         })
     }
 
-    /// Queues `reply`, marks the update handled, commits, wakes who needs waking.
+    /// [`Bot::session`] in a short transaction of its own, for an update whose screen needs
+    /// reads from the pool before its transaction opens.
+    async fn session_alone(
+        &self,
+        from: &TelegramUser,
+        chat_id: i64,
+        start_payload: Option<&str>,
+    ) -> Result<Session, HandlerError> {
+        let mut tx = self.begin().await?;
+        let se = self.session(&mut tx, from, chat_id, start_payload).await?;
+        tx.commit().await.map_err(retry)?;
+        Ok(se)
+    }
+
+    /// Queues `reply`, refreshes the sender (`se`) when that is owed, marks the update
+    /// handled, commits, wakes who needs waking.
+    ///
+    /// The refresh is the transaction's last write before the completion: on PostgreSQL it
+    /// locks the user's row, and taking it after the business rows (subscription, balance)
+    /// keeps the order in which the workers take those locks.
     async fn finish(
         &self,
         mut tx: Tx,
+        se: Option<&Session>,
         update_id: i64,
         reply: Reply,
         access_changed: bool,
         ctx: &HandlerContext,
     ) -> Result<Handled, HandlerError> {
         let now = self.now();
-        let queued = reply.enqueue(&mut tx, now).await.map_err(retry)?;
-        inbox::complete_in(&mut tx, update_id, now)
+        let queued = !reply.is_empty();
+        let refresh = se.and_then(|se| se.refresh.as_ref());
+        reply
+            .finish_update(&mut tx, refresh, update_id, now)
             .await
             .map_err(retry)?;
         tx.commit().await.map_err(retry)?;
-        if queued > 0 {
+        if queued {
             ctx.outbox_wake.notify_one();
         }
         if access_changed {
@@ -175,6 +218,16 @@ impl Bot {
         self.s.db.begin().await.map_err(retry)
     }
 
+    async fn subscription_in(
+        &self,
+        tx: &mut Tx,
+        user_id: i64,
+    ) -> Result<Option<Subscription>, HandlerError> {
+        access::subscription_for_user_in(tx, user_id)
+            .await
+            .map_err(retry)
+    }
+
     async fn subscription(&self, user_id: i64) -> Result<Option<Subscription>, HandlerError> {
         access::subscription_for_user(&self.s.db, user_id)
             .await
@@ -185,17 +238,21 @@ impl Bot {
         trials_on && user.trial_used_at.is_none() && !sub.is_some_and(|s| s.is_active(self.now()))
     }
 
-    async fn menu_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
-        let sub = self.subscription(se.user.id).await?;
-        let db = &self.s.db;
-        let trials = flags::get(db, Flag::Trials).await.map_err(retry)?;
-        let maintenance = flags::get(db, Flag::Maintenance).await.map_err(retry)?;
+    async fn menu_screen(&self, se: &Session, tx: &mut Tx) -> Result<Screen, HandlerError> {
+        // A user registered this instant has no subscription yet.
+        let sub = if se.created {
+            None
+        } else {
+            self.subscription_in(tx, se.user.id).await?
+        };
+        // Both flags in one read.
+        let flags = flags::snapshot_in(tx).await.map_err(retry)?;
         let v = self.view(se.lang);
         Ok(screens::menu(
             &v,
             sub.as_ref(),
-            self.trial_available(&se.user, sub.as_ref(), trials),
-            maintenance,
+            self.trial_available(&se.user, sub.as_ref(), flags.get(Flag::Trials)),
+            flags.get(Flag::Maintenance),
         ))
     }
 
@@ -292,32 +349,55 @@ impl Bot {
         let text = m.text.clone().unwrap_or_default();
         let command = incoming::command(&text);
         let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
-        let se = self.session(&from, m.chat.id, payload).await?;
-        if let Some(sp) = m.successful_payment.clone() {
-            return self.on_payment(update_id, &se, sp, m.clone(), ctx).await;
-        }
-        if let Some(rp) = m.refunded_payment.clone() {
+        let name = command.map(|(c, _)| c);
+        // Screens that read through the pool: the sender is read first, in a transaction of
+        // their own, and the reply's transaction opens after those reads.
+        let pooled = m.successful_payment.is_none()
+            && (m.refunded_payment.is_some()
+                || matches!(name, Some("access" | "connect" | "balance" | "refund")));
+        if pooled {
+            let se = self.session_alone(&from, m.chat.id, payload).await?;
+            if let Some(rp) = m.refunded_payment.clone() {
+                return self
+                    .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
+                    .await;
+            }
+            let screen = match name {
+                Some("access") => self.access_screen(&se).await?,
+                Some("connect") => self.connect_screen(&se, None).await?,
+                Some("balance") => self.balance_screen(&se).await?,
+                _ => {
+                    let arg = command.map(|(_, a)| a).unwrap_or_default();
+                    return self.refund_command(update_id, &se, arg, ctx).await;
+                }
+            };
+            let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+            reply.send(&screen);
+            let tx = self.begin().await?;
             return self
-                .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
+                .finish(tx, Some(&se), update_id, reply, false, ctx)
+                .await;
+        }
+        let mut tx = self.begin().await?;
+        let se = self.session(&mut tx, &from, m.chat.id, payload).await?;
+        if let Some(sp) = m.successful_payment.clone() {
+            return self
+                .on_payment(tx, update_id, &se, sp, m.clone(), ctx)
                 .await;
         }
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-        let screen = match command.map(|(c, _)| c) {
-            Some("start") | Some("menu") => self.menu_screen(&se).await?,
-            Some("buy") => screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
-            Some("access") => self.access_screen(&se).await?,
-            Some("connect") => self.connect_screen(&se, None).await?,
-            Some("balance") => self.balance_screen(&se).await?,
-            Some("refund") => {
-                let arg = command.map(|(_, a)| a).unwrap_or_default();
-                return self.refund_command(update_id, &se, arg, ctx).await;
-            }
+        let screen = match name {
+            Some("start") | Some("menu") => self.menu_screen(&se, &mut tx).await?,
+            Some("buy") => screens::buy(
+                &v,
+                self.subscription_in(&mut tx, se.user.id).await?.as_ref(),
+            ),
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),
             _ => self
-                .menu_screen(&se)
+                .menu_screen(&se, &mut tx)
                 .await?
                 .with_note(self.texts.get(se.lang, "unknown-input")),
         };
@@ -329,8 +409,8 @@ impl Bot {
             );
         }
         reply.send(&screen);
-        let tx = self.s.db.begin().await.map_err(retry)?;
-        self.finish(tx, update_id, reply, false, ctx).await
+        self.finish(tx, Some(&se), update_id, reply, false, ctx)
+            .await
     }
 
     async fn on_callback(
@@ -372,6 +452,7 @@ impl Bot {
             return self
                 .finish(
                     tx,
+                    None,
                     update_id,
                     Reply::new(format!("u{update_id}"), cb.from.id),
                     false,
@@ -381,13 +462,26 @@ impl Bot {
         };
         let chat_id = cb.message.as_ref().map_or(cb.from.id, |m| m.chat.id);
         let message_id = cb.message.as_ref().map(|m| m.message_id);
-        let se = self.session(&cb.from, chat_id, None).await?;
-        self.act(update_id, &se, action, message_id, ctx).await
+        if in_one_transaction(&action) {
+            let mut tx = self.begin().await?;
+            let se = self.session(&mut tx, &cb.from, chat_id, None).await?;
+            self.act(Some(tx), update_id, &se, action, message_id, ctx)
+                .await
+        } else {
+            let se = self.session_alone(&cb.from, chat_id, None).await?;
+            self.act(None, update_id, &se, action, message_id, ctx)
+                .await
+        }
     }
 
     /// Carries out a button's action and shows its result in place of the button's message.
+    ///
+    /// `open` is the update's transaction, already holding the session, exactly when
+    /// [`in_one_transaction`] says so; the other actions read through the pool first and
+    /// open theirs after.
     async fn act(
         &self,
+        open: Option<Tx>,
         update_id: i64,
         se: &Session,
         action: Action,
@@ -396,14 +490,13 @@ impl Bot {
     ) -> Result<Handled, HandlerError> {
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-        let (screen, tx, access_changed) = match action {
-            Action::Menu => (self.menu_screen(se).await?, self.begin().await?, false),
-            Action::Buy => (
-                screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
-                self.begin().await?,
-                false,
-            ),
-            Action::Plan(id) => (
+        let (screen, tx, access_changed) = match (action, open) {
+            (Action::Menu, Some(mut tx)) => (self.menu_screen(se, &mut tx).await?, tx, false),
+            (Action::Buy, Some(mut tx)) => {
+                let sub = self.subscription_in(&mut tx, se.user.id).await?;
+                (screens::buy(&v, sub.as_ref()), tx, false)
+            }
+            (Action::Plan(id), Some(tx)) => (
                 match self.s.config.catalog.plans.iter().find(|p| p.id == id) {
                     Some(plan) => {
                         let base = self.s.config.catalog.bot.base_currency;
@@ -417,42 +510,72 @@ impl Bot {
                     None => screens::buy(&v, None)
                         .with_note(self.texts.get(se.lang, "plan-unavailable")),
                 },
-                self.begin().await?,
+                tx,
                 false,
             ),
-            Action::Access => (self.access_screen(se).await?, self.begin().await?, false),
-            Action::Connect => (
-                self.connect_screen(se, None).await?,
-                self.begin().await?,
-                false,
-            ),
-            Action::Help => (screens::help(&v), self.begin().await?, false),
-            Action::Support => (screens::support(&v), self.begin().await?, false),
-            Action::Languages => (screens::languages(&v), self.begin().await?, false),
-            Action::SetLanguage(lang) => {
+            (Action::Help, Some(tx)) => (screens::help(&v), tx, false),
+            (Action::Support, Some(tx)) => (screens::support(&v), tx, false),
+            (Action::Languages, Some(tx)) => (screens::languages(&v), tx, false),
+            (Action::SetLanguage(lang), Some(mut tx)) => {
                 let lang = if self.s.config.catalog.bot.languages.contains(&lang) {
                     lang
                 } else {
                     se.lang
                 };
-                let mut tx = self.begin().await?;
                 users::set_language(&mut tx, se.user.id, lang)
                     .await
                     .map_err(retry)?;
-                tx.commit().await.map_err(retry)?;
                 let se2 = Session {
                     lang,
                     user: se.user.clone(),
                     chat_id: se.chat_id,
-                    created: false,
+                    created: se.created,
+                    refresh: None,
                 };
                 let screen = self
-                    .menu_screen(&se2)
+                    .menu_screen(&se2, &mut tx)
                     .await?
                     .with_note(self.texts.get(lang, "language-set"));
-                (screen, self.begin().await?, false)
+                (screen, tx, false)
             }
-            Action::AutoRenew(on) => {
+            (Action::PayStars(id), Some(tx)) => {
+                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply, Some(tx))
+                    .await?
+            }
+            (Action::PayCard(id), Some(tx)) => {
+                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply, Some(tx))
+                    .await?
+            }
+            // Only the actions above get an open transaction (see `in_one_transaction`).
+            (_, Some(_)) => {
+                return Err(HandlerError::Retry(
+                    "internal: an action that reads through the pool got an open transaction"
+                        .into(),
+                ));
+            }
+            (
+                Action::Menu
+                | Action::Buy
+                | Action::Plan(_)
+                | Action::Help
+                | Action::Support
+                | Action::Languages
+                | Action::SetLanguage(_)
+                | Action::PayStars(_)
+                | Action::PayCard(_),
+                None,
+            ) => {
+                return Err(HandlerError::Retry(
+                    "internal: an action handled in one transaction got none".into(),
+                ));
+            }
+            (Action::Access, None) => (self.access_screen(se).await?, self.begin().await?, false),
+            (Action::Connect, None) => (
+                self.connect_screen(se, None).await?,
+                self.begin().await?,
+                false,
+            ),
+            (Action::AutoRenew(on), None) => {
                 let mut tx = self.begin().await?;
                 users::set_auto_renew(&mut tx, se.user.id, on)
                     .await
@@ -472,22 +595,14 @@ impl Bot {
                     false,
                 )
             }
-            Action::Trial => self.trial(se).await?,
-            Action::Reissue => self.reissue(se).await?,
-            Action::Balance => (self.balance_screen(se).await?, self.begin().await?, false),
-            Action::PayStars(id) => {
-                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply)
+            (Action::Trial, None) => self.trial(se).await?,
+            (Action::Reissue, None) => self.reissue(se).await?,
+            (Action::Balance, None) => (self.balance_screen(se).await?, self.begin().await?, false),
+            (Action::TopUpStars(i), None) => {
+                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply, None)
                     .await?
             }
-            Action::PayCard(id) => {
-                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply)
-                    .await?
-            }
-            Action::TopUpStars(i) => {
-                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply)
-                    .await?
-            }
-            Action::PayBalance(id) => {
+            (Action::PayBalance(id), None) => {
                 // One debit per pay screen: a double tap pays once.
                 let reference = format!(
                     "balance:{}:{}:{id}",
@@ -498,8 +613,26 @@ impl Bot {
             }
         };
         reply.show(message_id, &screen);
-        self.finish(tx, update_id, reply, access_changed, ctx).await
+        self.finish(tx, Some(se), update_id, reply, access_changed, ctx)
+            .await
     }
+}
+
+/// The actions handled entirely in the update's one transaction: their screens need only
+/// reads available inside it. They are also the frequent ones (menu, buying).
+fn in_one_transaction(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Menu
+            | Action::Buy
+            | Action::Plan(_)
+            | Action::Help
+            | Action::Support
+            | Action::Languages
+            | Action::SetLanguage(_)
+            | Action::PayStars(_)
+            | Action::PayCard(_)
+    )
 }
 
 impl Bot {

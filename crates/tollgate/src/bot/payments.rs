@@ -45,44 +45,53 @@ fn invoice_title(title: &str) -> String {
 impl Bot {
     /// Stores the purchase, then queues the invoice in the same transaction (F7: no invoice
     /// whose payload is not stored).
+    ///
+    /// `open` is the update's transaction when it is already open (a plan's pay button); then
+    /// everything is read in it. A top-up comes without one (its stale-button screen reads
+    /// through the pool), and the transaction opens after the reads.
     pub(super) async fn invoice(
         &self,
         se: &Session,
         sale: Sale,
         provider: Provider,
         reply: &mut Reply,
+        open: Option<Tx>,
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let catalog = &self.s.config.catalog;
         let base = catalog.bot.base_currency;
         let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
-        if !flags::get(&self.s.db, Flag::Payments)
-            .await
-            .map_err(retry)?
-        {
-            return Ok((
-                note("payments-paused", Action::Buy),
-                self.begin().await?,
-                false,
-            ));
+        let (payments_on, open) = match open {
+            Some(mut tx) => (
+                flags::get_in(&mut tx, Flag::Payments)
+                    .await
+                    .map_err(retry)?,
+                Some(tx),
+            ),
+            None => (
+                flags::get(&self.s.db, Flag::Payments)
+                    .await
+                    .map_err(retry)?,
+                None,
+            ),
+        };
+        // The update's transaction: the open one, or a new one after the reads above.
+        let tx = async |open: Option<Tx>| match open {
+            Some(tx) => Ok(tx),
+            None => self.begin().await,
+        };
+        if !payments_on {
+            return Ok((note("payments-paused", Action::Buy), tx(open).await?, false));
         }
         if se.user.banned_at.is_some() {
-            return Ok((
-                note("reject-banned", Action::Menu),
-                self.begin().await?,
-                false,
-            ));
+            return Ok((note("reject-banned", Action::Menu), tx(open).await?, false));
         }
         let card = self.s.config.deployment.payment_provider_token.is_some();
         let currency = match provider {
             Provider::Stars => Currency::Xtr,
             Provider::Card if card => base,
             _ => {
-                return Ok((
-                    note("payments-paused", Action::Buy),
-                    self.begin().await?,
-                    false,
-                ));
+                return Ok((note("payments-paused", Action::Buy), tx(open).await?, false));
             }
         };
         let (item, price, title, description, back) = match sale {
@@ -95,7 +104,7 @@ impl Bot {
                 else {
                     let screen = screens::buy(&v, None)
                         .with_note(self.texts.get(se.lang, "plan-unavailable"));
-                    return Ok((screen, self.begin().await?, false));
+                    return Ok((screen, tx(open).await?, false));
                 };
                 let description = self.texts.fmt(
                     se.lang,
@@ -116,6 +125,10 @@ impl Bot {
             }
             Sale::TopUp(i) => {
                 let Some(pk) = catalog.balance.stars_packages.get(i) else {
+                    // Never with an open transaction: the balance screen reads through the pool.
+                    if open.is_some() {
+                        return Err(retry("internal: a top-up invoice got an open transaction"));
+                    }
                     let screen = self
                         .balance_screen(se)
                         .await?
@@ -139,7 +152,7 @@ impl Bot {
             }
         };
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut tx = tx(open).await?;
         let purchase = billing::create_purchase(&mut tx, se.user.id, &item, price, provider, now)
             .await
             .map_err(billing_err)?;
@@ -254,7 +267,9 @@ impl Bot {
         q: PreCheckoutQuery,
     ) -> Result<Handled, HandlerError> {
         let now = self.now();
-        let lang = match users::get(&self.s.db, q.from.id).await {
+        // Read once: for the language of a refusal and for the gate's ban check.
+        let user = users::get(&self.s.db, q.from.id).await;
+        let lang = match &user {
             Ok(Some(u)) => u.language_or(self.default_language()),
             _ => users::initial_language(
                 q.from.language_code.as_deref(),
@@ -267,12 +282,13 @@ impl Bot {
             total_amount: q.total_amount,
             payload: &q.invoice_payload,
         };
-        let verdict = match flags::get(&self.s.db, Flag::Payments).await {
-            Ok(on) => billing::check_pre_checkout(
+        let verdict = match (flags::get(&self.s.db, Flag::Payments).await, user) {
+            (Ok(on), Ok(user)) => billing::check_pre_checkout(
                 &self.s.db,
                 &self.s.config.catalog,
                 &checkout,
                 on,
+                user.as_ref(),
                 now,
             )
             .await
@@ -280,8 +296,8 @@ impl Bot {
                 tracing::error!(error = %e, "cannot check a pre-checkout query; refusing it");
             })
             .unwrap_or(Err(billing::Rejection::Disabled)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the payments flag; refusing a pre-checkout query");
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot read the payments flag or the user; refusing a pre-checkout query");
                 Err(billing::Rejection::Disabled)
             }
         };
@@ -309,9 +325,11 @@ impl Bot {
         }
     }
 
-    /// `successful_payment`: the one finalize, then the connect screen when access changed.
+    /// `successful_payment`: the one finalize, then the connect screen when access changed,
+    /// in the update's transaction `tx` (which already holds the session).
     pub(super) async fn on_payment(
         &self,
+        mut tx: Tx,
         update_id: i64,
         se: &Session,
         sp: SuccessfulPayment,
@@ -339,7 +357,6 @@ impl Bot {
             ),
         };
         let now = self.now();
-        let mut tx = self.begin().await?;
         let finalized = billing::finalize(&mut tx, &self.billing_context(), &pay, now)
             .await
             .map_err(billing_err)?;
@@ -352,7 +369,8 @@ impl Bot {
             reply.send(&self.fresh_connect(se.lang, subscription));
         }
         let changed = finalized.access_changed();
-        self.finish(tx, update_id, reply, changed, ctx).await
+        self.finish(tx, Some(se), update_id, reply, changed, ctx)
+            .await
     }
 
     /// `refunded_payment`: Telegram says money went back (our `/refund` or elsewhere).
@@ -375,7 +393,8 @@ impl Bot {
         .map_err(billing_err)?;
         let changed = matches!(r, Refunded::Applied { .. });
         let reply = Reply::new(format!("u{update_id}"), se.chat_id);
-        self.finish(tx, update_id, reply, changed, ctx).await
+        self.finish(tx, Some(se), update_id, reply, changed, ctx)
+            .await
     }
 
     /// `/refund <charge id>` (admins): refunds a Stars payment and reverses its effect.
@@ -441,7 +460,9 @@ impl Bot {
                             tracing::info!(admin = se.user.id, charge, outcome = ?r, "refund by admin");
                             say(&mut reply, self.texts.fmt(se.lang, "refund-sent", &args));
                             let changed = matches!(r, Refunded::Applied { .. });
-                            return self.finish(tx, update_id, reply, changed, ctx).await;
+                            return self
+                                .finish(tx, Some(se), update_id, reply, changed, ctx)
+                                .await;
                         }
                         Err(reason) => {
                             let args = [
@@ -455,6 +476,7 @@ impl Bot {
             }
         }
         let tx = self.begin().await?;
-        self.finish(tx, update_id, reply, false, ctx).await
+        self.finish(tx, Some(se), update_id, reply, false, ctx)
+            .await
     }
 }

@@ -8,8 +8,11 @@ use serde_json::{Value, json};
 
 use super::screens::{Extra, Screen};
 use crate::store::Tx;
-use crate::telegram::outbox::{self, OutboxMessage, Priority};
+use crate::telegram::outbox::{OutboxMessage, Priority};
 use crate::time::Timestamp;
+use crate::users::TelegramUser;
+#[cfg(doc)]
+use crate::{telegram::inbox, telegram::outbox, users};
 
 /// The messages one update sends.
 pub struct Reply {
@@ -95,21 +98,135 @@ impl Reply {
         self.messages.is_empty()
     }
 
-    /// Queues every message in the caller's transaction; returns how many were new.
-    pub async fn enqueue(self, tx: &mut Tx, now: Timestamp) -> Result<usize, sqlx::Error> {
-        let mut queued = 0;
-        for (i, (method, params)) in self.messages.into_iter().enumerate() {
-            let msg = OutboxMessage {
-                dedupe_key: format!("{}:{i}", self.key),
-                chat_id: self.chat_id,
+    /// The messages as outbox rows, keyed `<key>:<n>` in order.
+    fn into_messages(self) -> Vec<OutboxMessage> {
+        let Reply {
+            key,
+            chat_id,
+            messages,
+        } = self;
+        messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, (method, params))| OutboxMessage {
+                dedupe_key: format!("{key}:{i}"),
+                chat_id,
                 priority: Priority::Transactional,
                 method,
                 params,
-            };
-            if outbox::enqueue(tx, &msg, now).await? {
-                queued += 1;
+            })
+            .collect()
+    }
+
+    /// The last writes of an update's transaction, as one statement (one hand-off to SQLite's
+    /// connection thread, one round trip to PostgreSQL): queues the messages (as
+    /// [`outbox::enqueue`] would, in order; a dedupe key already queued is skipped), refreshes
+    /// the sender when that is owed (as [`users::refresh`]), and marks the update handled (as
+    /// [`inbox::complete_in`]).
+    pub async fn finish_update(
+        self,
+        tx: &mut Tx,
+        refresh: Option<&TelegramUser>,
+        update_id: i64,
+        now: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        let msgs = self.into_messages();
+        let (from_id, first, last, username, code) = match refresh {
+            Some(f) => (
+                f.id,
+                Some(f.first_name.as_str()),
+                f.last_name.as_deref(),
+                f.username.as_deref(),
+                f.language_code.as_deref(),
+            ),
+            None => (0, None, None, None, None),
+        };
+        match tx {
+            Tx::Sqlite(c) => {
+                let batch = serde_json::Value::Array(
+                    msgs.iter()
+                        .map(|m| {
+                            json!([
+                                m.dedupe_key,
+                                m.chat_id,
+                                m.priority.as_i16(),
+                                m.method,
+                                m.params.to_string()
+                            ])
+                        })
+                        .collect(),
+                )
+                .to_string();
+                sqlx::query(FINISH_SQLITE)
+                    .bind(batch)
+                    .bind(now)
+                    .bind(from_id)
+                    .bind(first)
+                    .bind(last)
+                    .bind(username)
+                    .bind(code)
+                    .bind(refresh.is_some())
+                    .bind(update_id)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            Tx::Postgres(c) => {
+                let keys: Vec<&str> = msgs.iter().map(|m| m.dedupe_key.as_str()).collect();
+                let chats: Vec<i64> = msgs.iter().map(|m| m.chat_id).collect();
+                let priorities: Vec<i16> = msgs.iter().map(|m| m.priority.as_i16()).collect();
+                let methods: Vec<&str> = msgs.iter().map(|m| m.method.as_str()).collect();
+                let payloads: Vec<String> = msgs.iter().map(|m| m.params.to_string()).collect();
+                sqlx::query(FINISH_POSTGRES)
+                    .bind(&keys)
+                    .bind(&chats)
+                    .bind(&priorities)
+                    .bind(&methods)
+                    .bind(&payloads)
+                    .bind(now)
+                    .bind(from_id)
+                    .bind(first)
+                    .bind(last)
+                    .bind(username)
+                    .bind(code)
+                    .bind(refresh.is_some())
+                    .bind(update_id)
+                    .execute(&mut **c)
+                    .await?;
             }
         }
-        Ok(queued)
+        Ok(())
     }
 }
+
+/// SQLite runs the statements of one query text in turn on its connection, in one hand-off;
+/// the numbered parameters are shared. Messages travel as a JSON array of
+/// `[dedupe_key, chat_id, priority, method, payload]`. (`WHERE true` resolves the parser
+/// ambiguity of `ON CONFLICT` after `SELECT … FROM`.)
+const FINISH_SQLITE: &str = "
+INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, 'pending', 0, $2, $2
+FROM json_each($1) AS j WHERE true ORDER BY j.key
+ON CONFLICT (dedupe_key) DO NOTHING;
+UPDATE users SET first_name = $4, last_name = $5, username = $6, language_code = $7,
+    last_seen_at = $2, bot_blocked_at = NULL
+WHERE id = $3 AND $8;
+UPDATE tg_inbox SET status = 'done', finished_at = $2, claimed_by = NULL, claimed_until = NULL
+WHERE update_id = $9 AND status = 'pending'";
+
+/// PostgreSQL runs data-modifying `WITH` parts once and to completion, read or not.
+const FINISH_POSTGRES: &str = "
+WITH queued AS (
+    INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+    SELECT m.dedupe_key, m.chat_id, m.priority, m.method, m.payload, 'pending', 0, $6, $6
+    FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[], $4::TEXT[], $5::TEXT[]) WITH ORDINALITY
+        AS m(dedupe_key, chat_id, priority, method, payload, n)
+    ORDER BY m.n
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING 1),
+refreshed AS (
+    UPDATE users SET first_name = $8, last_name = $9, username = $10, language_code = $11,
+        last_seen_at = $6, bot_blocked_at = NULL
+    WHERE id = $7 AND $12::BOOLEAN
+    RETURNING 1)
+UPDATE tg_inbox SET status = 'done', finished_at = $6, claimed_by = NULL, claimed_until = NULL
+WHERE update_id = $13 AND status = 'pending'";

@@ -97,10 +97,15 @@ impl Db {
                 // handler (sleeps of up to 100 ms each) and starve under load; one
                 // connection makes every statement queue fairly in the process instead.
                 // Consequence: never use the pool while holding a `Tx` on it.
+                // No ping per acquire: a local file cannot be cut off like a network
+                // connection, and with one connection every ping is one more hand-off to its
+                // thread in front of every statement of every task (sqlx still pings once on
+                // release, to flush what a cancelled caller left behind).
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     .min_connections(0)
                     .acquire_timeout(settings.acquire_timeout)
+                    .test_before_acquire(false)
                     .connect_lazy_with(options);
                 Ok(Db::Sqlite(pool))
             }

@@ -252,7 +252,271 @@ pub struct Attempt<'a> {
 ///
 /// A sent message holds back the rest of its chat until `now + chat_spacing`, so claims
 /// skip that chat instead of claiming and putting back.
+///
+/// The batch is written with a fixed number of statements, not two or three per message:
+/// the state changes in one `UPDATE … FROM` over the batch (returning the ids whose claim
+/// still held), their attempt rows in one `INSERT … SELECT`, and the per-chat spacing in one
+/// `UPDATE`. On SQLite every statement is a hand-off to the one connection's thread, and on
+/// PostgreSQL a round trip, so the sender's bookkeeping no longer grows with its rate. A batch
+/// that names one message twice (never produced by the sender) is written row by row, in
+/// order, as before.
 pub async fn finish_attempts(
+    db: &Db,
+    worker: &str,
+    attempts: &[Attempt<'_>],
+    now: Timestamp,
+    chat_spacing: std::time::Duration,
+) -> Result<Vec<bool>, sqlx::Error> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(attempts.len());
+    if !attempts.iter().all(|a| seen.insert(a.id)) {
+        return finish_attempts_one_by_one(db, worker, attempts, now, chat_spacing).await;
+    }
+    let rows: Vec<AttemptRow<'_>> = attempts
+        .iter()
+        .map(|a| AttemptRow::new(a.outcome, now))
+        .collect();
+    let not_before = now.plus(chat_spacing);
+    let mut tx = db.begin().await?;
+    let updated: Vec<i64> = match &mut tx {
+        Tx::Sqlite(c) => {
+            let batch = serde_json::Value::Array(
+                attempts
+                    .iter()
+                    .zip(&rows)
+                    .map(|(a, r)| {
+                        serde_json::json!([
+                            a.id,
+                            r.status,
+                            r.next,
+                            r.error,
+                            r.message_id,
+                            r.finished,
+                            i32::from(r.undo_attempt)
+                        ])
+                    })
+                    .collect(),
+            )
+            .to_string();
+            sqlx::query_scalar(FINISH_SQLITE)
+                .bind(batch)
+                .bind(worker)
+                .fetch_all(&mut **c)
+                .await?
+        }
+        Tx::Postgres(c) => {
+            let ids: Vec<i64> = attempts.iter().map(|a| a.id).collect();
+            let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
+            let nexts: Vec<Option<Timestamp>> = rows.iter().map(|r| r.next).collect();
+            let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error).collect();
+            let message_ids: Vec<Option<i64>> = rows.iter().map(|r| r.message_id).collect();
+            let finished: Vec<Option<Timestamp>> = rows.iter().map(|r| r.finished).collect();
+            let undo: Vec<i32> = rows.iter().map(|r| i32::from(r.undo_attempt)).collect();
+            sqlx::query_scalar(FINISH_POSTGRES)
+                .bind(&ids)
+                .bind(&statuses)
+                .bind(&nexts)
+                .bind(&errors)
+                .bind(&message_ids)
+                .bind(&finished)
+                .bind(&undo)
+                .bind(worker)
+                .fetch_all(&mut **c)
+                .await?
+        }
+    };
+    let updated: std::collections::HashSet<i64> = updated.into_iter().collect();
+    let kept: Vec<bool> = attempts.iter().map(|a| updated.contains(&a.id)).collect();
+    let recorded: Vec<(&Attempt<'_>, &AttemptRow<'_>)> = attempts
+        .iter()
+        .zip(&rows)
+        .zip(&kept)
+        .filter(|(_, k)| **k)
+        .map(|(ar, _)| ar)
+        .collect();
+    let mut spaced: Vec<i64> = recorded
+        .iter()
+        .filter(|(a, _)| a.more_in_chat && matches!(a.outcome, Outcome::Sent { .. }))
+        .map(|(a, _)| a.chat_id)
+        .collect();
+    spaced.sort_unstable();
+    spaced.dedup();
+    match &mut tx {
+        Tx::Sqlite(c) => {
+            if !recorded.is_empty() {
+                let batch = serde_json::Value::Array(
+                    recorded
+                        .iter()
+                        .map(|(a, r)| {
+                            serde_json::json!([
+                                a.id,
+                                a.outcome.label(),
+                                r.http_status.map(i32::from),
+                                r.error
+                            ])
+                        })
+                        .collect(),
+                )
+                .to_string();
+                sqlx::query(ATTEMPTS_SQLITE)
+                    .bind(batch)
+                    .bind(now)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            if !spaced.is_empty() {
+                let chats = serde_json::Value::from(spaced).to_string();
+                sqlx::query(SPACING_SQLITE)
+                    .bind(chats)
+                    .bind(not_before)
+                    .execute(&mut **c)
+                    .await?;
+            }
+        }
+        Tx::Postgres(c) => {
+            if !recorded.is_empty() {
+                let ids: Vec<i64> = recorded.iter().map(|(a, _)| a.id).collect();
+                let labels: Vec<&str> = recorded.iter().map(|(a, _)| a.outcome.label()).collect();
+                let statuses: Vec<Option<i32>> = recorded
+                    .iter()
+                    .map(|(_, r)| r.http_status.map(i32::from))
+                    .collect();
+                let errors: Vec<Option<&str>> = recorded.iter().map(|(_, r)| r.error).collect();
+                sqlx::query(ATTEMPTS_POSTGRES)
+                    .bind(&ids)
+                    .bind(&labels)
+                    .bind(&statuses)
+                    .bind(&errors)
+                    .bind(now)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            if !spaced.is_empty() {
+                sqlx::query(SPACING_POSTGRES)
+                    .bind(&spaced)
+                    .bind(not_before)
+                    .execute(&mut **c)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(kept)
+}
+
+/// The batch is a JSON array of `[id, status, next_attempt_at, last_error, message_id,
+/// finished_at, undo_attempt]`; only rows this worker still holds are changed.
+const FINISH_SQLITE: &str = "
+UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbox.next_attempt_at),
+    last_error = b.error, message_id = COALESCE(b.message_id, outbox.message_id),
+    finished_at = b.finished, claimed_by = NULL, claimed_until = NULL,
+    attempts = outbox.attempts - b.undo
+FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS status, j.value ->> 2 AS next_at,
+             j.value ->> 3 AS error, j.value ->> 4 AS message_id, j.value ->> 5 AS finished,
+             j.value ->> 6 AS undo
+      FROM json_each($1) AS j) AS b
+WHERE outbox.id = b.id AND outbox.claimed_by = $2 AND outbox.status = 'pending'
+RETURNING outbox.id";
+
+const FINISH_POSTGRES: &str = "
+UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbox.next_attempt_at),
+    last_error = b.error, message_id = COALESCE(b.message_id, outbox.message_id),
+    finished_at = b.finished, claimed_by = NULL, claimed_until = NULL,
+    attempts = outbox.attempts - b.undo
+FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::INTEGER[])
+    AS b(id, status, next_at, error, message_id, finished, undo)
+WHERE outbox.id = b.id AND outbox.claimed_by = $8 AND outbox.status = 'pending'
+RETURNING outbox.id";
+
+/// `[outbox_id, outcome, http_status, detail]` per recorded attempt, in batch order.
+const ATTEMPTS_SQLITE: &str = "
+INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
+SELECT j.value ->> 0, $2, j.value ->> 1, j.value ->> 2, j.value ->> 3
+FROM json_each($1) AS j ORDER BY j.key";
+
+const ATTEMPTS_POSTGRES: &str = "
+INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
+SELECT a.id, $5, a.outcome, a.http_status, a.detail
+FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INTEGER[], $4::TEXT[]) WITH ORDINALITY
+    AS a(id, outcome, http_status, detail, n)
+ORDER BY a.n";
+
+/// The chats whose head was just sent: their other messages wait for the spacing.
+const SPACING_SQLITE: &str = "
+UPDATE outbox SET next_attempt_at = $2
+WHERE chat_id IN (SELECT j.value FROM json_each($1) AS j) AND status = 'pending' AND next_attempt_at < $2";
+
+const SPACING_POSTGRES: &str = "
+UPDATE outbox SET next_attempt_at = $2
+WHERE chat_id = ANY($1::BIGINT[]) AND status = 'pending' AND next_attempt_at < $2";
+
+/// What one attempt writes into its message's row and its attempt record.
+struct AttemptRow<'a> {
+    status: &'static str,
+    next: Option<Timestamp>,
+    error: Option<&'a str>,
+    message_id: Option<i64>,
+    http_status: Option<u16>,
+    /// A 429 does not count as an attempt: the claim's increment is taken back.
+    undo_attempt: bool,
+    finished: Option<Timestamp>,
+}
+
+impl<'a> AttemptRow<'a> {
+    fn new(outcome: &'a Outcome, now: Timestamp) -> AttemptRow<'a> {
+        let (status, next, error, message_id, http_status, undo_attempt) = match outcome {
+            Outcome::Sent { message_id } => ("sent", None, None, *message_id, Some(200_u16), false),
+            // A 429 is Telegram asking us to wait, not a failure of this message.
+            Outcome::Retry {
+                at,
+                reason,
+                http_status,
+                rate_limited,
+            } => (
+                "pending",
+                Some(*at),
+                Some(reason.as_str()),
+                None,
+                *http_status,
+                *rate_limited,
+            ),
+            Outcome::Blocked { reason } => (
+                "blocked",
+                None,
+                Some(reason.as_str()),
+                None,
+                Some(403),
+                false,
+            ),
+            Outcome::Failed {
+                reason,
+                http_status,
+            } => (
+                "failed",
+                None,
+                Some(reason.as_str()),
+                None,
+                *http_status,
+                false,
+            ),
+        };
+        let finished = if status == "pending" { None } else { Some(now) };
+        AttemptRow {
+            status,
+            next,
+            error,
+            message_id,
+            http_status,
+            undo_attempt,
+            finished,
+        }
+    }
+}
+
+/// The row-by-row form of [`finish_attempts`], for a batch that names a message twice.
+async fn finish_attempts_one_by_one(
     db: &Db,
     worker: &str,
     attempts: &[Attempt<'_>],
@@ -289,56 +553,20 @@ async fn finish_attempt_in(
     outcome: &Outcome,
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
-    let (status, next, error, message_id, http_status, undo_attempt) = match outcome {
-        Outcome::Sent { message_id } => ("sent", None, None, *message_id, Some(200_u16), false),
-        // A 429 is Telegram asking us to wait, not a failure of this message.
-        Outcome::Retry {
-            at,
-            reason,
-            http_status,
-            rate_limited,
-        } => (
-            "pending",
-            Some(*at),
-            Some(reason.as_str()),
-            None,
-            *http_status,
-            *rate_limited,
-        ),
-        Outcome::Blocked { reason } => (
-            "blocked",
-            None,
-            Some(reason.as_str()),
-            None,
-            Some(403),
-            false,
-        ),
-        Outcome::Failed {
-            reason,
-            http_status,
-        } => (
-            "failed",
-            None,
-            Some(reason.as_str()),
-            None,
-            *http_status,
-            false,
-        ),
-    };
-    let finished = if status == "pending" { None } else { Some(now) };
+    let r = AttemptRow::new(outcome, now);
     let n = on_tx!(tx, c => sqlx::query(
         "UPDATE outbox SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5,
              message_id = COALESCE($6, message_id), finished_at = $7, claimed_by = NULL, claimed_until = NULL,
              attempts = attempts - $8
          WHERE id = $1 AND claimed_by = $2 AND status = 'pending'"
-    ).bind(id).bind(worker).bind(status).bind(next).bind(error).bind(message_id).bind(finished)
-        .bind(i32::from(undo_attempt)).execute(c).await.map(|r| r.rows_affected()))?;
+    ).bind(id).bind(worker).bind(r.status).bind(r.next).bind(r.error).bind(r.message_id).bind(r.finished)
+        .bind(i32::from(r.undo_attempt)).execute(c).await.map(|r| r.rows_affected()))?;
     if n != 1 {
         return Ok(false);
     }
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail) VALUES ($1, $2, $3, $4, $5)"
-    ).bind(id).bind(now).bind(outcome.label()).bind(http_status.map(i32::from)).bind(error)
+    ).bind(id).bind(now).bind(outcome.label()).bind(r.http_status.map(i32::from)).bind(r.error)
         .execute(c).await.map(|_| ()))?;
     Ok(true)
 }
