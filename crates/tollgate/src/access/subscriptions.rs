@@ -322,29 +322,8 @@ pub async fn expire(
             expires_at: s.expires_at,
         });
     }
-    let changed_rows = expire_key(tx, s.id, s.user_id, s.vpn_uuid, now).await?;
+    let changed_rows = align_all(tx, &s, &[], now).await?;
     Ok(ExpireOutcome::Expired { changed_rows })
-}
-
-/// [`expire`] for a caller that has re-checked the row itself, in this transaction, under its
-/// own guard (the notices job's conditional update of the row: same key, same `expires_at`,
-/// not revoked): key `vpn_uuid` — and every older key — becomes unwanted on every node,
-/// without reading and locking the row a second time. Returns the memberships changed.
-pub async fn expire_key(
-    tx: &mut Tx,
-    subscription_id: i64,
-    user_id: i64,
-    vpn_uuid: Uuid,
-    now: Timestamp,
-) -> Result<u64, AccessError> {
-    let key = KeyState {
-        subscription_id,
-        user_id,
-        vpn_uuid,
-        active: false,
-    };
-    let email = keys::node_email(user_id, &vpn_uuid);
-    Ok(membership::align(tx, &key, &email, &[], now).await?)
 }
 
 /// A new key: new UUID and feed token. The old token stops working at once; the old UUID

@@ -20,19 +20,21 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use futures::StreamExt;
+use sqlx::pool::PoolConnection;
+use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
 
-use crate::access::{self, Kind};
+use crate::access::Kind;
 use crate::app::Services;
 use crate::bot::action::Action;
 use crate::config::Language;
 use crate::config::catalog::NotificationSettings;
 use crate::i18n::{Arg, Texts, format};
+use crate::nodes::membership::retire_keys_sql;
+use crate::on_db;
 use crate::store::Db;
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::{SharedClock, Timestamp};
-use crate::{on_db, on_tx};
 
 use super::{IterationFuture, Job};
 
@@ -86,7 +88,7 @@ macro_rules! bind_advance {
 
 /// PostgreSQL does a whole item in one statement — one round trip, its own transaction:
 /// [`advance_sql`], then (only if it matched) the expiry's membership change (`$11`, the
-/// same statement as `access::expire_key`) and the message (`$12` dedupe key, NULL for
+/// statement `access::expire` uses) and the message (`$12` dedupe key, NULL for
 /// none; the columns of `outbox::enqueue`). Like every item it need not wait for its WAL
 /// flush: it is derived from the row and redone if a crash loses it (all of it, never half).
 const ITEM_POSTGRES: &str = concat!(
@@ -94,7 +96,7 @@ const ITEM_POSTGRES: &str = concat!(
     advance_sql!(),
     " RETURNING id),
      m AS (",
-    crate::nodes::membership::retire_keys_sql!("$1", "$2", "$10", "TRUE"),
+    retire_keys_sql!("$1", "$2", "$10", "TRUE"),
     " AND $11 AND EXISTS (SELECT 1 FROM s) RETURNING 1),
      o AS (INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
            SELECT $12, $13, $14, $15, $16, 'pending', 0, $10, $10 FROM s WHERE $12 IS NOT NULL
@@ -186,6 +188,12 @@ enum Handled {
     Changed,
 }
 
+/// A pooled connection a batch worker keeps for all its subscriptions.
+enum Held {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
 /// Reminders, trial messages and expiry (see the module docs).
 pub struct Notices {
     db: Db,
@@ -230,37 +238,58 @@ impl Notices {
                 (pool / 2).clamp(1, POSTGRES_IN_FLIGHT) as usize
             }
         };
-        let mut results = futures::stream::iter(due)
-            .take_while(|_| std::future::ready(!stop.is_cancelled()))
-            .map(|d| async move {
-                let r = self.one(&d, now).await;
-                (d.id, r)
-            })
-            .buffer_unordered(in_flight);
+        let queue = std::sync::Mutex::new(due.into_iter());
+        let next = || match stop.is_cancelled() {
+            true => None,
+            false => queue.lock().ok().and_then(|mut q| q.next()),
+        };
+        // Each worker holds one connection for the whole batch: sqlx pings a connection every
+        // time it goes back to the pool, which would be a second round trip per subscription.
+        let worker = || async {
+            let mut out = Vec::new();
+            let mut conn = self.held().await?;
+            while let Some(d) = next() {
+                let r = self.one(&mut conn, &d, now).await;
+                let unavailable = matches!(&r, Err(e) if super::database_unavailable(e));
+                out.push((d.id, r));
+                if unavailable {
+                    break;
+                }
+            }
+            Ok(out)
+        };
+        let workers = futures::future::join_all((0..in_flight).map(|_| worker())).await;
         let mut handled = 0;
         let mut expired = false;
         let mut failed = Vec::new();
         let mut unavailable = None;
-        while let Some((id, r)) = results.next().await {
-            match r {
-                Ok(Handled::Done(e)) => {
-                    handled += 1;
-                    expired |= e;
-                }
-                Ok(Handled::Changed) => {}
-                Err(e) if super::database_unavailable(&e) => {
-                    unavailable = Some(e);
-                    break;
-                }
+        for w in workers {
+            let results = match w {
+                Ok(results) => results,
                 Err(e) => {
-                    tracing::warn!(job = "notices", subscription = id, error = %format!("{e:#}"),
-                        retry_in = ?ITEM_RETRY, "cannot handle this subscription's notice; the others go on");
-                    self.put_back(id, now).await;
-                    failed.push(id);
+                    unavailable.get_or_insert(e);
+                    continue;
+                }
+            };
+            for (id, r) in results {
+                match r {
+                    Ok(Handled::Done(e)) => {
+                        handled += 1;
+                        expired |= e;
+                    }
+                    Ok(Handled::Changed) => {}
+                    Err(e) if super::database_unavailable(&e) => {
+                        unavailable.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = "notices", subscription = id, error = %format!("{e:#}"),
+                            retry_in = ?ITEM_RETRY, "cannot handle this subscription's notice; the others go on");
+                        self.put_back(id, now).await;
+                        failed.push(id);
+                    }
                 }
             }
         }
-        drop(results);
         if handled > 0 {
             self.s.outbox_wake.notify_one();
         }
@@ -291,27 +320,51 @@ impl Notices {
         }
     }
 
+    /// A connection of the pool, held for a batch.
+    async fn held(&self) -> anyhow::Result<Held> {
+        Ok(match &self.db {
+            Db::Sqlite(p) => Held::Sqlite(p.acquire().await?),
+            Db::Postgres(p) => Held::Postgres(p.acquire().await?),
+        })
+    }
+
     /// One subscription, in its own transaction.
-    async fn one(&self, d: &Due, now: Timestamp) -> anyhow::Result<Handled> {
+    async fn one(&self, conn: &mut Held, d: &Due, now: Timestamp) -> anyhow::Result<Handled> {
         let step = self.step(d, now)?;
-        let done = match &self.db {
-            Db::Sqlite(_) => {
-                let mut tx = self.db.begin().await?;
-                let n = on_tx!(&mut tx, c => bind_advance!(sqlx::query(advance_sql!()), d, step)
-                    .execute(c).await.map(|r| r.rows_affected()))?;
+        let done = match conn {
+            Held::Sqlite(c) => {
+                let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE").await?;
+                let n = bind_advance!(sqlx::query(advance_sql!()), d, step)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if n == 0 {
+                    // Dropping `tx` rolls it back.
                     return Ok(Handled::Changed);
                 }
                 if step.expire {
-                    access::expire_key(&mut tx, d.id, d.user_id, d.vpn_uuid, now).await?;
+                    sqlx::query(retire_keys_sql!("$1", "$2", "$3", "TRUE"))
+                        .bind(d.id)
+                        .bind(d.vpn_uuid)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some(m) = &step.message {
-                    outbox::enqueue(&mut tx, m, now).await?;
+                    sqlx::query(outbox::ENQUEUE_SQL)
+                        .bind(&m.dedupe_key)
+                        .bind(m.chat_id)
+                        .bind(m.priority.as_i16())
+                        .bind(&m.method)
+                        .bind(m.params.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 true
             }
-            Db::Postgres(p) => {
+            Held::Postgres(c) => {
                 let m = step.message.as_ref();
                 let (n, _): (i64, String) = bind_advance!(sqlx::query_as(ITEM_POSTGRES), d, step)
                     .bind(now)
@@ -321,7 +374,7 @@ impl Notices {
                     .bind(m.map(|m| m.priority.as_i16()))
                     .bind(m.map(|m| m.method.as_str()))
                     .bind(m.map(|m| m.params.to_string()))
-                    .fetch_one(p)
+                    .fetch_one(&mut **c)
                     .await?;
                 n == 1
             }

@@ -87,6 +87,12 @@ impl OutboxMessage {
     }
 }
 
+/// The insert of [`enqueue`]: `$1` dedupe key, `$2` chat, `$3` priority, `$4` method, `$5`
+/// payload, `$6` now (for a job that holds its own connection).
+pub const ENQUEUE_SQL: &str = "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
 /// Queues a message in the caller's transaction. Returns false when a message with the same
 /// dedupe key exists already (it is not queued again).
 pub async fn enqueue(
@@ -95,11 +101,7 @@ pub async fn enqueue(
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
     let payload = msg.params.to_string();
-    let n = on_tx!(tx, c => sqlx::query(
-        "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
-         ON CONFLICT (dedupe_key) DO NOTHING"
-    ).bind(&msg.dedupe_key).bind(msg.chat_id).bind(msg.priority.as_i16()).bind(&msg.method)
+    let n = on_tx!(tx, c => sqlx::query(ENQUEUE_SQL).bind(&msg.dedupe_key).bind(msg.chat_id).bind(msg.priority.as_i16()).bind(&msg.method)
         .bind(payload).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
