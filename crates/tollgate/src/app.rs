@@ -51,6 +51,8 @@ pub struct AppOptions {
     /// Least time between two messages to one chat (Telegram: about a second); `tollgate
     /// run` takes it from `OUTBOX_PER_CHAT_INTERVAL`.
     pub per_chat_interval: Duration,
+    /// Deadline of an ordinary Bot API call (`getUpdates` has its own); tests shorten it.
+    pub telegram_call_timeout: Duration,
     /// More components to supervise (tests use it to plant a misbehaving one).
     pub extra_components: Vec<Arc<dyn Component>>,
 }
@@ -66,6 +68,7 @@ impl Default for AppOptions {
             handler_max_attempts: dispatch.max_attempts,
             send_retry_base: SenderConfig::default().retry_base,
             per_chat_interval: SenderConfig::default().per_chat_interval,
+            telegram_call_timeout: crate::telegram::api::CALL_TIMEOUT,
             extra_components: Vec::new(),
         }
     }
@@ -122,8 +125,9 @@ where
 {
     let d = &config.deployment;
     let p = &d.pipeline;
-    let api =
-        BotApi::new(&d.telegram_api_url, &d.bot_token.token).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api = BotApi::new(&d.telegram_api_url, &d.bot_token.token)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_timeout(options.telegram_call_timeout);
     let holder = lease::holder_id();
     let pruning_holder = holder.clone();
     let inbox_wake = Arc::new(Notify::new());

@@ -1,13 +1,18 @@
 //! RELIABILITY A1, A2, A9: readiness follows the database; health never depends on it;
-//! nothing exits the process because the database went away.
+//! nothing exits the process because the database went away; a boot during an outage ends
+//! like a healthy one.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use telegram_emulator::NewUser;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::proxy::TcpProxy;
 use crate::common::service::{Service, base_env, http_client};
+use crate::common::telegram::{emulator, polling_env, wait_reply};
 use crate::common::{TestDb, pg_admin_url, wait_for};
 
 /// The service's readiness deadline (http::health::READINESS_TIMEOUT) plus scheduling slack.
@@ -144,6 +149,96 @@ async fn a_boot_during_a_database_outage_converges() {
     .await;
     svc.signal("TERM");
     assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
+}
+
+/// The supervised components in a `/readyz` body: name → (running, restarts).
+fn components(body: &serde_json::Value) -> BTreeMap<String, (bool, u64)> {
+    body["components"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(name, c)| {
+                    let running = c.get("running")?.as_bool()?;
+                    Some((name.clone(), (running, c["restarts"].as_u64().unwrap_or(0))))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends `/start` through the emulator and waits for the bot's menu.
+async fn the_bot_answers(tg: &telegram_emulator::ControlClient, name: &str) {
+    let user = tg
+        .create_user(NewUser::new(name).language("en"))
+        .await
+        .unwrap();
+    tg.send_text(user.id, "/start").await.unwrap();
+    wait_reply(tg, user.id, "Choose an action below.").await;
+}
+
+/// A9 for the whole service: after a boot during a database outage, the same components as
+/// after a healthy boot run (none restarted), and the bot answers through Telegram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_during_a_database_outage_ends_with_every_component_running_and_the_bot_answering() {
+    let Some(healthy) = TestDb::postgres_with(false).await else {
+        return;
+    };
+    let Some(t) = TestDb::postgres_with(false).await else {
+        return;
+    };
+    let emu = emulator(true).await;
+    let tg = emu.client();
+
+    // What a healthy boot runs.
+    let mut reference = Service::start(&polling_env(&healthy.url, &emu)).await;
+    wait_ready(&reference, 200).await;
+    the_bot_answers(&tg, "Ann").await;
+    let want = components(&get(&reference.url("/readyz")).await.1);
+    for name in ["poller", "dispatcher", "outbox-sender", "housekeeping"] {
+        assert!(want.contains_key(name), "{name} in {want:?}");
+    }
+    assert!(want.values().all(|(running, _)| *running), "{want:?}");
+    reference.signal("TERM");
+    assert!(reference.wait_exit(Duration::from_secs(15)).await.success());
+
+    // The same service booted while its database is unreachable.
+    let proxy = TcpProxy::start(pg_addr()).await;
+    proxy.cut();
+    let mut svc = Service::start(&polling_env(&through(&proxy, &t.url), &emu)).await;
+    wait_for("a retry logged", Duration::from_secs(20), || {
+        let log = svc.log();
+        async move { log.contains("database not available yet").then_some(()) }
+    })
+    .await;
+    let (status, body) = get(&svc.url("/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        components(&body).is_empty(),
+        "nothing runs before the bootstrap: {body}"
+    );
+    assert_eq!(
+        body["components"]["intake"]["state"], "not started",
+        "{body}"
+    );
+
+    proxy.restore();
+    wait_ready(&svc, 200).await;
+    the_bot_answers(&tg, "Bob").await;
+    let body = get(&svc.url("/readyz")).await.1;
+    let have = components(&body);
+    assert_eq!(
+        have.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "the same running set as a healthy boot"
+    );
+    for (name, (running, restarts)) in &have {
+        assert!(*running, "{name}: {body}");
+        assert_eq!(*restarts, 0, "{name} was never restarted: {body}");
+    }
+    assert_eq!(body["components"]["intake"]["state"], "polling", "{body}");
+    svc.signal("TERM");
+    assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
+    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
