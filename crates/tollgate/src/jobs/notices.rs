@@ -55,23 +55,46 @@ pub const ITEM_RETRY: Duration = Duration::from_secs(15 * 60);
 /// Half the pool at most, so the bot and the other jobs keep connections.
 const POSTGRES_IN_FLIGHT: u32 = 4;
 
-/// Moves a subscription's timeline on — only if the row is still exactly as read by
-/// [`DUE_QUERY`] (`$1` id, `$2` key, `$3` stage, `$4` next, `$5` expiry, `$6` notice_from,
-/// `$7` revoked_at; new stage `$8` and next `$9`). This conditional update is the item's
-/// lock and re-check in one: a replica that did the item first, a renewal, a refund, a
-/// revoke or a new key changes one of those columns, and then nothing here happens (the row,
-/// if still due, comes back in a later batch with fresh values). On PostgreSQL a concurrent
-/// writer's row lock makes it wait, then re-check against the committed row.
-macro_rules! advance_sql {
+/// The row is still exactly as read by [`DUE_QUERY`] (`$1` id, `$2` key, `$3` stage, `$4`
+/// next, `$5` expiry, `$6` notice_from, `$7` revoked_at).
+macro_rules! unchanged_sql {
     () => {
-        "UPDATE subscriptions SET notice_stage = $8, next_notice_at = $9
-         WHERE id = $1 AND vpn_uuid = $2 AND notice_stage = $3 AND next_notice_at = $4
+        "id = $1 AND vpn_uuid = $2 AND notice_stage = $3 AND next_notice_at = $4
            AND expires_at = $5 AND notice_from IS NOT DISTINCT FROM $6
            AND revoked_at IS NOT DISTINCT FROM $7"
     };
 }
 
-/// Binds [`advance_sql`]'s parameters `$1`–`$9` for a [`Due`] row and its [`Step`].
+/// Moves a subscription's timeline on (new stage `$8`, next `$9`) — only if the row is
+/// unchanged ([`unchanged_sql`]). This conditional update is the item's lock and re-check in
+/// one: a replica that did the item first, a renewal, a refund, a revoke or a new key changes
+/// one of those columns, and then nothing here happens (the row, if still due, comes back in
+/// a later batch with fresh values). SQLite: the `BEGIN IMMEDIATE` transaction holds the
+/// write lock already.
+macro_rules! advance_sql {
+    () => {
+        concat!(
+            "UPDATE subscriptions SET notice_stage = $8, next_notice_at = $9 WHERE ",
+            unchanged_sql!()
+        )
+    };
+}
+
+/// [`advance_sql`] for PostgreSQL: a row locked by someone else (a renewal in progress, a
+/// replica on the same row, a transaction of a killed process not yet rolled back) is skipped
+/// rather than waited for — it stays due and comes back in a later batch.
+macro_rules! advance_postgres_sql {
+    () => {
+        concat!(
+            "UPDATE subscriptions SET notice_stage = $8, next_notice_at = $9
+             WHERE id = (SELECT id FROM subscriptions WHERE ",
+            unchanged_sql!(),
+            " FOR UPDATE SKIP LOCKED)"
+        )
+    };
+}
+
+/// Binds [`advance_sql`]'s (and [`advance_postgres_sql`]'s) parameters `$1`–`$9` for a [`Due`] row and its [`Step`].
 macro_rules! bind_advance {
     ($q:expr, $d:expr, $step:expr) => {
         $q.bind($d.id)
@@ -87,13 +110,13 @@ macro_rules! bind_advance {
 }
 
 /// PostgreSQL does a whole item in one statement — one round trip, its own transaction:
-/// [`advance_sql`], then (only if it matched) the expiry's membership change (`$11`, the
+/// [`advance_postgres_sql`], then (only if it matched) the expiry's membership change (`$11`, the
 /// statement `access::expire` uses) and the message (`$12` dedupe key, NULL for
 /// none; the columns of `outbox::enqueue`). Like every item it need not wait for its WAL
 /// flush: it is derived from the row and redone if a crash loses it (all of it, never half).
 const ITEM_POSTGRES: &str = concat!(
     "WITH s AS (",
-    advance_sql!(),
+    advance_postgres_sql!(),
     " RETURNING id),
      m AS (",
     retire_keys_sql!("$1", "$2", "$10", "TRUE"),
