@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use telegram_emulator::{
-    ControlClient, Emulator, EmulatorConfig, FaultKind, NewUser, RunningEmulator,
-};
+use telegram_emulator::{ControlClient, Emulator, EmulatorConfig, FaultKind, NewUser};
 use tollgate::app::AppOptions;
 use tollgate::on_db;
 use tollgate::store::Db;
@@ -24,7 +22,8 @@ use tollgate::time::{Clock, SystemClock};
 use crate::common::proxy::TcpProxy;
 use crate::common::service::http_client;
 use crate::common::telegram::{
-    bot_texts, emulator, free_port, in_process, polling_env, wait_reply, webhook_env, with,
+    bot_texts, emulator, free_port, in_process, polling_env, wait_registered, wait_reply,
+    webhook_env, with,
 };
 use crate::common::wait_for;
 use crate::db_test;
@@ -156,20 +155,6 @@ db_test!(async fn with_telegram_unreachable_readiness_stays_up_and_queued_messag
     app.shutdown().await.unwrap();
     emu.shutdown().await;
 });
-
-async fn wait_registered(emu: &RunningEmulator, port: u16) {
-    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
-    wait_for(
-        "the webhook to be registered",
-        Duration::from_secs(20),
-        || {
-            let tg = emu.client();
-            let want = want.clone();
-            async move { (tg.bots().await.ok()?[0].webhook_url == want).then_some(()) }
-        },
-    )
-    .await;
-}
 
 async fn inbox_states(db: &Db, chat: i64) -> Vec<(String, i32)> {
     on_db!(db, p => sqlx::query_as(

@@ -12,28 +12,11 @@ use tollgate::telegram::inbox;
 use crate::common::proxy::TcpProxy;
 use crate::common::service::http_client;
 use crate::common::telegram::{
-    WEBHOOK_SECRET, bot_texts, emulator, free_port, in_process, polling_env, wait_reply,
-    webhook_env, with,
+    WEBHOOK_SECRET, bot_texts, emulator, free_port, in_process, polling_env, wait_registered,
+    wait_reply, webhook_env, with,
 };
 use crate::common::{TestDb, pg_admin_url, wait_for};
 use crate::db_test;
-
-async fn wait_registered(emu: &RunningEmulator, port: u16) {
-    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
-    wait_for(
-        "the webhook to be registered",
-        Duration::from_secs(20),
-        || {
-            let tg = emu.client();
-            let want = want.clone();
-            async move {
-                let bots = tg.bots().await.ok()?;
-                (bots[0].webhook_url == want).then_some(())
-            }
-        },
-    )
-    .await;
-}
 
 async fn start_webhook(t: &TestDb, emu: &RunningEmulator, port: u16) -> RunningApp {
     let app = in_process(

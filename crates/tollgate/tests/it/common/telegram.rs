@@ -112,3 +112,21 @@ pub async fn bot_texts(tg: &ControlClient, chat: i64) -> Vec<String> {
     let t: Transcript = tg.transcript(chat).await.expect("transcript");
     t.bot_messages().filter_map(|m| m.text.clone()).collect()
 }
+
+/// Waits until the emulator's bot has its webhook set to this service's (on `port`).
+pub async fn wait_registered(emu: &RunningEmulator, port: u16) {
+    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
+    crate::common::wait_for(
+        "the webhook to be registered",
+        std::time::Duration::from_secs(20),
+        || {
+            let tg = emu.client();
+            let want = want.clone();
+            async move {
+                let bots = tg.bots().await.ok()?;
+                (bots[0].webhook_url == want).then_some(())
+            }
+        },
+    )
+    .await;
+}
