@@ -33,7 +33,7 @@ use crate::i18n::{Arg, Texts, format};
 use crate::nodes::membership::retire_keys_sql;
 use crate::on_db;
 use crate::store::Db;
-use crate::telegram::outbox::{self, OutboxMessage, Priority};
+use crate::telegram::outbox::{OutboxMessage, Priority};
 use crate::time::{SharedClock, Timestamp};
 
 use super::{IterationFuture, Job};
@@ -93,6 +93,24 @@ macro_rules! advance_postgres_sql {
         )
     };
 }
+
+/// SQLite does an item's three statements in one call to its connection's thread (parameters
+/// as in [`ITEM_POSTGRES`]), inside a `BEGIN IMMEDIATE` transaction: each call is a hand-off
+/// between threads, which costs more here than the statements. The update returns the id when
+/// it matched; the membership change runs only if it did (`changes()` is the count of the
+/// statement before), the message only if the row now carries the new stage (else a replica
+/// queued the same message already, and the dedupe key keeps it once).
+const ITEM_SQLITE: &str = concat!(
+    advance_sql!(),
+    " RETURNING id;\n",
+    retire_keys_sql!("$1", "$2", "$10", "TRUE"),
+    " AND $11 AND changes() = 1;
+     INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+     SELECT $12, $13, $14, $15, $16, 'pending', 0, $10, $10
+     WHERE $12 IS NOT NULL
+       AND EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND notice_stage = $8 AND next_notice_at IS $9)
+     ON CONFLICT (dedupe_key) DO NOTHING;"
+);
 
 /// Binds [`advance_sql`]'s (and [`advance_postgres_sql`]'s) parameters `$1`–`$9` for a [`Due`] row and its [`Step`].
 macro_rules! bind_advance {
@@ -357,32 +375,20 @@ impl Notices {
         let done = match conn {
             Held::Sqlite(c) => {
                 let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE").await?;
-                let n = bind_advance!(sqlx::query(advance_sql!()), d, step)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
+                let m = step.message.as_ref();
+                let matched: Vec<i64> = bind_advance!(sqlx::query_scalar(ITEM_SQLITE), d, step)
+                    .bind(now)
+                    .bind(step.expire)
+                    .bind(m.map(|m| m.dedupe_key.as_str()))
+                    .bind(m.map(|m| m.chat_id))
+                    .bind(m.map(|m| m.priority.as_i16()))
+                    .bind(m.map(|m| m.method.as_str()))
+                    .bind(m.map(|m| m.params.to_string()))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if matched.is_empty() {
                     // Dropping `tx` rolls it back.
                     return Ok(Handled::Changed);
-                }
-                if step.expire {
-                    sqlx::query(retire_keys_sql!("$1", "$2", "$3", "TRUE"))
-                        .bind(d.id)
-                        .bind(d.vpn_uuid)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(m) = &step.message {
-                    sqlx::query(outbox::ENQUEUE_SQL)
-                        .bind(&m.dedupe_key)
-                        .bind(m.chat_id)
-                        .bind(m.priority.as_i16())
-                        .bind(&m.method)
-                        .bind(m.params.to_string())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
                 }
                 tx.commit().await?;
                 true

@@ -88,6 +88,14 @@ async fn renewal_debits(db: &Db, user: i64) -> i64 {
     .unwrap()
 }
 
+/// Node rows that want a key of `user`'s subscription on a node.
+async fn wanted_on_nodes(db: &Db, user: i64) -> i64 {
+    let sql = "SELECT CAST(COUNT(*) AS BIGINT) FROM node_memberships m
+               JOIN subscriptions s ON s.id = m.subscription_id
+               WHERE s.user_id = $1 AND m.desired = 'present'";
+    on_db!(db, p => sqlx::query_scalar(sql).bind(user).fetch_one(p).await).unwrap()
+}
+
 fn plain(id: i64) -> Person {
     Person {
         id,
@@ -104,6 +112,15 @@ db_test!(async fn one_bad_subscription_does_not_hold_up_the_others(t) {
     for u in 1..=4 {
         person(&s, &plain(u), Some(Grant::days(Kind::Paid, 1, Some("m1"))), t0).await;
     }
+    // Each key is on a node (this harness has no node agents; the rows are what provisioning
+    // would have recorded).
+    let on_node = "INSERT INTO node_memberships
+                       (node, vpn_uuid, subscription_id, email, desired, observed, attempts, next_attempt_at, updated_at)
+                   SELECT 'n1', vpn_uuid, id, 'u' || user_id || '@t', 'present', 'present', 0, 0, 0 FROM subscriptions";
+    on_db!(&t.db, p => sqlx::query(on_node).execute(p).await.map(|r| r.rows_affected())).unwrap();
+    for u in 1..=4 {
+        assert_eq!(wanted_on_nodes(&t.db, u).await, 1, "user {u}: the key is wanted on the node");
+    }
     // Past the end: every subscription's expiry is due. User 2's message cannot be written.
     let at = t0.as_millis() + D + 60_000;
     clock.set(Timestamp::from_millis(at));
@@ -115,10 +132,12 @@ db_test!(async fn one_bad_subscription_does_not_hold_up_the_others(t) {
     for u in [1, 3, 4] {
         assert_eq!(keys_of(&out, u), ["expired"], "user {u} was handled despite user 2");
         assert_eq!(next_notice_at(&s.db, u).await, None, "user {u}: timeline done");
+        assert_eq!(wanted_on_nodes(&t.db, u).await, 0, "user {u}: expiry took the key away");
     }
     assert!(keys_of(&out, 2).is_empty());
     // Rolled back and put back: still active on the nodes' side of the books, due again later.
     assert_eq!(next_notice_at(&s.db, 2).await, Some(at + notices::ITEM_RETRY.as_millis() as i64));
+    assert_eq!(wanted_on_nodes(&t.db, 2).await, 1, "user 2: its expiry rolled back whole");
     // The next iteration is not held up by it.
     assert_eq!(notices.run_batch().await.unwrap(), 0);
     // Once the cause is gone, the retry handles it, exactly once.
@@ -127,6 +146,7 @@ db_test!(async fn one_bad_subscription_does_not_hold_up_the_others(t) {
     assert_eq!(notices.run_batch().await.unwrap(), 1);
     assert_eq!(notices.run_batch().await.unwrap(), 0);
     assert_eq!(keys_of(&outbox(&s).await, 2), ["expired"]);
+    assert_eq!(wanted_on_nodes(&t.db, 2).await, 0, "user 2: expired on the retry");
     app.shutdown().await.unwrap();
     emu.shutdown().await;
 });
