@@ -112,9 +112,11 @@ const ITEM_SQLITE: &str = concat!(
      ON CONFLICT (dedupe_key) DO NOTHING;"
 );
 
-/// Binds [`advance_sql`]'s (and [`advance_postgres_sql`]'s) parameters `$1`–`$9` for a [`Due`] row and its [`Step`].
-macro_rules! bind_advance {
-    ($q:expr, $d:expr, $step:expr) => {
+/// Binds an item's parameters `$1`–`$16` ([`ITEM_SQLITE`], [`ITEM_POSTGRES`]) for a [`Due`]
+/// row, its [`Step`] and `now`.
+macro_rules! bind_item {
+    ($q:expr, $d:expr, $step:expr, $now:expr) => {{
+        let m = $step.message.as_ref();
         $q.bind($d.id)
             .bind($d.vpn_uuid)
             .bind($d.notice_stage)
@@ -124,7 +126,14 @@ macro_rules! bind_advance {
             .bind($d.revoked_at)
             .bind($step.stage)
             .bind($step.next)
-    };
+            .bind($now)
+            .bind($step.expire)
+            .bind(m.map(|m| m.dedupe_key.as_str()))
+            .bind(m.map(|m| m.chat_id))
+            .bind(m.map(|m| m.priority.as_i16()))
+            .bind(m.map(|m| m.method.as_str()))
+            .bind(m.map(|m| m.params.to_string()))
+    }};
 }
 
 /// PostgreSQL does a whole item in one statement — one round trip, its own transaction:
@@ -375,15 +384,7 @@ impl Notices {
         let done = match conn {
             Held::Sqlite(c) => {
                 let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE").await?;
-                let m = step.message.as_ref();
-                let matched: Vec<i64> = bind_advance!(sqlx::query_scalar(ITEM_SQLITE), d, step)
-                    .bind(now)
-                    .bind(step.expire)
-                    .bind(m.map(|m| m.dedupe_key.as_str()))
-                    .bind(m.map(|m| m.chat_id))
-                    .bind(m.map(|m| m.priority.as_i16()))
-                    .bind(m.map(|m| m.method.as_str()))
-                    .bind(m.map(|m| m.params.to_string()))
+                let matched: Vec<i64> = bind_item!(sqlx::query_scalar(ITEM_SQLITE), d, step, now)
                     .fetch_all(&mut *tx)
                     .await?;
                 if matched.is_empty() {
@@ -394,15 +395,7 @@ impl Notices {
                 true
             }
             Held::Postgres(c) => {
-                let m = step.message.as_ref();
-                let (n, _): (i64, String) = bind_advance!(sqlx::query_as(ITEM_POSTGRES), d, step)
-                    .bind(now)
-                    .bind(step.expire)
-                    .bind(m.map(|m| m.dedupe_key.as_str()))
-                    .bind(m.map(|m| m.chat_id))
-                    .bind(m.map(|m| m.priority.as_i16()))
-                    .bind(m.map(|m| m.method.as_str()))
-                    .bind(m.map(|m| m.params.to_string()))
+                let (n, _): (i64, String) = bind_item!(sqlx::query_as(ITEM_POSTGRES), d, step, now)
                     .fetch_one(&mut **c)
                     .await?;
                 n == 1
