@@ -2,7 +2,9 @@
 //! how an iteration's cost scales with the due rows — SQLite and PostgreSQL.
 //!
 //! `cargo bench -p tollgate --bench jobs` (`BENCH_BACKEND=sqlite|postgres` narrows it;
-//! `BENCH_WAVE`, default 100000, and `BENCH_SCAN`, default 1000000, size it). The service's
+//! `BENCH_WAVE`, default 100000, and `BENCH_SCAN`, default 1000000, size it;
+//! `BENCH_DATABASE_MAX_CONNECTIONS` sets the pool, and so how many items run at once on
+//! PostgreSQL). The service's
 //! parts run in this process on a fresh database with a fixed clock; rows are seeded with
 //! set-based SQL; `Notices::run_batch` (one transaction per subscription, 500 per call) is
 //! called until nothing is due.
@@ -153,7 +155,7 @@ async fn services(
         env!("CARGO_MANIFEST_DIR"),
         "/../../config/tollgate.example.toml"
     );
-    let vars = vec![
+    let mut vars = vec![
         ("BOT_TOKEN".to_owned(), emu.token().to_owned()),
         ("TELEGRAM_API_URL".to_owned(), emu.api_url()),
         ("DATABASE_URL".to_owned(), url.to_owned()),
@@ -162,6 +164,9 @@ async fn services(
         ("PORT".to_owned(), port.to_string()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
     ];
+    if let Ok(n) = std::env::var("BENCH_DATABASE_MAX_CONNECTIONS") {
+        vars.push(("DATABASE_MAX_CONNECTIONS".to_owned(), n));
+    }
     let config = Config::load(&Env::from_pairs(vars)).expect("config");
     let slot: Arc<Mutex<Option<Services>>> = Arc::default();
     let keep = slot.clone();

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use tollgate::store::Db;
 use tollgate::store::migrate::{self, MigrateTimeouts};
 use tollgate::telegram::dispatcher::Handler;
 use tollgate::telegram::echo::EchoHandler;
-use tollgate::time::{Clock, SystemClock};
+use tollgate::time::{Clock, OffsetFileClock, SystemClock};
 use tollgate::{shutdown, telemetry};
 
 /// Exit code for configuration errors (distinct from runtime failures).
@@ -216,10 +217,15 @@ where
         eprintln!("error: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let options = AppOptions {
+    let mut options = AppOptions {
         per_chat_interval: config.deployment.pipeline.outbox_per_chat_interval,
         ..AppOptions::default()
     };
+    if let Some(path) = &config.deployment.test_clock_offset_file {
+        tracing::warn!(path = %path.display(),
+            "TOLLGATE_TEST_CLOCK_OFFSET_FILE is set: the clock is shifted by that file (tests only)");
+        options.clock = Arc::new(OffsetFileClock::new(path.clone()));
+    }
     let running = match app::start(config, options, make_handler).await {
         Ok(r) => r,
         Err(e) => {

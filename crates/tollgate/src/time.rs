@@ -8,6 +8,7 @@
 //! and makes a database session's `TimeZone` irrelevant.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -173,6 +174,48 @@ impl Clock for ShiftedClock {
     }
 }
 
+/// Real time plus an offset in milliseconds read from a file at every use: time travel shared
+/// by several processes in end-to-end tests (`TOLLGATE_TEST_CLOCK_OFFSET_FILE`). The writer
+/// replaces the file atomically (write, then rename); an unreadable or garbled file keeps the
+/// last offset read, so time never jumps back because of a read.
+#[derive(Debug)]
+pub struct OffsetFileClock {
+    path: PathBuf,
+    last_ms: AtomicI64,
+}
+
+impl OffsetFileClock {
+    pub fn new(path: PathBuf) -> Self {
+        OffsetFileClock {
+            path,
+            last_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Writes `offset` for every clock reading `path` (atomically, as they expect).
+    pub fn write(path: &Path, offset: Duration) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, offset.as_millis().to_string())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+impl Clock for OffsetFileClock {
+    fn now(&self) -> Timestamp {
+        let read = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok());
+        let offset = match read {
+            Some(ms) => {
+                self.last_ms.store(ms, Ordering::SeqCst);
+                ms
+            }
+            None => self.last_ms.load(Ordering::SeqCst),
+        };
+        Timestamp(SystemClock.now().0.saturating_add(offset))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +266,21 @@ mod tests {
         assert_eq!(c.now().as_millis(), 15);
         c.set(Timestamp::from_millis(1));
         assert_eq!(c.now().as_millis(), 1);
+    }
+
+    #[test]
+    fn offset_file_clock_follows_the_file_and_survives_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offset");
+        let c = OffsetFileClock::new(path.clone());
+        let day = Duration::from_secs(86_400);
+        let real = SystemClock.now();
+        assert!(c.now().since(real) < day, "no file: no offset");
+        OffsetFileClock::write(&path, day * 10).unwrap();
+        let shifted = c.now();
+        assert!(shifted.since(real) >= day * 10 && shifted.since(real) < day * 11);
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(c.now() >= shifted, "a garbled file keeps the last offset");
     }
 
     #[test]

@@ -88,13 +88,17 @@ impl Bot {
         let notices = AccessNotices::new(s.clone(), texts.clone());
         let stars = StarsReconciler::new(s.clone(), texts.clone());
         let runner = |job: Arc<dyn Job>| -> Arc<dyn Component> {
-            Arc::new(JobRunner::new(
+            let r = JobRunner::new(
                 job,
                 s.db.clone(),
                 s.clock.clone(),
                 s.holder.clone(),
                 s.metrics.jobs.clone(),
-            ))
+            );
+            Arc::new(match s.config.deployment.jobs_interval {
+                Some(every) => r.with_interval(every),
+                None => r,
+            })
         };
         let jobs = [
             runner(Arc::new(Notices::new(s.clone(), texts.clone()))),

@@ -117,6 +117,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "how often Telegram's Stars transactions are compared with recorded payments, 10s-24h (default 5m)",
     ),
     (
+        "JOBS_INTERVAL",
+        "how often the notice and auto-renewal jobs look for due work, 50ms-1h (default: notices 30s, auto-renewal 5m)",
+    ),
+    (
+        "TOLLGATE_TEST_CLOCK_OFFSET_FILE",
+        "tests only: a file holding milliseconds added to the clock, read at every use (time travel shared by several processes); never set it in production",
+    ),
+    (
         "OUTBOX_RATE",
         "messages per second the outbox sender sends across all chats (default 25; Telegram allows about 30)",
     ),
@@ -394,6 +402,11 @@ pub struct Deployment {
     pub payment_provider_token: Option<Secret<String>>,
     /// How often the Stars reconciler looks for payments whose update was lost.
     pub stars_reconcile_interval: Duration,
+    /// The notice and auto-renewal jobs' interval instead of their own (tests run a month of
+    /// jobs in a minute).
+    pub jobs_interval: Option<Duration>,
+    /// Tests only: the clock is real time plus the milliseconds in this file.
+    pub test_clock_offset_file: Option<PathBuf>,
     pub pipeline: PipelineSettings,
     pub nodes: NodeSettings,
     pub feed_base: FeedBase,
@@ -906,6 +919,23 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
         duration_between(Duration::from_secs(10), Duration::from_secs(86_400)),
         |d: &Duration| format_duration(*d),
     );
+    let jobs_interval = r.read(
+        "JOBS_INTERVAL",
+        None,
+        "use a duration between 50ms and 1h, e.g. 30s, or unset it to keep each job's own",
+        duration_between(Duration::from_millis(50), Duration::from_secs(3_600)),
+        |d: &Duration| format_duration(*d),
+    );
+    let test_clock_offset_file = r.read(
+        "TOLLGATE_TEST_CLOCK_OFFSET_FILE",
+        None,
+        "unset TOLLGATE_TEST_CLOCK_OFFSET_FILE (it is for tests), or give a file path",
+        |t| match t.trim() {
+            "" => Err("is empty".to_owned()),
+            p => Ok(PathBuf::from(p)),
+        },
+        |p| p.display().to_string(),
+    );
     let pipeline = read_pipeline(&mut r);
     let nodes = read_nodes(&mut r);
     let feed_base = read_feed_base(&mut r, public_base, bind, port);
@@ -966,6 +996,8 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             telegram_api_url: telegram_api_url?,
             payment_provider_token,
             stars_reconcile_interval: stars_reconcile_interval?,
+            jobs_interval,
+            test_clock_offset_file,
             pipeline: pipeline?,
             nodes: nodes?,
             feed_base: feed_base?,
@@ -1070,6 +1102,9 @@ mod tests {
             ("FEED_BASE_URL", "https://vpn.example.com/?x=1", "query"),
             ("NODE_CALL_TIMEOUT", "500ms", "outside 1s..2m"),
             ("NODE_RECONCILE_INTERVAL", "2s", "outside 10s..1d"),
+            ("JOBS_INTERVAL", "10ms", "outside 50ms..1h"),
+            ("JOBS_INTERVAL", "2h", "outside 50ms..1h"),
+            ("TOLLGATE_TEST_CLOCK_OFFSET_FILE", " ", "is empty"),
         ];
         for (key, value, needle) in cases {
             let e = errors(&[(key, value)]);
@@ -1134,6 +1169,19 @@ mod tests {
             (d.feed_base.url.as_str(), d.feed_base.source),
             ("https://vpn.example.com/feeds", FeedBaseSource::FeedBaseUrl)
         );
+    }
+
+    #[test]
+    fn jobs_keep_their_own_interval_unless_told() {
+        let (d, _) = deployment(&env(&[])).unwrap();
+        assert_eq!((d.jobs_interval, d.test_clock_offset_file), (None, None));
+        let (d, _) = deployment(&env(&[
+            ("JOBS_INTERVAL", "50ms"),
+            ("TOLLGATE_TEST_CLOCK_OFFSET_FILE", "/tmp/offset"),
+        ]))
+        .unwrap();
+        assert_eq!(d.jobs_interval, Some(Duration::from_millis(50)));
+        assert_eq!(d.test_clock_offset_file, Some(PathBuf::from("/tmp/offset")));
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub struct JobRunner {
     clock: SharedClock,
     holder: String,
     metrics: JobMetrics,
+    /// The job's own interval unless the deployment sets one for all (`JOBS_INTERVAL`).
+    interval: Duration,
     /// Cap of the failure backoff.
     max_backoff: Duration,
 }
@@ -144,20 +146,31 @@ impl JobRunner {
         holder: String,
         metrics: JobMetrics,
     ) -> JobRunner {
-        let max_backoff =
-            (job.interval() * 16).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let interval = job.interval();
         JobRunner {
             job,
             db,
             clock,
             holder,
             metrics,
-            max_backoff,
+            interval,
+            max_backoff: Self::backoff_cap(interval),
         }
     }
 
+    /// Runs the job every `interval` instead of its own [`Job::interval`].
+    pub fn with_interval(mut self, interval: Duration) -> JobRunner {
+        self.interval = interval;
+        self.max_backoff = Self::backoff_cap(interval);
+        self
+    }
+
+    fn backoff_cap(interval: Duration) -> Duration {
+        (interval * 16).clamp(Duration::from_secs(1), Duration::from_secs(300))
+    }
+
     fn lease_ttl(&self) -> Duration {
-        self.job.deadline() + self.job.interval() * 2 + Duration::from_secs(5)
+        self.job.deadline() + self.interval * 2 + Duration::from_secs(5)
     }
 
     /// One iteration with its START/END pair; returns the outcome.
@@ -297,12 +310,12 @@ impl JobRunner {
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
         let mut backoff = Backoff::new(
-            self.job.interval().max(Duration::from_millis(10)),
+            self.interval.max(Duration::from_millis(10)),
             self.max_backoff,
         );
         let mut lease: Option<Lease> = None;
         // The first iteration waits one (jittered) interval: a restart never hammers.
-        let mut wait = jittered(self.job.interval(), 0.1);
+        let mut wait = jittered(self.interval, 0.1);
         loop {
             if !idle(wait, &hb, BEAT_EVERY, &stop).await {
                 break;
@@ -314,7 +327,7 @@ impl JobRunner {
                 backoff.fail()
             } else {
                 backoff.succeed();
-                jittered(self.job.interval(), 0.1)
+                jittered(self.interval, 0.1)
             };
         }
         if let Some(l) = lease {

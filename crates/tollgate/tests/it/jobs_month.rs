@@ -35,13 +35,29 @@ pub(crate) async fn services(
     Services,
     telegram_emulator::RunningEmulator,
 ) {
+    services_with(t, clock, &[]).await
+}
+
+/// [`services`] with `changes` to its environment.
+pub(crate) async fn services_with(
+    t: &TestDb,
+    clock: &ManualClock,
+    changes: &[(&str, &str)],
+) -> (
+    app::RunningApp,
+    Services,
+    telegram_emulator::RunningEmulator,
+) {
     let emu = telegram_emulator::Emulator::start(
         telegram_emulator::EmulatorConfig::without_rate_limits(),
     )
     .await
     .unwrap();
     let port = free_port();
-    let vars = with(polling_env(&t.url, &emu), &[("PORT", &port.to_string())]);
+    let port = port.to_string();
+    let mut changes = changes.to_vec();
+    changes.push(("PORT", &port));
+    let vars = with(polling_env(&t.url, &emu), &changes);
     let config = Config::load(&Env::from_pairs(vars)).expect("config");
     let slot: Arc<Mutex<Option<Services>>> = Arc::default();
     let keep = slot.clone();
@@ -253,7 +269,7 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
 
 /// Everything the month leaves behind that must not depend on who ran the jobs: the queued
 /// messages (by key), each user's balance, renewal debits and subscription end.
-async fn outcome(db: &tollgate::store::Db) -> (Vec<String>, Vec<(i64, i64, i64, i64)>) {
+pub(crate) async fn outcome(db: &tollgate::store::Db) -> (Vec<String>, Vec<(i64, i64, i64, i64)>) {
     let keys: Vec<(String,)> = on_db!(db, p => sqlx::query_as(
         "SELECT dedupe_key FROM outbox ORDER BY dedupe_key"
     ).fetch_all(p).await)

@@ -13,6 +13,7 @@ mod constraints;
 mod jobs_contract;
 mod jobs_items;
 mod jobs_month;
+mod jobs_processes;
 mod leases;
 mod migrations;
 mod nodes_kill;
