@@ -53,6 +53,8 @@ pub struct AppOptions {
     pub per_chat_interval: Duration,
     /// Deadline of an ordinary Bot API call (`getUpdates` has its own); tests shorten it.
     pub telegram_call_timeout: Duration,
+    /// How often webhook mode compares Telegram's registration (`getWebhookInfo`) with ours.
+    pub webhook_check_every: Duration,
     /// More components to supervise (tests use it to plant a misbehaving one).
     pub extra_components: Vec<Arc<dyn Component>>,
 }
@@ -69,6 +71,7 @@ impl Default for AppOptions {
             send_retry_base: SenderConfig::default().retry_base,
             per_chat_interval: SenderConfig::default().per_chat_interval,
             telegram_call_timeout: crate::telegram::api::CALL_TIMEOUT,
+            webhook_check_every: crate::telegram::webhook::CHECK_EVERY,
             extra_components: Vec::new(),
         }
     }
@@ -159,7 +162,7 @@ where
                         max_connections: p.webhook_max_connections,
                     },
                     holder.clone(),
-                    Duration::from_secs(60),
+                    options.webhook_check_every,
                     readiness.clone(),
                     metrics.telegram.clone(),
                 ),

@@ -9,7 +9,9 @@
 //! Registration belongs to one process (a lease): it compares `getWebhookInfo` with what
 //! this deployment wants and calls `setWebhook` only when they differ — never with
 //! `drop_pending_updates` (A6). Nothing on the shutdown path touches the registration (A7).
-//! Every process polls `getWebhookInfo` for its `pending_update_count` and last error.
+//! Every process polls `getWebhookInfo` for its `pending_update_count` and last error; when
+//! that call fails, `/readyz` says so in the intake's state (readiness itself stays with the
+//! database: deliveries may still arrive and are stored).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::api::BotApi;
+use super::api::{ApiError, BotApi};
 use super::inbox::{InboxWriter, NewUpdate, StoreError, Stored};
 use super::metrics::{ModeLabels, PipelineMetrics};
 use super::update::{ALLOWED_UPDATES, parse_head};
@@ -41,6 +43,9 @@ use crate::time::SharedClock;
 /// Largest update body accepted (Telegram updates are a few KiB).
 pub const MAX_UPDATE_BYTES: usize = 256 * 1024;
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+/// How often the registration is compared with Telegram's (`getWebhookInfo`); a failed check
+/// is retried sooner, with backoff from 1 s.
+pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct Intake {
@@ -219,11 +224,22 @@ impl Registrar {
     }
 
     async fn check(&self, lease: Option<&Lease>) -> Result<(), String> {
-        let info: WebhookInfo = self
-            .api
-            .call("getWebhookInfo", &json!({}))
-            .await
-            .map_err(|e| e.to_string())?;
+        let info: WebhookInfo = match self.api.call("getWebhookInfo", &json!({})).await {
+            Ok(info) => info,
+            Err(e) => {
+                // Deliveries may still arrive (intake keeps storing them), but what Telegram
+                // holds for us is unknown until it answers again.
+                let state = match &e {
+                    ApiError::Unauthorized { .. } => "token rejected",
+                    _ => "telegram unreachable",
+                };
+                self.readiness.set_detail(
+                    "intake",
+                    json!({ "mode": "webhook", "state": state, "error": e.to_string() }),
+                );
+                return Err(e.to_string());
+            }
+        };
         self.metrics
             .webhook_pending_updates
             .set(info.pending_update_count);

@@ -169,8 +169,13 @@ db_test!(async fn with_the_bot_api_unreachable_webhook_intake_still_stores_and_h
     let proxy = TcpProxy::start(emu.addr()).await;
     let port = free_port();
     let env = with(webhook_env(&t.url, &emu, port), &[("TELEGRAM_API_URL", &through(&proxy))]);
-    let app = in_process(&env, Arc::new(EchoHandler), fast_retries()).await;
+    let options = AppOptions {
+        webhook_check_every: Duration::from_millis(300),
+        ..fast_retries()
+    };
+    let app = in_process(&env, Arc::new(EchoHandler), options).await;
     wait_registered(&emu, port).await;
+    ready_until(app.addr, "intake registered", |b| b["components"]["intake"]["state"] == "registered").await;
     let ann = started_user(&tg, "Ann").await;
     tg.send_text(ann, "hi").await.unwrap();
     wait_reply(&tg, ann, "echo: hi").await;
@@ -197,11 +202,17 @@ db_test!(async fn with_the_bot_api_unreachable_webhook_intake_still_stores_and_h
     ).bind(ann).fetch_one(p).await)
     .unwrap();
     assert_eq!(pending, 3, "one reply per stored update, waiting");
-    let body = ready_until(app.addr, "ready", |_| true).await;
+    // Readiness stays 200 while the body tells what the registration check sees.
+    let body = ready_until(app.addr, "intake to report Telegram unreachable", |b| {
+        b["components"]["intake"]["state"] == "telegram unreachable"
+    })
+    .await;
     assert_eq!(body["components"]["intake"]["mode"], "webhook", "{body}");
+    assert!(body["components"]["intake"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
     assert_eq!(bot_texts(&tg, ann).await, ["echo: hi"], "nothing got through the cut");
 
     proxy.restore();
+    ready_until(app.addr, "intake registered again", |b| b["components"]["intake"]["state"] == "registered").await;
     wait_reply(&tg, ann, "echo: w2").await;
     assert_eq!(bot_texts(&tg, ann).await, ["echo: hi", "echo: w0", "echo: w1", "echo: w2"], "each once, in order");
     let c = tg.counters().await.unwrap();
