@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
-use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
 
 use crate::access::Kind;
@@ -32,7 +32,7 @@ use crate::config::catalog::NotificationSettings;
 use crate::i18n::{Arg, Texts, format};
 use crate::nodes::membership::retire_keys_sql;
 use crate::on_db;
-use crate::store::Db;
+use crate::store::{Db, SqliteDb};
 use crate::telegram::outbox::{OutboxMessage, Priority};
 use crate::time::{SharedClock, Timestamp};
 
@@ -238,9 +238,12 @@ enum Handled {
     Changed,
 }
 
-/// A pooled connection a batch worker keeps for all its subscriptions.
+/// What a batch worker keeps for all its subscriptions: on PostgreSQL a pooled connection
+/// (sqlx pings a connection every time it goes back to the pool, a second round trip per
+/// subscription); SQLite's one connection is taken per subscription, so the bot's updates
+/// get their turns between a batch's items.
 enum Held {
-    Sqlite(PoolConnection<Sqlite>),
+    Sqlite(SqliteDb),
     Postgres(PoolConnection<Postgres>),
 }
 
@@ -293,8 +296,7 @@ impl Notices {
             true => None,
             false => queue.lock().ok().and_then(|mut q| q.next()),
         };
-        // Each worker holds one connection for the whole batch: sqlx pings a connection every
-        // time it goes back to the pool, which would be a second round trip per subscription.
+        // Each worker keeps what `Held` says for the whole batch.
         let worker = || async {
             let mut out = Vec::new();
             let mut conn = self.held().await?;
@@ -370,10 +372,10 @@ impl Notices {
         }
     }
 
-    /// A connection of the pool, held for a batch.
+    /// What a batch worker holds for its batch ([`Held`]).
     async fn held(&self) -> anyhow::Result<Held> {
         Ok(match &self.db {
-            Db::Sqlite(p) => Held::Sqlite(p.acquire().await?),
+            Db::Sqlite(p) => Held::Sqlite(p.clone()),
             Db::Postgres(p) => Held::Postgres(p.acquire().await?),
         })
     }
@@ -382,8 +384,8 @@ impl Notices {
     async fn one(&self, conn: &mut Held, d: &Due, now: Timestamp) -> anyhow::Result<Handled> {
         let step = self.step(d, now)?;
         let done = match conn {
-            Held::Sqlite(c) => {
-                let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE").await?;
+            Held::Sqlite(db) => {
+                let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
                 let matched: Vec<i64> = bind_item!(sqlx::query_scalar(ITEM_SQLITE), d, step, now)
                     .fetch_all(&mut *tx)
                     .await?;

@@ -1,41 +1,45 @@
 //! Storage: one business-logic API over SQLite and PostgreSQL.
 //!
 //! sqlx's `Any` driver cannot carry UUIDs, JSON or timestamps (see
-//! `reference/storage-sqlx.md`), so the two backends are typed pools behind [`Db`], and the
+//! `reference/storage-sqlx.md`), so the two backends are typed behind [`Db`] (SQLite's one
+//! shared connection, [`sqlite::SqliteDb`], and a PostgreSQL pool), and the
 //! macros [`on_db!`](crate::on_db) / [`on_tx!`](crate::on_tx) run one SQL text (`$N`
 //! placeholders, `RETURNING`, `ON CONFLICT`) on either. The few real differences — how a
 //! write transaction starts, row claiming with `SKIP LOCKED`, DDL — live in this module and
 //! in [`migrate`], nowhere else.
 //!
-//! Every connection acquire is bounded by the pool's acquire timeout, and PostgreSQL
+//! Every connection acquire is bounded by the acquire timeout, and PostgreSQL
 //! sessions carry a server-side `statement_timeout` (RELIABILITY A3, C4).
 
 pub mod migrate;
+pub mod sqlite;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Transaction};
+
+pub use sqlite::{SqliteDb, SqliteTx};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
 /// SQLite waits this long for the single writer lock before reporting "database is locked".
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pool of either backend. Cloning is cheap (pools are reference-counted).
+/// Either backend: SQLite's one shared connection or a PostgreSQL pool. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
 }
 
 /// An open transaction of either backend. Dropping it without [`Tx::commit`] rolls back.
 #[derive(Debug)]
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -96,18 +100,9 @@ impl Db {
                 // SQLite has one writer. Contending connections wait in SQLite's busy
                 // handler (sleeps of up to 100 ms each) and starve under load; one
                 // connection makes every statement queue fairly in the process instead.
-                // Consequence: never use the pool while holding a `Tx` on it.
-                // No ping per acquire: a local file cannot be cut off like a network
-                // connection, and with one connection every ping is one more hand-off to its
-                // thread in front of every statement of every task (sqlx still pings once on
-                // release, to flush what a cancelled caller left behind).
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(0)
-                    .acquire_timeout(settings.acquire_timeout)
-                    .test_before_acquire(false)
-                    .connect_lazy_with(options);
-                Ok(Db::Sqlite(pool))
+                // Consequence: never use the database while holding a `Tx` on it. Not a pool
+                // of one: see `store::sqlite` for what that cost.
+                Ok(Db::Sqlite(SqliteDb::new(options, settings.acquire_timeout)))
             }
             DatabaseUrl::Postgres { url } => {
                 let options = postgres_options(url.expose(), settings.statement_timeout)?;
@@ -156,7 +151,10 @@ impl Db {
     }
 
     pub fn max_connections(&self) -> u32 {
-        on_db!(self, p => p.options().get_max_connections())
+        match self {
+            Db::Sqlite(_) => 1,
+            Db::Postgres(p) => p.options().get_max_connections(),
+        }
     }
 
     /// How many tasks may work on the database at once: the pool size on PostgreSQL, the
