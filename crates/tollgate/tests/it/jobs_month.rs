@@ -283,6 +283,36 @@ pub(crate) async fn outcome(db: &tollgate::store::Db) -> (Vec<String>, Vec<(i64,
     (keys.into_iter().map(|k| k.0).collect(), users)
 }
 
+/// What one instance ends the month with, undisturbed: `populate`, then the auto-renewal and
+/// notice jobs once every `step` (ms) from `t0` for 31 days — what a disturbed run must equal.
+pub(crate) async fn undisturbed_month(
+    t: &TestDb,
+    changes: &[(&str, &str)],
+    t0: Timestamp,
+    step: i64,
+    populate: impl AsyncFnOnce(&Services),
+) -> (Vec<String>, Vec<(i64, i64, i64, i64)>) {
+    let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
+    let clock = ManualClock::new(t0);
+    let (app, s, emu) = services_with(t, &clock, changes).await;
+    populate(&s).await;
+    let (n, r) = (
+        Notices::new(s.clone(), texts.clone()),
+        AutoRenewal::new(s.clone(), texts),
+    );
+    let mut now = t0.as_millis();
+    while now <= t0.as_millis() + 31 * D {
+        clock.set(Timestamp::from_millis(now));
+        r.run_batch().await.unwrap();
+        n.run_batch().await.unwrap();
+        now += step;
+    }
+    let got = outcome(&s.db).await;
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+    got
+}
+
 /// Subscriptions with a notice due at `now` (ms).
 pub(crate) async fn due_notices(db: &tollgate::store::Db, now: i64) -> i64 {
     on_db!(db, p => sqlx::query_scalar(
@@ -326,24 +356,10 @@ async fn three_instances_killed_at_random_end_the_month_like_one() {
     let end = t0.as_millis() + 31 * D;
     let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
 
-    // The reference: one instance, nothing disturbed.
-    let clock = ManualClock::new(t0);
-    let (app, s, emu) = services(&reference_db, &clock).await;
-    population(&s, t0).await;
-    let (n, r) = (
-        Notices::new(s.clone(), texts.clone()),
-        AutoRenewal::new(s.clone(), texts.clone()),
-    );
-    let mut now = t0.as_millis();
-    while now <= end {
-        clock.set(Timestamp::from_millis(now));
-        r.run_batch().await.unwrap();
-        n.run_batch().await.unwrap();
-        now += 2 * H;
-    }
-    let want = outcome(&s.db).await;
-    app.shutdown().await.unwrap();
-    emu.shutdown().await;
+    let want = undisturbed_month(&reference_db, &[], t0, 2 * H, async |s| {
+        population(s, t0).await;
+    })
+    .await;
     assert!(
         want.0.len() > 100,
         "the month produced messages: {}",
@@ -405,10 +421,15 @@ async fn three_instances_killed_at_random_end_the_month_like_one() {
         // it (`idle_in_transaction_session_timeout`, 60 s), hence the 90 s bound.
         let retry_until = std::time::Instant::now() + std::time::Duration::from_secs(90);
         while due_notices(&shared_db.db, now).await > 0 {
-            assert!(
-                std::time::Instant::now() < retry_until,
-                "notices still due after 90 s"
-            );
+            if std::time::Instant::now() >= retry_until {
+                let sessions: Vec<(Option<String>, Option<String>, Option<String>)> = on_db!(&shared_db.db, p => sqlx::query_as(
+                    "SELECT state, CAST(backend_xid AS TEXT), left(query, 200) FROM pg_stat_activity WHERE datname = current_database()"
+                ).fetch_all(p).await).unwrap();
+                let locks: Vec<(Option<String>, Option<String>, Option<i32>)> = on_db!(&shared_db.db, p => sqlx::query_as(
+                    "SELECT locktype, mode, pid FROM pg_locks WHERE relation = 'subscriptions'::regclass"
+                ).fetch_all(p).await).unwrap();
+                panic!("notices still due after 90 s; sessions {sessions:#?}; locks {locks:?}");
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             jobs[0].0.run_batch().await.unwrap();
         }

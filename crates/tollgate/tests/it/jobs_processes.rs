@@ -18,14 +18,12 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use tollgate::access::{Grant, Kind};
-use tollgate::jobs::notices::Notices;
-use tollgate::jobs::renewal::AutoRenewal;
 use tollgate::time::{Clock, ManualClock, OffsetFileClock, SystemClock, Timestamp};
 
 use crate::common::TestDb;
 use crate::common::service::{Service, http_client};
 use crate::common::telegram::{emulator, polling_env, with};
-use crate::jobs_month::{Person, due_notices, outcome, person, services_with};
+use crate::jobs_month::{Person, due_notices, outcome, person, services_with, undisturbed_month};
 
 const H: i64 = 3_600_000;
 const D: i64 = 24 * H;
@@ -105,26 +103,12 @@ async fn three_processes_killed_at_random_end_the_month_like_one() {
     // A year ahead, on a step boundary: the shared clock's offset stays positive.
     let t0 = Timestamp::from_millis((SystemClock.now().as_millis() + 365 * D) / STEP * STEP);
     let end = t0.as_millis() + 31 * D;
-    let texts = std::sync::Arc::new(tollgate::i18n::Texts::load().unwrap());
 
     // The reference: one instance in this process, stepping the same way, nothing disturbed.
-    let clock = ManualClock::new(t0);
-    let (app, s, emu) = services_with(&reference_db, &clock, &changes).await;
-    population(&s, t0).await;
-    let (n, r) = (
-        Notices::new(s.clone(), texts.clone()),
-        AutoRenewal::new(s.clone(), texts.clone()),
-    );
-    let mut now = t0.as_millis();
-    while now <= end {
-        clock.set(Timestamp::from_millis(now));
-        r.run_batch().await.unwrap();
-        n.run_batch().await.unwrap();
-        now += STEP;
-    }
-    let want = outcome(&s.db).await;
-    app.shutdown().await.unwrap();
-    emu.shutdown().await;
+    let want = undisturbed_month(&reference_db, &changes, t0, STEP, async |s| {
+        population(s, t0).await;
+    })
+    .await;
     let debits: i64 = want.1.iter().map(|u| u.2).sum();
     assert!(want.0.len() > 60, "messages: {}", want.0.len());
     assert!(debits >= 5, "renewal debits in the month: {debits}");
