@@ -324,18 +324,24 @@ pub(crate) async fn due_notices(db: &tollgate::store::Db, now: i64) -> i64 {
 /// A population of 40: every kind, lengths from 1 to 40 days, auto-renewal with enough,
 /// too little or no money, some blocked.
 async fn population(s: &Services, t0: Timestamp) {
+    population_of(s, t0, |i| Person {
+        id: 1000 + i,
+        auto_renew: i % 3 == 0,
+        balance: [0, 14_900, 29_800][(i % 3) as usize],
+        blocked: i % 5 == 0,
+    })
+    .await;
+}
+
+/// Forty users `who(0..40)`, user `i` with a grant of kind trial, paid (plan `m1`), gift or
+/// admin by `i % 4`, trials 3 days, the others `1 + i` days from `t0`.
+pub(crate) async fn population_of(s: &Services, t0: Timestamp, who: impl Fn(i64) -> Person) {
     for i in 0..40_i64 {
         let kind = [Kind::Trial, Kind::Paid, Kind::Gift, Kind::Admin][(i % 4) as usize];
         let days = u32::try_from(1 + i % 40).unwrap();
         let plan = (kind == Kind::Paid).then_some("m1");
-        let p = Person {
-            id: 1000 + i,
-            auto_renew: i % 3 == 0,
-            balance: [0, 14_900, 29_800][(i % 3) as usize],
-            blocked: i % 5 == 0,
-        };
         let grant = Grant::days(kind, if kind == Kind::Trial { 3 } else { days }, plan);
-        person(s, &p, Some(grant), t0).await;
+        person(s, &who(i), Some(grant), t0).await;
     }
 }
 

@@ -17,13 +17,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use tollgate::access::{Grant, Kind};
 use tollgate::time::{Clock, ManualClock, OffsetFileClock, SystemClock, Timestamp};
 
 use crate::common::TestDb;
 use crate::common::service::{Service, http_client};
 use crate::common::telegram::{emulator, polling_env, with};
-use crate::jobs_month::{Person, due_notices, outcome, person, services_with, undisturbed_month};
+use crate::jobs_month::{
+    Person, due_notices, outcome, population_of, services_with, undisturbed_month,
+};
 
 const H: i64 = 3_600_000;
 const D: i64 = 24 * H;
@@ -50,19 +51,13 @@ fn catalog(dir: &Path) -> String {
 /// Forty users of every kind; every paid one opted into auto-renewal, with money for two
 /// renewals, one, or none, so renewals, "top up" messages and expiries all happen.
 async fn population(s: &tollgate::app::Services, t0: Timestamp) {
-    for i in 0..40_i64 {
-        let kind = [Kind::Trial, Kind::Paid, Kind::Gift, Kind::Admin][(i % 4) as usize];
-        let days = u32::try_from(1 + i % 40).unwrap();
-        let plan = (kind == Kind::Paid).then_some("m1");
-        let p = Person {
-            id: 2000 + i,
-            auto_renew: i % 2 == 1,
-            balance: [29_800, 14_900, 0][((i / 4) % 3) as usize],
-            blocked: i % 5 == 0,
-        };
-        let grant = Grant::days(kind, if kind == Kind::Trial { 3 } else { days }, plan);
-        person(s, &p, Some(grant), t0).await;
-    }
+    population_of(s, t0, |i| Person {
+        id: 2000 + i,
+        auto_renew: i % 2 == 1,
+        balance: [29_800, 14_900, 0][((i / 4) % 3) as usize],
+        blocked: i % 5 == 0,
+    })
+    .await;
 }
 
 /// Finished iterations with outcome `ok` of the notice and auto-renewal jobs of the process
