@@ -1,5 +1,5 @@
-//! Housekeeping: pruning finished pipeline rows, expiring unpaid purchases, and refreshing
-//! backlog gauges.
+//! Housekeeping: pruning finished pipeline rows, expiring unpaid purchases, refreshing
+//! backlog gauges, and keeping PostgreSQL's statistics of the queue tables current.
 //!
 //! Handled updates and sent messages are kept for a while (debugging, audits) and then
 //! deleted in small batches, so the tables and their indexes stay the size of the live
@@ -7,8 +7,10 @@
 //! That is [`Pruning`], a job under the job runner's contract (`ITERATION_START` / `_END`,
 //! deadline, backoff, metrics; `crate::jobs`). Backlog depth and age are read every few
 //! seconds for `/metrics` by the [`Housekeeping`] component — too frequent and too trivial
-//! for an iteration log line each time. Every replica may run both: deletes of
-//! already-deleted rows and updates of already-expired purchases are no-ops.
+//! for an iteration log line each time; every second it also lets
+//! [`statistics::refresh`] analyze a queue table whose backlog moved. Every replica may run
+//! both: deletes of already-deleted rows and updates of already-expired purchases are
+//! no-ops, and analyzes are spaced across replicas.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{IterationFuture, Job};
 
-use crate::store::Db;
+use crate::store::{Db, statistics};
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::telegram::metrics::PipelineMetrics;
 use crate::telegram::{inbox, outbox};
@@ -26,6 +28,9 @@ use crate::time::SharedClock;
 /// Rows deleted per statement: short transactions, no long locks.
 const PRUNE_BATCH: i64 = 1000;
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
+/// How often the queue tables' statistics are checked (a cheap read of PostgreSQL's
+/// cumulative statistics; an analyze only when one is due).
+const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Refreshes the backlog gauges every few seconds.
@@ -57,12 +62,23 @@ impl Housekeeping {
     }
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
+        let mut gauges_due = tokio::time::Instant::now();
         loop {
             hb.beat();
-            if let Err(e) = self.refresh_gauges().await {
-                tracing::debug!(error = %e, "cannot read backlog gauges");
+            if tokio::time::Instant::now() >= gauges_due {
+                gauges_due += GAUGES_EVERY;
+                if let Err(e) = self.refresh_gauges().await {
+                    tracing::debug!(error = %e, "cannot read backlog gauges");
+                }
             }
-            if !idle(GAUGES_EVERY, &hb, Duration::from_millis(500), &stop).await {
+            match statistics::refresh(&self.db).await {
+                Ok(analyzed) if !analyzed.is_empty() => {
+                    tracing::debug!(tables = ?analyzed, "analyzed queue tables");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot refresh queue-table statistics"),
+            }
+            if !idle(STATISTICS_EVERY, &hb, Duration::from_millis(500), &stop).await {
                 return;
             }
         }

@@ -169,7 +169,7 @@ const CLAIM_POSTGRES: &str = concat!(
     due_rows!(),
     " FOR UPDATE SKIP LOCKED)
      UPDATE node_memberships SET claimed_by = $3, claimed_until = $4
-     FROM due WHERE node_memberships.node = $1 AND node_memberships.vpn_uuid = due.vpn_uuid
+     WHERE node_memberships.node = $1 AND node_memberships.vpn_uuid = ANY(ARRAY(SELECT vpn_uuid FROM due))
      RETURNING node_memberships.vpn_uuid, node_memberships.subscription_id, node_memberships.email,
                node_memberships.desired, node_memberships.attempts"
 );

@@ -13,6 +13,7 @@
 
 pub mod migrate;
 pub mod sqlite;
+pub mod statistics;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -135,7 +135,9 @@ RETURNING update_id, chat_key, kind, payload, attempts,
 /// The same claim on PostgreSQL. `SKIP LOCKED` lets replicas claim concurrently without
 /// waiting on each other's rows. The rows are chosen in a CTE, which runs once: with
 /// `WHERE … IN (SELECT … SKIP LOCKED)` PostgreSQL may re-run the subquery and claim more
-/// rows than asked for.
+/// rows than asked for. The update finds the chosen rows by primary key (`= ANY(ARRAY(…))`):
+/// joined to the CTE, a plan made while the table was small hashes it and reads the whole
+/// table on every claim once it has grown (`store::statistics`).
 const CLAIM_POSTGRES: &str = "
 WITH due AS (
     SELECT i.update_id FROM tg_inbox i
@@ -148,7 +150,7 @@ WITH due AS (
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
 UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = tg_inbox.attempts + 1
-FROM due WHERE tg_inbox.update_id = due.update_id
+WHERE tg_inbox.update_id = ANY(ARRAY(SELECT update_id FROM due))
 RETURNING tg_inbox.update_id, tg_inbox.chat_key, tg_inbox.kind, tg_inbox.payload, tg_inbox.attempts,
     EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked";
 

@@ -162,7 +162,7 @@ WITH due AS (
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
 UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1
-FROM due WHERE outbox.id = due.id
+WHERE outbox.id = ANY(ARRAY(SELECT id FROM due))
 RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts,
     EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat";
 

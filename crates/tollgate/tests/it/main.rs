@@ -27,6 +27,7 @@ mod pipeline_outages;
 mod pipeline_outbox;
 mod pipeline_shutdown;
 mod pipeline_webhook;
+mod queue_statistics;
 mod readiness;
 mod sandbox;
 mod sandbox_browser;
