@@ -180,6 +180,7 @@ fn runner(t: &crate::common::TestDb, job: Arc<dyn Job>, holder: &str) -> JobRunn
 }
 
 db_test!(async fn every_path_yields_one_start_and_one_end_with_its_outcome(t) {
+    crate::common::tracing_always_interested();
     let captured = Captured::default();
     // Attached to each iteration's future, wherever a runtime worker polls it.
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(captured.clone()));

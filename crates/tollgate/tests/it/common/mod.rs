@@ -40,12 +40,29 @@ pub struct TestDb {
     pg_name: Option<String>,
 }
 
+/// Installs, once per test binary, a global subscriber that is interested in every event and
+/// keeps none. Tests capture events with scoped subscribers (`with_subscriber`,
+/// `set_default`), and `tracing` caches each callsite's interest across all live
+/// subscribers: a callsite first hit by another test's thread while no capturing subscriber
+/// was registered, racing with one being registered, could keep "never" and its events
+/// would reach no capture (seen twice: an `ITERATION_END` missing from the jobs contract
+/// test). With an always-interested global subscriber the cached interest can never be
+/// "never". Called by every [`TestDb`] constructor, so before any test runs a job.
+pub fn tracing_always_interested() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only if a global subscriber exists already, which is as good.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 impl TestDb {
     pub async fn sqlite() -> TestDb {
         Self::sqlite_with(true).await
     }
 
     pub async fn sqlite_with(migrated: bool) -> TestDb {
+        tracing_always_interested();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("data").join("tollgate.db");
         let url = format!("sqlite://{}", path.display());
@@ -68,6 +85,7 @@ impl TestDb {
     }
 
     pub async fn postgres_with(migrated: bool) -> Option<TestDb> {
+        tracing_always_interested();
         let admin = pg_admin_url();
         let mut conn = match tokio::time::timeout(
             Duration::from_secs(5),
