@@ -133,10 +133,27 @@ impl Db {
     ///
     /// SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
     /// reads, then writes, fails with `SQLITE_BUSY` under concurrency instead of waiting.
+    ///
+    /// Safe to cancel at any point (a handler cut at its deadline, a job past its hard
+    /// deadline, a shutdown): no transaction is left open on the connection. On PostgreSQL
+    /// sqlx counts a transaction only once BEGIN's reply is read; a caller cancelled while
+    /// waiting for it would hand the connection back to the pool inside a transaction nobody
+    /// owns, and every later statement on that connection would run in it, holding its locks
+    /// and never committed. So the begin runs to its end on a task of its own: when the caller
+    /// is gone by then, the transaction is dropped there and rolls back. (SQLite's worker
+    /// thread rolls back a BEGIN nobody waits for.)
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres(p) => {
+                let pool = p.clone();
+                match tokio::spawn(async move { pool.begin().await }).await {
+                    Ok(begun) => Tx::Postgres(begun?),
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Only when the runtime is shutting down.
+                    Err(e) => return Err(sqlx::Error::Io(std::io::Error::other(e))),
+                }
+            }
         })
     }
 

@@ -423,18 +423,25 @@ async fn three_instances_killed_at_random_end_the_month_like_one() {
         }
         // A notice skipped because a sibling held its row is retried by the next run — 30 s
         // later in production, long before the next event; here the next step is two hours on,
-        // so retry first. An aborted task's transaction can hold a row until the server ends
-        // it (`idle_in_transaction_session_timeout`, 60 s), hence the 90 s bound.
+        // so retry first. An aborted task's transaction is rolled back when its connection
+        // goes back to the pool (`Db::begin` is cancel-safe: `store_cancellation`); the 90 s
+        // bound is far beyond that, and beyond the server's own end of an idle transaction
+        // (`idle_in_transaction_session_timeout`, 60 s).
         let retry_until = std::time::Instant::now() + std::time::Duration::from_secs(90);
         while due_notices(&shared_db.db, now).await > 0 {
             if std::time::Instant::now() >= retry_until {
-                let sessions: Vec<(Option<String>, Option<String>, Option<String>)> = on_db!(&shared_db.db, p => sqlx::query_as(
-                    "SELECT state, CAST(backend_xid AS TEXT), left(query, 200) FROM pg_stat_activity WHERE datname = current_database()"
-                ).fetch_all(p).await).unwrap();
+                let sessions: Vec<(Option<String>, Option<String>, Option<String>)> =
+                    on_db!(&shared_db.db, p => sqlx::query_as(
+                    "SELECT state, CAST(backend_xid AS TEXT), left(query, 200) FROM pg_stat_activity
+                     WHERE datname = current_database() AND state <> 'idle'"
+                ).fetch_all(p).await)
+                    .unwrap();
                 let locks: Vec<(Option<String>, Option<String>, Option<i32>)> = on_db!(&shared_db.db, p => sqlx::query_as(
                     "SELECT locktype, mode, pid FROM pg_locks WHERE relation = 'subscriptions'::regclass"
                 ).fetch_all(p).await).unwrap();
-                panic!("notices still due after 90 s; sessions {sessions:#?}; locks {locks:?}");
+                panic!(
+                    "notices still due after 90 s; sessions not idle {sessions:?}; locks {locks:?}"
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             jobs[0].0.run_batch().await.unwrap();

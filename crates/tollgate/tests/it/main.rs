@@ -32,4 +32,5 @@ mod readiness;
 mod sandbox;
 mod sandbox_browser;
 mod shutdown;
+mod store_cancellation;
 mod time_zone;

@@ -1,0 +1,94 @@
+//! A caller cancelled in the middle of a transaction — a handler cut at its deadline, a job
+//! past its hard deadline, a component restarted by the watchdog, a shutdown — must leave no
+//! transaction open on the connection it used. Otherwise the next task's statements run
+//! inside a transaction nobody owns: they hold their row locks and are never committed
+//! (RELIABILITY A3, A7, C3). Found in CI: a notice row of `jobs_month`'s killed instances
+//! stayed locked for minutes.
+
+use std::future::Future;
+use std::task::Poll;
+
+use tollgate::config::{DatabaseSettings, DatabaseUrl};
+use tollgate::store::Db;
+use tollgate::{on_db, on_tx};
+
+use crate::common::settings;
+use crate::db_test;
+
+/// Polls `fut` `polls` times, letting the runtime move its I/O on between polls, then drops
+/// it unless it finished: a caller cancelled at that point.
+async fn cancel_after<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..polls {
+        if let Poll::Ready(v) = futures::poll!(fut.as_mut()) {
+            return Some(v);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+/// Writes `key` outside any explicit transaction, through `db`.
+async fn write(db: &Db, key: &str) {
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
+    ).bind(key).execute(p).await.map(|_| ()))
+    .unwrap();
+}
+
+/// Whether `key` is committed, as another connection sees it.
+async fn committed(db: &Db, key: &str) -> bool {
+    let n: i64 = on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM settings WHERE key = $1"
+    ).bind(key).fetch_one(p).await)
+    .unwrap();
+    n == 1
+}
+
+db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
+    // The subject has one connection, so every write below uses the connection the
+    // cancelled transaction used; `t.db` is the observer on other connections.
+    let url = DatabaseUrl::parse(&t.url).unwrap();
+    let subject = Db::connect_lazy(&DatabaseSettings { max_connections: 1, ..settings(url) }).unwrap();
+    write(&subject, "warm-up").await;
+
+    let mut cancelled = [0_usize; 2];
+    for polls in 1..=8 {
+        for round in 0..10 {
+            // Cancelled while beginning.
+            if let Some(tx) = cancel_after(subject.begin(), polls).await {
+                drop(tx.unwrap());
+            } else {
+                cancelled[0] += 1;
+            }
+            let key = format!("after-begin-{polls}-{round}");
+            write(&subject, &key).await;
+            assert!(
+                committed(&t.db, &key).await,
+                "a write after a begin cancelled at poll {polls} is not committed: \
+                 the connection was handed on inside a transaction"
+            );
+
+            // Cancelled while committing: the transaction's own write may or may not be
+            // in, but the next caller's is, and on its own.
+            let mut tx = subject.begin().await.unwrap();
+            let inside = format!("inside-{polls}-{round}");
+            on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
+            ).bind(&inside).execute(c).await.map(|_| ()))
+            .unwrap();
+            if cancel_after(tx.commit(), polls).await.is_none() {
+                cancelled[1] += 1;
+            }
+            let key = format!("after-commit-{polls}-{round}");
+            write(&subject, &key).await;
+            assert!(
+                committed(&t.db, &key).await,
+                "a write after a commit cancelled at poll {polls} is not committed"
+            );
+        }
+    }
+    // The loop did cancel both kinds of call, or it proved nothing.
+    assert!(cancelled[0] >= 10 && cancelled[1] >= 10, "cancellations (begin, commit): {cancelled:?}");
+    subject.close().await;
+});
