@@ -28,6 +28,17 @@ async fn cancel_after<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
     None
 }
 
+/// Polls `fut` once, lets the database answer, then drops it without reading the answer:
+/// a caller cancelled after its statement ran but before it saw the result.
+async fn cancel_unread<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(v) = futures::poll!(fut.as_mut()) {
+        return Some(v);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    None
+}
+
 /// Writes `key` outside any explicit transaction, through `db`.
 async fn write(db: &Db, key: &str) {
     on_db!(db, p => sqlx::query(
@@ -88,7 +99,33 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
             );
         }
     }
-    // The loop did cancel both kinds of call, or it proved nothing.
-    assert!(cancelled[0] >= 10 && cancelled[1] >= 10, "cancellations (begin, commit): {cancelled:?}");
+    // Cancelled after the database began the transaction, before the caller read that.
+    let mut unread = 0;
+    for round in 0..20 {
+        match cancel_unread(subject.begin()).await {
+            Some(tx) => drop(tx.unwrap()),
+            None => unread += 1,
+        }
+        let key = format!("after-unread-begin-{round}");
+        write(&subject, &key).await;
+        assert!(
+            committed(&t.db, &key).await,
+            "a write after a begin whose answer was never read is not committed"
+        );
+        // And the connection still starts transactions.
+        let mut tx = subject.begin().await.unwrap();
+        let inside = format!("inside-unread-{round}");
+        on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
+        ).bind(&inside).execute(c).await.map(|_| ()))
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(committed(&t.db, &inside).await);
+    }
+    // The loops did cancel every kind of call, or they proved nothing.
+    assert!(
+        cancelled[0] >= 10 && cancelled[1] >= 10 && unread >= 10,
+        "cancellations (begin, commit, unread begin): {cancelled:?}, {unread}"
+    );
     subject.close().await;
 });
