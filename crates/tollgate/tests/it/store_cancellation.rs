@@ -9,7 +9,7 @@ use std::future::Future;
 use std::task::Poll;
 
 use tollgate::config::{DatabaseSettings, DatabaseUrl};
-use tollgate::store::Db;
+use tollgate::store::{Db, Tx};
 use tollgate::{on_db, on_tx};
 
 use crate::common::settings;
@@ -44,6 +44,14 @@ async fn write(db: &Db, key: &str) {
     on_db!(db, p => sqlx::query(
         "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
     ).bind(key).execute(p).await.map(|_| ()))
+    .unwrap();
+}
+
+/// Writes `key` inside the transaction `tx`.
+async fn write_in(tx: &mut Tx, key: &str) {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
+    ).bind(key).execute(c).await.map(|_| ()))
     .unwrap();
 }
 
@@ -84,10 +92,7 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
             // in, but the next caller's is, and on its own.
             let mut tx = subject.begin().await.unwrap();
             let inside = format!("inside-{polls}-{round}");
-            on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
-            ).bind(&inside).execute(c).await.map(|_| ()))
-            .unwrap();
+            write_in(&mut tx, &inside).await;
             if cancel_after(tx.commit(), polls).await.is_none() {
                 cancelled[1] += 1;
             }
@@ -115,10 +120,7 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
         // And the connection still starts transactions.
         let mut tx = subject.begin().await.unwrap();
         let inside = format!("inside-unread-{round}");
-        on_tx!(&mut tx, c => sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES ($1, 'v', 0)"
-        ).bind(&inside).execute(c).await.map(|_| ()))
-        .unwrap();
+        write_in(&mut tx, &inside).await;
         tx.commit().await.unwrap();
         assert!(committed(&t.db, &inside).await);
     }
