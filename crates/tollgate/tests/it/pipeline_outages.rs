@@ -6,6 +6,7 @@
 //!   queued meanwhile is delivered, once, when Telegram is back.
 //! - A hanging call is cut by the per-call deadline, retried, and delivered once; the sender
 //!   and the poller go on meanwhile.
+//! - C1: no transaction stays open while a call to Telegram hangs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -285,6 +286,93 @@ db_test!(async fn a_hanging_send_is_cut_at_the_call_deadline_retried_and_deliver
     for name in ["poller", "outbox-sender"] {
         assert_eq!(body["components"][name]["restarts"], 0, "{name} was never wedged: {body}");
     }
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+});
+
+/// Transactions of this database open for longer than `age` (PostgreSQL), or whether a write
+/// transaction cannot start within `age` (SQLite: the service's transactions all take the
+/// write lock, so one held across a call would keep this one out).
+async fn transactions_older_than(db: &Db, age: Duration) -> Vec<String> {
+    match db {
+        Db::Postgres(p) => sqlx::query_scalar(
+            "SELECT CONCAT(state, ' since ', now() - xact_start, ': ', left(query, 120))
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND xact_start < now() - make_interval(secs => $1)",
+        )
+        .bind(age.as_secs_f64())
+        .fetch_all(p)
+        .await
+        .unwrap(),
+        Db::Sqlite(_) => match tokio::time::timeout(age, db.begin()).await {
+            Ok(Ok(tx)) => {
+                tx.commit().await.unwrap();
+                Vec::new()
+            }
+            Ok(Err(e)) => vec![format!("cannot begin: {e}")],
+            Err(_) => vec![format!("the write lock is held for over {age:?}")],
+        },
+    }
+}
+
+// RELIABILITY C1: no transaction is held across a call to Telegram. While the sender's
+// `sendMessage` and then the poller's `getUpdates` hang, no transaction of the service stays
+// open (PostgreSQL: none older than a second; SQLite: the write lock is free), and what hung
+// is delivered once afterwards.
+db_test!(async fn no_transaction_stays_open_while_a_telegram_call_hangs(t) {
+    const CALL_TIMEOUT: Duration = Duration::from_secs(6);
+    const OPEN: Duration = Duration::from_secs(1);
+    let emu = Emulator::start(EmulatorConfig::without_rate_limits()).await.unwrap();
+    let tg = emu.client();
+    let a = started_user(&tg, "A").await;
+    let options = AppOptions {
+        telegram_call_timeout: CALL_TIMEOUT,
+        send_retry_base: Duration::from_millis(200),
+        ..AppOptions::default()
+    };
+    let app = in_process(&polling_env(&t.url, &emu), Arc::new(EchoHandler), options).await;
+    let fired = |n: u64| {
+        let tg = tg.clone();
+        move || {
+            let tg = tg.clone();
+            async move { (tg.counters().await.ok()?.faults_fired >= n).then_some(()) }
+        }
+    };
+    // The look sees a transaction held that long (the test's own, here).
+    let held = t.db.begin().await.unwrap();
+    tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
+    let seen = transactions_older_than(&t.another_pool(), OPEN).await;
+    assert!(!seen.is_empty(), "the look must see a held transaction");
+    held.rollback().await.unwrap();
+
+    // The bot answers before the faults, so every component has run.
+    tg.send_text(a, "hello").await.unwrap();
+    wait_reply(&tg, a, "echo: hello").await;
+
+    tg.inject_fault("sendMessage", FaultKind::Hang, 1).await.unwrap();
+    enqueue(&t.db, &[OutboxMessage::text("hang:a", a, Priority::Transactional, "to A", None)]).await;
+    wait_for("the send to A to hang", Duration::from_secs(10), fired(1)).await;
+    let hung = Instant::now();
+    // Let the hang outlast the age looked for; the call is cut only at CALL_TIMEOUT.
+    tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
+    let open = transactions_older_than(&t.db, OPEN).await;
+    assert!(hung.elapsed() < CALL_TIMEOUT, "the look happened during the hang");
+    assert!(open.is_empty(), "transactions open across a hanging sendMessage: {open:?}");
+    wait_reply(&tg, a, "to A").await;
+
+    tg.inject_fault("getUpdates", FaultKind::Hang, 1).await.unwrap();
+    wait_for("a getUpdates to hang", Duration::from_secs(10), fired(2)).await;
+    let hung = Instant::now();
+    tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
+    let open = transactions_older_than(&t.db, OPEN).await;
+    // POLL_TIMEOUT is 1 s in `polling_env`.
+    let poll_deadline = tollgate::telegram::poller::call_timeout(Duration::from_secs(1));
+    assert!(hung.elapsed() < poll_deadline, "the look happened during the hang");
+    assert!(open.is_empty(), "transactions open across a hanging getUpdates: {open:?}");
+    tg.send_text(a, "after").await.unwrap();
+    wait_reply(&tg, a, "echo: after").await;
+    assert_eq!(bot_texts(&tg, a).await, ["echo: hello", "to A", "echo: after"], "each once");
     app.shutdown().await.unwrap();
     emu.shutdown().await;
 });
