@@ -3,16 +3,18 @@
 //! transaction open on the connection it used. Otherwise the next task's statements run
 //! inside a transaction nobody owns: they hold their row locks and are never committed
 //! (RELIABILITY A3, A7, C3). Found in CI: a notice row of `jobs_month`'s killed instances
-//! stayed locked for minutes.
+//! stayed locked for minutes. And under a storm of failing, abandoned and cancelled work every
+//! connection comes back idle (C4).
 
 use std::future::Future;
 use std::task::Poll;
+use std::time::Duration;
 
 use tollgate::config::{DatabaseSettings, DatabaseUrl};
 use tollgate::store::{Db, Tx};
 use tollgate::{on_db, on_tx};
 
-use crate::common::settings;
+use crate::common::{settings, wait_for};
 use crate::db_test;
 
 /// Polls `fut` `polls` times, letting the runtime move its I/O on between polls, then drops
@@ -35,7 +37,7 @@ async fn cancel_unread<F: Future>(fut: F) -> Option<F::Output> {
     if let Poll::Ready(v) = futures::poll!(fut.as_mut()) {
         return Some(v);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     None
 }
 
@@ -129,5 +131,111 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
         cancelled[0] >= 10 && cancelled[1] >= 10 && unread >= 10,
         "cancellations (begin, commit, unread begin): {cancelled:?}, {unread}"
     );
+    subject.close().await;
+});
+
+// RELIABILITY C4: under a storm of failing, abandoned and cancelled work, every connection
+// comes back to the pool idle and outside any transaction, and the pool serves a burst after.
+db_test!(async fn failures_and_cancellations_leave_every_connection_back_and_idle(t) {
+    const CONNECTIONS: u32 = 4;
+    let url = DatabaseUrl::parse(&t.url).unwrap();
+    let subject = Db::connect_lazy(&DatabaseSettings {
+        max_connections: CONNECTIONS,
+        ..settings(url)
+    })
+    .unwrap();
+    write(&subject, "taken").await;
+
+    // Six kinds of trouble, 40 of each, 16 at a time.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = Vec::new();
+    for i in 0..240_usize {
+        let (db, gate) = (subject.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let key = format!("storm-{i}");
+            match i % 6 {
+                // A unique violation inside a transaction, which is then dropped.
+                0 => {
+                    let mut tx = db.begin().await.unwrap();
+                    let r = on_tx!(&mut tx, c => sqlx::query(
+                        "INSERT INTO settings (key, value, updated_at) VALUES ('taken', 'v', 0)"
+                    ).execute(c).await.map(|_| ()));
+                    assert!(r.is_err(), "the duplicate key is refused");
+                }
+                // A statement the database cannot run, inside a transaction.
+                1 => {
+                    let mut tx = db.begin().await.unwrap();
+                    let r = on_tx!(&mut tx, c => sqlx::query("SELECT * FROM no_such_table")
+                        .execute(c).await.map(|_| ()));
+                    assert!(r.is_err());
+                    tx.rollback().await.unwrap();
+                }
+                // A transaction that writes and is abandoned.
+                2 => {
+                    let mut tx = db.begin().await.unwrap();
+                    write_in(&mut tx, &key).await;
+                }
+                // A begin and a statement cancelled on their way.
+                3 => {
+                    let _ = cancel_after(db.begin(), 1 + i % 3).await;
+                    let _ = cancel_after(write(&db, &key), 1 + i % 3).await;
+                }
+                // A failing statement outside any transaction.
+                4 => {
+                    let r = on_db!(&db, p => sqlx::query("SELECT * FROM no_such_table")
+                        .execute(p).await.map(|_| ()));
+                    assert!(r.is_err());
+                }
+                // Work that succeeds.
+                _ => {
+                    let mut tx = db.begin().await.unwrap();
+                    write_in(&mut tx, &key).await;
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // Every connection is back and idle (a release finishes on a task of its own).
+    let db = &subject;
+    wait_for("every connection back in the pool", Duration::from_secs(10), move || async move {
+        let (size, idle) = db.pool_state();
+        (size >= 1 && size <= CONNECTIONS && idle == size as usize).then_some(())
+    })
+    .await;
+    if let Db::Postgres(p) = &t.db {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap();
+        assert_eq!(open, 0, "no session is left inside a transaction");
+    }
+    // Abandoned work left nothing; successful work is all there.
+    for i in 0..240_usize {
+        let key = format!("storm-{i}");
+        match i % 6 {
+            2 => assert!(!committed(&t.db, &key).await, "{key} was abandoned"),
+            5 => assert!(committed(&t.db, &key).await, "{key} was committed"),
+            _ => {}
+        }
+    }
+    // And the pool serves a burst of twice its size, each write committed on its own.
+    let burst = (0..2 * CONNECTIONS).map(|i| {
+        let db = subject.clone();
+        async move { write(&db, &format!("burst-{i}")).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(burst))
+        .await
+        .expect("the pool serves a burst after the storm");
+    for i in 0..2 * CONNECTIONS {
+        assert!(committed(&t.db, &format!("burst-{i}")).await);
+    }
     subject.close().await;
 });
