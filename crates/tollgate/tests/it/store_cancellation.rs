@@ -204,7 +204,7 @@ db_test!(async fn failures_and_cancellations_leave_every_connection_back_and_idl
     let db = &subject;
     wait_for("every connection back in the pool", Duration::from_secs(10), move || async move {
         let (size, idle) = db.pool_state();
-        (size >= 1 && size <= CONNECTIONS && idle == size as usize).then_some(())
+        ((1..=CONNECTIONS).contains(&size) && idle == size as usize).then_some(())
     })
     .await;
     if let Db::Postgres(p) = &t.db {
