@@ -151,6 +151,11 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
             }
         }
         obj.insert("components".to_owned(), Value::Object(components));
+        // Each job's last iteration and last success in this process (RELIABILITY A2).
+        obj.insert(
+            "jobs".to_owned(),
+            serde_json::to_value(state.metrics.jobs.seen()).unwrap_or_default(),
+        );
     }
     (status, Json(body)).into_response()
 }

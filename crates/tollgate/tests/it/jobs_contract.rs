@@ -527,3 +527,74 @@ db_test!(async fn on_shutdown_an_iteration_that_ignores_it_is_aborted_and_the_le
     assert!(lease::current_holder(&t.db, "job:stubborn", SystemClock.now()).await.unwrap().is_none(), "lease released");
     assert!(lease::acquire(&t.db, "job:stubborn", "next-replica", Duration::from_secs(60), SystemClock.now()).await.unwrap().is_some());
 });
+
+/// A job's entry in a running service's `/readyz` body, once `want` holds for it.
+async fn job_seen(
+    service: &crate::common::service::Service,
+    job: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let http = crate::common::service::http_client();
+    let want = &want;
+    crate::common::wait_for(
+        &format!("{job} in /readyz"),
+        Duration::from_secs(30),
+        move || {
+            let http = http.clone();
+            async move {
+                let body: serde_json::Value = http
+                    .get(service.url("/readyz"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let seen = body["jobs"][job].clone();
+                want(&seen).then_some(seen)
+            }
+        },
+    )
+    .await
+}
+
+// RELIABILITY A2: each job's last successful iteration is visible. A service running every
+// job each 50 ms shows, per job, its last outcome and the end of its last success in `/readyz`,
+// and the success time in `/metrics`; a job flagged off then shows `flag_off` and keeps the time
+// of its last success.
+db_test!(async fn each_jobs_last_success_is_visible_in_readyz_and_metrics(t) {
+    let emu = crate::common::telegram::emulator(false).await;
+    let catalog = crate::common::service::example_catalog().display().to_string();
+    let env = crate::common::telegram::with(
+        crate::common::telegram::polling_env(&t.url, &emu),
+        &[("TOLLGATE_CONFIG", &catalog), ("JOBS_INTERVAL", "50ms")],
+    );
+    let mut service = crate::common::service::Service::start(&env).await;
+    let before = SystemClock.now().as_millis();
+    for job in ["notices", "auto-renewal"] {
+        let seen = job_seen(&service, job, |s| s["last_outcome"] == "ok").await;
+        let success = seen["last_success_at_ms"].as_i64().expect("a success time");
+        assert!(success >= before - 60_000 && success <= SystemClock.now().as_millis(), "{job}: {seen}");
+    }
+    let metrics = crate::common::service::http_client()
+        .get(service.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for job in ["notices", "auto-renewal"] {
+        let line = format!("tollgate_job_last_success_timestamp_seconds{{job=\"{job}\"}} ");
+        let value: f64 = metrics.lines().find_map(|l| l.strip_prefix(&line)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in /metrics"));
+        assert!(value * 1000.0 >= (before - 60_000) as f64, "{job}: {value}");
+    }
+
+    // Flagged off: the outcome says so and the last success stays where it was.
+    flags::set(&t.db, Flag::AutoRenewal, false, None, SystemClock.now()).await.unwrap();
+    let off = job_seen(&service, "auto-renewal", |s| s["last_outcome"] == "flag_off").await;
+    let last = off["last_success_at_ms"].as_i64().expect("the earlier success is kept");
+    let later = job_seen(&service, "auto-renewal", |s| {
+        s["last_outcome"] == "flag_off" && s["last_end_at_ms"].as_i64() > Some(last + 100)
+    })
+    .await;
+    assert_eq!(later["last_success_at_ms"].as_i64(), Some(last), "{later}");
+    service.signal("TERM");
+    assert!(service.wait_exit(Duration::from_secs(30)).await.success());
+    emu.shutdown().await;
+});
