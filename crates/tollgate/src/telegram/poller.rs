@@ -255,7 +255,7 @@ impl Poller {
         let mut max_id = None;
         for raw in updates {
             let text = raw.to_string();
-            match parse_head(text.as_bytes()) {
+            match parse_head(&text) {
                 Ok(head) => {
                     max_id = max_id.max(Some(head.update_id));
                     batch.push(NewUpdate { head, raw: text });

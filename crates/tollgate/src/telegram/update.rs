@@ -73,14 +73,16 @@ struct Envelope {
     my_chat_member: Option<WithChat>,
 }
 
-/// Reads the head of a raw update.
-pub fn parse_head(raw: &[u8]) -> Result<UpdateHead, HeadError> {
-    let env: Envelope = match serde_json::from_slice(raw) {
+/// Reads the head of a raw update. The body is text already (the webhook refuses one that is
+/// not UTF-8 first): serde skips the fields it ignores without checking their UTF-8, so bytes
+/// could pass here that no JSON reader accepts (found by `parsers_fuzz`).
+pub fn parse_head(raw: &str) -> Result<UpdateHead, HeadError> {
+    let env: Envelope = match serde_json::from_str(raw) {
         Ok(e) => e,
         Err(e) if e.is_data() => {
             // Valid JSON, but a field has an unexpected shape: keep what we can.
             let v: serde_json::Value =
-                serde_json::from_slice(raw).map_err(|e| HeadError::NotJson(e.to_string()))?;
+                serde_json::from_str(raw).map_err(|e| HeadError::NotJson(e.to_string()))?;
             let update_id = v
                 .get("update_id")
                 .and_then(serde_json::Value::as_i64)
@@ -123,7 +125,7 @@ mod tests {
 
     #[test]
     fn heads_of_each_kind() {
-        let h = |s: &str| parse_head(s.as_bytes()).unwrap();
+        let h = |s: &str| parse_head(s).unwrap();
         assert_eq!(
             h(
                 r#"{"update_id":5,"message":{"message_id":1,"date":0,"chat":{"id":42,"type":"private"},"text":"hi"}}"#
@@ -157,15 +159,12 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_updates_are_refused_with_the_reason() {
-        assert!(matches!(
-            parse_head(b"not json"),
-            Err(HeadError::NotJson(_))
-        ));
-        assert_eq!(parse_head(b"{}"), Err(HeadError::NoUpdateId));
+        assert!(matches!(parse_head("not json"), Err(HeadError::NotJson(_))));
+        assert_eq!(parse_head("{}"), Err(HeadError::NoUpdateId));
         assert_eq!(
-            parse_head(br#"{"update_id":"5"}"#),
+            parse_head(r#"{"update_id":"5"}"#),
             Err(HeadError::NoUpdateId)
         );
-        assert_eq!(parse_head(b"[1,2]"), Err(HeadError::NoUpdateId));
+        assert_eq!(parse_head("[1,2]"), Err(HeadError::NoUpdateId));
     }
 }

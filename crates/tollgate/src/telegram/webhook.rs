@@ -88,16 +88,16 @@ async fn receive(State(intake): State<Intake>, headers: HeaderMap, body: Bytes) 
     if !bool::from(given.ct_eq(expected)) {
         return plain(StatusCode::UNAUTHORIZED, "wrong or missing secret token");
     }
-    let head = match parse_head(&body) {
+    let raw = match String::from_utf8(body.to_vec()) {
+        Ok(s) => s,
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "the body is not UTF-8"),
+    };
+    let head = match parse_head(&raw) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, "webhook body is not an update; refused");
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
-    };
-    let raw = match String::from_utf8(body.to_vec()) {
-        Ok(s) => s,
-        Err(_) => return plain(StatusCode::BAD_REQUEST, "the body is not UTF-8"),
     };
     let update_id = head.update_id;
     match intake.writer.store(NewUpdate { head, raw }).await {

@@ -119,7 +119,7 @@ db_test!(async fn a_stars_purchase_extends_access_once_however_often_the_payment
     let mut again: serde_json::Value = serde_json::from_str(&payload).unwrap();
     again["update_id"] = serde_json::json!(again["update_id"].as_i64().unwrap() + 1_000_000);
     let raw = again.to_string();
-    let head = parse_head(raw.as_bytes()).unwrap();
+    let head = parse_head(&raw).unwrap();
     inbox::store_batch(&w.app.db, &[NewUpdate { head, raw }], clock.now()).await.unwrap();
     let start = tokio::time::Instant::now();
     while count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE status <> 'done'").await > 0 {

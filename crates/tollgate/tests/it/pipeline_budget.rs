@@ -94,7 +94,7 @@ fn update(update_id: i64, chat: i64) -> NewUpdate {
     })
     .to_string();
     NewUpdate {
-        head: parse_head(raw.as_bytes()).unwrap(),
+        head: parse_head(&raw).unwrap(),
         raw,
     }
 }

@@ -118,7 +118,7 @@ db_test!(async fn updates_that_cannot_be_understood_are_recorded_not_dropped(t) 
     ];
     let updates: Vec<NewUpdate> = raws
         .iter()
-        .map(|r| NewUpdate { head: parse_head(r.as_bytes()).unwrap(), raw: (*r).to_owned() })
+        .map(|r| NewUpdate { head: parse_head(r).unwrap(), raw: (*r).to_owned() })
         .collect();
     inbox::store_batch(&t.db, &updates, SystemClock.now()).await.unwrap();
     for id in [777_001, 777_002] {
