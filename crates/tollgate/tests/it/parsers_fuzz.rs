@@ -187,9 +187,10 @@ fn update_heads_of_mutated_bodies_are_read_exactly_or_refused_with_the_reason() 
         }
     }
     // The mutations reached every outcome, or the run proved little.
+    // Skipped-but-unchecked values are the exception, not what most heads rest on.
     assert!(
-        heads > 500 && not_json > 500 && no_id > 50,
-        "{heads} {not_json} {no_id}"
+        heads > 500 && not_json > 500 && no_id > 50 && lenient < heads / 10,
+        "{heads} {not_json} {no_id} {lenient}"
     );
 }
 
