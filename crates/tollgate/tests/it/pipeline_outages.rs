@@ -12,8 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use telegram_emulator::{ControlClient, Emulator, EmulatorConfig, FaultKind, NewUser};
-use tollgate::app::AppOptions;
+use telegram_emulator::{
+    ControlClient, Emulator, EmulatorConfig, FaultKind, NewUser, RunningEmulator,
+};
+use tollgate::app::{AppOptions, RunningApp};
 use tollgate::on_db;
 use tollgate::store::Db;
 use tollgate::telegram::echo::EchoHandler;
@@ -222,30 +224,41 @@ db_test!(async fn with_the_bot_api_unreachable_webhook_intake_still_stores_and_h
     emu.shutdown().await;
 });
 
+/// An echo service in polling mode whose calls to Telegram are cut after `call_timeout` and
+/// whose failed sends are retried after 200 ms.
+async fn echo_cutting_calls_at(
+    t: &crate::common::TestDb,
+    emu: &RunningEmulator,
+    call_timeout: Duration,
+) -> RunningApp {
+    let options = AppOptions {
+        telegram_call_timeout: call_timeout,
+        send_retry_base: Duration::from_millis(200),
+        ..AppOptions::default()
+    };
+    in_process(&polling_env(&t.url, emu), Arc::new(EchoHandler), options).await
+}
+
+/// Waits until the emulator has fired `n` injected faults in all.
+async fn faults_fired(tg: &ControlClient, n: u64, what: &str) {
+    wait_for(what, Duration::from_secs(10), || async {
+        (tg.counters().await.ok()?.faults_fired >= n).then_some(())
+    })
+    .await;
+}
+
 db_test!(async fn a_hanging_send_is_cut_at_the_call_deadline_retried_and_delivered_once(t) {
     const CALL_TIMEOUT: Duration = Duration::from_secs(3);
     let emu = Emulator::start(EmulatorConfig::without_rate_limits()).await.unwrap();
     let tg = emu.client();
     let (a, b, c) = (started_user(&tg, "A").await, started_user(&tg, "B").await, started_user(&tg, "C").await);
-    let options = AppOptions {
-        telegram_call_timeout: CALL_TIMEOUT,
-        send_retry_base: Duration::from_millis(200),
-        ..AppOptions::default()
-    };
-    let app = in_process(&polling_env(&t.url, &emu), Arc::new(EchoHandler), options).await;
-    let fired = |n: u64| {
-        let tg = tg.clone();
-        move || {
-            let tg = tg.clone();
-            async move { (tg.counters().await.ok()?.faults_fired >= n).then_some(()) }
-        }
-    };
+    let app = echo_cutting_calls_at(t, &emu, CALL_TIMEOUT).await;
 
     // The next sendMessage is held by Telegram without an answer (for 300 s).
     tg.inject_fault("sendMessage", FaultKind::Hang, 1).await.unwrap();
     let started = Instant::now();
     enqueue(&t.db, &[OutboxMessage::text("hang:a", a, Priority::Transactional, "to A", None)]).await;
-    wait_for("the send to A to hang", Duration::from_secs(10), fired(1)).await;
+    faults_fired(&tg, 1, "the send to A to hang").await;
     // Other chats are not held up by it.
     enqueue(&t.db, &[
         OutboxMessage::text("hang:b", b, Priority::Transactional, "to B", None),
@@ -279,7 +292,7 @@ db_test!(async fn a_hanging_send_is_cut_at_the_call_deadline_retried_and_deliver
 
     // A hanging long poll is cut too (its own deadline: long poll + 2 s), and polling goes on.
     tg.inject_fault("getUpdates", FaultKind::Hang, 1).await.unwrap();
-    wait_for("a getUpdates to hang", Duration::from_secs(10), fired(2)).await;
+    faults_fired(&tg, 2, "a getUpdates to hang").await;
     tg.send_text(a, "still polling?").await.unwrap();
     wait_reply(&tg, a, "echo: still polling?").await;
     let (_, body) = readyz(app.addr).await;
@@ -326,19 +339,7 @@ db_test!(async fn no_transaction_stays_open_while_a_telegram_call_hangs(t) {
     let emu = Emulator::start(EmulatorConfig::without_rate_limits()).await.unwrap();
     let tg = emu.client();
     let a = started_user(&tg, "A").await;
-    let options = AppOptions {
-        telegram_call_timeout: CALL_TIMEOUT,
-        send_retry_base: Duration::from_millis(200),
-        ..AppOptions::default()
-    };
-    let app = in_process(&polling_env(&t.url, &emu), Arc::new(EchoHandler), options).await;
-    let fired = |n: u64| {
-        let tg = tg.clone();
-        move || {
-            let tg = tg.clone();
-            async move { (tg.counters().await.ok()?.faults_fired >= n).then_some(()) }
-        }
-    };
+    let app = echo_cutting_calls_at(t, &emu, CALL_TIMEOUT).await;
     // The look sees a transaction held that long (the test's own, here).
     let held = t.db.begin().await.unwrap();
     tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
@@ -352,7 +353,7 @@ db_test!(async fn no_transaction_stays_open_while_a_telegram_call_hangs(t) {
 
     tg.inject_fault("sendMessage", FaultKind::Hang, 1).await.unwrap();
     enqueue(&t.db, &[OutboxMessage::text("hang:a", a, Priority::Transactional, "to A", None)]).await;
-    wait_for("the send to A to hang", Duration::from_secs(10), fired(1)).await;
+    faults_fired(&tg, 1, "the send to A to hang").await;
     let hung = Instant::now();
     // Let the hang outlast the age looked for; the call is cut only at CALL_TIMEOUT.
     tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
@@ -362,7 +363,7 @@ db_test!(async fn no_transaction_stays_open_while_a_telegram_call_hangs(t) {
     wait_reply(&tg, a, "to A").await;
 
     tg.inject_fault("getUpdates", FaultKind::Hang, 1).await.unwrap();
-    wait_for("a getUpdates to hang", Duration::from_secs(10), fired(2)).await;
+    faults_fired(&tg, 2, "a getUpdates to hang").await;
     let hung = Instant::now();
     tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
     let open = transactions_older_than(&t.db, OPEN).await;
