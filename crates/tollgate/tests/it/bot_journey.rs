@@ -243,3 +243,46 @@ async fn every_button_of_every_screen_works_in_both_languages() {
     }
     w.stop().await;
 }
+
+/// RELIABILITY B3: a press is answered before the work it asks for. With `subscriptions`
+/// locked by the test (PostgreSQL: `LOCK TABLE … IN ACCESS EXCLUSIVE MODE` in a transaction
+/// it holds), a press of "My access" is answered while its screen cannot be drawn, and the
+/// screen follows once the lock goes. SQLite has no lock short of its one write lock, which
+/// would hold up the update's intake and claim as well, so this runs on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_press_is_answered_while_the_work_it_asks_for_waits() {
+    const ACCESS_NONE: &str = "Take the free trial or choose a plan";
+    let Some(t) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(w) = World::start_with(&t, false, &[], fast()).await else {
+        return;
+    };
+    let tg = &w.tg;
+    let ann = tg.create_user(NewUser::new("Ann")).await.unwrap();
+    tg.send_text(ann.id, "/start").await.unwrap();
+    let menu = w.screen(ann.id, "Choose an action below.").await;
+
+    let mut lock = t.db.begin().await.unwrap();
+    tollgate::on_tx!(&mut lock, c => sqlx::query("LOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE")
+        .execute(c).await.map(|_| ()))
+    .unwrap();
+    let outcome = tg
+        .press_button(ann.id, menu.message_id, "access")
+        .await
+        .unwrap();
+    assert!(
+        outcome.answer.is_some(),
+        "the press is answered while its work waits"
+    );
+    let shown = tg.transcript(ann.id).await.unwrap();
+    assert!(
+        !shown
+            .bot_messages()
+            .any(|m| m.text.as_deref().is_some_and(|x| x.contains(ACCESS_NONE))),
+        "the access screen cannot be drawn while subscriptions are locked"
+    );
+    lock.rollback().await.unwrap();
+    w.screen(ann.id, ACCESS_NONE).await;
+    w.stop().await;
+}
