@@ -187,6 +187,7 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
             .get_or_create(&labels)
             .set(status.heartbeat_age_ms as f64 / 1000.0);
     }
+    state.metrics.jobs.publish();
     (
         [(
             header::CONTENT_TYPE,

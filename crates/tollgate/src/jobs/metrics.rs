@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::Outcome;
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,28 +79,34 @@ impl JobMetrics {
         m
     }
 
-    /// Notes the end of an iteration of `job` with `outcome` (`ok` is a success) at `at`.
-    pub fn ended(&self, job: &'static str, outcome: &'static str, at: Timestamp) {
-        let ok = outcome == "ok";
-        if ok {
-            self.last_success
-                .get_or_create(&JobName { job })
-                .set(at.as_millis() as f64 / 1000.0);
-        }
+    /// Notes the end of an iteration of `job` with `outcome` at `at`. The success gauge is set
+    /// from this record when `/metrics` is read ([`JobMetrics::publish`]): one state, not two.
+    pub fn ended(&self, job: &'static str, outcome: Outcome, at: Timestamp) {
         if let Ok(mut seen) = self.seen.write() {
             let last_success_at_ms = match seen.get(job) {
-                _ if ok => Some(at.as_millis()),
+                _ if outcome == Outcome::Ok => Some(at.as_millis()),
                 Some(before) => before.last_success_at_ms,
                 None => None,
             };
             seen.insert(
                 job,
                 JobSeen {
-                    last_outcome: outcome,
+                    last_outcome: outcome.as_str(),
                     last_end_at_ms: at.as_millis(),
                     last_success_at_ms,
                 },
             );
+        }
+    }
+
+    /// Sets `job_last_success_timestamp_seconds` from what [`JobMetrics::ended`] recorded.
+    pub fn publish(&self) {
+        for (job, seen) in self.seen() {
+            if let Some(ms) = seen.last_success_at_ms {
+                self.last_success
+                    .get_or_create(&JobName { job })
+                    .set(ms as f64 / 1000.0);
+            }
         }
     }
 

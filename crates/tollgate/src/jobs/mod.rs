@@ -205,7 +205,7 @@ impl JobRunner {
             .duration
             .get_or_create(&metrics::JobName { job: name })
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.ended(name, outcome.as_str(), self.clock.now());
+        self.metrics.ended(name, outcome, self.clock.now());
         if outcome.failed() {
             tracing::warn!(
                 job = name,
