@@ -443,53 +443,40 @@ impl Finalized {
 
 /// Records a captured payment and applies it, once (DESIGN §3.3). Honours payments for
 /// purchases that expired or were superseded meanwhile (F1). Queues the user's confirmation
-/// (and a referrer's reward notice) in the same transaction (F8).
+/// (and a referrer's reward notice) in the same transaction (F8). `user` is the payer's row as
+/// the caller read it in `tx` (`None`: not registered).
+///
+/// The common case is two statements (each one a hand-off to SQLite's one connection, or a
+/// round trip to PostgreSQL): the payment is stored with the purchase it pays for, found in
+/// the same statement only when it matches; then the purchase is marked paid and read back.
 pub async fn finalize(
     tx: &mut Tx,
     ctx: &Context<'_>,
     pay: &Captured,
+    user: Option<&User>,
     now: Timestamp,
 ) -> Result<Finalized, BillingError> {
     let base = ctx.catalog.bot.base_currency;
-    let inserted: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+    // The purchase this payment is for: the payload's, when it is the payer's, priced in the
+    // currency paid, and paid in full (overpaying is accepted; underpaying is not, F6).
+    let payload_id = parse_payload(&pay.payload).filter(|_| user.is_some());
+    let inserted: Option<(i64, Option<i64>)> = on_tx!(tx, c => sqlx::query_as(
         "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, raw, created_at)
-         VALUES (NULL, $1, $2, $3, $4, $5, 'captured', $6, $7)
-         ON CONFLICT (provider, provider_payment_id) DO NOTHING RETURNING id"
+         VALUES ((SELECT id FROM purchases WHERE id = $8 AND user_id = $1 AND currency = $5 AND amount <= $4),
+                 $1, $2, $3, $4, $5, 'captured', $6, $7)
+         ON CONFLICT (provider, provider_payment_id) DO NOTHING RETURNING id, purchase_id"
     ).bind(pay.user_id).bind(pay.provider.as_str()).bind(&pay.charge_id).bind(pay.total_amount)
-        .bind(&pay.currency).bind(&pay.raw).bind(now).fetch_optional(c).await)
+        .bind(&pay.currency).bind(&pay.raw).bind(now).bind(payload_id).fetch_optional(c).await)
     .map_err(BillingError::from_db)?;
-    let Some((payment_id,)) = inserted else {
+    let Some((payment_id, matched)) = inserted else {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "SELECT id FROM payments WHERE provider = $1 AND provider_payment_id = $2"
         ).bind(pay.provider.as_str()).bind(&pay.charge_id).fetch_one(c).await)?;
         return Ok(Finalized::Duplicate { payment_id: id });
     };
-    let user = users::get_in(tx, pay.user_id).await?;
-    let lang = ctx.lang(user.as_ref());
-    let purchase = match parse_payload(&pay.payload) {
-        Some(id) => purchase_in(tx, base, id).await?,
-        None => None,
-    };
-    let problem = match &purchase {
-        None => Some(format!("payload {:?} names no purchase", pay.payload)),
-        Some(p) if p.user_id != pay.user_id => Some(format!(
-            "purchase {} belongs to user {}, paid by {}",
-            p.id, p.user_id, pay.user_id
-        )),
-        Some(p) if p.price.currency.code() != pay.currency => Some(format!(
-            "purchase {} is priced in {}, paid in {}",
-            p.id, p.price.currency, pay.currency
-        )),
-        // Overpaying is accepted; underpaying is not (F6).
-        Some(p) if pay.total_amount < p.price.minor => Some(format!(
-            "purchase {} costs {}, paid {}",
-            p.id, p.price.minor, pay.total_amount
-        )),
-        Some(_) if user.is_none() => Some(format!("user {} is not registered", pay.user_id)),
-        Some(_) => None,
-    };
-    let (Some(purchase), None) = (purchase, problem.clone()) else {
-        let reason = problem.unwrap_or_default();
+    let lang = ctx.lang(user);
+    let Some(purchase_id) = matched else {
+        let reason = review_reason(tx, base, pay, user).await?;
         tracing::error!(payment_id, charge = %pay.charge_id, %reason, "payment needs a manual review");
         let text = ctx.texts.get(lang, "payment-needs-review");
         queue(tx, &format!("pay:{payment_id}"), pay.user_id, text, now).await?;
@@ -512,12 +499,17 @@ pub async fn finalize(
             effect: Effect::Review { reason },
         });
     };
-    on_tx!(tx, c => sqlx::query("UPDATE payments SET purchase_id = $2 WHERE id = $1")
-        .bind(payment_id).bind(purchase.id).execute(c).await.map(|_| ()))?;
-    // Paid whatever it was before: money was taken (F1).
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE purchases SET status = 'paid', paid_at = COALESCE(paid_at, $2) WHERE id = $1 AND status <> 'refunded'"
-    ).bind(purchase.id).bind(now).execute(c).await.map(|_| ()))?;
+    // Paid whatever it was before: money was taken (F1). A refunded purchase stays refunded.
+    const MARK_PAID: &str = concat!(
+        "UPDATE purchases SET
+            status = CASE WHEN status = 'refunded' THEN status ELSE 'paid' END,
+            paid_at = CASE WHEN status = 'refunded' THEN paid_at ELSE COALESCE(paid_at, $2) END
+         WHERE id = $1 RETURNING ",
+        purchase_columns!()
+    );
+    let row: PurchaseRow = on_tx!(tx, c => sqlx::query_as(MARK_PAID)
+        .bind(purchase_id).bind(now).fetch_one(c).await)?;
+    let purchase = row.into_purchase(base)?;
     let (effect, text, base_value) = match &purchase.item {
         Item::Plan { plan_id, days } => {
             let grant = Grant::days(Kind::Paid, *days, Some(plan_id));
@@ -587,6 +579,37 @@ pub async fn finalize(
         "payment finalized"
     );
     Ok(Finalized::Applied { payment_id, effect })
+}
+
+/// Why a payment matched no purchase, for the review (the rare path: one more read).
+async fn review_reason(
+    tx: &mut Tx,
+    base: Currency,
+    pay: &Captured,
+    user: Option<&User>,
+) -> Result<String, BillingError> {
+    let purchase = match parse_payload(&pay.payload) {
+        Some(id) => purchase_in(tx, base, id).await?,
+        None => None,
+    };
+    Ok(match &purchase {
+        None => format!("payload {:?} names no purchase", pay.payload),
+        Some(p) if p.user_id != pay.user_id => format!(
+            "purchase {} belongs to user {}, paid by {}",
+            p.id, p.user_id, pay.user_id
+        ),
+        Some(p) if p.price.currency.code() != pay.currency => format!(
+            "purchase {} is priced in {}, paid in {}",
+            p.id, p.price.currency, pay.currency
+        ),
+        Some(p) if pay.total_amount < p.price.minor => format!(
+            "purchase {} costs {}, paid {}",
+            p.id, p.price.minor, pay.total_amount
+        ),
+        Some(_) if user.is_none() => format!("user {} is not registered", pay.user_id),
+        // Not reached: a purchase that passes every check above is matched by `finalize`.
+        Some(p) => format!("purchase {} did not match the payment", p.id),
+    })
 }
 
 /// PRODUCT §4: a share of money the referee paid in, by the referrer's paying referrals.

@@ -166,7 +166,8 @@ impl StarsReconciler {
         };
         for _ in 0..3 {
             let mut tx = self.s.db.begin().await?;
-            match finalize(&mut tx, &ctx, &pay, self.s.clock.now()).await {
+            let payer = crate::users::get_in(&mut tx, user.id).await?;
+            match finalize(&mut tx, &ctx, &pay, payer.as_ref(), self.s.clock.now()).await {
                 Ok(f) => {
                     tx.commit().await?;
                     return Ok(matches!(f, Finalized::Applied { .. }));

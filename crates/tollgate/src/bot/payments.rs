@@ -357,9 +357,11 @@ impl Bot {
             ),
         };
         let now = self.now();
-        let finalized = billing::finalize(&mut tx, &self.billing_context(), &pay, now)
-            .await
-            .map_err(billing_err)?;
+        // The session read the payer in this transaction: finalize needs no second read.
+        let finalized =
+            billing::finalize(&mut tx, &self.billing_context(), &pay, Some(&se.user), now)
+                .await
+                .map_err(billing_err)?;
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         if let billing::Finalized::Applied {
             effect: billing::Effect::Access { subscription, .. },

@@ -442,27 +442,44 @@ db_test!(async fn underpaid_or_foreign_payments_are_kept_for_review_not_applied(
     let p = billing::create_purchase(&mut tx, 21, &item, price, billing::Provider::Stars, now).await.unwrap();
     tx.commit().await.unwrap();
     let ctx = billing::Context { catalog: &catalog, texts: &texts, nodes: &nodes, admins: &[99] };
+    let payload = billing::invoice_payload(p.id);
     let cases = [
-        ("under", 21, 99, billing::invoice_payload(p.id)),
-        ("foreign", 22, 100, billing::invoice_payload(p.id)),
-        ("forged", 21, 100, "purchase:999999".to_owned()),
+        ("under", 21, 99, "XTR", payload.clone(), "costs 100, paid 99"),
+        ("foreign", 22, 100, "XTR", payload.clone(), "belongs to user 21, paid by 22"),
+        ("forged", 21, 100, "XTR", "purchase:999999".to_owned(), "names no purchase"),
+        ("currency", 21, 100, "USD", payload.clone(), "priced in XTR, paid in USD"),
     ];
-    for (charge, user, amount, payload) in cases {
-        let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: charge.into(), user_id: user, currency: "XTR".into(), total_amount: amount, payload, raw: None };
+    for (charge, user, amount, currency, payload, reason) in cases {
+        let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: charge.into(), user_id: user, currency: currency.into(), total_amount: amount, payload, raw: None };
         let mut tx = db.begin().await.unwrap();
-        let f = billing::finalize(&mut tx, &ctx, &pay, now).await.unwrap();
+        let payer = users::get_in(&mut tx, user).await.unwrap();
+        let f = billing::finalize(&mut tx, &ctx, &pay, payer.as_ref(), now).await.unwrap();
         tx.commit().await.unwrap();
-        assert!(matches!(f, billing::Finalized::Applied { effect: billing::Effect::Review { .. }, .. }), "{charge}: {f:?}");
+        let billing::Finalized::Applied { effect: billing::Effect::Review { reason: why }, .. } = &f else { panic!("{charge}: {f:?}") };
+        assert!(why.contains(reason), "{charge}: the review says {why:?}");
     }
+    // The payer's own purchase, paid in full, from a payer the caller found no row for:
+    // reviewed too.
+    let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: "unregistered".into(), user_id: 21, currency: "XTR".into(), total_amount: 100, payload: payload.clone(), raw: None };
+    let mut tx = db.begin().await.unwrap();
+    let f = billing::finalize(&mut tx, &ctx, &pay, None, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let billing::Finalized::Applied { effect: billing::Effect::Review { reason: why }, .. } = &f else { panic!("unregistered: {f:?}") };
+    assert!(why.contains("user 21 is not registered"), "the review says {why:?}");
     assert!(access::subscription_for_user(db, 21).await.unwrap().is_none());
     assert!(access::subscription_for_user(db, 22).await.unwrap().is_none());
-    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 3, "every payment kept");
-    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE chat_id = 99").await, 3, "the admin hears of each");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 5, "every payment kept");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE purchase_id IS NOT NULL").await, 0, "none tied to the purchase");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE chat_id = 99").await, 5, "the admin hears of each");
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'pending'").await, 1, "the purchase stays unpaid");
-    // An overpayment is accepted.
-    let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: "over".into(), user_id: 21, currency: "XTR".into(), total_amount: 150, payload: billing::invoice_payload(p.id), raw: None };
+    // An overpayment is accepted, tied to its purchase, which is paid.
+    let pay = billing::Captured { provider: billing::Provider::Stars, charge_id: "over".into(), user_id: 21, currency: "XTR".into(), total_amount: 150, payload, raw: None };
     let mut tx = db.begin().await.unwrap();
-    let f = billing::finalize(&mut tx, &ctx, &pay, now).await.unwrap();
+    let payer = users::get_in(&mut tx, 21).await.unwrap();
+    let f = billing::finalize(&mut tx, &ctx, &pay, payer.as_ref(), now).await.unwrap();
     tx.commit().await.unwrap();
     assert!(f.access_changed(), "{f:?}");
+    let tied: Option<i64> = on_db!(db, c => sqlx::query_scalar("SELECT purchase_id FROM payments WHERE provider_payment_id = 'over'").fetch_one(c).await).unwrap();
+    assert_eq!(tied, Some(p.id), "the overpayment pays the purchase");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid' AND paid_at IS NOT NULL").await, 1, "the purchase is paid");
 });
