@@ -74,7 +74,7 @@ async fn lock_where_user(tx: &mut Tx, user_id: i64) -> Result<Option<Subscriptio
         Tx::Sqlite(t) => {
             sqlx::query_as(select_subscription!("user_id = $1", ""))
                 .bind(user_id)
-                .fetch_optional(&mut **t)
+                .fetch_optional(&mut *t)
                 .await?
         }
         Tx::Postgres(t) => {
@@ -92,7 +92,7 @@ async fn lock_where_id(tx: &mut Tx, id: i64) -> Result<Subscription, AccessError
         Tx::Sqlite(t) => {
             sqlx::query_as(select_subscription!("id = $1", ""))
                 .bind(id)
-                .fetch_optional(&mut **t)
+                .fetch_optional(&mut *t)
                 .await?
         }
         Tx::Postgres(t) => {
@@ -374,7 +374,7 @@ pub async fn align_node(tx: &mut Tx, node: &str, now: Timestamp) -> Result<u64, 
             sqlx::query_scalar(misaligned!(""))
                 .bind(node)
                 .bind(now)
-                .fetch_all(&mut **t)
+                .fetch_all(&mut *t)
                 .await?
         }
         Tx::Postgres(t) => {

@@ -187,14 +187,14 @@ impl Bot {
     }
 
     /// Queues `reply`, refreshes the sender (`se`) when that is owed, marks the update
-    /// handled, commits, wakes who needs waking.
+    /// handled and commits (one hand-off on SQLite), wakes who needs waking.
     ///
     /// The refresh is the transaction's last write before the completion: on PostgreSQL it
     /// locks the user's row, and taking it after the business rows (subscription, balance)
     /// keeps the order in which the workers take those locks.
     async fn finish(
         &self,
-        mut tx: Tx,
+        tx: Tx,
         se: Option<&Session>,
         update_id: i64,
         reply: Reply,
@@ -205,10 +205,9 @@ impl Bot {
         let queued = !reply.is_empty();
         let refresh = se.and_then(|se| se.refresh.as_ref());
         reply
-            .finish_update(&mut tx, refresh, update_id, now)
+            .finish_update(tx, refresh, update_id, now)
             .await
             .map_err(retry)?;
-        tx.commit().await.map_err(retry)?;
         if queued {
             ctx.outbox_wake.notify_one();
         }

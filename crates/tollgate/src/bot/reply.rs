@@ -118,14 +118,14 @@ impl Reply {
             .collect()
     }
 
-    /// The last writes of an update's transaction, as one statement (one hand-off to SQLite's
-    /// connection thread, one round trip to PostgreSQL): queues the messages (as
-    /// [`outbox::enqueue`] would, in order; a dedupe key already queued is skipped), refreshes
-    /// the sender when that is owed (as [`users::refresh`]), and marks the update handled (as
-    /// [`inbox::complete_in`]).
+    /// The last writes of an update's transaction, as one statement, then the commit (on
+    /// SQLite both in one hand-off to the connection's thread; on PostgreSQL two round trips):
+    /// queues the messages (as [`outbox::enqueue`] would, in order; a dedupe key already
+    /// queued is skipped), refreshes the sender when that is owed (as [`users::refresh`]), and
+    /// marks the update handled (as [`inbox::complete_and_commit`]).
     pub async fn finish_update(
         self,
-        tx: &mut Tx,
+        tx: Tx,
         refresh: Option<&TelegramUser>,
         update_id: i64,
         now: Timestamp,
@@ -157,20 +157,21 @@ impl Reply {
                         .collect(),
                 )
                 .to_string();
-                sqlx::query(FINISH_SQLITE)
-                    .bind(batch)
-                    .bind(now)
-                    .bind(from_id)
-                    .bind(first)
-                    .bind(last)
-                    .bind(username)
-                    .bind(code)
-                    .bind(refresh.is_some())
-                    .bind(update_id)
-                    .execute(&mut **c)
-                    .await?;
+                c.commit_with(
+                    sqlx::query(FINISH_SQLITE)
+                        .bind(batch)
+                        .bind(now)
+                        .bind(from_id)
+                        .bind(first)
+                        .bind(last)
+                        .bind(username)
+                        .bind(code)
+                        .bind(refresh.is_some())
+                        .bind(update_id),
+                )
+                .await?;
             }
-            Tx::Postgres(c) => {
+            Tx::Postgres(mut c) => {
                 let keys: Vec<&str> = msgs.iter().map(|m| m.dedupe_key.as_str()).collect();
                 let chats: Vec<i64> = msgs.iter().map(|m| m.chat_id).collect();
                 let priorities: Vec<i16> = msgs.iter().map(|m| m.priority.as_i16()).collect();
@@ -190,8 +191,9 @@ impl Reply {
                     .bind(code)
                     .bind(refresh.is_some())
                     .bind(update_id)
-                    .execute(&mut **c)
+                    .execute(&mut *c)
                     .await?;
+                c.commit().await?;
             }
         }
         Ok(())

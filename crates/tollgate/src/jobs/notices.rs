@@ -387,10 +387,10 @@ impl Notices {
             Held::Sqlite(db) => {
                 let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
                 let matched: Vec<i64> = bind_item!(sqlx::query_scalar(ITEM_SQLITE), d, step, now)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut tx)
                     .await?;
                 if matched.is_empty() {
-                    // Dropping `tx` rolls it back.
+                    tx.rollback().await?;
                     return Ok(Handled::Changed);
                 }
                 tx.commit().await?;

@@ -186,18 +186,22 @@ pub async fn claim(
     type Row = (Uuid, i64, String, String, i32);
     let rows: Vec<Row> = match db {
         Db::Sqlite(p) => {
-            // One write transaction: the select and the update see the same rows.
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            let rows = sqlx::query_as(CLAIM_SQLITE)
-                .bind(node)
-                .bind(now)
-                .bind(worker)
-                .bind(until)
-                .bind(limit)
-                .fetch_all(&mut *tx)
+            // One write transaction: the select and the update see the same rows. Sent with
+            // its BEGIN and COMMIT in one hand-off.
+            let tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            let rows = tx
+                .commit_with(
+                    sqlx::query(CLAIM_SQLITE)
+                        .bind(node)
+                        .bind(now)
+                        .bind(worker)
+                        .bind(until)
+                        .bind(limit),
+                )
                 .await?;
-            tx.commit().await?;
-            rows
+            rows.iter()
+                .map(<Row as sqlx::FromRow<_>>::from_row)
+                .collect::<Result<_, _>>()?
         }
         Db::Postgres(p) => {
             sqlx::query_as(CLAIM_POSTGRES)

@@ -57,13 +57,14 @@ macro_rules! on_db {
     };
 }
 
-/// Runs `$body` with `$conn` bound to the transaction's connection (`&mut <Backend>Connection`).
+/// Runs `$body` with `$conn` bound to the transaction's executor (`&mut SqliteTx`, or
+/// `&mut PgConnection`).
 #[macro_export]
 macro_rules! on_tx {
     ($tx:expr, $conn:ident => $body:expr) => {
         match $tx {
             $crate::store::Tx::Sqlite(t) => {
-                let $conn = &mut **t;
+                let $conn = &mut *t;
                 $body
             }
             $crate::store::Tx::Postgres(t) => {
@@ -131,8 +132,9 @@ impl Db {
 
     /// Starts a transaction that may write.
     ///
-    /// SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
-    /// reads, then writes, fails with `SQLITE_BUSY` under concurrency instead of waiting.
+    /// SQLite takes the write lock up front (`BEGIN IMMEDIATE`, sent with the transaction's
+    /// first statement, see [`SqliteTx`]): a deferred transaction that reads, then writes,
+    /// fails with `SQLITE_BUSY` under concurrency instead of waiting.
     ///
     /// Safe to cancel at any point (a handler cut at its deadline, a job past its hard
     /// deadline, a shutdown): no transaction is left open on the connection. On PostgreSQL
@@ -140,8 +142,8 @@ impl Db {
     /// waiting for it would hand the connection back to the pool inside a transaction nobody
     /// owns, and every later statement on that connection would run in it, holding its locks
     /// and never committed. So the begin runs to its end on a task of its own: when the caller
-    /// is gone by then, the transaction is dropped there and rolls back. (SQLite's worker
-    /// thread rolls back a BEGIN nobody waits for.)
+    /// is gone by then, the transaction is dropped there and rolls back. (On SQLite a
+    /// transaction cancelled at any point leaves its rollback owed, run before anything else.)
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
@@ -230,6 +232,10 @@ fn sqlite_options(path: &Path) -> SqliteConnectOptions {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true)
+        // Every statement the service runs stays prepared (sqlx's default keeps 100): a
+        // transaction's first statement is cached again with its BEGIN in front, and one that
+        // ends a transaction with its COMMIT behind (`store::sqlite`).
+        .statement_cache_capacity(512)
 }
 
 fn postgres_options(

@@ -11,8 +11,22 @@
 //! What the pool gave and this keeps: the acquire timeout (`PoolTimedOut`), connecting
 //! lazily (a missing database does not stop the process from starting), a fresh connection
 //! after the old one broke, `PoolClosed` after [`SqliteDb::close`], and a transaction that is
-//! dropped without a commit rolls back before the next task's statements run (the rollback is
-//! queued on the connection's thread ahead of them).
+//! dropped without a commit rolls back before the next task's statements run.
+//!
+//! A transaction's `BEGIN IMMEDIATE` travels with its first statement, and
+//! [`SqliteTx::commit_with`] sends a last statement and the `COMMIT` together: every statement
+//! is a hand-off to the connection's thread and back, about 100 µs each on a loaded 2-core
+//! machine, and a purchase is seven transactions (BENCHMARKS.md). sqlx does not see these
+//! transactions (its own transaction depth stays 0), so rolling back is ours: see
+//! [`SqliteTx`].
+//!
+//! One lane jumps the queue: [`SqliteDb::acquire_ahead`], for intake's group commit. A
+//! webhook's 200 waits for that commit, and Telegram waits for the 200; behind every handler
+//! and sender task already queued, the ack's latency grew with the work in flight (the ack p99
+//! of BENCHMARKS.md). Ordinary tasks pass a turnstile before they queue for the connection, so
+//! at most one of them is ever waiting there: a task in the fast lane waits for the holder and
+//! that one task, never for the whole queue, and ordinary tasks still get the connection in
+//! arrival order between intake's commits.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -20,17 +34,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture};
 use futures::stream::{self, BoxStream};
+use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteQueryResult, SqliteRow, SqliteStatement, SqliteTransactionManager,
+    SqliteArguments, SqliteConnectOptions, SqliteQueryResult, SqliteRow, SqliteStatement,
     SqliteTypeInfo,
 };
 use sqlx::{
-    ConnectOptions, Connection, Either, Error, Execute, Executor, SqlSafeStr, SqlStr, Sqlite,
-    SqliteConnection,
+    AssertSqlSafe, ConnectOptions, Connection, Either, Error, Execute, Executor, SqlSafeStr,
+    SqlStr, Sqlite, SqliteConnection,
 };
-use sqlx_core::transaction::TransactionManager;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// The process's SQLite database: one connection behind a FIFO lock. Cloning is cheap.
@@ -45,6 +59,10 @@ struct Inner {
     acquire_timeout: Duration,
     /// `None` until the first use, and again after the connection broke.
     slot: Arc<Mutex<Option<SqliteConnection>>>,
+    /// Held by the one ordinary task waiting for `slot`; see the module's doc.
+    turnstile: Mutex<()>,
+    /// A transaction was dropped while open: the next holder rolls it back first.
+    rollback_owed: AtomicBool,
     connected: AtomicBool,
     closed: AtomicBool,
 }
@@ -57,6 +75,8 @@ impl SqliteDb {
                 options,
                 acquire_timeout,
                 slot: Arc::new(Mutex::new(None)),
+                turnstile: Mutex::new(()),
+                rollback_owed: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
             }),
@@ -66,10 +86,26 @@ impl SqliteDb {
     /// The connection, once every task queued before this one is done with it (at most the
     /// acquire timeout), connecting first if needed.
     pub async fn acquire(&self) -> Result<SqliteGuard, Error> {
+        self.acquire_in(Lane::Queue).await
+    }
+
+    /// The connection as soon as its holder and at most one queued ordinary task are done
+    /// with it: for work whose caller is waiting on the other end of a request (intake).
+    pub async fn acquire_ahead(&self) -> Result<SqliteGuard, Error> {
+        self.acquire_in(Lane::Ahead).await
+    }
+
+    async fn acquire_in(&self, lane: Lane) -> Result<SqliteGuard, Error> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::PoolClosed);
         }
-        let wait = self.inner.slot.clone().lock_owned();
+        let wait = async {
+            let _turn = match lane {
+                Lane::Queue => Some(self.inner.turnstile.lock().await),
+                Lane::Ahead => None,
+            };
+            self.inner.slot.clone().lock_owned().await
+        };
         let mut slot = tokio::time::timeout(self.inner.acquire_timeout, wait)
             .await
             .map_err(|_| Error::PoolTimedOut)?;
@@ -79,26 +115,36 @@ impl SqliteDb {
         if slot.is_none() {
             *slot = Some(self.inner.options.connect().await?);
             self.inner.connected.store(true, Ordering::Release);
+            // A new connection has no transaction to roll back.
+            self.inner.rollback_owed.store(false, Ordering::Release);
         }
-        Ok(SqliteGuard {
+        let mut conn = SqliteGuard {
             slot,
             db: self.inner.clone(),
-        })
+        };
+        if self.inner.rollback_owed.swap(false, Ordering::AcqRel) {
+            // Owed again if this is cancelled before it is done.
+            let owed = Owed(&self.inner.rollback_owed);
+            let r = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            std::mem::forget(owed);
+            match r {
+                // "no transaction is active": the statement that would have begun it failed
+                // or never ran, or its COMMIT went through after all.
+                Ok(_) | Err(Error::Database(_)) => {}
+                Err(e) => return Err(conn.after(e)),
+            }
+        }
+        Ok(conn)
     }
 
-    /// A write transaction opened with `statement` (`BEGIN IMMEDIATE`); dropping it without
-    /// [`SqliteTx::commit`] rolls it back.
+    /// A write transaction that begins with `statement` (`BEGIN IMMEDIATE`), sent with its
+    /// first statement; dropping it without [`SqliteTx::commit`] rolls it back.
     pub async fn begin_with(&self, statement: &'static str) -> Result<SqliteTx, Error> {
-        let mut conn = self.acquire().await?;
-        let begun =
-            SqliteTransactionManager::begin(&mut conn, Some(statement.into_sql_str())).await;
-        match begun {
-            Ok(()) => Ok(SqliteTx {
-                conn: Some(conn),
-                open: true,
-            }),
-            Err(e) => Err(conn.after(e)),
-        }
+        Ok(SqliteTx {
+            conn: Some(self.acquire().await?),
+            begin: statement,
+            begun: false,
+        })
     }
 
     /// 1 when the connection is open, else 0.
@@ -124,6 +170,21 @@ impl SqliteDb {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Lane {
+    Queue,
+    Ahead,
+}
+
+/// Sets the rollback flag again when dropped: a rollback that did not finish is still owed.
+struct Owed<'a>(&'a AtomicBool);
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The connection while one task holds it.
 pub struct SqliteGuard {
     slot: OwnedMutexGuard<Option<SqliteConnection>>,
@@ -141,7 +202,9 @@ impl SqliteGuard {
         e
     }
 
-    fn check<T>(self, r: Result<T, Error>) -> Result<T, Error> {
+    /// `r`, the outcome of a statement run on this connection, after [`SqliteGuard::after`]
+    /// looked at its error.
+    pub fn check<T>(self, r: Result<T, Error>) -> Result<T, Error> {
         r.map_err(|e| self.after(e))
     }
 }
@@ -174,63 +237,229 @@ impl std::fmt::Debug for SqliteGuard {
     }
 }
 
-/// An open transaction on the connection; the connection stays held until it ends.
+/// A write transaction on the connection, which stays held until the transaction ends.
+///
+/// Nothing is sent when it starts: its `BEGIN` goes in front of its first statement, and a
+/// transaction that ran no statement ends without a round trip. [`SqliteTx::commit_with`]
+/// sends the last statement and `COMMIT` as one. Run statements with `&mut tx` as the
+/// executor (`on_tx!` does).
+///
+/// Rolling back is ours, as sqlx does not know of the transaction: [`SqliteTx::rollback`]
+/// sends `ROLLBACK`; a transaction dropped while open (an error returned early, a task
+/// cancelled) leaves the rollback owed, which the connection's next holder runs before anything
+/// else, and a task is spawned to be that holder at once, so that the write lock is not kept
+/// for whoever comes next.
 #[derive(Debug)]
 pub struct SqliteTx {
-    /// Taken out only by `commit` and `rollback`, which consume the transaction.
+    /// Taken out only by `finish`, which consumes the transaction.
     conn: Option<SqliteGuard>,
-    open: bool,
+    begin: &'static str,
+    /// A statement carrying the `BEGIN` was sent (or is on its way): the transaction may be
+    /// open on the connection.
+    begun: bool,
 }
 
 impl SqliteTx {
     pub async fn commit(mut self) -> Result<(), Error> {
-        let r = SqliteTransactionManager::commit(&mut self).await;
-        self.finish(r)
+        if !self.begun {
+            return self.finish(Ok(()));
+        }
+        let r = sqlx::query("COMMIT").execute(self.connection()).await;
+        self.finish(r.map(|_| ()))
+    }
+
+    /// Runs `query` (one or more statements), then commits, in one hand-off to the
+    /// connection's thread, and returns the rows `query` returned. When `query` fails, nothing
+    /// is committed. A transaction whose only statement this is costs one hand-off in all.
+    pub async fn commit_with<'q, E>(mut self, query: E) -> Result<Vec<SqliteRow>, Error>
+    where
+        E: 'q + Execute<'q, Sqlite>,
+    {
+        let sent = match Sent::new(query, (!self.begun).then_some(self.begin), ";\nCOMMIT") {
+            Ok(sent) => sent,
+            Err(e) => return self.finish(Err(e)).map(|()| Vec::new()),
+        };
+        self.begun = true;
+        match self.connection().fetch_all(sent).await {
+            Ok(rows) => self.finish(Ok(())).map(|()| rows),
+            Err(e) => self.finish(Err(e)).map(|()| Vec::new()),
+        }
     }
 
     pub async fn rollback(mut self) -> Result<(), Error> {
-        let r = SqliteTransactionManager::rollback(&mut self).await;
+        if !self.begun {
+            return self.finish(Ok(()));
+        }
+        let r = match sqlx::query("ROLLBACK").execute(self.connection()).await {
+            // The statement that would have begun it failed or never ran.
+            Err(Error::Database(_)) => Ok(()),
+            r => r.map(|_| ()),
+        };
         self.finish(r)
     }
 
+    fn connection(&mut self) -> &mut SqliteConnection {
+        // Provably set: only `finish`, which consumes the transaction, takes it out.
+        #[allow(clippy::expect_used)]
+        self.conn
+            .as_mut()
+            .expect("an open transaction holds its connection")
+    }
+
+    /// Lets the connection go after a commit or rollback that ended as `r`; when that failed,
+    /// the transaction may still be open, and its rollback is owed.
     fn finish(mut self, r: Result<(), Error>) -> Result<(), Error> {
-        self.open = false;
+        if r.is_ok() {
+            self.begun = false;
+        }
+        self.release();
         match self.conn.take() {
             Some(conn) => conn.check(r),
             None => r,
+        }
+    }
+
+    /// Owes the rollback of a transaction that may be open, and spawns its next holder.
+    fn release(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        if !self.begun {
+            return;
+        }
+        self.begun = false;
+        conn.db.rollback_owed.store(true, Ordering::Release);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let db = SqliteDb {
+                inner: conn.db.clone(),
+            };
+            runtime.spawn(async move {
+                // Taking the connection runs the rollback; a failure is the next holder's.
+                let _ = db.acquire().await;
+            });
         }
     }
 }
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if self.open
-            && let Some(conn) = &mut self.conn
-        {
-            // Queued on the connection's thread ahead of whatever the next holder sends.
-            SqliteTransactionManager::start_rollback(conn);
-        }
+        self.release();
     }
 }
 
-impl Deref for SqliteTx {
-    type Target = SqliteConnection;
+/// A query as it is sent in a transaction: its text with the transaction's `BEGIN` in front
+/// (its first statement) or a `COMMIT` after it (its last), and its arguments. `$N`
+/// parameters are numbered across a multi-statement text, so the added statements leave the
+/// binds alone.
+struct Sent {
+    sql: SqlStr,
+    arguments: Option<SqliteArguments>,
+    persistent: bool,
+}
 
-    fn deref(&self) -> &SqliteConnection {
-        // Provably set: only `finish`, which consumes the transaction, takes it out.
-        #[allow(clippy::expect_used)]
-        self.conn
-            .as_ref()
-            .expect("an open transaction holds its connection")
+impl Sent {
+    fn new<'q, E: Execute<'q, Sqlite>>(
+        mut query: E,
+        begin: Option<&str>,
+        end: &str,
+    ) -> Result<Sent, Error> {
+        let arguments = query.take_arguments().map_err(Error::Encode)?;
+        let persistent = query.persistent();
+        let sql = query.sql();
+        let sql = match (begin, end) {
+            (None, "") => sql,
+            (begin, end) => {
+                let begin = begin.map(|b| format!("{b};\n")).unwrap_or_default();
+                AssertSqlSafe(format!("{begin}{}{end}", sql.as_str())).into_sql_str()
+            }
+        };
+        Ok(Sent {
+            sql,
+            arguments,
+            persistent,
+        })
     }
 }
 
-impl DerefMut for SqliteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+impl<'q> Execute<'q, Sqlite> for Sent {
+    fn sql(self) -> SqlStr {
+        self.sql
+    }
+
+    fn statement(&self) -> Option<&SqliteStatement> {
+        None
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<SqliteArguments>, BoxDynError> {
+        Ok(self.arguments.take())
+    }
+
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+}
+
+/// Statements in the transaction. The first carries the `BEGIN`, whose own result is left out
+/// of what the caller sees (its "rows affected" would be the previous statement's).
+impl<'c> Executor<'c> for &'c mut SqliteTx {
+    type Database = Sqlite;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<SqliteQueryResult, SqliteRow>, Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Sqlite>,
+    {
+        let first = !self.begun;
+        let sent = match Sent::new(query, first.then_some(self.begin), "") {
+            Ok(sent) => sent,
+            Err(e) => return Box::pin(stream::once(future::ready(Err(e)))),
+        };
+        let SqliteTx { conn, begun, .. } = self;
+        // Marked when the statement is sent: on the stream's first poll.
+        let mark = stream::once(async move {
+            *begun = true;
+            None::<Result<Either<SqliteQueryResult, SqliteRow>, Error>>
+        })
+        .filter_map(future::ready);
         #[allow(clippy::expect_used)]
-        self.conn
+        let conn: &'c mut SqliteConnection = conn
             .as_mut()
-            .expect("an open transaction holds its connection")
+            .expect("an open transaction holds its connection");
+        let mut skip_begin = first;
+        let results = conn.fetch_many(sent).filter(move |item| {
+            let begin_done = skip_begin && matches!(item, Ok(Either::Left(_)));
+            skip_begin = false;
+            future::ready(!begin_done)
+        });
+        Box::pin(mark.chain(results))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<SqliteRow>, Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Sqlite>,
+    {
+        let sent = Sent::new(query, (!self.begun).then_some(self.begin), "");
+        Box::pin(async move {
+            let sent = sent?;
+            self.begun = true;
+            self.connection().fetch_optional(sent).await
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [SqliteTypeInfo],
+    ) -> BoxFuture<'e, Result<SqliteStatement, Error>>
+    where
+        'c: 'e,
+    {
+        self.connection().prepare_with(sql, parameters)
     }
 }
 
@@ -330,6 +559,23 @@ mod tests {
         SqliteDb::new(options, timeout)
     }
 
+    /// A second, independent connection to the same file.
+    async fn another(dir: &tempfile::TempDir) -> tokio::sync::Mutex<SqliteConnection> {
+        let conn = SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .connect()
+            .await
+            .unwrap();
+        tokio::sync::Mutex::new(conn)
+    }
+
+    async fn sum(conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("SELECT COALESCE(SUM(x), 0) FROM t")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
     async fn count(db: &SqliteDb) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(db)
@@ -365,7 +611,7 @@ mod tests {
             .unwrap();
         let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
         sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .unwrap();
         drop(tx);
@@ -378,7 +624,7 @@ mod tests {
             async move {
                 let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
                 sqlx::query("INSERT INTO t VALUES (2)")
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await
                     .unwrap();
                 let _ = inserted.send(());
@@ -392,7 +638,7 @@ mod tests {
 
         let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
         sqlx::query("INSERT INTO t VALUES (3)")
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -401,6 +647,104 @@ mod tests {
             1,
             "the next transaction works and commits"
         );
+    }
+
+    #[tokio::test]
+    async fn a_transactions_begin_and_commit_travel_with_its_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, Duration::from_secs(5));
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1), (2), (3)")
+            .execute(&db)
+            .await
+            .unwrap();
+        // A transaction with no statement sends nothing and leaves nothing open.
+        db.begin_with("BEGIN IMMEDIATE")
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
+        // The first statement carries the BEGIN; what it reports is its own (BEGIN's "rows
+        // affected" would be the 3 of the insert above).
+        let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let r = sqlx::query("UPDATE t SET x = 10 WHERE x = 1")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(r.rows_affected(), 1);
+        let x: i64 = sqlx::query_scalar("SELECT x FROM t WHERE x = 10")
+            .fetch_one(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(x, 10, "the transaction sees its own write");
+        let other = another(&dir).await;
+        assert_eq!(
+            sum(&mut *other.lock().await).await,
+            6,
+            "not visible outside before the commit"
+        );
+        let rows = tx
+            .commit_with(sqlx::query("UPDATE t SET x = 20 WHERE x = 2 RETURNING x"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "commit_with returns its statement's rows");
+        assert_eq!(sum(&mut *other.lock().await).await, 33, "both committed");
+        // A transaction whose only statement is sent with its BEGIN and COMMIT.
+        let rows = db
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .unwrap()
+            .commit_with(sqlx::query("UPDATE t SET x = x + 1 RETURNING x"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(sum(&mut *other.lock().await).await, 36);
+        // A failing last statement commits nothing, and the connection goes on.
+        let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (100)")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        let e = tx
+            .commit_with(sqlx::query("INSERT INTO missing VALUES (1)"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no such table"), "{e}");
+        assert_eq!(count(&db).await, 3, "nothing of it committed");
+        assert_eq!(sum(&mut *other.lock().await).await, 36);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_transaction_lets_other_connections_write_without_waiting_for_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, Duration::from_secs(5));
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&db)
+            .await
+            .unwrap();
+        let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        drop(tx);
+        // Nothing uses `db` from here on: the rollback must still happen, or the other
+        // connection's write would wait for the write lock and time out.
+        let other = another(&dir).await;
+        let mut other = other.lock().await;
+        sqlx::query("PRAGMA busy_timeout = 5000")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        assert_eq!(sum(&mut other).await, 2, "ours rolled back, theirs written");
     }
 
     #[tokio::test]
@@ -451,5 +795,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(order, [0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn the_fast_lane_waits_for_the_holder_and_one_queued_task_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, Duration::from_secs(5));
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&db)
+            .await
+            .unwrap();
+        let first = db.acquire().await.unwrap();
+        let insert = |db: SqliteDb, x: i64, ahead: bool| async move {
+            let mut conn = if ahead {
+                db.acquire_ahead().await.unwrap()
+            } else {
+                db.acquire().await.unwrap()
+            };
+            let r = sqlx::query("INSERT INTO t VALUES ($1)")
+                .bind(x)
+                .execute(&mut *conn)
+                .await;
+            conn.check(r).unwrap();
+        };
+        let mut tasks = Vec::new();
+        for (x, ahead) in [(0, false), (1, false), (2, false), (100, true), (3, false)] {
+            tasks.push(tokio::spawn(insert(db.clone(), x, ahead)));
+            // As above: the new task runs until it waits, before the next is spawned.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        }
+        drop(first);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY rowid")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        assert_eq!(
+            order,
+            [0, 100, 1, 2, 3],
+            "the fast lane passes every ordinary task but the one already at the connection"
+        );
     }
 }

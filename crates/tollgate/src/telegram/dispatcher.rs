@@ -7,7 +7,7 @@
 //! end in a dead-letter state with their error and an admin alert, after which the chat
 //! moves on (B5). Delivery to handlers is at least once (a crash between a handler's commit
 //! and the completion mark re-runs it), so handlers make their effects idempotent with keys
-//! derived from `update_id` — or commit them together with [`inbox::complete_in`].
+//! derived from `update_id` — or commit them together with [`inbox::complete_and_commit`].
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -63,7 +63,7 @@ pub enum Handled {
     /// The dispatcher marks the update done.
     Done,
     /// The handler already marked it done in its own transaction (with
-    /// [`inbox::complete_in`]), together with its effects.
+    /// [`inbox::complete_and_commit`]), together with its effects.
     MarkedInTransaction,
 }
 

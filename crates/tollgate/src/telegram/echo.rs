@@ -118,8 +118,7 @@ impl Handler for EchoHandler {
             );
             queued = outbox::enqueue(&mut tx, &msg, now).await?;
         }
-        inbox::complete_in(&mut tx, update.update_id, now).await?;
-        tx.commit().await?;
+        inbox::complete_and_commit(tx, update.update_id, now).await?;
         if queued {
             ctx.outbox_wake.notify_one();
         }

@@ -55,47 +55,47 @@ pub async fn store_batch(
     updates: &[NewUpdate],
     now: Timestamp,
 ) -> Result<Vec<Stored>, sqlx::Error> {
-    if let Db::Postgres(p) = db {
-        let ids: Vec<i64> = updates.iter().map(|u| u.head.update_id).collect();
-        let chats: Vec<Option<i64>> = updates.iter().map(|u| u.head.chat_key).collect();
-        let kinds: Vec<&str> = updates.iter().map(|u| u.head.kind.as_str()).collect();
-        let payloads: Vec<&str> = updates.iter().map(|u| u.raw.as_str()).collect();
-        let inserted: Vec<i64> = sqlx::query_scalar(INSERT_MANY_POSTGRES)
-            .bind(&ids)
-            .bind(&chats)
-            .bind(&kinds)
-            .bind(&payloads)
-            .bind(now)
-            .fetch_all(p)
-            .await?;
-        let mut fresh: std::collections::HashSet<i64> = inserted.into_iter().collect();
-        // A batch can hold the same update twice (a redelivery racing the original): only
-        // its first occurrence counts as new.
-        return Ok(ids
-            .iter()
-            .map(|id| {
-                if fresh.remove(id) {
-                    Stored::New
-                } else {
-                    Stored::Duplicate
-                }
-            })
-            .collect());
-    }
-    // SQLite: the batch travels as one JSON array, so the whole batch is one statement (each
-    // statement is a round trip to the connection's worker thread).
-    let rows: Vec<serde_json::Value> = updates
-        .iter()
-        .map(|u| serde_json::json!([u.head.update_id, u.head.chat_key, u.head.kind, u.raw]))
-        .collect();
-    let batch = serde_json::Value::Array(rows).to_string();
-    let inserted: Vec<i64> = on_db!(db, p => sqlx::query_scalar(INSERT_MANY_SQLITE)
-        .bind(batch).bind(now).fetch_all(p).await)?;
+    let ids: Vec<i64> = updates.iter().map(|u| u.head.update_id).collect();
+    let inserted: Vec<i64> = match db {
+        Db::Postgres(p) => {
+            let chats: Vec<Option<i64>> = updates.iter().map(|u| u.head.chat_key).collect();
+            let kinds: Vec<&str> = updates.iter().map(|u| u.head.kind.as_str()).collect();
+            let payloads: Vec<&str> = updates.iter().map(|u| u.raw.as_str()).collect();
+            sqlx::query_scalar(INSERT_MANY_POSTGRES)
+                .bind(&ids)
+                .bind(&chats)
+                .bind(&kinds)
+                .bind(&payloads)
+                .bind(now)
+                .fetch_all(p)
+                .await?
+        }
+        // SQLite: the batch travels as one JSON array, so the whole batch is one statement
+        // (each statement is a round trip to the connection's worker thread). The webhook's
+        // 200 waits for it, so it goes ahead of the queued handlers and sends
+        // (`store::sqlite`).
+        Db::Sqlite(s) => {
+            let rows: Vec<serde_json::Value> = updates
+                .iter()
+                .map(|u| serde_json::json!([u.head.update_id, u.head.chat_key, u.head.kind, u.raw]))
+                .collect();
+            let batch = serde_json::Value::Array(rows).to_string();
+            let mut conn = s.acquire_ahead().await?;
+            let r = sqlx::query_scalar(INSERT_MANY_SQLITE)
+                .bind(batch)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await;
+            conn.check(r)?
+        }
+    };
     let mut fresh: std::collections::HashSet<i64> = inserted.into_iter().collect();
-    Ok(updates
+    // A batch can hold the same update twice (a redelivery racing the original): only its
+    // first occurrence counts as new.
+    Ok(ids
         .iter()
-        .map(|u| {
-            if fresh.remove(&u.head.update_id) {
+        .map(|id| {
+            if fresh.remove(id) {
                 Stored::New
             } else {
                 Stored::Duplicate
@@ -164,17 +164,21 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut rows: Vec<Claimed> = match db {
         Db::Sqlite(p) => {
-            // BEGIN IMMEDIATE: the claim reads then writes; take the write lock first.
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            let rows = sqlx::query_as(CLAIM_SQLITE)
-                .bind(now)
-                .bind(limit)
-                .bind(worker)
-                .bind(until)
-                .fetch_all(&mut *tx)
+            // BEGIN IMMEDIATE: the claim reads then writes; take the write lock first. The
+            // claim, its BEGIN and its COMMIT go in one hand-off.
+            let tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            let rows = tx
+                .commit_with(
+                    sqlx::query(CLAIM_SQLITE)
+                        .bind(now)
+                        .bind(limit)
+                        .bind(worker)
+                        .bind(until),
+                )
                 .await?;
-            tx.commit().await?;
-            rows
+            rows.iter()
+                .map(sqlx::FromRow::from_row)
+                .collect::<Result<_, _>>()?
         }
         Db::Postgres(p) => {
             sqlx::query_as(CLAIM_POSTGRES)
@@ -190,31 +194,68 @@ pub async fn claim(
     Ok(rows)
 }
 
-/// Marks claimed updates handled in one transaction. An update its handler already
-/// completed (with [`complete_in`]) is left as it is.
+/// Marks claimed updates handled, in one statement. An update its handler already completed
+/// (with [`complete_and_commit`]) is left as it is.
 pub async fn complete_all(
     db: &Db,
     update_ids: &[i64],
     worker: &str,
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    for id in update_ids {
-        on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
-             WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
-        ).bind(*id).bind(worker).bind(now).execute(c).await.map(|_| ()))?;
+    match db {
+        Db::Sqlite(p) => {
+            let ids = serde_json::Value::from(update_ids).to_string();
+            sqlx::query(
+                "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
+                 WHERE update_id IN (SELECT j.value FROM json_each($1) AS j)
+                   AND claimed_by = $2 AND status = 'pending'",
+            )
+            .bind(ids)
+            .bind(worker)
+            .bind(now)
+            .execute(p)
+            .await?;
+        }
+        Db::Postgres(p) => {
+            sqlx::query(
+                "UPDATE tg_inbox SET status = 'done', finished_at = $3, claimed_by = NULL, claimed_until = NULL
+                 WHERE update_id = ANY($1) AND claimed_by = $2 AND status = 'pending'",
+            )
+            .bind(update_ids)
+            .bind(worker)
+            .bind(now)
+            .execute(p)
+            .await?;
+        }
     }
-    tx.commit().await
+    Ok(())
 }
 
-/// Marks an update handled inside a handler's own transaction, so its effects and its
-/// completion commit together.
-pub async fn complete_in(tx: &mut Tx, update_id: i64, now: Timestamp) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE tg_inbox SET status = 'done', finished_at = $2, claimed_by = NULL, claimed_until = NULL
-         WHERE update_id = $1 AND status = 'pending'"
-    ).bind(update_id).bind(now).execute(c).await.map(|_| ()))
+const COMPLETE: &str =
+    "UPDATE tg_inbox SET status = 'done', finished_at = $2, claimed_by = NULL, claimed_until = NULL
+     WHERE update_id = $1 AND status = 'pending'";
+
+/// Marks an update handled as the last statement of its handler's transaction, and commits:
+/// its effects and its completion commit together (on SQLite in one hand-off).
+pub async fn complete_and_commit(
+    tx: Tx,
+    update_id: i64,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    match tx {
+        Tx::Sqlite(t) => t
+            .commit_with(sqlx::query(COMPLETE).bind(update_id).bind(now))
+            .await
+            .map(|_| ()),
+        Tx::Postgres(mut t) => {
+            sqlx::query(COMPLETE)
+                .bind(update_id)
+                .bind(now)
+                .execute(&mut *t)
+                .await?;
+            t.commit().await
+        }
+    }
 }
 
 /// Schedules a retry after a failed attempt.

@@ -175,16 +175,20 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut rows: Vec<Claimed> = match db {
         Db::Sqlite(p) => {
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            let rows = sqlx::query_as(CLAIM_SQLITE)
-                .bind(now)
-                .bind(limit)
-                .bind(worker)
-                .bind(until)
-                .fetch_all(&mut *tx)
+            // The claim, its BEGIN and its COMMIT in one hand-off.
+            let tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            let rows = tx
+                .commit_with(
+                    sqlx::query(CLAIM_SQLITE)
+                        .bind(now)
+                        .bind(limit)
+                        .bind(worker)
+                        .bind(until),
+                )
                 .await?;
-            tx.commit().await?;
-            rows
+            rows.iter()
+                .map(sqlx::FromRow::from_row)
+                .collect::<Result<_, _>>()?
         }
         Db::Postgres(p) => {
             sqlx::query_as(CLAIM_POSTGRES)
@@ -305,7 +309,7 @@ pub async fn finish_attempts(
             sqlx::query_scalar(FINISH_SQLITE)
                 .bind(batch)
                 .bind(worker)
-                .fetch_all(&mut **c)
+                .fetch_all(&mut *c)
                 .await?
         }
         Tx::Postgres(c) => {
@@ -345,64 +349,60 @@ pub async fn finish_attempts(
         .collect();
     spaced.sort_unstable();
     spaced.dedup();
-    match &mut tx {
+    let mut tx = match tx {
+        // The attempts and the spacing, one statement each, with the COMMIT in one hand-off
+        // (an empty array makes its statement a no-op).
         Tx::Sqlite(c) => {
-            if !recorded.is_empty() {
-                let batch = serde_json::Value::Array(
-                    recorded
-                        .iter()
-                        .map(|(a, r)| {
-                            serde_json::json!([
-                                a.id,
-                                a.outcome.label(),
-                                r.http_status.map(i32::from),
-                                r.error
-                            ])
-                        })
-                        .collect(),
-                )
-                .to_string();
-                sqlx::query(ATTEMPTS_SQLITE)
+            let batch = serde_json::Value::Array(
+                recorded
+                    .iter()
+                    .map(|(a, r)| {
+                        serde_json::json!([
+                            a.id,
+                            a.outcome.label(),
+                            r.http_status.map(i32::from),
+                            r.error
+                        ])
+                    })
+                    .collect(),
+            )
+            .to_string();
+            let chats = serde_json::Value::from(spaced).to_string();
+            c.commit_with(
+                sqlx::query(RECORDS_SQLITE)
                     .bind(batch)
                     .bind(now)
-                    .execute(&mut **c)
-                    .await?;
-            }
-            if !spaced.is_empty() {
-                let chats = serde_json::Value::from(spaced).to_string();
-                sqlx::query(SPACING_SQLITE)
                     .bind(chats)
-                    .bind(not_before)
-                    .execute(&mut **c)
-                    .await?;
-            }
+                    .bind(not_before),
+            )
+            .await?;
+            return Ok(kept);
         }
-        Tx::Postgres(c) => {
-            if !recorded.is_empty() {
-                let ids: Vec<i64> = recorded.iter().map(|(a, _)| a.id).collect();
-                let labels: Vec<&str> = recorded.iter().map(|(a, _)| a.outcome.label()).collect();
-                let statuses: Vec<Option<i32>> = recorded
-                    .iter()
-                    .map(|(_, r)| r.http_status.map(i32::from))
-                    .collect();
-                let errors: Vec<Option<&str>> = recorded.iter().map(|(_, r)| r.error).collect();
-                sqlx::query(ATTEMPTS_POSTGRES)
-                    .bind(&ids)
-                    .bind(&labels)
-                    .bind(&statuses)
-                    .bind(&errors)
-                    .bind(now)
-                    .execute(&mut **c)
-                    .await?;
-            }
-            if !spaced.is_empty() {
-                sqlx::query(SPACING_POSTGRES)
-                    .bind(&spaced)
-                    .bind(not_before)
-                    .execute(&mut **c)
-                    .await?;
-            }
-        }
+        Tx::Postgres(c) => c,
+    };
+    if !recorded.is_empty() {
+        let ids: Vec<i64> = recorded.iter().map(|(a, _)| a.id).collect();
+        let labels: Vec<&str> = recorded.iter().map(|(a, _)| a.outcome.label()).collect();
+        let statuses: Vec<Option<i32>> = recorded
+            .iter()
+            .map(|(_, r)| r.http_status.map(i32::from))
+            .collect();
+        let errors: Vec<Option<&str>> = recorded.iter().map(|(_, r)| r.error).collect();
+        sqlx::query(ATTEMPTS_POSTGRES)
+            .bind(&ids)
+            .bind(&labels)
+            .bind(&statuses)
+            .bind(&errors)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !spaced.is_empty() {
+        sqlx::query(SPACING_POSTGRES)
+            .bind(&spaced)
+            .bind(not_before)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(kept)
@@ -432,12 +432,16 @@ FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6
 WHERE outbox.id = b.id AND outbox.claimed_by = $8 AND outbox.status = 'pending'
 RETURNING outbox.id";
 
-/// `[outbox_id, outcome, http_status, detail]` per recorded attempt, in batch order.
-const ATTEMPTS_SQLITE: &str = "
+/// The attempts (`$1`: a JSON array of `[outbox_id, outcome, http_status, detail]`, at `$2`)
+/// and the per-chat spacing (`$3`: a JSON array of chat ids, not before `$4`).
+const RECORDS_SQLITE: &str = "
 INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
 SELECT j.value ->> 0, $2, j.value ->> 1, j.value ->> 2, j.value ->> 3
-FROM json_each($1) AS j ORDER BY j.key";
+FROM json_each($1) AS j ORDER BY j.key;
+UPDATE outbox SET next_attempt_at = $4
+WHERE chat_id IN (SELECT j.value FROM json_each($3) AS j) AND status = 'pending' AND next_attempt_at < $4";
 
+/// `[outbox_id, outcome, http_status, detail]` per recorded attempt, in batch order.
 const ATTEMPTS_POSTGRES: &str = "
 INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
 SELECT a.id, $5, a.outcome, a.http_status, a.detail
@@ -446,10 +450,6 @@ FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INTEGER[], $4::TEXT[]) WITH ORDINALITY
 ORDER BY a.n";
 
 /// The chats whose head was just sent: their other messages wait for the spacing.
-const SPACING_SQLITE: &str = "
-UPDATE outbox SET next_attempt_at = $2
-WHERE chat_id IN (SELECT j.value FROM json_each($1) AS j) AND status = 'pending' AND next_attempt_at < $2";
-
 const SPACING_POSTGRES: &str = "
 UPDATE outbox SET next_attempt_at = $2
 WHERE chat_id = ANY($1::BIGINT[]) AND status = 'pending' AND next_attempt_at < $2";

@@ -16,11 +16,11 @@ use telegram_emulator::{
     ControlClient, Emulator, EmulatorConfig, FaultKind, NewUser, RunningEmulator,
 };
 use tollgate::app::{AppOptions, RunningApp};
-use tollgate::on_db;
-use tollgate::store::Db;
+use tollgate::store::{Db, Tx};
 use tollgate::telegram::echo::EchoHandler;
 use tollgate::telegram::outbox::{self, OutboxMessage, Priority};
 use tollgate::time::{Clock, SystemClock};
+use tollgate::{on_db, on_tx};
 
 use crate::common::proxy::TcpProxy;
 use crate::common::service::http_client;
@@ -318,15 +318,25 @@ async fn transactions_older_than(db: &Db, age: Duration) -> Vec<String> {
         .fetch_all(p)
         .await
         .unwrap(),
-        Db::Sqlite(_) => match tokio::time::timeout(age, db.begin()).await {
-            Ok(Ok(tx)) => {
-                tx.commit().await.unwrap();
-                Vec::new()
-            }
+        // A statement makes the transaction take the write lock (`BEGIN IMMEDIATE`).
+        Db::Sqlite(_) => match tokio::time::timeout(age, take_write_lock(db)).await {
+            Ok(Ok(())) => Vec::new(),
             Ok(Err(e)) => vec![format!("cannot begin: {e}")],
             Err(_) => vec![format!("the write lock is held for over {age:?}")],
         },
     }
+}
+
+/// Begins a write transaction and runs a statement in it, which takes SQLite's write lock;
+/// returns the transaction.
+async fn write_transaction(db: &Db) -> Result<Tx, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, c => sqlx::query("SELECT 1").execute(c).await.map(|_| ()))?;
+    Ok(tx)
+}
+
+async fn take_write_lock(db: &Db) -> Result<(), sqlx::Error> {
+    write_transaction(db).await?.commit().await
 }
 
 // RELIABILITY C1: no transaction is held across a call to Telegram. While the sender's
@@ -341,7 +351,7 @@ db_test!(async fn no_transaction_stays_open_while_a_telegram_call_hangs(t) {
     let a = started_user(&tg, "A").await;
     let app = echo_cutting_calls_at(t, &emu, CALL_TIMEOUT).await;
     // The look sees a transaction held that long (the test's own, here).
-    let held = t.db.begin().await.unwrap();
+    let held = write_transaction(&t.db).await.unwrap();
     tokio::time::sleep(OPEN + Duration::from_millis(500)).await;
     let seen = transactions_older_than(&t.another_pool(), OPEN).await;
     assert!(!seen.is_empty(), "the look must see a held transaction");

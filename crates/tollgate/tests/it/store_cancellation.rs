@@ -73,22 +73,33 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
     let subject = Db::connect_lazy(&DatabaseSettings { max_connections: 1, ..settings(url) }).unwrap();
     write(&subject, "warm-up").await;
 
+    // A transaction's start: its begin and first statement (on SQLite the BEGIN travels with
+    // that statement; on PostgreSQL it is a round trip of its own).
+    let start = |key: String| {
+        let subject = subject.clone();
+        async move {
+            let mut tx = subject.begin().await.unwrap();
+            write_in(&mut tx, &key).await;
+            tx
+        }
+    };
     let mut cancelled = [0_usize; 2];
     for polls in 1..=8 {
         for round in 0..10 {
-            // Cancelled while beginning.
-            if let Some(tx) = cancel_after(subject.begin(), polls).await {
-                drop(tx.unwrap());
-            } else {
-                cancelled[0] += 1;
+            // Cancelled while starting; never committed either way.
+            let inside = format!("started-{polls}-{round}");
+            match cancel_after(start(inside.clone()), polls).await {
+                Some(tx) => drop(tx),
+                None => cancelled[0] += 1,
             }
-            let key = format!("after-begin-{polls}-{round}");
+            let key = format!("after-start-{polls}-{round}");
             write(&subject, &key).await;
             assert!(
                 committed(&t.db, &key).await,
-                "a write after a begin cancelled at poll {polls} is not committed: \
+                "a write after a start cancelled at poll {polls} is not committed: \
                  the connection was handed on inside a transaction"
             );
+            assert!(!committed(&t.db, &inside).await, "a transaction never committed is in");
 
             // Cancelled while committing: the transaction's own write may or may not be
             // in, but the next caller's is, and on its own.
@@ -106,19 +117,21 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
             );
         }
     }
-    // Cancelled after the database began the transaction, before the caller read that.
+    // Cancelled after the database ran the start, before the caller read that.
     let mut unread = 0;
     for round in 0..20 {
-        match cancel_unread(subject.begin()).await {
-            Some(tx) => drop(tx.unwrap()),
+        let inside = format!("unread-start-{round}");
+        match cancel_unread(start(inside.clone())).await {
+            Some(tx) => drop(tx),
             None => unread += 1,
         }
-        let key = format!("after-unread-begin-{round}");
+        let key = format!("after-unread-start-{round}");
         write(&subject, &key).await;
         assert!(
             committed(&t.db, &key).await,
-            "a write after a begin whose answer was never read is not committed"
+            "a write after a start whose answer was never read is not committed"
         );
+        assert!(!committed(&t.db, &inside).await, "a transaction never committed is in");
         // And the connection still starts transactions.
         let mut tx = subject.begin().await.unwrap();
         let inside = format!("inside-unread-{round}");
@@ -132,7 +145,7 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
     let total = cancelled[0] + cancelled[1] + unread;
     assert!(
         total >= 10,
-        "cancellations (begin, commit, unread begin): {cancelled:?}, {unread}"
+        "cancellations (start, commit, unread start): {cancelled:?}, {unread}"
     );
     subject.close().await;
 });
