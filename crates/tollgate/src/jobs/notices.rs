@@ -385,16 +385,16 @@ impl Notices {
         let step = self.step(d, now)?;
         let done = match conn {
             Held::Sqlite(db) => {
-                let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
-                let matched: Vec<i64> = bind_item!(sqlx::query_scalar(ITEM_SQLITE), d, step, now)
-                    .fetch_all(&mut tx)
+                // The item, its BEGIN and its COMMIT in one hand-off. When the row changed
+                // since it was read, nothing matched and nothing was written: the key change
+                // needs the advance's row, and the message needs the row in its new state,
+                // which only this step (or another instance's identical one, whose message has
+                // the same dedupe key) puts it in.
+                let tx = db.begin_with("BEGIN IMMEDIATE").await?;
+                let matched = tx
+                    .commit_with(bind_item!(sqlx::query(ITEM_SQLITE), d, step, now))
                     .await?;
-                if matched.is_empty() {
-                    tx.rollback().await?;
-                    return Ok(Handled::Changed);
-                }
-                tx.commit().await?;
-                true
+                !matched.is_empty()
             }
             Held::Postgres(c) => {
                 let (n, _): (i64, String) = bind_item!(sqlx::query_as(ITEM_POSTGRES), d, step, now)

@@ -20,6 +20,14 @@
 //! transactions (its own transaction depth stays 0), so rolling back is ours: see
 //! [`SqliteTx`].
 //!
+//! Checkpoints run beside the connection, not on it. SQLite copies the WAL back into the
+//! database (a checkpoint, with its `fsync`) inside whichever commit crosses
+//! `wal_autocheckpoint`; on the one shared connection every task queued behind that commit
+//! waited for it, and a webhook's 200 with them. A task of the [`SqliteDb`] runs a `PASSIVE`
+//! checkpoint from a connection of its own every [`CHECKPOINT_INTERVAL`] (it never waits for
+//! the writer), so the WAL stays short; the connection's own threshold is raised to
+//! [`CHECKPOINT_BACKSTOP`] pages and only matters when that task falls behind.
+//!
 //! One lane jumps the queue: [`SqliteDb::acquire_ahead`], for intake's group commit. A
 //! webhook's 200 waits for that commit, and Telegram waits for the 200; behind every handler
 //! and sender task already queued, the ack's latency grew with the work in flight (the ack p99
@@ -29,8 +37,8 @@
 //! arrival order between intake's commits.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -65,7 +73,16 @@ struct Inner {
     rollback_owed: AtomicBool,
     connected: AtomicBool,
     closed: AtomicBool,
+    /// The checkpointer task was started (with the first connection).
+    checkpointing: AtomicBool,
 }
+
+/// How often the checkpointer copies the WAL back into the database.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The WAL size, in pages, at which the shared connection checkpoints by itself (SQLite's
+/// default is 1,000): only when the checkpointer falls behind.
+pub const CHECKPOINT_BACKSTOP: u32 = 10_000;
 
 impl SqliteDb {
     /// Does not connect: the first use does.
@@ -79,6 +96,7 @@ impl SqliteDb {
                 rollback_owed: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                checkpointing: AtomicBool::new(false),
             }),
         }
     }
@@ -113,7 +131,18 @@ impl SqliteDb {
             return Err(Error::PoolClosed);
         }
         if slot.is_none() {
-            *slot = Some(self.inner.options.connect().await?);
+            let mut conn = self.inner.options.connect().await?;
+            let backstop = format!("PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP}");
+            sqlx::query(AssertSqlSafe(backstop))
+                .execute(&mut conn)
+                .await?;
+            *slot = Some(conn);
+            if !self.inner.checkpointing.swap(true, Ordering::AcqRel) {
+                tokio::spawn(checkpoint_beside(
+                    Arc::downgrade(&self.inner),
+                    self.inner.options.clone(),
+                ));
+            }
             self.inner.connected.store(true, Ordering::Release);
             // A new connection has no transaction to roll back.
             self.inner.rollback_owed.store(false, Ordering::Release);
@@ -167,6 +196,41 @@ impl SqliteDb {
         if let Some(conn) = conn {
             let _ = conn.close().await;
         }
+    }
+}
+
+/// Runs a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`] from a connection of its own
+/// until the database is closed or dropped (see the module doc). A failure is logged and the
+/// connection opened afresh next time; the shared connection's backstop keeps the WAL bounded
+/// meanwhile.
+async fn checkpoint_beside(db: Weak<Inner>, options: SqliteConnectOptions) {
+    let mut conn: Option<SqliteConnection> = None;
+    loop {
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        match db.upgrade() {
+            Some(inner) if !inner.closed.load(Ordering::Acquire) => {}
+            _ => break,
+        }
+        if conn.is_none() {
+            match options.connect().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the checkpoint connection; the WAL grows until it can");
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = &mut conn
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *c)
+                .await
+        {
+            tracing::warn!(error = %e, "a WAL checkpoint failed; trying again");
+            conn = None;
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
 
@@ -745,6 +809,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sum(&mut other).await, 2, "ours rolled back, theirs written");
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_copied_back_beside_the_connection_not_by_its_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, Duration::from_secs(5));
+        let threshold: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(threshold, i64::from(CHECKPOINT_BACKSTOP));
+        sqlx::query("CREATE TABLE b (x BLOB)")
+            .execute(&db)
+            .await
+            .unwrap();
+        // About 2,000 pages: past SQLite's default threshold, short of the backstop, so only
+        // the checkpointer copies them into the database file.
+        for _ in 0..20 {
+            let tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            tx.commit_with(sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+                 INSERT INTO b SELECT randomblob(4000) FROM n",
+            ))
+            .await
+            .unwrap();
+        }
+        let file = dir.path().join("t.db");
+        let mut size = 0;
+        for _ in 0..100 {
+            size = std::fs::metadata(&file).unwrap().len();
+            if size >= 8_000_000 {
+                break;
+            }
+            tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        }
+        assert!(
+            size >= 8_000_000,
+            "the database file holds {size} bytes after 10 s"
+        );
     }
 
     #[tokio::test]
