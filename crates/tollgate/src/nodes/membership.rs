@@ -188,20 +188,15 @@ pub async fn claim(
         Db::Sqlite(p) => {
             // One write transaction: the select and the update see the same rows. Sent with
             // its BEGIN and COMMIT in one hand-off.
-            let tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            let rows = tx
-                .commit_with(
-                    sqlx::query(CLAIM_SQLITE)
-                        .bind(node)
-                        .bind(now)
-                        .bind(worker)
-                        .bind(until)
-                        .bind(limit),
-                )
-                .await?;
-            rows.iter()
-                .map(<Row as sqlx::FromRow<_>>::from_row)
-                .collect::<Result<_, _>>()?
+            p.write_rows(
+                sqlx::query(CLAIM_SQLITE)
+                    .bind(node)
+                    .bind(now)
+                    .bind(worker)
+                    .bind(until)
+                    .bind(limit),
+            )
+            .await?
         }
         Db::Postgres(p) => {
             sqlx::query_as(CLAIM_POSTGRES)

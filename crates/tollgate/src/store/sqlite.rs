@@ -176,6 +176,19 @@ impl SqliteDb {
         })
     }
 
+    /// `query` as a write transaction of its own (`BEGIN IMMEDIATE`, the statement and
+    /// `COMMIT` in one hand-off), its rows read as `T`: for a statement that reads and then
+    /// writes, such as a claim.
+    pub async fn write_rows<'q, T, E>(&self, query: E) -> Result<Vec<T>, Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, SqliteRow>,
+        E: 'q + Execute<'q, Sqlite>,
+    {
+        let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = tx.commit_with(query).await?;
+        rows.iter().map(T::from_row).collect()
+    }
+
     /// 1 when the connection is open, else 0.
     pub fn size(&self) -> u32 {
         u32::from(self.inner.connected.load(Ordering::Acquire))
@@ -640,6 +653,16 @@ mod tests {
             .unwrap()
     }
 
+    /// A database in `dir` with an empty table `t (x INTEGER)`.
+    async fn with_table(dir: &tempfile::TempDir) -> SqliteDb {
+        let db = db(dir, Duration::from_secs(5));
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&db)
+            .await
+            .unwrap();
+        db
+    }
+
     async fn count(db: &SqliteDb) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(db)
@@ -668,11 +691,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_or_aborted_transaction_rolls_back_before_the_next_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir, Duration::from_secs(5));
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&db)
-            .await
-            .unwrap();
+        let db = with_table(&dir).await;
         let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
         sqlx::query("INSERT INTO t VALUES (1)")
             .execute(&mut tx)
@@ -716,11 +735,7 @@ mod tests {
     #[tokio::test]
     async fn a_transactions_begin_and_commit_travel_with_its_statements() {
         let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir, Duration::from_secs(5));
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&db)
-            .await
-            .unwrap();
+        let db = with_table(&dir).await;
         sqlx::query("INSERT INTO t VALUES (1), (2), (3)")
             .execute(&db)
             .await
@@ -785,11 +800,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_transaction_lets_other_connections_write_without_waiting_for_ours() {
         let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir, Duration::from_secs(5));
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&db)
-            .await
-            .unwrap();
+        let db = with_table(&dir).await;
         let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
         sqlx::query("INSERT INTO t VALUES (1)")
             .execute(&mut tx)
@@ -868,11 +879,7 @@ mod tests {
     #[tokio::test]
     async fn waiting_tasks_get_the_connection_in_arrival_order() {
         let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir, Duration::from_secs(5));
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&db)
-            .await
-            .unwrap();
+        let db = with_table(&dir).await;
         let first = db.acquire().await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..5_i64 {
@@ -903,11 +910,7 @@ mod tests {
     #[tokio::test]
     async fn the_fast_lane_waits_for_the_holder_and_one_queued_task_only() {
         let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir, Duration::from_secs(5));
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&db)
-            .await
-            .unwrap();
+        let db = with_table(&dir).await;
         let first = db.acquire().await.unwrap();
         let insert = |db: SqliteDb, x: i64, ahead: bool| async move {
             let mut conn = if ahead {

@@ -176,19 +176,14 @@ pub async fn claim(
     let mut rows: Vec<Claimed> = match db {
         Db::Sqlite(p) => {
             // The claim, its BEGIN and its COMMIT in one hand-off.
-            let tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            let rows = tx
-                .commit_with(
-                    sqlx::query(CLAIM_SQLITE)
-                        .bind(now)
-                        .bind(limit)
-                        .bind(worker)
-                        .bind(until),
-                )
-                .await?;
-            rows.iter()
-                .map(sqlx::FromRow::from_row)
-                .collect::<Result<_, _>>()?
+            p.write_rows(
+                sqlx::query(CLAIM_SQLITE)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(worker)
+                    .bind(until),
+            )
+            .await?
         }
         Db::Postgres(p) => {
             sqlx::query_as(CLAIM_POSTGRES)
