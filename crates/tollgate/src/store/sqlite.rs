@@ -876,20 +876,25 @@ mod tests {
         assert!(matches!(e, Error::PoolClosed), "{e}");
     }
 
-    #[tokio::test]
-    async fn waiting_tasks_get_the_connection_in_arrival_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = with_table(&dir).await;
+    /// Queues an insert of each `(x, ahead)` into `t` — in the fast lane when `ahead` — in
+    /// that order while the connection is held, lets it go, and returns the order the inserts
+    /// got the connection in.
+    async fn order_of_turns(db: &SqliteDb, inserts: &[(i64, bool)]) -> Vec<i64> {
         let first = db.acquire().await.unwrap();
         let mut tasks = Vec::new();
-        for i in 0..5_i64 {
+        for &(x, ahead) in inserts {
             let db = db.clone();
             tasks.push(tokio::spawn(async move {
-                sqlx::query("INSERT INTO t VALUES ($1)")
-                    .bind(i)
-                    .execute(&db)
-                    .await
-                    .unwrap();
+                let mut conn = if ahead {
+                    db.acquire_ahead().await.unwrap()
+                } else {
+                    db.acquire().await.unwrap()
+                };
+                let r = sqlx::query("INSERT INTO t VALUES ($1)")
+                    .bind(x)
+                    .execute(&mut *conn)
+                    .await;
+                conn.check(r).unwrap();
             }));
             // On this single-threaded runtime, yielding lets the new task run until it
             // waits on the lock, before the next one is spawned.
@@ -900,47 +905,27 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        let order: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY rowid")
-            .fetch_all(&db)
+        sqlx::query_scalar("SELECT x FROM t ORDER BY rowid")
+            .fetch_all(db)
             .await
-            .unwrap();
-        assert_eq!(order, [0, 1, 2, 3, 4]);
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn waiting_tasks_get_the_connection_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = with_table(&dir).await;
+        let inserts: Vec<(i64, bool)> = (0..5).map(|x| (x, false)).collect();
+        assert_eq!(order_of_turns(&db, &inserts).await, [0, 1, 2, 3, 4]);
     }
 
     #[tokio::test]
     async fn the_fast_lane_waits_for_the_holder_and_one_queued_task_only() {
         let dir = tempfile::tempdir().unwrap();
         let db = with_table(&dir).await;
-        let first = db.acquire().await.unwrap();
-        let insert = |db: SqliteDb, x: i64, ahead: bool| async move {
-            let mut conn = if ahead {
-                db.acquire_ahead().await.unwrap()
-            } else {
-                db.acquire().await.unwrap()
-            };
-            let r = sqlx::query("INSERT INTO t VALUES ($1)")
-                .bind(x)
-                .execute(&mut *conn)
-                .await;
-            conn.check(r).unwrap();
-        };
-        let mut tasks = Vec::new();
-        for (x, ahead) in [(0, false), (1, false), (2, false), (100, true), (3, false)] {
-            tasks.push(tokio::spawn(insert(db.clone(), x, ahead)));
-            // As above: the new task runs until it waits, before the next is spawned.
-            tokio::task::yield_now().await;
-            tokio::task::yield_now().await;
-        }
-        drop(first);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let order: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY rowid")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+        let inserts = [(0, false), (1, false), (2, false), (100, true), (3, false)];
         assert_eq!(
-            order,
+            order_of_turns(&db, &inserts).await,
             [0, 100, 1, 2, 3],
             "the fast lane passes every ordinary task but the one already at the connection"
         );
