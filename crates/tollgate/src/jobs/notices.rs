@@ -14,6 +14,7 @@
 //! serialized — and its messages are outbox rows keyed by (subscription, period, event).
 //! Reachability (`bot_blocked_at`) plays no part: a blocked user still expires (D6).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +52,35 @@ pub const DUE_QUERY: &str =
      ORDER BY s.next_notice_at LIMIT $2";
 /// A subscription whose notice failed comes due again after this long.
 pub const ITEM_RETRY: Duration = Duration::from_secs(15 * 60);
-/// Subscriptions handled at once on PostgreSQL (each its own transaction; rows are disjoint).
-/// Half the pool at most, so the bot and the other jobs keep connections.
+/// Subscriptions per call to SQLite's connection ([`items_sqlite`]): a chunk shares one
+/// hand-off and one commit, whose WAL frames then carry each touched page once instead of
+/// once per subscription. The connection is held meanwhile (a few ms), so the bot's updates
+/// still get their turns between chunks. Only this size and single items are sent, so the
+/// connection caches the statements of two texts, not of every size.
+const CHUNK_SQLITE: usize = 25;
+
+/// `n` items of [`ITEM_SQLITE`] in one text, item `k`'s parameters renumbered to
+/// `$(16k+1)`–`$(16k+16)`.
+fn items_sqlite(n: usize) -> String {
+    let mut out = String::with_capacity(ITEM_SQLITE.len() * n);
+    for k in 0..n {
+        let mut rest = ITEM_SQLITE;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let number: usize = rest[..digits].parse().unwrap_or(0);
+            out.push_str(&(16 * k + number).to_string());
+            rest = &rest[digits..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
+/// Chunks handled at once on PostgreSQL (rows are disjoint). Half the pool at most, so the
+/// bot and the other jobs keep connections.
 const POSTGRES_IN_FLIGHT: u32 = 4;
 
 /// The row is still exactly as read by [`DUE_QUERY`] (`$1` id, `$2` key, `$3` stage, `$4`
@@ -80,22 +108,8 @@ macro_rules! advance_sql {
     };
 }
 
-/// [`advance_sql`] for PostgreSQL: a row locked by someone else (a renewal in progress, a
-/// replica on the same row, a transaction of a killed process not yet rolled back) is skipped
-/// rather than waited for — it stays due and comes back in a later batch.
-macro_rules! advance_postgres_sql {
-    () => {
-        concat!(
-            "UPDATE subscriptions SET notice_stage = $8, next_notice_at = $9
-             WHERE id = (SELECT id FROM subscriptions WHERE ",
-            unchanged_sql!(),
-            " FOR UPDATE SKIP LOCKED)"
-        )
-    };
-}
-
 /// SQLite does an item's three statements in one call to its connection's thread (parameters
-/// as in [`ITEM_POSTGRES`]), inside a `BEGIN IMMEDIATE` transaction: each call is a hand-off
+/// as [`bind_item`] binds them), inside a `BEGIN IMMEDIATE` transaction: each call is a hand-off
 /// between threads, which costs more here than the statements. The update returns the id when
 /// it matched; the membership change runs only if it did (`changes()` is the count of the
 /// statement before), the message only if the row now carries the new stage (else a replica
@@ -112,8 +126,11 @@ const ITEM_SQLITE: &str = concat!(
      ON CONFLICT (dedupe_key) DO NOTHING;"
 );
 
-/// Binds an item's parameters `$1`–`$16` ([`ITEM_SQLITE`], [`ITEM_POSTGRES`]) for a [`Due`]
-/// row, its [`Step`] and `now`.
+/// Binds the parameters of [`ITEM_SQLITE`] for a [`Due`] row, its [`Step`] and `now`: the row
+/// as read (`$1` id, `$2` key, `$3` stage, `$4` next, `$5` expiry, `$6` notice_from, `$7`
+/// revoked_at), the step (`$8` stage, `$9` next), `$10` now, `$11` whether it expires, and
+/// the message (`$12` dedupe key, NULL for none, `$13` chat, `$14` priority, `$15` method,
+/// `$16` parameters).
 macro_rules! bind_item {
     ($q:expr, $d:expr, $step:expr, $now:expr) => {{
         let m = $step.message.as_ref();
@@ -136,23 +153,17 @@ macro_rules! bind_item {
     }};
 }
 
-/// PostgreSQL does a whole item in one statement — one round trip, its own transaction:
-/// [`advance_postgres_sql`], then (only if it matched) the expiry's membership change (`$11`, the
-/// statement `access::expire` uses) and the message (`$12` dedupe key, NULL for
-/// none; the columns of `outbox::enqueue`). Like every item it need not wait for its WAL
-/// flush: it is derived from the row and redone if a crash loses it (all of it, never half).
-const ITEM_POSTGRES: &str = concat!(
-    "WITH s AS (",
-    advance_postgres_sql!(),
-    " RETURNING id),
-     m AS (",
-    retire_keys_sql!("$1", "$2", "$10", "TRUE"),
-    " AND $11 AND EXISTS (SELECT 1 FROM s) RETURNING 1),
-     o AS (INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-           SELECT $12, $13, $14, $15, $16, 'pending', 0, $10, $10 FROM s WHERE $12 IS NOT NULL
-           ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1)
-     SELECT CAST((SELECT COUNT(*) FROM s) AS BIGINT), set_config('synchronous_commit', 'off', true)"
-);
+/// PostgreSQL does a chunk of items in one call of `notice_items` (migration 0007), each
+/// item in its own subtransaction — a savepoint, so one item's error rolls back that item only
+/// and comes back as its outcome (RELIABILITY C3). Per item it does what [`ITEM_SQLITE`] does,
+/// except that a row locked by someone else (a renewal in progress, a transaction of a killed
+/// process not yet rolled back) is skipped rather than waited for: it stays due and comes back
+/// in a later batch. Parameters are arrays, one element per item (see [`Notices::chunk`]).
+const CHUNK_POSTGRES: &str = "SELECT item_id, outcome FROM notice_items($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+/// Items per `notice_items` call. Each item's subtransaction takes a subtransaction id, and
+/// PostgreSQL keeps up to 64 of a transaction's in shared memory (beyond that, other sessions'
+/// snapshots look them up on disk), so a chunk stays below that.
+const CHUNK: usize = 50;
 
 /// One event of a period's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,9 +283,10 @@ impl Notices {
 
     /// [`Notices::run_batch`] that stops taking new subscriptions once `stop` is cancelled.
     ///
-    /// Each subscription is its own transaction (RELIABILITY C3), computed from the row read
-    /// by the batch query and applied only if the row is unchanged ([`advance_sql`]).
-    /// PostgreSQL handles a few at once; SQLite has one writer. A subscription that fails for
+    /// Each subscription is its own transaction on SQLite and its own subtransaction of a
+    /// chunk's on PostgreSQL (RELIABILITY C3), computed from the row read by the batch query
+    /// and applied only if the row is unchanged ([`advance_sql`]). PostgreSQL handles a few
+    /// chunks at once; SQLite has one writer. A subscription that fails for
     /// a reason other than the database being unreachable (a bad row) does not hold up the
     /// others: it is put back by [`ITEM_RETRY`] and logged, the batch goes on, and the
     /// iteration ends in `error`.
@@ -291,19 +303,53 @@ impl Notices {
                 (pool / 2).clamp(1, POSTGRES_IN_FLIGHT) as usize
             }
         };
+        let per_call = match &self.db {
+            Db::Sqlite(_) => CHUNK_SQLITE,
+            Db::Postgres(_) => CHUNK,
+        };
         let queue = std::sync::Mutex::new(due.into_iter());
         let next = || match stop.is_cancelled() {
-            true => None,
-            false => queue.lock().ok().and_then(|mut q| q.next()),
+            true => Vec::new(),
+            false => queue
+                .lock()
+                .map(|mut q| q.by_ref().take(per_call).collect())
+                .unwrap_or_default(),
         };
         // Each worker keeps what `Held` says for the whole batch.
         let worker = || async {
             let mut out = Vec::new();
             let mut conn = self.held().await?;
-            while let Some(d) = next() {
-                let r = self.one(&mut conn, &d, now).await;
-                let unavailable = matches!(&r, Err(e) if super::database_unavailable(e));
-                out.push((d.id, r));
+            loop {
+                let items = next();
+                if items.is_empty() {
+                    break;
+                }
+                let results = match &mut conn {
+                    Held::Sqlite(db) => self.chunk_sqlite(db, &items, now).await,
+                    Held::Postgres(c) => match self.chunk_postgres(c, &items, now).await {
+                        Ok(results) => results,
+                        // The call failed as a whole: with the database unreachable the batch
+                        // stops (the chunk stays due); otherwise each item is failed with the
+                        // call's error.
+                        Err(e)
+                            if crate::store::classify(&e) == crate::store::Failure::Unavailable =>
+                        {
+                            out.push((items[0].id, Err(e.into())));
+                            break;
+                        }
+                        Err(e) => {
+                            let e = format!("{e:#}");
+                            items
+                                .iter()
+                                .map(|d| (d.id, Err(anyhow::anyhow!("{e}"))))
+                                .collect()
+                        }
+                    },
+                };
+                let unavailable = results
+                    .iter()
+                    .any(|(_, r)| matches!(r, Err(e) if super::database_unavailable(e)));
+                out.extend(results);
                 if unavailable {
                     break;
                 }
@@ -380,34 +426,163 @@ impl Notices {
         })
     }
 
-    /// One subscription, in its own transaction.
-    async fn one(&self, conn: &mut Held, d: &Due, now: Timestamp) -> anyhow::Result<Handled> {
-        let step = self.step(d, now)?;
-        let done = match conn {
-            Held::Sqlite(db) => {
-                // The item, its BEGIN and its COMMIT in one hand-off. When the row changed
-                // since it was read, nothing matched and nothing was written: the key change
-                // needs the advance's row, and the message needs the row in its new state,
-                // which only this step (or another instance's identical one, whose message has
-                // the same dedupe key) puts it in.
-                let tx = db.begin_with("BEGIN IMMEDIATE").await?;
-                let matched = tx
-                    .commit_with(bind_item!(sqlx::query(ITEM_SQLITE), d, step, now))
-                    .await?;
-                !matched.is_empty()
+    /// A chunk of subscriptions on SQLite: all in one transaction when the chunk is full
+    /// ([`CHUNK_SQLITE`]) and every item succeeds; when one fails, the chunk rolls back whole
+    /// and each item is redone in its own transaction, so what commits is what one transaction
+    /// per item would commit (RELIABILITY C3) and a bad row costs its neighbours a retry, not
+    /// their effects. A chunk of any other size goes item by item.
+    async fn chunk_sqlite(
+        &self,
+        db: &SqliteDb,
+        items: &[Due],
+        now: Timestamp,
+    ) -> Vec<(i64, anyhow::Result<Handled>)> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut steps = Vec::with_capacity(items.len());
+        for d in items {
+            match self.step(d, now) {
+                Ok(step) => steps.push((d, step)),
+                Err(e) => results.push((d.id, Err(e))),
             }
-            Held::Postgres(c) => {
-                let (n, _): (i64, String) = bind_item!(sqlx::query_as(ITEM_POSTGRES), d, step, now)
-                    .fetch_one(&mut **c)
-                    .await?;
-                n == 1
+        }
+        if steps.len() == CHUNK_SQLITE {
+            static CHUNK_TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let text = CHUNK_TEXT.get_or_init(|| items_sqlite(CHUNK_SQLITE));
+            match self.commit_sqlite(db, text, &steps, now).await {
+                Ok(chunk) => {
+                    results.extend(chunk);
+                    return results;
+                }
+                Err(e) if super::database_unavailable(&e) => {
+                    results.push((steps[0].0.id, Err(e)));
+                    return results;
+                }
+                Err(e) => {
+                    tracing::debug!(job = "notices", error = %format!("{e:#}"), "a chunk failed; its items are redone one by one");
+                }
             }
-        };
-        Ok(if done {
-            Handled::Done(step.expire)
-        } else {
-            Handled::Changed
-        })
+        }
+        for step in steps {
+            let id = step.0.id;
+            let one = std::slice::from_ref(&step);
+            let r = self.commit_sqlite(db, ITEM_SQLITE, one, now).await;
+            match r {
+                Ok(chunk) => results.extend(chunk),
+                Err(e) => {
+                    let unavailable = super::database_unavailable(&e);
+                    results.push((id, Err(e)));
+                    if unavailable {
+                        break;
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// `steps` in one SQLite transaction: their `BEGIN`, items (`text`: as many copies of
+    /// [`ITEM_SQLITE`] as steps, see [`items_sqlite`]) and `COMMIT` in one hand-off. An item
+    /// whose row changed since it was read matched nothing and wrote nothing: the key change
+    /// needs the advance's row, and the message needs the row in its new state, which only
+    /// this step (or another instance's identical one, whose message has the same dedupe key)
+    /// puts it in.
+    async fn commit_sqlite(
+        &self,
+        db: &SqliteDb,
+        text: &str,
+        steps: &[(&Due, Step)],
+        now: Timestamp,
+    ) -> anyhow::Result<Vec<(i64, anyhow::Result<Handled>)>> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+        for (d, step) in steps {
+            query = bind_item!(query, d, step, now);
+        }
+        let moved: Vec<(i64,)> = db.write_rows(query).await?;
+        let moved: std::collections::HashSet<i64> = moved.into_iter().map(|(id,)| id).collect();
+        Ok(steps
+            .iter()
+            .map(|(d, step)| {
+                let handled = match moved.contains(&d.id) {
+                    true => Handled::Done(step.expire),
+                    false => Handled::Changed,
+                };
+                (d.id, Ok(handled))
+            })
+            .collect())
+    }
+
+    /// A chunk of subscriptions on PostgreSQL in one call ([`CHUNK_POSTGRES`]), each in its own
+    /// subtransaction; returns each one's outcome, or the call's error (then nothing of the
+    /// chunk was committed).
+    async fn chunk_postgres(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        items: &[Due],
+        now: Timestamp,
+    ) -> Result<Vec<(i64, anyhow::Result<Handled>)>, sqlx::Error> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut steps = Vec::with_capacity(items.len());
+        for d in items {
+            match self.step(d, now) {
+                Ok(step) => steps.push((d, step)),
+                Err(e) => results.push((d.id, Err(e))),
+            }
+        }
+        if steps.is_empty() {
+            return Ok(results);
+        }
+        // One array per parameter, an element per item.
+        macro_rules! column {
+            ($f:expr) => {
+                steps.iter().map($f).collect::<Vec<_>>()
+            };
+        }
+        let outcomes: HashMap<i64, String> = sqlx::query_as(CHUNK_POSTGRES)
+            .bind(now)
+            .bind(column!(|(d, _)| d.id))
+            .bind(column!(|(d, _)| d.vpn_uuid))
+            .bind(column!(|(d, _)| d.notice_stage))
+            .bind(column!(|(d, _)| d.next_notice_at))
+            .bind(column!(|(d, _)| d.expires_at))
+            .bind(column!(|(d, _)| d.notice_from))
+            .bind(column!(|(d, _)| d.revoked_at))
+            .bind(column!(|(_, s)| s.stage))
+            .bind(column!(|(_, s)| s.next))
+            .bind(column!(|(_, s)| s.expire))
+            .bind(column!(|(_, s)| s
+                .message
+                .as_ref()
+                .map(|m| m.dedupe_key.clone())))
+            .bind(column!(|(_, s)| s.message.as_ref().map(|m| m.chat_id)))
+            .bind(column!(|(_, s)| s
+                .message
+                .as_ref()
+                .map(|m| m.priority.as_i16())))
+            .bind(column!(|(_, s)| s
+                .message
+                .as_ref()
+                .map(|m| m.method.clone())))
+            .bind(column!(|(_, s)| s
+                .message
+                .as_ref()
+                .map(|m| m.params.to_string())))
+            .fetch_all(&mut **conn)
+            .await?
+            .into_iter()
+            .collect();
+        for (d, s) in &steps {
+            let r = match outcomes.get(&d.id).map(String::as_str) {
+                Some("done") => Ok(Handled::Done(s.expire)),
+                Some("changed") => Ok(Handled::Changed),
+                Some(failed) => Err(anyhow::anyhow!("subscription {}: {failed}", d.id)),
+                None => Err(anyhow::anyhow!(
+                    "subscription {}: no outcome returned",
+                    d.id
+                )),
+            };
+            results.push((d.id, r));
+        }
+        Ok(results)
     }
 
     /// What handling `d` at `now` does: the due events of its timeline are done at once, and
@@ -535,5 +710,41 @@ impl Job for Notices {
 
     fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
         Box::pin(async move { self.run_batch_until(&stop).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parameter numbers of `sql` and its text without them.
+    fn parameters(sql: &str) -> (Vec<usize>, String) {
+        let mut numbers = Vec::new();
+        let mut text = String::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            text.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            numbers.push(rest[..digits].parse().unwrap());
+            rest = &rest[digits..];
+        }
+        text.push_str(rest);
+        (numbers, text)
+    }
+
+    #[test]
+    fn a_chunks_items_have_parameters_of_their_own() {
+        assert_eq!(items_sqlite(1), format!("{ITEM_SQLITE}\n"));
+        let (one, one_text) = parameters(ITEM_SQLITE);
+        let three = items_sqlite(3);
+        let (numbers, text) = parameters(&three);
+        // The same statements three times, item k's parameters moved up by 16 k.
+        assert_eq!(text, format!("{one_text}\n").repeat(3));
+        let expected: Vec<usize> = (0..3)
+            .flat_map(|k| one.iter().map(move |n| 16 * k + n))
+            .collect();
+        assert_eq!(numbers, expected);
+        assert_eq!(one.iter().max(), Some(&16), "bind_item binds 16 parameters");
     }
 }

@@ -58,6 +58,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
     0004 "bot",
     0005 "jobs",
     0006 "inbox_pending",
+    0007 "notice_items",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -69,6 +70,7 @@ pub static POSTGRES: &[Migration] = migrations!("postgres":
     0004 "bot",
     0005 "jobs",
     0006 "inbox_pending",
+    0007 "notice_items",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
