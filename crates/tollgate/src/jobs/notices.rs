@@ -158,12 +158,12 @@ macro_rules! bind_item {
 /// and comes back as its outcome (RELIABILITY C3). Per item it does what [`ITEM_SQLITE`] does,
 /// except that a row locked by someone else (a renewal in progress, a transaction of a killed
 /// process not yet rolled back) is skipped rather than waited for: it stays due and comes back
-/// in a later batch. Parameters are arrays, one element per item (see [`Notices::chunk`]).
-const CHUNK_POSTGRES: &str = "SELECT item_id, outcome FROM notice_items($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+/// in a later batch. Parameters are arrays, one element per item (see [`Notices::chunk_postgres`]).
+const NOTICE_ITEMS_CALL: &str = "SELECT item_id, outcome FROM notice_items($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 /// Items per `notice_items` call. Each item's subtransaction takes a subtransaction id, and
 /// PostgreSQL keeps up to 64 of a transaction's in shared memory (beyond that, other sessions'
 /// snapshots look them up on disk), so a chunk stays below that.
-const CHUNK: usize = 50;
+const CHUNK_POSTGRES: usize = 50;
 
 /// One event of a period's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +241,9 @@ struct Step {
     message: Option<OutboxMessage>,
 }
 
+/// A subscription's id and how it went.
+type Outcome = (i64, anyhow::Result<Handled>);
+
 /// How one subscription went.
 enum Handled {
     /// Done; `true` when it expired.
@@ -283,10 +286,11 @@ impl Notices {
 
     /// [`Notices::run_batch`] that stops taking new subscriptions once `stop` is cancelled.
     ///
-    /// Each subscription is its own transaction on SQLite and its own subtransaction of a
-    /// chunk's on PostgreSQL (RELIABILITY C3), computed from the row read by the batch query
-    /// and applied only if the row is unchanged ([`advance_sql`]). PostgreSQL handles a few
-    /// chunks at once; SQLite has one writer. A subscription that fails for
+    /// Each subscription's step is computed from the row read by the batch query and applied
+    /// only if the row is unchanged ([`advance_sql`]); its effects commit only if it succeeds
+    /// (RELIABILITY C3): on PostgreSQL each item of a chunk has its own savepoint, on SQLite a
+    /// chunk in which one item fails is redone one transaction per item. PostgreSQL handles a
+    /// few chunks at once; SQLite has one writer. A subscription that fails for
     /// a reason other than the database being unreachable (a bad row) does not hold up the
     /// others: it is put back by [`ITEM_RETRY`] and logged, the batch goes on, and the
     /// iteration ends in `error`.
@@ -305,7 +309,7 @@ impl Notices {
         };
         let per_call = match &self.db {
             Db::Sqlite(_) => CHUNK_SQLITE,
-            Db::Postgres(_) => CHUNK,
+            Db::Postgres(_) => CHUNK_POSTGRES,
         };
         let queue = std::sync::Mutex::new(due.into_iter());
         let next = || match stop.is_cancelled() {
@@ -431,20 +435,8 @@ impl Notices {
     /// and each item is redone in its own transaction, so what commits is what one transaction
     /// per item would commit (RELIABILITY C3) and a bad row costs its neighbours a retry, not
     /// their effects. A chunk of any other size goes item by item.
-    async fn chunk_sqlite(
-        &self,
-        db: &SqliteDb,
-        items: &[Due],
-        now: Timestamp,
-    ) -> Vec<(i64, anyhow::Result<Handled>)> {
-        let mut results = Vec::with_capacity(items.len());
-        let mut steps = Vec::with_capacity(items.len());
-        for d in items {
-            match self.step(d, now) {
-                Ok(step) => steps.push((d, step)),
-                Err(e) => results.push((d.id, Err(e))),
-            }
-        }
+    async fn chunk_sqlite(&self, db: &SqliteDb, items: &[Due], now: Timestamp) -> Vec<Outcome> {
+        let (steps, mut results) = self.steps(items, now);
         if steps.len() == CHUNK_SQLITE {
             static CHUNK_TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             let text = CHUNK_TEXT.get_or_init(|| items_sqlite(CHUNK_SQLITE));
@@ -492,7 +484,7 @@ impl Notices {
         text: &str,
         steps: &[(&Due, Step)],
         now: Timestamp,
-    ) -> anyhow::Result<Vec<(i64, anyhow::Result<Handled>)>> {
+    ) -> anyhow::Result<Vec<Outcome>> {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
         for (d, step) in steps {
             query = bind_item!(query, d, step, now);
@@ -511,7 +503,7 @@ impl Notices {
             .collect())
     }
 
-    /// A chunk of subscriptions on PostgreSQL in one call ([`CHUNK_POSTGRES`]), each in its own
+    /// A chunk of subscriptions on PostgreSQL in one call ([`NOTICE_ITEMS_CALL`]), each in its own
     /// subtransaction; returns each one's outcome, or the call's error (then nothing of the
     /// chunk was committed).
     async fn chunk_postgres(
@@ -519,15 +511,8 @@ impl Notices {
         conn: &mut PoolConnection<Postgres>,
         items: &[Due],
         now: Timestamp,
-    ) -> Result<Vec<(i64, anyhow::Result<Handled>)>, sqlx::Error> {
-        let mut results = Vec::with_capacity(items.len());
-        let mut steps = Vec::with_capacity(items.len());
-        for d in items {
-            match self.step(d, now) {
-                Ok(step) => steps.push((d, step)),
-                Err(e) => results.push((d.id, Err(e))),
-            }
-        }
+    ) -> Result<Vec<Outcome>, sqlx::Error> {
+        let (steps, mut results) = self.steps(items, now);
         if steps.is_empty() {
             return Ok(results);
         }
@@ -537,7 +522,7 @@ impl Notices {
                 steps.iter().map($f).collect::<Vec<_>>()
             };
         }
-        let outcomes: HashMap<i64, String> = sqlx::query_as(CHUNK_POSTGRES)
+        let outcomes: HashMap<i64, String> = sqlx::query_as(NOTICE_ITEMS_CALL)
             .bind(now)
             .bind(column!(|(d, _)| d.id))
             .bind(column!(|(d, _)| d.vpn_uuid))
@@ -583,6 +568,20 @@ impl Notices {
             results.push((d.id, r));
         }
         Ok(results)
+    }
+
+    /// The [`Step`]s of `items`, and the failures of those whose step cannot be computed (a
+    /// bad row).
+    fn steps<'a>(&self, items: &'a [Due], now: Timestamp) -> (Vec<(&'a Due, Step)>, Vec<Outcome>) {
+        let mut steps = Vec::with_capacity(items.len());
+        let mut failed = Vec::new();
+        for d in items {
+            match self.step(d, now) {
+                Ok(step) => steps.push((d, step)),
+                Err(e) => failed.push((d.id, Err(e))),
+            }
+        }
+        (steps, failed)
     }
 
     /// What handling `d` at `now` does: the due events of its timeline are done at once, and
