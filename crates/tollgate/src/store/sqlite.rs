@@ -688,16 +688,21 @@ mod tests {
         assert_eq!((db.size(), db.num_idle()), (1, 1));
     }
 
-    #[tokio::test]
-    async fn a_dropped_or_aborted_transaction_rolls_back_before_the_next_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = with_table(&dir).await;
+    /// A transaction that writes row 1 of `t` and is dropped without commit or rollback.
+    async fn write_then_drop(db: &SqliteDb) {
         let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
         sqlx::query("INSERT INTO t VALUES (1)")
             .execute(&mut tx)
             .await
             .unwrap();
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_or_aborted_transaction_rolls_back_before_the_next_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = with_table(&dir).await;
+        write_then_drop(&db).await;
         assert_eq!(count(&db).await, 0, "dropped: rolled back");
 
         // A task killed while its transaction is open.
@@ -801,12 +806,7 @@ mod tests {
     async fn an_abandoned_transaction_lets_other_connections_write_without_waiting_for_ours() {
         let dir = tempfile::tempdir().unwrap();
         let db = with_table(&dir).await;
-        let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut tx)
-            .await
-            .unwrap();
-        drop(tx);
+        write_then_drop(&db).await;
         // Nothing uses `db` from here on: the rollback must still happen, or the other
         // connection's write would wait for the write lock and time out.
         let other = another(&dir).await;
