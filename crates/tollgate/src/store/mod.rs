@@ -186,6 +186,50 @@ impl Db {
         }
     }
 
+    /// Claims rows of a work queue with one statement per backend that follows the queues'
+    /// claim convention (`$1` now, `$2` limit, `$3` worker, `$4` claimed until) and returns
+    /// the claimed rows. On SQLite the statement reads then writes, so it is its own
+    /// `BEGIN IMMEDIATE` transaction, sent with its `COMMIT` in one hand-off
+    /// ([`SqliteDb::write_rows`]); on PostgreSQL it is one statement (`FOR UPDATE SKIP
+    /// LOCKED` inside).
+    pub async fn claim<T>(
+        &self,
+        sqlite: &'static str,
+        postgres: &'static str,
+        now: crate::time::Timestamp,
+        limit: i64,
+        worker: &str,
+        until: crate::time::Timestamp,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        match self {
+            Db::Sqlite(p) => {
+                p.write_rows(
+                    sqlx::query(sqlite)
+                        .bind(now)
+                        .bind(limit)
+                        .bind(worker)
+                        .bind(until),
+                )
+                .await
+            }
+            Db::Postgres(p) => {
+                sqlx::query_as(postgres)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(worker)
+                    .bind(until)
+                    .fetch_all(p)
+                    .await
+            }
+        }
+    }
+
     pub async fn close(&self) {
         on_db!(self, p => p.close().await)
     }

@@ -162,29 +162,9 @@ pub async fn claim(
     now: Timestamp,
     until: Timestamp,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut rows: Vec<Claimed> = match db {
-        Db::Sqlite(p) => {
-            // BEGIN IMMEDIATE: the claim reads then writes; take the write lock first. The
-            // claim, its BEGIN and its COMMIT go in one hand-off.
-            p.write_rows(
-                sqlx::query(CLAIM_SQLITE)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(worker)
-                    .bind(until),
-            )
-            .await?
-        }
-        Db::Postgres(p) => {
-            sqlx::query_as(CLAIM_POSTGRES)
-                .bind(now)
-                .bind(limit)
-                .bind(worker)
-                .bind(until)
-                .fetch_all(p)
-                .await?
-        }
-    };
+    let mut rows: Vec<Claimed> = db
+        .claim(CLAIM_SQLITE, CLAIM_POSTGRES, now, limit, worker, until)
+        .await?;
     rows.sort_by_key(|r| r.update_id);
     Ok(rows)
 }

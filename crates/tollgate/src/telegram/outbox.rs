@@ -173,28 +173,9 @@ pub async fn claim(
     now: Timestamp,
     until: Timestamp,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut rows: Vec<Claimed> = match db {
-        Db::Sqlite(p) => {
-            // The claim, its BEGIN and its COMMIT in one hand-off.
-            p.write_rows(
-                sqlx::query(CLAIM_SQLITE)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(worker)
-                    .bind(until),
-            )
-            .await?
-        }
-        Db::Postgres(p) => {
-            sqlx::query_as(CLAIM_POSTGRES)
-                .bind(now)
-                .bind(limit)
-                .bind(worker)
-                .bind(until)
-                .fetch_all(p)
-                .await?
-        }
-    };
+    let mut rows: Vec<Claimed> = db
+        .claim(CLAIM_SQLITE, CLAIM_POSTGRES, now, limit, worker, until)
+        .await?;
     rows.sort_by_key(|r| (r.priority, r.id));
     Ok(rows)
 }
