@@ -35,9 +35,17 @@
 //! at most one of them is ever waiting there: a task in the fast lane waits for the holder and
 //! that one task, never for the whole queue, and ordinary tasks still get the connection in
 //! arrival order between intake's commits.
+//!
+//! Statements that only read go beside the writer. A `SELECT` run on the [`SqliteDb`] itself
+//! (not in a transaction) is sent to one of [`READERS`] connections of its own, opened
+//! `query_only`: in WAL mode a reader sees every transaction committed before it starts and
+//! never waits for the writer, so the bot's screen reads and pre-checkout checks no longer
+//! queue for the one connection that every write needs (BENCHMARKS.md, "Reads beside the
+//! writer"). What a transaction reads stays in the transaction, on the writer. Until the
+//! writer has connected (and so created the file), reads use it too.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -67,6 +75,10 @@ struct Inner {
     acquire_timeout: Duration,
     /// `None` until the first use, and again after the connection broke.
     slot: Arc<Mutex<Option<SqliteConnection>>>,
+    /// The read-only connections, each like `slot`; see the module's doc.
+    readers: Vec<Arc<Mutex<Option<SqliteConnection>>>>,
+    /// Where a read waits when every reader is busy: each in turn.
+    next_reader: AtomicUsize,
     /// Held by the one ordinary task waiting for `slot`; see the module's doc.
     turnstile: Mutex<()>,
     /// A transaction was dropped while open: the next holder rolls it back first.
@@ -76,6 +88,10 @@ struct Inner {
     /// The checkpointer task was started (with the first connection).
     checkpointing: AtomicBool,
 }
+
+/// How many read-only connections run reads beside the writer: reads are short, and the
+/// machines the service is sized for have two cores.
+pub const READERS: usize = 2;
 
 /// How often the checkpointer copies the WAL back into the database.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
@@ -92,6 +108,8 @@ impl SqliteDb {
                 options,
                 acquire_timeout,
                 slot: Arc::new(Mutex::new(None)),
+                readers: (0..READERS).map(|_| Arc::new(Mutex::new(None))).collect(),
+                next_reader: AtomicUsize::new(0),
                 turnstile: Mutex::new(()),
                 rollback_owed: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
@@ -150,6 +168,7 @@ impl SqliteDb {
         let mut conn = SqliteGuard {
             slot,
             db: self.inner.clone(),
+            writer: true,
         };
         if self.inner.rollback_owed.swap(false, Ordering::AcqRel) {
             // Owed again if this is cancelled before it is done.
@@ -164,6 +183,50 @@ impl SqliteDb {
             }
         }
         Ok(conn)
+    }
+
+    /// A read-only connection for a statement that only reads: a free one, else the next in
+    /// turn once it is free (at most the acquire timeout); the writer until it has connected.
+    async fn acquire_read(&self) -> Result<SqliteGuard, Error> {
+        if !self.inner.connected.load(Ordering::Acquire) {
+            return self.acquire().await;
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::PoolClosed);
+        }
+        let readers = &self.inner.readers;
+        let free = readers.iter().find_map(|r| r.clone().try_lock_owned().ok());
+        let mut slot = match free {
+            Some(slot) => slot,
+            None => {
+                let turn = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+                let wait = readers[turn].clone().lock_owned();
+                tokio::time::timeout(self.inner.acquire_timeout, wait)
+                    .await
+                    .map_err(|_| Error::PoolTimedOut)?
+            }
+        };
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::PoolClosed);
+        }
+        if slot.is_none() {
+            let options = self.inner.options.clone().pragma("query_only", "ON");
+            *slot = Some(options.connect().await?);
+        }
+        Ok(SqliteGuard {
+            slot,
+            db: self.inner.clone(),
+            writer: false,
+        })
+    }
+
+    /// The connection for `sent` outside a transaction: a reader when it only reads.
+    async fn acquire_for(&self, sent: &Sent) -> Result<SqliteGuard, Error> {
+        if reads_only(sent.sql.as_str()) {
+            self.acquire_read().await
+        } else {
+            self.acquire().await
+        }
     }
 
     /// A write transaction that begins with `statement` (`BEGIN IMMEDIATE`), sent with its
@@ -209,7 +272,22 @@ impl SqliteDb {
         if let Some(conn) = conn {
             let _ = conn.close().await;
         }
+        for reader in &self.inner.readers {
+            if let Some(conn) = reader.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
     }
+}
+
+/// Whether `sql` is one `SELECT` (a trailing `;` allowed), which cannot write: such a
+/// statement may run on a reader. Anything else, or a `;` inside (even in a string), stays on
+/// the writer.
+fn reads_only(sql: &str) -> bool {
+    let sql = sql.trim().trim_end_matches(';');
+    sql.get(..6)
+        .is_some_and(|word| word.eq_ignore_ascii_case("select"))
+        && !sql.contains(';')
 }
 
 /// Runs a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`] from a connection of its own
@@ -266,6 +344,8 @@ impl Drop for Owed<'_> {
 pub struct SqliteGuard {
     slot: OwnedMutexGuard<Option<SqliteConnection>>,
     db: Arc<Inner>,
+    /// The writer, not a reader.
+    writer: bool,
 }
 
 impl SqliteGuard {
@@ -274,7 +354,9 @@ impl SqliteGuard {
     fn after(mut self, e: Error) -> Error {
         if matches!(e, Error::WorkerCrashed | Error::Io(_) | Error::Protocol(_)) {
             *self.slot = None;
-            self.db.connected.store(false, Ordering::Release);
+            if self.writer {
+                self.db.connected.store(false, Ordering::Release);
+            }
         }
         e
     }
@@ -541,8 +623,9 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
 }
 
 /// Each call holds the connection for one statement (or one multi-statement query), as
-/// `&SqlitePool` did. Streams are read to the end before the connection is let go: the
-/// service's queries return bounded results.
+/// `&SqlitePool` did: a reader for a `SELECT` that is fetched, else the writer. Streams are
+/// read to the end before the connection is let go: the service's queries return bounded
+/// results.
 impl<'c> Executor<'c> for &'c SqliteDb {
     type Database = Sqlite;
 
@@ -564,8 +647,9 @@ impl<'c> Executor<'c> for &'c SqliteDb {
         E: 'q + Execute<'q, Sqlite>,
     {
         Box::pin(async move {
-            let mut conn = self.acquire().await?;
-            let r = (&mut *conn).fetch_all(query).await;
+            let sent = Sent::new(query, None, "")?;
+            let mut conn = self.acquire_for(&sent).await?;
+            let r = (&mut *conn).fetch_all(sent).await;
             conn.check(r)
         })
     }
@@ -579,11 +663,15 @@ impl<'c> Executor<'c> for &'c SqliteDb {
         E: 'q + Execute<'q, Sqlite>,
     {
         let all = async move {
-            let mut conn = match self.acquire().await {
+            let sent = match Sent::new(query, None, "") {
+                Ok(sent) => sent,
+                Err(e) => return vec![Err(e)],
+            };
+            let mut conn = match self.acquire_for(&sent).await {
                 Ok(c) => c,
                 Err(e) => return vec![Err(e)],
             };
-            let mut items: Vec<Result<_, Error>> = (&mut *conn).fetch_many(query).collect().await;
+            let mut items: Vec<Result<_, Error>> = (&mut *conn).fetch_many(sent).collect().await;
             if let Some(Err(e)) = items.pop_if(|last| last.is_err()) {
                 items.push(Err(conn.after(e)));
             }
@@ -601,8 +689,9 @@ impl<'c> Executor<'c> for &'c SqliteDb {
         E: 'q + Execute<'q, Sqlite>,
     {
         Box::pin(async move {
-            let mut conn = self.acquire().await?;
-            let r = (&mut *conn).fetch_optional(query).await;
+            let sent = Sent::new(query, None, "")?;
+            let mut conn = self.acquire_for(&sent).await?;
+            let r = (&mut *conn).fetch_optional(sent).await;
             conn.check(r)
         })
     }
@@ -929,5 +1018,70 @@ mod tests {
             [0, 100, 1, 2, 3],
             "the fast lane passes every ordinary task but the one already at the connection"
         );
+    }
+
+    #[test]
+    fn only_a_lone_select_counts_as_reading_only() {
+        assert!(reads_only("SELECT x FROM t WHERE x = $1"));
+        assert!(reads_only("  select count(*) from t;\n"));
+        assert!(!reads_only("INSERT INTO t VALUES (1) RETURNING x"));
+        assert!(!reads_only("UPDATE t SET x = 2 RETURNING x"));
+        assert!(!reads_only(
+            "WITH d AS (DELETE FROM t RETURNING x) SELECT * FROM d"
+        ));
+        assert!(!reads_only("SELECT 1; DELETE FROM t"));
+        assert!(!reads_only("PRAGMA wal_checkpoint(PASSIVE)"));
+        assert!(!reads_only("SELEC"));
+    }
+
+    #[tokio::test]
+    async fn a_select_reads_beside_an_open_transaction_and_sees_what_was_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, Duration::from_millis(300));
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&db)
+            .await
+            .unwrap();
+        let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        // The writer is held by `tx`: on it, these would time out.
+        assert_eq!(sum(&mut *db.acquire_read().await.unwrap()).await, 1);
+        let (a, b) = tokio::join!(count(&db), count(&db));
+        assert_eq!(
+            (a, b),
+            (1, 1),
+            "two reads at once, neither waiting for the writer"
+        );
+        let e = sqlx::query("SELECT COUNT(*) FROM t")
+            .execute(&db)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::PoolTimedOut),
+            "a statement executed goes to the writer: {e}"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(count(&db).await, 2, "a read after the commit sees it");
+        let e = sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut *db.acquire_read().await.unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("readonly"),
+            "a reader cannot write: {e}"
+        );
+        db.close().await;
+        let e = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM t")
+            .fetch_one(&db)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::PoolClosed), "{e}");
     }
 }
