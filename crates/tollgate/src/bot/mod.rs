@@ -10,13 +10,13 @@
 //!    change nor send its reply twice;
 //! 5. after commit, provisioning is woken when access changed.
 //!
-//! The frequent updates (/start and the menu, /buy, a plan, an invoice, a payment, the
-//! language) do steps 2–4 in that one transaction: one pool checkout per update. On SQLite
-//! every checkout and statement is a hand-off to the one connection's thread, which all
-//! updates, the outbox and intake share, so the number of them per update is what bounds
-//! the bot's rate. Screens that need reads only available on the pool (access, connect,
-//! balance, trial, reissue …) read the sender and their data first, outside it — never
-//! the pool while a transaction is open: on SQLite that would wait for itself.
+//! Steps 2 and 3 read outside the transaction, before it opens — never the pool while a
+//! transaction is open (on PostgreSQL that takes a second connection; on SQLite a write would
+//! wait for itself). On SQLite those reads go to the reader connections beside the one
+//! writer, which all updates, the outbox and intake share: the number of writer hand-offs per
+//! update is what bounds the bot's rate, and a screen that only shows something costs one —
+//! its finishing transaction. A first contact registers the sender in a short transaction of
+//! its own. A payment reads its payer inside its transaction: finalize decides on that row.
 //!
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
@@ -143,8 +143,8 @@ impl Bot {
         start_payload: Option<&str>,
     ) -> Result<Session, HandlerError> {
         let now = self.now();
-        let (user, created) = match users::get_in(tx, from.id).await.map_err(retry)? {
-            Some(known) => (known, false),
+        let user = match users::get_in(tx, from.id).await.map_err(retry)? {
+            Some(known) => return Ok(self.known_session(known, from, chat_id)),
             None => {
                 let code = start_payload.and_then(|p| p.strip_prefix("ref_"));
                 let languages = &self.s.config.catalog.bot.languages;
@@ -152,38 +152,49 @@ impl Bot {
                     .await
                     .map_err(retry)?
                 {
-                    users::Registered::New(user) => (user, true),
-                    users::Registered::Known(user) => (user, false),
+                    users::Registered::New(user) => user,
+                    users::Registered::Known(known) => {
+                        return Ok(self.known_session(known, from, chat_id));
+                    }
                 }
             }
         };
-        let (user, refresh) = if created {
-            (user, None)
-        } else {
-            (users::refreshed(user, from), Some(from.clone()))
-        };
-        let lang = user.language_or(self.default_language());
         Ok(Session {
+            lang: user.language_or(self.default_language()),
             user,
-            lang,
             chat_id,
-            created,
-            refresh,
+            created: true,
+            refresh: None,
         })
     }
 
-    /// [`Bot::session`] in a short transaction of its own, for an update whose screen needs
-    /// reads from the pool before its transaction opens.
+    /// The sender read outside the update's transaction, before it opens; on first contact,
+    /// [`Bot::session`] registers them in a short transaction of their own.
     async fn session_alone(
         &self,
         from: &TelegramUser,
         chat_id: i64,
         start_payload: Option<&str>,
     ) -> Result<Session, HandlerError> {
+        if let Some(known) = users::get(&self.s.db, from.id).await.map_err(retry)? {
+            return Ok(self.known_session(known, from, chat_id));
+        }
         let mut tx = self.begin().await?;
         let se = self.session(&mut tx, from, chat_id, start_payload).await?;
         tx.commit().await.map_err(retry)?;
         Ok(se)
+    }
+
+    /// The session of a known user, whose refresh is owed.
+    fn known_session(&self, known: User, from: &TelegramUser, chat_id: i64) -> Session {
+        let user = users::refreshed(known, from);
+        Session {
+            lang: user.language_or(self.default_language()),
+            user,
+            chat_id,
+            created: false,
+            refresh: Some(from.clone()),
+        }
     }
 
     /// Queues `reply`, refreshes the sender (`se`) when that is owed, marks the update
@@ -221,16 +232,6 @@ impl Bot {
         self.s.db.begin().await.map_err(retry)
     }
 
-    async fn subscription_in(
-        &self,
-        tx: &mut Tx,
-        user_id: i64,
-    ) -> Result<Option<Subscription>, HandlerError> {
-        access::subscription_for_user_in(tx, user_id)
-            .await
-            .map_err(retry)
-    }
-
     async fn subscription(&self, user_id: i64) -> Result<Option<Subscription>, HandlerError> {
         access::subscription_for_user(&self.s.db, user_id)
             .await
@@ -241,15 +242,15 @@ impl Bot {
         trials_on && user.trial_used_at.is_none() && !sub.is_some_and(|s| s.is_active(self.now()))
     }
 
-    async fn menu_screen(&self, se: &Session, tx: &mut Tx) -> Result<Screen, HandlerError> {
+    async fn menu_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
         // A user registered this instant has no subscription yet.
         let sub = if se.created {
             None
         } else {
-            self.subscription_in(tx, se.user.id).await?
+            self.subscription(se.user.id).await?
         };
         // Both flags in one read.
-        let flags = flags::snapshot_in(tx).await.map_err(retry)?;
+        let flags = flags::snapshot(&self.s.db).await.map_err(retry)?;
         let v = self.view(se.lang);
         Ok(screens::menu(
             &v,
@@ -353,54 +354,35 @@ impl Bot {
         let command = incoming::command(&text);
         let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
         let name = command.map(|(c, _)| c);
-        // Screens that read through the pool: the sender is read first, in a transaction of
-        // their own, and the reply's transaction opens after those reads.
-        let pooled = m.successful_payment.is_none()
-            && (m.refunded_payment.is_some()
-                || matches!(name, Some("access" | "connect" | "balance" | "refund")));
-        if pooled {
-            let se = self.session_alone(&from, m.chat.id, payload).await?;
-            if let Some(rp) = m.refunded_payment.clone() {
-                return self
-                    .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
-                    .await;
-            }
-            let screen = match name {
-                Some("access") => self.access_screen(&se).await?,
-                Some("connect") => self.connect_screen(&se, None).await?,
-                Some("balance") => self.balance_screen(&se).await?,
-                _ => {
-                    let arg = command.map(|(_, a)| a).unwrap_or_default();
-                    return self.refund_command(update_id, &se, arg, ctx).await;
-                }
-            };
-            let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-            reply.send(&screen);
-            let tx = self.begin().await?;
-            return self
-                .finish(tx, Some(&se), update_id, reply, false, ctx)
-                .await;
-        }
-        let mut tx = self.begin().await?;
-        let se = self.session(&mut tx, &from, m.chat.id, payload).await?;
         if let Some(sp) = m.successful_payment.clone() {
+            let mut tx = self.begin().await?;
+            let se = self.session(&mut tx, &from, m.chat.id, payload).await?;
             return self
                 .on_payment(tx, update_id, &se, sp, m.clone(), ctx)
                 .await;
         }
+        let se = self.session_alone(&from, m.chat.id, payload).await?;
+        if let Some(rp) = m.refunded_payment.clone() {
+            return self
+                .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
+                .await;
+        }
         let v = self.view(se.lang);
-        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         let screen = match name {
-            Some("start") | Some("menu") => self.menu_screen(&se, &mut tx).await?,
-            Some("buy") => screens::buy(
-                &v,
-                self.subscription_in(&mut tx, se.user.id).await?.as_ref(),
-            ),
+            Some("start") | Some("menu") => self.menu_screen(&se).await?,
+            Some("buy") => screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),
+            Some("access") => self.access_screen(&se).await?,
+            Some("connect") => self.connect_screen(&se, None).await?,
+            Some("balance") => self.balance_screen(&se).await?,
+            Some("refund") => {
+                let arg = command.map(|(_, a)| a).unwrap_or_default();
+                return self.refund_command(update_id, &se, arg, ctx).await;
+            }
             _ => self
-                .menu_screen(&se, &mut tx)
+                .menu_screen(&se)
                 .await?
                 .with_note(self.texts.get(se.lang, "unknown-input")),
         };
@@ -411,7 +393,9 @@ impl Bot {
                 "new user"
             );
         }
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         reply.send(&screen);
+        let tx = self.begin().await?;
         self.finish(tx, Some(&se), update_id, reply, false, ctx)
             .await
     }
@@ -465,26 +449,14 @@ impl Bot {
         };
         let chat_id = cb.message.as_ref().map_or(cb.from.id, |m| m.chat.id);
         let message_id = cb.message.as_ref().map(|m| m.message_id);
-        if in_one_transaction(&action) {
-            let mut tx = self.begin().await?;
-            let se = self.session(&mut tx, &cb.from, chat_id, None).await?;
-            self.act(Some(tx), update_id, &se, action, message_id, ctx)
-                .await
-        } else {
-            let se = self.session_alone(&cb.from, chat_id, None).await?;
-            self.act(None, update_id, &se, action, message_id, ctx)
-                .await
-        }
+        let se = self.session_alone(&cb.from, chat_id, None).await?;
+        self.act(update_id, &se, action, message_id, ctx).await
     }
 
-    /// Carries out a button's action and shows its result in place of the button's message.
-    ///
-    /// `open` is the update's transaction, already holding the session, exactly when
-    /// [`in_one_transaction`] says so; the other actions read through the pool first and
-    /// open theirs after.
+    /// Carries out a button's action and shows its result in place of the button's message:
+    /// what it shows is read first, then its transaction opens.
     async fn act(
         &self,
-        open: Option<Tx>,
         update_id: i64,
         se: &Session,
         action: Action,
@@ -493,13 +465,13 @@ impl Bot {
     ) -> Result<Handled, HandlerError> {
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-        let (screen, tx, access_changed) = match (action, open) {
-            (Action::Menu, Some(mut tx)) => (self.menu_screen(se, &mut tx).await?, tx, false),
-            (Action::Buy, Some(mut tx)) => {
-                let sub = self.subscription_in(&mut tx, se.user.id).await?;
-                (screens::buy(&v, sub.as_ref()), tx, false)
+        let (screen, tx, access_changed) = match action {
+            Action::Menu => (self.menu_screen(se).await?, self.begin().await?, false),
+            Action::Buy => {
+                let sub = self.subscription(se.user.id).await?;
+                (screens::buy(&v, sub.as_ref()), self.begin().await?, false)
             }
-            (Action::Plan(id), Some(tx)) => (
+            Action::Plan(id) => (
                 match self.s.config.catalog.plans.iter().find(|p| p.id == id) {
                     Some(plan) => {
                         let base = self.s.config.catalog.bot.base_currency;
@@ -513,21 +485,18 @@ impl Bot {
                     None => screens::buy(&v, None)
                         .with_note(self.texts.get(se.lang, "plan-unavailable")),
                 },
-                tx,
+                self.begin().await?,
                 false,
             ),
-            (Action::Help, Some(tx)) => (screens::help(&v), tx, false),
-            (Action::Support, Some(tx)) => (screens::support(&v), tx, false),
-            (Action::Languages, Some(tx)) => (screens::languages(&v), tx, false),
-            (Action::SetLanguage(lang), Some(mut tx)) => {
+            Action::Help => (screens::help(&v), self.begin().await?, false),
+            Action::Support => (screens::support(&v), self.begin().await?, false),
+            Action::Languages => (screens::languages(&v), self.begin().await?, false),
+            Action::SetLanguage(lang) => {
                 let lang = if self.s.config.catalog.bot.languages.contains(&lang) {
                     lang
                 } else {
                     se.lang
                 };
-                users::set_language(&mut tx, se.user.id, lang)
-                    .await
-                    .map_err(retry)?;
                 let se2 = Session {
                     lang,
                     user: se.user.clone(),
@@ -536,49 +505,30 @@ impl Bot {
                     refresh: None,
                 };
                 let screen = self
-                    .menu_screen(&se2, &mut tx)
+                    .menu_screen(&se2)
                     .await?
                     .with_note(self.texts.get(lang, "language-set"));
+                let mut tx = self.begin().await?;
+                users::set_language(&mut tx, se.user.id, lang)
+                    .await
+                    .map_err(retry)?;
                 (screen, tx, false)
             }
-            (Action::PayStars(id), Some(tx)) => {
-                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply, Some(tx))
+            Action::PayStars(id) => {
+                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply)
                     .await?
             }
-            (Action::PayCard(id), Some(tx)) => {
-                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply, Some(tx))
+            Action::PayCard(id) => {
+                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply)
                     .await?
             }
-            // Only the actions above get an open transaction (see `in_one_transaction`).
-            (_, Some(_)) => {
-                return Err(HandlerError::Retry(
-                    "internal: an action that reads through the pool got an open transaction"
-                        .into(),
-                ));
-            }
-            (
-                Action::Menu
-                | Action::Buy
-                | Action::Plan(_)
-                | Action::Help
-                | Action::Support
-                | Action::Languages
-                | Action::SetLanguage(_)
-                | Action::PayStars(_)
-                | Action::PayCard(_),
-                None,
-            ) => {
-                return Err(HandlerError::Retry(
-                    "internal: an action handled in one transaction got none".into(),
-                ));
-            }
-            (Action::Access, None) => (self.access_screen(se).await?, self.begin().await?, false),
-            (Action::Connect, None) => (
+            Action::Access => (self.access_screen(se).await?, self.begin().await?, false),
+            Action::Connect => (
                 self.connect_screen(se, None).await?,
                 self.begin().await?,
                 false,
             ),
-            (Action::AutoRenew(on), None) => {
+            Action::AutoRenew(on) => {
                 let mut tx = self.begin().await?;
                 users::set_auto_renew(&mut tx, se.user.id, on)
                     .await
@@ -598,14 +548,14 @@ impl Bot {
                     false,
                 )
             }
-            (Action::Trial, None) => self.trial(se).await?,
-            (Action::Reissue, None) => self.reissue(se).await?,
-            (Action::Balance, None) => (self.balance_screen(se).await?, self.begin().await?, false),
-            (Action::TopUpStars(i), None) => {
-                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply, None)
+            Action::Trial => self.trial(se).await?,
+            Action::Reissue => self.reissue(se).await?,
+            Action::Balance => (self.balance_screen(se).await?, self.begin().await?, false),
+            Action::TopUpStars(i) => {
+                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply)
                     .await?
             }
-            (Action::PayBalance(id), None) => {
+            Action::PayBalance(id) => {
                 // One debit per pay screen: a double tap pays once.
                 let reference = format!(
                     "balance:{}:{}:{id}",
@@ -619,23 +569,6 @@ impl Bot {
         self.finish(tx, Some(se), update_id, reply, access_changed, ctx)
             .await
     }
-}
-
-/// The actions handled entirely in the update's one transaction: their screens need only
-/// reads available inside it. They are also the frequent ones (menu, buying).
-fn in_one_transaction(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Menu
-            | Action::Buy
-            | Action::Plan(_)
-            | Action::Help
-            | Action::Support
-            | Action::Languages
-            | Action::SetLanguage(_)
-            | Action::PayStars(_)
-            | Action::PayCard(_)
-    )
 }
 
 impl Bot {

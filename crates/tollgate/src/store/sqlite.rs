@@ -1052,7 +1052,7 @@ mod tests {
             .await
             .unwrap();
         // The writer is held by `tx`: on it, these would time out.
-        assert_eq!(sum(&mut *db.acquire_read().await.unwrap()).await, 1);
+        assert_eq!(sum(&mut db.acquire_read().await.unwrap()).await, 1);
         let (a, b) = tokio::join!(count(&db), count(&db));
         assert_eq!(
             (a, b),
