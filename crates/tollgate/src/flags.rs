@@ -7,9 +7,9 @@
 
 use std::fmt;
 
-use crate::on_db;
-use crate::store::Db;
+use crate::store::{Db, Tx};
 use crate::time::Timestamp;
+use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flag {
@@ -111,6 +111,15 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, sqlx::Error> {
     Ok(snapshot_of(&keys, rows))
 }
 
+/// [`snapshot`] inside the caller's transaction.
+pub async fn snapshot_in(tx: &mut Tx) -> Result<Snapshot, sqlx::Error> {
+    let keys = Flag::ALL.map(Flag::key);
+    let rows: Vec<(String, String)> = on_tx!(tx, c => sqlx::query_as(SNAPSHOT)
+        .bind(&keys[0]).bind(&keys[1]).bind(&keys[2]).bind(&keys[3]).bind(&keys[4])
+        .fetch_all(c).await)?;
+    Ok(snapshot_of(&keys, rows))
+}
+
 fn snapshot_of(keys: &[String], rows: Vec<(String, String)>) -> Snapshot {
     let mut values = Flag::ALL.map(Flag::default_value);
     for (key, value) in rows {
@@ -125,6 +134,18 @@ fn snapshot_of(keys: &[String], rows: Vec<(String, String)>) -> Snapshot {
         }
     }
     Snapshot(values)
+}
+
+/// Reads one flag inside the caller's transaction.
+pub async fn get_in(tx: &mut Tx, flag: Flag) -> Result<bool, sqlx::Error> {
+    let value: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT value FROM settings WHERE key = $1"
+    ).bind(flag.key()).fetch_optional(c).await)?;
+    Ok(match value.as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        _ => flag.default_value(),
+    })
 }
 
 pub async fn get_with_source(db: &Db, flag: Flag) -> Result<(bool, Source), sqlx::Error> {

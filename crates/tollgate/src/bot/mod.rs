@@ -10,13 +10,13 @@
 //!    change nor send its reply twice;
 //! 5. after commit, provisioning is woken when access changed.
 //!
-//! Steps 2 and 3 read outside the transaction, before it opens — never the pool while a
-//! transaction is open (on PostgreSQL that takes a second connection; on SQLite a write would
-//! wait for itself). On SQLite those reads go to the reader connections beside the one
-//! writer, which all updates, the outbox and intake share: the number of writer hand-offs per
-//! update is what bounds the bot's rate, and a screen that only shows something costs one —
-//! its finishing transaction. A first contact registers the sender in a short transaction of
-//! its own. A payment reads its payer inside its transaction: finalize decides on that row.
+//! The frequent updates (/start and the menu, /buy, a plan, an invoice, a payment, the
+//! language) do steps 2–4 in that one transaction: one pool checkout per update. On SQLite
+//! every checkout and statement is a hand-off to the one connection's thread, which all
+//! updates, the outbox and intake share, so the number of them per update is what bounds
+//! the bot's rate. Screens that need reads only available on the pool (access, connect,
+//! balance, trial, reissue …) read the sender and their data first, outside it — never
+//! the pool while a transaction is open: on SQLite that would wait for itself.
 //!
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
@@ -168,8 +168,9 @@ impl Bot {
         })
     }
 
-    /// The sender read outside the update's transaction, before it opens; on first contact,
-    /// [`Bot::session`] registers them in a short transaction of their own.
+    /// The sender read through the pool, for an update whose screen needs reads from the
+    /// pool before its transaction opens: one read (on SQLite, beside the writer), or on
+    /// first contact [`Bot::session`] in a short transaction of its own.
     async fn session_alone(
         &self,
         from: &TelegramUser,
@@ -232,6 +233,16 @@ impl Bot {
         self.s.db.begin().await.map_err(retry)
     }
 
+    async fn subscription_in(
+        &self,
+        tx: &mut Tx,
+        user_id: i64,
+    ) -> Result<Option<Subscription>, HandlerError> {
+        access::subscription_for_user_in(tx, user_id)
+            .await
+            .map_err(retry)
+    }
+
     async fn subscription(&self, user_id: i64) -> Result<Option<Subscription>, HandlerError> {
         access::subscription_for_user(&self.s.db, user_id)
             .await
@@ -242,15 +253,15 @@ impl Bot {
         trials_on && user.trial_used_at.is_none() && !sub.is_some_and(|s| s.is_active(self.now()))
     }
 
-    async fn menu_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
+    async fn menu_screen(&self, se: &Session, tx: &mut Tx) -> Result<Screen, HandlerError> {
         // A user registered this instant has no subscription yet.
         let sub = if se.created {
             None
         } else {
-            self.subscription(se.user.id).await?
+            self.subscription_in(tx, se.user.id).await?
         };
         // Both flags in one read.
-        let flags = flags::snapshot(&self.s.db).await.map_err(retry)?;
+        let flags = flags::snapshot_in(tx).await.map_err(retry)?;
         let v = self.view(se.lang);
         Ok(screens::menu(
             &v,
@@ -354,35 +365,54 @@ impl Bot {
         let command = incoming::command(&text);
         let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
         let name = command.map(|(c, _)| c);
+        // Screens that read through the pool: the sender is read first, in a transaction of
+        // their own, and the reply's transaction opens after those reads.
+        let pooled = m.successful_payment.is_none()
+            && (m.refunded_payment.is_some()
+                || matches!(name, Some("access" | "connect" | "balance" | "refund")));
+        if pooled {
+            let se = self.session_alone(&from, m.chat.id, payload).await?;
+            if let Some(rp) = m.refunded_payment.clone() {
+                return self
+                    .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
+                    .await;
+            }
+            let screen = match name {
+                Some("access") => self.access_screen(&se).await?,
+                Some("connect") => self.connect_screen(&se, None).await?,
+                Some("balance") => self.balance_screen(&se).await?,
+                _ => {
+                    let arg = command.map(|(_, a)| a).unwrap_or_default();
+                    return self.refund_command(update_id, &se, arg, ctx).await;
+                }
+            };
+            let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+            reply.send(&screen);
+            let tx = self.begin().await?;
+            return self
+                .finish(tx, Some(&se), update_id, reply, false, ctx)
+                .await;
+        }
+        let mut tx = self.begin().await?;
+        let se = self.session(&mut tx, &from, m.chat.id, payload).await?;
         if let Some(sp) = m.successful_payment.clone() {
-            let mut tx = self.begin().await?;
-            let se = self.session(&mut tx, &from, m.chat.id, payload).await?;
             return self
                 .on_payment(tx, update_id, &se, sp, m.clone(), ctx)
                 .await;
         }
-        let se = self.session_alone(&from, m.chat.id, payload).await?;
-        if let Some(rp) = m.refunded_payment.clone() {
-            return self
-                .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
-                .await;
-        }
         let v = self.view(se.lang);
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         let screen = match name {
-            Some("start") | Some("menu") => self.menu_screen(&se).await?,
-            Some("buy") => screens::buy(&v, self.subscription(se.user.id).await?.as_ref()),
+            Some("start") | Some("menu") => self.menu_screen(&se, &mut tx).await?,
+            Some("buy") => screens::buy(
+                &v,
+                self.subscription_in(&mut tx, se.user.id).await?.as_ref(),
+            ),
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),
-            Some("access") => self.access_screen(&se).await?,
-            Some("connect") => self.connect_screen(&se, None).await?,
-            Some("balance") => self.balance_screen(&se).await?,
-            Some("refund") => {
-                let arg = command.map(|(_, a)| a).unwrap_or_default();
-                return self.refund_command(update_id, &se, arg, ctx).await;
-            }
             _ => self
-                .menu_screen(&se)
+                .menu_screen(&se, &mut tx)
                 .await?
                 .with_note(self.texts.get(se.lang, "unknown-input")),
         };
@@ -393,9 +423,7 @@ impl Bot {
                 "new user"
             );
         }
-        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         reply.send(&screen);
-        let tx = self.begin().await?;
         self.finish(tx, Some(&se), update_id, reply, false, ctx)
             .await
     }
@@ -449,14 +477,26 @@ impl Bot {
         };
         let chat_id = cb.message.as_ref().map_or(cb.from.id, |m| m.chat.id);
         let message_id = cb.message.as_ref().map(|m| m.message_id);
-        let se = self.session_alone(&cb.from, chat_id, None).await?;
-        self.act(update_id, &se, action, message_id, ctx).await
+        if in_one_transaction(&action) {
+            let mut tx = self.begin().await?;
+            let se = self.session(&mut tx, &cb.from, chat_id, None).await?;
+            self.act(Some(tx), update_id, &se, action, message_id, ctx)
+                .await
+        } else {
+            let se = self.session_alone(&cb.from, chat_id, None).await?;
+            self.act(None, update_id, &se, action, message_id, ctx)
+                .await
+        }
     }
 
-    /// Carries out a button's action and shows its result in place of the button's message:
-    /// what it shows is read first, then its transaction opens.
+    /// Carries out a button's action and shows its result in place of the button's message.
+    ///
+    /// `open` is the update's transaction, already holding the session, exactly when
+    /// [`in_one_transaction`] says so; the other actions read through the pool first and
+    /// open theirs after.
     async fn act(
         &self,
+        open: Option<Tx>,
         update_id: i64,
         se: &Session,
         action: Action,
@@ -465,13 +505,13 @@ impl Bot {
     ) -> Result<Handled, HandlerError> {
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-        let (screen, tx, access_changed) = match action {
-            Action::Menu => (self.menu_screen(se).await?, self.begin().await?, false),
-            Action::Buy => {
-                let sub = self.subscription(se.user.id).await?;
-                (screens::buy(&v, sub.as_ref()), self.begin().await?, false)
+        let (screen, tx, access_changed) = match (action, open) {
+            (Action::Menu, Some(mut tx)) => (self.menu_screen(se, &mut tx).await?, tx, false),
+            (Action::Buy, Some(mut tx)) => {
+                let sub = self.subscription_in(&mut tx, se.user.id).await?;
+                (screens::buy(&v, sub.as_ref()), tx, false)
             }
-            Action::Plan(id) => (
+            (Action::Plan(id), Some(tx)) => (
                 match self.s.config.catalog.plans.iter().find(|p| p.id == id) {
                     Some(plan) => {
                         let base = self.s.config.catalog.bot.base_currency;
@@ -485,18 +525,21 @@ impl Bot {
                     None => screens::buy(&v, None)
                         .with_note(self.texts.get(se.lang, "plan-unavailable")),
                 },
-                self.begin().await?,
+                tx,
                 false,
             ),
-            Action::Help => (screens::help(&v), self.begin().await?, false),
-            Action::Support => (screens::support(&v), self.begin().await?, false),
-            Action::Languages => (screens::languages(&v), self.begin().await?, false),
-            Action::SetLanguage(lang) => {
+            (Action::Help, Some(tx)) => (screens::help(&v), tx, false),
+            (Action::Support, Some(tx)) => (screens::support(&v), tx, false),
+            (Action::Languages, Some(tx)) => (screens::languages(&v), tx, false),
+            (Action::SetLanguage(lang), Some(mut tx)) => {
                 let lang = if self.s.config.catalog.bot.languages.contains(&lang) {
                     lang
                 } else {
                     se.lang
                 };
+                users::set_language(&mut tx, se.user.id, lang)
+                    .await
+                    .map_err(retry)?;
                 let se2 = Session {
                     lang,
                     user: se.user.clone(),
@@ -505,30 +548,49 @@ impl Bot {
                     refresh: None,
                 };
                 let screen = self
-                    .menu_screen(&se2)
+                    .menu_screen(&se2, &mut tx)
                     .await?
                     .with_note(self.texts.get(lang, "language-set"));
-                let mut tx = self.begin().await?;
-                users::set_language(&mut tx, se.user.id, lang)
-                    .await
-                    .map_err(retry)?;
                 (screen, tx, false)
             }
-            Action::PayStars(id) => {
-                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply)
+            (Action::PayStars(id), Some(tx)) => {
+                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply, Some(tx))
                     .await?
             }
-            Action::PayCard(id) => {
-                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply)
+            (Action::PayCard(id), Some(tx)) => {
+                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply, Some(tx))
                     .await?
             }
-            Action::Access => (self.access_screen(se).await?, self.begin().await?, false),
-            Action::Connect => (
+            // Only the actions above get an open transaction (see `in_one_transaction`).
+            (_, Some(_)) => {
+                return Err(HandlerError::Retry(
+                    "internal: an action that reads through the pool got an open transaction"
+                        .into(),
+                ));
+            }
+            (
+                Action::Menu
+                | Action::Buy
+                | Action::Plan(_)
+                | Action::Help
+                | Action::Support
+                | Action::Languages
+                | Action::SetLanguage(_)
+                | Action::PayStars(_)
+                | Action::PayCard(_),
+                None,
+            ) => {
+                return Err(HandlerError::Retry(
+                    "internal: an action handled in one transaction got none".into(),
+                ));
+            }
+            (Action::Access, None) => (self.access_screen(se).await?, self.begin().await?, false),
+            (Action::Connect, None) => (
                 self.connect_screen(se, None).await?,
                 self.begin().await?,
                 false,
             ),
-            Action::AutoRenew(on) => {
+            (Action::AutoRenew(on), None) => {
                 let mut tx = self.begin().await?;
                 users::set_auto_renew(&mut tx, se.user.id, on)
                     .await
@@ -548,14 +610,14 @@ impl Bot {
                     false,
                 )
             }
-            Action::Trial => self.trial(se).await?,
-            Action::Reissue => self.reissue(se).await?,
-            Action::Balance => (self.balance_screen(se).await?, self.begin().await?, false),
-            Action::TopUpStars(i) => {
-                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply)
+            (Action::Trial, None) => self.trial(se).await?,
+            (Action::Reissue, None) => self.reissue(se).await?,
+            (Action::Balance, None) => (self.balance_screen(se).await?, self.begin().await?, false),
+            (Action::TopUpStars(i), None) => {
+                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply, None)
                     .await?
             }
-            Action::PayBalance(id) => {
+            (Action::PayBalance(id), None) => {
                 // One debit per pay screen: a double tap pays once.
                 let reference = format!(
                     "balance:{}:{}:{id}",
@@ -569,6 +631,23 @@ impl Bot {
         self.finish(tx, Some(se), update_id, reply, access_changed, ctx)
             .await
     }
+}
+
+/// The actions handled entirely in the update's one transaction: their screens need only
+/// reads available inside it. They are also the frequent ones (menu, buying).
+fn in_one_transaction(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Menu
+            | Action::Buy
+            | Action::Plan(_)
+            | Action::Help
+            | Action::Support
+            | Action::Languages
+            | Action::SetLanguage(_)
+            | Action::PayStars(_)
+            | Action::PayCard(_)
+    )
 }
 
 impl Bot {

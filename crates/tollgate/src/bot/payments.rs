@@ -44,46 +44,54 @@ fn invoice_title(title: &str) -> String {
 
 impl Bot {
     /// Stores the purchase, then queues the invoice in the same transaction (F7: no invoice
-    /// whose payload is not stored). The payments flag is read before the transaction opens;
-    /// the pre-checkout checks it again before anything is charged.
+    /// whose payload is not stored).
+    ///
+    /// `open` is the update's transaction when it is already open (a plan's pay button); then
+    /// everything is read in it. A top-up comes without one (its stale-button screen reads
+    /// through the pool), and the transaction opens after the reads.
     pub(super) async fn invoice(
         &self,
         se: &Session,
         sale: Sale,
         provider: Provider,
         reply: &mut Reply,
+        open: Option<Tx>,
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let catalog = &self.s.config.catalog;
         let base = catalog.bot.base_currency;
         let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
-        let payments_on = flags::get(&self.s.db, Flag::Payments)
-            .await
-            .map_err(retry)?;
+        let (payments_on, open) = match open {
+            Some(mut tx) => (
+                flags::get_in(&mut tx, Flag::Payments)
+                    .await
+                    .map_err(retry)?,
+                Some(tx),
+            ),
+            None => (
+                flags::get(&self.s.db, Flag::Payments)
+                    .await
+                    .map_err(retry)?,
+                None,
+            ),
+        };
+        // The update's transaction: the open one, or a new one after the reads above.
+        let tx = async |open: Option<Tx>| match open {
+            Some(tx) => Ok(tx),
+            None => self.begin().await,
+        };
         if !payments_on {
-            return Ok((
-                note("payments-paused", Action::Buy),
-                self.begin().await?,
-                false,
-            ));
+            return Ok((note("payments-paused", Action::Buy), tx(open).await?, false));
         }
         if se.user.banned_at.is_some() {
-            return Ok((
-                note("reject-banned", Action::Menu),
-                self.begin().await?,
-                false,
-            ));
+            return Ok((note("reject-banned", Action::Menu), tx(open).await?, false));
         }
         let card = self.s.config.deployment.payment_provider_token.is_some();
         let currency = match provider {
             Provider::Stars => Currency::Xtr,
             Provider::Card if card => base,
             _ => {
-                return Ok((
-                    note("payments-paused", Action::Buy),
-                    self.begin().await?,
-                    false,
-                ));
+                return Ok((note("payments-paused", Action::Buy), tx(open).await?, false));
             }
         };
         let (item, price, title, description, back) = match sale {
@@ -96,7 +104,7 @@ impl Bot {
                 else {
                     let screen = screens::buy(&v, None)
                         .with_note(self.texts.get(se.lang, "plan-unavailable"));
-                    return Ok((screen, self.begin().await?, false));
+                    return Ok((screen, tx(open).await?, false));
                 };
                 let description = self.texts.fmt(
                     se.lang,
@@ -117,6 +125,10 @@ impl Bot {
             }
             Sale::TopUp(i) => {
                 let Some(pk) = catalog.balance.stars_packages.get(i) else {
+                    // Never with an open transaction: the balance screen reads through the pool.
+                    if open.is_some() {
+                        return Err(retry("internal: a top-up invoice got an open transaction"));
+                    }
                     let screen = self
                         .balance_screen(se)
                         .await?
@@ -140,7 +152,7 @@ impl Bot {
             }
         };
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut tx = tx(open).await?;
         let purchase = billing::create_purchase(&mut tx, se.user.id, &item, price, provider, now)
             .await
             .map_err(billing_err)?;
