@@ -39,9 +39,9 @@
 //! Statements that only read go beside the writer. A `SELECT` run on the [`SqliteDb`] itself
 //! (not in a transaction) is sent to one of [`READERS`] connections of its own, opened
 //! `query_only`: in WAL mode a reader sees every transaction committed before it starts and
-//! never waits for the writer, so the bot's screen reads and pre-checkout checks no longer
-//! queue for the one connection that every write needs (BENCHMARKS.md, "Reads beside the
-//! writer"). What a transaction reads stays in the transaction, on the writer. Until the
+//! never waits for the writer, so reads made through the pool (a pre-checkout's checks, the
+//! access and connect screens) no longer queue for the one connection that every write needs
+//! (BENCHMARKS.md, "Reads beside the writer"). What a transaction reads stays in the transaction, on the writer. Until the
 //! writer has connected (and so created the file), reads use it too.
 
 use std::ops::{Deref, DerefMut};
