@@ -2,7 +2,8 @@
 //!
 //! sqlx's `Any` driver cannot carry UUIDs, JSON or timestamps (see
 //! `reference/storage-sqlx.md`), so the two backends are typed behind [`Db`] (SQLite's one
-//! shared connection, [`sqlite::SqliteDb`], and a PostgreSQL pool), and the
+//! shared writing connection with its readers, [`sqlite::SqliteDb`], and a PostgreSQL pool),
+//! and the
 //! macros [`on_db!`](crate::on_db) / [`on_tx!`](crate::on_tx) run one SQL text (`$N`
 //! placeholders, `RETURNING`, `ON CONFLICT`) on either. The few real differences — how a
 //! write transaction starts, row claiming with `SKIP LOCKED`, DDL — live in this module and
@@ -30,7 +31,8 @@ use crate::config::{DatabaseSettings, DatabaseUrl};
 /// SQLite waits this long for the single writer lock before reporting "database is locked".
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Either backend: SQLite's one shared connection or a PostgreSQL pool. Cloning is cheap.
+/// Either backend: SQLite's one shared writing connection (with its readers) or a PostgreSQL
+/// pool. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub enum Db {
     Sqlite(SqliteDb),
