@@ -168,7 +168,6 @@ impl SqliteDb {
         let mut conn = SqliteGuard {
             slot,
             db: self.inner.clone(),
-            writer: true,
         };
         if self.inner.rollback_owed.swap(false, Ordering::AcqRel) {
             // Owed again if this is cancelled before it is done.
@@ -216,7 +215,6 @@ impl SqliteDb {
         Ok(SqliteGuard {
             slot,
             db: self.inner.clone(),
-            writer: false,
         })
     }
 
@@ -344,8 +342,6 @@ impl Drop for Owed<'_> {
 pub struct SqliteGuard {
     slot: OwnedMutexGuard<Option<SqliteConnection>>,
     db: Arc<Inner>,
-    /// The writer, not a reader.
-    writer: bool,
 }
 
 impl SqliteGuard {
@@ -354,7 +350,8 @@ impl SqliteGuard {
     fn after(mut self, e: Error) -> Error {
         if matches!(e, Error::WorkerCrashed | Error::Io(_) | Error::Protocol(_)) {
             *self.slot = None;
-            if self.writer {
+            // Only the writer's loss makes reads fall back to it until it reconnects.
+            if Arc::ptr_eq(OwnedMutexGuard::mutex(&self.slot), &self.db.slot) {
                 self.db.connected.store(false, Ordering::Release);
             }
         }
