@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::access::{self, ProvisioningSummary, Subscription};
 use crate::app::Services;
 use crate::i18n::Texts;
-use crate::store::{Db, Tx};
+use crate::store::{Db, Later, Tx};
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
@@ -29,10 +29,17 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(86_400);
 
 /// Owes the user of `sub` a notice when its current key is live.
 pub async fn expect(tx: &mut Tx, sub: &Subscription, now: Timestamp) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO access_notices (subscription_id, user_id, vpn_uuid, created_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (subscription_id) DO UPDATE SET vpn_uuid = excluded.vpn_uuid, created_at = excluded.created_at"
-    ).bind(sub.id).bind(sub.user_id).bind(sub.vpn_uuid).bind(now).execute(c).await.map(|_| ()))
+    tx.later(
+        Later::new(
+            "INSERT INTO access_notices (subscription_id, user_id, vpn_uuid, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (subscription_id) DO UPDATE SET vpn_uuid = excluded.vpn_uuid, created_at = excluded.created_at",
+        )
+        .bind(sub.id)
+        .bind(sub.user_id)
+        .bind(sub.vpn_uuid)
+        .bind(now),
+    )
+    .await
 }
 
 #[derive(sqlx::FromRow)]
@@ -53,7 +60,7 @@ impl AccessNotices {
         AccessNotices { s, texts }
     }
 
-    /// One pass over the owed notices; returns how many were queued.
+    /// One pass over the owed notices; returns how many were queued (or found queued).
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let db = &self.s.db;
         let now = self.s.clock.now();
@@ -101,9 +108,8 @@ impl AccessNotices {
                     self.texts.get(lang, "access-ready-notice"),
                     None,
                 );
-                if outbox::enqueue(&mut tx, &msg, now).await? {
-                    queued += 1;
-                }
+                outbox::enqueue(&mut tx, &msg, now).await?;
+                queued += 1;
             }
             tx.commit().await?;
         }

@@ -12,6 +12,7 @@
 //! Every connection acquire is bounded by the acquire timeout, and PostgreSQL
 //! sessions carry a server-side `statement_timeout` (RELIABILITY A3, C4).
 
+pub mod later;
 pub mod migrate;
 pub mod sqlite;
 pub mod statistics;
@@ -24,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Transaction};
 
+pub use later::Later;
 pub use sqlite::{SqliteDb, SqliteTx};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};

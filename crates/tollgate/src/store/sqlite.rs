@@ -58,10 +58,12 @@ use sqlx::sqlite::{
     SqliteTypeInfo,
 };
 use sqlx::{
-    AssertSqlSafe, ConnectOptions, Connection, Either, Error, Execute, Executor, SqlSafeStr,
-    SqlStr, Sqlite, SqliteConnection,
+    Arguments, AssertSqlSafe, ConnectOptions, Connection, Either, Error, Execute, Executor,
+    SqlSafeStr, SqlStr, Sqlite, SqliteConnection,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::later::{self, Later};
 
 /// The process's SQLite database: one connection behind a FIFO lock. Cloning is cheap.
 #[derive(Clone, Debug)]
@@ -234,6 +236,7 @@ impl SqliteDb {
             conn: Some(self.acquire().await?),
             begin: statement,
             begun: false,
+            later: Vec::new(),
         })
     }
 
@@ -413,10 +416,16 @@ pub struct SqliteTx {
     /// A statement carrying the `BEGIN` was sent (or is on its way): the transaction may be
     /// open on the connection.
     begun: bool,
+    /// Writes waiting for the next statement ([`Later`]).
+    later: Vec<Later>,
 }
 
 impl SqliteTx {
     pub async fn commit(mut self) -> Result<(), Error> {
+        if !self.later.is_empty() {
+            // The waiting writes and the `COMMIT`, in one hand-off.
+            return self.send_last(sqlx::query("COMMIT"), "").await.map(|_| ());
+        }
         if !self.begun {
             return self.finish(Ok(()));
         }
@@ -427,14 +436,24 @@ impl SqliteTx {
     /// Runs `query` (one or more statements), then commits, in one hand-off to the
     /// connection's thread, and returns the rows `query` returned. When `query` fails, nothing
     /// is committed. A transaction whose only statement this is costs one hand-off in all.
-    pub async fn commit_with<'q, E>(mut self, query: E) -> Result<Vec<SqliteRow>, Error>
+    pub async fn commit_with<'q, E>(self, query: E) -> Result<Vec<SqliteRow>, Error>
     where
         E: 'q + Execute<'q, Sqlite>,
     {
-        let sent = match Sent::new(query, (!self.begun).then_some(self.begin), ";\nCOMMIT") {
+        self.send_last(query, ";\nCOMMIT").await
+    }
+
+    /// Sends `query` followed by `end` (which commits), with the `BEGIN` and the waiting
+    /// writes in front when they are owed.
+    async fn send_last<'q, E>(mut self, query: E, end: &str) -> Result<Vec<SqliteRow>, Error>
+    where
+        E: 'q + Execute<'q, Sqlite>,
+    {
+        let sent = match Sent::new(query, (!self.begun).then_some(self.begin), &self.later, end) {
             Ok(sent) => sent,
             Err(e) => return self.finish(Err(e)).map(|()| Vec::new()),
         };
+        self.later.clear();
         self.begun = true;
         match self.connection().fetch_all(sent).await {
             Ok(rows) => self.finish(Ok(())).map(|()| rows),
@@ -442,7 +461,28 @@ impl SqliteTx {
         }
     }
 
+    /// Keeps `write` for the transaction's next statement (see [`Later`]). A transaction
+    /// that queues many (a job's loop) sends them every [`MOST_LATER`], so that one text
+    /// stays well inside SQLite's limits on its length and parameters.
+    pub(super) async fn defer(&mut self, write: Later) -> Result<(), Error> {
+        self.later.push(write);
+        if self.later.len() < MOST_LATER {
+            return Ok(());
+        }
+        let Some(last) = self.later.pop() else {
+            return Ok(());
+        };
+        let mut args = SqliteArguments::default();
+        for value in &last.values {
+            value.add_to_sqlite(&mut args).map_err(Error::Encode)?;
+        }
+        self.execute(sqlx::query_with(last.sql, args))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn rollback(mut self) -> Result<(), Error> {
+        self.later.clear();
         if !self.begun {
             return self.finish(Ok(()));
         }
@@ -501,36 +541,63 @@ impl Drop for SqliteTx {
     }
 }
 
-/// A query as it is sent in a transaction: its text with the transaction's `BEGIN` in front
-/// (its first statement) or a `COMMIT` after it (its last), and its arguments. `$N`
-/// parameters are numbered across a multi-statement text, so the added statements leave the
-/// binds alone.
+/// A query as it is sent in a transaction: its text with what travels with it — the
+/// transaction's `BEGIN` in front (its first statement), the writes waiting for it
+/// ([`Later`]) after that, a `COMMIT` after it (its last) — and its arguments. `$N`
+/// parameters are numbered across a multi-statement text: the query keeps its numbers, and
+/// each waiting write's values are appended to the query's, its parameters renumbered to
+/// match. `lead` counts the statements in front, whose results the caller does not see.
 struct Sent {
     sql: SqlStr,
     arguments: Option<SqliteArguments>,
     persistent: bool,
+    lead: usize,
 }
 
 impl Sent {
     fn new<'q, E: Execute<'q, Sqlite>>(
         mut query: E,
         begin: Option<&str>,
+        later: &[Later],
         end: &str,
     ) -> Result<Sent, Error> {
-        let arguments = query.take_arguments().map_err(Error::Encode)?;
+        let mut arguments = query.take_arguments().map_err(Error::Encode)?;
         let persistent = query.persistent();
         let sql = query.sql();
-        let sql = match (begin, end) {
-            (None, "") => sql,
-            (begin, end) => {
-                let begin = begin.map(|b| format!("{b};\n")).unwrap_or_default();
-                AssertSqlSafe(format!("{begin}{}{end}", sql.as_str())).into_sql_str()
+        let lead = usize::from(begin.is_some()) + later.len();
+        if lead == 0 && end.is_empty() {
+            return Ok(Sent {
+                sql,
+                arguments,
+                persistent,
+                lead,
+            });
+        }
+        let mut text = String::new();
+        if let Some(begin) = begin {
+            text.push_str(begin);
+            text.push_str(";\n");
+        }
+        if !later.is_empty() {
+            let args = arguments.get_or_insert_with(SqliteArguments::default);
+            for write in later {
+                text.push_str(&later::renumber(
+                    write.sql.trim_end_matches([';', ' ', '\n']),
+                    args.len(),
+                ));
+                text.push_str(";\n");
+                for value in &write.values {
+                    value.add_to_sqlite(args).map_err(Error::Encode)?;
+                }
             }
-        };
+        }
+        text.push_str(sql.as_str());
+        text.push_str(end);
         Ok(Sent {
-            sql,
+            sql: AssertSqlSafe(text).into_sql_str(),
             arguments,
             persistent,
+            lead,
         })
     }
 }
@@ -553,6 +620,9 @@ impl<'q> Execute<'q, Sqlite> for Sent {
     }
 }
 
+/// Most writes that wait for a transaction's next statement.
+const MOST_LATER: usize = 32;
+
 /// Statements in the transaction. The first carries the `BEGIN`, whose own result is left out
 /// of what the caller sees (its "rows affected" would be the previous statement's).
 impl<'c> Executor<'c> for &'c mut SqliteTx {
@@ -566,11 +636,11 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
         'c: 'e,
         E: 'q + Execute<'q, Sqlite>,
     {
-        let first = !self.begun;
-        let sent = match Sent::new(query, first.then_some(self.begin), "") {
+        let sent = match Sent::new(query, (!self.begun).then_some(self.begin), &self.later, "") {
             Ok(sent) => sent,
             Err(e) => return Box::pin(stream::once(future::ready(Err(e)))),
         };
+        self.later.clear();
         let SqliteTx { conn, begun, .. } = self;
         // Marked when the statement is sent: on the stream's first poll.
         let mark = stream::once(async move {
@@ -582,11 +652,14 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
         let conn: &'c mut SqliteConnection = conn
             .as_mut()
             .expect("an open transaction holds its connection");
-        let mut skip_begin = first;
+        // The statements in front end with a result each (they return no rows).
+        let mut lead = sent.lead;
         let results = conn.fetch_many(sent).filter(move |item| {
-            let begin_done = skip_begin && matches!(item, Ok(Either::Left(_)));
-            skip_begin = false;
-            future::ready(!begin_done)
+            let in_front = lead > 0 && matches!(item, Ok(Either::Left(_)));
+            if in_front {
+                lead -= 1;
+            }
+            future::ready(!in_front)
         });
         Box::pin(mark.chain(results))
     }
@@ -599,9 +672,10 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
         'c: 'e,
         E: 'q + Execute<'q, Sqlite>,
     {
-        let sent = Sent::new(query, (!self.begun).then_some(self.begin), "");
+        let sent = Sent::new(query, (!self.begun).then_some(self.begin), &self.later, "");
         Box::pin(async move {
             let sent = sent?;
+            self.later.clear();
             self.begun = true;
             self.connection().fetch_optional(sent).await
         })
@@ -644,7 +718,7 @@ impl<'c> Executor<'c> for &'c SqliteDb {
         E: 'q + Execute<'q, Sqlite>,
     {
         Box::pin(async move {
-            let sent = Sent::new(query, None, "")?;
+            let sent = Sent::new(query, None, &[], "")?;
             let mut conn = self.acquire_for(&sent).await?;
             let r = (&mut *conn).fetch_all(sent).await;
             conn.check(r)
@@ -660,7 +734,7 @@ impl<'c> Executor<'c> for &'c SqliteDb {
         E: 'q + Execute<'q, Sqlite>,
     {
         let all = async move {
-            let sent = match Sent::new(query, None, "") {
+            let sent = match Sent::new(query, None, &[], "") {
                 Ok(sent) => sent,
                 Err(e) => return vec![Err(e)],
             };
@@ -686,7 +760,7 @@ impl<'c> Executor<'c> for &'c SqliteDb {
         E: 'q + Execute<'q, Sqlite>,
     {
         Box::pin(async move {
-            let sent = Sent::new(query, None, "")?;
+            let sent = Sent::new(query, None, &[], "")?;
             let mut conn = self.acquire_for(&sent).await?;
             let r = (&mut *conn).fetch_optional(sent).await;
             conn.check(r)
@@ -712,6 +786,7 @@ impl<'c> Executor<'c> for &'c SqliteDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Tx;
     use sqlx::sqlite::SqliteJournalMode;
 
     fn db(dir: &tempfile::TempDir, timeout: Duration) -> SqliteDb {
@@ -1080,5 +1155,136 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::PoolClosed), "{e}");
+    }
+
+    fn later_insert(x: i64) -> Later {
+        Later::new("INSERT INTO t VALUES ($1)").bind(x)
+    }
+
+    #[test]
+    fn a_waiting_write_travels_after_the_begin_with_its_parameters_renumbered() {
+        let query = sqlx::query("UPDATE t SET x = $1 WHERE x = $2")
+            .bind(5_i64)
+            .bind(6_i64);
+        let later = [
+            later_insert(7),
+            Later::new("DELETE FROM t WHERE x = $1;").bind(8_i64),
+        ];
+        let sent = Sent::new(query, Some("BEGIN IMMEDIATE"), &later, ";\nCOMMIT").unwrap();
+        assert_eq!(
+            sent.sql.as_str(),
+            "BEGIN IMMEDIATE;\nINSERT INTO t VALUES ($3);\nDELETE FROM t WHERE x = $4;\n\
+             UPDATE t SET x = $1 WHERE x = $2;\nCOMMIT"
+        );
+        assert_eq!(sent.arguments.map(|a| a.len()), Some(4));
+        assert_eq!(sent.lead, 3, "the BEGIN and two writes go in front");
+    }
+
+    #[tokio::test]
+    async fn waiting_writes_run_in_order_before_the_next_statement_and_commit_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = with_table(&dir).await;
+        let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        tx.later(later_insert(1)).await.unwrap();
+        tx.later(later_insert(2)).await.unwrap();
+        let Tx::Sqlite(t) = &mut tx else {
+            unreachable!()
+        };
+        assert_eq!(
+            t.later.len(),
+            2,
+            "nothing is sent before the next statement"
+        );
+        // The next statement sees both rows and reports only its own effect and rows.
+        let changed = sqlx::query("UPDATE t SET x = x + 10 WHERE x = 1")
+            .execute(&mut *t)
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected(), 1);
+        tx.later(later_insert(3)).await.unwrap();
+        let Tx::Sqlite(t) = &mut tx else {
+            unreachable!()
+        };
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&mut *t)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2, 3, 11]);
+        tx.later(later_insert(4)).await.unwrap();
+        let Tx::Sqlite(t) = &mut tx else {
+            unreachable!()
+        };
+        let first: Option<i64> = sqlx::query_scalar("SELECT MAX(x) FROM t")
+            .fetch_optional(&mut *t)
+            .await
+            .unwrap();
+        assert_eq!(first, Some(11));
+        // A write left waiting at the end commits with the COMMIT.
+        tx.later(later_insert(5)).await.unwrap();
+        assert_eq!(count(&db).await, 0, "nothing is visible before the commit");
+        tx.commit().await.unwrap();
+        assert_eq!(count(&db).await, 5);
+
+        // A transaction of waiting writes only, more than travel in one text.
+        let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        for x in 0..(3 * MOST_LATER as i64 + 1) {
+            tx.later(later_insert(100 + x)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(count(&db).await, 5 + 3 * MOST_LATER as i64 + 1);
+
+        // Rolled back, waiting writes are dropped.
+        let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        tx.later(later_insert(9)).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(count(&db).await, 5 + 3 * MOST_LATER as i64 + 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_waiting_write_fails_the_statement_it_travels_with_and_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = with_table(&dir).await;
+        let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        let Tx::Sqlite(t) = &mut tx else {
+            unreachable!()
+        };
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *t)
+            .await
+            .unwrap();
+        tx.later(Later::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
+            .await
+            .unwrap();
+        let e = tx.commit().await.unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(
+            count(&db).await,
+            0,
+            "the transaction's insert is rolled back"
+        );
+
+        // The same through the next statement: it fails, and it did not run.
+        let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        tx.later(Later::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
+            .await
+            .unwrap();
+        let Tx::Sqlite(t) = &mut tx else {
+            unreachable!()
+        };
+        let e = sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut *t)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        drop(tx);
+        sqlx::query("INSERT INTO t VALUES (4)")
+            .execute(&db)
+            .await
+            .unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![4], "the dropped transaction was rolled back");
     }
 }

@@ -116,7 +116,8 @@ impl Handler for EchoHandler {
                 reply,
                 None,
             );
-            queued = outbox::enqueue(&mut tx, &msg, now).await?;
+            outbox::enqueue(&mut tx, &msg, now).await?;
+            queued = true;
         }
         inbox::complete_and_commit(tx, update.update_id, now).await?;
         if queued {

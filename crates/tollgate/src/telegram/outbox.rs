@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::store::{Db, Tx};
+use crate::store::{Db, Later, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -88,34 +88,25 @@ impl OutboxMessage {
 }
 
 /// The insert of [`enqueue`]: `$1` dedupe key, `$2` chat, `$3` priority, `$4` method, `$5`
-/// payload, `$6` now (for a job that holds its own connection).
-pub const ENQUEUE_SQL: &str = "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+/// payload, `$6` now.
+const ENQUEUE_SQL: &str = "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
      VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
      ON CONFLICT (dedupe_key) DO NOTHING";
 
-/// Queues a message in the caller's transaction. Returns false when a message with the same
-/// dedupe key exists already (it is not queued again).
-pub async fn enqueue(
-    tx: &mut Tx,
-    msg: &OutboxMessage,
-    now: Timestamp,
-) -> Result<bool, sqlx::Error> {
-    let payload = msg.params.to_string();
-    let n = on_tx!(tx, c => sqlx::query(ENQUEUE_SQL).bind(&msg.dedupe_key).bind(msg.chat_id).bind(msg.priority.as_i16()).bind(&msg.method)
-        .bind(payload).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
-    Ok(n == 1)
-}
-
-/// [`enqueue`] in its own transaction.
-pub async fn enqueue_now(
-    db: &Db,
-    msg: &OutboxMessage,
-    now: Timestamp,
-) -> Result<bool, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let queued = enqueue(&mut tx, msg, now).await?;
-    tx.commit().await?;
-    Ok(queued)
+/// Queues a message in the caller's transaction; a message with the same dedupe key queued
+/// before stays as it is (this one is not queued again). Nothing is read back, so on SQLite
+/// the insert travels with the transaction's next statement ([`Later`]).
+pub async fn enqueue(tx: &mut Tx, msg: &OutboxMessage, now: Timestamp) -> Result<(), sqlx::Error> {
+    tx.later(
+        Later::new(ENQUEUE_SQL)
+            .bind(msg.dedupe_key.clone())
+            .bind(msg.chat_id)
+            .bind(msg.priority.as_i16())
+            .bind(msg.method.clone())
+            .bind(msg.params.to_string())
+            .bind(now),
+    )
+    .await
 }
 
 /// A claimed message, ready to send.
