@@ -8,8 +8,9 @@
 //! one chat at a time in order, and records every attempt's outcome.
 
 use serde_json::Value;
+use sqlx::Row as _;
 
-use crate::store::{Db, Later, Tx};
+use crate::store::{Db, Later, SqliteTx, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -252,53 +253,31 @@ pub async fn finish_attempts(
         .map(|a| AttemptRow::new(a.outcome, now))
         .collect();
     let not_before = now.plus(chat_spacing);
-    let mut tx = db.begin().await?;
-    let updated: Vec<i64> = match &mut tx {
+    let mut tx = match db.begin().await? {
         Tx::Sqlite(c) => {
-            let batch = serde_json::Value::Array(
-                attempts
-                    .iter()
-                    .zip(&rows)
-                    .map(|(a, r)| {
-                        serde_json::json!([
-                            a.id,
-                            r.status,
-                            r.next,
-                            r.error,
-                            r.message_id,
-                            r.finished,
-                            i32::from(r.undo_attempt)
-                        ])
-                    })
-                    .collect(),
-            )
-            .to_string();
-            sqlx::query_scalar(FINISH_SQLITE)
-                .bind(batch)
-                .bind(worker)
-                .fetch_all(&mut *c)
-                .await?
+            return finish_attempts_sqlite(c, worker, attempts, &rows, now, not_before).await;
         }
-        Tx::Postgres(c) => {
-            let ids: Vec<i64> = attempts.iter().map(|a| a.id).collect();
-            let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
-            let nexts: Vec<Option<Timestamp>> = rows.iter().map(|r| r.next).collect();
-            let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error).collect();
-            let message_ids: Vec<Option<i64>> = rows.iter().map(|r| r.message_id).collect();
-            let finished: Vec<Option<Timestamp>> = rows.iter().map(|r| r.finished).collect();
-            let undo: Vec<i32> = rows.iter().map(|r| i32::from(r.undo_attempt)).collect();
-            sqlx::query_scalar(FINISH_POSTGRES)
-                .bind(&ids)
-                .bind(&statuses)
-                .bind(&nexts)
-                .bind(&errors)
-                .bind(&message_ids)
-                .bind(&finished)
-                .bind(&undo)
-                .bind(worker)
-                .fetch_all(&mut **c)
-                .await?
-        }
+        Tx::Postgres(c) => c,
+    };
+    let updated: Vec<i64> = {
+        let ids: Vec<i64> = attempts.iter().map(|a| a.id).collect();
+        let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
+        let nexts: Vec<Option<Timestamp>> = rows.iter().map(|r| r.next).collect();
+        let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error).collect();
+        let message_ids: Vec<Option<i64>> = rows.iter().map(|r| r.message_id).collect();
+        let finished: Vec<Option<Timestamp>> = rows.iter().map(|r| r.finished).collect();
+        let undo: Vec<i32> = rows.iter().map(|r| i32::from(r.undo_attempt)).collect();
+        sqlx::query_scalar(FINISH_POSTGRES)
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&nexts)
+            .bind(&errors)
+            .bind(&message_ids)
+            .bind(&finished)
+            .bind(&undo)
+            .bind(worker)
+            .fetch_all(&mut *tx)
+            .await?
     };
     let updated: std::collections::HashSet<i64> = updated.into_iter().collect();
     let kept: Vec<bool> = attempts.iter().map(|a| updated.contains(&a.id)).collect();
@@ -316,37 +295,6 @@ pub async fn finish_attempts(
         .collect();
     spaced.sort_unstable();
     spaced.dedup();
-    let mut tx = match tx {
-        // The attempts and the spacing, one statement each, with the COMMIT in one hand-off
-        // (an empty array makes its statement a no-op).
-        Tx::Sqlite(c) => {
-            let batch = serde_json::Value::Array(
-                recorded
-                    .iter()
-                    .map(|(a, r)| {
-                        serde_json::json!([
-                            a.id,
-                            a.outcome.label(),
-                            r.http_status.map(i32::from),
-                            r.error
-                        ])
-                    })
-                    .collect(),
-            )
-            .to_string();
-            let chats = serde_json::Value::from(spaced).to_string();
-            c.commit_with(
-                sqlx::query(RECORDS_SQLITE)
-                    .bind(batch)
-                    .bind(now)
-                    .bind(chats)
-                    .bind(not_before),
-            )
-            .await?;
-            return Ok(kept);
-        }
-        Tx::Postgres(c) => c,
-    };
     if !recorded.is_empty() {
         let ids: Vec<i64> = recorded.iter().map(|(a, _)| a.id).collect();
         let labels: Vec<&str> = recorded.iter().map(|(a, _)| a.outcome.label()).collect();
@@ -375,9 +323,92 @@ pub async fn finish_attempts(
     Ok(kept)
 }
 
-/// The batch is a JSON array of `[id, status, next_attempt_at, last_error, message_id,
-/// finished_at, undo_attempt]`; only rows this worker still holds are changed.
-const FINISH_SQLITE: &str = "
+/// [`finish_attempts`] on SQLite: the attempt records, the spacing and the state changes
+/// are one text, sent with the transaction's `BEGIN` and `COMMIT` in one hand-off. Which
+/// claims still held is decided by the database there: the records and the spacing are
+/// written for the messages still claimed by `worker`, before the state change lets them go.
+async fn finish_attempts_sqlite(
+    tx: SqliteTx,
+    worker: &str,
+    attempts: &[Attempt<'_>],
+    rows: &[AttemptRow<'_>],
+    now: Timestamp,
+    not_before: Timestamp,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let states = serde_json::Value::Array(
+        attempts
+            .iter()
+            .zip(rows)
+            .map(|(a, r)| {
+                serde_json::json!([
+                    a.id,
+                    r.status,
+                    r.next,
+                    r.error,
+                    r.message_id,
+                    r.finished,
+                    i32::from(r.undo_attempt)
+                ])
+            })
+            .collect(),
+    )
+    .to_string();
+    let records = serde_json::Value::Array(
+        attempts
+            .iter()
+            .zip(rows)
+            .map(|(a, r)| {
+                serde_json::json!([
+                    a.id,
+                    a.outcome.label(),
+                    r.http_status.map(i32::from),
+                    r.error
+                ])
+            })
+            .collect(),
+    )
+    .to_string();
+    let spaced: Vec<i64> = attempts
+        .iter()
+        .filter(|a| a.more_in_chat && matches!(a.outcome, Outcome::Sent { .. }))
+        .map(|a| a.id)
+        .collect();
+    let spaced = serde_json::Value::from(spaced).to_string();
+    let returned = tx
+        .commit_with(
+            sqlx::query(FINISH_ALL_SQLITE)
+                .bind(records)
+                .bind(worker)
+                .bind(spaced)
+                .bind(not_before)
+                .bind(now)
+                .bind(states),
+        )
+        .await?;
+    let updated = returned
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<std::collections::HashSet<i64>, _>>()?;
+    Ok(attempts.iter().map(|a| updated.contains(&a.id)).collect())
+}
+
+/// `$1`: a JSON array of `[outbox_id, outcome, http_status, detail]` per attempt, recorded
+/// at `$5` for the messages `$2` still holds; `$3`: a JSON array of the ids whose chat waits
+/// for the spacing (their message was sent and more are queued), until `$4`; `$6`: the state
+/// changes, a JSON array of `[id, status, next_attempt_at, last_error, message_id,
+/// finished_at, undo_attempt]`. Only rows `$2` still holds are recorded or changed; returns
+/// their ids.
+const FINISH_ALL_SQLITE: &str = "
+INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
+SELECT j.value ->> 0, $5, j.value ->> 1, j.value ->> 2, j.value ->> 3
+FROM json_each($1) AS j JOIN outbox o ON o.id = j.value ->> 0
+WHERE o.claimed_by = $2 AND o.status = 'pending'
+ORDER BY j.key;
+UPDATE outbox SET next_attempt_at = $4
+WHERE chat_id IN (SELECT o.chat_id FROM json_each($3) AS j JOIN outbox o ON o.id = j.value
+                  WHERE o.claimed_by = $2 AND o.status = 'pending')
+  AND status = 'pending' AND next_attempt_at < $4
+  AND id NOT IN (SELECT j.value ->> 0 FROM json_each($1) AS j);
 UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbox.next_attempt_at),
     last_error = b.error, message_id = COALESCE(b.message_id, outbox.message_id),
     finished_at = b.finished, claimed_by = NULL, claimed_until = NULL,
@@ -385,7 +416,7 @@ UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbo
 FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS status, j.value ->> 2 AS next_at,
              j.value ->> 3 AS error, j.value ->> 4 AS message_id, j.value ->> 5 AS finished,
              j.value ->> 6 AS undo
-      FROM json_each($1) AS j) AS b
+      FROM json_each($6) AS j) AS b
 WHERE outbox.id = b.id AND outbox.claimed_by = $2 AND outbox.status = 'pending'
 RETURNING outbox.id";
 
@@ -398,15 +429,6 @@ FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6
     AS b(id, status, next_at, error, message_id, finished, undo)
 WHERE outbox.id = b.id AND outbox.claimed_by = $8 AND outbox.status = 'pending'
 RETURNING outbox.id";
-
-/// The attempts (`$1`: a JSON array of `[outbox_id, outcome, http_status, detail]`, at `$2`)
-/// and the per-chat spacing (`$3`: a JSON array of chat ids, not before `$4`).
-const RECORDS_SQLITE: &str = "
-INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
-SELECT j.value ->> 0, $2, j.value ->> 1, j.value ->> 2, j.value ->> 3
-FROM json_each($1) AS j ORDER BY j.key;
-UPDATE outbox SET next_attempt_at = $4
-WHERE chat_id IN (SELECT j.value FROM json_each($3) AS j) AND status = 'pending' AND next_attempt_at < $4";
 
 /// `[outbox_id, outcome, http_status, detail]` per recorded attempt, in batch order.
 const ATTEMPTS_POSTGRES: &str = "
