@@ -120,6 +120,23 @@ pub async fn snapshot_in(tx: &mut Tx) -> Result<Snapshot, sqlx::Error> {
     Ok(snapshot_of(&keys, rows))
 }
 
+/// The settings keys of [`Flag::ALL`], in order: the parameters of a statement that reads the
+/// flags beside something else (such as the sender's row, `users::get_with_flags_in`).
+pub fn keys() -> [String; Flag::ALL.len()] {
+    Flag::ALL.map(Flag::key)
+}
+
+/// The snapshot of the stored values of [`keys`], in order (`None`: never set).
+pub fn snapshot_from(values: [Option<String>; Flag::ALL.len()]) -> Snapshot {
+    let keys = keys();
+    let rows = keys
+        .iter()
+        .zip(values)
+        .filter_map(|(k, v)| Some((k.clone(), v?)))
+        .collect();
+    snapshot_of(&keys, rows)
+}
+
 fn snapshot_of(keys: &[String], rows: Vec<(String, String)>) -> Snapshot {
     let mut values = Flag::ALL.map(Flag::default_value);
     for (key, value) in rows {
@@ -134,18 +151,6 @@ fn snapshot_of(keys: &[String], rows: Vec<(String, String)>) -> Snapshot {
         }
     }
     Snapshot(values)
-}
-
-/// Reads one flag inside the caller's transaction.
-pub async fn get_in(tx: &mut Tx, flag: Flag) -> Result<bool, sqlx::Error> {
-    let value: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT value FROM settings WHERE key = $1"
-    ).bind(flag.key()).fetch_optional(c).await)?;
-    Ok(match value.as_deref() {
-        Some("true") => true,
-        Some("false") => false,
-        _ => flag.default_value(),
-    })
 }
 
 pub async fn get_with_source(db: &Db, flag: Flag) -> Result<(bool, Source), sqlx::Error> {

@@ -45,7 +45,7 @@ use crate::billing::reconcile::StarsReconciler;
 use crate::billing::{self, Provider};
 use crate::config::Language;
 use crate::domain::money::Money;
-use crate::flags::{self, Flag};
+use crate::flags::{self, Flag, Snapshot};
 use crate::i18n::{Arg, Texts};
 use crate::jobs::notices::Notices;
 use crate::jobs::renewal::AutoRenewal;
@@ -75,6 +75,9 @@ struct Session {
     /// The sender as Telegram describes them, while their refresh (`users::refresh`) is
     /// still to be written: [`Bot::finish`] writes it in the update's transaction.
     refresh: Option<TelegramUser>,
+    /// The flags, when they were read with the sender in the update's transaction
+    /// ([`Bot::flags_in`] uses them).
+    flags: Option<Snapshot>,
 }
 
 fn retry(e: impl std::fmt::Display) -> HandlerError {
@@ -134,7 +137,8 @@ impl Bot {
 
     /// Reads the sender in the update's transaction, registering them (with the referrer of
     /// a `ref_` start payload) on first contact. A known user's refresh (names, last seen,
-    /// reachable) is owed: [`Bot::finish`] writes it.
+    /// reachable) is owed: [`Bot::finish`] writes it. The flags are read with a known sender,
+    /// in the same statement.
     async fn session(
         &self,
         tx: &mut Tx,
@@ -143,8 +147,12 @@ impl Bot {
         start_payload: Option<&str>,
     ) -> Result<Session, HandlerError> {
         let now = self.now();
-        let user = match users::get_in(tx, from.id).await.map_err(retry)? {
-            Some(known) => return Ok(self.known_session(known, from, chat_id)),
+        let user = match users::get_with_flags_in(tx, from.id).await.map_err(retry)? {
+            Some((known, flags)) => {
+                let mut se = self.known_session(known, from, chat_id);
+                se.flags = Some(flags);
+                return Ok(se);
+            }
             None => {
                 let code = start_payload.and_then(|p| p.strip_prefix("ref_"));
                 let languages = &self.s.config.catalog.bot.languages;
@@ -165,6 +173,7 @@ impl Bot {
             chat_id,
             created: true,
             refresh: None,
+            flags: None,
         })
     }
 
@@ -195,6 +204,7 @@ impl Bot {
             chat_id,
             created: false,
             refresh: Some(from.clone()),
+            flags: None,
         }
     }
 
@@ -253,6 +263,14 @@ impl Bot {
         trials_on && user.trial_used_at.is_none() && !sub.is_some_and(|s| s.is_active(self.now()))
     }
 
+    /// The flags read with the sender, or else read now in `tx`.
+    async fn flags_in(&self, se: &Session, tx: &mut Tx) -> Result<Snapshot, HandlerError> {
+        match se.flags {
+            Some(flags) => Ok(flags),
+            None => flags::snapshot_in(tx).await.map_err(retry),
+        }
+    }
+
     async fn menu_screen(&self, se: &Session, tx: &mut Tx) -> Result<Screen, HandlerError> {
         // A user registered this instant has no subscription yet.
         let sub = if se.created {
@@ -260,8 +278,7 @@ impl Bot {
         } else {
             self.subscription_in(tx, se.user.id).await?
         };
-        // Both flags in one read.
-        let flags = flags::snapshot_in(tx).await.map_err(retry)?;
+        let flags = self.flags_in(se, tx).await?;
         let v = self.view(se.lang);
         Ok(screens::menu(
             &v,
@@ -546,6 +563,7 @@ impl Bot {
                     chat_id: se.chat_id,
                     created: se.created,
                     refresh: None,
+                    flags: se.flags,
                 };
                 let screen = self
                     .menu_screen(&se2, &mut tx)

@@ -63,9 +63,7 @@ impl Bot {
         let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
         let (payments_on, open) = match open {
             Some(mut tx) => (
-                flags::get_in(&mut tx, Flag::Payments)
-                    .await
-                    .map_err(retry)?,
+                self.flags_in(se, &mut tx).await?.get(Flag::Payments),
                 Some(tx),
             ),
             None => (

@@ -9,6 +9,7 @@ use telegram_emulator::control::types::PaymentStatus;
 use telegram_emulator::{MessageFilter, NewUser, TranscriptMessage};
 use tollgate::app::AppOptions;
 use tollgate::billing::{self, BalanceCharge, BalancePaid, Reason, ledger};
+use tollgate::flags::{self, Flag};
 use tollgate::store::Db;
 use tollgate::telegram::inbox::{self, NewUpdate};
 use tollgate::telegram::update::parse_head;
@@ -482,4 +483,35 @@ db_test!(async fn underpaid_or_foreign_payments_are_kept_for_review_not_applied(
     let tied: Option<i64> = on_db!(db, c => sqlx::query_scalar("SELECT purchase_id FROM payments WHERE provider_payment_id = 'over'").fetch_one(c).await).unwrap();
     assert_eq!(tied, Some(p.id), "the overpayment pays the purchase");
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid' AND paid_at IS NOT NULL").await, 1, "the purchase is paid");
+});
+
+db_test!(async fn the_sender_and_the_flags_are_read_together_as_stored(t) {
+    let db = &t.db;
+    let now = SystemClock.now();
+    let languages = crate::common::nodes::catalog(&[], &[]).bot.languages;
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(users::get_with_flags_in(&mut tx, 8).await.unwrap(), None, "not registered");
+    let from = users::TelegramUser { id: 8, is_bot: false, first_name: "Flo".into(), last_name: None, username: None, language_code: None };
+    users::touch(&mut tx, &from, &languages, now).await.unwrap();
+    tx.commit().await.unwrap();
+    flags::set(db, Flag::Payments, false, None, now).await.unwrap();
+    flags::set(db, Flag::Maintenance, true, None, now).await.unwrap();
+
+    let mut tx = db.begin().await.unwrap();
+    let (user, read) = users::get_with_flags_in(&mut tx, 8).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(Some(user), users::get(db, 8).await.unwrap());
+    assert_eq!(read, flags::snapshot(db).await.unwrap());
+    let values: Vec<(Flag, bool)> = Flag::ALL.iter().map(|f| (*f, read.get(*f))).collect();
+    assert_eq!(
+        values,
+        vec![
+            (Flag::Payments, false),
+            (Flag::Trials, true),
+            (Flag::AutoRenewal, true),
+            (Flag::Broadcasts, true),
+            (Flag::Maintenance, true),
+        ],
+        "set flags as stored, the others at their defaults"
+    );
 });
