@@ -1157,6 +1157,14 @@ mod tests {
         assert!(matches!(e, Error::PoolClosed), "{e}");
     }
 
+    /// The SQLite transaction inside `tx`.
+    fn on_sqlite(tx: &mut Tx) -> &mut SqliteTx {
+        match tx {
+            Tx::Sqlite(t) => t,
+            Tx::Postgres(_) => unreachable!("a SQLite database begins SQLite transactions"),
+        }
+    }
+
     fn later_insert(x: i64) -> Later {
         Later::new("INSERT INTO t VALUES ($1)").bind(x)
     }
@@ -1187,9 +1195,7 @@ mod tests {
         let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
         tx.later(later_insert(1)).await.unwrap();
         tx.later(later_insert(2)).await.unwrap();
-        let Tx::Sqlite(t) = &mut tx else {
-            unreachable!()
-        };
+        let t = on_sqlite(&mut tx);
         assert_eq!(
             t.later.len(),
             2,
@@ -1202,18 +1208,14 @@ mod tests {
             .unwrap();
         assert_eq!(changed.rows_affected(), 1);
         tx.later(later_insert(3)).await.unwrap();
-        let Tx::Sqlite(t) = &mut tx else {
-            unreachable!()
-        };
+        let t = on_sqlite(&mut tx);
         let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
             .fetch_all(&mut *t)
             .await
             .unwrap();
         assert_eq!(rows, vec![2, 3, 11]);
         tx.later(later_insert(4)).await.unwrap();
-        let Tx::Sqlite(t) = &mut tx else {
-            unreachable!()
-        };
+        let t = on_sqlite(&mut tx);
         let first: Option<i64> = sqlx::query_scalar("SELECT MAX(x) FROM t")
             .fetch_optional(&mut *t)
             .await
@@ -1245,9 +1247,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = with_table(&dir).await;
         let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
-        let Tx::Sqlite(t) = &mut tx else {
-            unreachable!()
-        };
+        let t = on_sqlite(&mut tx);
         sqlx::query("INSERT INTO t VALUES (1)")
             .execute(&mut *t)
             .await
@@ -1268,9 +1268,7 @@ mod tests {
         tx.later(Later::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
             .await
             .unwrap();
-        let Tx::Sqlite(t) = &mut tx else {
-            unreachable!()
-        };
+        let t = on_sqlite(&mut tx);
         let e = sqlx::query("INSERT INTO t VALUES (3)")
             .execute(&mut *t)
             .await

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use super::inbox::{self, Claimed};
-use super::outbox::{self, OutboxMessage, Priority};
+use super::outbox::{OutboxMessage, Priority};
 use crate::alerts::escape_html;
 
 pub struct EchoHandler;
@@ -97,29 +97,28 @@ impl Handler for EchoHandler {
             }
         }
         let now = ctx.clock.now();
-        let mut tx = ctx.db.begin().await?;
-        let mut queued = false;
-        if let Some(Message {
-            chat,
-            text: Some(text),
-        }) = parsed.message
-        {
-            // Telegram measures text after entity parsing, in UTF-16 units.
-            let reply = format!(
-                "echo: {}",
-                escape_html(&truncate_utf16(&text, MAX_TEXT - 6))
-            );
-            let msg = OutboxMessage::text(
-                format!("echo:{}", update.update_id),
-                chat.id,
-                Priority::Transactional,
-                reply,
-                None,
-            );
-            outbox::enqueue(&mut tx, &msg, now).await?;
-            queued = true;
-        }
-        inbox::complete_and_commit(tx, update.update_id, now).await?;
+        let reply = match parsed.message {
+            Some(Message {
+                chat,
+                text: Some(text),
+            }) => {
+                // Telegram measures text after entity parsing, in UTF-16 units.
+                let reply = format!(
+                    "echo: {}",
+                    escape_html(&truncate_utf16(&text, MAX_TEXT - 6))
+                );
+                Some(OutboxMessage::text(
+                    format!("echo:{}", update.update_id),
+                    chat.id,
+                    Priority::Transactional,
+                    reply,
+                    None,
+                ))
+            }
+            _ => None,
+        };
+        inbox::complete_replying(&ctx.db, update.update_id, reply.as_ref(), now).await?;
+        let queued = reply.is_some();
         if queued {
             ctx.outbox_wake.notify_one();
         }

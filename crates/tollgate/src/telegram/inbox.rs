@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::outbox::{self, OutboxMessage};
 use super::update::UpdateHead;
 use crate::store::{Db, Tx};
 use crate::time::{SharedClock, Timestamp};
@@ -233,6 +234,58 @@ pub async fn complete_and_commit(
         }
     }
 }
+
+/// Queues `reply` (if any) and marks the update handled, for a handler with no other writes:
+/// on PostgreSQL one statement, committed on its own (no `BEGIN` and `COMMIT` round trips), on
+/// SQLite one transaction of one hand-off. A message whose dedupe key is queued already stays
+/// as it is.
+pub async fn complete_replying(
+    db: &Db,
+    update_id: i64,
+    reply: Option<&OutboxMessage>,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Sqlite(_) => {
+            let mut tx = db.begin().await?;
+            if let Some(msg) = reply {
+                outbox::enqueue(&mut tx, msg, now).await?;
+            }
+            complete_and_commit(tx, update_id, now).await
+        }
+        Db::Postgres(p) => {
+            let msgs: Vec<&OutboxMessage> = reply.into_iter().collect();
+            let keys: Vec<&str> = msgs.iter().map(|m| m.dedupe_key.as_str()).collect();
+            let chats: Vec<i64> = msgs.iter().map(|m| m.chat_id).collect();
+            let priorities: Vec<i16> = msgs.iter().map(|m| m.priority.as_i16()).collect();
+            let methods: Vec<&str> = msgs.iter().map(|m| m.method.as_str()).collect();
+            let payloads: Vec<String> = msgs.iter().map(|m| m.params.to_string()).collect();
+            sqlx::query(COMPLETE_REPLYING_POSTGRES)
+                .bind(&keys)
+                .bind(&chats)
+                .bind(&priorities)
+                .bind(&methods)
+                .bind(&payloads)
+                .bind(now)
+                .bind(update_id)
+                .execute(p)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+/// The messages as arrays (`$1`–`$5`), queued at `$6`; the update `$7` marked done.
+const COMPLETE_REPLYING_POSTGRES: &str = "
+WITH queued AS (
+    INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+    SELECT m.dedupe_key, m.chat_id, m.priority, m.method, m.payload, 'pending', 0, $6, $6
+    FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[], $4::TEXT[], $5::TEXT[])
+        AS m(dedupe_key, chat_id, priority, method, payload)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING 1)
+UPDATE tg_inbox SET status = 'done', finished_at = $6, claimed_by = NULL, claimed_until = NULL
+WHERE update_id = $7 AND status = 'pending'";
 
 /// Schedules a retry after a failed attempt.
 pub async fn retry_later(

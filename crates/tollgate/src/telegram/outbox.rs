@@ -335,7 +335,7 @@ async fn finish_attempts_sqlite(
     now: Timestamp,
     not_before: Timestamp,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let states = serde_json::Value::Array(
+    let batch = serde_json::Value::Array(
         attempts
             .iter()
             .zip(rows)
@@ -347,22 +347,9 @@ async fn finish_attempts_sqlite(
                     r.error,
                     r.message_id,
                     r.finished,
-                    i32::from(r.undo_attempt)
-                ])
-            })
-            .collect(),
-    )
-    .to_string();
-    let records = serde_json::Value::Array(
-        attempts
-            .iter()
-            .zip(rows)
-            .map(|(a, r)| {
-                serde_json::json!([
-                    a.id,
+                    i32::from(r.undo_attempt),
                     a.outcome.label(),
-                    r.http_status.map(i32::from),
-                    r.error
+                    r.http_status.map(i32::from)
                 ])
             })
             .collect(),
@@ -377,12 +364,11 @@ async fn finish_attempts_sqlite(
     let returned = tx
         .commit_with(
             sqlx::query(FINISH_ALL_SQLITE)
-                .bind(records)
+                .bind(batch)
                 .bind(worker)
                 .bind(spaced)
                 .bind(not_before)
-                .bind(now)
-                .bind(states),
+                .bind(now),
         )
         .await?;
     let updated = returned
@@ -392,15 +378,14 @@ async fn finish_attempts_sqlite(
     Ok(attempts.iter().map(|a| updated.contains(&a.id)).collect())
 }
 
-/// `$1`: a JSON array of `[outbox_id, outcome, http_status, detail]` per attempt, recorded
-/// at `$5` for the messages `$2` still holds; `$3`: a JSON array of the ids whose chat waits
-/// for the spacing (their message was sent and more are queued), until `$4`; `$6`: the state
-/// changes, a JSON array of `[id, status, next_attempt_at, last_error, message_id,
-/// finished_at, undo_attempt]`. Only rows `$2` still holds are recorded or changed; returns
-/// their ids.
+/// `$1`: the batch, a JSON array of `[id, status, next_attempt_at, last_error, message_id,
+/// finished_at, undo_attempt, outcome, http_status]` per attempt, recorded at `$5`; `$3`: a
+/// JSON array of the ids whose chat waits for the spacing (their message was sent and more
+/// are queued), until `$4`. Only rows `$2` still holds are recorded or changed; returns their
+/// ids.
 const FINISH_ALL_SQLITE: &str = "
 INSERT INTO outbox_attempts (outbox_id, attempted_at, outcome, http_status, detail)
-SELECT j.value ->> 0, $5, j.value ->> 1, j.value ->> 2, j.value ->> 3
+SELECT j.value ->> 0, $5, j.value ->> 7, j.value ->> 8, j.value ->> 3
 FROM json_each($1) AS j JOIN outbox o ON o.id = j.value ->> 0
 WHERE o.claimed_by = $2 AND o.status = 'pending'
 ORDER BY j.key;
@@ -416,7 +401,7 @@ UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbo
 FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS status, j.value ->> 2 AS next_at,
              j.value ->> 3 AS error, j.value ->> 4 AS message_id, j.value ->> 5 AS finished,
              j.value ->> 6 AS undo
-      FROM json_each($6) AS j) AS b
+      FROM json_each($1) AS j) AS b
 WHERE outbox.id = b.id AND outbox.claimed_by = $2 AND outbox.status = 'pending'
 RETURNING outbox.id";
 
