@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::screens::{Extra, Screen};
 use crate::store::Tx;
-use crate::telegram::outbox::{OutboxMessage, Priority};
+use crate::telegram::outbox::{Columns, OutboxMessage, Priority};
 use crate::time::Timestamp;
 use crate::users::TelegramUser;
 #[cfg(doc)]
@@ -172,17 +172,9 @@ impl Reply {
                 .await?;
             }
             Tx::Postgres(mut c) => {
-                let keys: Vec<&str> = msgs.iter().map(|m| m.dedupe_key.as_str()).collect();
-                let chats: Vec<i64> = msgs.iter().map(|m| m.chat_id).collect();
-                let priorities: Vec<i16> = msgs.iter().map(|m| m.priority.as_i16()).collect();
-                let methods: Vec<&str> = msgs.iter().map(|m| m.method.as_str()).collect();
-                let payloads: Vec<String> = msgs.iter().map(|m| m.params.to_string()).collect();
-                sqlx::query(FINISH_POSTGRES)
-                    .bind(&keys)
-                    .bind(&chats)
-                    .bind(&priorities)
-                    .bind(&methods)
-                    .bind(&payloads)
+                let columns = Columns::of(&msgs);
+                columns
+                    .bind(sqlx::query(FINISH_POSTGRES))
                     .bind(now)
                     .bind(from_id)
                     .bind(first)

@@ -254,18 +254,9 @@ pub async fn complete_replying(
             complete_and_commit(tx, update_id, now).await
         }
         Db::Postgres(p) => {
-            let msgs: Vec<&OutboxMessage> = reply.into_iter().collect();
-            let keys: Vec<&str> = msgs.iter().map(|m| m.dedupe_key.as_str()).collect();
-            let chats: Vec<i64> = msgs.iter().map(|m| m.chat_id).collect();
-            let priorities: Vec<i16> = msgs.iter().map(|m| m.priority.as_i16()).collect();
-            let methods: Vec<&str> = msgs.iter().map(|m| m.method.as_str()).collect();
-            let payloads: Vec<String> = msgs.iter().map(|m| m.params.to_string()).collect();
-            sqlx::query(COMPLETE_REPLYING_POSTGRES)
-                .bind(&keys)
-                .bind(&chats)
-                .bind(&priorities)
-                .bind(&methods)
-                .bind(&payloads)
+            let columns = outbox::Columns::of(reply);
+            columns
+                .bind(sqlx::query(COMPLETE_REPLYING_POSTGRES))
                 .bind(now)
                 .bind(update_id)
                 .execute(p)

@@ -88,6 +88,50 @@ impl OutboxMessage {
     }
 }
 
+/// Messages as the columns PostgreSQL's `UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[],
+/// $4::TEXT[], $5::TEXT[])` takes — dedupe keys, chats, priorities, methods, payloads — for a
+/// statement that queues several in one round trip.
+pub struct Columns<'a> {
+    keys: Vec<&'a str>,
+    chats: Vec<i64>,
+    priorities: Vec<i16>,
+    methods: Vec<&'a str>,
+    payloads: Vec<String>,
+}
+
+impl<'a> Columns<'a> {
+    pub fn of(messages: impl IntoIterator<Item = &'a OutboxMessage>) -> Columns<'a> {
+        let mut c = Columns {
+            keys: Vec::new(),
+            chats: Vec::new(),
+            priorities: Vec::new(),
+            methods: Vec::new(),
+            payloads: Vec::new(),
+        };
+        for m in messages {
+            c.keys.push(&m.dedupe_key);
+            c.chats.push(m.chat_id);
+            c.priorities.push(m.priority.as_i16());
+            c.methods.push(&m.method);
+            c.payloads.push(m.params.to_string());
+        }
+        c
+    }
+
+    /// `query` with the five arrays bound as its next parameters.
+    pub fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.keys)
+            .bind(&self.chats)
+            .bind(&self.priorities)
+            .bind(&self.methods)
+            .bind(&self.payloads)
+    }
+}
+
 /// The insert of [`enqueue`]: `$1` dedupe key, `$2` chat, `$3` priority, `$4` method, `$5`
 /// payload, `$6` now.
 const ENQUEUE_SQL: &str = "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
