@@ -640,11 +640,14 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
             Ok(sent) => sent,
             Err(e) => return Box::pin(stream::once(future::ready(Err(e)))),
         };
-        self.later.clear();
-        let SqliteTx { conn, begun, .. } = self;
-        // Marked when the statement is sent: on the stream's first poll.
+        let SqliteTx {
+            conn, begun, later, ..
+        } = self;
+        // Marked when the statement is sent, with the waiting writes: on the stream's first
+        // poll (a stream dropped unpolled sent nothing, and the writes still wait).
         let mark = stream::once(async move {
             *begun = true;
+            later.clear();
             None::<Result<Either<SqliteQueryResult, SqliteRow>, Error>>
         })
         .filter_map(future::ready);
@@ -1216,6 +1219,9 @@ mod tests {
         assert_eq!(rows, vec![2, 3, 11]);
         tx.later(later_insert(4)).await.unwrap();
         let t = on_sqlite(&mut tx);
+        // A statement dropped before it was sent takes nothing with it.
+        drop((&mut *t).fetch_many(sqlx::query("SELECT 1")));
+        assert_eq!(t.later.len(), 1, "the write still waits");
         let first: Option<i64> = sqlx::query_scalar("SELECT MAX(x) FROM t")
             .fetch_optional(&mut *t)
             .await
