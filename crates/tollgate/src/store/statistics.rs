@@ -23,7 +23,7 @@ use crate::store::Db;
 /// the outbox and provisioning are planned from their statistics.
 pub const QUEUE_TABLES: [&str; 3] = ["tg_inbox", "outbox", "node_memberships"];
 /// Changed rows since the last analyze that make a table worth analyzing again.
-pub const CHANGES: i64 = 5_000;
+pub const CHANGES: i64 = 1_000;
 /// Analyzes of one table are at least this far apart.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
 
