@@ -121,7 +121,7 @@ async fn align_all(
     s: &Subscription,
     nodes: &[&str],
     now: Timestamp,
-) -> Result<u64, AccessError> {
+) -> Result<(), AccessError> {
     Ok(membership::align(tx, &key_state(s, now), &s.node_email(), nodes, now).await?)
 }
 
@@ -322,7 +322,8 @@ pub async fn expire(
             expires_at: s.expires_at,
         });
     }
-    let changed_rows = align_all(tx, &s, &[], now).await?;
+    let changed_rows =
+        membership::align_counting(tx, &key_state(&s, now), &s.node_email(), &[], now).await?;
     Ok(ExpireOutcome::Expired { changed_rows })
 }
 

@@ -17,7 +17,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Db, Tx};
+use crate::store::{Db, Later, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -82,8 +82,9 @@ macro_rules! retire_keys_sql {
 }
 pub(crate) use retire_keys_sql;
 
-/// Makes the rows of one subscription say what should be on the nodes; returns how many
-/// rows changed. Runs inside the caller's business transaction and only records intent.
+/// Makes the rows of one subscription say what should be on the nodes. Runs inside the
+/// caller's business transaction and only records intent; on SQLite the writes travel with
+/// the transaction's next statement ([`Later`]), as nothing here is read back.
 ///
 /// * active: the current key is wanted on every node of `nodes` (rows created or flipped,
 ///   and made due now unless already settled);
@@ -98,30 +99,60 @@ pub async fn align(
     email: &str,
     nodes: &[&str],
     now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    for write in align_writes(key, email, nodes, now) {
+        tx.later(write).await?;
+    }
+    Ok(())
+}
+
+/// [`align`] run at once, returning how many rows changed (the expiry reports it).
+pub async fn align_counting(
+    tx: &mut Tx,
+    key: &KeyState,
+    email: &str,
+    nodes: &[&str],
+    now: Timestamp,
 ) -> Result<u64, sqlx::Error> {
     let mut changed = 0;
-    if key.active {
-        for node in nodes {
-            changed += on_tx!(tx, c => sqlx::query(
+    for write in align_writes(key, email, nodes, now) {
+        changed += tx.execute(write).await?;
+    }
+    Ok(changed)
+}
+
+/// The statements of [`align`].
+fn align_writes(key: &KeyState, email: &str, nodes: &[&str], now: Timestamp) -> Vec<Later> {
+    let retire = |sql: &'static str| {
+        Later::new(sql)
+            .bind(key.subscription_id)
+            .bind(key.vpn_uuid)
+            .bind(now)
+    };
+    if !key.active {
+        return vec![retire(retire_keys_sql!("$1", "$2", "$3", "TRUE"))];
+    }
+    let mut writes: Vec<Later> = nodes
+        .iter()
+        .map(|node| {
+            Later::new(
                 "INSERT INTO node_memberships
                      (node, vpn_uuid, subscription_id, email, desired, observed, attempts, next_attempt_at, updated_at)
                  VALUES ($1, $2, $3, $4, 'present', 'absent', 0, $5, $5)
                  ON CONFLICT (node, vpn_uuid) DO UPDATE SET
                      desired = 'present', retire_after = NULL, attempts = 0, next_attempt_at = $5, updated_at = $5
                  WHERE node_memberships.desired <> 'present' OR node_memberships.observed <> 'present'
-                    OR node_memberships.attempts > 0"
-            ).bind(*node).bind(key.vpn_uuid).bind(key.subscription_id).bind(email).bind(now)
-                .execute(c).await.map(|r| r.rows_affected()))?;
-        }
-        changed += on_tx!(tx, c => sqlx::query(retire_keys_sql!("$1", "$2", "$3", "FALSE"))
-            .bind(key.subscription_id).bind(key.vpn_uuid).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-    } else {
-        changed += on_tx!(tx, c => sqlx::query(retire_keys_sql!("$1", "$2", "$3", "TRUE"))
-            .bind(key.subscription_id).bind(key.vpn_uuid).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-    }
-    Ok(changed)
+                    OR node_memberships.attempts > 0",
+            )
+            .bind((*node).to_owned())
+            .bind(key.vpn_uuid)
+            .bind(key.subscription_id)
+            .bind(email.to_owned())
+            .bind(now)
+        })
+        .collect();
+    writes.push(retire(retire_keys_sql!("$1", "$2", "$3", "FALSE")));
+    writes
 }
 
 /// A claimed row: what to do on which key.

@@ -83,13 +83,22 @@ impl Tx {
     pub async fn later(&mut self, write: Later) -> Result<(), sqlx::Error> {
         match self {
             Tx::Sqlite(t) => t.defer(write).await,
+            Tx::Postgres(_) => self.execute(write).await.map(drop),
+        }
+    }
+
+    /// Runs `write` now, after the writes waiting before it, and returns how many rows it
+    /// changed: for a caller that reads that count, which a waiting write cannot report.
+    pub async fn execute(&mut self, write: Later) -> Result<u64, sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.execute_now(write).await,
             Tx::Postgres(t) => {
                 let mut args = PgArguments::default();
                 for v in &write.values {
                     v.add_to_postgres(&mut args).map_err(sqlx::Error::Encode)?;
                 }
-                sqlx::query_with(write.sql, args).execute(&mut **t).await?;
-                Ok(())
+                let done = sqlx::query_with(write.sql, args).execute(&mut **t).await?;
+                Ok(done.rows_affected())
             }
         }
     }

@@ -472,13 +472,17 @@ impl SqliteTx {
         let Some(last) = self.later.pop() else {
             return Ok(());
         };
+        self.execute_now(last).await.map(drop)
+    }
+
+    /// Runs `write` now, with the writes waiting before it in front; the rows it changed.
+    pub(super) async fn execute_now(&mut self, write: Later) -> Result<u64, Error> {
         let mut args = SqliteArguments::default();
-        for value in &last.values {
+        for value in &write.values {
             value.add_to_sqlite(&mut args).map_err(Error::Encode)?;
         }
-        self.execute(sqlx::query_with(last.sql, args))
-            .await
-            .map(|_| ())
+        let done = self.execute(sqlx::query_with(write.sql, args)).await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn rollback(mut self) -> Result<(), Error> {
