@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use telegram_emulator::control::types::PaymentStatus;
-use telegram_emulator::{MessageFilter, NewUser, TranscriptMessage};
+use telegram_emulator::{FaultKind, MessageFilter, NewUser, TranscriptMessage};
 use tollgate::app::AppOptions;
 use tollgate::billing::{self, BalanceCharge, BalancePaid, Reason, ledger};
 use tollgate::flags::{self, Flag};
@@ -17,7 +17,9 @@ use tollgate::time::{Clock, ShiftedClock, SystemClock};
 use tollgate::{access, on_db, users};
 
 use crate::common::bot::{Gate, World};
+use crate::common::wait_for;
 use crate::db_test;
+use tokio::time::Instant;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -149,6 +151,105 @@ db_test!(async fn a_stars_purchase_extends_access_once_however_often_the_payment
     w.stop().await;
 });
 
+/// Makes every insert into `balance_ledger` fail: the referral reward, a payment's last
+/// write, so that everything the payment wrote before it is in the failing transaction.
+async fn break_the_ledger(db: &Db) {
+    match db {
+        Db::Sqlite(p) => {
+            sqlx::query(
+                "CREATE TRIGGER ledger_down BEFORE INSERT ON balance_ledger
+                 BEGIN SELECT RAISE(ABORT, 'ledger down (injected)'); END",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+        }
+        Db::Postgres(p) => {
+            sqlx::query(
+                "CREATE FUNCTION ledger_down() RETURNS trigger AS $$
+                 BEGIN RAISE EXCEPTION 'ledger down (injected)'; END $$ LANGUAGE plpgsql",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER ledger_down BEFORE INSERT ON balance_ledger
+                 FOR EACH ROW EXECUTE FUNCTION ledger_down()",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn mend_the_ledger(db: &Db) {
+    let sql = match db {
+        Db::Sqlite(_) => "DROP TRIGGER ledger_down",
+        Db::Postgres(_) => "DROP TRIGGER ledger_down ON balance_ledger",
+    };
+    on_db!(db, p => sqlx::query(sql).execute(p).await.map(drop)).unwrap();
+}
+
+// RELIABILITY C2: a payment is one business operation. When its last write fails, nothing it
+// wrote before stays (the payment, the purchase's status, the subscription, its row for the
+// node, the owed notice, the confirmation); the update is retried, and once the fault is gone
+// the payment is applied exactly once.
+db_test!(async fn a_payment_whose_last_write_fails_leaves_nothing_and_is_applied_once_on_retry(t) {
+    let clock = ShiftedClock::new();
+    let Some(w) = World::start_with(t, true, &[], fast(&clock)).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    let ann = tg.create_user(NewUser::new("Ann").language("en")).await.unwrap();
+    tg.send_text(ann.id, "/start").await.unwrap();
+    w.screen(ann.id, "Choose an action below.").await;
+    let code = users::get(db, ann.id).await.unwrap().unwrap().referral_code;
+    let bob = tg.create_user(NewUser::new("Bob").language("en")).await.unwrap();
+    tg.send_text(bob.id, &format!("/start ref_{code}")).await.unwrap();
+    w.screen(bob.id, "Choose an action below.").await;
+    let inv = stars_invoice(&w, bob.id, "1 month").await;
+
+    break_the_ledger(db).await;
+    assert_eq!(tg.pay_invoice(bob.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
+    // The payment's update fails on the reward, and is retried.
+    let failed_at = wait_for("two failed attempts of the payment", Duration::from_secs(20), || async {
+        let row: Option<(i64, Option<String>)> = on_db!(db, p => sqlx::query_as(
+            "SELECT CAST(attempts AS BIGINT), last_error FROM tg_inbox WHERE payload LIKE '%successful_payment%'"
+        ).fetch_optional(p).await).unwrap();
+        row.filter(|(attempts, _)| *attempts >= 2)
+    })
+    .await;
+    assert!(failed_at.1.as_deref().unwrap_or_default().contains("ledger down"), "{failed_at:?}");
+    for (what, sql) in [
+        ("payments", "SELECT CAST(COUNT(*) AS BIGINT) FROM payments"),
+        ("paid purchases", "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status <> 'pending'"),
+        ("subscriptions", "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions"),
+        ("node rows", "SELECT CAST(COUNT(*) AS BIGINT) FROM node_memberships"),
+        ("owed notices", "SELECT CAST(COUNT(*) AS BIGINT) FROM access_notices"),
+        ("ledger rows", "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger"),
+        ("confirmations", "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'pay:%'"),
+    ] {
+        assert_eq!(count(db, sql).await, 0, "{what} of a payment that failed");
+    }
+    assert_eq!(users::get(db, ann.id).await.unwrap().unwrap().balance, 0);
+    let said = |m: &TranscriptMessage| m.text.as_deref().is_some_and(|t| t.contains("Payment received"));
+    assert_eq!(tg.transcript(bob.id).await.unwrap().bot_messages().filter(|m| said(m)).count(), 0);
+
+    // The fault is gone: the next attempt applies the payment, once.
+    mend_the_ledger(db).await;
+    w.screen(bob.id, "Payment received").await;
+    w.screen(ann.id, "A friend you invited paid").await;
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid'").await, 1);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger").await, 1);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM access_notices").await, 1);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM node_memberships WHERE desired = 'present'").await, 1);
+    assert_eq!(users::get(db, ann.id).await.unwrap().unwrap().balance, 1490);
+    let sub = access::subscription_for_user(db, bob.id).await.unwrap().unwrap();
+    assert!((days_between(clock.now(), sub.expires_at) - 30.0).abs() < 0.01, "30 days: {}", sub.expires_at);
+    assert_eq!(tg.transcript(bob.id).await.unwrap().bot_messages().filter(|m| said(m)).count(), 1);
+    w.stop().await;
+});
+
 db_test!(async fn the_pre_checkout_gate_refuses_changed_prices_paused_payments_and_closed_invoices(t) {
     let clock = ShiftedClock::new();
     let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
@@ -238,6 +339,66 @@ db_test!(async fn a_lost_payment_update_is_finalized_by_reconciliation(t) {
     assert!(confirmation.text.unwrap().contains("Доступ активен до"));
     assert!(access::subscription_for_user(&w.app.db, lea.id).await.unwrap().unwrap().is_active(clock.now()));
     assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
+    w.stop().await;
+});
+
+// RELIABILITY A3 for the payment provider (Telegram Stars): a `getStarTransactions` and a
+// `refundStarPayment` that Telegram never answers are cut at the call deadline, and tried
+// again: the lost payment is still recovered, the refund still made, each exactly once.
+db_test!(async fn hanging_provider_calls_are_cut_at_the_deadline_and_tried_again(t) {
+    const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+    let clock = ShiftedClock::new();
+    let gate = Gate::default();
+    let env = [("STARS_RECONCILE_INTERVAL", "10s"), ("ADMIN_IDS", "100000001")];
+    let options = AppOptions { telegram_call_timeout: CALL_TIMEOUT, ..fast(&clock) };
+    let Some(w) = World::start_gated(t, &env, options, gate.clone()).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    let admin = tg.create_user(NewUser::new("Admin").language("en")).await.unwrap();
+    assert_eq!(admin.id, 100000001);
+    let eva = tg.create_user(NewUser::new("Eva").language("en")).await.unwrap();
+    tg.send_text(eva.id, "/start").await.unwrap();
+    w.screen(eva.id, "Choose an action below.").await;
+
+    // The payment's update is lost, and the next list of Stars transactions hangs.
+    gate.lose();
+    let inv = stars_invoice(&w, eva.id, "1 month").await;
+    tg.inject_fault("getStarTransactions", FaultKind::Hang, 1).await.unwrap();
+    let paid = tg.pay_invoice(eva.id, inv.message_id).await.unwrap();
+    let charge = paid.telegram_payment_charge_id.unwrap();
+    let fired = |n: u64| async move {
+        wait_for("the hang to be hit", Duration::from_secs(30), || async {
+            (tg.counters().await.ok()?.faults_fired >= n).then_some(Instant::now())
+        })
+        .await
+    };
+    let hung = fired(1).await;
+    w.screen(eva.id, "Payment received").await;
+    assert!(hung.elapsed() >= CALL_TIMEOUT, "the hanging list was waited out, not refused");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
+
+    // The refund call hangs: cut, and the admin's command is handled again.
+    tg.inject_fault("refundStarPayment", FaultKind::Hang, 1).await.unwrap();
+    tg.send_text(admin.id, &format!("/refund {charge}")).await.unwrap();
+    let hung = fired(2).await;
+    w.screen(admin.id, "Refund of").await;
+    assert!(hung.elapsed() >= CALL_TIMEOUT, "the hanging refund was waited out, not refused");
+    assert!(
+        hung.elapsed() < Duration::from_secs(15),
+        "cut by the call deadline, not by the handler's (30 s): {:?}",
+        hung.elapsed()
+    );
+    w.screen(eva.id, "Your payment was refunded").await;
+    let (attempts,): (i64,) = on_db!(db, p => sqlx::query_as(
+        "SELECT CAST(attempts AS BIGINT) FROM tg_inbox WHERE payload LIKE '%/refund%'"
+    ).fetch_one(p).await).unwrap();
+    assert_eq!(attempts, 2, "cut once, then done");
+    let counters = tg.counters().await.unwrap();
+    assert_eq!(counters.calls.get("refundStarPayment"), Some(&2), "{counters:?}");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1);
+    let refunded = tg.transcript(eva.id).await.unwrap().bot_messages()
+        .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("refunded"))).count();
+    assert_eq!(refunded, 1);
+    assert!(!access::subscription_for_user(db, eva.id).await.unwrap().unwrap().is_active(clock.now()));
     w.stop().await;
 });
 
