@@ -10,8 +10,11 @@
 //! update from the user clears it. Reachability only affects delivery; it never gates money
 //! or access (RELIABILITY D6).
 
+use std::sync::LazyLock;
+
 use rand::Rng;
 
+use crate::access::{self, AccessError, Subscription};
 use crate::config::Language;
 use crate::flags::{self, Snapshot};
 use crate::store::{Db, Failure, Tx, classify};
@@ -238,9 +241,9 @@ pub async fn get_in(tx: &mut Tx, user_id: i64) -> Result<Option<User>, sqlx::Err
     on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(user_id).fetch_optional(c).await)
 }
 
-/// A user's row and every flag, read together.
+/// A user's row, every flag and their subscription, read together.
 #[derive(sqlx::FromRow)]
-struct UserAndFlags {
+struct SenderRow {
     #[sqlx(flatten)]
     user: User,
     flag_0: Option<String>,
@@ -248,32 +251,54 @@ struct UserAndFlags {
     flag_2: Option<String>,
     flag_3: Option<String>,
     flag_4: Option<String>,
+    #[sqlx(flatten)]
+    subscription: access::Joined,
 }
 
-/// [`get_in`] with the flags of that moment read in the same statement: a screen that needs
-/// both costs one statement (on SQLite, one hand-off to the writer) instead of two. `None`
-/// when the user is not registered.
-pub async fn get_with_flags_in(
-    tx: &mut Tx,
-    user_id: i64,
-) -> Result<Option<(User, Snapshot)>, sqlx::Error> {
-    let select = format!(
-        "SELECT {USER_COLUMNS},
-             (SELECT value FROM settings WHERE key = $2) AS flag_0,
-             (SELECT value FROM settings WHERE key = $3) AS flag_1,
-             (SELECT value FROM settings WHERE key = $4) AS flag_2,
-             (SELECT value FROM settings WHERE key = $5) AS flag_3,
-             (SELECT value FROM settings WHERE key = $6) AS flag_4
-         FROM users WHERE id = $1"
-    );
+/// The sender of an update as its transaction first reads them ([`sender_in`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sender {
+    pub user: User,
+    /// Every runtime flag at that moment.
+    pub flags: Snapshot,
+    pub subscription: Option<Subscription>,
+}
+
+/// [`get_in`] with the flags of that moment and the user's subscription read in the same
+/// statement: the screens an update shows need all three, and each statement is a round trip
+/// (on SQLite, a hand-off to the writer). `None` when the user is not registered.
+pub async fn sender_in(tx: &mut Tx, user_id: i64) -> Result<Option<Sender>, AccessError> {
+    static SELECT: LazyLock<String> = LazyLock::new(|| {
+        let user = USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {user},
+                 (SELECT value FROM settings WHERE key = $2) AS flag_0,
+                 (SELECT value FROM settings WHERE key = $3) AS flag_1,
+                 (SELECT value FROM settings WHERE key = $4) AS flag_2,
+                 (SELECT value FROM settings WHERE key = $5) AS flag_3,
+                 (SELECT value FROM settings WHERE key = $6) AS flag_4,
+                 {}
+             FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id
+             WHERE u.id = $1",
+            access::JOINED_COLUMNS
+        )
+    });
     let [k0, k1, k2, k3, k4] = flags::keys();
-    let row: Option<UserAndFlags> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select))
+    let row: Option<SenderRow> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(SELECT.as_str()))
         .bind(user_id).bind(&k0).bind(&k1).bind(&k2).bind(&k3).bind(&k4)
         .fetch_optional(c).await)?;
-    Ok(row.map(|r| {
-        let flags = flags::snapshot_from([r.flag_0, r.flag_1, r.flag_2, r.flag_3, r.flag_4]);
-        (r.user, flags)
-    }))
+    row.map(|r| {
+        Ok(Sender {
+            flags: flags::snapshot_from([r.flag_0, r.flag_1, r.flag_2, r.flag_3, r.flag_4]),
+            subscription: r.subscription.subscription()?,
+            user: r.user,
+        })
+    })
+    .transpose()
 }
 
 pub async fn set_language(

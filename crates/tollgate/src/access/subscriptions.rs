@@ -67,6 +67,61 @@ fn from_row(r: Row) -> Result<Subscription, AccessError> {
     })
 }
 
+/// A subscription's columns as a `LEFT JOIN`ed `s` gives them, each named `sub_<column>`: for
+/// a statement that reads a user's subscription beside their other rows in one round trip
+/// (on SQLite, one hand-off to the writer). Read them as [`Joined`].
+pub const JOINED_COLUMNS: &str = "s.id AS sub_id, s.user_id AS sub_user_id, s.kind AS sub_kind, \
+     s.plan_id AS sub_plan_id, s.starts_at AS sub_starts_at, s.expires_at AS sub_expires_at, \
+     s.revoked_at AS sub_revoked_at, s.vpn_uuid AS sub_vpn_uuid, s.token AS sub_token, \
+     s.created_at AS sub_created_at, s.updated_at AS sub_updated_at";
+
+/// A subscription read through [`JOINED_COLUMNS`]: every column is NULL when there is none.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Joined {
+    sub_id: Option<i64>,
+    sub_user_id: Option<i64>,
+    sub_kind: Option<String>,
+    sub_plan_id: Option<String>,
+    sub_starts_at: Option<Timestamp>,
+    sub_expires_at: Option<Timestamp>,
+    sub_revoked_at: Option<Timestamp>,
+    sub_vpn_uuid: Option<Uuid>,
+    sub_token: Option<String>,
+    sub_created_at: Option<Timestamp>,
+    sub_updated_at: Option<Timestamp>,
+}
+
+impl Joined {
+    /// The subscription, or `None` when the join found none.
+    pub fn subscription(self) -> Result<Option<Subscription>, AccessError> {
+        let Some(id) = self.sub_id else {
+            return Ok(None);
+        };
+        let row = (|| {
+            Some((
+                id,
+                self.sub_user_id?,
+                self.sub_kind?,
+                self.sub_plan_id,
+                self.sub_starts_at?,
+                self.sub_expires_at?,
+                self.sub_revoked_at,
+                self.sub_vpn_uuid?,
+                self.sub_token?,
+                self.sub_created_at?,
+                self.sub_updated_at?,
+            ))
+        })()
+        .ok_or_else(|| {
+            // NOT NULL columns: unreachable while the schema holds.
+            AccessError::Database(sqlx::Error::Decode(
+                format!("subscription {id} was read with a NULL in a NOT NULL column").into(),
+            ))
+        })?;
+        from_row(row).map(Some)
+    }
+}
+
 /// Reads a subscription row and locks it until the transaction ends (PostgreSQL); SQLite's
 /// `BEGIN IMMEDIATE` already holds the database's write lock.
 async fn lock_where_user(tx: &mut Tx, user_id: i64) -> Result<Option<Subscription>, AccessError> {

@@ -75,9 +75,16 @@ struct Session {
     /// The sender as Telegram describes them, while their refresh (`users::refresh`) is
     /// still to be written: [`Bot::finish`] writes it in the update's transaction.
     refresh: Option<TelegramUser>,
-    /// The flags, when they were read with the sender in the update's transaction
-    /// ([`Bot::flags_in`] uses them).
-    flags: Option<Snapshot>,
+    /// The flags and the subscription, when they were read with the sender in the update's
+    /// transaction ([`Bot::flags_in`] and [`Bot::subscription_of`] use them).
+    seen: Option<Seen>,
+}
+
+/// What an update's transaction read with a known sender, in the same statement.
+#[derive(Clone)]
+struct Seen {
+    flags: Snapshot,
+    subscription: Option<Subscription>,
 }
 
 fn retry(e: impl std::fmt::Display) -> HandlerError {
@@ -147,10 +154,13 @@ impl Bot {
         start_payload: Option<&str>,
     ) -> Result<Session, HandlerError> {
         let now = self.now();
-        let user = match users::get_with_flags_in(tx, from.id).await.map_err(retry)? {
-            Some((known, flags)) => {
-                let mut se = self.known_session(known, from, chat_id);
-                se.flags = Some(flags);
+        let user = match users::sender_in(tx, from.id).await.map_err(retry)? {
+            Some(known) => {
+                let mut se = self.known_session(known.user, from, chat_id);
+                se.seen = Some(Seen {
+                    flags: known.flags,
+                    subscription: known.subscription,
+                });
                 return Ok(se);
             }
             None => {
@@ -173,7 +183,7 @@ impl Bot {
             chat_id,
             created: true,
             refresh: None,
-            flags: None,
+            seen: None,
         })
     }
 
@@ -204,7 +214,7 @@ impl Bot {
             chat_id,
             created: false,
             refresh: Some(from.clone()),
-            flags: None,
+            seen: None,
         }
     }
 
@@ -265,19 +275,28 @@ impl Bot {
 
     /// The flags read with the sender, or else read now in `tx`.
     async fn flags_in(&self, se: &Session, tx: &mut Tx) -> Result<Snapshot, HandlerError> {
-        match se.flags {
-            Some(flags) => Ok(flags),
+        match &se.seen {
+            Some(seen) => Ok(seen.flags),
             None => flags::snapshot_in(tx).await.map_err(retry),
         }
     }
 
+    /// The sender's subscription as read with them, or else read now in `tx`.
+    async fn subscription_of(
+        &self,
+        se: &Session,
+        tx: &mut Tx,
+    ) -> Result<Option<Subscription>, HandlerError> {
+        match &se.seen {
+            Some(seen) => Ok(seen.subscription.clone()),
+            // A user registered this instant has no subscription yet.
+            None if se.created => Ok(None),
+            None => self.subscription_in(tx, se.user.id).await,
+        }
+    }
+
     async fn menu_screen(&self, se: &Session, tx: &mut Tx) -> Result<Screen, HandlerError> {
-        // A user registered this instant has no subscription yet.
-        let sub = if se.created {
-            None
-        } else {
-            self.subscription_in(tx, se.user.id).await?
-        };
+        let sub = self.subscription_of(se, tx).await?;
         let flags = self.flags_in(se, tx).await?;
         let v = self.view(se.lang);
         Ok(screens::menu(
@@ -421,10 +440,7 @@ impl Bot {
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         let screen = match name {
             Some("start") | Some("menu") => self.menu_screen(&se, &mut tx).await?,
-            Some("buy") => screens::buy(
-                &v,
-                self.subscription_in(&mut tx, se.user.id).await?.as_ref(),
-            ),
+            Some("buy") => screens::buy(&v, self.subscription_of(&se, &mut tx).await?.as_ref()),
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),
@@ -525,7 +541,7 @@ impl Bot {
         let (screen, tx, access_changed) = match (action, open) {
             (Action::Menu, Some(mut tx)) => (self.menu_screen(se, &mut tx).await?, tx, false),
             (Action::Buy, Some(mut tx)) => {
-                let sub = self.subscription_in(&mut tx, se.user.id).await?;
+                let sub = self.subscription_of(se, &mut tx).await?;
                 (screens::buy(&v, sub.as_ref()), tx, false)
             }
             (Action::Plan(id), Some(tx)) => (
@@ -563,7 +579,7 @@ impl Bot {
                     chat_id: se.chat_id,
                     created: se.created,
                     refresh: None,
-                    flags: se.flags,
+                    seen: se.seen.clone(),
                 };
                 let screen = self
                     .menu_screen(&se2, &mut tx)

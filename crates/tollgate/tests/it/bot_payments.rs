@@ -646,12 +646,12 @@ db_test!(async fn underpaid_or_foreign_payments_are_kept_for_review_not_applied(
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid' AND paid_at IS NOT NULL").await, 1, "the purchase is paid");
 });
 
-db_test!(async fn the_sender_and_the_flags_are_read_together_as_stored(t) {
+db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(t) {
     let db = &t.db;
     let now = SystemClock.now();
     let languages = crate::common::nodes::catalog(&[], &[]).bot.languages;
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(users::get_with_flags_in(&mut tx, 8).await.unwrap(), None, "not registered");
+    assert_eq!(users::sender_in(&mut tx, 8).await.unwrap(), None, "not registered");
     let from = users::TelegramUser { id: 8, is_bot: false, first_name: "Flo".into(), last_name: None, username: None, language_code: None };
     users::touch(&mut tx, &from, &languages, now).await.unwrap();
     tx.commit().await.unwrap();
@@ -659,11 +659,12 @@ db_test!(async fn the_sender_and_the_flags_are_read_together_as_stored(t) {
     flags::set(db, Flag::Maintenance, true, None, now).await.unwrap();
 
     let mut tx = db.begin().await.unwrap();
-    let (user, read) = users::get_with_flags_in(&mut tx, 8).await.unwrap().unwrap();
+    let read = users::sender_in(&mut tx, 8).await.unwrap().unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(Some(user), users::get(db, 8).await.unwrap());
-    assert_eq!(read, flags::snapshot(db).await.unwrap());
-    let values: Vec<(Flag, bool)> = Flag::ALL.iter().map(|f| (*f, read.get(*f))).collect();
+    assert_eq!(Some(read.user), users::get(db, 8).await.unwrap());
+    assert_eq!(read.subscription, None, "no subscription yet");
+    assert_eq!(read.flags, flags::snapshot(db).await.unwrap());
+    let values: Vec<(Flag, bool)> = Flag::ALL.iter().map(|f| (*f, read.flags.get(*f))).collect();
     assert_eq!(
         values,
         vec![
@@ -675,4 +676,20 @@ db_test!(async fn the_sender_and_the_flags_are_read_together_as_stored(t) {
         ],
         "set flags as stored, the others at their defaults"
     );
+
+    // With a subscription (a plan's, so every nullable column is set but `revoked_at`), and
+    // then revoked (all set).
+    let nodes = tollgate::nodes::EnabledNodes::default();
+    let mut tx = db.begin().await.unwrap();
+    let grant = access::Grant::days(access::Kind::Paid, 30, Some("m1"));
+    let granted = access::grant_or_extend(&mut tx, &nodes, 8, &grant, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = access::subscription_for_user(db, 8).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&granted.subscription));
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(users::sender_in(&mut tx, 8).await.unwrap().unwrap().subscription, stored);
+    let revoked = access::revoke(&mut tx, granted.subscription.id, now).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(users::sender_in(&mut tx, 8).await.unwrap().unwrap().subscription, Some(revoked));
+    tx.commit().await.unwrap();
 });
