@@ -124,24 +124,6 @@ impl Joined {
 
 /// Reads a subscription row and locks it until the transaction ends (PostgreSQL); SQLite's
 /// `BEGIN IMMEDIATE` already holds the database's write lock.
-async fn lock_where_user(tx: &mut Tx, user_id: i64) -> Result<Option<Subscription>, AccessError> {
-    let row: Option<Row> = match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_as(select_subscription!("user_id = $1", ""))
-                .bind(user_id)
-                .fetch_optional(&mut *t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_as(select_subscription!("user_id = $1", " FOR UPDATE"))
-                .bind(user_id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    };
-    row.map(from_row).transpose()
-}
-
 async fn lock_where_id(tx: &mut Tx, id: i64) -> Result<Subscription, AccessError> {
     let row: Option<Row> = match tx {
         Tx::Sqlite(t) => {
@@ -236,37 +218,32 @@ pub async fn grant_or_extend(
     grant: &Grant,
     now: Timestamp,
 ) -> Result<Granted, AccessError> {
-    let mut current = lock_where_user(tx, user_id).await?;
-    if current.is_none() {
-        let expires_at = new_expiry(None, grant.length, now)?;
-        let (uuid, token) = fresh_key(user_id, &[])?;
-        let inserted: Option<Row> = on_tx!(tx, c => sqlx::query_as(
-            "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at, notice_stage, notice_from, next_notice_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $4, 0, $4, $4)
-             ON CONFLICT (user_id) DO NOTHING
-             RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
-        ).bind(user_id).bind(grant.kind.as_str()).bind(&grant.plan_id).bind(now).bind(expires_at)
-            .bind(uuid).bind(token.expose()).fetch_optional(c).await)
-        .map_err(|e| match classify(&e) {
-            Failure::ForeignKeyViolation => AccessError::UnknownUser(user_id),
-            _ => AccessError::Database(e),
-        })?;
-        match inserted {
-            Some(row) => {
-                let subscription = from_row(row)?;
-                align_all(tx, &subscription, &nodes.names(), now).await?;
-                return Ok(Granted {
-                    subscription,
-                    change: GrantChange::Created,
-                });
-            }
-            // A concurrent grant created it first (PostgreSQL waited for its commit).
-            None => current = lock_where_user(tx, user_id).await?,
-        }
+    // One statement either creates the subscription or returns the existing one, locked: on
+    // PostgreSQL the no-op update takes the row's lock like `FOR UPDATE` (a concurrent grant
+    // waits for this transaction), on SQLite the write transaction holds the database. A
+    // first grant needs no other round trip; the fresh key tells which of the two happened.
+    let expires_at = new_expiry(None, grant.length, now)?;
+    let (uuid, token) = fresh_key(user_id, &[])?;
+    let row: Row = on_tx!(tx, c => sqlx::query_as(
+        "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at, notice_stage, notice_from, next_notice_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $4, 0, $4, $4)
+         ON CONFLICT (user_id) DO UPDATE SET updated_at = subscriptions.updated_at
+         RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
+    ).bind(user_id).bind(grant.kind.as_str()).bind(&grant.plan_id).bind(now).bind(expires_at)
+        .bind(uuid).bind(token.expose()).fetch_one(c).await)
+    .map_err(|e| match classify(&e) {
+        Failure::ForeignKeyViolation => AccessError::UnknownUser(user_id),
+        _ => AccessError::Database(e),
+    })?;
+    let current = from_row(row)?;
+    if current.vpn_uuid == uuid {
+        align_all(tx, &current, &nodes.names(), now).await?;
+        return Ok(Granted {
+            subscription: current,
+            change: GrantChange::Created,
+        });
     }
-    let Some(old) = current else {
-        return Err(AccessError::UnknownUser(user_id));
-    };
+    let old = current;
     let expires_at = new_expiry(Some(&old), grant.length, now)?;
     let was_active = old.is_active(now);
     let kind = if was_active && grant.kind == Kind::Trial {
