@@ -25,8 +25,9 @@
 //! starts by locking the subscription row — `SELECT … FOR UPDATE` on PostgreSQL (a grant:
 //! its insert's `ON CONFLICT … DO UPDATE`, which creates the row or locks and returns the
 //! existing one in one statement), the database write lock of `BEGIN IMMEDIATE` on SQLite —
-//! and decides from what it reads under that lock. So an expiry that races a renewal either runs first (and the renewal then
-//! re-wants the key) or finds the subscription active and does nothing.
+//! and decides from what it reads under that lock. So an expiry that races a renewal either
+//! runs first (and the renewal then re-wants the key) or finds the subscription active and
+//! does nothing.
 
 pub mod feed;
 pub mod keys;

@@ -219,9 +219,10 @@ pub async fn grant_or_extend(
     now: Timestamp,
 ) -> Result<Granted, AccessError> {
     // One statement either creates the subscription or returns the existing one, locked: on
-    // PostgreSQL the no-op update takes the row's lock like `FOR UPDATE` (a concurrent grant
-    // waits for this transaction), on SQLite the write transaction holds the database. A
-    // first grant needs no other round trip; the fresh key tells which of the two happened.
+    // PostgreSQL the no-op update takes the row's lock as any update does (a concurrent grant
+    // or expiry waits for this transaction), on SQLite the write transaction holds the
+    // database. A first grant needs no other round trip; the fresh key tells which of the
+    // two happened.
     let expires_at = new_expiry(None, grant.length, now)?;
     let (uuid, token) = fresh_key(user_id, &[])?;
     let row: Row = on_tx!(tx, c => sqlx::query_as(
