@@ -268,6 +268,25 @@ pub struct Sender {
 /// statement: the screens an update shows need all three, and each statement is a round trip
 /// (on SQLite, a hand-off to the writer). `None` when the user is not registered.
 pub async fn sender_in(tx: &mut Tx, user_id: i64) -> Result<Option<Sender>, AccessError> {
+    let [k0, k1, k2, k3, k4] = flags::keys();
+    let row: Option<SenderRow> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sender_select()))
+        .bind(user_id).bind(&k0).bind(&k1).bind(&k2).bind(&k3).bind(&k4)
+        .fetch_optional(c).await)?;
+    row.map(SenderRow::into_sender).transpose()
+}
+
+/// [`sender_in`] through the pool (on SQLite, a reader beside the writer): for a check that
+/// only reads, such as the pre-checkout gate.
+pub async fn sender(db: &Db, user_id: i64) -> Result<Option<Sender>, AccessError> {
+    let [k0, k1, k2, k3, k4] = flags::keys();
+    let row: Option<SenderRow> = on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sender_select()))
+        .bind(user_id).bind(&k0).bind(&k1).bind(&k2).bind(&k3).bind(&k4)
+        .fetch_optional(p).await)?;
+    row.map(SenderRow::into_sender).transpose()
+}
+
+/// The one `SELECT` of [`sender_in`] and [`sender`].
+fn sender_select() -> &'static str {
     static SELECT: LazyLock<String> = LazyLock::new(|| {
         let user = USER_COLUMNS
             .split(", ")
@@ -287,18 +306,23 @@ pub async fn sender_in(tx: &mut Tx, user_id: i64) -> Result<Option<Sender>, Acce
             access::JOINED_COLUMNS
         )
     });
-    let [k0, k1, k2, k3, k4] = flags::keys();
-    let row: Option<SenderRow> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(SELECT.as_str()))
-        .bind(user_id).bind(&k0).bind(&k1).bind(&k2).bind(&k3).bind(&k4)
-        .fetch_optional(c).await)?;
-    row.map(|r| {
+    SELECT.as_str()
+}
+
+impl SenderRow {
+    fn into_sender(self) -> Result<Sender, AccessError> {
         Ok(Sender {
-            flags: flags::snapshot_from([r.flag_0, r.flag_1, r.flag_2, r.flag_3, r.flag_4]),
-            subscription: r.subscription.subscription()?,
-            user: r.user,
+            flags: flags::snapshot_from([
+                self.flag_0,
+                self.flag_1,
+                self.flag_2,
+                self.flag_3,
+                self.flag_4,
+            ]),
+            subscription: self.subscription.subscription()?,
+            user: self.user,
         })
-    })
-    .transpose()
+    }
 }
 
 pub async fn set_language(

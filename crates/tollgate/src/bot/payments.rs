@@ -265,22 +265,32 @@ impl Bot {
         q: PreCheckoutQuery,
     ) -> Result<Handled, HandlerError> {
         let now = self.now();
-        // Read once: for the language of a refusal and for the gate's ban check.
-        let user = users::get(&self.s.db, q.from.id).await;
-        let lang = match &user {
-            Ok(Some(u)) => u.language_or(self.default_language()),
+        // Read once, with the flags: for the language of a refusal and for the gate's checks.
+        let sender = users::sender(&self.s.db, q.from.id)
+            .await
+            .map_err(|e| e.to_string());
+        let lang = match &sender {
+            Ok(Some(s)) => s.user.language_or(self.default_language()),
             _ => users::initial_language(
                 q.from.language_code.as_deref(),
                 &self.s.config.catalog.bot.languages,
             ),
         };
+        let payments_on = match &sender {
+            Ok(Some(s)) => Ok(s.flags.get(Flag::Payments)),
+            // Not registered (or not readable): the flag on its own.
+            _ => flags::get(&self.s.db, Flag::Payments)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let user = sender.map(|s| s.map(|s| s.user));
         let checkout = billing::Checkout {
             user_id: q.from.id,
             currency: &q.currency,
             total_amount: q.total_amount,
             payload: &q.invoice_payload,
         };
-        let verdict = match (flags::get(&self.s.db, Flag::Payments).await, user) {
+        let verdict = match (payments_on, user) {
             (Ok(on), Ok(user)) => billing::check_pre_checkout(
                 &self.s.db,
                 &self.s.config.catalog,

@@ -661,6 +661,8 @@ db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(
     let mut tx = db.begin().await.unwrap();
     let read = users::sender_in(&mut tx, 8).await.unwrap().unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(users::sender(db, 8).await.unwrap().as_ref(), Some(&read), "the same through the pool");
+    assert_eq!(users::sender(db, 9).await.unwrap(), None);
     assert_eq!(Some(read.user), users::get(db, 8).await.unwrap());
     assert_eq!(read.subscription, None, "no subscription yet");
     assert_eq!(read.flags, flags::snapshot(db).await.unwrap());
@@ -690,6 +692,7 @@ db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(
     assert_eq!(users::sender_in(&mut tx, 8).await.unwrap().unwrap().subscription, stored);
     let revoked = access::revoke(&mut tx, granted.subscription.id, now).await.unwrap();
     assert!(revoked.revoked_at.is_some());
-    assert_eq!(users::sender_in(&mut tx, 8).await.unwrap().unwrap().subscription, Some(revoked));
+    assert_eq!(users::sender_in(&mut tx, 8).await.unwrap().unwrap().subscription, Some(revoked.clone()));
     tx.commit().await.unwrap();
+    assert_eq!(users::sender(db, 8).await.unwrap().unwrap().subscription, Some(revoked));
 });
