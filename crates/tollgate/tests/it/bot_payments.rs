@@ -373,6 +373,10 @@ db_test!(async fn hanging_provider_calls_are_cut_at_the_deadline_and_tried_again
     };
     let hung = fired(1).await;
     w.screen(eva.id, "Payment received").await;
+    // The reconciler lists one call at a time: a later list was only made because the hung
+    // one was cut.
+    let lists = tg.counters().await.unwrap().calls.get("getStarTransactions").copied();
+    assert!(lists >= Some(2), "the hung list and a later one: {lists:?} calls");
     assert!(hung.elapsed() >= CALL_TIMEOUT, "the hanging list was waited out, not refused");
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
 
