@@ -255,7 +255,7 @@ struct SenderRow {
     subscription: access::Joined,
 }
 
-/// The sender of an update as its transaction first reads them ([`sender_in`]).
+/// The sender of an update as the bot first reads them ([`sender`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sender {
     pub user: User,
@@ -264,19 +264,10 @@ pub struct Sender {
     pub subscription: Option<Subscription>,
 }
 
-/// [`get_in`] with the flags of that moment and the user's subscription read in the same
-/// statement: the screens an update shows need all three, and each statement is a round trip
-/// (on SQLite, a hand-off to the writer). `None` when the user is not registered.
-pub async fn sender_in(tx: &mut Tx, user_id: i64) -> Result<Option<Sender>, AccessError> {
-    let [k0, k1, k2, k3, k4] = flags::keys();
-    let row: Option<SenderRow> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sender_select()))
-        .bind(user_id).bind(&k0).bind(&k1).bind(&k2).bind(&k3).bind(&k4)
-        .fetch_optional(c).await)?;
-    row.map(SenderRow::into_sender).transpose()
-}
-
-/// [`sender_in`] through the pool (on SQLite, a reader beside the writer): for a check that
-/// only reads, such as the pre-checkout gate.
+/// The user with the flags of that moment and their subscription, in one statement through
+/// the pool (on SQLite, a reader beside the writer): the screens an update shows need all
+/// three, and the pre-checkout gate checks the user and the flags. `None` when the user is
+/// not registered.
 pub async fn sender(db: &Db, user_id: i64) -> Result<Option<Sender>, AccessError> {
     let [k0, k1, k2, k3, k4] = flags::keys();
     let row: Option<SenderRow> = on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sender_select()))
@@ -285,7 +276,7 @@ pub async fn sender(db: &Db, user_id: i64) -> Result<Option<Sender>, AccessError
     row.map(SenderRow::into_sender).transpose()
 }
 
-/// The one `SELECT` of [`sender_in`] and [`sender`].
+/// The one `SELECT` of [`sender`].
 fn sender_select() -> &'static str {
     static SELECT: LazyLock<String> = LazyLock::new(|| {
         let user = USER_COLUMNS

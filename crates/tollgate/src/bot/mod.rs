@@ -2,21 +2,22 @@
 //!
 //! Each update is handled in the same shape:
 //! 1. a callback query is answered at once (RELIABILITY B3);
-//! 2. the sender is read, or registered on first contact;
+//! 2. the sender is read, with every flag and their subscription, in one statement beside the
+//!    update's transaction ([`Bot::known`]; on SQLite a reader beside the writer);
 //! 3. what the screen needs is read;
 //! 4. one transaction makes the change (a trial, a language, a reissue …), queues the reply
 //!    and any other messages in the outbox, refreshes the sender (names, last seen,
 //!    reachable) and marks the update handled — so a retried update can neither repeat the
-//!    change nor send its reply twice;
+//!    change nor send its reply twice; a sender seen for the first time is registered in it;
 //! 5. after commit, provisioning is woken when access changed.
 //!
-//! The frequent updates (/start and the menu, /buy, a plan, an invoice, a payment, the
-//! language) do steps 2–4 in that one transaction: one pool checkout per update. On SQLite
-//! every checkout and statement is a hand-off to the one connection's thread, which all
-//! updates, the outbox and intake share, so the number of them per update is what bounds
-//! the bot's rate. Screens that need reads only available on the pool (access, connect,
-//! balance, trial, reissue …) read the sender and their data first, outside it — never
-//! the pool while a transaction is open: on SQLite that would wait for itself.
+//! On SQLite every statement of a transaction is a hand-off to the one writer's thread, which
+//! all updates, the outbox and intake share, so the number of them per update is what bounds
+//! the bot's rate. The transaction therefore holds only writes: the menu (/start of a known user),
+//! /buy and a plan are one hand-off each, their `BEGIN`, reply and `COMMIT` in one text. Screens that
+//! need reads only available on the pool (access, connect, balance, trial, reissue …) do
+//! those reads before their transaction opens — never the pool while a transaction is open:
+//! on SQLite that would wait for itself.
 //!
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
@@ -75,12 +76,12 @@ struct Session {
     /// The sender as Telegram describes them, while their refresh (`users::refresh`) is
     /// still to be written: [`Bot::finish`] writes it in the update's transaction.
     refresh: Option<TelegramUser>,
-    /// The flags and the subscription, when they were read with the sender in the update's
-    /// transaction ([`Bot::flags_in`] and [`Bot::subscription_of`] use them).
+    /// The flags and the subscription, when they were read with the sender ([`Bot::known`];
+    /// [`Bot::flags_in`] and [`Bot::subscription_of`] use them).
     seen: Option<Seen>,
 }
 
-/// What an update's transaction read with a known sender, in the same statement.
+/// What was read with a known sender, in the same statement.
 #[derive(Clone)]
 struct Seen {
     flags: Snapshot,
@@ -142,40 +143,84 @@ impl Bot {
         }
     }
 
-    /// Reads the sender in the update's transaction, registering them (with the referrer of
-    /// a `ref_` start payload) on first contact. A known user's refresh (names, last seen,
-    /// reachable) is owed: [`Bot::finish`] writes it. The flags are read with a known sender,
-    /// in the same statement.
-    async fn session(
+    /// The update's transaction and its sender. A known sender is read first, beside it
+    /// ([`Bot::known`]), so that on SQLite the transaction holds the one writer only for its
+    /// writes and its `BEGIN` travels with the first of them; on first contact the sender is
+    /// registered in the transaction, in its first statement.
+    async fn open(
+        &self,
+        from: &TelegramUser,
+        chat_id: i64,
+        start_payload: Option<&str>,
+    ) -> Result<(Tx, Session), HandlerError> {
+        if let Some(se) = self.known(from, chat_id).await? {
+            return Ok((self.begin().await?, se));
+        }
+        let mut tx = self.begin().await?;
+        let se = self.register(&mut tx, from, chat_id, start_payload).await?;
+        Ok((tx, se))
+    }
+
+    /// The sender for an update whose screen needs reads from the pool before its
+    /// transaction opens: [`Bot::known`], or on first contact [`Bot::register`] in a short
+    /// transaction of its own.
+    async fn session_alone(
+        &self,
+        from: &TelegramUser,
+        chat_id: i64,
+        start_payload: Option<&str>,
+    ) -> Result<Session, HandlerError> {
+        if let Some(se) = self.known(from, chat_id).await? {
+            return Ok(se);
+        }
+        let mut tx = self.begin().await?;
+        let se = self.register(&mut tx, from, chat_id, start_payload).await?;
+        tx.commit().await.map_err(retry)?;
+        Ok(se)
+    }
+
+    /// A known sender with the flags and their subscription, in one read through the pool
+    /// (on SQLite, a reader beside the writer); their refresh (names, last seen, reachable)
+    /// is owed, and [`Bot::finish`] writes it. `None` on first contact.
+    ///
+    /// Read before the update's transaction, not in it: the update's own writes are made in
+    /// the transaction, and one user's updates are handled one after another, so the read
+    /// sees everything the user's earlier updates wrote. What others change meanwhile (a
+    /// flag, a grant by a job) is no staler than after a commit: the writes that depend on
+    /// it lock and re-read their rows (a grant, a payment, a balance).
+    async fn known(
+        &self,
+        from: &TelegramUser,
+        chat_id: i64,
+    ) -> Result<Option<Session>, HandlerError> {
+        let Some(known) = users::sender(&self.s.db, from.id).await.map_err(retry)? else {
+            return Ok(None);
+        };
+        let mut se = self.known_session(known.user, from, chat_id);
+        se.seen = Some(Seen {
+            flags: known.flags,
+            subscription: known.subscription,
+        });
+        Ok(Some(se))
+    }
+
+    /// Registers the sender on first contact in `tx` (with the referrer of a `ref_` start
+    /// payload); someone registered a moment earlier (a race) is treated as known.
+    async fn register(
         &self,
         tx: &mut Tx,
         from: &TelegramUser,
         chat_id: i64,
         start_payload: Option<&str>,
     ) -> Result<Session, HandlerError> {
-        let now = self.now();
-        let user = match users::sender_in(tx, from.id).await.map_err(retry)? {
-            Some(known) => {
-                let mut se = self.known_session(known.user, from, chat_id);
-                se.seen = Some(Seen {
-                    flags: known.flags,
-                    subscription: known.subscription,
-                });
-                return Ok(se);
-            }
-            None => {
-                let code = start_payload.and_then(|p| p.strip_prefix("ref_"));
-                let languages = &self.s.config.catalog.bot.languages;
-                match users::register(tx, from, languages, code, now)
-                    .await
-                    .map_err(retry)?
-                {
-                    users::Registered::New(user) => user,
-                    users::Registered::Known(known) => {
-                        return Ok(self.known_session(known, from, chat_id));
-                    }
-                }
-            }
+        let code = start_payload.and_then(|p| p.strip_prefix("ref_"));
+        let languages = &self.s.config.catalog.bot.languages;
+        let user = match users::register(tx, from, languages, code, self.now())
+            .await
+            .map_err(retry)?
+        {
+            users::Registered::New(user) => user,
+            users::Registered::Known(known) => return Ok(self.known_session(known, from, chat_id)),
         };
         Ok(Session {
             lang: user.language_or(self.default_language()),
@@ -185,24 +230,6 @@ impl Bot {
             refresh: None,
             seen: None,
         })
-    }
-
-    /// The sender read through the pool, for an update whose screen needs reads from the
-    /// pool before its transaction opens: one read (on SQLite, beside the writer), or on
-    /// first contact [`Bot::session`] in a short transaction of its own.
-    async fn session_alone(
-        &self,
-        from: &TelegramUser,
-        chat_id: i64,
-        start_payload: Option<&str>,
-    ) -> Result<Session, HandlerError> {
-        if let Some(known) = users::get(&self.s.db, from.id).await.map_err(retry)? {
-            return Ok(self.known_session(known, from, chat_id));
-        }
-        let mut tx = self.begin().await?;
-        let se = self.session(&mut tx, from, chat_id, start_payload).await?;
-        tx.commit().await.map_err(retry)?;
-        Ok(se)
     }
 
     /// The session of a known user, whose refresh is owed.
@@ -429,8 +456,7 @@ impl Bot {
                 .finish(tx, Some(&se), update_id, reply, false, ctx)
                 .await;
         }
-        let mut tx = self.begin().await?;
-        let se = self.session(&mut tx, &from, m.chat.id, payload).await?;
+        let (mut tx, se) = self.open(&from, m.chat.id, payload).await?;
         if let Some(sp) = m.successful_payment.clone() {
             return self
                 .on_payment(tx, update_id, &se, sp, m.clone(), ctx)
@@ -511,8 +537,7 @@ impl Bot {
         let chat_id = cb.message.as_ref().map_or(cb.from.id, |m| m.chat.id);
         let message_id = cb.message.as_ref().map(|m| m.message_id);
         if in_one_transaction(&action) {
-            let mut tx = self.begin().await?;
-            let se = self.session(&mut tx, &cb.from, chat_id, None).await?;
+            let (tx, se) = self.open(&cb.from, chat_id, None).await?;
             self.act(Some(tx), update_id, &se, action, message_id, ctx)
                 .await
         } else {
@@ -524,8 +549,8 @@ impl Bot {
 
     /// Carries out a button's action and shows its result in place of the button's message.
     ///
-    /// `open` is the update's transaction, already holding the session, exactly when
-    /// [`in_one_transaction`] says so; the other actions read through the pool first and
+    /// `open` is the update's transaction, opened right after the sender was read, exactly
+    /// when [`in_one_transaction`] says so; the other actions read through the pool first and
     /// open theirs after.
     async fn act(
         &self,
@@ -667,8 +692,9 @@ impl Bot {
     }
 }
 
-/// The actions handled entirely in the update's one transaction: their screens need only
-/// reads available inside it. They are also the frequent ones (menu, buying).
+/// The actions whose screens need no read beyond the sender's (flags and subscription
+/// included), so the update's transaction opens right after it. They are also the frequent
+/// ones (menu, buying).
 fn in_one_transaction(action: &Action) -> bool {
     matches!(
         action,

@@ -334,7 +334,7 @@ impl Bot {
     }
 
     /// `successful_payment`: the one finalize, then the connect screen when access changed,
-    /// in the update's transaction `tx` (which already holds the session).
+    /// in the update's transaction `tx`, opened after the payer was read (`se`).
     pub(super) async fn on_payment(
         &self,
         mut tx: Tx,
@@ -365,7 +365,7 @@ impl Bot {
             ),
         };
         let now = self.now();
-        // The session read the payer in this transaction: finalize needs no second read.
+        // The payer as read for the session: finalize needs no second read.
         let finalized =
             billing::finalize(&mut tx, &self.billing_context(), &pay, Some(&se.user), now)
                 .await
