@@ -23,7 +23,7 @@ use crate::config::catalog::{Catalog, Plan};
 use crate::domain::money::{Currency, Money};
 use crate::i18n::{Arg, Texts, format};
 use crate::nodes::EnabledNodes;
-use crate::store::{Db, Failure, Tx, classify};
+use crate::store::{Db, Failure, Later, Tx, classify};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
 use crate::users::{self, User};
@@ -161,25 +161,17 @@ impl PurchaseRow {
             .currency
             .parse()
             .map_err(|_| corrupt("unknown currency"))?;
-        let item = match (
-            self.kind.as_str(),
-            &self.plan_id,
-            self.days,
-            self.credit_amount,
-        ) {
-            ("plan", Some(plan_id), Some(days), None) => Item::Plan {
-                plan_id: plan_id.clone(),
-                days: u32::try_from(days).map_err(|_| corrupt("days"))?,
-            },
-            ("topup", None, None, Some(credit)) => Item::TopUp {
-                credit: Money::new(credit, base),
-            },
-            _ => return Err(corrupt("kind and columns disagree")),
-        };
         Ok(Purchase {
             id: self.id,
             user_id: self.user_id,
-            item,
+            item: item_of(
+                self.id,
+                &self.kind,
+                self.plan_id,
+                self.days,
+                self.credit_amount,
+                base,
+            )?,
             price: Money::new(self.amount, currency),
             provider: Provider::parse(&self.provider).ok_or_else(|| corrupt("provider"))?,
             status: Status::parse(&self.status).ok_or_else(|| corrupt("status"))?,
@@ -188,6 +180,40 @@ impl PurchaseRow {
             paid_at: self.paid_at,
         })
     }
+}
+
+/// What purchase `id` sells, from its `kind` and the columns that go with it.
+fn item_of(
+    id: i64,
+    kind: &str,
+    plan_id: Option<String>,
+    days: Option<i64>,
+    credit_amount: Option<i64>,
+    base: Currency,
+) -> Result<Item, BillingError> {
+    let corrupt = |what: &str| BillingError::Corrupt(format!("purchase {id}: {what}"));
+    match (kind, plan_id, days, credit_amount) {
+        ("plan", Some(plan_id), Some(days), None) => Ok(Item::Plan {
+            plan_id,
+            days: u32::try_from(days).map_err(|_| corrupt("days"))?,
+        }),
+        ("topup", None, None, Some(credit)) => Ok(Item::TopUp {
+            credit: Money::new(credit, base),
+        }),
+        _ => Err(corrupt("kind and columns disagree")),
+    }
+}
+
+/// A payment as its insert returns it: its id and the purchase it matched, with what that
+/// purchase sells (read in the same statement: a purchase's item never changes).
+#[derive(sqlx::FromRow)]
+struct InsertedPayment {
+    id: i64,
+    purchase_id: Option<i64>,
+    kind: Option<String>,
+    plan_id: Option<String>,
+    days: Option<i64>,
+    credit_amount: Option<i64>,
 }
 
 /// Stores a pending purchase; its id goes into the invoice payload.
@@ -444,11 +470,14 @@ impl Finalized {
 /// Records a captured payment and applies it, once (DESIGN §3.3). Honours payments for
 /// purchases that expired or were superseded meanwhile (F1). Queues the user's confirmation
 /// (and a referrer's reward notice) in the same transaction (F8). `user` is the payer's row as
-/// the caller read it in `tx` (`None`: not registered).
+/// the caller read it (`None`: not registered); only what never changes after registration is
+/// used (the id, the referrer) besides the language of the texts.
 ///
-/// The common case is two statements (each one a hand-off to SQLite's one connection, or a
-/// round trip to PostgreSQL): the payment is stored with the purchase it pays for, found in
-/// the same statement only when it matches; then the purchase is marked paid and read back.
+/// The common case is one statement before the effect (each statement a hand-off to SQLite's
+/// one connection, or a round trip to PostgreSQL): the payment is stored with the purchase it
+/// pays for, found in the same statement only when it matches, and returns what that purchase
+/// sells; marking the purchase paid, which nothing reads back, travels with the effect's first
+/// statement on SQLite.
 pub async fn finalize(
     tx: &mut Tx,
     ctx: &Context<'_>,
@@ -460,22 +489,28 @@ pub async fn finalize(
     // The purchase this payment is for: the payload's, when it is the payer's, priced in the
     // currency paid, and paid in full (overpaying is accepted; underpaying is not, F6).
     let payload_id = parse_payload(&pay.payload).filter(|_| user.is_some());
-    let inserted: Option<(i64, Option<i64>)> = on_tx!(tx, c => sqlx::query_as(
+    let inserted: Option<InsertedPayment> = on_tx!(tx, c => sqlx::query_as(
         "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, raw, created_at)
          VALUES ((SELECT id FROM purchases WHERE id = $8 AND user_id = $1 AND currency = $5 AND amount <= $4),
                  $1, $2, $3, $4, $5, 'captured', $6, $7)
-         ON CONFLICT (provider, provider_payment_id) DO NOTHING RETURNING id, purchase_id"
+         ON CONFLICT (provider, provider_payment_id) DO NOTHING
+         RETURNING id, purchase_id,
+             (SELECT p.kind FROM purchases p WHERE p.id = payments.purchase_id) AS kind,
+             (SELECT p.plan_id FROM purchases p WHERE p.id = payments.purchase_id) AS plan_id,
+             (SELECT CAST(p.days AS BIGINT) FROM purchases p WHERE p.id = payments.purchase_id) AS days,
+             (SELECT p.credit_amount FROM purchases p WHERE p.id = payments.purchase_id) AS credit_amount"
     ).bind(pay.user_id).bind(pay.provider.as_str()).bind(&pay.charge_id).bind(pay.total_amount)
         .bind(&pay.currency).bind(&pay.raw).bind(now).bind(payload_id).fetch_optional(c).await)
     .map_err(BillingError::from_db)?;
-    let Some((payment_id, matched)) = inserted else {
+    let Some(inserted) = inserted else {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
             "SELECT id FROM payments WHERE provider = $1 AND provider_payment_id = $2"
         ).bind(pay.provider.as_str()).bind(&pay.charge_id).fetch_one(c).await)?;
         return Ok(Finalized::Duplicate { payment_id: id });
     };
+    let payment_id = inserted.id;
     let lang = ctx.lang(user);
-    let Some(purchase_id) = matched else {
+    let Some(purchase_id) = inserted.purchase_id else {
         let reason = review_reason(tx, base, pay, user).await?;
         tracing::error!(payment_id, charge = %pay.charge_id, %reason, "payment needs a manual review");
         let text = ctx.texts.get(lang, "payment-needs-review");
@@ -499,18 +534,28 @@ pub async fn finalize(
             effect: Effect::Review { reason },
         });
     };
+    let item = item_of(
+        purchase_id,
+        inserted.kind.as_deref().unwrap_or_default(),
+        inserted.plan_id,
+        inserted.days,
+        inserted.credit_amount,
+        base,
+    )?;
     // Paid whatever it was before: money was taken (F1). A refunded purchase stays refunded.
-    const MARK_PAID: &str = concat!(
-        "UPDATE purchases SET
-            status = CASE WHEN status = 'refunded' THEN status ELSE 'paid' END,
-            paid_at = CASE WHEN status = 'refunded' THEN paid_at ELSE COALESCE(paid_at, $2) END
-         WHERE id = $1 RETURNING ",
-        purchase_columns!()
-    );
-    let row: PurchaseRow = on_tx!(tx, c => sqlx::query_as(MARK_PAID)
-        .bind(purchase_id).bind(now).fetch_one(c).await)?;
-    let purchase = row.into_purchase(base)?;
-    let (effect, text, base_value) = match &purchase.item {
+    // Nothing here reads the outcome, so on SQLite it travels with the next statement.
+    tx.later(
+        Later::new(
+            "UPDATE purchases SET
+                status = CASE WHEN status = 'refunded' THEN status ELSE 'paid' END,
+                paid_at = CASE WHEN status = 'refunded' THEN paid_at ELSE COALESCE(paid_at, $2) END
+             WHERE id = $1",
+        )
+        .bind(purchase_id)
+        .bind(now),
+    )
+    .await?;
+    let (effect, text, base_value) = match &item {
         Item::Plan { plan_id, days } => {
             let grant = Grant::days(Kind::Paid, *days, Some(plan_id));
             let granted = access::grant_or_extend(tx, ctx.nodes, pay.user_id, &grant, now).await?;
@@ -529,7 +574,7 @@ pub async fn finalize(
             (
                 Effect::Access {
                     subscription: granted.subscription,
-                    purchase_id: purchase.id,
+                    purchase_id,
                 },
                 text,
                 value,
@@ -559,7 +604,7 @@ pub async fn finalize(
             );
             (
                 Effect::Credit {
-                    purchase_id: purchase.id,
+                    purchase_id,
                     amount: *credit,
                     balance_after: after,
                 },
@@ -574,7 +619,7 @@ pub async fn finalize(
     }
     tracing::info!(
         payment_id,
-        purchase = purchase.id,
+        purchase = purchase_id,
         user = pay.user_id,
         "payment finalized"
     );
