@@ -13,11 +13,11 @@
 //!
 //! On SQLite every statement of a transaction is a hand-off to the one writer's thread, which
 //! all updates, the outbox and intake share, so the number of them per update is what bounds
-//! the bot's rate. The transaction therefore holds only writes: the menu (/start of a known user),
-//! /buy and a plan are one hand-off each, their `BEGIN`, reply and `COMMIT` in one text. Screens that
-//! need reads only available on the pool (access, connect, balance, trial, reissue …) do
-//! those reads before their transaction opens — never the pool while a transaction is open:
-//! on SQLite that would wait for itself.
+//! the bot's rate. The transaction therefore holds only writes: the menu (/start of a known
+//! user), /buy and a plan are one hand-off each, their `BEGIN`, reply and `COMMIT` in one
+//! text. Screens that need reads only available on the pool (access, connect, balance, trial,
+//! reissue …) do those reads before their transaction opens — never the pool while a
+//! transaction is open: on SQLite that would wait for itself.
 //!
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
