@@ -286,3 +286,61 @@ async fn a_press_is_answered_while_the_work_it_asks_for_waits() {
     w.screen(ann.id, ACCESS_NONE).await;
     w.stop().await;
 }
+
+// The sender is read before the update's transaction opens (on SQLite on a reader beside the
+// writer), so what keeps a screen from showing what the user just changed is that one chat's
+// updates are handled in order and each read sees the commits before it. A language is chosen
+// and /buy sent at once, without waiting for the button's answer, four times over: every plan
+// list is in the language chosen just before it.
+db_test!(async fn a_language_chosen_shows_in_the_very_next_update(t) {
+    let Some(w) = World::start_with(t, false, &[], fast()).await else { return };
+    let tg = &w.tg;
+    let ann = tg.create_user(NewUser::new("Ann").language("en")).await.unwrap();
+    tg.send_text(ann.id, "/start").await.unwrap();
+    w.screen(ann.id, "Choose an action below.").await;
+    let plan_lists = |messages: &[telegram_emulator::TranscriptMessage]| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m.from_bot)
+            .filter_map(|m| m.text.clone())
+            .filter(|x| x.contains("Choose a plan") || x.contains("Выберите тариф"))
+            .collect()
+    };
+    let rounds = [("🇷🇺 Русский", "Выберите тариф"), ("🇬🇧 English", "Choose a plan")];
+    for (round, (label, heading)) in rounds.iter().cycle().take(4).enumerate() {
+        tg.send_text(ann.id, "/language").await.unwrap();
+        let start = tokio::time::Instant::now();
+        let languages = loop {
+            let last = w.last(ann.id).await;
+            if last.button_data(label).is_some() {
+                break last;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no language screen: {:?}", last.text);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // Not waiting for the answer: /buy is queued while the choice is still handled.
+        let data = languages.button_data(label).unwrap();
+        tg.press_button_with(telegram_emulator::control::types::PressButton {
+            chat_id: ann.id,
+            message_id: languages.message_id,
+            callback_data: data,
+            wait_ms: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        tg.send_text(ann.id, "/buy").await.unwrap();
+        let start = tokio::time::Instant::now();
+        let lists = loop {
+            let lists = plan_lists(&tg.transcript(ann.id).await.unwrap().messages);
+            if lists.len() > round {
+                break lists;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no plan list for round {round}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(lists.len(), round + 1, "one plan list per /buy");
+        assert!(lists[round].contains(heading), "round {round}: chose {label}, the plan list says {:?}", lists[round]);
+    }
+    w.stop().await;
+});
