@@ -16,7 +16,13 @@ pub enum Action {
     Plan(String),
     PayStars(String),
     PayCard(String),
-    PayBalance(String),
+    /// Pay a plan from the balance. `screen` is the update that drew the pay screen the
+    /// button is on: presses of one button (a double tap, a redelivery) are one purchase,
+    /// while the same plan bought again from a newly drawn screen is another.
+    PayBalance {
+        plan: String,
+        screen: i64,
+    },
     Access,
     Connect,
     Reissue,
@@ -39,6 +45,15 @@ fn valid_plan_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// A positive update id written in plain digits, as [`Action::encode`] writes it.
+fn update_id(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0')
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
 impl Action {
     /// The `callback_data` of this action (always ≤ 64 bytes).
     pub fn encode(&self) -> String {
@@ -49,7 +64,7 @@ impl Action {
             Action::Plan(id) => format!("plan:{id}"),
             Action::PayStars(id) => format!("pay:stars:{id}"),
             Action::PayCard(id) => format!("pay:card:{id}"),
-            Action::PayBalance(id) => format!("pay:bal:{id}"),
+            Action::PayBalance { plan, screen } => format!("pay:bal:{plan}:{screen}"),
             Action::Access => "access".into(),
             Action::Connect => "connect".into(),
             Action::Reissue => "reissue".into(),
@@ -89,8 +104,12 @@ impl Action {
                     Action::PayStars(plan(id)?)
                 } else if let Some(id) = data.strip_prefix("pay:card:") {
                     Action::PayCard(plan(id)?)
-                } else if let Some(id) = data.strip_prefix("pay:bal:") {
-                    Action::PayBalance(plan(id)?)
+                } else if let Some(rest) = data.strip_prefix("pay:bal:") {
+                    let (id, screen) = rest.rsplit_once(':')?;
+                    Action::PayBalance {
+                        plan: plan(id)?,
+                        screen: update_id(screen)?,
+                    }
                 } else if let Some(i) = data.strip_prefix("topup:stars:") {
                     // Digits only: "+1", "01" and "1 " are not indexes we ever write.
                     if i.is_empty()
@@ -123,7 +142,14 @@ mod tests {
             Action::Plan("m1".into()),
             Action::PayStars("y1".into()),
             Action::PayCard("m3".into()),
-            Action::PayBalance("m6".into()),
+            Action::PayBalance {
+                plan: "m6".into(),
+                screen: 1,
+            },
+            Action::PayBalance {
+                plan: "a".repeat(32),
+                screen: 999_999_999_999_999_999,
+            },
             Action::Access,
             Action::Connect,
             Action::Reissue,
@@ -165,6 +191,15 @@ mod tests {
             "pay:stars:",
             "pay:btc:m1",
             "topup:stars:",
+            "pay:bal:m1",
+            "pay:bal:m1:",
+            "pay:bal:m1:0",
+            "pay:bal:m1:012",
+            "pay:bal:m1:-5",
+            "pay:bal:m1:1x",
+            "pay:bal::5",
+            "pay:bal:m1:5:6",
+            "pay:bal:m1:1000000000000000000",
             "topup:stars:-1",
             "topup:stars:+1",
             "topup:stars:01",

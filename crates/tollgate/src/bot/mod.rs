@@ -578,6 +578,7 @@ impl Bot {
                             plan,
                             Money::new(se.user.balance, base),
                             self.s.config.deployment.payment_provider_token.is_some(),
+                            update_id,
                         )
                     }
                     None => screens::buy(&v, None)
@@ -676,14 +677,12 @@ impl Bot {
                 self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply, None)
                     .await?
             }
-            (Action::PayBalance(id), None) => {
-                // One debit per pay screen: a double tap pays once.
-                let reference = format!(
-                    "balance:{}:{}:{id}",
-                    se.user.id,
-                    message_id.map_or_else(|| format!("u{update_id}"), |m| m.to_string())
-                );
-                self.pay_from_balance(se, &id, &reference).await?
+            (Action::PayBalance { plan, screen }, None) => {
+                // One debit per drawn pay screen: a double tap or a redelivered press pays
+                // once, while the same plan chosen again draws a new screen and pays again.
+                let reference = format!("balance:{}:{screen}:{plan}", se.user.id);
+                self.pay_from_balance(se, &plan, &reference, update_id)
+                    .await?
             }
         };
         reply.show(message_id, &screen);

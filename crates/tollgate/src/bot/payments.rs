@@ -176,6 +176,7 @@ impl Bot {
         se: &Session,
         plan_id: &str,
         reference: &str,
+        update_id: i64,
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let base = self.s.config.catalog.bot.base_currency;
@@ -249,6 +250,7 @@ impl Bot {
                     plan,
                     Money::new(balance, base),
                     self.s.config.deployment.payment_provider_token.is_some(),
+                    update_id,
                 );
                 Ok((screen, tx, false))
             }

@@ -208,7 +208,9 @@ pub fn buy(v: &View<'_>, sub: Option<&Subscription>) -> Screen {
 
 /// How to pay for `plan`: Stars (when priced in XTR), card (when a provider token is set),
 /// balance (when it covers the price).
-pub fn pay(v: &View<'_>, plan: &Plan, balance: Money, card_enabled: bool) -> Screen {
+/// The pay screen; `drawn_by` is the update drawing it, which its balance button carries
+/// (see [`Action::PayBalance`]).
+pub fn pay(v: &View<'_>, plan: &Plan, balance: Money, card_enabled: bool, drawn_by: i64) -> Screen {
     let mut text = v.tf(
         "pay-text",
         &[
@@ -234,7 +236,10 @@ pub fn pay(v: &View<'_>, plan: &Plan, balance: Money, card_enabled: bool) -> Scr
         if balance.minor >= price.minor {
             rows.push(vec![Button::Action {
                 text: v.tf("btn-pay-balance", &[("price", v.money(price).into())]),
-                action: Action::PayBalance(plan.id.clone()),
+                action: Action::PayBalance {
+                    plan: plan.id.clone(),
+                    screen: drawn_by,
+                },
             }]);
         } else if balance.minor > 0 {
             text.push_str("\n\n");

@@ -469,10 +469,135 @@ db_test!(async fn stars_top_ups_credit_the_balance_and_a_refund_takes_back_what_
     w.screen(max.id, "from your balance").await;
     assert_eq!(users::get(&w.app.db, max.id).await.unwrap().unwrap().balance, 100);
     // The same pay button again: already paid, nothing debited.
-    w.forge(max.id, pay.message_id, "pay:bal:m1").await;
+    let data = pay.button_data("From balance").expect("the balance button");
+    w.forge(max.id, pay.message_id, &data).await;
     w.screen(max.id, "Access").await;
     assert_eq!(users::get(&w.app.db, max.id).await.unwrap().unwrap().balance, 100);
     assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE reason = 'purchase'").await, 1);
+    w.stop().await;
+});
+
+/// Waits until message `id` in `chat` (edited in place by every screen) shows `needle`.
+async fn screen_on(w: &World, chat: i64, id: i64, needle: &str) -> TranscriptMessage {
+    wait_for(
+        &format!("message {id} showing {needle:?}"),
+        Duration::from_secs(30),
+        || async {
+            let t = w.tg.transcript(chat).await.unwrap();
+            t.bot_messages()
+                .find(|m| {
+                    m.message_id == id && m.text.as_deref().is_some_and(|x| x.contains(needle))
+                })
+                .cloned()
+        },
+    )
+    .await
+}
+
+async fn ledger_rows(db: &Db, user: i64, reason: &str) -> i64 {
+    on_db!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE user_id = $1 AND reason = $2"
+    ).bind(user).bind(reason).fetch_one(p).await)
+    .unwrap()
+}
+
+/// Waits until the updates `ids` are stored and handled.
+async fn handled(db: &Db, ids: &[i64]) {
+    for &id in ids {
+        wait_for(
+            &format!("update {id} handled"),
+            Duration::from_secs(20),
+            || async {
+                let status: Option<String> = on_db!(db, p => sqlx::query_scalar(
+                "SELECT status FROM tg_inbox WHERE update_id = $1"
+            ).bind(id).fetch_optional(p).await)
+                .unwrap();
+                (status.as_deref() == Some("done")).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+// F10: one press is one purchase, however often it arrives; a purchase chosen again is
+// another. Every screen edits the same message, so the message cannot tell them apart: the
+// button carries the update that drew its pay screen.
+db_test!(async fn the_same_plan_bought_twice_from_one_message_is_paid_twice_and_a_double_tap_once(t) {
+    let clock = ShiftedClock::new();
+    let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    let max = tg.create_user(NewUser::new("Max").language("en")).await.unwrap();
+    tg.send_text(max.id, "/start").await.unwrap();
+    w.screen(max.id, "Choose an action below.").await;
+    // 500 RUB: three months at 149 and 53 left.
+    let mut tx = db.begin().await.unwrap();
+    ledger::change(&mut tx, max.id, 500 * 100, Reason::Admin, "seed", clock.now()).await.unwrap();
+    tx.commit().await.unwrap();
+
+    tg.send_text(max.id, "/buy").await.unwrap();
+    let plans = w.screen(max.id, "Choose a plan").await;
+    let msg = plans.message_id;
+    w.press(max.id, &plans, "1 month").await;
+    let pay = screen_on(&w, max.id, msg, "Choose how to pay").await;
+    w.press(max.id, &pay, "From balance").await;
+    let paid = screen_on(&w, max.id, msg, "from your balance").await;
+    let first = expires_at(db, max.id).await;
+    assert_eq!(users::get(db, max.id).await.unwrap().unwrap().balance, 500 * 100 - 149 * 100);
+
+    // Menu → Buy → 1 month → From balance again, on the same message: a second purchase.
+    let choose_again = |from: TranscriptMessage| {
+        let w = &w;
+        async move {
+            w.press(max.id, &from, "Menu").await;
+            let menu = screen_on(w, max.id, msg, "Choose an action below.").await;
+            w.press(max.id, &menu, "Buy / Renew").await;
+            let plans = screen_on(w, max.id, msg, "Choose a plan").await;
+            w.press(max.id, &plans, "1 month").await;
+            screen_on(w, max.id, msg, "Choose how to pay").await
+        }
+    };
+    let pay = choose_again(paid).await;
+    w.press(max.id, &pay, "From balance").await;
+    let paid = screen_on(&w, max.id, msg, "from your balance").await;
+    assert_eq!(users::get(db, max.id).await.unwrap().unwrap().balance, 500 * 100 - 2 * 149 * 100, "debited twice");
+    assert_eq!(ledger_rows(db, max.id, "purchase").await, 2);
+    assert_eq!(expires_at(db, max.id).await, first.plus(DAY * 30), "extended twice");
+
+    // A double tap: the third pay screen's button pressed twice before the first press is
+    // handled, then the press delivered once more under a new update id.
+    let pay = choose_again(paid).await;
+    let data = pay.button_data("From balance").expect("the balance button");
+    let (a, b) = tokio::join!(
+        tg.press_button_with(telegram_emulator::control::types::PressButton {
+            chat_id: max.id,
+            message_id: msg,
+            callback_data: data.clone(),
+            wait_ms: Some(0),
+            ..Default::default()
+        }),
+        tg.press_button_with(telegram_emulator::control::types::PressButton {
+            chat_id: max.id,
+            message_id: msg,
+            callback_data: data.clone(),
+            wait_ms: Some(0),
+            ..Default::default()
+        }),
+    );
+    handled(db, &[a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]).await;
+    let (raw,): (String,) = on_db!(db, p => sqlx::query_as(
+        "SELECT payload FROM tg_inbox WHERE payload LIKE '%pay:bal:%' ORDER BY update_id DESC LIMIT 1"
+    ).fetch_one(p).await).unwrap();
+    assert!(raw.contains(&data), "{raw}");
+    let mut again: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    again["update_id"] = serde_json::json!(again["update_id"].as_i64().unwrap() + 1_000_000);
+    let redelivered = again["update_id"].as_i64().unwrap();
+    let raw = again.to_string();
+    let head = parse_head(&raw).unwrap();
+    inbox::store_batch(db, &[NewUpdate { head, raw }], clock.now()).await.unwrap();
+    handled(db, &[redelivered]).await;
+    assert_eq!(users::get(db, max.id).await.unwrap().unwrap().balance, 500 * 100 - 3 * 149 * 100, "one debit for the double tap");
+    assert_eq!(ledger_rows(db, max.id, "purchase").await, 3);
+    assert_eq!(expires_at(db, max.id).await, first.plus(DAY * 60), "one extension for the double tap");
     w.stop().await;
 });
 

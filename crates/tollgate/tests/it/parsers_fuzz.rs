@@ -39,6 +39,7 @@ const DATA: &[&str] = &[
     "plan:m1",
     "pay:stars:m1",
     "pay:card:y1",
+    "pay:bal:m3:42",
     "pay:bal:m3",
     "access",
     "connect",
