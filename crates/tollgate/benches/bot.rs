@@ -50,7 +50,7 @@ const USERS: usize = 10_000;
 const PURCHASES: usize = 2_000;
 const START_CONCURRENCY: usize = 64;
 const FLOW_CONCURRENCY: usize = 128;
-const SECRET: &str = "bench-secret-0123456789abcdef";
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 const MENU: &str = "Choose an action below.";
 const STEP_DEADLINE: Duration = Duration::from_secs(110);
 

@@ -27,7 +27,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 
 const RUNS: usize = 3;
-const SECRET: &str = "bench-secret-0123456789abcdef";
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -3,7 +3,8 @@
 //!
 //! Handled updates and sent messages are kept for a while (debugging, audits) and then
 //! deleted in small batches, so the tables and their indexes stay the size of the live
-//! backlog; purchases nobody paid within their TTL are marked expired (never a paid one).
+//! backlog; purchases nobody paid within their TTL are marked expired (never a paid one), and
+//! deleted after `OUTBOX_RETENTION` unless a payment points at them.
 //! That is [`Pruning`], a job under the job runner's contract (`ITERATION_START` / `_END`,
 //! deadline, backoff, metrics; `crate::jobs`). Backlog depth and age are read every few
 //! seconds for `/metrics` by the [`Housekeeping`] component — too frequent and too trivial
@@ -139,15 +140,31 @@ impl Pruning {
                 break;
             }
         }
-        if updates + messages + purchases > 0 {
+        // Expired intents are history for as long as sent messages are, then go: otherwise
+        // every invoice ever opened and never paid would stay forever.
+        let mut stale = 0;
+        loop {
+            let n = crate::billing::prune_expired_purchases(
+                &self.db,
+                now.minus(self.outbox_retention),
+                PRUNE_BATCH,
+            )
+            .await?;
+            stale += n;
+            if !full(n) {
+                break;
+            }
+        }
+        if updates + messages + purchases + stale > 0 {
             tracing::info!(
                 updates,
                 messages,
                 purchases,
-                "pruned finished pipeline rows, expired unpaid purchases"
+                stale_purchases = stale,
+                "pruned finished pipeline rows and stale purchases, expired unpaid purchases"
             );
         }
-        Ok(updates + messages + purchases)
+        Ok(updates + messages + purchases + stale)
     }
 }
 

@@ -806,6 +806,24 @@ pub async fn expire_unpaid_purchases(
     Ok(n)
 }
 
+/// Deletes unpaid purchases that expired before `cutoff`, at most `batch` per call; returns
+/// how many. A purchase any payment points at is kept (it is history), so only intents nobody
+/// paid go; a payment arriving for one after this is kept for review like any unknown payload.
+pub async fn prune_expired_purchases(
+    db: &Db,
+    cutoff: Timestamp,
+    batch: i64,
+) -> Result<u64, BillingError> {
+    let n = on_db!(db, p => sqlx::query(
+        "DELETE FROM purchases WHERE id IN (
+             SELECT id FROM purchases pu WHERE status = 'expired' AND expires_at < $1
+               AND NOT EXISTS (SELECT 1 FROM payments pa WHERE pa.purchase_id = pu.id)
+             ORDER BY expires_at LIMIT $2)
+           AND status = 'expired'"
+    ).bind(cutoff).bind(batch).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

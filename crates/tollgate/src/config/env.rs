@@ -93,7 +93,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "WEBHOOK_SECRET",
-        "secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (required with PUBLIC_URL; 1-256 of A-Z a-z 0-9 _ -)",
+        "secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (required with PUBLIC_URL; 32-256 of A-Z a-z 0-9 _ -, e.g. `openssl rand -hex 32`)",
     ),
     (
         "WEBHOOK_PATH",
@@ -202,6 +202,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tollgate.db";
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 pub const DEFAULT_WEBHOOK_PATH: &str = "/telegram/webhook";
+/// The shortest `WEBHOOK_SECRET` accepted (`openssl rand -hex 32` gives 64).
+pub const MIN_WEBHOOK_SECRET: usize = 32;
+/// Telegram redelivers an unacknowledged update for up to 24 hours; a handled update's inbox
+/// row must outlive that window, or a late redelivery would be taken for a new update.
+const MIN_INBOX_RETENTION: Duration = Duration::from_secs(25 * 3600);
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -634,8 +639,8 @@ fn read_pipeline(r: &mut Reader<'_>) -> Option<PipelineSettings> {
     let inbox_retention = r.read(
         "INBOX_RETENTION",
         Some("7d"),
-        "use a duration between 1h and 365d, e.g. 7d",
-        duration_between(Duration::from_secs(3600), Duration::from_secs(365 * 86_400)),
+        "use a duration between 25h and 365d, e.g. 7d: Telegram may redeliver an update for 24 h, and a shorter retention would handle a redelivered update twice",
+        duration_between(MIN_INBOX_RETENTION, Duration::from_secs(365 * 86_400)),
         show,
     );
     let outbox_retention = r.read(
@@ -817,17 +822,24 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
         parse_http_url,
         Url::to_string,
     );
+    // The secret is the only guard against forged updates, `successful_payment` included:
+    // Telegram accepts one character, we demand enough randomness that guessing is hopeless.
     let secret_rule = |t: &str| {
-        let ok = (1..=256).contains(&t.len())
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Secret::new(t.to_owned()))
-        } else {
+        let charset = t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !charset || t.len() > 256 {
             Err(format!(
                 "{} is not a valid secret token: Telegram allows 1-256 characters of A-Z a-z 0-9 _ -",
                 describe_secret(t)
             ))
+        } else if t.len() < MIN_WEBHOOK_SECRET {
+            Err(format!(
+                "{} is too short to guard against forged payments: use at least {MIN_WEBHOOK_SECRET}",
+                describe_secret(t)
+            ))
+        } else {
+            Ok(Secret::new(t.to_owned()))
         }
     };
     let secret_fix = "set WEBHOOK_SECRET to 32 or more random characters of A-Z a-z 0-9 _ -, e.g. from `openssl rand -hex 32`";
@@ -1062,7 +1074,7 @@ mod tests {
         assert!(e.contains("WEBHOOK_SECRET"), "{e}");
         let (d, _) = deployment(&env(&[
             ("PUBLIC_URL", "https://bot.example.com"),
-            ("WEBHOOK_SECRET", "s3cr3t_-value"),
+            ("WEBHOOK_SECRET", "s3cr3t_-value-0123456789abcdef-xyz"),
         ]))
         .unwrap();
         assert!(matches!(d.intake, IntakeMode::Webhook { .. }));
@@ -1093,7 +1105,13 @@ mod tests {
             ("OUTBOX_PER_CHAT_INTERVAL", "11s", "outside 0s..10s"),
             ("WEBHOOK_MAX_CONNECTIONS", "0", "not a number from 1 to 100"),
             ("POLL_TIMEOUT", "60s", "outside 1s..50s"),
-            ("INBOX_RETENTION", "5m", "outside 1h..365d"),
+            ("INBOX_RETENTION", "5m", "outside 1d1h..365d"),
+            ("INBOX_RETENTION", "24h", "outside 1d1h..365d"),
+            (
+                "WEBHOOK_SECRET",
+                "abc",
+                "too short to guard against forged payments",
+            ),
             ("TOLLGATE_CONFIGG", "x.toml", "not a Tollgate setting"),
             ("FEED_BASE_URL", "vpn.example.com", "not a URL"),
             ("FEED_BASE_URL", "https://vpn.example.com/?x=1", "query"),
@@ -1148,7 +1166,7 @@ mod tests {
         assert_eq!(d.feed_base.url, "http://[::1]:9000");
         let (d, _) = deployment(&env(&[
             ("PUBLIC_URL", "https://bot.example.com/"),
-            ("WEBHOOK_SECRET", "s3cr3t_-value"),
+            ("WEBHOOK_SECRET", "s3cr3t_-value-0123456789abcdef-xyz"),
         ]))
         .unwrap();
         assert_eq!(
@@ -1157,7 +1175,7 @@ mod tests {
         );
         let (d, _) = deployment(&env(&[
             ("PUBLIC_URL", "https://bot.example.com"),
-            ("WEBHOOK_SECRET", "s3cr3t_-value"),
+            ("WEBHOOK_SECRET", "s3cr3t_-value-0123456789abcdef-xyz"),
             ("FEED_BASE_URL", "https://vpn.example.com/feeds/"),
         ]))
         .unwrap();

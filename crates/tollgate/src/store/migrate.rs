@@ -59,6 +59,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
     0005 "jobs",
     0006 "inbox_pending",
     0007 "notice_items",
+    0008 "purchase_pruning",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -71,6 +72,7 @@ pub static POSTGRES: &[Migration] = migrations!("postgres":
     0005 "jobs",
     0006 "inbox_pending",
     0007 "notice_items",
+    0008 "purchase_pruning",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -20,7 +20,10 @@ fn env_with(changes: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
 async fn check_config_prints_the_effective_configuration_without_secrets() {
     let env = env_with(&[
         ("PUBLIC_URL", Some("https://bot.example.com")),
-        ("WEBHOOK_SECRET", Some("webhook-secret-value-123")),
+        (
+            "WEBHOOK_SECRET",
+            Some("webhook-secret-value-0123456789abcdef"),
+        ),
         (
             "DATABASE_URL",
             Some("postgres://app:db-password-456@db.internal/tollgate"),
@@ -31,7 +34,7 @@ async fn check_config_prints_the_effective_configuration_without_secrets() {
     assert!(status.success(), "{err}");
     for secret in [
         "TEST-token_ThatMustNeverBeLogged0123",
-        "webhook-secret-value-123",
+        "webhook-secret-value-0123456789abcdef",
         "db-password-456",
         "provider-token-789",
     ] {
@@ -82,6 +85,24 @@ async fn each_kind_of_bad_value_has_its_own_message_and_exit_code() {
         (
             &[("PUBLIC_URL", Some("https://bot.example.com"))],
             &["WEBHOOK_SECRET: is not set, but PUBLIC_URL is"],
+        ),
+        (
+            &[
+                ("PUBLIC_URL", Some("https://bot.example.com")),
+                ("WEBHOOK_SECRET", Some("x")),
+            ],
+            &[
+                "WEBHOOK_SECRET",
+                "too short to guard against forged payments: use at least 32",
+                "openssl rand -hex 32",
+            ],
+        ),
+        (
+            &[("INBOX_RETENTION", Some("1h"))],
+            &[
+                "INBOX_RETENTION",
+                "Telegram may redeliver an update for 24 h",
+            ],
         ),
         (
             &[("LOG_FORMAT", Some("yaml"))],
@@ -177,7 +198,7 @@ async fn secrets_never_appear_in_logs() {
     ));
     env.push((
         "WEBHOOK_SECRET".to_owned(),
-        "webhook-secret-value-123".to_owned(),
+        "webhook-secret-value-0123456789abcdef".to_owned(),
     ));
     let mut svc = Service::start(&env).await;
     wait_for("ready", Duration::from_secs(30), || {
@@ -207,7 +228,7 @@ async fn secrets_never_appear_in_logs() {
         "bot token leaked into the log"
     );
     assert!(
-        !log.contains("webhook-secret-value-123"),
+        !log.contains("webhook-secret-value-0123456789abcdef"),
         "webhook secret leaked into the log"
     );
 }

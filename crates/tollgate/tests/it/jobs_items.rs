@@ -395,3 +395,47 @@ db_test!(async fn housekeeping_runs_as_a_job_and_expires_only_unpaid_purchases(t
     assert_eq!(runner.iteration(&mut lease).await, Outcome::Ok);
     assert_eq!(metrics.items.get_or_create(&tollgate::jobs::metrics::JobName { job: "housekeeping" }).get(), 2);
 });
+
+db_test!(async fn unpaid_purchases_are_deleted_after_the_outbox_retention_unless_a_payment_names_them(t) {
+    use tollgate::housekeeping::Pruning;
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(now);
+    let mut tx = t.db.begin().await.unwrap();
+    let from = users::TelegramUser {
+        id: 1,
+        is_bot: false,
+        first_name: "A".into(),
+        last_name: None,
+        username: None,
+        language_code: None,
+    };
+    users::touch(&mut tx, &from, &[tollgate::config::Language::En], now).await.unwrap();
+    tx.commit().await.unwrap();
+    // (status, expired how long ago): two past the 30 d retention (one of them named by a
+    // payment), one within it, a paid one past it, a pending one that just ran out.
+    let rows = [("expired", 40 * D), ("expired", 40 * D), ("expired", D), ("paid", 40 * D), ("pending", H)];
+    for (status, ago) in rows {
+        let expires_at = now.as_millis() - ago;
+        let paid_at = (status == "paid").then_some(expires_at - H);
+        on_db!(&t.db, p => sqlx::query(
+            "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, provider, status, created_at, expires_at, paid_at)
+             VALUES (1, 'plan', 'm1', 30, 14900, 'RUB', 'stars', $1, $2, $3, $4)"
+        ).bind(status).bind(expires_at - H).bind(expires_at).bind(paid_at).execute(p).await.map(|_| ())).unwrap();
+    }
+    on_db!(&t.db, p => sqlx::query(
+        "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, created_at)
+         VALUES (2, 1, 'stars', 'charge-2', 100, 'XTR', 'captured', $1)"
+    ).bind(now.as_millis() - 40 * D).execute(p).await.map(|_| ())).unwrap();
+    let pruning = Pruning::new(t.db.clone(), Arc::new(clock.clone()), Duration::from_secs(7 * 86_400), Duration::from_secs(30 * 86_400));
+    let stop = tokio_util::sync::CancellationToken::new();
+    // The pending one is marked expired and the stale unnamed one deleted.
+    assert_eq!(pruning.prune_until(&stop).await.unwrap(), 2);
+    let left: Vec<(i64, String)> = on_db!(&t.db, p => sqlx::query_as("SELECT id, status FROM purchases ORDER BY id").fetch_all(p).await).unwrap();
+    assert_eq!(left, [(2, "expired".to_owned()), (3, "expired".to_owned()), (4, "paid".to_owned()), (5, "expired".to_owned())]);
+    // A month later the one expired yesterday and the one just expired go too; the paid one
+    // and the one a payment names stay.
+    clock.advance(Duration::from_secs(31 * 86_400));
+    assert_eq!(pruning.prune_until(&stop).await.unwrap(), 2);
+    let left: Vec<i64> = on_db!(&t.db, p => sqlx::query_scalar("SELECT id FROM purchases ORDER BY id").fetch_all(p).await).unwrap();
+    assert_eq!(left, [2, 4]);
+});

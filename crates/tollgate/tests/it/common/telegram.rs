@@ -13,7 +13,7 @@ use tollgate::telegram::dispatcher::Handler;
 use super::service::base_env;
 
 /// Webhook secret used by the tests.
-pub const WEBHOOK_SECRET: &str = "test-webhook-secret_0123456789";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret_0123456789abcdefgh";
 
 /// An emulator with Telegram's default limits (or none).
 pub async fn emulator(rate_limits: bool) -> RunningEmulator {
