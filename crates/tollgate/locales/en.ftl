@@ -195,6 +195,19 @@ refund-usage = Usage: /refund &lt;telegram payment charge id&gt;
 refund-unknown = No payment with charge id { $charge } is known.
 refund-sent = ↩️ Refund of { $charge } requested; the user's access is reduced accordingly.
 refund-failed = Telegram refused the refund of { $charge }: { $reason }
+payment-usage = Usage: /payment &lt;telegram payment charge id&gt;
+payment-unknown = No payment with charge id { $charge } is known.
+payment-card = 💳 Payment <code>{ $charge }</code>: { $amount } { $currency } ({ $provider }) from user <code>{ $user }</code>, { $date }.
+payment-state-applied = Applied to purchase { $purchase }.
+payment-state-refunded = Refunded.
+payment-state-kept = ⚠️ Kept for review: { $reason }
+payment-cannot-apply = It cannot be applied: { $why }. Refund it, or settle it with the user by hand.
+payment-apply-explained = Apply gives the payer what purchase { $purchase } sells, with the usual confirmation.
+btn-payment-apply = ✅ Apply to purchase { $purchase }
+btn-payment-refund = ↩️ Refund
+payment-applied-now = ✅ Applied: the user got what purchase { $purchase } sells.
+payment-already-settled = This payment was applied or refunded already; nothing changed.
+payment-refund-elsewhere = Only Telegram Stars payments are refunded from the bot; refund a card payment in your payment provider's dashboard.
 
 ## Reminders and renewals
 

@@ -202,6 +202,19 @@ refund-usage = Использование: /refund &lt;telegram payment charge i
 refund-unknown = Платёж с charge id { $charge } не найден.
 refund-sent = ↩️ Запрошен возврат { $charge }; доступ пользователя уменьшен соответственно.
 refund-failed = Telegram отказал в возврате { $charge }: { $reason }
+payment-usage = Использование: /payment &lt;telegram payment charge id&gt;
+payment-unknown = Платёж с charge id { $charge } не найден.
+payment-card = 💳 Платёж <code>{ $charge }</code>: { $amount } { $currency } ({ $provider }) от пользователя <code>{ $user }</code>, { $date }.
+payment-state-applied = Зачтён в покупку { $purchase }.
+payment-state-refunded = Возвращён.
+payment-state-kept = ⚠️ Ждёт проверки: { $reason }
+payment-cannot-apply = Зачесть его нельзя: { $why }. Верните его или договоритесь с пользователем вручную.
+payment-apply-explained = «Зачесть» даёт плательщику то, что продаёт покупка { $purchase }, с обычным подтверждением.
+btn-payment-apply = ✅ Зачесть в покупку { $purchase }
+btn-payment-refund = ↩️ Вернуть
+payment-applied-now = ✅ Зачтено: пользователь получил то, что продаёт покупка { $purchase }.
+payment-already-settled = Этот платёж уже зачтён или возвращён; ничего не изменилось.
+payment-refund-elsewhere = Из бота возвращаются только платежи в Telegram Stars; платёж картой верните в кабинете платёжного провайдера.
 
 ## Напоминания и продления
 

@@ -14,6 +14,7 @@
 pub mod ledger;
 pub mod reconcile;
 pub mod refund;
+pub mod review;
 
 use std::time::Duration;
 
@@ -490,9 +491,9 @@ pub async fn finalize(
     // currency paid, and paid in full (overpaying is accepted; underpaying is not, F6).
     let payload_id = parse_payload(&pay.payload).filter(|_| user.is_some());
     let inserted: Option<InsertedPayment> = on_tx!(tx, c => sqlx::query_as(
-        "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, raw, created_at)
+        "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, raw, created_at, invoice_payload)
          VALUES ((SELECT id FROM purchases WHERE id = $8 AND user_id = $1 AND currency = $5 AND amount <= $4),
-                 $1, $2, $3, $4, $5, 'captured', $6, $7)
+                 $1, $2, $3, $4, $5, 'captured', $6, $7, $9)
          ON CONFLICT (provider, provider_payment_id) DO NOTHING
          RETURNING id, purchase_id,
              (SELECT p.kind FROM purchases p WHERE p.id = payments.purchase_id) AS kind,
@@ -500,7 +501,7 @@ pub async fn finalize(
              (SELECT CAST(p.days AS BIGINT) FROM purchases p WHERE p.id = payments.purchase_id) AS days,
              (SELECT p.credit_amount FROM purchases p WHERE p.id = payments.purchase_id) AS credit_amount"
     ).bind(pay.user_id).bind(pay.provider.as_str()).bind(&pay.charge_id).bind(pay.total_amount)
-        .bind(&pay.currency).bind(&pay.raw).bind(now).bind(payload_id).fetch_optional(c).await)
+        .bind(&pay.currency).bind(&pay.raw).bind(now).bind(payload_id).bind(&pay.payload).fetch_optional(c).await)
     .map_err(BillingError::from_db)?;
     let Some(inserted) = inserted else {
         let (id,): (i64,) = on_tx!(tx, c => sqlx::query_as(
@@ -509,16 +510,16 @@ pub async fn finalize(
         return Ok(Finalized::Duplicate { payment_id: id });
     };
     let payment_id = inserted.id;
-    let lang = ctx.lang(user);
     let Some(purchase_id) = inserted.purchase_id else {
+        let lang = ctx.lang(user);
         let reason = review_reason(tx, base, pay, user).await?;
         tracing::error!(payment_id, charge = %pay.charge_id, %reason, "payment needs a manual review");
         let text = ctx.texts.get(lang, "payment-needs-review");
         queue(tx, &format!("pay:{payment_id}"), pay.user_id, text, now).await?;
         for admin in ctx.admins {
             let text = format!(
-                "⚠️ Payment {} ({} {} from user {}) needs review: {}",
-                pay.charge_id, pay.total_amount, pay.currency, pay.user_id, reason
+                "⚠️ Payment {} ({} {} from user {}) needs review: {}\nApply or refund it: /payment {}",
+                pay.charge_id, pay.total_amount, pay.currency, pay.user_id, reason, pay.charge_id
             );
             queue(
                 tx,
@@ -542,6 +543,43 @@ pub async fn finalize(
         inserted.credit_amount,
         base,
     )?;
+    let applied = Applied {
+        payment_id,
+        purchase_id,
+        item: &item,
+        payer: pay.user_id,
+        user,
+        confirmation: format!("pay:{payment_id}"),
+    };
+    let effect = apply(tx, ctx, &applied, now).await?;
+    Ok(Finalized::Applied { payment_id, effect })
+}
+
+/// A payment tied to the purchase it pays for, about to take effect.
+struct Applied<'a> {
+    payment_id: i64,
+    purchase_id: i64,
+    item: &'a Item,
+    /// Who paid, and gets what the purchase sells.
+    payer: i64,
+    /// The payer's row (language, referrer), as the caller read it.
+    user: Option<&'a User>,
+    /// The dedupe key of the payer's confirmation.
+    confirmation: String,
+}
+
+/// What every applied payment does, in the caller's transaction: the purchase marked paid,
+/// the days or the credit, one confirmation, the referrer's reward. The one path of
+/// [`finalize`] and of an admin's Apply of a payment kept for review ([`review`]).
+async fn apply(
+    tx: &mut Tx,
+    ctx: &Context<'_>,
+    a: &Applied<'_>,
+    now: Timestamp,
+) -> Result<Effect, BillingError> {
+    let base = ctx.catalog.bot.base_currency;
+    let lang = ctx.lang(a.user);
+    let (payment_id, purchase_id) = (a.payment_id, a.purchase_id);
     // Paid whatever it was before: money was taken (F1). A refunded purchase stays refunded.
     // Nothing here reads the outcome, so on SQLite it travels with the next statement.
     tx.later(
@@ -555,10 +593,10 @@ pub async fn finalize(
         .bind(now),
     )
     .await?;
-    let (effect, text, base_value) = match &item {
+    let (effect, text, base_value) = match a.item {
         Item::Plan { plan_id, days } => {
             let grant = Grant::days(Kind::Paid, *days, Some(plan_id));
-            let granted = access::grant_or_extend(tx, ctx.nodes, pay.user_id, &grant, now).await?;
+            let granted = access::grant_or_extend(tx, ctx.nodes, a.payer, &grant, now).await?;
             crate::bot::notices::expect(tx, &granted.subscription, now).await?;
             let until = ctx.until(lang, granted.subscription.expires_at);
             let text = ctx
@@ -583,7 +621,7 @@ pub async fn finalize(
         Item::TopUp { credit } => {
             let after = ledger::change(
                 tx,
-                pay.user_id,
+                a.payer,
                 credit.minor,
                 Reason::TopUp,
                 &format!("payment:{payment_id}"),
@@ -613,17 +651,17 @@ pub async fn finalize(
             )
         }
     };
-    queue(tx, &format!("pay:{payment_id}"), pay.user_id, text, now).await?;
-    if let (Some(referrer), Some(value)) = (user.and_then(|u| u.referrer_id), base_value) {
+    queue(tx, &a.confirmation, a.payer, text, now).await?;
+    if let (Some(referrer), Some(value)) = (a.user.and_then(|u| u.referrer_id), base_value) {
         reward_referrer(tx, ctx, referrer, value, payment_id, now).await?;
     }
     tracing::info!(
         payment_id,
         purchase = purchase_id,
-        user = pay.user_id,
-        "payment finalized"
+        user = a.payer,
+        "payment applied"
     );
-    Ok(Finalized::Applied { payment_id, effect })
+    Ok(effect)
 }
 
 /// Why a payment matched no purchase, for the review (the rare path: one more read).

@@ -33,6 +33,10 @@ pub enum Action {
     Support,
     Languages,
     SetLanguage(Language),
+    /// An admin applies a payment kept for review (by payment id).
+    ApplyPayment(i64),
+    /// An admin refunds a payment (by payment id).
+    RefundPayment(i64),
 }
 
 /// Telegram's limit on `callback_data`.
@@ -45,8 +49,8 @@ fn valid_plan_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// A positive update id written in plain digits, as [`Action::encode`] writes it.
-fn update_id(s: &str) -> Option<i64> {
+/// A positive id (an update's, a payment's) in plain digits, as [`Action::encode`] writes it.
+fn positive_id(s: &str) -> Option<i64> {
     if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0')
     {
         return None;
@@ -75,6 +79,8 @@ impl Action {
             Action::Support => "support".into(),
             Action::Languages => "lang".into(),
             Action::SetLanguage(l) => format!("lang:{}", l.code()),
+            Action::ApplyPayment(id) => format!("adm:pay:apply:{id}"),
+            Action::RefundPayment(id) => format!("adm:pay:refund:{id}"),
         }
     }
 
@@ -108,7 +114,7 @@ impl Action {
                     let (id, screen) = rest.rsplit_once(':')?;
                     Action::PayBalance {
                         plan: plan(id)?,
-                        screen: update_id(screen)?,
+                        screen: positive_id(screen)?,
                     }
                 } else if let Some(i) = data.strip_prefix("topup:stars:") {
                     // Digits only: "+1", "01" and "1 " are not indexes we ever write.
@@ -120,6 +126,10 @@ impl Action {
                         return None;
                     }
                     Action::TopUpStars(i.parse().ok()?)
+                } else if let Some(id) = data.strip_prefix("adm:pay:apply:") {
+                    Action::ApplyPayment(positive_id(id)?)
+                } else if let Some(id) = data.strip_prefix("adm:pay:refund:") {
+                    Action::RefundPayment(positive_id(id)?)
                 } else if let Some(code) = data.strip_prefix("lang:") {
                     Action::SetLanguage(Language::parse(code)?)
                 } else {
@@ -163,6 +173,8 @@ mod tests {
             Action::Languages,
             Action::SetLanguage(Language::En),
             Action::SetLanguage(Language::Ru),
+            Action::ApplyPayment(1),
+            Action::RefundPayment(999_999_999_999_999_999),
         ]
     }
 
@@ -200,6 +212,11 @@ mod tests {
             "pay:bal::5",
             "pay:bal:m1:5:6",
             "pay:bal:m1:1000000000000000000",
+            "adm:pay:apply:",
+            "adm:pay:apply:0",
+            "adm:pay:apply:-1",
+            "adm:pay:refund:x",
+            "adm:pay:refund:07",
             "topup:stars:-1",
             "topup:stars:+1",
             "topup:stars:01",

@@ -27,6 +27,7 @@ pub mod incoming;
 pub mod notices;
 mod payments;
 pub mod reply;
+mod review;
 pub mod screens;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ use crate::store::Tx;
 use crate::supervisor::Component;
 use crate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use crate::telegram::inbox::Claimed;
+use crate::telegram::update;
 use crate::time::Timestamp;
 use crate::users::{self, TelegramUser, User};
 
@@ -432,7 +434,10 @@ impl Bot {
         // their own, and the reply's transaction opens after those reads.
         let pooled = m.successful_payment.is_none()
             && (m.refunded_payment.is_some()
-                || matches!(name, Some("access" | "connect" | "balance" | "refund")));
+                || matches!(
+                    name,
+                    Some("access" | "connect" | "balance" | "refund" | "payment")
+                ));
         if pooled {
             let se = self.session_alone(&from, m.chat.id, payload).await?;
             if let Some(rp) = m.refunded_payment.clone() {
@@ -444,6 +449,10 @@ impl Bot {
                 Some("access") => self.access_screen(&se).await?,
                 Some("connect") => self.connect_screen(&se, None).await?,
                 Some("balance") => self.balance_screen(&se).await?,
+                Some("payment") => {
+                    let arg = command.map(|(_, a)| a).unwrap_or_default();
+                    return self.payment_command(update_id, &se, arg, ctx).await;
+                }
                 _ => {
                     let arg = command.map(|(_, a)| a).unwrap_or_default();
                     return self.refund_command(update_id, &se, arg, ctx).await;
@@ -677,6 +686,8 @@ impl Bot {
                 self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply, None)
                     .await?
             }
+            (Action::ApplyPayment(id), None) => self.settle_payment(se, id, false).await?,
+            (Action::RefundPayment(id), None) => self.settle_payment(se, id, true).await?,
             (Action::PayBalance { plan, screen }, None) => {
                 // One debit per drawn pay screen: a double tap or a redelivered press pays
                 // once, while the same plan chosen again draws a new screen and pays again.
@@ -830,7 +841,7 @@ impl Handler for Bot {
         ctx: HandlerContext,
     ) -> Result<Handled, HandlerError> {
         match update.kind.as_str() {
-            "message" | "callback_query" | "pre_checkout_query" => {}
+            "message" | "callback_query" | "pre_checkout_query" | update::PAYMENT => {}
             // Reachability from my_chat_member is the dispatcher's; edits change nothing.
             "my_chat_member" | "edited_message" => return Ok(Handled::Done),
             other => {

@@ -31,7 +31,7 @@ pub(super) enum Sale {
     TopUp(usize),
 }
 
-fn billing_err(e: BillingError) -> HandlerError {
+pub(super) fn billing_err(e: BillingError) -> HandlerError {
     // Every billing failure is a database or race problem that a retry resolves, or
     // corrupt data a retry will report again until it is dead-lettered with the reason.
     retry(e)
@@ -409,6 +409,33 @@ impl Bot {
             .await
     }
 
+    /// Asks Telegram to give a Stars payment back (outside any transaction). `Err` inside is
+    /// Telegram's refusal, for the admin; the outer error retries the update.
+    pub(super) async fn ask_stars_refund(
+        &self,
+        user_id: i64,
+        charge: &str,
+    ) -> Result<Result<(), String>, HandlerError> {
+        let params = json!({ "user_id": user_id, "telegram_payment_charge_id": charge });
+        match self
+            .s
+            .api
+            .call::<_, bool>("refundStarPayment", &params)
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(ApiError::BadRequest { description, .. })
+                if description.contains("CHARGE_ALREADY_REFUNDED") =>
+            {
+                Ok(Ok(()))
+            }
+            Err(ApiError::BadRequest { description, .. }) => Ok(Err(description)),
+            // Network, 5xx, 429: try again; refundStarPayment is idempotent for us (a repeat
+            // says CHARGE_ALREADY_REFUNDED).
+            Err(e) => Err(retry(e)),
+        }
+    }
+
     /// `/refund <charge id>` (admins): refunds a Stars payment and reverses its effect.
     pub(super) async fn refund_command(
         &self,
@@ -437,25 +464,7 @@ impl Bot {
                     let asked = if p.status == "refunded" {
                         Ok(())
                     } else {
-                        let params =
-                            json!({ "user_id": p.user_id, "telegram_payment_charge_id": charge });
-                        match self
-                            .s
-                            .api
-                            .call::<_, bool>("refundStarPayment", &params)
-                            .await
-                        {
-                            Ok(_) => Ok(()),
-                            Err(ApiError::BadRequest { description, .. })
-                                if description.contains("CHARGE_ALREADY_REFUNDED") =>
-                            {
-                                Ok(())
-                            }
-                            Err(ApiError::BadRequest { description, .. }) => Err(description),
-                            // Network, 5xx, 429: try again; refundStarPayment is idempotent
-                            // for us (a repeat says CHARGE_ALREADY_REFUNDED).
-                            Err(e) => return Err(retry(e)),
-                        }
+                        self.ask_stars_refund(p.user_id, charge).await?
                     };
                     match asked {
                         Ok(()) => {

@@ -470,6 +470,12 @@ pub fn languages(v: &View<'_>) -> Screen {
     Screen::new(v.t("language-text"), rows)
 }
 
+/// `text` with the buttons `rows` and the way back to the menu under them.
+pub fn with_menu(v: &View<'_>, text: String, mut rows: Vec<Vec<Button>>) -> Screen {
+    rows.push(v.back_row(Action::Menu));
+    Screen::new(text, rows)
+}
+
 /// A short outcome with the way back to the menu.
 pub fn notice(v: &View<'_>, text: String, back: Action) -> Screen {
     Screen::new(text, vec![v.back_row(back)])

@@ -60,6 +60,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
     0006 "inbox_pending",
     0007 "notice_items",
     0008 "purchase_pruning",
+    0009 "payment_payload",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -73,6 +74,7 @@ pub static POSTGRES: &[Migration] = migrations!("postgres":
     0006 "inbox_pending",
     0007 "notice_items",
     0008 "purchase_pruning",
+    0009 "payment_payload",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

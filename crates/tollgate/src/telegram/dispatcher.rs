@@ -8,6 +8,13 @@
 //! moves on (B5). Delivery to handlers is at least once (a crash between a handler's commit
 //! and the completion mark re-runs it), so handlers make their effects idempotent with keys
 //! derived from `update_id` — or commit them together with [`inbox::complete_and_commit`].
+//!
+//! A payment (`update::PAYMENT`) is never dead-lettered: money was taken, and giving up would
+//! leave it taken with nothing given, the earlier system's worst failure. Past the retry
+//! budget it is tried again every [`PAYMENT_RETRY_CAP`] at most, for as long as it takes (a
+//! database that refuses writes for an hour), and the admins are told once. Its chat waits
+//! behind it meanwhile, which is the order the user expects: what they paid for first. A
+//! payment update that can never be understood ends `failed` like any other, with an alert.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -20,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::BotApi;
 use super::inbox::{self, Claimed, Terminal};
+use super::update;
 use crate::alerts::Alerts;
 use crate::backoff::Backoff;
 use crate::store::Db;
@@ -27,6 +35,9 @@ use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::telegram::metrics::PipelineMetrics;
 use crate::time::{SharedClock, Timestamp};
 use crate::users;
+
+/// The longest wait between two attempts of a payment past the retry budget.
+pub const PAYMENT_RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// Why a handler did not finish an update.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -304,13 +315,14 @@ impl<H: Handler> Dispatcher<H> {
             )),
         };
         self.metrics.failed.inc();
+        let pays = update.kind == update::PAYMENT;
         match error {
             HandlerError::Permanent(reason) => Mark::Terminal {
                 update,
                 state: Terminal::Failed,
                 reason,
             },
-            HandlerError::Retry(r) if update.attempts >= self.config.max_attempts => {
+            HandlerError::Retry(r) if update.attempts >= self.config.max_attempts && !pays => {
                 let reason = format!(
                     "gave up after {} attempts; last error: {r}",
                     update.attempts
@@ -322,16 +334,36 @@ impl<H: Handler> Dispatcher<H> {
                 }
             }
             HandlerError::Retry(reason) => {
-                let mut b = Backoff::new(self.config.retry_base, Duration::from_secs(300));
+                let cap = if pays {
+                    PAYMENT_RETRY_CAP
+                } else {
+                    Duration::from_secs(300)
+                };
+                let mut b = Backoff::new(self.config.retry_base, cap);
                 for _ in 1..update.attempts {
                     b.fail();
                 }
                 let delay = b.fail();
-                tracing::warn!(update_id = update.update_id, attempt = update.attempts, error = %reason, "update failed; will retry");
+                let over_budget = pays && update.attempts >= self.config.max_attempts;
+                if over_budget {
+                    tracing::error!(update_id = update.update_id, attempt = update.attempts, error = %reason, "a payment keeps failing; it is retried until it succeeds");
+                } else {
+                    tracing::warn!(update_id = update.update_id, attempt = update.attempts, error = %reason, "update failed; will retry");
+                }
+                let alert = over_budget.then(|| {
+                    format!(
+                        "⚠️ Payment update {} has failed {} times; it is retried every {} s at most until it is applied, never dropped.\nLast error: {}",
+                        update.update_id,
+                        update.attempts,
+                        PAYMENT_RETRY_CAP.as_secs(),
+                        reason
+                    )
+                });
                 Mark::Retry {
                     update,
                     reason,
                     delay,
+                    alert,
                 }
             }
         }
@@ -370,7 +402,14 @@ impl<H: Handler> Dispatcher<H> {
                     update,
                     reason,
                     delay,
+                    alert,
                 } => {
+                    // Once per update: the alert's key makes the later attempts' no-ops.
+                    if let Some(text) = alert {
+                        let key = format!("payment-stuck:{}", update.update_id);
+                        self.alerts.queue(db, &key, text, now).await?;
+                        self.ctx.outbox_wake.notify_one();
+                    }
                     inbox::retry_later(
                         db,
                         update.update_id,
@@ -395,6 +434,15 @@ impl<H: Handler> Dispatcher<H> {
                         now,
                     )
                     .await?;
+                    if moved && *state == Terminal::Failed && update.kind == update::PAYMENT {
+                        let text = format!(
+                            "⚠️ Payment update {} cannot be understood, so it was not applied: money may have been taken with nothing given. Find the charge in the update and settle it by hand (/payment <charge id>).\nError: {}",
+                            update.update_id, reason
+                        );
+                        self.alerts
+                            .queue_in(&mut tx, &format!("failed:{}", update.update_id), &text, now)
+                            .await?;
+                    }
                     if moved && *state == Terminal::Dead {
                         let text = format!(
                             "⚠️ Update {} ({}) was dead-lettered after {} attempts.\nLast error: {}",
@@ -434,6 +482,8 @@ enum Mark {
         update: Arc<Claimed>,
         reason: String,
         delay: Duration,
+        /// For admins, queued before the retry is recorded.
+        alert: Option<String>,
     },
     Terminal {
         update: Arc<Claimed>,

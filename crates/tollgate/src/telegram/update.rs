@@ -16,11 +16,16 @@ pub const ALLOWED_UPDATES: &[&str] = &[
     "my_chat_member",
 ];
 
+/// The kind of a `message` update that carries a `successful_payment`: money was taken, so
+/// the dispatcher never gives up on it (see `telegram::dispatcher`).
+pub const PAYMENT: &str = "payment";
+
 /// The routing head of an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateHead {
     pub update_id: i64,
-    /// The update's type: `message`, `callback_query`, … or `unknown`.
+    /// The update's type: `message`, `callback_query`, … or `unknown`; a message with a
+    /// `successful_payment` is [`PAYMENT`].
     pub kind: String,
     /// Updates with the same key are handled one at a time in `update_id` order; `None`
     /// means no ordering constraint (pre-checkout queries must be answered within 10 s,
@@ -52,6 +57,13 @@ struct WithChat {
 }
 
 #[derive(Deserialize)]
+struct MessageHead {
+    chat: Chat,
+    #[serde(default)]
+    successful_payment: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
 struct CallbackHead {
     from: User,
     #[serde(default)]
@@ -62,7 +74,7 @@ struct CallbackHead {
 struct Envelope {
     update_id: Option<i64>,
     #[serde(default)]
-    message: Option<WithChat>,
+    message: Option<MessageHead>,
     #[serde(default)]
     edited_message: Option<WithChat>,
     #[serde(default)]
@@ -87,9 +99,15 @@ pub fn parse_head(raw: &str) -> Result<UpdateHead, HeadError> {
                 .get("update_id")
                 .and_then(serde_json::Value::as_i64)
                 .ok_or(HeadError::NoUpdateId)?;
+            // A payment stays a payment however odd its shape: its failure must reach a
+            // human, not only the log.
+            let pays = v
+                .get("message")
+                .and_then(|m| m.get("successful_payment"))
+                .is_some();
             return Ok(UpdateHead {
                 update_id,
-                kind: "unknown".to_owned(),
+                kind: if pays { PAYMENT } else { "unknown" }.to_owned(),
                 chat_key: None,
             });
         }
@@ -97,7 +115,12 @@ pub fn parse_head(raw: &str) -> Result<UpdateHead, HeadError> {
     };
     let update_id = env.update_id.ok_or(HeadError::NoUpdateId)?;
     let (kind, chat_key) = if let Some(m) = env.message {
-        ("message", Some(m.chat.id))
+        let kind = if m.successful_payment.is_some() {
+            PAYMENT
+        } else {
+            "message"
+        };
+        (kind, Some(m.chat.id))
     } else if let Some(m) = env.edited_message {
         ("edited_message", Some(m.chat.id))
     } else if let Some(c) = env.callback_query {
@@ -155,6 +178,18 @@ mod tests {
         // A known type with an unexpected shape is still stored, as unknown.
         let odd = h(r#"{"update_id":10,"message":{"chat":"not an object"}}"#);
         assert_eq!((odd.update_id, odd.kind.as_str()), (10, "unknown"));
+        // Money taken: a kind of its own, even when the message is odd.
+        let paid = h(
+            r#"{"update_id":11,"message":{"message_id":2,"date":0,"chat":{"id":42,"type":"private"},"successful_payment":{"currency":"XTR","total_amount":100,"invoice_payload":"p","telegram_payment_charge_id":"c"}}}"#,
+        );
+        assert_eq!((paid.kind.as_str(), paid.chat_key), (PAYMENT, Some(42)));
+        let odd_paid = h(r#"{"update_id":12,"message":{"chat":7,"successful_payment":{}}}"#);
+        assert_eq!((odd_paid.kind.as_str(), odd_paid.chat_key), (PAYMENT, None));
+        // A reply to a payment message is not a payment.
+        let reply = h(
+            r#"{"update_id":13,"message":{"message_id":3,"date":0,"chat":{"id":42,"type":"private"},"text":"thanks","reply_to_message":{"message_id":2,"date":0,"chat":{"id":42,"type":"private"},"successful_payment":{}}}}"#,
+        );
+        assert_eq!(reply.kind, "message");
     }
 
     #[test]

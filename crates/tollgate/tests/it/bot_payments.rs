@@ -821,3 +821,226 @@ db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(
     tx.commit().await.unwrap();
     assert_eq!(users::sender(db, 8).await.unwrap().unwrap().subscription, Some(revoked));
 });
+
+/// Makes the database refuse every new payment row (a database refusing writes, for the
+/// path of money taken).
+async fn refuse_payments(db: &Db) {
+    match db {
+        Db::Sqlite(p) => {
+            sqlx::query(
+                "CREATE TRIGGER payments_down BEFORE INSERT ON payments
+                 BEGIN SELECT RAISE(ABORT, 'payments refused (injected)'); END",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+        }
+        Db::Postgres(p) => {
+            sqlx::query(
+                "CREATE FUNCTION payments_down() RETURNS trigger AS $$
+                 BEGIN RAISE EXCEPTION 'payments refused (injected)'; END $$ LANGUAGE plpgsql",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER payments_down BEFORE INSERT ON payments
+                 FOR EACH ROW EXECUTE FUNCTION payments_down()",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn accept_payments(db: &Db) {
+    let sql = match db {
+        Db::Sqlite(_) => "DROP TRIGGER payments_down",
+        Db::Postgres(_) => "DROP TRIGGER payments_down ON payments",
+    };
+    on_db!(db, p => sqlx::query(sql).execute(p).await.map(drop)).unwrap();
+}
+
+// F1, B5: money taken is never given up on. With the default retry budget (5 attempts), a
+// Stars and a card payment whose finalization fails for longer than that stay pending — not
+// dead-lettered — the admins are told once each, and both are applied exactly once when the
+// fault clears.
+db_test!(async fn a_payment_failing_past_the_retry_budget_is_never_dead_lettered_and_applied_once_after(t) {
+    let clock = ShiftedClock::new();
+    let env = [
+        ("PAYMENT_PROVIDER_TOKEN", telegram_emulator::config::DEFAULT_PROVIDER_TOKEN),
+        ("ADMIN_IDS", "100000001"),
+    ];
+    let options = AppOptions {
+        clock: Arc::new(clock.clone()),
+        per_chat_interval: Duration::from_millis(10),
+        handler_retry_base: Duration::from_millis(50),
+        ..AppOptions::default()
+    };
+    assert_eq!(options.handler_max_attempts, 5, "the default budget");
+    let Some(w) = World::start_with(t, false, &env, options).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    let admin = tg.create_user(NewUser::new("Admin").language("en")).await.unwrap();
+    assert_eq!(admin.id, 100000001);
+    tg.send_text(admin.id, "/start").await.unwrap();
+    w.screen(admin.id, "Choose an action below.").await;
+    let sam = tg.create_user(NewUser::new("Sam").language("en")).await.unwrap();
+    let ola = tg.create_user(NewUser::new("Ola").language("en")).await.unwrap();
+    let stars = stars_invoice(&w, sam.id, "1 month").await;
+    tg.send_text(ola.id, "/buy").await.unwrap();
+    let plans = w.screen(ola.id, "Choose a plan").await;
+    w.press(ola.id, &plans, "1 month").await;
+    let pay = w.screen(ola.id, "Choose how to pay").await;
+    w.press(ola.id, &pay, "Card").await;
+    let card = invoice(&w, ola.id).await;
+
+    refuse_payments(db).await;
+    assert_eq!(tg.pay_invoice(sam.id, stars.message_id).await.unwrap().status, PaymentStatus::Paid);
+    assert_eq!(tg.pay_invoice(ola.id, card.message_id).await.unwrap().status, PaymentStatus::Paid);
+    // Both go past the budget of 5 and are still pending, never dead.
+    wait_for("both payments past the retry budget", Duration::from_secs(60), || async {
+        let rows: Vec<(String, i64, Option<String>)> = on_db!(db, p => sqlx::query_as(
+            "SELECT status, CAST(attempts AS BIGINT), last_error FROM tg_inbox WHERE kind = 'payment'"
+        ).fetch_all(p).await).unwrap();
+        for (status, _, error) in &rows {
+            assert_eq!(status, "pending", "a payment left the inbox while failing: {rows:?}");
+            // A claim's first attempt has no error yet; every failure is the injected one.
+            assert!(error.as_deref().is_none_or(|e| e.contains("payments refused")), "{rows:?}");
+        }
+        (rows.len() == 2 && rows.iter().all(|(_, attempts, _)| *attempts >= 7)).then_some(())
+    })
+    .await;
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE status = 'dead'").await, 0);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 0);
+    // One alert per payment, however many attempts followed.
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:payment-stuck:%'").await, 2);
+    w.screen(admin.id, "it is retried every 60 s at most until it is applied").await;
+
+    // The fault clears: each is applied once, with one confirmation.
+    accept_payments(db).await;
+    w.screen(sam.id, "Payment received").await;
+    w.screen(ola.id, "Payment received").await;
+    wait_for("both payment updates done", Duration::from_secs(30), || async {
+        (count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE kind = 'payment' AND status = 'done'").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 2);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid'").await, 2);
+    for user in [sam.id, ola.id] {
+        let sub = access::subscription_for_user(db, user).await.unwrap().unwrap();
+        assert!((days_between(clock.now(), sub.expires_at) - 30.0).abs() < 0.01, "30 days for {user}: {}", sub.expires_at);
+        let said = tg.transcript(user).await.unwrap().bot_messages()
+            .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Payment received"))).count();
+        assert_eq!(said, 1, "one confirmation for {user}");
+    }
+    w.stop().await;
+});
+
+// F6, H2: a payment that can never apply on its own is kept for review, and an admin settles it
+// from Telegram: `/payment <charge id>` shows it; Apply gives the payer what the named purchase
+// sells (once, however often pressed); Refund gives Stars back. Nobody else can do either.
+db_test!(async fn an_admin_applies_or_refunds_a_payment_kept_for_review_from_telegram(t) {
+    let clock = ShiftedClock::new();
+    let env = [("ADMIN_IDS", "100000001")];
+    let gate = Gate::default();
+    let Some(w) = World::start_gated(t, &env, fast(&clock), gate.clone()).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    let admin = tg.create_user(NewUser::new("Admin").language("en")).await.unwrap();
+    assert_eq!(admin.id, 100000001);
+    tg.send_text(admin.id, "/start").await.unwrap();
+    w.screen(admin.id, "Choose an action below.").await;
+    // Pays `inv`; while its payment waits behind the gate, the purchase's price snapshot is
+    // raised, so the payment that arrives pays too little for it.
+    let underpay = |inv: TranscriptMessage, user: i64| {
+        let (w, gate) = (&w, gate.clone());
+        async move {
+            let purchase = billing::parse_payload(&inv.invoice.clone().unwrap().payload).unwrap();
+            gate.hold();
+            let charge = w.tg.pay_invoice(user, inv.message_id).await.unwrap().telegram_payment_charge_id.unwrap();
+            on_db!(&w.app.db, p => sqlx::query("UPDATE purchases SET amount = 500 WHERE id = $1").bind(purchase).execute(p).await.map(drop)).unwrap();
+            gate.open();
+            (purchase, charge)
+        }
+    };
+    let kim = tg.create_user(NewUser::new("Kim").language("en")).await.unwrap();
+    tg.send_text(kim.id, "/start").await.unwrap();
+    w.screen(kim.id, "Choose an action below.").await;
+
+    // Kim's invoice, paid while the price snapshot says more than was paid: underpaid.
+    let inv = stars_invoice(&w, kim.id, "1 month").await;
+    let (purchase_id, charge) = underpay(inv, kim.id).await;
+    w.screen(kim.id, "it needs a manual check").await;
+    let alert = w.screen(admin.id, "needs review").await;
+    assert!(alert.text.as_deref().unwrap().contains(&format!("/payment {charge}")), "{:?}", alert.text);
+    assert!(access::subscription_for_user(db, kim.id).await.unwrap().is_none());
+
+    // Not for users: the command and a forged Apply both change nothing.
+    tg.send_text(kim.id, &format!("/payment {charge}")).await.unwrap();
+    w.screen(kim.id, "This command is for admins.").await;
+    let (payment_id,): (i64,) = on_db!(db, p => sqlx::query_as("SELECT id FROM payments").fetch_one(p).await).unwrap();
+    let menu = w.last(kim.id).await;
+    w.forge(kim.id, menu.message_id, &format!("adm:pay:apply:{payment_id}")).await;
+    wait_for("the forged press handled", Duration::from_secs(20), || async {
+        (count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE status <> 'done'").await == 0).then_some(())
+    })
+    .await;
+    assert!(access::subscription_for_user(db, kim.id).await.unwrap().is_none(), "a forged Apply applied");
+
+    // The admin: usage, unknown, then the payment with Apply and Refund.
+    tg.send_text(admin.id, "/payment").await.unwrap();
+    w.screen(admin.id, "Usage: /payment").await;
+    tg.send_text(admin.id, "/payment nope").await.unwrap();
+    w.screen(admin.id, "No payment with charge id nope").await;
+    tg.send_text(admin.id, &format!("/payment {charge}")).await.unwrap();
+    let card = w.screen(admin.id, "Kept for review").await;
+    let text = card.text.clone().unwrap();
+    assert!(text.contains(&charge) && text.contains("costs 500, paid 100"), "{text}");
+    let apply = card.button_data("Apply to purchase").expect("an Apply button");
+    assert!(card.button_data("Refund").is_some(), "a Refund button");
+    // Pressed twice at once: applied once.
+    let press = |data: String| telegram_emulator::control::types::PressButton {
+        chat_id: admin.id,
+        message_id: card.message_id,
+        callback_data: data,
+        wait_ms: Some(0),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(tg.press_button_with(press(apply.clone())), tg.press_button_with(press(apply.clone())));
+    handled(db, &[a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]).await;
+    w.screen(kim.id, "Payment received").await;
+    let sub = access::subscription_for_user(db, kim.id).await.unwrap().unwrap();
+    assert!((days_between(clock.now(), sub.expires_at) - 30.0).abs() < 0.01, "30 days: {}", sub.expires_at);
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid'").await, 1);
+    let tied: Option<i64> = on_db!(db, p => sqlx::query_scalar("SELECT purchase_id FROM payments").fetch_one(p).await).unwrap();
+    assert_eq!(tied, Some(purchase_id));
+    let said = tg.transcript(kim.id).await.unwrap().bot_messages()
+        .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Payment received"))).count();
+    assert_eq!(said, 1, "one confirmation");
+    let settled = screen_on(&w, admin.id, card.message_id, "Applied to purchase").await;
+    assert!(settled.button_data("Apply to purchase").is_none(), "no Apply once applied");
+
+    // A second kept payment, refunded: Stars go back, nothing is granted.
+    let inv = stars_invoice(&w, kim.id, "1 month").await;
+    let until = expires_at(db, kim.id).await;
+    let (_, charge) = underpay(inv, kim.id).await;
+    wait_for("the second payment's alert", Duration::from_secs(20), || async {
+        let t = tg.transcript(admin.id).await.unwrap();
+        t.bot_messages().any(|m| m.text.as_deref().is_some_and(|x| x.contains(&charge) && x.contains("needs review"))).then_some(())
+    })
+    .await;
+    tg.send_text(admin.id, &format!("/payment {charge}")).await.unwrap();
+    let card = wait_for("the second payment's screen", Duration::from_secs(20), || async {
+        let t = tg.transcript(admin.id).await.unwrap();
+        t.bot_messages().filter(|m| m.text.as_deref().is_some_and(|x| x.contains(&charge) && x.contains("Kept for review"))).last().cloned()
+    })
+    .await;
+    w.press(admin.id, &card, "Refund").await;
+    screen_on(&w, admin.id, card.message_id, "Refunded.").await;
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1);
+    // Telegram has it refunded: asking again is refused as already done.
+    let again = tg.bot_call(w.emu.token(), "refundStarPayment", &serde_json::json!({ "user_id": kim.id, "telegram_payment_charge_id": charge })).await.unwrap();
+    assert!(again.body.to_string().contains("CHARGE_ALREADY_REFUNDED"), "{:?}", again.body);
+    assert_eq!(expires_at(db, kim.id).await, until, "a refunded review payment grants nothing");
+    w.stop().await;
+});

@@ -41,6 +41,10 @@ impl Gate {
     pub fn hold(&self) {
         self.0.store(1, Ordering::SeqCst);
     }
+    /// Handled as usual again.
+    pub fn open(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
     /// Marked done without effect: the update is lost.
     pub fn lose(&self) {
         self.0.store(2, Ordering::SeqCst);

@@ -1,0 +1,259 @@
+//! The admin's view of one payment: `/payment <charge id>`, with Apply and Refund.
+//!
+//! A payment kept for review (money captured that matched no purchase, `billing::review`) is
+//! announced to the admins with its charge id; this is where they settle it. Every use — the
+//! command and each button — checks `ADMIN_IDS` again: a button forged or forwarded to someone
+//! else does nothing and is logged.
+
+use super::action::Action;
+use super::payments::billing_err;
+use super::reply::Reply;
+use super::screens::{self, Button, Screen};
+use super::{Bot, Session};
+use crate::billing::refund::{self, Refunded};
+use crate::billing::review::{self, Settled, StoredPayment};
+use crate::billing::{Effect, Provider};
+use crate::i18n::{Arg, format};
+use crate::store::Tx;
+use crate::telegram::dispatcher::{Handled, HandlerContext, HandlerError};
+
+impl Bot {
+    fn is_admin(&self, se: &Session) -> bool {
+        self.s.config.deployment.admin_ids.contains(&se.user.id)
+    }
+
+    /// `/payment <charge id>`: the payment, what it paid for or why it was kept, and what an
+    /// admin can do with it.
+    pub(super) async fn payment_command(
+        &self,
+        update_id: i64,
+        se: &Session,
+        arg: &str,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        let v = self.view(se.lang);
+        let charge = arg.trim();
+        let note = |key: &str, args: &[(&str, Arg)]| {
+            screens::notice(&v, self.texts.fmt(se.lang, key, args), Action::Menu)
+        };
+        let valid =
+            !charge.is_empty() && !charge.contains(char::is_whitespace) && charge.len() <= 256;
+        // Read through the pool before the reply's transaction opens.
+        let found = if self.is_admin(se) && valid {
+            review::by_charge(&self.s.db, charge)
+                .await
+                .map_err(billing_err)?
+        } else {
+            Vec::new()
+        };
+        let mut tx = self.begin().await?;
+        let screen = if !self.is_admin(se) {
+            note("admin-only", &[])
+        } else if !valid {
+            note("payment-usage", &[])
+        } else {
+            match found.first() {
+                None => note(
+                    "payment-unknown",
+                    &[("charge", Arg::Text(charge.to_owned()))],
+                ),
+                Some(p) => self.payment_screen(se, &mut tx, p).await?,
+            }
+        };
+        reply.send(&screen);
+        self.finish(tx, Some(se), update_id, reply, false, ctx)
+            .await
+    }
+
+    /// Apply (`refund == false`) or Refund pressed on a payment's screen.
+    pub(super) async fn settle_payment(
+        &self,
+        se: &Session,
+        payment_id: i64,
+        refund: bool,
+    ) -> Result<(Screen, Tx, bool), HandlerError> {
+        let v = self.view(se.lang);
+        if !self.is_admin(se) {
+            tracing::warn!(
+                user = se.user.id,
+                payment_id,
+                "an admin's payment button pressed by someone who is not an admin; ignored"
+            );
+            let screen = screens::notice(&v, self.texts.get(se.lang, "admin-only"), Action::Menu);
+            return Ok((screen, self.begin().await?, false));
+        }
+        let Some(payment) = review::by_id(&self.s.db, payment_id)
+            .await
+            .map_err(billing_err)?
+        else {
+            let screen = screens::notice(&v, self.texts.get(se.lang, "stale-button"), Action::Menu);
+            return Ok((screen, self.begin().await?, false));
+        };
+        let (note, mut tx, changed) = if refund {
+            self.refund_payment(se, &payment).await?
+        } else {
+            let mut tx = self.begin().await?;
+            let settled =
+                review::apply_kept(&mut tx, &self.billing_context(), payment.id, self.now())
+                    .await
+                    .map_err(billing_err)?;
+            tracing::info!(admin = se.user.id, payment = payment.id, outcome = ?settled, "payment applied by admin");
+            let (note, changed) = match settled {
+                Settled::Applied(effect) => {
+                    let purchase = match &effect {
+                        Effect::Access { purchase_id, .. } | Effect::Credit { purchase_id, .. } => {
+                            *purchase_id
+                        }
+                        Effect::Review { .. } => 0,
+                    };
+                    let changed = matches!(effect, Effect::Access { .. });
+                    let note = self.texts.fmt(
+                        se.lang,
+                        "payment-applied-now",
+                        &[("purchase", purchase.into())],
+                    );
+                    (note, changed)
+                }
+                Settled::AlreadySettled => {
+                    (self.texts.get(se.lang, "payment-already-settled"), false)
+                }
+                Settled::CannotApply(why) => (
+                    self.texts
+                        .fmt(se.lang, "payment-cannot-apply", &[("why", Arg::Text(why))]),
+                    false,
+                ),
+            };
+            (note, tx, changed)
+        };
+        // The payment as it is now, read in the transaction that changed it.
+        let now = review::by_id_in(&mut tx, payment.id)
+            .await
+            .map_err(billing_err)?
+            .unwrap_or(payment);
+        let screen = self
+            .payment_screen(se, &mut tx, &now)
+            .await?
+            .with_note(note);
+        Ok((screen, tx, changed))
+    }
+
+    /// Refund pressed: Stars go back through Telegram first, then the effect is reversed in
+    /// one transaction (as `/refund` does); card payments are refunded in the provider's
+    /// dashboard.
+    async fn refund_payment(
+        &self,
+        se: &Session,
+        payment: &StoredPayment,
+    ) -> Result<(String, Tx, bool), HandlerError> {
+        if payment.provider != Provider::Stars {
+            let note = self.texts.get(se.lang, "payment-refund-elsewhere");
+            return Ok((note, self.begin().await?, false));
+        }
+        let charge = Arg::Text(payment.charge_id.clone());
+        let asked = if payment.status == "captured" {
+            self.ask_stars_refund(payment.user_id, &payment.charge_id)
+                .await?
+        } else {
+            Ok(())
+        };
+        if let Err(reason) = asked {
+            let note = self.texts.fmt(
+                se.lang,
+                "refund-failed",
+                &[("charge", charge), ("reason", Arg::Text(reason))],
+            );
+            return Ok((note, self.begin().await?, false));
+        }
+        let mut tx = self.begin().await?;
+        let r = refund::apply_refund(
+            &mut tx,
+            &self.billing_context(),
+            Provider::Stars,
+            &payment.charge_id,
+            self.now(),
+        )
+        .await
+        .map_err(billing_err)?;
+        tracing::info!(admin = se.user.id, payment = payment.id, outcome = ?r, "refund by admin");
+        let note = match r {
+            Refunded::Applied { .. } => {
+                self.texts
+                    .fmt(se.lang, "refund-sent", &[("charge", charge)])
+            }
+            Refunded::AlreadyRefunded | Refunded::Unknown => {
+                self.texts.get(se.lang, "payment-already-settled")
+            }
+        };
+        let changed = matches!(r, Refunded::Applied { .. });
+        Ok((note, tx, changed))
+    }
+
+    /// One payment: amount, payer, state, and the buttons that fit its state.
+    async fn payment_screen(
+        &self,
+        se: &Session,
+        tx: &mut Tx,
+        p: &StoredPayment,
+    ) -> Result<Screen, HandlerError> {
+        let lang = se.lang;
+        let t = |key: &str, args: &[(&str, Arg)]| self.texts.fmt(lang, key, args);
+        let mut text = t(
+            "payment-card",
+            &[
+                ("charge", Arg::Text(p.charge_id.clone())),
+                ("amount", p.amount.into()),
+                ("currency", Arg::Text(p.currency.clone())),
+                ("provider", Arg::Text(p.provider.as_str().to_owned())),
+                ("user", p.user_id.into()),
+                (
+                    "date",
+                    Arg::Text(format::date_time(
+                        lang,
+                        p.created_at,
+                        self.s.config.catalog.bot.utc_offset_minutes,
+                    )),
+                ),
+            ],
+        );
+        let mut rows = Vec::new();
+        let state = if p.status == "refunded" {
+            t("payment-state-refunded", &[])
+        } else if let Some(purchase) = p.purchase_id {
+            t("payment-state-applied", &[("purchase", purchase.into())])
+        } else {
+            let found = review::assess(tx, &self.billing_context(), p)
+                .await
+                .map_err(billing_err)?;
+            let mut state = t("payment-state-kept", &[("reason", Arg::Text(found.reason))]);
+            match (found.blocker, found.purchase_id) {
+                (Some(why), _) => {
+                    state.push('\n');
+                    state.push_str(&t("payment-cannot-apply", &[("why", Arg::Text(why))]));
+                }
+                (None, Some(purchase)) => {
+                    state.push('\n');
+                    state.push_str(&t(
+                        "payment-apply-explained",
+                        &[("purchase", purchase.into())],
+                    ));
+                    rows.push(vec![Button::Action {
+                        text: t("btn-payment-apply", &[("purchase", purchase.into())]),
+                        action: Action::ApplyPayment(p.id),
+                    }]);
+                }
+                (None, None) => {}
+            }
+            state
+        };
+        text.push_str("\n\n");
+        text.push_str(&state);
+        if p.status == "captured" && p.provider == Provider::Stars {
+            rows.push(vec![Button::Action {
+                text: t("btn-payment-refund", &[]),
+                action: Action::RefundPayment(p.id),
+            }]);
+        }
+        Ok(screens::with_menu(&self.view(lang), text, rows))
+    }
+}
