@@ -18,6 +18,19 @@
 //!    removed directly through the agent, outside any transaction.
 //! 5. Traffic totals from the list are added to the rows (the feed shows them).
 //!
+//! **Removal limit.** A database that entitles nobody on a node looks the same to reconcile
+//! as a node full of strangers: a wrong `DATABASE_URL` (a new, empty database), an old backup
+//! restored, a node shared with a staging deployment. So steps 2–4 are planned first, in one
+//! transaction, and the removals they imply are counted: listed users no row knows (step 4)
+//! and listed users whose rows this pass makes unwanted or finds on the node though marked
+//! gone (steps 2–3; removals provisioning already had pending are not this pass's doing).
+//! When they exceed both [`RemovalLimit`] thresholds (by default more than 10 users and more
+//! than 10 % of the users the node lists), the transaction is rolled back and nothing is
+//! removed: the pass then makes only its additions (active keys wanted, missing keys
+//! restored — never limited), sets `nodes_reconcile_removals_refused{node}`, logs what it
+//! refused with the command that allows it, and alerts the admins once per node and day.
+//! `tollgate reconcile --node <name> --allow-removals` runs one pass without the limit.
+//!
 //! Why not the agent's converge endpoint (`PUT /v1/users` with the full set): the set would
 //! be computed from a snapshot, so a user provisioned or removed between the snapshot and the
 //! call would be undone, and the reissue order (old key only after the new one is present)
@@ -642,5 +655,38 @@ impl Component for Reconciler {
 
     fn run(self: Arc<Self>, heartbeat: Heartbeat, stop: CancellationToken) -> RunFuture {
         Box::pin(self.run_loop(heartbeat, stop))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RemovalLimit;
+
+    #[test]
+    fn a_pass_is_refused_only_over_both_the_count_and_the_share() {
+        let limit = RemovalLimit::default();
+        // (removals, node's users, allowed)
+        let cases = [
+            (0, 0, true),
+            (10, 10, true),    // all of a small node: under the count
+            (11, 11, false),   // over both
+            (11, 110, true),   // exactly 10 %
+            (12, 110, false),  // over both
+            (100, 1000, true), // 10 % of a large node
+            (1000, 1000, false),
+        ];
+        for (removals, users, allowed) in cases {
+            assert_eq!(
+                limit.allows(removals, users),
+                allowed,
+                "{removals} of {users}"
+            );
+        }
+        let strict = RemovalLimit {
+            max_users: 0,
+            max_percent: 0,
+        };
+        assert!(strict.allows(0, 5));
+        assert!(!strict.allows(1, 1000));
     }
 }

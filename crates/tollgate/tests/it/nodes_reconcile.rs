@@ -286,11 +286,14 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
     let Some(v2ray) = V2Ray::or_skip("a_database_that_entitles_none_of_a_nodes_1000_users_removes_nobody_and_alerts_once") else { return };
     let a = TestNode::start(&v2ray, "a").await;
     let (clock, shared) = manual();
-    let stack = Stack::new(&t.db, &catalog(&[&a], &[]), shared, |_| {});
-    // The node serves 1,000 users; this database knows none of them (a wrong DATABASE_URL),
-    // except one new subscriber whose key is not on the node yet.
+    let stack = Stack::new(&t.db, &catalog(&[&a], &[]), shared.clone(), |_| {});
+    // The node serves 1,000 users; this database knows none of them (a wrong DATABASE_URL).
+    // It has one subscriber of its own, who subscribed while the node was disabled: only
+    // reconcile's alignment wants the key there.
     strangers(&a, 1000).await;
-    let newcomer = stack.grant(1, 30, clock.now_ts()).await;
+    let while_disabled = Stack::new(&t.db, &catalog(&[&a], &["a"]), shared, |_| {});
+    let newcomer = while_disabled.grant(1, 30, clock.now_ts()).await;
+    assert_eq!(backlog(&t.db).await, 0, "no row on the disabled node");
     let reconciler = alerting(&stack);
     let node = stack.registry.get("a").unwrap();
     let log = LogBuf::default();
@@ -300,6 +303,7 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
         let refused = report.refused.clone().unwrap_or_else(|| panic!("pass {pass}: {report:?}"));
         assert_eq!((refused.total(), refused.unknown, refused.unwanted, refused.node_users), (1000, 1000, 0, 1000), "pass {pass}");
         assert_eq!((report.unknown_removed, report.to_remove), (0, 0), "pass {pass}: {report:?}");
+        assert_eq!(report.aligned, u64::from(pass == 0), "pass {pass}: the newcomer is wanted at once: {report:?}");
         assert_eq!(a.users().await.len(), 1000, "pass {pass}: nobody removed");
         assert_eq!(
             metric(&stack.metrics, "tollgate_nodes_reconcile_removals_refused{node=\"a\"}"),
@@ -313,7 +317,7 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
     assert!(text.contains("run `tollgate reconcile --node a --allow-removals`"), "{text}");
     assert!(text.contains("stranger-0000@example"), "the log names some of them: {text}");
 
-    // Additions are never limited: the newcomer was handed to provisioning all the same.
+    // Additions are never limited: the newcomer was made wanted on the node all the same.
     stack.provisioner.drain().await.unwrap();
     assert!(a.emails().await.contains(&newcomer.node_email()));
     assert_eq!(a.users().await.len(), 1001);
