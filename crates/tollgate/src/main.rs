@@ -83,6 +83,26 @@ enum Command {
     /// read; RUST_LOG and LOG_FORMAT are (default: warnings only). Ctrl-C stops everything,
     /// the V2Ray core included.
     Sandbox(SandboxArgs),
+    /// Reconcile one node now, once, and print what was done.
+    ///
+    /// The same pass the service runs every NODE_RECONCILE_INTERVAL: the node's users are
+    /// listed and compared with the database; missing entitled users are handed to
+    /// provisioning, users the database does not know are removed. A pass that would remove
+    /// more users than the limit (NODE_RECONCILE_MAX_REMOVALS and NODE_RECONCILE_MAX_REMOVAL_SHARE)
+    /// removes nobody; with --allow-removals this one pass removes them all. Check first that
+    /// DATABASE_URL is the production database and the node is not shared with another
+    /// deployment: the database decides who keeps access. Same environment as `run`.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// The node's name in the catalog.
+    #[arg(long, value_name = "NAME")]
+    node: String,
+    /// Lift the removal limit for this one pass.
+    #[arg(long)]
+    allow_removals: bool,
 }
 
 #[derive(clap::Args)]
@@ -129,6 +149,7 @@ fn main() -> ExitCode {
         Command::Run => runtime.block_on(run(&env, Bot::plug)),
         Command::Echo => runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler))),
         Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
+        Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
     }
 }
 
@@ -207,6 +228,146 @@ async fn migrate_command(env: &Env) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn reconcile_command(env: &Env, args: ReconcileArgs) -> ExitCode {
+    if let Err(code) = init_logging(env) {
+        return code;
+    }
+    let config = match Config::load(env) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let d = &config.deployment;
+    let db = match Db::connect_lazy(&d.database) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the database {}: {e}",
+                d.database.url.redacted()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = reconcile_once(&config, &db, &args).await;
+    db.close().await;
+    match result {
+        Ok((text, refused)) => {
+            println!("{text}");
+            if refused {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One pass of `tollgate reconcile`: what it did, and whether it refused removals.
+async fn reconcile_once(
+    config: &Config,
+    db: &Db,
+    args: &ReconcileArgs,
+) -> anyhow::Result<(String, bool)> {
+    use tollgate::nodes::reconcile::{Reconciler, Removals, lease_name};
+    use tollgate::nodes::{NodeJobs, ProvisioningWake, Registry};
+
+    let d = &config.deployment;
+    match migrate::schema_state(db).await {
+        Ok(migrate::SchemaState::Current) => {}
+        Ok(other) => anyhow::bail!(
+            "the database {} is not at this binary's schema ({other:?}); run `tollgate migrate` first, \
+             and check that DATABASE_URL names the production database",
+            d.database.url.redacted()
+        ),
+        Err(e) => anyhow::bail!(
+            "cannot read the schema version of {}: {e}; check DATABASE_URL (an empty or wrong database has no schema)",
+            d.database.url.redacted()
+        ),
+    }
+    let registry = Arc::new(
+        Registry::from_catalog(&config.catalog, d.nodes.call_timeout)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let Some(node) = registry.get(&args.node).cloned() else {
+        let names: Vec<&str> = registry.all().iter().map(|n| n.name.as_str()).collect();
+        anyhow::bail!(
+            "no node {:?} in the catalog {}; its nodes: {}",
+            args.node,
+            d.config_path.display(),
+            names.join(", ")
+        );
+    };
+    if !node.enabled {
+        anyhow::bail!(
+            "node {} is disabled in the catalog; the service does not reconcile it (enable it first)",
+            node.name
+        );
+    }
+    let clock: tollgate::time::SharedClock = Arc::new(SystemClock);
+    let holder = format!("tollgate-reconcile:{}", std::process::id());
+    let jobs = NodeJobs {
+        db: db.clone(),
+        registry: registry.clone(),
+        clock: clock.clone(),
+        holder: holder.clone(),
+        wake: ProvisioningWake::new(),
+        metrics: tollgate::metrics::Metrics::new().nodes,
+    };
+    let reconciler = Reconciler::new(jobs, tollgate::access::wiring::reconcile_config(config))
+        .with_alerts(tollgate::alerts::Alerts::new(d.admin_ids.clone()));
+    // A running service keeps the node's lease between its passes; this pass then runs
+    // beside it (its own passes only repair or refuse, and row updates are guarded).
+    let ttl = std::time::Duration::from_secs(120);
+    let lease = tollgate::lease::acquire(db, &lease_name(&node.name), &holder, ttl, clock.now())
+        .await
+        .ok()
+        .flatten();
+    let removals = if args.allow_removals {
+        Removals::Allowed
+    } else {
+        Removals::Limited
+    };
+    let result = reconciler
+        .reconcile_node_with(&node, lease.as_ref(), &|| {}, removals)
+        .await;
+    if let Some(l) = &lease {
+        let _ = tollgate::lease::release(db, l, clock.now()).await;
+    }
+    let r = result?;
+    let mut text = format!(
+        "node {}: {} users listed; {} unknown to the database removed{}; {} no longer entitled handed to provisioning for removal; {} missing handed to provisioning to restore; {} subscriptions aligned",
+        node.name,
+        r.listed,
+        r.unknown_removed,
+        if r.unknown_failed > 0 {
+            format!(" ({} failed, run again)", r.unknown_failed)
+        } else {
+            String::new()
+        },
+        r.to_remove,
+        r.restored,
+        r.aligned,
+    );
+    if let Some(refused) = &r.refused {
+        text.push_str(&format!(
+            "\nrefused: {} removals ({} unknown, {} no longer entitled) of the node's {} users are over the limit; nobody was removed. \
+             If the database is right, run `{}`",
+            refused.total(),
+            refused.unknown,
+            refused.unwanted,
+            refused.node_users,
+            tollgate::nodes::reconcile::allow_command(&node.name),
+        ));
+    }
+    Ok((text, r.refused.is_some()))
 }
 
 async fn run<H, F>(env: &Env, make_handler: F) -> ExitCode

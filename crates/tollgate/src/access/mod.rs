@@ -40,9 +40,9 @@ use crate::time::Timestamp;
 
 pub use keys::FeedToken;
 pub use subscriptions::{
-    JOINED_COLUMNS, Joined, align_node, by_token, expire, grant_or_extend, last_reissue,
-    provisioning_state, reissue, revoke, share_links, shorten, subscription, subscription_for_user,
-    subscription_for_user_in,
+    JOINED_COLUMNS, Joined, align_node, align_node_additions, by_token, expire, grant_or_extend,
+    last_reissue, provisioning_state, reissue, revoke, share_links, shorten, subscription,
+    subscription_for_user, subscription_for_user_in,
 };
 
 /// Longest single grant: ten years.

@@ -387,6 +387,26 @@ pub async fn reissue(
 /// re-enabled node —, or a wanted key that is expired, revoked or replaced) is locked and
 /// aligned. Returns how many subscriptions were fixed (0 in a steady state).
 pub async fn align_node(tx: &mut Tx, node: &str, now: Timestamp) -> Result<u64, AccessError> {
+    align_node_where(tx, node, now, true).await
+}
+
+/// [`align_node`] for the additions only: active keys not yet wanted on `node` become
+/// wanted; wanted keys that lost their entitlement are left for a pass that may remove them
+/// (reconcile when its removal limit holds removals back; additions are never limited).
+pub async fn align_node_additions(
+    tx: &mut Tx,
+    node: &str,
+    now: Timestamp,
+) -> Result<u64, AccessError> {
+    align_node_where(tx, node, now, false).await
+}
+
+async fn align_node_where(
+    tx: &mut Tx,
+    node: &str,
+    now: Timestamp,
+    removals: bool,
+) -> Result<u64, AccessError> {
     macro_rules! misaligned {
         ($lock:literal) => {
             concat!(
@@ -394,10 +414,10 @@ pub async fn align_node(tx: &mut Tx, node: &str, now: Timestamp) -> Result<u64, 
                  WHERE (s.revoked_at IS NULL AND s.expires_at > $2 AND NOT EXISTS (
                          SELECT 1 FROM node_memberships m
                          WHERE m.node = $1 AND m.vpn_uuid = s.vpn_uuid AND m.desired = 'present'))
-                    OR EXISTS (
+                    OR ($3 AND EXISTS (
                          SELECT 1 FROM node_memberships m
                          WHERE m.node = $1 AND m.subscription_id = s.id AND m.desired = 'present'
-                           AND (s.revoked_at IS NOT NULL OR s.expires_at <= $2 OR m.vpn_uuid <> s.vpn_uuid))
+                           AND (s.revoked_at IS NOT NULL OR s.expires_at <= $2 OR m.vpn_uuid <> s.vpn_uuid)))
                  ORDER BY s.id",
                 $lock
             )
@@ -408,6 +428,7 @@ pub async fn align_node(tx: &mut Tx, node: &str, now: Timestamp) -> Result<u64, 
             sqlx::query_scalar(misaligned!(""))
                 .bind(node)
                 .bind(now)
+                .bind(removals)
                 .fetch_all(&mut *t)
                 .await?
         }
@@ -415,6 +436,7 @@ pub async fn align_node(tx: &mut Tx, node: &str, now: Timestamp) -> Result<u64, 
             sqlx::query_scalar(misaligned!(" FOR UPDATE OF s"))
                 .bind(node)
                 .bind(now)
+                .bind(removals)
                 .fetch_all(&mut **t)
                 .await?
         }

@@ -10,7 +10,7 @@ use super::feed::{self, FeedState};
 use crate::config::{Config, FeedBaseSource};
 use crate::metrics::Metrics;
 use crate::nodes::provisioning::{Provisioner, ProvisioningConfig};
-use crate::nodes::reconcile::{ReconcileConfig, Reconciler};
+use crate::nodes::reconcile::{ReconcileConfig, Reconciler, RemovalLimit};
 use crate::nodes::{NodeJobs, ProvisioningWake, Registry};
 use crate::store::Db;
 use crate::supervisor::{Component, Watched};
@@ -68,7 +68,8 @@ pub fn build(
         jobs.clone(),
         ProvisioningConfig::for_call_timeout(d.nodes.call_timeout),
     );
-    let reconciler = Reconciler::new(jobs, ReconcileConfig::every(d.nodes.reconcile_interval));
+    let reconciler = Reconciler::new(jobs, reconcile_config(config))
+        .with_alerts(crate::alerts::Alerts::new(d.admin_ids.clone()));
     let components: Vec<Arc<dyn Component>> = vec![
         Arc::new(Watched::new(provisioner, stall)),
         Arc::new(Watched::new(reconciler, stall)),
@@ -85,6 +86,18 @@ pub fn build(
         components,
         routes,
     })
+}
+
+/// Reconcile's settings from the deployment's (`tollgate run` and `tollgate reconcile`).
+pub fn reconcile_config(config: &Config) -> ReconcileConfig {
+    let n = &config.deployment.nodes;
+    ReconcileConfig {
+        removal_limit: RemovalLimit {
+            max_users: n.reconcile_max_removals,
+            max_percent: n.reconcile_max_removal_share,
+        },
+        ..ReconcileConfig::every(n.reconcile_interval)
+    }
 }
 
 fn agent_address(client: &NodeClient) -> String {

@@ -168,6 +168,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "NODE_RECONCILE_INTERVAL",
         "how often each node's user list is compared with the database and repaired, 10s-24h (default 5m)",
     ),
+    (
+        "NODE_RECONCILE_MAX_REMOVALS",
+        "reconcile removes more users from a node in one pass only with `tollgate reconcile --allow-removals` when it is over both this count and NODE_RECONCILE_MAX_REMOVAL_SHARE, 0-1000000 (default 10)",
+    ),
+    (
+        "NODE_RECONCILE_MAX_REMOVAL_SHARE",
+        "the same limit as a percentage of the node's users, 0-100 (default 10)",
+    ),
     ("LOG_FORMAT", "text (default) or json"),
     (
         "RUST_LOG",
@@ -375,6 +383,10 @@ pub struct NodeSettings {
     pub call_timeout: Duration,
     /// Period of the reconcile job per node.
     pub reconcile_interval: Duration,
+    /// Reconcile's removal limit per pass: refused when over this count *and* the share.
+    pub reconcile_max_removals: usize,
+    /// The same limit in percent of the node's users.
+    pub reconcile_max_removal_share: u8,
 }
 
 /// Where client apps fetch the subscription feed: `<url>/sub/<token>`.
@@ -678,9 +690,31 @@ fn read_nodes(r: &mut Reader<'_>) -> Option<NodeSettings> {
         duration_between(Duration::from_secs(10), Duration::from_secs(86_400)),
         show,
     );
+    let reconcile_max_removals = r.read(
+        "NODE_RECONCILE_MAX_REMOVALS",
+        Some("10"),
+        "set NODE_RECONCILE_MAX_REMOVALS to a number of users from 0 to 1000000, e.g. 10",
+        |t| match t.parse::<usize>() {
+            Ok(v) if v <= 1_000_000 => Ok(v),
+            _ => Err(format!("{t:?} is not a number from 0 to 1000000")),
+        },
+        usize::to_string,
+    );
+    let reconcile_max_removal_share = r.read(
+        "NODE_RECONCILE_MAX_REMOVAL_SHARE",
+        Some("10"),
+        "set NODE_RECONCILE_MAX_REMOVAL_SHARE to a percentage from 0 to 100, e.g. 10",
+        |t| match t.trim_end_matches('%').trim().parse::<u8>() {
+            Ok(v) if v <= 100 => Ok(v),
+            _ => Err(format!("{t:?} is not a percentage from 0 to 100")),
+        },
+        |v| format!("{v}%"),
+    );
     Some(NodeSettings {
         call_timeout: call_timeout?,
         reconcile_interval: reconcile_interval?,
+        reconcile_max_removals: reconcile_max_removals?,
+        reconcile_max_removal_share: reconcile_max_removal_share?,
     })
 }
 
@@ -1210,6 +1244,37 @@ mod tests {
         .unwrap();
         assert_eq!(d.nodes.call_timeout, Duration::from_secs(2));
         assert_eq!(d.nodes.reconcile_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_reconcile_removal_limit_defaults_to_ten_users_and_ten_percent() {
+        let (d, _) = deployment(&env(&[])).unwrap();
+        assert_eq!(
+            (
+                d.nodes.reconcile_max_removals,
+                d.nodes.reconcile_max_removal_share
+            ),
+            (10, 10)
+        );
+        let (d, _) = deployment(&env(&[
+            ("NODE_RECONCILE_MAX_REMOVALS", "0"),
+            ("NODE_RECONCILE_MAX_REMOVAL_SHARE", "25%"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                d.nodes.reconcile_max_removals,
+                d.nodes.reconcile_max_removal_share
+            ),
+            (0, 25)
+        );
+        for (key, bad) in [
+            ("NODE_RECONCILE_MAX_REMOVALS", "-1"),
+            ("NODE_RECONCILE_MAX_REMOVAL_SHARE", "101"),
+        ] {
+            let e = errors(&[(key, bad)]);
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

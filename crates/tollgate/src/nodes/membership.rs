@@ -320,38 +320,49 @@ pub struct NodeRow {
     pub agent_downlink_bytes: i64,
 }
 
+type NodeRowColumns = (
+    Uuid,
+    i64,
+    String,
+    String,
+    String,
+    Timestamp,
+    Option<Timestamp>,
+    i64,
+    i64,
+);
+
+const NODE_ROWS_SQL: &str =
+    "SELECT vpn_uuid, subscription_id, email, desired, observed, updated_at, claimed_until,
+        agent_uplink_bytes, agent_downlink_bytes
+ FROM node_memberships WHERE node = $1";
+
+fn node_row(r: NodeRowColumns) -> NodeRow {
+    NodeRow {
+        vpn_uuid: r.0,
+        subscription_id: r.1,
+        email: r.2,
+        desired: Presence::parse(&r.3),
+        observed: Presence::parse(&r.4),
+        updated_at: r.5,
+        claimed_until: r.6,
+        agent_uplink_bytes: r.7,
+        agent_downlink_bytes: r.8,
+    }
+}
+
 /// Every row of `node`.
 pub async fn rows_for_node(db: &Db, node: &str) -> Result<Vec<NodeRow>, sqlx::Error> {
-    type Row = (
-        Uuid,
-        i64,
-        String,
-        String,
-        String,
-        Timestamp,
-        Option<Timestamp>,
-        i64,
-        i64,
-    );
-    let rows: Vec<Row> = on_db!(db, p => sqlx::query_as(
-        "SELECT vpn_uuid, subscription_id, email, desired, observed, updated_at, claimed_until,
-                agent_uplink_bytes, agent_downlink_bytes
-         FROM node_memberships WHERE node = $1"
-    ).bind(node).fetch_all(p).await)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| NodeRow {
-            vpn_uuid: r.0,
-            subscription_id: r.1,
-            email: r.2,
-            desired: Presence::parse(&r.3),
-            observed: Presence::parse(&r.4),
-            updated_at: r.5,
-            claimed_until: r.6,
-            agent_uplink_bytes: r.7,
-            agent_downlink_bytes: r.8,
-        })
-        .collect())
+    let rows: Vec<NodeRowColumns> = on_db!(db, p => sqlx::query_as(NODE_ROWS_SQL)
+        .bind(node).fetch_all(p).await)?;
+    Ok(rows.into_iter().map(node_row).collect())
+}
+
+/// Every row of `node` as the caller's transaction sees it (its own writes included).
+pub async fn rows_for_node_in(tx: &mut Tx, node: &str) -> Result<Vec<NodeRow>, sqlx::Error> {
+    let rows: Vec<NodeRowColumns> = on_tx!(tx, c => sqlx::query_as(NODE_ROWS_SQL)
+        .bind(node).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(node_row).collect())
 }
 
 /// Reconcile's correction of what a node holds: sets `observed` (and makes the row due at

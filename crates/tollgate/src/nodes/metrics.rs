@@ -37,6 +37,8 @@ pub struct NodeMetrics {
     pub reconcile_runs: Family<NodeLabels, Counter>,
     pub reconcile_failures: Family<NodeLabels, Counter>,
     pub node_users: Family<NodeLabels, Gauge>,
+    /// Removals the last reconcile of a node held back over the removal limit (0: none).
+    pub removals_refused: Family<NodeLabels, Gauge>,
 }
 
 impl NodeMetrics {
@@ -49,6 +51,7 @@ impl NodeMetrics {
             reconcile_runs: Family::default(),
             reconcile_failures: Family::default(),
             node_users: Family::default(),
+            removals_refused: Family::default(),
         };
         registry.register(
             "nodes_provision_attempts",
@@ -84,6 +87,14 @@ impl NodeMetrics {
             "nodes_users",
             "Users a node's agent listed at the last reconcile",
             m.node_users.clone(),
+        );
+        registry.register(
+            "nodes_reconcile_removals_refused",
+            "Removals the last reconcile of a node refused because they exceeded the removal limit \
+             (NODE_RECONCILE_MAX_REMOVALS and NODE_RECONCILE_MAX_REMOVAL_SHARE); 0 when none. \
+             Nonzero until an operator runs `tollgate reconcile --node <node> --allow-removals` \
+             or fixes the database",
+            m.removals_refused.clone(),
         );
         m
     }

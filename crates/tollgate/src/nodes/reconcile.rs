@@ -18,6 +18,19 @@
 //!    removed directly through the agent, outside any transaction.
 //! 5. Traffic totals from the list are added to the rows (the feed shows them).
 //!
+//! **Removal limit.** A database that entitles nobody on a node looks the same to reconcile
+//! as a node full of strangers: a wrong `DATABASE_URL` (a new, empty database), an old backup
+//! restored, a node shared with a staging deployment. So steps 2–4 are planned first, in one
+//! transaction, and the removals they imply are counted: listed users no row knows (step 4)
+//! and listed users whose rows this pass makes unwanted or finds on the node though marked
+//! gone (steps 2–3; removals provisioning already had pending are not this pass's doing).
+//! When they exceed both [`RemovalLimit`] thresholds (by default more than 10 users and more
+//! than 10 % of the users the node lists), the transaction is rolled back and nothing is
+//! removed: the pass then makes only its additions (active keys wanted, missing keys
+//! restored — never limited), sets `nodes_reconcile_removals_refused{node}`, logs what it
+//! refused with the command that allows it, and alerts the admins once per node and day.
+//! `tollgate reconcile --node <name> --allow-removals` runs one pass without the limit.
+//!
 //! Why not the agent's converge endpoint (`PUT /v1/users` with the full set): the set would
 //! be computed from a snapshot, so a user provisioned or removed between the snapshot and the
 //! call would be undone, and the reissue order (old key only after the new one is present)
@@ -32,12 +45,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tollgate_node::NodeError;
+use tollgate_node::api::UserEntry;
 use uuid::Uuid;
 
-use super::membership::{self, Presence};
+use super::membership::{self, NodeRow, Presence};
 use super::metrics::{DriftLabels, NodeMetrics};
 use super::{Node, NodeJobs};
 use crate::access::{self, AccessError};
+use crate::alerts::Alerts;
 use crate::backoff::jittered;
 use crate::lease::{self, Lease};
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
@@ -52,6 +67,8 @@ pub struct ReconcileConfig {
     pub lease_ttl: Duration,
     /// Direct removals of unknown users in flight per node.
     pub removal_concurrency: usize,
+    /// The most removals one pass makes on its own (more wait for an operator).
+    pub removal_limit: RemovalLimit,
 }
 
 impl ReconcileConfig {
@@ -61,7 +78,143 @@ impl ReconcileConfig {
             first_run_after: interval.min(Duration::from_secs(30)),
             lease_ttl: (interval * 2).max(Duration::from_secs(60)),
             removal_concurrency: 8,
+            removal_limit: RemovalLimit::default(),
         }
+    }
+}
+
+/// How many users one reconcile pass may remove from a node on its own. A pass is refused
+/// only when its removals exceed **both** thresholds, so small nodes and small drifts are
+/// always repaired, and a database that suddenly entitles nobody (a wrong `DATABASE_URL`, an
+/// old backup, a node shared with another deployment) cannot wipe a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovalLimit {
+    /// Absolute threshold (`NODE_RECONCILE_MAX_REMOVALS`).
+    pub max_users: usize,
+    /// Threshold as a share of the node's users, in percent
+    /// (`NODE_RECONCILE_MAX_REMOVAL_SHARE`).
+    pub max_percent: u8,
+}
+
+impl Default for RemovalLimit {
+    fn default() -> Self {
+        RemovalLimit {
+            max_users: 10,
+            max_percent: 10,
+        }
+    }
+}
+
+impl RemovalLimit {
+    /// Whether removing `removals` of the `node_users` users a node listed stays within the
+    /// limit. The node's users are what its agent listed (its own reserved entries aside): a
+    /// node that lists nobody has nothing to remove, and one that lists a few users can always
+    /// lose them all, as they are under the absolute threshold.
+    pub fn allows(&self, removals: usize, node_users: usize) -> bool {
+        let share_ok =
+            (removals as u128) * 100 <= u128::from(self.max_percent) * (node_users as u128);
+        removals <= self.max_users || share_ok
+    }
+}
+
+/// Whether a pass honours the [`RemovalLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removals {
+    /// The periodic passes: removals over the limit are refused.
+    Limited,
+    /// One pass an operator asked for (`tollgate reconcile --allow-removals`).
+    Allowed,
+}
+
+/// The command that lets one pass remove over the limit (named in the refusal's log line
+/// and alert).
+pub fn allow_command(node: &str) -> String {
+    format!("tollgate reconcile --node {node} --allow-removals")
+}
+
+/// Removals a pass held back because they were over the limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefusedRemovals {
+    /// Listed users no row knows (they would have been removed directly).
+    pub unknown: usize,
+    /// Listed users whose rows this pass would have handed to provisioning for removal.
+    pub unwanted: usize,
+    /// The node's users the limit's share was measured against.
+    pub node_users: usize,
+    /// A few of the emails, sorted, for the log.
+    pub sample: Vec<String>,
+}
+
+impl RefusedRemovals {
+    pub fn total(&self) -> usize {
+        self.unknown + self.unwanted
+    }
+}
+
+/// A pass's comparison of the node's list with the rows, made before anything is changed.
+struct Plan {
+    /// Listed users, the agent's own reserved entries aside.
+    node_users: usize,
+    /// Keys of known rows the node lists.
+    seen: HashSet<Uuid>,
+    /// Listed emails no row knows (or bound to another UUID): removed directly.
+    unknown: Vec<String>,
+    /// Listed emails whose removal this pass causes: rows the alignment made unwanted, or
+    /// unwanted rows provisioning believed gone. Removals provisioning had pending already
+    /// (unwanted, not yet seen absent) are not this pass's doing and not counted.
+    unwanted: Vec<String>,
+    /// (key, uplink, downlink) of the known listed users.
+    traffic: Vec<(Uuid, u64, u64)>,
+}
+
+impl Plan {
+    fn new(listed: &[UserEntry], before: &[NodeRow], after: &[NodeRow]) -> Plan {
+        let by_email: HashMap<&str, &NodeRow> =
+            after.iter().map(|r| (r.email.as_str(), r)).collect();
+        let pending: HashSet<Uuid> = before
+            .iter()
+            .filter(|r| r.desired == Presence::Absent && r.observed != Presence::Absent)
+            .map(|r| r.vpn_uuid)
+            .collect();
+        let mut plan = Plan {
+            node_users: 0,
+            seen: HashSet::new(),
+            unknown: Vec::new(),
+            unwanted: Vec::new(),
+            traffic: Vec::new(),
+        };
+        for entry in listed {
+            // The agent reserves `.invalid` emails for itself.
+            if entry.email.ends_with(".invalid") {
+                continue;
+            }
+            plan.node_users += 1;
+            let known = by_email
+                .get(entry.email.as_str())
+                .filter(|r| Uuid::parse_str(&entry.uuid).ok() == Some(r.vpn_uuid));
+            match known {
+                Some(row) => {
+                    plan.seen.insert(row.vpn_uuid);
+                    plan.traffic
+                        .push((row.vpn_uuid, entry.uplink_bytes, entry.downlink_bytes));
+                    if row.desired == Presence::Absent && !pending.contains(&row.vpn_uuid) {
+                        plan.unwanted.push(entry.email.clone());
+                    }
+                }
+                None => plan.unknown.push(entry.email.clone()),
+            }
+        }
+        plan
+    }
+
+    fn removals(&self) -> usize {
+        self.unknown.len() + self.unwanted.len()
+    }
+
+    fn sample(&self, n: usize) -> Vec<String> {
+        let mut all: Vec<&String> = self.unknown.iter().chain(&self.unwanted).collect();
+        all.sort();
+        all.into_iter().take(n).cloned().collect()
     }
 }
 
@@ -82,6 +235,8 @@ pub struct ReconcileReport {
     pub unknown_failed: usize,
     /// Rows whose traffic totals grew.
     pub traffic_updated: usize,
+    /// Set when the pass's removals were over the limit and none was made.
+    pub refused: Option<RefusedRemovals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +254,7 @@ pub enum ReconcileError {
 pub struct Reconciler {
     jobs: NodeJobs,
     config: ReconcileConfig,
+    alerts: Alerts,
 }
 
 /// Name of the lease that makes one process the reconciler of `node`.
@@ -107,17 +263,41 @@ pub fn lease_name(node: &str) -> String {
 }
 
 impl Reconciler {
+    /// A reconciler whose alerts go to the log only; see [`Reconciler::with_alerts`].
     pub fn new(jobs: NodeJobs, config: ReconcileConfig) -> Reconciler {
-        Reconciler { jobs, config }
+        Reconciler {
+            jobs,
+            config,
+            alerts: Alerts::default(),
+        }
     }
 
-    /// Reconciles one node once. With `lease`, the database changes are fenced: they commit
-    /// only while the lease is still ours.
+    /// Refused removals are also reported to these admins.
+    pub fn with_alerts(mut self, alerts: Alerts) -> Reconciler {
+        self.alerts = alerts;
+        self
+    }
+
+    /// Reconciles one node once, within the removal limit. With `lease`, the database
+    /// changes are fenced: they commit only while the lease is still ours.
     pub async fn reconcile_node(
         &self,
         node: &Node,
         lease: Option<&Lease>,
         alive: &(dyn Fn() + Sync),
+    ) -> Result<ReconcileReport, ReconcileError> {
+        self.reconcile_node_with(node, lease, alive, Removals::Limited)
+            .await
+    }
+
+    /// Reconciles one node once; `removals` says whether the removal limit applies (an
+    /// operator's `tollgate reconcile --allow-removals` lifts it for one pass).
+    pub async fn reconcile_node_with(
+        &self,
+        node: &Node,
+        lease: Option<&Lease>,
+        alive: &(dyn Fn() + Sync),
+        removals: Removals,
     ) -> Result<ReconcileReport, ReconcileError> {
         let labels = NodeMetrics::node(&node.name);
         // Rows that change after this instant may be newer than the list: leave them alone.
@@ -146,42 +326,60 @@ impl Reconciler {
             .get_or_create(&labels)
             .set(i64::try_from(listed.users.len()).unwrap_or(i64::MAX));
 
-        // Intent first: what should this node hold now?
+        // The plan, before anything is changed: intent aligned with entitlement (what should
+        // this node hold now?) and compared with the list, in one transaction that is rolled
+        // back if the removals it implies are over the limit.
         let now = self.jobs.clock.now();
         let mut tx = self.jobs.db.begin().await?;
         self.fence(&mut tx, lease, now).await?;
+        let before = membership::rows_for_node_in(&mut tx, &node.name).await?;
         report.aligned = access::align_node(&mut tx, &node.name, now).await?;
-        tx.commit().await?;
+        let mut rows = if report.aligned > 0 {
+            membership::rows_for_node_in(&mut tx, &node.name).await?
+        } else {
+            before.clone()
+        };
+        alive();
+        let mut plan = Plan::new(&listed.users, &before, &rows);
+        let node_users = plan.node_users;
+        let refused = match removals {
+            Removals::Limited
+                if !self
+                    .config
+                    .removal_limit
+                    .allows(plan.removals(), node_users) =>
+            {
+                Some(RefusedRemovals {
+                    unknown: plan.unknown.len(),
+                    unwanted: plan.unwanted.len(),
+                    node_users,
+                    sample: plan.sample(5),
+                })
+            }
+            _ => None,
+        };
+        if refused.is_some() {
+            // Nothing of the plan's removals happens; its additions do (never limited).
+            tx.rollback().await?;
+            tx = self.jobs.db.begin().await?;
+            self.fence(&mut tx, lease, now).await?;
+            report.aligned = access::align_node_additions(&mut tx, &node.name, now).await?;
+            rows = membership::rows_for_node_in(&mut tx, &node.name).await?;
+            plan = Plan::new(&listed.users, &rows, &rows);
+        }
         alive();
 
-        // Then what it holds.
-        let rows = membership::rows_for_node(&self.jobs.db, &node.name).await?;
-        let by_email: HashMap<&str, &membership::NodeRow> =
-            rows.iter().map(|r| (r.email.as_str(), r)).collect();
-        let mut seen: HashSet<Uuid> = HashSet::new();
-        let mut unknown = Vec::new();
-        let mut traffic = Vec::new();
-        for entry in &listed.users {
-            let known = by_email
-                .get(entry.email.as_str())
-                .filter(|r| Uuid::parse_str(&entry.uuid).ok() == Some(r.vpn_uuid));
-            match known {
-                Some(row) => {
-                    seen.insert(row.vpn_uuid);
-                    traffic.push((row.vpn_uuid, entry.uplink_bytes, entry.downlink_bytes));
-                }
-                // The agent reserves `.invalid` emails for itself.
-                None if entry.email.ends_with(".invalid") => {}
-                None => unknown.push(entry.email.clone()),
-            }
-        }
-
         let now = self.jobs.clock.now();
-        let mut tx = self.jobs.db.begin().await?;
         self.fence(&mut tx, lease, now).await?;
         for row in &rows {
-            let on_node = seen.contains(&row.vpn_uuid);
+            let on_node = plan.seen.contains(&row.vpn_uuid);
             let correction = match (on_node, row.observed) {
+                // A refused pass does not hand a listed, unwanted key to provisioning.
+                (true, Presence::Absent)
+                    if refused.is_some() && row.desired == Presence::Absent =>
+                {
+                    None
+                }
                 (true, Presence::Absent | Presence::Unknown) => Some(Presence::Present),
                 (false, Presence::Present | Presence::Unknown) => Some(Presence::Absent),
                 _ => None,
@@ -220,7 +418,7 @@ impl Reconciler {
                     .inc();
             }
         }
-        for (i, (uuid, up, down)) in traffic.into_iter().enumerate() {
+        for (i, (uuid, up, down)) in std::mem::take(&mut plan.traffic).into_iter().enumerate() {
             if i % 512 == 0 {
                 alive();
             }
@@ -240,12 +438,28 @@ impl Reconciler {
         }
         tx.commit().await?;
         alive();
-        if report.restored + report.to_remove > 0 {
+        if report.restored + report.to_remove > 0 || report.aligned > 0 {
             self.jobs.wake.wake();
+        }
+        let refused_count = refused.as_ref().map_or(0, RefusedRemovals::total);
+        self.jobs
+            .metrics
+            .removals_refused
+            .get_or_create(&labels)
+            .set(i64::try_from(refused_count).unwrap_or(i64::MAX));
+        if let Some(r) = refused {
+            self.refuse(node, &r).await;
+            report.refused = Some(r);
+            self.jobs
+                .metrics
+                .reconcile_runs
+                .get_or_create(&labels)
+                .inc();
+            return Ok(report);
         }
 
         // Users nobody asked for: removed directly (never inside a transaction).
-        let removals = futures::stream::iter(unknown)
+        let removals = futures::stream::iter(std::mem::take(&mut plan.unknown))
             .map(|email| async move {
                 let result = node.client.remove_user(&email).await;
                 (email, result)
@@ -279,6 +493,53 @@ impl Reconciler {
             .get_or_create(&labels)
             .inc();
         Ok(report)
+    }
+
+    /// Says what a pass refused and how to allow it: the log, and one admin alert per node
+    /// and UTC day (the same incident seen pass after pass alerts once; an unresolved one
+    /// reminds daily). The gauge was set by the caller.
+    async fn refuse(&self, node: &Node, r: &RefusedRemovals) {
+        let limit = self.config.removal_limit;
+        let command = allow_command(&node.name);
+        tracing::warn!(
+            node = %node.name,
+            refused = r.total(),
+            unknown = r.unknown,
+            unwanted = r.unwanted,
+            node_users = r.node_users,
+            max_removals = limit.max_users,
+            max_removal_share_percent = limit.max_percent,
+            sample = %r.sample.join(", "),
+            allow = %command,
+            "reconcile refused to remove {} of the node's {} users in one pass (over NODE_RECONCILE_MAX_REMOVALS={} \
+             and NODE_RECONCILE_MAX_REMOVAL_SHARE={}%); nobody was removed, missing users are still restored. \
+             A wrong DATABASE_URL, a restored old backup or a node shared with another deployment looks like this: \
+             check those first. If the removals are right, run `{command}`",
+            r.total(),
+            r.node_users,
+            limit.max_users,
+            limit.max_percent,
+        );
+        let now = self.jobs.clock.now();
+        let day = now.to_string().chars().take(10).collect::<String>();
+        let text = format!(
+            "⚠️ Node {node}: reconcile refused to remove {total} of its {users} users \
+             ({unknown} unknown to the database, {unwanted} no longer entitled), over the limit \
+             of {max} users and {pct}% of the node in one pass. Nobody was removed.\n\n\
+             Check DATABASE_URL, whether a backup was restored, and that the node is not shared \
+             with another deployment. If the removals are right, run:\n{command}",
+            node = node.name,
+            total = r.total(),
+            users = r.node_users,
+            unknown = r.unknown,
+            unwanted = r.unwanted,
+            max = limit.max_users,
+            pct = limit.max_percent,
+        );
+        let key = format!("node-removals-refused:{}:{day}", node.name);
+        if let Err(e) = self.alerts.queue(&self.jobs.db, &key, &text, now).await {
+            tracing::warn!(node = %node.name, error = %e, "cannot queue the admin alert about refused removals");
+        }
     }
 
     async fn fence(
@@ -394,5 +655,38 @@ impl Component for Reconciler {
 
     fn run(self: Arc<Self>, heartbeat: Heartbeat, stop: CancellationToken) -> RunFuture {
         Box::pin(self.run_loop(heartbeat, stop))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RemovalLimit;
+
+    #[test]
+    fn a_pass_is_refused_only_over_both_the_count_and_the_share() {
+        let limit = RemovalLimit::default();
+        // (removals, node's users, allowed)
+        let cases = [
+            (0, 0, true),
+            (10, 10, true),    // all of a small node: under the count
+            (11, 11, false),   // over both
+            (11, 110, true),   // exactly 10 %
+            (12, 110, false),  // over both
+            (100, 1000, true), // 10 % of a large node
+            (1000, 1000, false),
+        ];
+        for (removals, users, allowed) in cases {
+            assert_eq!(
+                limit.allows(removals, users),
+                allowed,
+                "{removals} of {users}"
+            );
+        }
+        let strict = RemovalLimit {
+            max_users: 0,
+            max_percent: 0,
+        };
+        assert!(strict.allows(0, 5));
+        assert!(!strict.allows(1, 1000));
     }
 }
