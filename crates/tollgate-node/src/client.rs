@@ -52,6 +52,12 @@ impl NodeError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, NodeError::Unavailable { .. })
     }
+
+    /// True when the agent presented another certificate than the pinned one: an operator
+    /// must fix the catalog or find out what answers at the agent's address.
+    pub fn is_certificate_mismatch(&self) -> bool {
+        matches!(self, NodeError::Other { status: None, error, .. } if error == "certificate_mismatch")
+    }
 }
 
 impl fmt::Display for NodeError {

@@ -31,6 +31,8 @@ pub fn share_link_for(core: &ServerCore, uuid: &Uuid, name: &str) -> String {
 /// The agent running inside the test process against `core`.
 pub struct TestAgent {
     running: Option<RunningAgent>,
+    /// Kept while stopped: the same certificate is served again after a restart.
+    fingerprint: Option<CertFingerprint>,
     client: NodeClient,
     config: AgentConfig,
     dir: TempDir,
@@ -69,6 +71,7 @@ impl TestAgent {
         let running = crate::start(config.clone()).await?;
         let client = client_for(&running, &config)?;
         Ok(TestAgent {
+            fingerprint: running.cert_fingerprint(),
             running: Some(running),
             client,
             config,
@@ -78,9 +81,7 @@ impl TestAgent {
 
     /// The fingerprint of the certificate served (None for plain HTTP).
     pub fn cert_fingerprint(&self) -> Option<CertFingerprint> {
-        self.running
-            .as_ref()
-            .and_then(RunningAgent::cert_fingerprint)
+        self.fingerprint
     }
 
     /// The directory the state file (and a self-signed certificate) lives in.
@@ -137,6 +138,7 @@ impl TestAgent {
         self.stop().await;
         let running = crate::start(self.config.clone()).await?;
         self.client = client_for(&running, &self.config)?;
+        self.fingerprint = running.cert_fingerprint();
         self.running = Some(running);
         Ok(())
     }
