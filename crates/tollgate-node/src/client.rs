@@ -4,8 +4,14 @@
 //! with backoff" ([`NodeError::Unavailable`]), "our request is wrong" ([`NodeError::BadRequest`],
 //! [`NodeError::Conflict`]) and "the node is misconfigured" ([`NodeError::Unauthorized`],
 //! [`NodeError::Other`]), and must never hang: every call has a deadline.
+//!
+//! TLS: an agent's self-signed certificate is trusted by pinning its SHA-256 fingerprint
+//! ([`NodeClientBuilder::pin_certificate`], see [`crate::pin`]); a certificate from a CA the
+//! client trusts works without a pin, and [`NodeClientBuilder::root_certificate_pem`] adds a
+//! root of one's own.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -17,6 +23,7 @@ use crate::api::{
     PutUserRequest, PutUserResponse, RemoveUserResponse,
 };
 use crate::auth::Token;
+use crate::pin::{self, CertFingerprint, PinnedVerifier};
 
 /// Why a call to an agent failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +37,9 @@ pub enum NodeError {
     /// The agent or its core did not answer (connect error, deadline, 503). Retry later.
     Unavailable { message: String },
     /// Anything else: `status` (if an answer came), the agent's error kind and message.
-    /// 502 `core_rejected` means the core's configuration needs an operator.
+    /// 502 `core_rejected` means the core's configuration needs an operator;
+    /// `certificate_mismatch` (no status) means the agent presented another certificate than
+    /// the pinned one, and the message names the node and both fingerprints.
     Other {
         status: Option<u16>,
         error: String,
@@ -42,6 +51,12 @@ impl NodeError {
     /// True when retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, NodeError::Unavailable { .. })
+    }
+
+    /// True when the agent presented another certificate than the pinned one: an operator
+    /// must fix the catalog or find out what answers at the agent's address.
+    pub fn is_certificate_mismatch(&self) -> bool {
+        matches!(self, NodeError::Other { status: None, error, .. } if error == "certificate_mismatch")
     }
 }
 
@@ -76,6 +91,8 @@ pub struct NodeClientBuilder {
     timeout: Duration,
     converge_timeout: Duration,
     root_certificates: Vec<Vec<u8>>,
+    pin: Option<CertFingerprint>,
+    node_name: String,
 }
 
 impl NodeClientBuilder {
@@ -95,6 +112,19 @@ impl NodeClientBuilder {
     /// public roots.
     pub fn root_certificate_pem(mut self, pem: &[u8]) -> Self {
         self.root_certificates.push(pem.to_vec());
+        self
+    }
+
+    /// Accepts exactly the certificate with this SHA-256 fingerprint, whatever its names and
+    /// dates (see [`crate::pin`]); needs an `https://` URL and no extra roots.
+    pub fn pin_certificate(mut self, fingerprint: CertFingerprint) -> Self {
+        self.pin = Some(fingerprint);
+        self
+    }
+
+    /// Names the agent in errors (the service passes the node's catalog name).
+    pub fn node_name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.node_name);
         self
     }
 
@@ -123,6 +153,20 @@ impl NodeClientBuilder {
             let cert = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| invalid(format!("root certificate: {e}")))?;
             http = http.add_root_certificate(cert);
+        }
+        if let Some(fingerprint) = self.pin {
+            if base.scheme() != "https" {
+                return Err(invalid(format!(
+                    "base URL {:?}: a pinned certificate needs https://",
+                    self.base_url
+                )));
+            }
+            if !self.root_certificates.is_empty() {
+                return Err(invalid(
+                    "a pinned certificate and extra root certificates exclude each other".into(),
+                ));
+            }
+            http = http.use_preconfigured_tls(pinned_tls(&self.node_name, fingerprint)?);
         }
         let http = http
             .build()
@@ -160,6 +204,8 @@ impl NodeClient {
             timeout: Duration::from_secs(10),
             converge_timeout: Duration::from_secs(120),
             root_certificates: Vec::new(),
+            pin: None,
+            node_name: "(unnamed)".to_owned(),
         }
     }
 
@@ -281,6 +327,33 @@ impl NodeClient {
     }
 }
 
+/// A rustls configuration that trusts only the pinned certificate (ring, the agent's
+/// protocol versions, HTTP/1.1 as the agent speaks it).
+fn pinned_tls(
+    node: &str,
+    fingerprint: CertFingerprint,
+) -> Result<tokio_rustls::rustls::ClientConfig, NodeError> {
+    use tokio_rustls::rustls::ClientConfig;
+    use tokio_rustls::rustls::crypto::ring;
+    let provider = Arc::new(ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NodeError::Other {
+            status: None,
+            error: "invalid_client_config".into(),
+            message: format!("TLS setup: {e}"),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(
+            node,
+            fingerprint,
+            provider,
+        )))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 fn classify(status: StatusCode, body: Option<ErrorBody>) -> NodeError {
     let (error, message) = match body {
         Some(body) => (body.error, body.message.unwrap_or_default()),
@@ -304,6 +377,13 @@ fn classify(status: StatusCode, body: Option<ErrorBody>) -> NodeError {
 /// Connect errors and deadlines are "unavailable"; the message never contains the token
 /// (reqwest errors carry the URL, which does not hold it).
 fn transport_error(error: reqwest::Error) -> NodeError {
+    if let Some(mismatch) = pin::find_mismatch(&error) {
+        return NodeError::Other {
+            status: None,
+            error: "certificate_mismatch".into(),
+            message: mismatch.to_string(),
+        };
+    }
     let kind = if error.is_timeout() {
         "no answer before the deadline"
     } else if error.is_connect() {

@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use xray_api::DialectChoice;
 
 use crate::auth::Token;
-use crate::tls::TlsFiles;
+use crate::pin::CertFingerprint;
+use crate::tls::{TlsFiles, TlsSetting};
 
 /// Environment variable holding the token (alternative: `--token-file`).
 pub const TOKEN_ENV: &str = "TOLLGATE_NODE_TOKEN";
@@ -33,9 +34,11 @@ pub enum LogFormat {
     name = "tollgate-node",
     version,
     about = "Tollgate node agent: provisions VLESS users on the local Xray/V2Ray core through an authenticated REST API",
-    after_help = "The bearer token comes from TOLLGATE_NODE_TOKEN or --token-file (at least 32 characters; `openssl rand -hex 32`)."
+    after_help = "The bearer token comes from TOLLGATE_NODE_TOKEN or --token-file (at least 32 characters; `openssl rand -hex 32`).\nWithout --tls-cert/--tls-key the agent serves HTTPS with a self-signed certificate it creates next to --state-file on first start; `tollgate-node fingerprint` prints the agent_cert_sha256 line for the service's catalog."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address the REST API listens on.
     #[arg(long, env = "TOLLGATE_NODE_LISTEN", default_value = "127.0.0.1:9090")]
     pub listen: SocketAddr,
@@ -55,19 +58,25 @@ pub struct Cli {
     /// File holding the bearer token (instead of TOLLGATE_NODE_TOKEN).
     #[arg(long, env = "TOLLGATE_NODE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// SQLite file with the agent's users and traffic totals.
+    /// SQLite file with the agent's users and traffic totals; the self-signed certificate
+    /// is kept in the same directory.
     #[arg(
         long,
+        global = true,
         env = "TOLLGATE_NODE_STATE_FILE",
         default_value = "/var/lib/tollgate-node/state.db"
     )]
     pub state_file: PathBuf,
-    /// PEM certificate chain: serve HTTPS (needs --tls-key).
-    #[arg(long, env = "TOLLGATE_NODE_TLS_CERT")]
+    /// PEM certificate chain to serve instead of the self-signed one (needs --tls-key).
+    #[arg(long, global = true, env = "TOLLGATE_NODE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "TOLLGATE_NODE_TLS_KEY")]
+    #[arg(long, global = true, env = "TOLLGATE_NODE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP: only on loopback or behind a tunnel (the token would cross the
+    /// network in clear text).
+    #[arg(long, global = true, env = "TOLLGATE_NODE_PLAINTEXT")]
+    pub plaintext: bool,
     /// Log format.
     #[arg(
         long,
@@ -97,6 +106,14 @@ pub struct Cli {
     pub core_concurrency: usize,
 }
 
+/// What to do instead of serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print the SHA-256 fingerprint of the certificate the agent serves, as the line to put
+    /// into the node's entry of the service's catalog (`agent_cert_sha256 = "…"`).
+    Fingerprint,
+}
+
 /// A configuration problem, worded for the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -118,7 +135,7 @@ pub struct AgentConfig {
     pub dialect: DialectChoice,
     pub token: Token,
     pub state_file: PathBuf,
-    pub tls: Option<TlsFiles>,
+    pub tls: TlsSetting,
     pub core_call_timeout: Duration,
     pub core_connect_timeout: Duration,
     pub check_interval: Duration,
@@ -129,7 +146,8 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// A configuration with the defaults of the command line.
+    /// A configuration with the defaults of the command line, except TLS: plain HTTP on
+    /// loopback, for an agent in the same process or host as its caller (tests, sandbox).
     pub fn new(
         core_api: impl Into<String>,
         inbound_tag: impl Into<String>,
@@ -143,7 +161,7 @@ impl AgentConfig {
             dialect: DialectChoice::Auto,
             token,
             state_file,
-            tls: None,
+            tls: TlsSetting::Off,
             core_call_timeout: Duration::from_secs(5),
             core_connect_timeout: Duration::from_secs(3),
             check_interval: Duration::from_secs(5),
@@ -163,18 +181,7 @@ impl AgentConfig {
             ));
         }
         check_core_api(&cli.core_api)?;
-        let tls = match (&cli.tls_cert, &cli.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError(
-                    "TLS needs both --tls-cert (TOLLGATE_NODE_TLS_CERT) and --tls-key (TOLLGATE_NODE_TLS_KEY), or neither".into(),
-                ));
-            }
-        };
+        let tls = tls_setting(cli)?;
         let millis = |value: u64, min: u64, max: u64, name: &str| {
             if (min..=max).contains(&value) {
                 Ok(Duration::from_millis(value))
@@ -224,6 +231,58 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(10),
         })
     }
+}
+
+/// How the command line asks the API to be served.
+pub fn tls_setting(cli: &Cli) -> Result<TlsSetting, ConfigError> {
+    match (&cli.tls_cert, &cli.tls_key, cli.plaintext) {
+        (Some(_), Some(_), true) => Err(ConfigError(
+            "--plaintext (TOLLGATE_NODE_PLAINTEXT) and --tls-cert/--tls-key are both set: keep only one".into(),
+        )),
+        (Some(cert), Some(key), false) => Ok(TlsSetting::Files(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None, true) => Ok(TlsSetting::Off),
+        (None, None, false) => Ok(TlsSetting::SelfSigned {
+            dir: state_dir(&cli.state_file),
+        }),
+        _ => Err(ConfigError(
+            "TLS needs both --tls-cert (TOLLGATE_NODE_TLS_CERT) and --tls-key (TOLLGATE_NODE_TLS_KEY), or neither (then the agent uses its own self-signed certificate)".into(),
+        )),
+    }
+}
+
+/// The directory of the state file (where the self-signed certificate is kept).
+fn state_dir(state_file: &std::path::Path) -> PathBuf {
+    match state_file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `tollgate-node fingerprint`: the fingerprint of the certificate the agent serves (it does
+/// not create one: the agent does that on its first start, as the user it runs as).
+pub fn served_fingerprint(cli: &Cli) -> Result<CertFingerprint, ConfigError> {
+    let cert = match tls_setting(cli)? {
+        TlsSetting::Off => {
+            return Err(ConfigError(
+                "the agent serves plain HTTP (--plaintext / TOLLGATE_NODE_PLAINTEXT): it has no certificate".into(),
+            ));
+        }
+        TlsSetting::Files(files) => files.cert,
+        TlsSetting::SelfSigned { dir } => {
+            let files = crate::tls::generated_files(&dir);
+            if !files.cert.exists() {
+                return Err(ConfigError(format!(
+                    "no certificate at {} yet: start the agent once (it creates its self-signed certificate there), or pass the --state-file / TOLLGATE_NODE_STATE_FILE it runs with",
+                    files.cert.display()
+                )));
+            }
+            files.cert
+        }
+    };
+    crate::tls::fingerprint_of(&cert).map_err(ConfigError)
 }
 
 fn load_token(from_env: Option<String>, file: Option<&PathBuf>) -> Result<Token, ConfigError> {
@@ -310,7 +369,40 @@ mod tests {
         assert_eq!(config.core_api, "127.0.0.1:10085");
         assert_eq!(config.inbound_tag, "vless-in");
         assert_eq!(config.dialect, DialectChoice::Auto);
-        assert!(config.tls.is_none());
+        assert_eq!(
+            config.tls,
+            TlsSetting::SelfSigned {
+                dir: PathBuf::from("/var/lib/tollgate-node")
+            }
+        );
+    }
+
+    #[test]
+    fn tls_is_on_unless_plaintext_is_asked_for() {
+        let config = AgentConfig::from_cli(&cli(&["--plaintext"]), token()).unwrap();
+        assert_eq!(config.tls, TlsSetting::Off);
+        let config = AgentConfig::from_cli(
+            &cli(&["--tls-cert", "/c.pem", "--tls-key", "/k.pem"]),
+            token(),
+        )
+        .unwrap();
+        assert!(matches!(config.tls, TlsSetting::Files(_)));
+        let err = AgentConfig::from_cli(
+            &cli(&["--tls-cert", "/c.pem", "--tls-key", "/k.pem", "--plaintext"]),
+            token(),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("keep only one"), "{err}");
+        let config = AgentConfig::from_cli(&cli(&["--state-file", "state.db"]), token()).unwrap();
+        assert_eq!(
+            config.tls,
+            TlsSetting::SelfSigned {
+                dir: PathBuf::from(".")
+            }
+        );
+        let parsed = cli(&["fingerprint", "--state-file", "/srv/n/state.db"]);
+        assert_eq!(parsed.command, Some(Command::Fingerprint));
+        assert_eq!(parsed.state_file, PathBuf::from("/srv/n/state.db"));
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! * [`core`] — the link to the core: verified inbound, restart detection.
 //! * [`store`] — the SQLite state.
 //! * [`client`] — the typed client for the service; [`api`] — the shared JSON types.
+//! * `tls` — the HTTPS listener and the agent's self-signed certificate (private);
+//!   [`pin`] — the certificate fingerprint the service pins.
 //! * `testing` (feature) — a harness with real V2Ray cores for other crates' tests.
 
 pub mod agent;
@@ -24,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 mod http;
+pub mod pin;
 mod server;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -33,6 +36,7 @@ pub mod validate;
 
 pub use auth::Token;
 pub use client::{NodeClient, NodeClientBuilder, NodeError};
-pub use config::{AgentConfig, Cli, ConfigError, LogFormat};
+pub use config::{AgentConfig, Cli, Command, ConfigError, LogFormat};
+pub use pin::CertFingerprint;
 pub use server::{RunningAgent, StartError, start};
-pub use tls::TlsFiles;
+pub use tls::{TlsFiles, TlsSetting};

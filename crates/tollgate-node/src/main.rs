@@ -1,15 +1,29 @@
-//! The `tollgate-node` binary: parse the configuration, start the agent, stop on SIGTERM/SIGINT.
+//! The `tollgate-node` binary: parse the configuration, start the agent, stop on SIGTERM/SIGINT;
+//! or, with `fingerprint`, print the served certificate's fingerprint and exit.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tollgate_node::{AgentConfig, Cli, LogFormat, config::TOKEN_ENV};
+use tollgate_node::{AgentConfig, Cli, Command, LogFormat, config::TOKEN_ENV};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command == Some(Command::Fingerprint) {
+        // stdout holds only the catalog line, so scripts can append it as it is.
+        return match tollgate_node::config::served_fingerprint(&cli) {
+            Ok(fingerprint) => {
+                println!("agent_cert_sha256 = \"{fingerprint}\"");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate-node: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match AgentConfig::from_cli(&cli, std::env::var(TOKEN_ENV).ok()) {
         Ok(config) => config,
         Err(e) => {

@@ -23,6 +23,7 @@ use xray_api::ClientOptions;
 use crate::agent::Agent;
 use crate::config::AgentConfig;
 use crate::core::{CoreLink, CoreSettings};
+use crate::pin::CertFingerprint;
 use crate::store::Store;
 use crate::tls::{self, TlsListener};
 
@@ -56,7 +57,7 @@ impl std::error::Error for StartError {}
 /// A started agent.
 pub struct RunningAgent {
     local_addr: SocketAddr,
-    tls: bool,
+    fingerprint: Option<CertFingerprint>,
     stop: CancellationToken,
     server: JoinHandle<()>,
     loops: Vec<JoinHandle<()>>,
@@ -66,10 +67,11 @@ pub struct RunningAgent {
 
 /// Starts the agent and returns once it serves requests.
 pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
-    let tls_config = match &config.tls {
-        Some(files) => Some(tls::server_config(files).map_err(StartError::Tls)?),
-        None => None,
-    };
+    let (tls_config, fingerprint) =
+        match tls::resolve(&config.tls, config.listen).map_err(StartError::Tls)? {
+            Some((tls_config, fingerprint)) => (Some(tls_config), Some(fingerprint)),
+            None => (None, None),
+        };
     let store = Store::open(&config.state_file).await.map_err(|e| {
         StartError::State(format!(
             "{e} — check --state-file / TOLLGATE_NODE_STATE_FILE and that its directory exists and is writable"
@@ -113,10 +115,17 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let local_addr = tcp
         .local_addr()
         .map_err(|e| StartError::Listen(format!("cannot read the bound address: {e}")))?;
-    if config.tls.is_none() && !local_addr.ip().is_loopback() {
+    if fingerprint.is_none() && !local_addr.ip().is_loopback() {
         tracing::warn!(
             listen = %local_addr,
-            "serving plain HTTP on a non-loopback address: the token crosses the network in clear text; set --tls-cert/--tls-key or reach the agent through a tunnel"
+            "serving plain HTTP on a non-loopback address: the token crosses the network in clear text; drop --plaintext (the agent then serves its self-signed certificate) or reach the agent through a tunnel"
+        );
+    }
+    if let Some(fingerprint) = fingerprint {
+        // The line the operator copies into the node's entry of the service's catalog.
+        tracing::info!(
+            %fingerprint,
+            "TLS certificate fingerprint for the service's catalog: agent_cert_sha256 = \"{fingerprint}\""
         );
     }
 
@@ -168,7 +177,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
 
     tracing::info!(
         listen = %local_addr,
-        tls = config.tls.is_some(),
+        tls = fingerprint.is_some(),
         core = %config.core_api,
         inbound = %config.inbound_tag,
         state = %config.state_file.display(),
@@ -176,7 +185,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     );
     Ok(RunningAgent {
         local_addr,
-        tls: config.tls.is_some(),
+        fingerprint,
         stop,
         server,
         loops,
@@ -211,9 +220,18 @@ impl RunningAgent {
         self.local_addr
     }
 
+    /// The SHA-256 fingerprint of the certificate served (None for plain HTTP).
+    pub fn cert_fingerprint(&self) -> Option<CertFingerprint> {
+        self.fingerprint
+    }
+
     /// `http://ADDR` or `https://ADDR`.
     pub fn base_url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = if self.fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.local_addr)
     }
 

@@ -13,7 +13,9 @@ use xray_api::testing::{ServerCore, free_port};
 
 use super::share_link::percent_encode;
 use crate::api::HealthResponse;
-use crate::{AgentConfig, NodeClient, RunningAgent, StartError, Token};
+use crate::{
+    AgentConfig, CertFingerprint, NodeClient, RunningAgent, StartError, TlsSetting, Token,
+};
 
 /// A `vless://` link for a user of `core` (plain TCP, no TLS), as a client app would import it.
 pub fn share_link_for(core: &ServerCore, uuid: &Uuid, name: &str) -> String {
@@ -29,9 +31,11 @@ pub fn share_link_for(core: &ServerCore, uuid: &Uuid, name: &str) -> String {
 /// The agent running inside the test process against `core`.
 pub struct TestAgent {
     running: Option<RunningAgent>,
+    /// Kept while stopped: the same certificate is served again after a restart.
+    fingerprint: Option<CertFingerprint>,
     client: NodeClient,
     config: AgentConfig,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl TestAgent {
@@ -67,11 +71,22 @@ impl TestAgent {
         let running = crate::start(config.clone()).await?;
         let client = client_for(&running, &config)?;
         Ok(TestAgent {
+            fingerprint: running.cert_fingerprint(),
             running: Some(running),
             client,
             config,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// The fingerprint of the certificate served (None for plain HTTP).
+    pub fn cert_fingerprint(&self) -> Option<CertFingerprint> {
+        self.fingerprint
+    }
+
+    /// The directory the state file (and a self-signed certificate) lives in.
+    pub fn state_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// A client with the right token.
@@ -123,6 +138,7 @@ impl TestAgent {
         self.stop().await;
         let running = crate::start(self.config.clone()).await?;
         self.client = client_for(&running, &self.config)?;
+        self.fingerprint = running.cert_fingerprint();
         self.running = Some(running);
         Ok(())
     }
@@ -150,12 +166,22 @@ impl TestAgent {
     }
 }
 
+/// A client that trusts the agent's certificate: a configured one as a root, the agent's
+/// self-signed one by its fingerprint (as the service does).
 fn client_for(running: &RunningAgent, config: &AgentConfig) -> Result<NodeClient, StartError> {
     let mut builder = NodeClient::builder(&running.base_url(), config.token.clone());
-    if let Some(tls) = &config.tls {
-        let pem = std::fs::read(&tls.cert)
-            .map_err(|e| StartError::Tls(format!("read {}: {e}", tls.cert.display())))?;
-        builder = builder.root_certificate_pem(&pem);
+    match &config.tls {
+        TlsSetting::Off => {}
+        TlsSetting::Files(tls) => {
+            let pem = std::fs::read(&tls.cert)
+                .map_err(|e| StartError::Tls(format!("read {}: {e}", tls.cert.display())))?;
+            builder = builder.root_certificate_pem(&pem);
+        }
+        TlsSetting::SelfSigned { .. } => {
+            if let Some(fingerprint) = running.cert_fingerprint() {
+                builder = builder.pin_certificate(fingerprint);
+            }
+        }
     }
     builder
         .build()
@@ -197,6 +223,8 @@ impl AgentProcess {
             .env("TOLLGATE_NODE_STATE_FILE", dir.path().join("state.db"))
             .env("TOLLGATE_NODE_CHECK_INTERVAL_MS", "200")
             .env("TOLLGATE_NODE_LOG", "tollgate_node=debug,info")
+            // The client below speaks plain HTTP; TLS is tested on its own (tests/tls.rs).
+            .env("TOLLGATE_NODE_PLAINTEXT", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

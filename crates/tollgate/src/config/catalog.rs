@@ -161,6 +161,10 @@ struct RawNode {
     enabled: bool,
     agent_url: String,
     agent_token_env: String,
+    #[serde(default)]
+    agent_cert_sha256: Option<String>,
+    #[serde(default)]
+    allow_plaintext: bool,
     link: RawLink,
 }
 
@@ -345,6 +349,10 @@ pub struct NodeDefinition {
     pub agent_token_env: String,
     #[serde(skip)]
     pub agent_token: Secret<String>,
+    /// The agent's certificate, pinned: the service accepts exactly this one (https only).
+    pub agent_cert_sha256: Option<tollgate_node::CertFingerprint>,
+    /// The operator accepts plain HTTP to an agent off this host (a tunnel, a private link).
+    pub allow_plaintext: bool,
     pub link: LinkDefinition,
 }
 
@@ -953,6 +961,29 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
                 None
             }
         };
+        let agent_cert_sha256 = match &n.agent_cert_sha256 {
+            Some(text) => match tollgate_node::CertFingerprint::parse(text) {
+                Ok(fingerprint) => Some(fingerprint),
+                Err(problem) => {
+                    c.fail(
+                        &format!("{key}.agent_cert_sha256"),
+                        problem,
+                        "copy the line `tollgate-node fingerprint` prints on the node (or the one its log shows at start)",
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(url) = &agent_url {
+            check_agent_transport(
+                &mut c,
+                &key,
+                url,
+                n.agent_cert_sha256.is_some(),
+                n.allow_plaintext,
+            );
+        }
         // The agent's own rule (tollgate_node::Token), so a token this catalog accepts is
         // one the agent can be installed with; the message never contains the token.
         let token = match env.get(&n.agent_token_env) {
@@ -988,6 +1019,8 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
                 agent_url,
                 agent_token_env: n.agent_token_env.clone(),
                 agent_token,
+                agent_cert_sha256,
+                allow_plaintext: n.allow_plaintext,
                 link,
             });
         }
@@ -1026,6 +1059,47 @@ fn parse_utc_offset(text: &str) -> Result<i32, String> {
         return Err(bad());
     }
     Ok(sign * (h * 60 + m))
+}
+
+/// The agent channel carries the token and every user's key: plain HTTP is refused unless it
+/// stays on this host or the node says `allow_plaintext = true` (a tunnel, a private link);
+/// a pin only makes sense over https.
+fn check_agent_transport(
+    c: &mut Check<'_>,
+    key: &str,
+    url: &Url,
+    pinned: bool,
+    allow_plaintext: bool,
+) {
+    if url.scheme() != "http" {
+        return;
+    }
+    if pinned {
+        c.fail(
+            &format!("{key}.agent_cert_sha256"),
+            format!(
+                "a certificate is pinned, but agent_url {:?} is plain http",
+                url.as_str()
+            ),
+            "use https:// in agent_url (the agent serves TLS unless started with --plaintext)",
+        );
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if !loopback && !allow_plaintext {
+        c.fail(
+            &format!("{key}.agent_url"),
+            format!(
+                "{:?} is plain http to another host: the agent token and every user's key would cross the network in clear text",
+                url.as_str()
+            ),
+            "use https:// with agent_cert_sha256 = \"…\" (the line `tollgate-node fingerprint` prints on the node); only if the path is already private (a tunnel), set allow_plaintext = true on this node",
+        );
+    }
 }
 
 fn parse_link(c: &mut Check<'_>, key: &str, l: &RawLink) -> Option<LinkDefinition> {
@@ -1350,10 +1424,106 @@ mod tests {
     }
 
     fn with_node(link: &str, env: &Env) -> Result<Catalog, String> {
+        with_agent("agent_url = \"http://127.0.0.1:9090\"", link, env)
+    }
+
+    /// The example with one node whose agent lines are `agent` (agent_url and the rest).
+    fn with_agent(agent: &str, link: &str, env: &Env) -> Result<Catalog, String> {
         let text = format!(
-            "{EXAMPLE}\n[[nodes]]\nname = \"nl-1\"\ncountry = \"NL\"\nagent_url = \"http://127.0.0.1:9090\"\nagent_token_env = \"NODE_NL_1_TOKEN\"\nlink = {{ {link} }}\n"
+            "{EXAMPLE}\n[[nodes]]\nname = \"nl-1\"\ncountry = \"NL\"\n{agent}\nagent_token_env = \"NODE_NL_1_TOKEN\"\nlink = {{ {link} }}\n"
         );
         parse_catalog(&text, "test.toml", env).map_err(|e| e.to_string())
+    }
+
+    const PLAIN_LINK: &str = "host = \"h\", port = 443, security = \"none\", transport = \"tcp\"";
+    const PIN: &str = "96:83:18:FF:8E:52:13:40:1E:DD:4C:8D:8C:07:B9:93:A6:EC:A0:E9:13:8A:93:5E:64:76:40:85:FA:B7:AF:EA";
+
+    fn token_env() -> Env {
+        Env::from_pairs([(
+            "NODE_NL_1_TOKEN",
+            "0123456789abcdef-0123456789abcdef-secret",
+        )])
+    }
+
+    #[test]
+    fn plain_http_to_another_host_is_refused_unless_the_node_allows_it() {
+        let env = token_env();
+        for url in [
+            "http://10.0.0.5:9090",
+            "http://node.example.com:9090",
+            "http://[2001:db8::5]:9090",
+        ] {
+            let e = with_agent(&format!("agent_url = \"{url}\""), PLAIN_LINK, &env).unwrap_err();
+            assert!(
+                e.contains("nodes[0].agent_url")
+                    && e.contains("clear text")
+                    && e.contains("agent_cert_sha256")
+                    && e.contains("allow_plaintext = true"),
+                "{url}: {e}"
+            );
+        }
+        // Loopback stays plain (an agent on the same host); so does an explicit opt-in.
+        for url in [
+            "http://127.0.0.1:9090",
+            "http://localhost:9090",
+            "http://[::1]:9090",
+        ] {
+            with_agent(&format!("agent_url = \"{url}\""), PLAIN_LINK, &env).unwrap();
+        }
+        let cat = with_agent(
+            "agent_url = \"http://10.0.0.5:9090\"\nallow_plaintext = true",
+            PLAIN_LINK,
+            &env,
+        )
+        .unwrap();
+        assert!(cat.nodes[0].allow_plaintext);
+        // https needs no opt-in.
+        with_agent("agent_url = \"https://10.0.0.5:9090\"", PLAIN_LINK, &env).unwrap();
+    }
+
+    #[test]
+    fn a_pinned_certificate_takes_either_form_and_refuses_a_malformed_one() {
+        let env = token_env();
+        let pinned = |value: &str| {
+            with_agent(
+                &format!("agent_url = \"https://10.0.0.5:9090\"\nagent_cert_sha256 = \"{value}\""),
+                PLAIN_LINK,
+                &env,
+            )
+        };
+        let expected = tollgate_node::CertFingerprint::parse(PIN).unwrap();
+        for form in [
+            PIN.to_owned(),
+            PIN.to_lowercase(),
+            PIN.replace(':', ""),
+            PIN.replace(':', "").to_lowercase(),
+        ] {
+            let cat = pinned(&form).unwrap();
+            assert_eq!(cat.nodes[0].agent_cert_sha256, Some(expected), "{form}");
+        }
+        let report = toml::to_string(&pinned(PIN).unwrap()).unwrap();
+        assert!(report.contains(PIN), "{report}");
+
+        let e = pinned("AB:CD").unwrap_err();
+        assert!(
+            e.contains("nodes[0].agent_cert_sha256") && e.contains("32 pairs"),
+            "{e}"
+        );
+        assert!(e.contains("tollgate-node fingerprint"), "{e}");
+        let e = pinned(&PIN.replace("EA", "EZ")).unwrap_err();
+        assert!(e.contains("not a hex byte"), "{e}");
+
+        // A pin over plain http can never be checked.
+        let e = with_agent(
+            &format!("agent_url = \"http://127.0.0.1:9090\"\nagent_cert_sha256 = \"{PIN}\""),
+            PLAIN_LINK,
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("nodes[0].agent_cert_sha256") && e.contains("https://"),
+            "{e}"
+        );
     }
 
     #[test]

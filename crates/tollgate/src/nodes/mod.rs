@@ -1,8 +1,9 @@
 //! Nodes: the VPN servers from the catalog and the jobs that make them hold what the
 //! database says.
 //!
-//! - [`Registry`]: every catalog node with its agent client (deadline on every call) and its
-//!   link definition; only *enabled* nodes are offered, provisioned and reconciled.
+//! - [`Registry`]: every catalog node with its agent client (deadline on every call; the
+//!   agent's certificate pinned by `agent_cert_sha256`) and its link definition; only
+//!   *enabled* nodes are offered, provisioned and reconciled.
 //! - [`link`]: the one definition → node user entry and `vless://` share link (E5).
 //! - [`membership`]: the `node_memberships` table — intent (`desired`) vs. what a node was
 //!   seen to hold (`observed`).
@@ -130,8 +131,15 @@ impl Node {
         };
         let token = Token::new(def.agent_token.expose().clone())
             .map_err(|e| fail(format!("{}: {e}", def.agent_token_env)))?;
-        let client = NodeClient::builder(def.agent_url.as_str(), token)
+        let mut client = NodeClient::builder(def.agent_url.as_str(), token)
             .timeout(call_timeout)
+            .node_name(&def.name);
+        // Pinned: exactly the agent's own certificate, whatever its names say (a node is
+        // often reached by IP; see tollgate_node::pin). Without a pin, the public roots.
+        if let Some(fingerprint) = def.agent_cert_sha256 {
+            client = client.pin_certificate(fingerprint);
+        }
+        let client = client
             .build()
             .map_err(|e| fail(format!("agent client: {e}")))?;
         Ok(Node {

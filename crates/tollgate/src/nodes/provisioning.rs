@@ -146,10 +146,19 @@ pub async fn apply(node: &Node, row: &Claimed, deadline: Duration) -> Attempt {
     };
     match tokio::time::timeout(deadline, call).await {
         Ok(Ok(attempt)) => attempt,
-        Ok(Err(e)) => Attempt::Failed {
-            health: node_health(&e),
-            error: e.to_string(),
-        },
+        Ok(Err(e)) => {
+            let e: NodeError = e;
+            // Not an outage but a misconfiguration or an impostor: say it where operators look
+            // (the breaker keeps this to a few lines per cooldown).
+            if e.is_certificate_mismatch() {
+                tracing::error!(node = %node.name, error = %e,
+                    "the agent's TLS certificate is not the pinned one; nothing is sent to this node until that is fixed");
+            }
+            Attempt::Failed {
+                health: node_health(&e),
+                error: e.to_string(),
+            }
+        }
         Err(_) => Attempt::Failed {
             health: CallHealth::Failed,
             error: format!("no answer within {} ms", deadline.as_millis()),

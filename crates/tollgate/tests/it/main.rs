@@ -19,6 +19,7 @@ mod migrations;
 mod nodes_kill;
 mod nodes_provisioning;
 mod nodes_reconcile;
+mod nodes_tls;
 mod parsers_fuzz;
 mod pipeline_budget;
 mod pipeline_claims;

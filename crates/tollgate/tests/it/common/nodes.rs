@@ -18,6 +18,7 @@ use tollgate::on_db;
 use tollgate::store::Db;
 use tollgate::supervisor::{self, Component, Statuses};
 use tollgate::time::{SharedClock, Timestamp};
+use tollgate_node::TlsSetting;
 use tollgate_node::api::UserEntry;
 use tollgate_node::testing::{ServerCore, TestAgent, V2Ray, free_port};
 
@@ -36,10 +37,24 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(v2ray: &V2Ray, name: &str) -> TestNode {
+        Self::start_with(v2ray, name, false).await
+    }
+
+    /// An agent serving HTTPS with the self-signed certificate it creates, as a node
+    /// installed with the defaults does; its catalog entry pins that certificate.
+    pub async fn start_tls(v2ray: &V2Ray, name: &str) -> TestNode {
+        Self::start_with(v2ray, name, true).await
+    }
+
+    async fn start_with(v2ray: &V2Ray, name: &str, tls: bool) -> TestNode {
         let core = ServerCore::start(v2ray).await.expect("v2ray server core");
         let port = free_port().expect("free port");
         let agent = TestAgent::start_with(&core, |c| {
             c.listen = SocketAddr::from(([127, 0, 0, 1], port));
+            if tls {
+                let dir = c.state_file.parent().expect("state dir").to_path_buf();
+                c.tls = TlsSetting::SelfSigned { dir };
+            }
         })
         .await
         .expect("agent");
@@ -56,12 +71,19 @@ impl TestNode {
         format!("NODE_{}_TOKEN", self.name.to_uppercase().replace('-', "_"))
     }
 
-    /// The `[[nodes]]` table of this node: plain VLESS over TCP to the core.
+    /// The `[[nodes]]` table of this node: plain VLESS over TCP to the core; the agent over
+    /// https with its certificate pinned when it serves TLS.
     pub fn toml(&self, enabled: bool) -> String {
+        let agent = match self.agent.cert_fingerprint() {
+            Some(pin) => format!(
+                "agent_url = \"https://{}\"\nagent_cert_sha256 = \"{pin}\"",
+                self.proxy.addr
+            ),
+            None => format!("agent_url = \"http://{}\"", self.proxy.addr),
+        };
         format!(
-            "\n[[nodes]]\nname = \"{}\"\ncountry = \"NL\"\nenabled = {enabled}\nagent_url = \"http://{}\"\nagent_token_env = \"{}\"\nlink = {{ host = \"127.0.0.1\", port = {}, security = \"none\", transport = \"tcp\" }}\n",
+            "\n[[nodes]]\nname = \"{}\"\ncountry = \"NL\"\nenabled = {enabled}\n{agent}\nagent_token_env = \"{}\"\nlink = {{ host = \"127.0.0.1\", port = {}, security = \"none\", transport = \"tcp\" }}\n",
             self.name,
-            self.proxy.addr,
             self.token_env(),
             self.core.vless_addr().port(),
         )
