@@ -130,7 +130,7 @@ async fn pay(
 }
 
 /// One new user's visit, scripted by `rng`: /start, maybe the trial, then one to three of: a
-/// plan paid with Stars, a Stars top-up followed by what it pays for from the balance.
+/// plan paid with Stars, a Stars top-up followed by plans paid from the balance.
 async fn visit(tg: ControlClient, n: usize, mut rng: StdRng) -> Journey {
     let user = tg
         .create_user(NewUser::new(format!("Flood{n}")).language("en"))
@@ -152,12 +152,13 @@ async fn visit(tg: ControlClient, n: usize, mut rng: StdRng) -> Journey {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
         if !topped_up && rng.random_bool(0.5) {
             topped_up = true;
-            // ⭐ 100 → 150 RUB pays one month (149); ⭐ 250 → 375 RUB pays two.
-            let (label, credit, buys) = if rng.random_bool(0.5) {
-                ("⭐ 100 ", 15_000, 1)
-            } else {
-                ("⭐ 250 ", 37_500, 2)
-            };
+            // What is left after the plans bought (149 RUB each) would pay for another: a
+            // second debit for one purchase could not hide behind a short balance.
+            let (label, credit, buys) = [
+                ("⭐ 250 ", 37_500, 1),
+                ("⭐ 500 ", 75_000, 2),
+                ("⭐ 500 ", 75_000, 3),
+            ][rng.random_range(0..3)];
             let (asked, balance) = command(&tg, user, "/balance", "Balance:").await;
             press(&tg, user, &balance, label).await;
             let invoice = invoice_after(&tg, user, asked).await;
@@ -245,6 +246,9 @@ where
     on_db!(db, p => sqlx::query_as::<_, T>(sql).fetch_all(p).await).unwrap()
 }
 
+/// id, user, kind, status, days, credit
+type PurchaseRow = (i64, i64, String, String, Option<i64>, Option<i64>);
+
 /// Compares the database with what Telegram and the flood say happened.
 async fn verify(db: &Db, tg: &ControlClient, journeys: &[Journey]) {
     let paid = paid_invoices(tg, journeys).await;
@@ -271,7 +275,7 @@ async fn verify(db: &Db, tg: &ControlClient, journeys: &[Journey]) {
             "{p:?}"
         );
     }
-    let purchases: Vec<(i64, i64, String, String, Option<i64>, Option<i64>)> = rows(db,
+    let purchases: Vec<PurchaseRow> = rows(db,
         "SELECT id, user_id, kind, status, CAST(days AS BIGINT), credit_amount FROM purchases WHERE provider = 'stars' ORDER BY id").await;
     let paid_ids: BTreeSet<i64> = paid.iter().map(|p| p.purchase).collect();
     for (id, user, kind, status, days, credit) in &purchases {
