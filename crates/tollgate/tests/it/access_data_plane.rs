@@ -241,3 +241,195 @@ async fn the_feed_token_never_reaches_the_logs() {
     svc.signal("TERM");
     svc.wait_exit(Duration::from_secs(15)).await;
 }
+
+/// A SOCKS5 CONNECT (no auth) to `target` through `socks`: the stream then carries raw bytes.
+async fn socks5_connect(
+    socks: std::net::SocketAddr,
+    target: std::net::SocketAddrV4,
+) -> std::io::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(socks).await?;
+    s.write_all(&[5, 1, 0]).await?;
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).await?;
+    assert_eq!(choice, [5, 0], "SOCKS5 method selection");
+    let mut connect = vec![5, 1, 0, 1];
+    connect.extend_from_slice(&target.ip().octets());
+    connect.extend_from_slice(&target.port().to_be_bytes());
+    s.write_all(&connect).await?;
+    // VER REP RSV ATYP(1) ADDR(4) PORT(2): V2Ray answers with an IPv4 bound address.
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).await?;
+    assert_eq!(
+        (reply[0], reply[1]),
+        (5, 0),
+        "SOCKS5 CONNECT answered {reply:?}"
+    );
+    Ok(s)
+}
+
+/// An echo server on 127.0.0.1 that counts the connections it accepted.
+async fn echo_server() -> (std::net::SocketAddrV4, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let std::net::SocketAddr::V4(addr) = listener.local_addr().unwrap() else {
+        unreachable!()
+    };
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// The byte at offset `i` of the stream: varied enough that a lost, repeated or reordered
+/// chunk cannot echo back equal.
+fn pattern(i: u64) -> u8 {
+    (i ^ (i >> 8) ^ (i >> 16) ^ (i >> 24)) as u8
+}
+
+/// What the streaming client has seen so far: bytes echoed back, and why it broke if it did.
+#[derive(Default)]
+struct StreamState {
+    echoed: std::sync::atomic::AtomicU64,
+    broken: std::sync::Mutex<Option<String>>,
+}
+
+impl StreamState {
+    /// Bytes echoed so far; panics with the reason if the stream broke.
+    fn echoed(&self) -> u64 {
+        if let Some(why) = self.broken.lock().unwrap().as_ref() {
+            panic!("the stream broke: {why}");
+        }
+        self.echoed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Writes chunks and reads each one back on ONE connection until `stop`; any break, stall
+/// (10 s) or wrong byte ends it, with the reason in `state`.
+async fn stream_until(
+    s: tokio::net::TcpStream,
+    stop: CancellationToken,
+    state: Arc<StreamState>,
+) -> u64 {
+    match stream_chunks(s, stop, &state).await {
+        Ok(total) => total,
+        Err(why) => {
+            *state.broken.lock().unwrap() = Some(why);
+            0
+        }
+    }
+}
+
+async fn stream_chunks(
+    mut s: tokio::net::TcpStream,
+    stop: CancellationToken,
+    state: &StreamState,
+) -> Result<u64, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CHUNK: usize = 16 * 1024;
+    let stall = Duration::from_secs(10);
+    let (mut out, mut back) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let mut offset = 0u64;
+    while !stop.is_cancelled() {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = pattern(offset + i as u64);
+        }
+        match tokio::time::timeout(stall, s.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("write failed after {offset} bytes: {e}")),
+            Err(_) => return Err(format!("write stalled after {offset} bytes")),
+        }
+        match tokio::time::timeout(stall, s.read_exact(&mut back)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("read failed after {offset} bytes: {e}")),
+            Err(_) => return Err(format!("read stalled after {offset} bytes")),
+        }
+        if let Some(at) = out.iter().zip(&back).position(|(a, b)| a != b) {
+            return Err(format!("byte {} echoed wrong", offset + at as u64));
+        }
+        offset += CHUNK as u64;
+        state
+            .echoed
+            .store(offset, std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok(offset)
+}
+
+// RELIABILITY E6: changes to a node are hot. A client on its VLESS link (from the feed) keeps
+// one TCP connection through the real core streaming while 500 other users are added and
+// removed on that node through the service, in waves that add 100 and remove the 100
+// before: the stream never breaks or stalls, every byte comes back in order, and the echo
+// server behind the core accepted exactly one connection.
+db_test!(async fn a_live_connection_keeps_streaming_while_500_other_users_come_and_go(t) {
+    use std::sync::atomic::Ordering;
+    const WAVES: i64 = 5;
+    const PER_WAVE: i64 = 100;
+    let Some(v2ray) = V2Ray::or_skip("a_live_connection_keeps_streaming_while_500_other_users_come_and_go") else { return };
+    let a = TestNode::start(&v2ray, "a").await;
+    let cat = catalog(&[&a], &[]);
+    let clock = tollgate::time::SystemClock;
+    let stack = Stack::new(&t.db, &cat, Arc::new(clock), |_| {});
+    let running = stack.run_provisioning();
+    let feed = Feed::serve(&stack, cat.feed.clone()).await;
+
+    let sub = grant(&t.db, stack.enabled(), 1, 30, clock.now()).await;
+    stack.wake.wake();
+    wait_for("the key on the node", LIMIT, || async {
+        (summary(&stack, &sub, clock.now()).await == ProvisioningSummary::Ready).then_some(())
+    }).await;
+    let (_, _, body) = feed.get(sub.token.expose()).await;
+    let link = String::from_utf8(STANDARD.decode(body.trim()).unwrap()).unwrap();
+    let client = start_client_core(&v2ray, link.trim()).await.unwrap();
+    let (echo, accepted) = echo_server().await;
+    let conn = socks5_connect(client.socks_addr(), echo).await.unwrap();
+    let stop = CancellationToken::new();
+    let state = Arc::new(StreamState::default());
+    let streaming = tokio::spawn(stream_until(conn, stop.clone(), state.clone()));
+    wait_for("the stream to flow", LIMIT, || async { (state.echoed() > 0).then_some(()) }).await;
+
+    // Each wave adds 100 users and removes the previous 100, all through provisioning.
+    let mut previous: Vec<access::Subscription> = Vec::new();
+    let mut progress = vec![state.echoed()];
+    for wave in 0..=WAVES {
+        let mut current = Vec::new();
+        if wave < WAVES {
+            for i in 0..PER_WAVE {
+                current.push(grant(&t.db, stack.enabled(), 1000 + wave * PER_WAVE + i, 30, clock.now()).await);
+            }
+        }
+        let mut tx = t.db.begin().await.unwrap();
+        for old in &previous {
+            access::revoke(&mut tx, old.id, clock.now()).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        stack.wake.wake();
+        let want = 1 + current.len();
+        wait_for("the wave on the node", Duration::from_secs(60), || async {
+            state.echoed();
+            (backlog(&t.db).await == 0 && a.users().await.len() == want).then_some(())
+        }).await;
+        // Bytes went through while this wave was applied, not only before it.
+        let before = *progress.last().unwrap();
+        let after = wait_for("more bytes after the wave", LIMIT, || async {
+            Some(state.echoed()).filter(|now| *now > before)
+        }).await;
+        progress.push(after);
+        previous = current;
+    }
+    let users: Vec<String> = a.users().await.into_iter().map(|u| u.uuid).collect();
+    assert_eq!(users, vec![sub.vpn_uuid.to_string()], "only the streaming client is left");
+
+    stop.cancel();
+    let total = streaming.await.unwrap();
+    assert_eq!(total, state.echoed(), "every byte sent came back");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection from start to end, never a reconnect");
+    eprintln!("streamed {total} bytes on one connection; after each wave: {progress:?}");
+    running.stop().await;
+});
