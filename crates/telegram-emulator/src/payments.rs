@@ -596,10 +596,17 @@ pub fn refund(bot: &BotState, params: &Params) -> Result<(), ApiError> {
 pub fn star_transactions(bot: &BotState, params: &Params) -> Value {
     let offset = usize::try_from(params.int_arg("offset", 0, 0, i64::from(i32::MAX))).unwrap_or(0);
     let limit = usize::try_from(params.int_arg("limit", 100, 1, 100)).unwrap_or(100);
+    let newest_first = bot
+        .star_transactions_newest_first
+        .load(std::sync::atomic::Ordering::Relaxed);
     let ledger = lock(&bot.payments);
-    let transactions: Vec<Value> = ledger
-        .transactions
-        .iter()
+    // Chronological by default, as the Bot API documents; newest first when a test asks.
+    let ordered: Box<dyn Iterator<Item = &StarTransactionRecord>> = if newest_first {
+        Box::new(ledger.transactions.iter().rev())
+    } else {
+        Box::new(ledger.transactions.iter())
+    };
+    let transactions: Vec<Value> = ordered
         .skip(offset)
         .take(limit)
         .map(|t| {

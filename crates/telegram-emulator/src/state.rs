@@ -244,6 +244,9 @@ pub struct BotState {
     pub faults: Faults,
     /// When set, webhook deliveries fail as if the endpoint refused connections.
     pub webhook_unreachable: AtomicBool,
+    /// When set, `getStarTransactions` lists newest first instead of the documented
+    /// chronological order, so a reconciler can be shown not to depend on the order.
+    pub star_transactions_newest_first: AtomicBool,
     global_bucket: Mutex<TokenBucket>,
     paid_bucket: Mutex<TokenBucket>,
     /// Open callback and pre-checkout queries.
@@ -289,6 +292,7 @@ impl BotState {
             counters: Counters::default(),
             faults: Faults::default(),
             webhook_unreachable: AtomicBool::new(false),
+            star_transactions_newest_first: AtomicBool::new(false),
             global_bucket: Mutex::new(TokenBucket::full(rl.global_burst)),
             paid_bucket: Mutex::new(TokenBucket::full(rl.paid_broadcast_per_sec)),
             queries: Mutex::new(OpenQueries::default()),

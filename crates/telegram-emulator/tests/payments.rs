@@ -283,6 +283,29 @@ async fn stars_payment_refund_and_transactions() {
         transactions["transactions"][1]["receiver"]["user"]["id"],
         json!(2)
     );
+    // Chronological by default (as documented); newest first when the control API says so,
+    // with offset and limit applied to that order.
+    control
+        .set_star_transactions_newest_first(true)
+        .await
+        .unwrap();
+    let newest_first = ok(&call(&emulator, "getStarTransactions", json!({})).await);
+    assert!(newest_first["transactions"][0]["receiver"].is_object());
+    assert!(newest_first["transactions"][1]["source"].is_object());
+    let second = ok(&call(
+        &emulator,
+        "getStarTransactions",
+        json!({"offset": 1, "limit": 1}),
+    )
+    .await);
+    assert_eq!(second["transactions"].as_array().map(Vec::len), Some(1));
+    assert!(second["transactions"][0]["source"].is_object());
+    control
+        .set_star_transactions_newest_first(false)
+        .await
+        .unwrap();
+    let chronological = ok(&call(&emulator, "getStarTransactions", json!({})).await);
+    assert!(chronological["transactions"][0]["source"].is_object());
     assert_eq!(
         ok(&call(&emulator, "getMyStarBalance", json!({})).await),
         json!({"amount": 0})

@@ -1,6 +1,9 @@
 # Tollgate bot texts, English. Messages are sent with Telegram's HTML parse mode: variables
 # are escaped by the code; write literal <, > and & as &lt; &gt; &amp;.
 # Every message here must exist in every shipped language (a test checks both ways).
+# A text names a button by its exact label, emoji included; a button that is not on the text's
+# own message is named with its path from the main menu: 🔑 My access → 📲 Connect (a test checks
+# each name against the screens' buttons).
 
 ## Main menu
 
@@ -131,7 +134,7 @@ connect-status-failing = ⚠️ Some servers are not reachable right now; we kee
 connect-status-inactive = ⌛ Your access is not active. Renew to connect again.
 connect-status-no-nodes = No server is available right now. We will notify you when one is.
 connect-none = You have no access yet. Take the free trial or choose a plan.
-access-ready-notice = ✅ Your access is ready. Open 📲 Connect in the menu to import it.
+access-ready-notice = ✅ Your access is ready. Open 🔑 My access → 📲 Connect in the menu to import it.
 qr-caption = QR code of your subscription URL — scan it in your app.
 platform-android = Android
 platform-ios = iPhone / iPad
@@ -164,7 +167,7 @@ help-text =
     <b>How it works</b>
 
     1. Take the free trial or buy a plan.
-    2. Open 📲 Connect and import the subscription URL into a VPN app (links to apps are there).
+    2. Open 🔑 My access → 📲 Connect and import the subscription URL into a VPN app (links to apps are there).
     3. Renew before the end — or turn on auto-renewal and keep money on your balance.
 
     Commands: /menu /buy /access /balance /help /language
@@ -213,7 +216,7 @@ payment-refund-elsewhere = Only Telegram Stars payments are refunded from the bo
 
 reminder-text = ⏳ Your access ends in { $left } — on { $until }. Renew now to keep it without a break.
 expired-text = Your access has ended. Renew to connect again — your settings stay the same.
-trial-onboarding-text = How is your free trial going? If something does not connect, open Connect for the link and the apps, or write to support.
+trial-onboarding-text = How is your free trial going? If something does not connect, tap 📲 Connect below for the link and the apps, or write to support.
 trial-ending-text = Your free trial ends in { $left } ({ $until }). Choose a plan to keep your access.
 trial-ended-text = Your free trial has ended. Choose a plan to keep using the VPN.
 auto-renewed-text = 🔄 Renewed from your balance for { $price }. Access until { $until }. Balance: { $balance }.

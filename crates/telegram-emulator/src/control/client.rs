@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use super::types::{
     AbandonInvoice, AdvanceTime, BlockRequest, BotInfo, CallbackOutcome, Counters, FaultKind,
     Group, InjectFault, MessageFilter, NewGroup, NewUser, PayInvoice, PaymentOutcome,
-    PendingUpdate, PressButton, RenewSubscription, SendText, SentMessage, TimeInfo, Transcript,
-    TranscriptMessage, User, WaitForMessage, WebhookReachability,
+    PendingUpdate, PressButton, RenewSubscription, SendText, SentMessage, StarTransactionOrder,
+    TimeInfo, Transcript, TranscriptMessage, User, WaitForMessage, WebhookReachability,
 };
 
 /// Deadline of ordinary control calls.
@@ -443,6 +443,21 @@ impl ControlClient {
             unreachable,
         };
         self.post::<Value>("/control/webhook/reachability", &request)
+            .await
+            .map(drop)
+    }
+
+    /// Makes `getStarTransactions` list newest first (`true`) or in the documented
+    /// chronological order (`false`, the default).
+    pub async fn set_star_transactions_newest_first(
+        &self,
+        newest_first: bool,
+    ) -> Result<(), ControlError> {
+        let request = StarTransactionOrder {
+            bot: self.bot.clone(),
+            newest_first,
+        };
+        self.post::<Value>("/control/stars/order", &request)
             .await
             .map(drop)
     }

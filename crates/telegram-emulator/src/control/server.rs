@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::types::{
     AbandonInvoice, AdvanceTime, BlockRequest, BotInfo, CallbackOutcome, ChatAction, ChatInfo,
     Group, InjectFault, InvoiceInfo, NewGroup, NewUser, PayInvoice, PendingUpdate, PhotoInfo,
-    PressButton, RenewSubscription, SendText, SentMessage, TimeInfo, Transcript, TranscriptMessage,
-    User, WaitForMessage, WebhookReachability,
+    PressButton, RenewSubscription, SendText, SentMessage, StarTransactionOrder, TimeInfo,
+    Transcript, TranscriptMessage, User, WaitForMessage, WebhookReachability,
 };
 use crate::entities::{FormattedText, with_detected_commands};
 use crate::faults::FaultSpec;
@@ -84,6 +84,7 @@ pub fn router() -> Router<Arc<App>> {
             get(list_faults).post(inject_fault).delete(clear_faults),
         )
         .route("/webhook/reachability", post(webhook_reachability))
+        .route("/stars/order", post(star_transaction_order))
         .route("/counters", get(counters))
         .route("/time", get(time))
         .route("/time/advance", post(advance_time))
@@ -802,6 +803,16 @@ async fn webhook_reachability(
     bot.webhook_unreachable
         .store(request.unreachable, std::sync::atomic::Ordering::Relaxed);
     bot.webhook_kick.notify_one();
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn star_transaction_order(
+    State(app): State<Arc<App>>,
+    Json(request): Json<StarTransactionOrder>,
+) -> Result<Value> {
+    let bot = select_bot(&app, request.bot.as_deref())?;
+    bot.star_transactions_newest_first
+        .store(request.newest_first, std::sync::atomic::Ordering::Relaxed);
     Ok(Json(json!({ "ok": true })))
 }
 

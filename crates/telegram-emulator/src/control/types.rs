@@ -594,6 +594,16 @@ pub struct WebhookReachability {
     pub unreachable: bool,
 }
 
+/// The order `getStarTransactions` lists in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StarTransactionOrder {
+    /// Bot (username); the default bot when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<String>,
+    /// When true, newest first; when false, chronological (the documented order, the default).
+    pub newest_first: bool,
+}
+
 /// Advances emulated time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdvanceTime {

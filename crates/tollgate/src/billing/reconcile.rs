@@ -4,9 +4,21 @@
 //! through the same [`finalize`] as the handler. Finalize is idempotent, so racing the
 //! normal path is harmless; the confirmation is still sent once.
 //!
-//! One replica reads at a time (a lease), from a persisted cursor: `getStarTransactions`
-//! lists in chronological order, so the position only grows.
+//! The Bot API documents `getStarTransactions` as chronological, but the order is not
+//! something to bet money on (newest first has been reported too), and the list is only
+//! `offset`/`limit` pages. So each pass reads both ends and works whichever end is the new one:
+//! - the head, from offset 0, until a page reaches a transaction dated before the newest one
+//!   a complete read saw (less [`OVERLAP`]; the first pass reads the whole list): when the list
+//!   is newest first, everything since the last pass, however many pages;
+//! - the tail, from one page before where the last pass found the list's end, to the end:
+//!   when the list is oldest first, everything since the last pass.
+//!
+//! Either end costs one page when the list has the other order. Transactions already
+//! recorded are skipped with one query per page; the rest are finalized. `provider_cursors`
+//! keeps `stars` (how long the list was, for the tail) and `stars-newest` (the newest
+//! transaction date seen, for the head); both only grow. One replica reads at a time (a lease).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +38,16 @@ use super::{BillingError, Captured, Context, Finalized, Provider, finalize};
 
 /// Telegram's page size limit.
 const PAGE: usize = 100;
-const CURSOR: &str = "stars";
+/// How far (seconds) before the newest transaction seen the head is read again: a payment
+/// listed a little after its date, or in the same second as the newest, is still met.
+const OVERLAP: i64 = 3600;
+/// Most pages one read goes through in a pass (a list that never ends is a broken API; the
+/// next pass goes on).
+const MAX_PAGES: usize = 1000;
+/// The list's length when the tail read last reached its end.
+const LENGTH: &str = "stars";
+/// The newest transaction date (Unix seconds) a complete head read saw.
+const NEWEST: &str = "stars-newest";
 const LEASE: &str = "stars-reconcile";
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +59,9 @@ struct StarTransactions {
 struct StarTransaction {
     id: String,
     amount: i64,
+    /// Unix seconds.
+    #[serde(default)]
+    date: i64,
     #[serde(default)]
     source: Option<Partner>,
 }
@@ -69,9 +93,26 @@ pub struct StarsReconciler {
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
+    /// Transactions listed (a transaction on both ends counts twice).
     pub read: usize,
+    /// `getStarTransactions` calls.
+    pub pages: usize,
     /// Payments finalized by this pass (their updates never arrived).
     pub recovered: usize,
+}
+
+/// How one read of the list went.
+#[derive(Debug, Default)]
+struct Read {
+    /// The list's length, when the read reached its end.
+    end: Option<i64>,
+    /// It stopped where it meant to (the end, or a transaction older than the horizon), not
+    /// at an error or the page limit.
+    complete: bool,
+    /// The newest transaction date seen.
+    newest: Option<i64>,
+    /// Telegram did not answer (or refused); the pass ends here and the next one reads again.
+    failed: bool,
 }
 
 impl StarsReconciler {
@@ -80,8 +121,8 @@ impl StarsReconciler {
         StarsReconciler { s, texts, interval }
     }
 
-    /// One pass from the cursor to the end of the list; `None` when another replica holds
-    /// the lease.
+    /// One pass over both ends of the list (see the module doc); `None` when another replica
+    /// holds the lease.
     pub async fn run_once(&self) -> Result<Option<Pass>, BillingError> {
         let db = &self.s.db;
         let now = self.s.clock.now();
@@ -89,9 +130,64 @@ impl StarsReconciler {
         let Some(held) = lease::acquire(db, LEASE, &self.s.holder, ttl, now).await? else {
             return Ok(None);
         };
-        let mut position = cursor(db).await?;
         let mut pass = Pass::default();
-        loop {
+        let result = self.both_ends(&mut pass).await;
+        let _ = lease::release(db, &held, self.s.clock.now()).await;
+        if pass.recovered > 0 {
+            tracing::warn!(
+                recovered = pass.recovered,
+                "Stars payments finalized by reconciliation (their updates never arrived)"
+            );
+            self.s.outbox_wake.notify_one();
+            self.s.provisioning.wake();
+        }
+        result.map(|()| Some(pass))
+    }
+
+    async fn both_ends(&self, pass: &mut Pass) -> Result<(), BillingError> {
+        let db = &self.s.db;
+        let newest = cursor(db, NEWEST).await?;
+        let head = self
+            .read(0, newest.map(|d| d.saturating_sub(OVERLAP)), false, pass)
+            .await?;
+        self.seen_up_to(&head).await?;
+        if head.failed {
+            return Ok(());
+        }
+        if let Some(length) = head.end {
+            // The head read the whole list: the tail has nothing more.
+            return save_cursor(db, LENGTH, length, self.s.clock.now()).await;
+        }
+        let length = cursor(db, LENGTH).await?.unwrap_or(0);
+        let from = length.saturating_sub(PAGE as i64);
+        let tail = self.read(from, None, true, pass).await?;
+        self.seen_up_to(&tail).await
+    }
+
+    /// A complete read saw every transaction from the horizon (or the last pass's end) to
+    /// the newest it met, so the next head read may stop an [`OVERLAP`] before that.
+    async fn seen_up_to(&self, read: &Read) -> Result<(), BillingError> {
+        match read.newest {
+            Some(date) if read.complete => {
+                save_cursor(&self.s.db, NEWEST, date, self.s.clock.now()).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads pages from `from` until the list ends, or (with a `horizon`) until a page holds a
+    /// transaction dated before it; finalizes what is not recorded yet. With `track`, the
+    /// position reached is saved after each page (the tail's cursor).
+    async fn read(
+        &self,
+        from: i64,
+        horizon: Option<i64>,
+        track: bool,
+        pass: &mut Pass,
+    ) -> Result<Read, BillingError> {
+        let mut read = Read::default();
+        let mut position = from;
+        for _ in 0..MAX_PAGES {
             let page: StarTransactions = match self
                 .s
                 .api
@@ -103,59 +199,74 @@ impl StarsReconciler {
             {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot list Stars transactions; will retry next pass");
-                    break;
+                    tracing::warn!(error = %e, offset = position, "cannot list Stars transactions; will retry next pass");
+                    read.failed = true;
+                    return Ok(read);
                 }
             };
+            pass.pages += 1;
             let n = page.transactions.len();
-            for t in &page.transactions {
-                if self.recover(t).await? {
-                    pass.recovered += 1;
-                }
-                position += 1;
-                pass.read += 1;
+            pass.recovered += self.recover_page(&page.transactions).await?;
+            pass.read += n;
+            position += i64::try_from(n).unwrap_or(i64::MAX);
+            if let Some(date) = page.transactions.iter().map(|t| t.date).max() {
+                read.newest = Some(read.newest.map_or(date, |d| d.max(date)));
             }
-            save_cursor(db, position, self.s.clock.now()).await?;
+            if track {
+                save_cursor(&self.s.db, LENGTH, position, self.s.clock.now()).await?;
+            }
             if n < PAGE {
-                break;
+                read.end = Some(position);
+                read.complete = true;
+                return Ok(read);
+            }
+            if horizon.is_some_and(|h| page.transactions.iter().any(|t| t.date < h)) {
+                read.complete = true;
+                return Ok(read);
             }
         }
-        let _ = lease::release(db, &held, self.s.clock.now()).await;
-        if pass.recovered > 0 {
-            tracing::warn!(
-                recovered = pass.recovered,
-                "Stars payments finalized by reconciliation (their updates never arrived)"
-            );
-            self.s.outbox_wake.notify_one();
-            self.s.provisioning.wake();
+        tracing::warn!(
+            pages = MAX_PAGES,
+            offset = position,
+            "Stars transactions go on past the page limit of one pass; the next pass reads on"
+        );
+        Ok(read)
+    }
+
+    /// Finalizes the page's incoming payments that have no payment row; returns how many this
+    /// call applied.
+    async fn recover_page(&self, page: &[StarTransaction]) -> Result<usize, BillingError> {
+        let ids: Vec<String> = page
+            .iter()
+            .filter(|t| incoming(t).is_some())
+            .map(|t| t.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
         }
-        Ok(Some(pass))
+        let known = recorded(&self.s.db, &ids).await?;
+        let mut recovered = 0;
+        for t in page.iter().filter(|t| !known.contains(&t.id)) {
+            if self.recover(t).await? {
+                recovered += 1;
+            }
+        }
+        Ok(recovered)
     }
 
     /// Finalizes one listed transaction if it is an incoming invoice payment; true when this
     /// call applied it (it had not been recorded).
     async fn recover(&self, t: &StarTransaction) -> Result<bool, BillingError> {
-        let Some(src) = &t.source else {
-            return Ok(false); // outgoing (a refund, a withdrawal)
-        };
-        let invoice = src.kind == "user"
-            && src
-                .transaction_type
-                .as_deref()
-                .is_none_or(|k| k == "invoice_payment");
-        let (Some(user), Some(payload)) = (&src.user, &src.invoice_payload) else {
+        let Some((user, payload)) = incoming(t) else {
             return Ok(false);
         };
-        if !invoice || t.amount <= 0 {
-            return Ok(false);
-        }
         let pay = Captured {
             provider: Provider::Stars,
             charge_id: t.id.clone(),
-            user_id: user.id,
+            user_id: user,
             currency: "XTR".to_owned(),
             total_amount: t.amount,
-            payload: payload.clone(),
+            payload: payload.to_owned(),
             raw: Some(json!({ "star_transaction": t.id, "amount": t.amount }).to_string()),
         };
         let ctx = Context {
@@ -166,7 +277,7 @@ impl StarsReconciler {
         };
         for _ in 0..3 {
             let mut tx = self.s.db.begin().await?;
-            let payer = crate::users::get_in(&mut tx, user.id).await?;
+            let payer = crate::users::get_in(&mut tx, user).await?;
             match finalize(&mut tx, &ctx, &pay, payer.as_ref(), self.s.clock.now()).await {
                 Ok(f) => {
                     tx.commit().await?;
@@ -194,20 +305,64 @@ impl StarsReconciler {
     }
 }
 
-async fn cursor(db: &Db) -> Result<i64, BillingError> {
-    let row: Option<(i64,)> = on_db!(db, p => sqlx::query_as(
-        "SELECT position FROM provider_cursors WHERE name = $1"
-    ).bind(CURSOR).fetch_optional(p).await)?;
-    Ok(row.map_or(0, |r| r.0))
+/// The payer and payload of an incoming invoice payment; `None` for anything else (a refund
+/// or a withdrawal, which have no source; other partners).
+fn incoming(t: &StarTransaction) -> Option<(i64, &str)> {
+    let src = t.source.as_ref()?;
+    let invoice = src.kind == "user"
+        && src
+            .transaction_type
+            .as_deref()
+            .is_none_or(|k| k == "invoice_payment");
+    let (user, payload) = (src.user.as_ref()?, src.invoice_payload.as_deref()?);
+    (invoice && t.amount > 0).then_some((user.id, payload))
 }
 
-async fn save_cursor(db: &Db, position: i64, now: Timestamp) -> Result<(), BillingError> {
+/// Which of these Stars charge ids have a payment row already.
+async fn recorded(db: &Db, ids: &[String]) -> Result<HashSet<String>, BillingError> {
+    let rows: Vec<(String,)> = match db {
+        Db::Sqlite(p) => {
+            sqlx::query_as(
+                "SELECT provider_payment_id FROM payments
+                 WHERE provider = 'stars' AND provider_payment_id IN (SELECT j.value FROM json_each($1) AS j)",
+            )
+            .bind(serde_json::Value::from(ids.to_vec()).to_string())
+            .fetch_all(p)
+            .await?
+        }
+        Db::Postgres(p) => {
+            sqlx::query_as(
+                "SELECT provider_payment_id FROM payments
+                 WHERE provider = 'stars' AND provider_payment_id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(p)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+async fn cursor(db: &Db, name: &str) -> Result<Option<i64>, BillingError> {
+    let row: Option<(i64,)> = on_db!(db, p => sqlx::query_as(
+        "SELECT position FROM provider_cursors WHERE name = $1"
+    ).bind(name).fetch_optional(p).await)?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Moves a cursor forward (never back: a pass that raced an older one keeps the larger value).
+async fn save_cursor(
+    db: &Db,
+    name: &str,
+    position: i64,
+    now: Timestamp,
+) -> Result<(), BillingError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
         "INSERT INTO provider_cursors (name, position, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
          WHERE provider_cursors.position < excluded.position"
-    ).bind(CURSOR).bind(position).bind(now).execute(c).await.map(|_| ()))?;
+    ).bind(name).bind(position.max(0)).bind(now).execute(c).await.map(|_| ()))?;
     tx.commit().await?;
     Ok(())
 }

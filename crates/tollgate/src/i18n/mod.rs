@@ -9,6 +9,9 @@
 
 pub mod format;
 
+#[cfg(test)]
+mod button_names;
+
 use std::collections::BTreeMap;
 
 use fluent_bundle::concurrent::FluentBundle;

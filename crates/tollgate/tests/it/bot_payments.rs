@@ -8,16 +8,17 @@ use std::time::Duration;
 use telegram_emulator::control::types::PaymentStatus;
 use telegram_emulator::{FaultKind, MessageFilter, NewUser, TranscriptMessage};
 use tollgate::app::AppOptions;
-use tollgate::billing::{self, BalanceCharge, BalancePaid, Reason, ledger};
+use tollgate::billing::{self, BalanceCharge, BalancePaid, Item, Provider, Reason, ledger};
+use tollgate::domain::money::{Currency, Money};
 use tollgate::flags::{self, Flag};
 use tollgate::store::Db;
 use tollgate::telegram::inbox::{self, NewUpdate};
 use tollgate::telegram::update::parse_head;
 use tollgate::time::{Clock, ShiftedClock, SystemClock};
-use tollgate::{access, on_db, users};
+use tollgate::{access, lease, on_db, users};
 
 use crate::common::bot::{Gate, World};
-use crate::common::wait_for;
+use crate::common::{TestDb, wait_for};
 use crate::db_test;
 use tokio::time::Instant;
 
@@ -314,32 +315,257 @@ db_test!(async fn a_payment_is_finalized_after_its_purchase_expired_and_after_a_
     w.stop().await;
 });
 
-db_test!(async fn a_lost_payment_update_is_finalized_by_reconciliation(t) {
+/// RELIABILITY F3: Lea's payment updates are lost, one after the other, each after the last
+/// was recovered; the reconciler finds each in `getStarTransactions` and applies it once, with
+/// one confirmation — whichever end of the list Telegram puts the new payment at.
+async fn lost_updates_one_after_another(t: &TestDb, newest_first: bool) {
     let clock = ShiftedClock::new();
     let gate = Gate::default();
     let env = [("STARS_RECONCILE_INTERVAL", "10s")];
-    let Some(w) = World::start_gated(t, &env, fast(&clock), gate.clone()).await else { return };
+    let Some(w) = World::start_gated(t, &env, fast(&clock), gate.clone()).await else {
+        return;
+    };
     let tg = &w.tg;
-    let lea = tg.create_user(NewUser::new("Lea").language("ru")).await.unwrap();
+    tg.set_star_transactions_newest_first(newest_first)
+        .await
+        .unwrap();
+    let lea = tg
+        .create_user(NewUser::new("Lea").language("ru"))
+        .await
+        .unwrap();
     tg.send_text(lea.id, "/start").await.unwrap();
     w.screen(lea.id, "Выберите действие ниже.").await;
     gate.lose();
-    tg.send_text(lea.id, "/buy").await.unwrap();
-    let plans = w.screen(lea.id, "Выберите тариф").await;
-    w.press(lea.id, &plans, "1 месяц").await;
-    let pay = w.screen(lea.id, "Выберите способ оплаты").await;
-    w.press(lea.id, &pay, "Telegram Stars").await;
-    let inv = invoice(&w, lea.id).await;
-    assert_eq!(tg.pay_invoice(lea.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
-    // The update is gone; within a reconcile interval the payment is found and applied.
-    let confirmation = tg
-        .wait_for_message(lea.id, MessageFilter { text_contains: Some("Оплата получена".into()), ..MessageFilter::from_bot() }, Duration::from_secs(40))
+    let mut confirmed = None;
+    for paid in 1..=2 {
+        tg.send_text(lea.id, "/buy").await.unwrap();
+        let plans = w.screen(lea.id, "Выберите тариф").await;
+        w.press(lea.id, &plans, "1 месяц").await;
+        let pay = w.screen(lea.id, "Выберите способ оплаты").await;
+        w.press(lea.id, &pay, "Telegram Stars").await;
+        let inv = invoice(&w, lea.id).await;
+        assert_eq!(
+            tg.pay_invoice(lea.id, inv.message_id).await.unwrap().status,
+            PaymentStatus::Paid
+        );
+        // The update is gone; within a reconcile interval the payment is found and applied.
+        let filter = MessageFilter {
+            text_contains: Some("Оплата получена".into()),
+            after_message_id: confirmed,
+            ..MessageFilter::from_bot()
+        };
+        let confirmation = tg
+            .wait_for_message(lea.id, filter, Duration::from_secs(40))
+            .await
+            .unwrap();
+        assert!(confirmation.text.unwrap().contains("Доступ активен до"));
+        confirmed = Some(confirmation.message_id);
+        assert!(
+            access::subscription_for_user(&w.app.db, lea.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_active(clock.now())
+        );
+        assert_eq!(
+            count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await,
+            paid
+        );
+    }
+    let confirmations = tg
+        .transcript(lea.id)
+        .await
+        .unwrap()
+        .bot_messages()
+        .filter(|m| {
+            m.text
+                .as_deref()
+                .is_some_and(|t| t.contains("Оплата получена"))
+        })
+        .count();
+    assert_eq!(confirmations, 2);
+    w.stop().await;
+}
+
+db_test!(async fn a_lost_payment_update_is_finalized_by_reconciliation(t) {
+    lost_updates_one_after_another(t, false).await;
+});
+
+db_test!(async fn a_lost_payment_update_is_finalized_by_reconciliation_when_telegram_lists_newest_first(t) {
+    lost_updates_one_after_another(t, true).await;
+});
+
+/// A Stars top-up of 100 ⭐ → 150 RUB bought without the menu (a purchase and an invoice link
+/// as the bot makes them), paid `n` times by each of `users`, a user's payments one after
+/// another, the users at once.
+async fn top_ups(w: &World, clock: &ShiftedClock, users: &[i64], n: usize) {
+    let token = w.emu.token().to_owned();
+    let pay = |user: i64| {
+        let token = token.clone();
+        async move {
+            for _ in 0..n {
+                let mut tx = w.app.db.begin().await.unwrap();
+                let item = Item::TopUp {
+                    credit: Money::new(15_000, Currency::Rub),
+                };
+                let price = Money::new(100, Currency::Xtr);
+                let purchase = billing::create_purchase(
+                    &mut tx,
+                    user,
+                    &item,
+                    price,
+                    Provider::Stars,
+                    clock.now(),
+                )
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+                let link =
+                    w.tg.bot_call(
+                        &token,
+                        "createInvoiceLink",
+                        &serde_json::json!({
+                            "title": "Balance top-up",
+                            "description": "150 RUB added to your balance.",
+                            "payload": billing::invoice_payload(purchase.id),
+                            "currency": "XTR",
+                            "prices": [{ "label": "Top-up", "amount": 100 }],
+                        }),
+                    )
+                    .await
+                    .unwrap();
+                let link = link.result().as_str().expect("an invoice link").to_owned();
+                let out = w.tg.pay_invoice_link(user, &link).await.unwrap();
+                assert_eq!(out.status, PaymentStatus::Paid, "{out:?}");
+            }
+        }
+    };
+    futures::future::join_all(users.iter().map(|u| pay(*u))).await;
+}
+
+async fn wait_for_payments(db: &Db, n: i64) {
+    wait_for(
+        &format!("{n} payments recorded"),
+        Duration::from_secs(60),
+        || async {
+            (count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await == n).then_some(())
+        },
+    )
+    .await;
+}
+
+/// RELIABILITY F3: more than a page of payments arrives between two passes, every update lost;
+/// the next pass applies each once, with one confirmation, whichever end of the list is the new
+/// one. The history before them is more than a page and spans hours, so a chronological list
+/// is only met at its tail and a newest-first one only at its head.
+async fn lost_updates_beyond_a_page(t: &TestDb, newest_first: bool) {
+    const HELD_BY: &str = "the test, between two passes";
+    let clock = ShiftedClock::new();
+    let gate = Gate::default();
+    let env = [("STARS_RECONCILE_INTERVAL", "10s")];
+    let Some(w) = World::start_gated(t, &env, fast(&clock), gate.clone()).await else {
+        return;
+    };
+    let (tg, db) = (&w.tg, &w.app.db);
+    tg.set_star_transactions_newest_first(newest_first)
         .await
         .unwrap();
-    assert!(confirmation.text.unwrap().contains("Доступ активен до"));
-    assert!(access::subscription_for_user(&w.app.db, lea.id).await.unwrap().unwrap().is_active(clock.now()));
-    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
+    let mut users = Vec::new();
+    for name in ["Ada", "Bo", "Cy"] {
+        let u = tg
+            .create_user(NewUser::new(name).language("en"))
+            .await
+            .unwrap();
+        tg.send_text(u.id, "/start").await.unwrap();
+        w.screen(u.id, "Choose an action below.").await;
+        users.push(u.id);
+    }
+    gate.lose();
+    // The history: a page of payments, two hours later a few more; passes record them all.
+    top_ups(&w, &clock, &users, 34).await;
+    tg.advance_time(7200.0).await.unwrap();
+    top_ups(&w, &clock, &users, 4).await;
+    wait_for_payments(db, 114).await;
+    // No pass runs while 150 more payments arrive, two hours later again.
+    let held = wait_for(
+        "the reconciler's lease",
+        Duration::from_secs(30),
+        || async {
+            lease::acquire(
+                db,
+                "stars-reconcile",
+                HELD_BY,
+                Duration::from_secs(600),
+                clock.now(),
+            )
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    tg.advance_time(7200.0).await.unwrap();
+    top_ups(&w, &clock, &users, 50).await;
+    assert_eq!(
+        count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await,
+        114
+    );
+    assert!(lease::release(db, &held, clock.now()).await.unwrap());
+    wait_for_payments(db, 264).await;
+
+    assert_eq!(
+        count(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE purchase_id IS NOT NULL"
+        )
+        .await,
+        264
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases WHERE status = 'paid'"
+        )
+        .await,
+        264
+    );
+    for user in &users {
+        assert_eq!(
+            users::get(db, *user).await.unwrap().unwrap().balance,
+            88 * 15_000
+        );
+        wait_for(
+            "one confirmation per payment",
+            Duration::from_secs(60),
+            || async {
+                let confirmations = tg
+                    .transcript(*user)
+                    .await
+                    .ok()?
+                    .bot_messages()
+                    .filter(|m| {
+                        m.text
+                            .as_deref()
+                            .is_some_and(|t| t.contains("added to your balance"))
+                    })
+                    .count();
+                assert!(
+                    confirmations <= 88,
+                    "{confirmations} confirmations of 88 payments"
+                );
+                (confirmations == 88).then_some(())
+            },
+        )
+        .await;
+    }
     w.stop().await;
+}
+
+db_test!(async fn more_than_a_page_of_lost_payments_since_the_last_pass_are_all_applied_once(t) {
+    lost_updates_beyond_a_page(t, false).await;
+});
+
+db_test!(async fn more_than_a_page_of_lost_payments_since_the_last_pass_are_all_applied_once_when_telegram_lists_newest_first(t) {
+    lost_updates_beyond_a_page(t, true).await;
 });
 
 // RELIABILITY A3 for the payment provider (Telegram Stars): a `getStarTransactions` and a
