@@ -19,7 +19,6 @@ use support::{database, median};
 
 use sqlx::{Connection, PgConnection};
 use tollgate::app::{self, AppOptions, Plugged, Services};
-use tollgate::bot::Bot;
 use tollgate::config::{Config, Env};
 use tollgate::jobs::notices::{self, Notices};
 use tollgate::store::Db;
@@ -177,7 +176,7 @@ async fn services(
     };
     let app = app::start(config, options, move |s| {
         *keep.lock().unwrap() = Some(s.clone());
-        let p = Bot::plug(s)?;
+        let p = tollgate::app::bot(s)?;
         Ok(Plugged {
             handler: p.handler,
             components: Vec::new(),

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::i18n::escape_html;
 use crate::store::{Db, Tx};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
@@ -60,21 +61,6 @@ impl Alerts {
         self.queue_in(&mut tx, key, text, now).await?;
         tx.commit().await
     }
-}
-
-/// Escapes text for Telegram's HTML parse mode.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! exposes a small API; nothing reaches into another module's tables.
 
 pub mod access;
+pub mod action;
 pub mod alerts;
 pub mod app;
 pub mod backoff;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod qr;
 pub mod sandbox;
+pub mod services;
 pub mod shutdown;
 pub mod store;
 pub mod supervisor;

@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use tollgate::app::{self, AppOptions, Plugged, Services};
-use tollgate::bot::Bot;
 use tollgate::config::{self, Config, Env};
 use tollgate::sandbox::{self, NodeMode, Sandbox, SandboxOptions};
 use tollgate::store::Db;
@@ -146,7 +145,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&env),
         Command::Migrate => runtime.block_on(migrate_command(&env)),
-        Command::Run => runtime.block_on(run(&env, Bot::plug)),
+        Command::Run => runtime.block_on(run(&env, app::bot)),
         Command::Echo => runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler))),
         Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
         Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
@@ -321,7 +320,7 @@ async fn reconcile_once(
         wake: ProvisioningWake::new(),
         metrics: tollgate::metrics::Metrics::new().nodes,
     };
-    let reconciler = Reconciler::new(jobs, tollgate::access::wiring::reconcile_config(config))
+    let reconciler = Reconciler::new(jobs, tollgate::app::access_wiring::reconcile_config(config))
         .with_alerts(tollgate::alerts::Alerts::new(d.admin_ids.clone()));
     // A running service keeps the node's lease between its passes; this pass then runs
     // beside it (its own passes only repair or refuse, and row updates are guarded).

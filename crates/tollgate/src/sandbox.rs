@@ -5,7 +5,7 @@
 //!
 //! - the Telegram Bot API emulator (`telegram-emulator`) with its web chat page, where a person
 //!   creates users and chats with the bot in a browser;
-//! - the service itself — the same [`app::start`] and [`Bot::plug`] as `tollgate run` — in
+//! - the service itself — the same [`app::start`] and [`app::bot`] as `tollgate run` — in
 //!   polling mode against the emulator, on SQLite, with the example catalog built into the
 //!   binary (so the command works from any directory);
 //! - a local node when a `v2ray` binary is installed: a V2Ray core (a child process, killed on
@@ -35,7 +35,6 @@ use tollgate_node::testing::{ServerCore, V2Ray};
 use tollgate_node::{AgentConfig, RunningAgent, Token};
 
 use crate::app::{self, AppOptions, RunningApp};
-use crate::bot::Bot;
 use crate::config::{Config, Env};
 
 /// Default port of the web chat page (and the emulated Bot API behind it).
@@ -336,7 +335,7 @@ impl Sandbox {
                 bail!("the sandbox built an invalid configuration (please report this):\n{errors}");
             }
         };
-        let app = match app::start(config, AppOptions::default(), Bot::plug).await {
+        let app = match app::start(config, AppOptions::default(), app::bot).await {
             Ok(app) => app,
             Err(e) => {
                 emulator.shutdown().await;

@@ -31,8 +31,8 @@
 
 pub mod feed;
 pub mod keys;
+pub mod notices;
 mod subscriptions;
-pub mod wiring;
 
 use uuid::Uuid;
 

@@ -11,8 +11,8 @@
 //! - Balance changes go through [`ledger`] with a unique reference per cause; the
 //!   `balance >= 0` constraint makes overdrafts impossible even under races.
 
+pub mod cursors;
 pub mod ledger;
-pub mod reconcile;
 pub mod refund;
 pub mod review;
 
@@ -597,7 +597,7 @@ async fn apply(
         Item::Plan { plan_id, days } => {
             let grant = Grant::days(Kind::Paid, *days, Some(plan_id));
             let granted = access::grant_or_extend(tx, ctx.nodes, a.payer, &grant, now).await?;
-            crate::bot::notices::expect(tx, &granted.subscription, now).await?;
+            access::notices::expect(tx, &granted.subscription, now).await?;
             let until = ctx.until(lang, granted.subscription.expires_at);
             let text = ctx
                 .texts

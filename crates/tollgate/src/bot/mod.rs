@@ -22,39 +22,34 @@
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
 
-pub mod action;
+pub use crate::action;
 pub mod incoming;
 pub mod notices;
 mod payments;
 pub mod reply;
 mod review;
 pub mod screens;
+pub mod stars;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use self::action::Action;
 use self::incoming::{CallbackQuery, Message, Update};
-use self::notices::AccessNotices;
 use self::payments::Sale;
 use self::reply::Reply;
 use self::screens::{Screen, View};
 use crate::access::{self, Grant, Kind, Length, Subscription};
-use crate::app::{Plugged, Services};
-use crate::billing::reconcile::StarsReconciler;
+use crate::action::Action;
 use crate::billing::{self, Provider};
 use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::{self, Flag, Snapshot};
 use crate::i18n::{Arg, Texts};
-use crate::jobs::notices::Notices;
-use crate::jobs::renewal::AutoRenewal;
-use crate::jobs::{Job, JobRunner};
 use crate::nodes::membership;
+use crate::services::Services;
 use crate::store::Tx;
-use crate::supervisor::Component;
 use crate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use crate::telegram::inbox::Claimed;
 use crate::telegram::update;
@@ -95,37 +90,9 @@ fn retry(e: impl std::fmt::Display) -> HandlerError {
 }
 
 impl Bot {
-    /// The bot handler and its components, from the running service's parts.
-    pub fn plug(s: &Services) -> anyhow::Result<Plugged<Bot>> {
-        let texts = Arc::new(Texts::load().map_err(|e| anyhow::anyhow!("{e}"))?);
-        let notices = AccessNotices::new(s.clone(), texts.clone());
-        let stars = StarsReconciler::new(s.clone(), texts.clone());
-        let runner = |job: Arc<dyn Job>| -> Arc<dyn Component> {
-            let r = JobRunner::new(
-                job,
-                s.db.clone(),
-                s.clock.clone(),
-                s.holder.clone(),
-                s.metrics.jobs.clone(),
-            );
-            Arc::new(match s.config.deployment.jobs_interval {
-                Some(every) => r.with_interval(every),
-                None => r,
-            })
-        };
-        let jobs = [
-            runner(Arc::new(Notices::new(s.clone(), texts.clone()))),
-            runner(Arc::new(AutoRenewal::new(s.clone(), texts.clone()))),
-        ];
-        let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
-        components.extend(jobs);
-        Ok(Plugged {
-            handler: Arc::new(Bot {
-                s: s.clone(),
-                texts,
-            }),
-            components,
-        })
+    /// The bot handler on the running service's parts, with its texts.
+    pub fn new(s: Services, texts: Arc<Texts>) -> Bot {
+        Bot { s, texts }
     }
 
     fn now(&self) -> Timestamp {
@@ -762,7 +729,9 @@ impl Bot {
                 .await
                 .map_err(retry)?;
         let sub = granted.subscription;
-        notices::expect(&mut tx, &sub, now).await.map_err(retry)?;
+        access::notices::expect(&mut tx, &sub, now)
+            .await
+            .map_err(retry)?;
         let until = crate::i18n::format::date_time(
             se.lang,
             sub.expires_at,
@@ -814,7 +783,9 @@ impl Bot {
         let fresh = access::reissue(&mut tx, self.s.registry.enabled(), sub.id, now)
             .await
             .map_err(retry)?;
-        notices::expect(&mut tx, &fresh, now).await.map_err(retry)?;
+        access::notices::expect(&mut tx, &fresh, now)
+            .await
+            .map_err(retry)?;
         let screen = self
             .fresh_connect(se.lang, &fresh)
             .with_note(self.texts.get(se.lang, "reissue-done"));

@@ -8,11 +8,11 @@
 
 use serde_json::json;
 
-use super::action::Action;
 use super::incoming::{Message, PreCheckoutQuery, SuccessfulPayment};
 use super::reply::Reply;
 use super::screens::{self, Screen};
 use super::{Bot, Session, retry};
+use crate::action::Action;
 use crate::billing::refund::{self, Refunded};
 use crate::billing::{self, BalancePaid, BillingError, Captured, Item, Provider, Reason};
 use crate::domain::money::{Currency, Money};
@@ -215,7 +215,7 @@ impl Bot {
                 balance_after,
                 ..
             } => {
-                super::notices::expect(&mut tx, &subscription, now)
+                crate::access::notices::expect(&mut tx, &subscription, now)
                     .await
                     .map_err(retry)?;
                 let price = plan.price(base).unwrap_or(Money::new(0, base));

@@ -5,11 +5,11 @@
 //! command and each button — checks `ADMIN_IDS` again: a button forged or forwarded to someone
 //! else does nothing and is logged.
 
-use super::action::Action;
 use super::payments::billing_err;
 use super::reply::Reply;
 use super::screens::{self, Button, Screen};
 use super::{Bot, Session};
+use crate::action::Action;
 use crate::billing::refund::{self, Refunded};
 use crate::billing::review::{self, Settled, StoredPayment};
 use crate::billing::{Effect, Provider};

@@ -11,7 +11,7 @@ use crate::domain::money::{Currency, Money};
 use crate::i18n::{Arg, Texts, format};
 use crate::time::Timestamp;
 
-use super::action::Action;
+use crate::action::Action;
 
 /// An inline button.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,7 +405,7 @@ pub fn connect(
 
 fn app_lines(v: &View<'_>, apps: &[ClientApp]) -> String {
     if apps.is_empty() {
-        return crate::alerts::escape_html(&v.t("connect-no-apps"));
+        return crate::i18n::escape_html(&v.t("connect-no-apps"));
     }
     apps.iter()
         .map(|a| {

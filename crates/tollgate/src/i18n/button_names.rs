@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::access::{NodeLink, ProvisioningSummary, Subscription};
-use crate::bot::action::Action;
+use crate::action::Action;
 use crate::bot::screens::{self, Button, Screen, View};
 use crate::config::catalog::{Catalog, parse_catalog};
 use crate::config::{Env, Language};

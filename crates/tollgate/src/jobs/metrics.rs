@@ -52,7 +52,7 @@ impl JobMetrics {
         let m = JobMetrics {
             iterations: Family::default(),
             items: Family::default(),
-            duration: Family::new_with_constructor(crate::metrics::latency_histogram),
+            duration: Family::new_with_constructor(crate::metrics::latency::latency_histogram),
             last_success: Family::default(),
             seen: Arc::default(),
         };

@@ -26,13 +26,13 @@ use sqlx::pool::PoolConnection;
 use uuid::Uuid;
 
 use crate::access::Kind;
-use crate::app::Services;
-use crate::bot::action::Action;
+use crate::action::Action;
 use crate::config::Language;
 use crate::config::catalog::NotificationSettings;
 use crate::i18n::{Arg, Texts, format};
 use crate::nodes::membership::retire_keys_sql;
 use crate::on_db;
+use crate::services::Services;
 use crate::store::{Db, SqliteDb};
 use crate::telegram::outbox::{OutboxMessage, Priority};
 use crate::time::{SharedClock, Timestamp};

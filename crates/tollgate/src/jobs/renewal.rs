@@ -12,13 +12,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Services;
+use crate::action::Action;
 use crate::billing::{self, BalanceCharge, BalancePaid, BillingError, Reason};
-use crate::bot::action::Action;
 use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::Flag;
 use crate::i18n::{Arg, Texts, format};
+use crate::services::Services;
 use crate::store::Tx;
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;

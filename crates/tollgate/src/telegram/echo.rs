@@ -16,7 +16,7 @@ use serde_json::json;
 use super::dispatcher::{Handled, Handler, HandlerContext, HandlerError};
 use super::inbox::{self, Claimed};
 use super::outbox::{OutboxMessage, Priority};
-use crate::alerts::escape_html;
+use crate::i18n::escape_html;
 
 pub struct EchoHandler;
 

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use tollgate::access::{self, Grant, Kind};
 use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::billing::{Reason, ledger};
-use tollgate::bot::Bot;
 use tollgate::config::{Config, Env};
 use tollgate::jobs::notices::Notices;
 use tollgate::jobs::renewal::AutoRenewal;
@@ -67,7 +66,7 @@ pub(crate) async fn services_with(
     };
     let app = app::start(config, options, move |s| {
         *keep.lock().unwrap() = Some(s.clone());
-        let p = Bot::plug(s)?;
+        let p = tollgate::app::bot(s)?;
         // The jobs are driven by the test, step by step.
         Ok(Plugged {
             handler: p.handler,

@@ -83,7 +83,7 @@ impl World {
         env: &[(&str, &str)],
         options: AppOptions,
     ) -> Option<World> {
-        Self::launch(t, node, env, options, Bot::plug).await
+        Self::launch(t, node, env, options, app::bot).await
     }
 
     /// Like [`World::start_with`], with `gate` in front of payment updates.
@@ -94,7 +94,7 @@ impl World {
         gate: Gate,
     ) -> Option<World> {
         Self::launch(t, false, env, options, move |s| {
-            let p = Bot::plug(s)?;
+            let p = app::bot(s)?;
             Ok(Plugged {
                 handler: Arc::new(Gated {
                     inner: p.handler,
@@ -174,7 +174,7 @@ impl World {
         let text = std::fs::read_to_string(&self.catalog).unwrap();
         std::fs::write(&self.catalog, catalog_edit(text)).unwrap();
         let config = Config::load(&Env::from_pairs(self.vars.clone())).expect("valid test config");
-        let app = app::start(config, options, Bot::plug)
+        let app = app::start(config, options, app::bot)
             .await
             .expect("bot restarts");
         World { app, ..self }

@@ -7,6 +7,8 @@
 //! as a healthy boot (RELIABILITY A9). Misconfiguration (bad credentials, a missing database,
 //! an edited migration) is not retried: the process exits with the fix (A10).
 
+pub mod access_wiring;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +20,17 @@ use tokio::sync::Notify;
 
 use crate::alerts::Alerts;
 use crate::backoff::Backoff;
+use crate::bot::Bot;
+use crate::bot::notices::AccessNotices;
+use crate::bot::stars::StarsReconciler;
 use crate::config::{Config, IntakeMode};
 use crate::flags;
 use crate::housekeeping::{Housekeeping, Pruning};
 use crate::http::{self, HttpState, Readiness};
-use crate::jobs::JobRunner;
+use crate::i18n::Texts;
+use crate::jobs::notices::Notices;
+use crate::jobs::renewal::AutoRenewal;
+use crate::jobs::{Job, JobRunner};
 use crate::lease;
 use crate::metrics::Metrics;
 use crate::store::migrate::{self, MigrateError, MigrateTimeouts};
@@ -35,6 +43,40 @@ use crate::telegram::poller::{Poller, PollerConfig};
 use crate::telegram::sender::{OutboxSender, SenderConfig};
 use crate::telegram::webhook::{self, Registrar, WebhookTarget};
 use crate::time::SharedClock;
+
+pub use crate::services::{Plugged, Services};
+
+/// The bot handler with its components: the owed access notices, the Stars reconciler and the
+/// jobs (notices, auto-renewal), from the running service's parts. The wiring lives here, so
+/// the bot and the jobs know nothing of each other.
+pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
+    let texts = Arc::new(Texts::load().map_err(|e| anyhow::anyhow!("{e}"))?);
+    let notices = AccessNotices::new(s.clone(), texts.clone());
+    let stars = StarsReconciler::new(s.clone(), texts.clone());
+    let runner = |job: Arc<dyn Job>| -> Arc<dyn Component> {
+        let r = JobRunner::new(
+            job,
+            s.db.clone(),
+            s.clock.clone(),
+            s.holder.clone(),
+            s.metrics.jobs.clone(),
+        );
+        Arc::new(match s.config.deployment.jobs_interval {
+            Some(every) => r.with_interval(every),
+            None => r,
+        })
+    };
+    let jobs = [
+        runner(Arc::new(Notices::new(s.clone(), texts.clone()))),
+        runner(Arc::new(AutoRenewal::new(s.clone(), texts.clone()))),
+    ];
+    let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
+    components.extend(jobs);
+    Ok(Plugged {
+        handler: Arc::new(Bot::new(s.clone(), texts)),
+        components,
+    })
+}
 
 /// Knobs tests turn; production uses the defaults.
 #[derive(Clone)]
@@ -191,7 +233,7 @@ where
         }
     }
     // Access and nodes: provisioning, node reconcile, the subscription feed route.
-    let access = crate::access::wiring::build(config, db, &options.clock, metrics, &holder)?;
+    let access = access_wiring::build(config, db, &options.clock, metrics, &holder)?;
     components.extend(access.components);
     routes = routes.merge(access.routes);
     let services = Services {
@@ -279,42 +321,6 @@ where
     )));
     components.extend(options.extra_components.iter().cloned());
     Ok(Pipeline { components, routes })
-}
-
-/// What a handler is built from: the running service's shared parts.
-#[derive(Clone)]
-pub struct Services {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub api: BotApi,
-    pub clock: SharedClock,
-    pub registry: Arc<crate::nodes::Registry>,
-    /// Call after committing an access change.
-    pub provisioning: crate::nodes::ProvisioningWake,
-    /// `<base>/sub/<token>` is a subscription's feed URL.
-    pub feed_base: String,
-    pub alerts: Alerts,
-    /// Call after committing outbox rows (the dispatcher does it for handlers).
-    pub outbox_wake: Arc<Notify>,
-    /// This process as a lease holder.
-    pub holder: String,
-    pub metrics: Metrics,
-}
-
-/// A handler and the components that come with it (supervised like the rest).
-pub struct Plugged<H> {
-    pub handler: Arc<H>,
-    pub components: Vec<Arc<dyn Component>>,
-}
-
-impl<H> Plugged<H> {
-    /// A handler without components of its own.
-    pub fn handler(handler: H) -> anyhow::Result<Plugged<H>> {
-        Ok(Plugged {
-            handler: Arc::new(handler),
-            components: Vec::new(),
-        })
-    }
 }
 
 /// The public URL Telegram posts to: `PUBLIC_URL` + `WEBHOOK_PATH`.

@@ -4,6 +4,9 @@
 //! parsed into [`Action`] or rejected — never interpreted loosely. Nothing in it identifies a
 //! user (the user is the callback's `from`), so data copied from another chat or an old
 //! message can only ask for what its presser may do anyway.
+//!
+//! A module of its own, below the bot and the jobs: the bot's screens and the jobs' reminders
+//! both carry buttons, and neither should depend on the other for them.
 
 use crate::config::Language;
 

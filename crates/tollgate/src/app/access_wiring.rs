@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tollgate_node::NodeClient;
 
-use super::feed::{self, FeedState};
+use crate::access::feed::{self, FeedState};
 use crate::config::{Config, FeedBaseSource};
 use crate::metrics::Metrics;
 use crate::nodes::provisioning::{Provisioner, ProvisioningConfig};
@@ -29,7 +29,7 @@ pub struct AccessRuntime {
 
 impl AccessRuntime {
     /// The feed URL of a subscription.
-    pub fn feed_url(&self, token: &super::FeedToken) -> String {
+    pub fn feed_url(&self, token: &crate::access::FeedToken) -> String {
         feed::feed_url(&self.feed_base, token)
     }
 }

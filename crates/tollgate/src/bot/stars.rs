@@ -1,7 +1,7 @@
 //! The Stars reconciler (RELIABILITY F3): Telegram's own list of Stars transactions is
 //! compared with our payments, and any incoming payment we never recorded — its
 //! `successful_payment` update lost, dead-lettered, or never delivered — is finalized
-//! through the same [`finalize`] as the handler. Finalize is idempotent, so racing the
+//! through the same `billing::finalize` as the handler. Finalize is idempotent, so racing the
 //! normal path is harmless; the confirmation is still sent once.
 //!
 //! The Bot API documents `getStarTransactions` as chronological, but the order is not
@@ -18,7 +18,6 @@
 //! keeps `stars` (how long the list was, for the tail) and `stars-newest` (the newest
 //! transaction date seen, for the head); both only grow. One replica reads at a time (a lease).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,15 +25,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Services;
 use crate::i18n::Texts;
 use crate::lease;
-use crate::store::Db;
+use crate::services::Services;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
-use crate::time::Timestamp;
-use crate::{on_db, on_tx};
 
-use super::{BillingError, Captured, Context, Finalized, Provider, finalize};
+use crate::billing::cursors::{advance_cursor, cursor, recorded_stars_charges};
+use crate::billing::{BillingError, Captured, Context, Finalized, Provider, finalize};
 
 /// Telegram's page size limit.
 const PAGE: usize = 100;
@@ -156,7 +153,7 @@ impl StarsReconciler {
         }
         if let Some(length) = head.end {
             // The head read the whole list: the tail has nothing more.
-            return save_cursor(db, LENGTH, length, self.s.clock.now()).await;
+            return advance_cursor(db, LENGTH, length, self.s.clock.now()).await;
         }
         let length = cursor(db, LENGTH).await?.unwrap_or(0);
         let from = length.saturating_sub(PAGE as i64);
@@ -169,7 +166,7 @@ impl StarsReconciler {
     async fn seen_up_to(&self, read: &Read) -> Result<(), BillingError> {
         match read.newest {
             Some(date) if read.complete => {
-                save_cursor(&self.s.db, NEWEST, date, self.s.clock.now()).await
+                advance_cursor(&self.s.db, NEWEST, date, self.s.clock.now()).await
             }
             _ => Ok(()),
         }
@@ -213,7 +210,7 @@ impl StarsReconciler {
                 read.newest = Some(read.newest.map_or(date, |d| d.max(date)));
             }
             if track {
-                save_cursor(&self.s.db, LENGTH, position, self.s.clock.now()).await?;
+                advance_cursor(&self.s.db, LENGTH, position, self.s.clock.now()).await?;
             }
             if n < PAGE {
                 read.end = Some(position);
@@ -244,7 +241,7 @@ impl StarsReconciler {
         if ids.is_empty() {
             return Ok(0);
         }
-        let known = recorded(&self.s.db, &ids).await?;
+        let known = recorded_stars_charges(&self.s.db, &ids).await?;
         let mut recovered = 0;
         for t in page.iter().filter(|t| !known.contains(&t.id)) {
             if self.recover(t).await? {
@@ -316,55 +313,6 @@ fn incoming(t: &StarTransaction) -> Option<(i64, &str)> {
             .is_none_or(|k| k == "invoice_payment");
     let (user, payload) = (src.user.as_ref()?, src.invoice_payload.as_deref()?);
     (invoice && t.amount > 0).then_some((user.id, payload))
-}
-
-/// Which of these Stars charge ids have a payment row already.
-async fn recorded(db: &Db, ids: &[String]) -> Result<HashSet<String>, BillingError> {
-    let rows: Vec<(String,)> = match db {
-        Db::Sqlite(p) => {
-            sqlx::query_as(
-                "SELECT provider_payment_id FROM payments
-                 WHERE provider = 'stars' AND provider_payment_id IN (SELECT j.value FROM json_each($1) AS j)",
-            )
-            .bind(serde_json::Value::from(ids.to_vec()).to_string())
-            .fetch_all(p)
-            .await?
-        }
-        Db::Postgres(p) => {
-            sqlx::query_as(
-                "SELECT provider_payment_id FROM payments
-                 WHERE provider = 'stars' AND provider_payment_id = ANY($1)",
-            )
-            .bind(ids)
-            .fetch_all(p)
-            .await?
-        }
-    };
-    Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-async fn cursor(db: &Db, name: &str) -> Result<Option<i64>, BillingError> {
-    let row: Option<(i64,)> = on_db!(db, p => sqlx::query_as(
-        "SELECT position FROM provider_cursors WHERE name = $1"
-    ).bind(name).fetch_optional(p).await)?;
-    Ok(row.map(|r| r.0))
-}
-
-/// Moves a cursor forward (never back: a pass that raced an older one keeps the larger value).
-async fn save_cursor(
-    db: &Db,
-    name: &str,
-    position: i64,
-    now: Timestamp,
-) -> Result<(), BillingError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, c => sqlx::query(
-        "INSERT INTO provider_cursors (name, position, updated_at) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
-         WHERE provider_cursors.position < excluded.position"
-    ).bind(name).bind(position.max(0)).bind(now).execute(c).await.map(|_| ()))?;
-    tx.commit().await?;
-    Ok(())
 }
 
 impl Component for StarsReconciler {

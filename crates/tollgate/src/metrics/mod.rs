@@ -5,13 +5,15 @@
 //! format. Label values come from closed sets (route templates, not raw paths), so the
 //! number of series stays bounded (RELIABILITY D2).
 
+pub mod latency;
+
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,10 +49,7 @@ pub struct DbMetrics {
     pub ready: Gauge,
 }
 
-/// Buckets from 0.5 ms to ~16 s, doubling.
-pub fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
+use latency::latency_histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ComponentLabels {
