@@ -104,7 +104,7 @@ async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child 
         env!("CARGO_MANIFEST_DIR"),
         "/../../config/tollgate.example.toml"
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    let child = Command::new(support::tollgate_bin())
         .arg("echo")
         .env_clear()
         .env("BOT_TOKEN", emu.token())

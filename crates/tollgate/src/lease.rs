@@ -7,12 +7,15 @@
 //! lease, which bumps the fencing token. Writes done on behalf of a role can check the token
 //! inside their transaction ([`is_current`]), so a paused ex-holder cannot act after losing it.
 //! Nothing waits on a lease at startup: a process that does not hold it simply does not run
-//! that role.
+//! that role. A long-running role keeps its lease with a [`Keeper`], so the take / renew /
+//! lose / release cycle is written once.
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::store::{Db, Tx};
-use crate::time::Timestamp;
+use crate::time::{SharedClock, Timestamp};
 use crate::{on_db, on_tx};
 
 /// A held lease. `token` increases every time the lease changes hands.
@@ -123,4 +126,134 @@ pub async fn current_holder(
         token,
         expires_at,
     }))
+}
+
+/// What [`Keeper::keep`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Taken just now: a new term, so whatever the loop remembers from an earlier term (an
+    /// offset, a check already done) is stale.
+    Gained,
+    /// Still ours.
+    Held,
+    /// Another process holds it (or ours lapsed): do none of the role's work.
+    Elsewhere,
+}
+
+/// Keeps one named lease for a long-running work loop: takes it when it is free, renews it
+/// when due, tells the loop whether it still holds it (and its fencing token), and releases
+/// it at shutdown so another process takes the role at once.
+///
+/// The loop drives it ([`keep`](Keeper::keep) at the top of each turn) instead of a task of
+/// its own renewing in the background: the loop then never starts a step on a lease it has
+/// not confirmed within `renew_every`, sees a loss before its next step, and paces database
+/// errors with the same backoff as its other statements (the keeper returns the error).
+pub struct Keeper {
+    db: Db,
+    clock: SharedClock,
+    name: &'static str,
+    /// What the holder does, for the log ("sends the outbox").
+    duty: &'static str,
+    holder: String,
+    ttl: Duration,
+    renew_every: Duration,
+    held: Option<Lease>,
+    confirmed_at: Instant,
+}
+
+impl Keeper {
+    /// A keeper for lease `name`, renewing at a third of `ttl` (see
+    /// [`renewing_every`](Keeper::renewing_every)). It holds nothing until the first
+    /// [`keep`](Keeper::keep).
+    pub fn new(
+        db: Db,
+        clock: SharedClock,
+        name: &'static str,
+        duty: &'static str,
+        holder: String,
+        ttl: Duration,
+    ) -> Self {
+        Keeper {
+            db,
+            clock,
+            name,
+            duty,
+            holder,
+            ttl,
+            renew_every: ttl / 3,
+            held: None,
+            confirmed_at: Instant::now(),
+        }
+    }
+
+    /// Renews when this much time has passed since the lease was last confirmed;
+    /// `Duration::ZERO` renews on every [`keep`](Keeper::keep) (a role whose next step may
+    /// last almost the whole TTL, like a long poll).
+    pub fn renewing_every(mut self, every: Duration) -> Self {
+        self.renew_every = every;
+        self
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The lease while it is held (its `token` fences the role's writes).
+    pub fn lease(&self) -> Option<&Lease> {
+        self.held.as_ref()
+    }
+
+    /// Takes the lease if this process does not hold it, renews it if it is due, and says
+    /// where the role stands. On a database error the lease counts as lost (without a
+    /// renewal it may lapse) and the error is returned for the caller to back off.
+    pub async fn keep(&mut self) -> Result<Standing, sqlx::Error> {
+        if self.held.is_some() && self.confirmed_at.elapsed() < self.renew_every {
+            return Ok(Standing::Held);
+        }
+        let now = self.clock.now();
+        let result = match &self.held {
+            Some(l) => renew(&self.db, l, self.ttl, now).await,
+            None => acquire(&self.db, self.name, &self.holder, self.ttl, now).await,
+        };
+        let was_held = self.held.is_some();
+        self.held = None;
+        match result? {
+            Some(l) => {
+                if !was_held {
+                    tracing::info!(
+                        lease = self.name,
+                        token = l.token,
+                        "this process now {}",
+                        self.duty
+                    );
+                }
+                self.held = Some(l);
+                self.confirmed_at = Instant::now();
+                Ok(if was_held {
+                    Standing::Held
+                } else {
+                    Standing::Gained
+                })
+            }
+            None => {
+                if was_held {
+                    tracing::warn!(
+                        lease = self.name,
+                        "lost the lease; another process {} now",
+                        self.duty
+                    );
+                }
+                Ok(Standing::Elsewhere)
+            }
+        }
+    }
+
+    /// Gives the lease up, if held, so another process takes the role at once (shutdown).
+    pub async fn release(self) {
+        if let Some(l) = &self.held
+            && let Err(e) = release(&self.db, l, self.clock.now()).await
+        {
+            tracing::debug!(lease = self.name, error = %e, "cannot release the lease; it expires on its own");
+        }
+    }
 }

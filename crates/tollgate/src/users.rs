@@ -17,7 +17,7 @@ use rand::Rng;
 use crate::access::{self, AccessError, Subscription};
 use crate::config::Language;
 use crate::flags::{self, Snapshot};
-use crate::store::{Db, Failure, Tx, classify};
+use crate::store::{Db, Failure, Later, Tx, classify};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -202,13 +202,22 @@ pub fn refreshed(mut user: User, from: &TelegramUser) -> User {
 }
 
 /// The write half of [`touch`] for a known user: names, last-seen time, reachable again.
+/// Nothing is read back, so on SQLite it travels with the transaction's next statement.
 pub async fn refresh(tx: &mut Tx, from: &TelegramUser, now: Timestamp) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE users SET first_name = $2, last_name = $3, username = $4, language_code = $5,
-             last_seen_at = $6, bot_blocked_at = NULL
-         WHERE id = $1"
-    ).bind(from.id).bind(&from.first_name).bind(&from.last_name).bind(&from.username)
-        .bind(&from.language_code).bind(now).execute(c).await.map(|_| ()))
+    tx.later(
+        Later::new(
+            "UPDATE users SET first_name = $2, last_name = $3, username = $4, language_code = $5,
+                 last_seen_at = $6, bot_blocked_at = NULL
+             WHERE id = $1",
+        )
+        .bind(from.id)
+        .bind(from.first_name.clone())
+        .bind(from.last_name.clone())
+        .bind(from.username.clone())
+        .bind(from.language_code.clone())
+        .bind(now),
+    )
+    .await
 }
 
 /// Records the referrer of a user created in this transaction, from a `ref_<code>` start

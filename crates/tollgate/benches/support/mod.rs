@@ -60,3 +60,10 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
 pub fn median(samples: &mut [f64]) -> f64 {
     percentile(samples, 0.5)
 }
+
+/// The `tollgate` binary a bench runs: the one built with it, or `BENCH_TOLLGATE_BIN`, so that
+/// two builds (a setting before and after) are measured in one run, alternating.
+pub fn tollgate_bin() -> String {
+    std::env::var("BENCH_TOLLGATE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tollgate").to_owned())
+}

@@ -102,12 +102,12 @@ impl Screens {
             ("buy", screens::buy(v, Some(&active)), Some(Action::Buy)),
             (
                 "pay",
-                screens::pay(v, plan, rich, true),
+                screens::pay(v, plan, rich, true, 1),
                 Some(Action::Plan(plan.id.clone())),
             ),
             (
                 "pay, balance short",
-                screens::pay(v, plan, short, false),
+                screens::pay(v, plan, short, false, 1),
                 None,
             ),
             (

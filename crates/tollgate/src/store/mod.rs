@@ -276,8 +276,11 @@ fn sqlite_options(path: &Path) -> SqliteConnectOptions {
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL in WAL mode cannot corrupt; the last commits may be lost on power loss only.
-        .synchronous(SqliteSynchronous::Normal)
+        // FULL: a commit is on disk before it is acknowledged. A webhook is answered 200 after
+        // its commit, and Telegram does not resend an update it saw acknowledged, so a commit
+        // that a power cut could still take back (NORMAL in WAL mode) would lose a payment.
+        // Intake's group commit pays the one fsync for a whole batch (BENCHMARKS.md).
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true)
         // Every statement the service runs stays prepared (sqlx's default keeps 100): a

@@ -235,48 +235,21 @@ pub async fn complete_and_commit(
     }
 }
 
-/// Queues `reply` (if any) and marks the update handled, for a handler with no other writes:
-/// on PostgreSQL one statement, committed on its own (no `BEGIN` and `COMMIT` round trips), on
-/// SQLite one transaction of one hand-off. A message whose dedupe key is queued already stays
-/// as it is.
+/// Queues `reply` (if any) and marks the update handled, for a handler with no other writes,
+/// in one transaction (on SQLite one round trip to the connection). A message whose dedupe key
+/// is queued already stays as it is.
 pub async fn complete_replying(
     db: &Db,
     update_id: i64,
     reply: Option<&OutboxMessage>,
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    match db {
-        Db::Sqlite(_) => {
-            let mut tx = db.begin().await?;
-            if let Some(msg) = reply {
-                outbox::enqueue(&mut tx, msg, now).await?;
-            }
-            complete_and_commit(tx, update_id, now).await
-        }
-        Db::Postgres(p) => {
-            let columns = outbox::Columns::of(reply);
-            columns
-                .bind(sqlx::query(COMPLETE_REPLYING_POSTGRES))
-                .bind(now)
-                .bind(update_id)
-                .execute(p)
-                .await?;
-            Ok(())
-        }
+    let mut tx = db.begin().await?;
+    if let Some(msg) = reply {
+        outbox::enqueue(&mut tx, msg, now).await?;
     }
+    complete_and_commit(tx, update_id, now).await
 }
-
-/// The messages as arrays (`$1`–`$5`), queued at `$6`; the update `$7` marked done.
-const COMPLETE_REPLYING_POSTGRES: &str = "
-WITH queued AS (
-    INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-    SELECT m.dedupe_key, m.chat_id, m.priority, m.method, m.payload, 'pending', 0, $6, $6
-    FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[], $4::TEXT[], $5::TEXT[])
-        AS m(dedupe_key, chat_id, priority, method, payload)
-    ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING 1)
-UPDATE tg_inbox SET status = 'done', finished_at = $6, claimed_by = NULL, claimed_until = NULL
-WHERE update_id = $7 AND status = 'pending'";
 
 /// Schedules a retry after a failed attempt.
 pub async fn retry_later(

@@ -88,70 +88,86 @@ impl OutboxMessage {
     }
 }
 
-/// Messages as the columns PostgreSQL's `UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[],
-/// $4::TEXT[], $5::TEXT[])` takes — dedupe keys, chats, priorities, methods, payloads — for a
-/// statement that queues several in one round trip.
-pub struct Columns<'a> {
-    keys: Vec<&'a str>,
-    chats: Vec<i64>,
-    priorities: Vec<i16>,
-    methods: Vec<&'a str>,
-    payloads: Vec<String>,
-}
+/// The insert of a batch: the messages in order, each skipped when its dedupe key is queued
+/// already. The two backends batch differently, so the text is written once per backend.
+/// SQLite: `$1` a JSON array of `[dedupe_key, chat_id, priority, method, payload]`, `$2` now
+/// (`WHERE true` resolves the parser ambiguity of `ON CONFLICT` after `SELECT … FROM`).
+const ENQUEUE_SQLITE: &str = "
+INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, 'pending', 0, $2, $2
+FROM json_each($1) AS j WHERE true ORDER BY j.key
+ON CONFLICT (dedupe_key) DO NOTHING";
 
-impl<'a> Columns<'a> {
-    pub fn of(messages: impl IntoIterator<Item = &'a OutboxMessage>) -> Columns<'a> {
-        let mut c = Columns {
-            keys: Vec::new(),
-            chats: Vec::new(),
-            priorities: Vec::new(),
-            methods: Vec::new(),
-            payloads: Vec::new(),
-        };
-        for m in messages {
-            c.keys.push(&m.dedupe_key);
-            c.chats.push(m.chat_id);
-            c.priorities.push(m.priority.as_i16());
-            c.methods.push(&m.method);
-            c.payloads.push(m.params.to_string());
+/// PostgreSQL: the columns as arrays `$1`–`$5` (keys, chats, priorities, methods, payloads),
+/// `$6` now.
+const ENQUEUE_POSTGRES: &str = "
+INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
+SELECT m.dedupe_key, m.chat_id, m.priority, m.method, m.payload, 'pending', 0, $6, $6
+FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[], $4::TEXT[], $5::TEXT[]) WITH ORDINALITY
+    AS m(dedupe_key, chat_id, priority, method, payload, n)
+ORDER BY m.n
+ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// Queues `messages` in the caller's transaction, in order; one whose dedupe key was queued
+/// before stays as it is (this one is not queued again). The one way rows enter the outbox.
+/// Nothing is read back, so on SQLite the insert travels with the transaction's next
+/// statement ([`Later`]); on PostgreSQL it is one statement for the whole batch.
+pub async fn enqueue_all(
+    tx: &mut Tx,
+    messages: &[OutboxMessage],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Sqlite(_) => {
+            let batch: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    serde_json::json!([
+                        m.dedupe_key,
+                        m.chat_id,
+                        m.priority.as_i16(),
+                        m.method,
+                        m.params.to_string()
+                    ])
+                })
+                .collect();
+            let batch = Value::Array(batch).to_string();
+            tx.later(Later::new(ENQUEUE_SQLITE).bind(batch).bind(now))
+                .await
         }
-        c
-    }
-
-    /// `query` with the five arrays bound as its next parameters.
-    pub fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.keys)
-            .bind(&self.chats)
-            .bind(&self.priorities)
-            .bind(&self.methods)
-            .bind(&self.payloads)
+        Tx::Postgres(c) => {
+            let mut keys = Vec::with_capacity(messages.len());
+            let mut chats = Vec::with_capacity(messages.len());
+            let mut priorities = Vec::with_capacity(messages.len());
+            let mut methods = Vec::with_capacity(messages.len());
+            let mut payloads = Vec::with_capacity(messages.len());
+            for m in messages {
+                keys.push(m.dedupe_key.as_str());
+                chats.push(m.chat_id);
+                priorities.push(m.priority.as_i16());
+                methods.push(m.method.as_str());
+                payloads.push(m.params.to_string());
+            }
+            sqlx::query(ENQUEUE_POSTGRES)
+                .bind(keys)
+                .bind(chats)
+                .bind(priorities)
+                .bind(methods)
+                .bind(payloads)
+                .bind(now)
+                .execute(&mut **c)
+                .await
+                .map(drop)
+        }
     }
 }
 
-/// The insert of [`enqueue`]: `$1` dedupe key, `$2` chat, `$3` priority, `$4` method, `$5`
-/// payload, `$6` now.
-const ENQUEUE_SQL: &str = "INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
-     ON CONFLICT (dedupe_key) DO NOTHING";
-
-/// Queues a message in the caller's transaction; a message with the same dedupe key queued
-/// before stays as it is (this one is not queued again). Nothing is read back, so on SQLite
-/// the insert travels with the transaction's next statement ([`Later`]).
+/// Queues one message ([`enqueue_all`] of one).
 pub async fn enqueue(tx: &mut Tx, msg: &OutboxMessage, now: Timestamp) -> Result<(), sqlx::Error> {
-    tx.later(
-        Later::new(ENQUEUE_SQL)
-            .bind(msg.dedupe_key.clone())
-            .bind(msg.chat_id)
-            .bind(msg.priority.as_i16())
-            .bind(msg.method.clone())
-            .bind(msg.params.to_string())
-            .bind(now),
-    )
-    .await
+    enqueue_all(tx, std::slice::from_ref(msg), now).await
 }
 
 /// A claimed message, ready to send.

@@ -22,7 +22,7 @@ use super::metrics::{ModeLabels, PipelineMetrics};
 use super::update::{ALLOWED_UPDATES, parse_head};
 use crate::backoff::Backoff;
 use crate::http::Readiness;
-use crate::lease::{self, Lease};
+use crate::lease::{Keeper, Standing};
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::SharedClock;
@@ -110,55 +110,47 @@ impl Poller {
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
         let beat = Duration::from_millis(500);
-        let mut held: Option<Lease> = None;
+        // The lease must outlive the next long poll: renewed before every call.
+        let mut keeper = Keeper::new(
+            self.db.clone(),
+            self.clock.clone(),
+            LEASE,
+            "polls Telegram for updates",
+            self.holder.clone(),
+            self.config.lease_ttl,
+        )
+        .renewing_every(Duration::ZERO);
         let mut offset: Option<i64> = None;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut webhook_checked = false;
         while !stop.is_cancelled() {
             hb.beat();
-            // The lease must outlive the next long poll; renew before every call.
-            let now = self.clock.now();
-            let lease_result = match &held {
-                Some(l) => lease::renew(&self.db, l, self.config.lease_ttl, now).await,
-                None => {
-                    lease::acquire(&self.db, LEASE, &self.holder, self.config.lease_ttl, now).await
+            let wait = match keeper.keep().await {
+                Ok(Standing::Gained) => {
+                    // A new term: check the webhook again and let Telegram say the offset.
+                    webhook_checked = false;
+                    offset = None;
+                    None
                 }
-            };
-            match lease_result {
-                Ok(Some(l)) => {
-                    if held.is_none() {
-                        tracing::info!(
-                            token = l.token,
-                            "this process now polls Telegram for updates"
-                        );
-                        webhook_checked = false;
-                        offset = None;
-                    }
-                    held = Some(l);
-                }
-                Ok(None) => {
-                    if held.take().is_some() {
-                        tracing::warn!("lost the poller lease; another process polls now");
-                    }
+                Ok(Standing::Held) => None,
+                Ok(Standing::Elsewhere) => {
                     self.status(
                         "standby",
                         json!({ "detail": "another process holds the poller lease" }),
                     );
-                    if !idle(self.config.lease_ttl / 4, &hb, beat, &stop).await {
-                        break;
-                    }
-                    continue;
+                    Some(keeper.ttl() / 4)
                 }
                 Err(e) => {
-                    held = None;
-                    let wait = backoff.fail();
                     self.status("waiting for database", json!({ "error": e.to_string() }));
                     tracing::warn!(error = %e, "cannot check the poller lease");
-                    if !idle(wait, &hb, beat, &stop).await {
-                        break;
-                    }
-                    continue;
+                    Some(backoff.fail())
                 }
+            };
+            if let Some(wait) = wait {
+                if !idle(wait, &hb, beat, &stop).await {
+                    break;
+                }
+                continue;
             }
 
             if !webhook_checked {
@@ -244,9 +236,7 @@ impl Poller {
             }
         }
         // Hand the role over at once; the webhook registration is left alone (A7).
-        if let Some(l) = held {
-            let _ = lease::release(&self.db, &l, self.clock.now()).await;
-        }
+        keeper.release().await;
     }
 
     /// Stores a batch; returns the next offset.

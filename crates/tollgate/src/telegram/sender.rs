@@ -21,7 +21,7 @@ use super::api::{ApiError, BotApi, Disposition};
 use super::metrics::{OutcomeLabels, PipelineMetrics};
 use super::outbox::{self, Attempt, Claimed, Outcome};
 use crate::backoff::Backoff;
-use crate::lease::{self, Lease};
+use crate::lease::{Keeper, Standing};
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::SharedClock;
@@ -76,6 +76,36 @@ struct Pace {
     last_per_chat: HashMap<i64, Instant>,
 }
 
+/// What the send loop shares with the send tasks it starts.
+struct Sending {
+    /// Time between two global send slots.
+    interval: Duration,
+    pace: Arc<Mutex<Pace>>,
+    permits: Arc<Semaphore>,
+    /// Messages being sent by this process: a claim that expires during a long 429 pause
+    /// must not be claimed and sent a second time.
+    in_flight: Arc<Mutex<HashSet<i64>>>,
+    done_tx: mpsc::UnboundedSender<(Claimed, Outcome)>,
+    tasks: JoinSet<()>,
+}
+
+impl Sending {
+    fn new(config: &SenderConfig, done_tx: mpsc::UnboundedSender<(Claimed, Outcome)>) -> Self {
+        Sending {
+            interval: Duration::from_secs_f64(1.0 / config.rate_per_second.max(0.001)),
+            pace: Arc::new(Mutex::new(Pace {
+                next_slot: Instant::now(),
+                paused_until: Instant::now(),
+                last_per_chat: HashMap::new(),
+            })),
+            permits: Arc::new(Semaphore::new(config.concurrency)),
+            in_flight: Arc::default(),
+            done_tx,
+            tasks: JoinSet::new(),
+        }
+    }
+}
+
 pub struct OutboxSender {
     db: Db,
     api: BotApi,
@@ -108,23 +138,19 @@ impl OutboxSender {
     }
 
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
-        let interval = Duration::from_secs_f64(1.0 / self.config.rate_per_second.max(0.001));
-        let pace = Arc::new(Mutex::new(Pace {
-            next_slot: Instant::now(),
-            paused_until: Instant::now(),
-            last_per_chat: HashMap::new(),
-        }));
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        // Messages being sent by this process: a claim that expires during a long 429 pause
-        // must not be claimed and sent a second time.
-        let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Claimed, Outcome)>();
+        let mut sending = Sending::new(&self.config, done_tx);
         // Attempt outcomes not yet written (database unavailable): written before any new
         // claim, so a sent message is never sent again because its record was lost.
         let mut pending: Vec<(Claimed, Outcome)> = Vec::new();
-        let mut tasks = JoinSet::new();
-        let mut held: Option<Lease> = None;
-        let mut lease_checked = Instant::now() - Duration::from_secs(3600);
+        let mut keeper = Keeper::new(
+            self.db.clone(),
+            self.clock.clone(),
+            LEASE,
+            "sends the outbox",
+            self.holder.clone(),
+            self.config.lease_ttl,
+        );
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let beat = Duration::from_millis(500);
         // Claim about one second of sending at a time, so urgent messages wait at most that.
@@ -132,7 +158,7 @@ impl OutboxSender {
 
         while !stop.is_cancelled() {
             hb.beat();
-            while tasks.try_join_next().is_some() {}
+            while sending.tasks.try_join_next().is_some() {}
             while let Ok(done) = done_rx.try_recv() {
                 pending.push(done);
             }
@@ -147,55 +173,31 @@ impl OutboxSender {
                 continue;
             }
 
-            // Hold the lease; renew at a third of its life.
-            if held.is_none() || lease_checked.elapsed() > self.config.lease_ttl / 3 {
-                let now = self.clock.now();
-                let result = match &held {
-                    Some(l) => lease::renew(&self.db, l, self.config.lease_ttl, now).await,
-                    None => {
-                        lease::acquire(&self.db, LEASE, &self.holder, self.config.lease_ttl, now)
-                            .await
-                    }
-                };
-                match result {
-                    Ok(Some(l)) => {
-                        if held.is_none() {
-                            tracing::info!(token = l.token, "this process now sends the outbox");
-                        }
-                        held = Some(l);
-                        lease_checked = Instant::now();
-                    }
-                    Ok(None) => {
-                        if held.take().is_some() {
-                            tracing::warn!(
-                                "lost the outbox-sender lease; another process sends now"
-                            );
-                        }
-                        if !idle(self.config.lease_ttl / 3, &hb, beat, &stop).await {
-                            break;
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        let wait = backoff.fail();
-                        tracing::warn!(error = %e, "cannot check the outbox-sender lease");
-                        // Without a renewal the lease may lapse: claim nothing until it is confirmed.
-                        held = None;
-                        if !idle(wait, &hb, beat, &stop).await {
-                            break;
-                        }
-                        continue;
-                    }
+            // Claim nothing without the lease (renewed at a third of its life).
+            let wait = match keeper.keep().await {
+                Ok(Standing::Gained | Standing::Held) => None,
+                Ok(Standing::Elsewhere) => Some(keeper.ttl() / 3),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the outbox-sender lease");
+                    Some(backoff.fail())
                 }
+            };
+            if let Some(wait) = wait {
+                if !idle(wait, &hb, beat, &stop).await {
+                    break;
+                }
+                continue;
             }
 
             // During a 429 pause nothing new is claimed; claimed messages wait in their tasks.
             // Otherwise keep about two seconds of sending claimed ahead.
-            let paused_for = pace
+            let paused_for = sending
+                .pace
                 .lock()
                 .map(|p| p.paused_until.saturating_duration_since(Instant::now()))
                 .unwrap_or_default();
-            let outstanding = in_flight
+            let outstanding = sending
+                .in_flight
                 .lock()
                 .map(|s| s.len() as i64)
                 .unwrap_or(2 * batch);
@@ -243,81 +245,87 @@ impl OutboxSender {
                 }
                 continue;
             }
-
-            for msg in claimed {
-                let fresh = in_flight
-                    .lock()
-                    .map(|mut s| s.insert(msg.id))
-                    .unwrap_or(false);
-                if !fresh {
-                    continue;
-                }
-                // Per-chat spacing: a chat that just got a message waits its turn in the table.
-                let slot = {
-                    let Ok(mut p) = pace.lock() else { break };
-                    let now_i = Instant::now();
-                    let spacing = self.config.per_chat_interval;
-                    p.last_per_chat
-                        .retain(|_, t| now_i.saturating_duration_since(*t) < spacing);
-                    if let Some(last) = p.last_per_chat.get(&msg.chat_id) {
-                        Err(*last + spacing)
-                    } else {
-                        let slot = p.next_slot.max(p.paused_until).max(now_i);
-                        p.next_slot = slot + interval;
-                        p.last_per_chat.insert(msg.chat_id, slot);
-                        Ok(slot)
-                    }
-                };
-                let slot = match slot {
-                    Ok(s) => s,
-                    Err(ready_at) => {
-                        if let Ok(mut s) = in_flight.lock() {
-                            s.remove(&msg.id);
-                        }
-                        let wait = ready_at.saturating_duration_since(Instant::now());
-                        let at = self.clock.now().plus(wait);
-                        if let Err(e) = outbox::defer(&self.db, msg.id, &self.holder, at).await {
-                            tracing::warn!(error = %e, "cannot defer a message; its claim will expire");
-                        }
-                        continue;
-                    }
-                };
-                let me = self.clone();
-                let pace = pace.clone();
-                let done = done_tx.clone();
-                let in_flight = in_flight.clone();
-                let permits = permits.clone();
-                tasks.spawn(async move {
-                    tokio::time::sleep_until(slot).await;
-                    // A 429 that arrived after this slot was given out still applies.
-                    let paused = pace.lock().map(|p| p.paused_until).unwrap_or(slot);
-                    if paused > Instant::now() {
-                        tokio::time::sleep_until(paused).await;
-                    }
-                    // Bounded calls in flight; pacing already spaced them.
-                    let Ok(permit) = permits.acquire_owned().await else {
-                        return;
-                    };
-                    let outcome = me.send(&msg, &pace).await;
-                    drop(permit);
-                    let id = msg.id;
-                    let _ = done.send((msg, outcome));
-                    if let Ok(mut s) = in_flight.lock() {
-                        s.remove(&id);
-                    }
-                });
-            }
+            self.start_sends(&mut sending, claimed).await;
         }
         // Let claimed sends finish (the supervisor bounds this), then record them.
-        while tasks.join_next().await.is_some() {}
+        while sending.tasks.join_next().await.is_some() {}
         while let Ok(done) = done_rx.try_recv() {
             pending.push(done);
         }
         if let Err(e) = self.record(&mut pending).await {
             tracing::warn!(error = %e, "could not record every send at shutdown; those messages may be sent again");
         }
-        if let Some(l) = held {
-            let _ = lease::release(&self.db, &l, self.clock.now()).await;
+        keeper.release().await;
+    }
+
+    /// Gives each claimed message its slot on the global clock and a task that sends it
+    /// then; a chat that just got a message has it deferred instead.
+    async fn start_sends(self: &Arc<Self>, sending: &mut Sending, claimed: Vec<Claimed>) {
+        for msg in claimed {
+            let fresh = sending
+                .in_flight
+                .lock()
+                .map(|mut s| s.insert(msg.id))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            // Per-chat spacing: a chat that just got a message waits its turn in the table.
+            let slot = {
+                let Ok(mut p) = sending.pace.lock() else {
+                    break;
+                };
+                let now_i = Instant::now();
+                let spacing = self.config.per_chat_interval;
+                p.last_per_chat
+                    .retain(|_, t| now_i.saturating_duration_since(*t) < spacing);
+                if let Some(last) = p.last_per_chat.get(&msg.chat_id) {
+                    Err(*last + spacing)
+                } else {
+                    let slot = p.next_slot.max(p.paused_until).max(now_i);
+                    p.next_slot = slot + sending.interval;
+                    p.last_per_chat.insert(msg.chat_id, slot);
+                    Ok(slot)
+                }
+            };
+            let slot = match slot {
+                Ok(s) => s,
+                Err(ready_at) => {
+                    if let Ok(mut s) = sending.in_flight.lock() {
+                        s.remove(&msg.id);
+                    }
+                    let wait = ready_at.saturating_duration_since(Instant::now());
+                    let at = self.clock.now().plus(wait);
+                    if let Err(e) = outbox::defer(&self.db, msg.id, &self.holder, at).await {
+                        tracing::warn!(error = %e, "cannot defer a message; its claim will expire");
+                    }
+                    continue;
+                }
+            };
+            let me = self.clone();
+            let pace = sending.pace.clone();
+            let done = sending.done_tx.clone();
+            let in_flight = sending.in_flight.clone();
+            let permits = sending.permits.clone();
+            sending.tasks.spawn(async move {
+                tokio::time::sleep_until(slot).await;
+                // A 429 that arrived after this slot was given out still applies.
+                let paused = pace.lock().map(|p| p.paused_until).unwrap_or(slot);
+                if paused > Instant::now() {
+                    tokio::time::sleep_until(paused).await;
+                }
+                // Bounded calls in flight; pacing already spaced them.
+                let Ok(permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                let outcome = me.send(&msg, &pace).await;
+                drop(permit);
+                let id = msg.id;
+                let _ = done.send((msg, outcome));
+                if let Ok(mut s) = in_flight.lock() {
+                    s.remove(&id);
+                }
+            });
         }
     }
 

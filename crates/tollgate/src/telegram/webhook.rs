@@ -35,7 +35,7 @@ use super::update::{ALLOWED_UPDATES, parse_head};
 use crate::backoff::Backoff;
 use crate::config::Secret;
 use crate::http::Readiness;
-use crate::lease::{self, Lease};
+use crate::lease::{Keeper, Lease};
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::SharedClock;
@@ -281,23 +281,24 @@ impl Registrar {
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
         let beat = Duration::from_millis(500);
         let ttl = (self.check_every * 3).max(Duration::from_secs(30));
-        let mut held: Option<Lease> = None;
+        // Renewed before every check, so a check that registers holds the lease it read.
+        let mut keeper = Keeper::new(
+            self.db.clone(),
+            self.clock.clone(),
+            LEASE,
+            "registers the webhook",
+            self.holder.clone(),
+            ttl,
+        )
+        .renewing_every(Duration::ZERO);
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         while !stop.is_cancelled() {
             hb.beat();
-            let now = self.clock.now();
-            let lease_result = match &held {
-                Some(l) => lease::renew(&self.db, l, ttl, now).await,
-                None => lease::acquire(&self.db, LEASE, &self.holder, ttl, now).await,
-            };
-            held = match lease_result {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot check the webhook-registration lease");
-                    None
-                }
-            };
-            let wait = match self.check(held.as_ref()).await {
+            // Without the lease the check still runs: every replica reports Telegram's view.
+            if let Err(e) = keeper.keep().await {
+                tracing::debug!(error = %e, "cannot check the webhook-registration lease");
+            }
+            let wait = match self.check(keeper.lease()).await {
                 Ok(()) => {
                     backoff.succeed();
                     self.check_every
@@ -312,9 +313,7 @@ impl Registrar {
             }
         }
         // Release the lease only; the registration itself is left as it is (A7).
-        if let Some(l) = held {
-            let _ = lease::release(&self.db, &l, self.clock.now()).await;
-        }
+        keeper.release().await;
     }
 }
 

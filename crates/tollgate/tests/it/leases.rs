@@ -1,9 +1,12 @@
-//! Leases (DESIGN §3.5, RELIABILITY A5): one holder, takeover with a higher fencing token.
+//! Leases (DESIGN §3.5, RELIABILITY A5): one holder, takeover with a higher fencing token,
+//! and the keeper that holds a role for a work loop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate::lease;
-use tollgate::time::Timestamp;
+use tollgate::lease::{self, Keeper, Standing};
+use tollgate::store::Db;
+use tollgate::time::{ManualClock, Timestamp};
 
 use crate::db_test;
 
@@ -66,4 +69,51 @@ db_test!(async fn release_hands_over_at_once_and_tokens_keep_rising(t) {
     let b2 = lease::acquire(&t.db, "poller", "b", TTL, at(100)).await.unwrap().unwrap();
     assert_eq!(b2.token, b.token + 1);
     assert!(lease::current_holder(&t.db, "poller", at(200)).await.unwrap().is_none());
+});
+
+db_test!(async fn a_keeper_takes_keeps_loses_and_hands_over_its_role(t) {
+    let clock = ManualClock::new(at(0));
+    let keeper = |db: &Db, holder: &str| {
+        Keeper::new(db.clone(), Arc::new(clock.clone()), "role", "does the role", holder.to_owned(), TTL)
+            .renewing_every(Duration::ZERO)
+    };
+    let mut a = keeper(&t.db, "a");
+    let mut b = keeper(&t.another_pool(), "b");
+    assert_eq!(a.keep().await.unwrap(), Standing::Gained);
+    assert_eq!(b.keep().await.unwrap(), Standing::Elsewhere);
+    assert!(b.lease().is_none());
+    let first = a.lease().unwrap().token;
+
+    // Renewed before it expires, the role stays with its holder and keeps its token.
+    clock.advance(Duration::from_secs(8));
+    assert_eq!(a.keep().await.unwrap(), Standing::Held);
+    clock.advance(Duration::from_secs(8));
+    assert_eq!(b.keep().await.unwrap(), Standing::Elsewhere);
+    assert_eq!(a.lease().unwrap().token, first);
+
+    // A holder that stalls past the TTL loses the role to the next keeper, with a higher token.
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(b.keep().await.unwrap(), Standing::Gained);
+    assert!(b.lease().unwrap().token > first);
+    assert_eq!(a.keep().await.unwrap(), Standing::Elsewhere);
+    assert!(a.lease().is_none(), "the work loop sees the loss at once");
+
+    // Released at shutdown, the role moves at once instead of after the TTL.
+    let second = b.lease().unwrap().token;
+    b.release().await;
+    assert_eq!(a.keep().await.unwrap(), Standing::Gained);
+    assert_eq!(a.lease().unwrap().token, second + 1);
+});
+
+db_test!(async fn a_keeper_renews_only_when_due(t) {
+    let clock = ManualClock::new(at(0));
+    let mut a = Keeper::new(t.db.clone(), Arc::new(clock.clone()), "role", "does the role", "a".to_owned(), TTL);
+    assert_eq!(a.keep().await.unwrap(), Standing::Gained);
+    let expires = a.lease().unwrap().expires_at;
+    // Until a third of the TTL has passed (monotonic time) the keeper answers from memory:
+    // no statement, the same expiry.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(a.keep().await.unwrap(), Standing::Held);
+    assert_eq!(a.lease().unwrap().expires_at, expires);
+    assert_eq!(lease::current_holder(&t.db, "role", at(2)).await.unwrap().unwrap().expires_at, expires);
 });

@@ -36,4 +36,5 @@ mod sandbox;
 mod sandbox_browser;
 mod shutdown;
 mod store_cancellation;
+mod store_durability;
 mod time_zone;

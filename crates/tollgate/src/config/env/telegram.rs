@@ -1,0 +1,136 @@
+//! Telegram settings: the bot's token and admins, the Bot API address and the card-payment
+//! provider token. The tokens are secrets: reports and errors mask them.
+
+use url::Url;
+
+use super::reader::{Reader, parse_http_url};
+use crate::config::secret::{Secret, describe_secret};
+
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+
+/// The bot token, shaped `<bot id>:<secret>`; the bot id part is public.
+#[derive(Debug, Clone)]
+pub struct BotToken {
+    pub bot_id: i64,
+    pub token: Secret<String>,
+}
+
+impl BotToken {
+    pub fn parse(text: &str) -> Result<BotToken, String> {
+        let bad = || {
+            format!(
+                "{} does not look like a bot token: expected <digits>:<at least 30 of A-Z a-z 0-9 _ ->, as @BotFather prints it",
+                describe_secret(text)
+            )
+        };
+        let (id, rest) = text.split_once(':').ok_or_else(bad)?;
+        let bot_id: i64 = id.parse().map_err(|_| bad())?;
+        let ok_chars = rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if bot_id <= 0 || rest.len() < 30 || !ok_chars {
+            return Err(bad());
+        }
+        Ok(BotToken {
+            bot_id,
+            token: Secret::new(text.to_owned()),
+        })
+    }
+
+    pub fn redacted(&self) -> String {
+        format!("{}:***", self.bot_id)
+    }
+}
+
+/// `BOT_TOKEN` and `ADMIN_IDS`: who the bot is and who administers it.
+pub(super) fn read_bot(r: &mut Reader<'_>) -> (Option<BotToken>, Option<Vec<i64>>) {
+    let bot_token = r.required(
+        "BOT_TOKEN",
+        "set BOT_TOKEN to the token @BotFather gave you (or run `tollgate sandbox`, which needs none)",
+        BotToken::parse,
+        BotToken::redacted,
+    );
+    let admin_ids = r.read(
+        "ADMIN_IDS",
+        Some(""),
+        "set ADMIN_IDS to comma-separated numeric Telegram user ids, e.g. ADMIN_IDS=12345,67890 (ask @userinfobot for yours)",
+        |t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| match s.parse::<i64>() {
+                    Ok(id) if id > 0 => Ok(id),
+                    _ => Err(format!("{s:?} is not a Telegram user id")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        },
+        |ids| {
+            if ids.is_empty() {
+                "(none)".to_owned()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            }
+        },
+    );
+    (bot_token, admin_ids)
+}
+
+/// The Bot API to talk to and the optional card-payment provider token.
+pub(super) struct BotApi {
+    pub(super) telegram_api_url: Option<Url>,
+    pub(super) payment_provider_token: Option<Secret<String>>,
+}
+
+pub(super) fn read_bot_api(r: &mut Reader<'_>) -> BotApi {
+    let telegram_api_url = r.read(
+        "TELEGRAM_API_URL",
+        Some(DEFAULT_TELEGRAM_API_URL),
+        "set TELEGRAM_API_URL to the Bot API base URL without a trailing path, e.g. https://api.telegram.org",
+        |t| {
+            let url = parse_http_url(t.trim_end_matches('/'))?;
+            Ok(url)
+        },
+        Url::to_string,
+    );
+    let payment_provider_token = r.read(
+        "PAYMENT_PROVIDER_TOKEN",
+        None,
+        "set PAYMENT_PROVIDER_TOKEN to the token @BotFather shows under Payments, or unset it to disable card payments",
+        |t| {
+            if t.contains(char::is_whitespace) {
+                Err(format!("{} contains whitespace", describe_secret(t)))
+            } else {
+                Ok(Secret::new(t.to_owned()))
+            }
+        },
+        |_| "***".to_owned(),
+    );
+    BotApi {
+        telegram_api_url,
+        payment_provider_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::env::testing::errors;
+    use crate::config::env::{Env, deployment};
+
+    #[test]
+    fn missing_and_malformed_token_never_echo_the_secret() {
+        let mut e = Env::default();
+        e.set("PORT", "8080");
+        let missing = deployment(&e).unwrap_err().to_string();
+        assert!(missing.contains("BOT_TOKEN: is not set"), "{missing}");
+
+        let bad = errors(&[("BOT_TOKEN", "123:tooShortButSecretValue")]);
+        assert!(bad.contains("BOT_TOKEN"));
+        assert!(!bad.contains("tooShortButSecretValue"), "{bad}");
+
+        let bad_secret = errors(&[
+            ("PUBLIC_URL", "https://bot.example.com"),
+            ("WEBHOOK_SECRET", "has spaces in it"),
+        ]);
+        assert!(!bad_secret.contains("has spaces"), "{bad_secret}");
+    }
+}
