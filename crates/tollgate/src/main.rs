@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -20,9 +19,6 @@ use tollgate::{shutdown, telemetry};
 
 /// Exit code for configuration errors (distinct from runtime failures).
 const EXIT_CONFIG: u8 = 2;
-
-/// A runtime thread could not take `SCHED_BATCH` (logged once logging is set up).
-static BATCH_REFUSED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Parser)]
 #[command(
@@ -125,15 +121,8 @@ struct SandboxArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Env::from_process();
-    // The runtime's threads do not preempt the SQLite connection's thread when it wakes them
-    // (see the `sched_batch` crate and BENCHMARKS.md).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(|| {
-            if sched_batch::set_current_thread().is_err() {
-                BATCH_REFUSED.store(true, Ordering::Relaxed);
-            }
-        })
         .build()
     {
         Ok(rt) => rt,
@@ -177,11 +166,6 @@ fn init_logging(env: &Env) -> Result<(), ExitCode> {
         eprintln!("error: cannot set up logging: {e}");
         ExitCode::FAILURE
     })?;
-    if BATCH_REFUSED.load(Ordering::Relaxed) {
-        tracing::info!(
-            "the system refused SCHED_BATCH for the runtime's threads; they keep the default scheduling policy (slower SQLite round trips, nothing else changes)"
-        );
-    }
     Ok(())
 }
 
