@@ -5,6 +5,7 @@
 mod common;
 
 mod access_api;
+mod architecture;
 mod access_data_plane;
 mod bot_crash;
 mod bot_journey;

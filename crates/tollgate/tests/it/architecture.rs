@@ -1,0 +1,291 @@
+//! The crate's layers, checked: each module of `src/` may use modules of lower layers only
+//! (and, within a layer, only the edges listed), read from the `crate::…`, `super::…` and
+//! `self::…` paths of its code (test modules excluded).
+//!
+//! Why: a module that imports one above it ties what should be independent (billing to the
+//! bot, the jobs to the wiring) and makes import cycles possible; this keeps dependencies
+//! pointing one way — foundations, storage, the domain (users, access, billing, nodes), the
+//! Telegram pipeline, the bot and the jobs, the wiring — so each layer can change without
+//! the ones below it knowing.
+
+use std::path::{Path, PathBuf};
+
+/// Every module (or submodule with a layer of its own) and its layer; lower numbers are lower.
+/// A module path belongs to the longest entry that prefixes it.
+const LAYERS: &[(&str, u8)] = &[
+    // Foundations: no storage, no business.
+    ("domain", 0),
+    ("time", 0),
+    ("backoff", 0),
+    ("shutdown", 0),
+    ("metrics::latency", 0),
+    ("jobs::outcome", 0),
+    ("config", 1),
+    ("supervisor", 1),
+    ("telemetry", 2),
+    ("i18n", 2),
+    ("qr", 2),
+    ("telegram::metrics", 2),
+    ("nodes::metrics", 2),
+    ("jobs::metrics", 2),
+    // Storage and what sits directly on it.
+    ("store", 3),
+    ("metrics", 3),
+    ("lease", 4),
+    ("flags", 4),
+    ("telegram::outbox", 4),
+    ("telegram::update", 4),
+    ("http", 4),
+    ("action", 4),
+    ("alerts", 5),
+    // The domain.
+    ("nodes", 5),
+    ("access", 6),
+    ("users", 7),
+    ("nodes::provisioning", 7),
+    ("nodes::reconcile", 7),
+    ("billing", 8),
+    // The Telegram pipeline.
+    ("telegram", 9),
+    // What handlers and jobs are given, then the bot and the jobs.
+    ("services", 10),
+    ("bot", 11),
+    ("jobs", 11),
+    ("housekeeping", 11),
+    // The wiring.
+    ("app", 12),
+    ("sandbox", 12),
+];
+
+/// Edges between different modules of one layer that are allowed.
+const SAME_LAYER: &[(&str, &str)] = &[("housekeeping", "jobs"), ("sandbox", "app")];
+
+fn layer_of(path: &str) -> Option<(&'static str, u8)> {
+    LAYERS
+        .iter()
+        .filter(|(m, _)| path == *m || path.starts_with(&format!("{m}::")))
+        .max_by_key(|(m, _)| m.len())
+        .copied()
+}
+
+/// The module path of a file under `src/`: `telegram/outbox.rs` → `telegram::outbox`.
+fn module_of(relative: &Path) -> String {
+    let mut parts: Vec<String> = relative
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The module paths (lowercase segments) a text names after `prefix::`, with `{a, b::c}`
+/// groups expanded one level.
+fn named_after(code: &str, prefix: &str, base: &str, out: &mut Vec<String>) {
+    let needle = format!("{prefix}::");
+    let mut from = 0;
+    while let Some(at) = code[from..].find(&needle) {
+        let start = from + at;
+        from = start + needle.len();
+        if start > 0 && code[..start].ends_with(|c: char| is_ident(c) || c == ':') {
+            continue; // `super::super::`, `foo::crate` — not a path we resolve.
+        }
+        let rest = &code[from..];
+        let mut segments = Vec::new();
+        let mut tail = rest;
+        loop {
+            let end = tail.find(|c: char| !is_ident(c)).unwrap_or(tail.len());
+            let seg = &tail[..end];
+            if seg.is_empty() || !seg.starts_with(|c: char| c.is_ascii_lowercase()) {
+                break;
+            }
+            segments.push(seg.to_owned());
+            tail = &tail[end..];
+            if !tail.starts_with("::") {
+                break;
+            }
+            tail = &tail[2..];
+        }
+        let joined = |segs: &[String]| {
+            let mut p = base.to_owned();
+            for s in segs {
+                if !p.is_empty() {
+                    p.push_str("::");
+                }
+                p.push_str(s);
+            }
+            p
+        };
+        if tail.starts_with('{') {
+            let inner = &tail[1..tail.find('}').unwrap_or(tail.len())];
+            for item in inner.split(',') {
+                let item = item.trim();
+                let first: String = item.chars().take_while(|c| is_ident(*c)).collect();
+                if first.starts_with(|c: char| c.is_ascii_lowercase()) && first != "self" {
+                    let mut segs = segments.clone();
+                    segs.push(first);
+                    out.push(joined(&segs));
+                } else {
+                    out.push(joined(&segments));
+                }
+            }
+        } else {
+            out.push(joined(&segments));
+        }
+    }
+}
+
+/// The code of a file without comments and without its test modules.
+fn production_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        if t.starts_with("#[cfg(test)]") {
+            // A test module: inline ones run to the end of the file by convention here; a
+            // declared one (`mod x;`) is a file of its own, skipped by the caller.
+            if lines.peek().is_some_and(|n| n.trim_start().starts_with("mod ") && n.trim_end().ends_with('{')) {
+                break;
+            }
+            continue;
+        }
+        if t.starts_with("//") {
+            continue;
+        }
+        out.push_str(line.split(" //").next().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Files declared as test modules (`#[cfg(test)] mod name;`), to skip.
+fn test_module_files(dir: &Path, text: &str, out: &mut Vec<PathBuf>) {
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with("#[cfg(test)]")
+            && let Some(next) = lines.peek()
+        {
+            let n = next.trim();
+            if let Some(name) = n.strip_prefix("mod ").and_then(|r| r.strip_suffix(';')) {
+                out.push(dir.join(format!("{name}.rs")));
+                out.push(dir.join(name));
+            }
+        }
+    }
+}
+
+/// Every `(module, imported module path)` of the crate's production code.
+fn edges(src: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut skipped = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read file");
+        let dir = if f.file_name().is_some_and(|n| n == "mod.rs" || n == "lib.rs") {
+            f.parent().expect("parent").to_path_buf()
+        } else {
+            f.with_extension("")
+        };
+        test_module_files(&dir, &text, &mut skipped);
+    }
+    let mut out = Vec::new();
+    for f in files {
+        if skipped.iter().any(|s| f.starts_with(s)) {
+            continue;
+        }
+        let relative = f.strip_prefix(src).expect("under src");
+        let module = module_of(relative);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let code = production_code(&std::fs::read_to_string(&f).expect("read file"));
+        out.extend(imports_of(&module, relative.ends_with("mod.rs"), &code).into_iter().map(|t| (module.clone(), t)));
+    }
+    out
+}
+
+fn imports_of(module: &str, is_mod_file: bool, code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    named_after(code, "crate", "", &mut found);
+    // `super` of `a::b` (a file) is `a`; of `a::b` declared in `a/b/mod.rs` also `a`.
+    let parent = module.rsplit_once("::").map_or("", |(p, _)| p);
+    named_after(code, "super", parent, &mut found);
+    let own = if is_mod_file { module } else { parent };
+    named_after(code, "self", own, &mut found);
+    found.retain(|t| !t.is_empty());
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|t| seen.insert(t.clone()));
+    found
+}
+
+/// The imports that break the layering, as readable lines.
+fn violations(edges: &[(String, String)]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (from, to) in edges {
+        let Some((from_unit, from_layer)) = layer_of(from) else {
+            bad.push(format!("{from}: not in LAYERS (give it a layer)"));
+            continue;
+        };
+        let Some((to_unit, to_layer)) = layer_of(to) else {
+            // Crate-root items (the `on_db!`/`on_tx!` macros) and unknown names.
+            if to.contains("::") || LAYERS.iter().any(|(m, _)| m.starts_with(to.as_str())) {
+                bad.push(format!("{from} uses {to}: not in LAYERS (give it a layer)"));
+            }
+            continue;
+        };
+        if from_unit == to_unit {
+            continue;
+        }
+        let allowed = to_layer < from_layer
+            || (to_layer == from_layer && SAME_LAYER.contains(&(from_unit, to_unit)));
+        if !allowed {
+            bad.push(format!(
+                "{from} (layer {from_layer}, {from_unit}) uses {to} (layer {to_layer}, {to_unit})"
+            ));
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    bad
+}
+
+#[test]
+fn every_module_uses_only_modules_of_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = edges(&src);
+    assert!(edges.len() > 200, "too few imports read ({}): is the reader broken?", edges.len());
+    let bad = violations(&edges);
+    assert!(bad.is_empty(), "imports that break the layering:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn the_check_reports_an_upward_import_and_accepts_a_downward_one() {
+    let code = production_code(
+        "use crate::bot::Bot;\nuse crate::store::{Db, Tx};\nuse super::ledger;\n// use crate::app::Services;\n#[cfg(test)]\nmod tests {\n    use crate::app::x;\n}\n",
+    );
+    let found = imports_of("billing::refund", false, &code);
+    assert_eq!(found, ["bot", "store", "billing::ledger"]);
+    let edges: Vec<(String, String)> =
+        found.into_iter().map(|t| ("billing::refund".to_owned(), t)).collect();
+    let bad = violations(&edges);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].contains("uses bot (layer 11"), "{bad:?}");
+    // Grouped paths name each module.
+    let grouped = imports_of("bot::reply", false, "use crate::telegram::{inbox, outbox::Columns};");
+    assert_eq!(grouped, ["telegram::inbox", "telegram::outbox"]);
+}
