@@ -31,6 +31,7 @@
 
 pub mod feed;
 pub mod keys;
+pub mod notice_timeline;
 mod subscriptions;
 pub mod wiring;
 
