@@ -20,6 +20,7 @@ use support::{database, median};
 use sqlx::{Connection, PgConnection};
 use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::config::{Config, Env};
+use tollgate::jobs::JobContext;
 use tollgate::jobs::notices::{self, Notices};
 use tollgate::store::Db;
 use tollgate::time::{ManualClock, Timestamp};
@@ -54,7 +55,10 @@ async fn main() {
         let (url, _dir) = database(backend, &pg_admin, "jobs_wave").await;
         let (s, app, emu) = services(&url).await;
         seed(&s.db, wave, "expired").await;
-        let notices = Notices::new(s.clone(), Arc::new(tollgate::i18n::Texts::load().unwrap()));
+        let notices = Notices::new(job_context(
+            &s,
+            Arc::new(tollgate::i18n::Texts::load().unwrap()),
+        ));
         let start = Instant::now();
         let mut iterations = 0;
         let mut per_iteration = Vec::new();
@@ -93,7 +97,10 @@ async fn main() {
             "{backend}: seeded {scan} subscriptions in {:.1} s",
             t.elapsed().as_secs_f64()
         );
-        let notices = Notices::new(s.clone(), Arc::new(tollgate::i18n::Texts::load().unwrap()));
+        let notices = Notices::new(job_context(
+            &s,
+            Arc::new(tollgate::i18n::Texts::load().unwrap()),
+        ));
         let mut scans = Vec::new();
         for _ in 0..20 {
             let t = Instant::now();
@@ -130,6 +137,19 @@ async fn main() {
         }
         app.shutdown().await.unwrap();
         emu.shutdown().await;
+    }
+}
+
+/// What the notices job is built from, taken from the service's parts.
+fn job_context(s: &Services, texts: Arc<tollgate::i18n::Texts>) -> JobContext {
+    JobContext {
+        db: s.db.clone(),
+        clock: s.clock.clone(),
+        texts,
+        catalog: Arc::new(s.config.catalog.clone()),
+        nodes: s.registry.enabled().clone(),
+        provisioning: s.provisioning.clone(),
+        outbox_wake: s.outbox_wake.clone(),
     }
 }
 

@@ -31,6 +31,7 @@
 
 pub mod feed;
 pub mod keys;
+pub mod notice_timeline;
 pub mod notices;
 mod subscriptions;
 

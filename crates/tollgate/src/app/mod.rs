@@ -30,7 +30,7 @@ use crate::http::{self, HttpState, Readiness};
 use crate::i18n::Texts;
 use crate::jobs::notices::Notices;
 use crate::jobs::renewal::AutoRenewal;
-use crate::jobs::{Job, JobRunner};
+use crate::jobs::{Job, JobContext, JobRunner};
 use crate::lease;
 use crate::metrics::Metrics;
 use crate::store::migrate::{self, MigrateError, MigrateTimeouts};
@@ -66,9 +66,18 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
             None => r,
         })
     };
+    let jobs_context = JobContext {
+        db: s.db.clone(),
+        clock: s.clock.clone(),
+        texts: texts.clone(),
+        catalog: Arc::new(s.config.catalog.clone()),
+        nodes: s.registry.enabled().clone(),
+        provisioning: s.provisioning.clone(),
+        outbox_wake: s.outbox_wake.clone(),
+    };
     let jobs = [
-        runner(Arc::new(Notices::new(s.clone(), texts.clone()))),
-        runner(Arc::new(AutoRenewal::new(s.clone(), texts.clone()))),
+        runner(Arc::new(Notices::new(jobs_context.clone()))),
+        runner(Arc::new(AutoRenewal::new(jobs_context))),
     ];
     let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
     components.extend(jobs);

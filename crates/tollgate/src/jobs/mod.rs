@@ -34,14 +34,35 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::Notify;
+
 use crate::backoff::{Backoff, jittered};
+use crate::config::catalog::Catalog;
 use crate::flags::{self, Flag};
+use crate::i18n::Texts;
 use crate::lease::{self, Lease};
+use crate::nodes::{EnabledNodes, ProvisioningWake};
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::SharedClock;
 
 use self::metrics::JobMetrics;
+
+/// What the notice and auto-renewal jobs work with, handed to them by whoever wires the
+/// service: the jobs sit below the application's wiring and do not reach into it.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub texts: Arc<Texts>,
+    pub catalog: Arc<Catalog>,
+    /// The enabled nodes: a renewed key is wanted on each.
+    pub nodes: EnabledNodes,
+    /// Woken after committing an access change (an expiry, a renewal).
+    pub provisioning: ProvisioningWake,
+    /// Woken after committing outbox rows.
+    pub outbox_wake: Arc<Notify>,
+}
 
 /// One iteration's future.
 pub type IterationFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<u64>> + Send + 'a>>;

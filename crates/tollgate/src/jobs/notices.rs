@@ -9,35 +9,32 @@
 //! so finding due work is an index range that is empty when nothing is due. Every grant,
 //! renewal or refund resets the timeline (stage 0, due now): events that fell before the new
 //! dates are skipped, so a renewal never leaves a stale reminder behind, and a grant shorter
-//! than an offset never gets that reminder. Each subscription is handled in its own
-//! transaction that locks the row — the same lock renewals take, so expiry and renewal are
-//! serialized — and its messages are outbox rows keyed by (subscription, period, event).
+//! than an offset never gets that reminder. Each subscription is one notice item
+//! ([`notice_item`], one implementation for both backends, written with the APIs of the
+//! modules that own the tables): a conditional update of its row — which locks it, the same
+//! lock renewals take, so expiry and renewal are serialized —, then the expiry and the
+//! message, an outbox row keyed by (subscription, period, event). Items go to the database in
+//! chunks, one transaction each, redone item by item when one fails ([`Notices::chunk`]).
 //! Reachability (`bot_blocked_at`) plays no part: a blocked user still expires (D6).
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-use sqlx::Postgres;
-use sqlx::pool::PoolConnection;
 use uuid::Uuid;
 
-use crate::access::Kind;
+use crate::access::{self, Kind, notice_timeline};
 use crate::action::Action;
 use crate::config::Language;
 use crate::config::catalog::NotificationSettings;
-use crate::i18n::{Arg, Texts, format};
-use crate::nodes::membership::retire_keys_sql;
+use crate::i18n::{Arg, format};
 use crate::on_db;
-use crate::services::Services;
-use crate::store::{Db, SqliteDb};
-use crate::telegram::outbox::{OutboxMessage, Priority};
-use crate::time::{SharedClock, Timestamp};
+use crate::store::{Db, Tx};
+use crate::telegram::outbox::{self, OutboxMessage, Priority};
+use crate::time::Timestamp;
 
-use super::{IterationFuture, Job};
+use super::{IterationFuture, Job, JobContext};
 
 /// Subscriptions handled per iteration at most (the rest wait for the next one).
 const BATCH: i64 = 500;
@@ -52,118 +49,13 @@ pub const DUE_QUERY: &str =
      ORDER BY s.next_notice_at LIMIT $2";
 /// A subscription whose notice failed comes due again after this long.
 pub const ITEM_RETRY: Duration = Duration::from_secs(15 * 60);
-/// Subscriptions per call to SQLite's connection ([`items_sqlite`]): a chunk shares one
-/// hand-off and one commit, whose WAL frames then carry each touched page once instead of
-/// once per subscription. The connection is held meanwhile (a few ms), so the bot's updates
-/// still get their turns between chunks. Only this size and single items are sent, so the
-/// connection caches the statements of two texts, not of every size.
-const CHUNK_SQLITE: usize = 25;
-
-/// `n` items of [`ITEM_SQLITE`] in one text, item `k`'s parameters renumbered to
-/// `$(16k+1)`–`$(16k+16)`.
-fn items_sqlite(n: usize) -> String {
-    let mut out = String::with_capacity(ITEM_SQLITE.len() * n);
-    for k in 0..n {
-        let mut rest = ITEM_SQLITE;
-        while let Some(at) = rest.find('$') {
-            out.push_str(&rest[..=at]);
-            rest = &rest[at + 1..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let number: usize = rest[..digits].parse().unwrap_or(0);
-            out.push_str(&(16 * k + number).to_string());
-            rest = &rest[digits..];
-        }
-        out.push_str(rest);
-        out.push('\n');
-    }
-    out
-}
-
+/// Subscriptions per transaction: a chunk shares one commit (on SQLite, whose WAL frames then
+/// carry each touched page once instead of once per subscription). SQLite's connection is
+/// held meanwhile (a few ms), so the bot's updates still get their turns between chunks.
+const CHUNK: usize = 25;
 /// Chunks handled at once on PostgreSQL (rows are disjoint). Half the pool at most, so the
 /// bot and the other jobs keep connections.
 const POSTGRES_IN_FLIGHT: u32 = 4;
-
-/// The row is still exactly as read by [`DUE_QUERY`] (`$1` id, `$2` key, `$3` stage, `$4`
-/// next, `$5` expiry, `$6` notice_from, `$7` revoked_at).
-macro_rules! unchanged_sql {
-    () => {
-        "id = $1 AND vpn_uuid = $2 AND notice_stage = $3 AND next_notice_at = $4
-           AND expires_at = $5 AND notice_from IS NOT DISTINCT FROM $6
-           AND revoked_at IS NOT DISTINCT FROM $7"
-    };
-}
-
-/// Moves a subscription's timeline on (new stage `$8`, next `$9`) — only if the row is
-/// unchanged ([`unchanged_sql`]). This conditional update is the item's lock and re-check in
-/// one: a replica that did the item first, a renewal, a refund, a revoke or a new key changes
-/// one of those columns, and then nothing here happens (the row, if still due, comes back in
-/// a later batch with fresh values). SQLite: the `BEGIN IMMEDIATE` transaction holds the
-/// write lock already.
-macro_rules! advance_sql {
-    () => {
-        concat!(
-            "UPDATE subscriptions SET notice_stage = $8, next_notice_at = $9 WHERE ",
-            unchanged_sql!()
-        )
-    };
-}
-
-/// SQLite does an item's three statements in one call to its connection's thread (parameters
-/// as [`bind_item`] binds them), inside a `BEGIN IMMEDIATE` transaction: each call is a hand-off
-/// between threads, which costs more here than the statements. The update returns the id when
-/// it matched; the membership change runs only if it did (`changes()` is the count of the
-/// statement before), the message only if the row now carries the new stage (else a replica
-/// queued the same message already, and the dedupe key keeps it once).
-const ITEM_SQLITE: &str = concat!(
-    advance_sql!(),
-    " RETURNING id;\n",
-    retire_keys_sql!("$1", "$2", "$10", "TRUE"),
-    " AND $11 AND changes() = 1;
-     INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-     SELECT $12, $13, $14, $15, $16, 'pending', 0, $10, $10
-     WHERE $12 IS NOT NULL
-       AND EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND notice_stage = $8 AND next_notice_at IS $9)
-     ON CONFLICT (dedupe_key) DO NOTHING;"
-);
-
-/// Binds the parameters of [`ITEM_SQLITE`] for a [`Due`] row, its [`Step`] and `now`: the row
-/// as read (`$1` id, `$2` key, `$3` stage, `$4` next, `$5` expiry, `$6` notice_from, `$7`
-/// revoked_at), the step (`$8` stage, `$9` next), `$10` now, `$11` whether it expires, and
-/// the message (`$12` dedupe key, NULL for none, `$13` chat, `$14` priority, `$15` method,
-/// `$16` parameters).
-macro_rules! bind_item {
-    ($q:expr, $d:expr, $step:expr, $now:expr) => {{
-        let m = $step.message.as_ref();
-        $q.bind($d.id)
-            .bind($d.vpn_uuid)
-            .bind($d.notice_stage)
-            .bind($d.next_notice_at)
-            .bind($d.expires_at)
-            .bind($d.notice_from)
-            .bind($d.revoked_at)
-            .bind($step.stage)
-            .bind($step.next)
-            .bind($now)
-            .bind($step.expire)
-            .bind(m.map(|m| m.dedupe_key.as_str()))
-            .bind(m.map(|m| m.chat_id))
-            .bind(m.map(|m| m.priority.as_i16()))
-            .bind(m.map(|m| m.method.as_str()))
-            .bind(m.map(|m| m.params.to_string()))
-    }};
-}
-
-/// PostgreSQL does a chunk of items in one call of `notice_items` (migration 0007), each
-/// item in its own subtransaction — a savepoint, so one item's error rolls back that item only
-/// and comes back as its outcome (RELIABILITY C3). Per item it does what [`ITEM_SQLITE`] does,
-/// except that a row locked by someone else (a renewal in progress, a transaction of a killed
-/// process not yet rolled back) is skipped rather than waited for: it stays due and comes back
-/// in a later batch. Parameters are arrays, one element per item (see [`Notices::chunk_postgres`]).
-const NOTICE_ITEMS_CALL: &str = "SELECT item_id, outcome FROM notice_items($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-/// Items per `notice_items` call. Each item's subtransaction takes a subtransaction id, and
-/// PostgreSQL keeps up to 64 of a transaction's in shared memory (beyond that, other sessions'
-/// snapshots look them up on disk), so a chunk stays below that.
-const CHUNK_POSTGRES: usize = 50;
 
 /// One event of a period's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +124,21 @@ struct Due {
     language: String,
 }
 
+impl Due {
+    /// The columns its step is computed from, which must still hold when it is applied.
+    fn as_read(&self) -> notice_timeline::AsRead {
+        notice_timeline::AsRead {
+            id: self.id,
+            vpn_uuid: self.vpn_uuid,
+            notice_stage: self.notice_stage,
+            next_notice_at: self.next_notice_at,
+            expires_at: self.expires_at,
+            notice_from: self.notice_from,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
 /// What handling one due subscription does, computed from its row before any write.
 struct Step {
     stage: i32,
@@ -241,8 +148,8 @@ struct Step {
     message: Option<OutboxMessage>,
 }
 
-/// A subscription's id and how it went.
-type Outcome = (i64, anyhow::Result<Handled>);
+/// A subscription and how it went.
+type Outcome<'a> = (&'a Due, anyhow::Result<Handled>);
 
 /// How one subscription went.
 enum Handled {
@@ -252,31 +159,32 @@ enum Handled {
     Changed,
 }
 
-/// What a batch worker keeps for all its subscriptions: on PostgreSQL a pooled connection
-/// (sqlx pings a connection every time it goes back to the pool, a second round trip per
-/// subscription); SQLite's one connection is taken per subscription, so the bot's updates
-/// get their turns between a batch's items.
-enum Held {
-    Sqlite(SqliteDb),
-    Postgres(PoolConnection<Postgres>),
+/// One notice item, the same on both backends, in the caller's transaction: the timeline moves
+/// on only if the row is still as read ([`notice_timeline::advance`], the item's lock and
+/// re-check in one); only if it moved does an expiry take the key away on every node
+/// ([`access::expire`]) and the message get queued ([`outbox::enqueue`], keyed by
+/// subscription, period and event, so it is queued once however often this runs).
+async fn notice_item(tx: &mut Tx, d: &Due, step: &Step, now: Timestamp) -> anyhow::Result<Handled> {
+    if !notice_timeline::advance(tx, &d.as_read(), step.stage, step.next).await? {
+        return Ok(Handled::Changed);
+    }
+    if step.expire {
+        access::expire(tx, d.id, now).await?;
+    }
+    if let Some(message) = &step.message {
+        outbox::enqueue(tx, message, now).await?;
+    }
+    Ok(Handled::Done(step.expire))
 }
 
 /// Reminders, trial messages and expiry (see the module docs).
 pub struct Notices {
-    db: Db,
-    clock: SharedClock,
-    texts: Arc<Texts>,
-    s: Services,
+    ctx: JobContext,
 }
 
 impl Notices {
-    pub fn new(s: Services, texts: Arc<Texts>) -> Notices {
-        Notices {
-            db: s.db.clone(),
-            clock: s.clock.clone(),
-            texts,
-            s,
-        }
+    pub fn new(ctx: JobContext) -> Notices {
+        Notices { ctx }
     }
 
     /// Handles every subscription with a due event (up to a batch); returns how many.
@@ -287,69 +195,35 @@ impl Notices {
     /// [`Notices::run_batch`] that stops taking new subscriptions once `stop` is cancelled.
     ///
     /// Each subscription's step is computed from the row read by the batch query and applied
-    /// only if the row is unchanged ([`advance_sql`]); its effects commit only if it succeeds
-    /// (RELIABILITY C3): on PostgreSQL each item of a chunk has its own savepoint, on SQLite a
-    /// chunk in which one item fails is redone one transaction per item. PostgreSQL handles a
-    /// few chunks at once; SQLite has one writer. A subscription that fails for
-    /// a reason other than the database being unreachable (a bad row) does not hold up the
-    /// others: it is put back by [`ITEM_RETRY`] and logged, the batch goes on, and the
-    /// iteration ends in `error`.
+    /// only if the row is unchanged ([`notice_item`]); its effects commit only if it succeeds
+    /// (RELIABILITY C3, see [`Notices::chunk`]). PostgreSQL handles a few chunks at once;
+    /// SQLite has one writer. A subscription that fails for a reason other than the database
+    /// being unreachable (a bad row) does not hold up the others: it is put back by
+    /// [`ITEM_RETRY`] and logged, the batch goes on, and the iteration ends in `error`.
     pub async fn run_batch_until(&self, stop: &CancellationToken) -> anyhow::Result<u64> {
-        let now = self.clock.now();
-        let due: Vec<Due> = on_db!(&self.db, p => sqlx::query_as(DUE_QUERY)
+        let now = self.ctx.clock.now();
+        let due: Vec<Due> = on_db!(&self.ctx.db, p => sqlx::query_as(DUE_QUERY)
             .bind(now).bind(BATCH).fetch_all(p).await)?;
-        let in_flight = match &self.db {
+        let in_flight = match &self.ctx.db {
             Db::Sqlite(_) => 1,
-            Db::Postgres(_) => {
-                let pool = self
-                    .db
-                    .concurrency_budget(&self.s.config.deployment.database);
-                (pool / 2).clamp(1, POSTGRES_IN_FLIGHT) as usize
-            }
+            Db::Postgres(_) => (self.ctx.db.max_connections() / 2).clamp(1, POSTGRES_IN_FLIGHT),
         };
-        let per_call = match &self.db {
-            Db::Sqlite(_) => CHUNK_SQLITE,
-            Db::Postgres(_) => CHUNK_POSTGRES,
-        };
-        let queue = std::sync::Mutex::new(due.into_iter());
+        let queue = std::sync::Mutex::new(due.iter());
         let next = || match stop.is_cancelled() {
             true => Vec::new(),
             false => queue
                 .lock()
-                .map(|mut q| q.by_ref().take(per_call).collect())
+                .map(|mut q| q.by_ref().take(CHUNK).collect())
                 .unwrap_or_default(),
         };
-        // Each worker keeps what `Held` says for the whole batch.
         let worker = || async {
             let mut out = Vec::new();
-            let mut conn = self.held().await?;
             loop {
-                let items = next();
+                let items: Vec<&Due> = next();
                 if items.is_empty() {
                     break;
                 }
-                let results = match &mut conn {
-                    Held::Sqlite(db) => self.chunk_sqlite(db, &items, now).await,
-                    Held::Postgres(c) => match self.chunk_postgres(c, &items, now).await {
-                        Ok(results) => results,
-                        // The call failed as a whole: with the database unreachable the batch
-                        // stops (the chunk stays due); otherwise each item is failed with the
-                        // call's error.
-                        Err(e)
-                            if crate::store::classify(&e) == crate::store::Failure::Unavailable =>
-                        {
-                            out.push((items[0].id, Err(e.into())));
-                            break;
-                        }
-                        Err(e) => {
-                            let e = format!("{e:#}");
-                            items
-                                .iter()
-                                .map(|d| (d.id, Err(anyhow::anyhow!("{e}"))))
-                                .collect()
-                        }
-                    },
-                };
+                let results = self.chunk(&items, now).await;
                 let unavailable = results
                     .iter()
                     .any(|(_, r)| matches!(r, Err(e) if super::database_unavailable(e)));
@@ -358,45 +232,46 @@ impl Notices {
                     break;
                 }
             }
-            Ok(out)
+            out
         };
         let workers = futures::future::join_all((0..in_flight).map(|_| worker())).await;
+        self.tally(workers.into_iter().flatten(), now).await
+    }
+
+    /// Counts what a batch did, wakes who must follow its commits, and puts back the
+    /// subscriptions that failed.
+    async fn tally<'a>(
+        &self,
+        results: impl Iterator<Item = Outcome<'a>>,
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
         let mut handled = 0;
         let mut expired = false;
         let mut failed = Vec::new();
         let mut unavailable = None;
-        for w in workers {
-            let results = match w {
-                Ok(results) => results,
-                Err(e) => {
-                    unavailable.get_or_insert(e);
-                    continue;
+        for (d, r) in results {
+            match r {
+                Ok(Handled::Done(e)) => {
+                    handled += 1;
+                    expired |= e;
                 }
-            };
-            for (id, r) in results {
-                match r {
-                    Ok(Handled::Done(e)) => {
-                        handled += 1;
-                        expired |= e;
-                    }
-                    Ok(Handled::Changed) => {}
-                    Err(e) if super::database_unavailable(&e) => {
-                        unavailable.get_or_insert(e);
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = "notices", subscription = id, error = %format!("{e:#}"),
-                            retry_in = ?ITEM_RETRY, "cannot handle this subscription's notice; the others go on");
-                        self.put_back(id, now).await;
-                        failed.push(id);
-                    }
+                Ok(Handled::Changed) => {}
+                Err(e) if super::database_unavailable(&e) => {
+                    unavailable.get_or_insert(e);
+                }
+                Err(e) => {
+                    tracing::warn!(job = "notices", subscription = d.id, error = %format!("{e:#}"),
+                        retry_in = ?ITEM_RETRY, "cannot handle this subscription's notice; the others go on");
+                    self.put_back(d, now).await;
+                    failed.push(d.id);
                 }
             }
         }
         if handled > 0 {
-            self.s.outbox_wake.notify_one();
+            self.ctx.outbox_wake.notify_one();
         }
         if expired {
-            self.s.provisioning.wake();
+            self.ctx.provisioning.wake();
         }
         if let Some(e) = unavailable {
             return Err(e);
@@ -411,42 +286,33 @@ impl Notices {
     }
 
     /// After a failure: the subscription comes due again in [`ITEM_RETRY`] instead of at the
-    /// head of every batch. Best effort: if even this fails, it stays due.
-    async fn put_back(&self, id: i64, now: Timestamp) {
+    /// head of every batch. Best effort: if even this fails (or the row changed), it stays due.
+    async fn put_back(&self, d: &Due, now: Timestamp) {
         let retry_at = now.plus(ITEM_RETRY);
-        let r = on_db!(&self.db, p => sqlx::query(
-            "UPDATE subscriptions SET next_notice_at = $2 WHERE id = $1 AND next_notice_at <= $3"
-        ).bind(id).bind(retry_at).bind(now).execute(p).await.map(|r| r.rows_affected()));
-        if let Err(e) = r {
-            tracing::warn!(job = "notices", subscription = id, error = %e, "cannot put the subscription back");
+        let r = async {
+            let mut tx = self.ctx.db.begin().await?;
+            notice_timeline::advance(&mut tx, &d.as_read(), d.notice_stage, Some(retry_at)).await?;
+            tx.commit().await
+        };
+        if let Err(e) = r.await {
+            tracing::warn!(job = "notices", subscription = d.id, error = %e, "cannot put the subscription back");
         }
     }
 
-    /// What a batch worker holds for its batch ([`Held`]).
-    async fn held(&self) -> anyhow::Result<Held> {
-        Ok(match &self.db {
-            Db::Sqlite(p) => Held::Sqlite(p.clone()),
-            Db::Postgres(p) => Held::Postgres(p.acquire().await?),
-        })
-    }
-
-    /// A chunk of subscriptions on SQLite: all in one transaction when the chunk is full
-    /// ([`CHUNK_SQLITE`]) and every item succeeds; when one fails, the chunk rolls back whole
-    /// and each item is redone in its own transaction, so what commits is what one transaction
-    /// per item would commit (RELIABILITY C3) and a bad row costs its neighbours a retry, not
-    /// their effects. A chunk of any other size goes item by item.
-    async fn chunk_sqlite(&self, db: &SqliteDb, items: &[Due], now: Timestamp) -> Vec<Outcome> {
+    /// A chunk of subscriptions, on either backend: all in one transaction when every item
+    /// succeeds; when one fails, the chunk rolls back whole and each item is redone in its own
+    /// transaction, so what commits is what one transaction per item would commit
+    /// (RELIABILITY C3) and a bad row costs its neighbours a retry, not their effects.
+    async fn chunk<'a>(&self, items: &[&'a Due], now: Timestamp) -> Vec<Outcome<'a>> {
         let (steps, mut results) = self.steps(items, now);
-        if steps.len() == CHUNK_SQLITE {
-            static CHUNK_TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            let text = CHUNK_TEXT.get_or_init(|| items_sqlite(CHUNK_SQLITE));
-            match self.commit_sqlite(db, text, &steps, now).await {
+        if steps.len() > 1 {
+            match self.commit(&steps, now).await {
                 Ok(chunk) => {
                     results.extend(chunk);
                     return results;
                 }
                 Err(e) if super::database_unavailable(&e) => {
-                    results.push((steps[0].0.id, Err(e)));
+                    results.push((steps[0].0, Err(e)));
                     return results;
                 }
                 Err(e) => {
@@ -454,15 +320,12 @@ impl Notices {
                 }
             }
         }
-        for step in steps {
-            let id = step.0.id;
-            let one = std::slice::from_ref(&step);
-            let r = self.commit_sqlite(db, ITEM_SQLITE, one, now).await;
-            match r {
-                Ok(chunk) => results.extend(chunk),
+        for step in &steps {
+            match self.commit(std::slice::from_ref(step), now).await {
+                Ok(one) => results.extend(one),
                 Err(e) => {
                     let unavailable = super::database_unavailable(&e);
-                    results.push((id, Err(e)));
+                    results.push((step.0, Err(e)));
                     if unavailable {
                         break;
                     }
@@ -472,113 +335,44 @@ impl Notices {
         results
     }
 
-    /// `steps` in one SQLite transaction: their `BEGIN`, items (`text`: as many copies of
-    /// [`ITEM_SQLITE`] as steps, see [`items_sqlite`]) and `COMMIT` in one hand-off. An item
-    /// whose row changed since it was read matched nothing and wrote nothing: the key change
-    /// needs the advance's row, and the message needs the row in its new state, which only
-    /// this step (or another instance's identical one, whose message has the same dedupe key)
-    /// puts it in.
-    async fn commit_sqlite(
+    /// `steps` in one transaction, committed only if every one succeeds. On PostgreSQL the
+    /// commit does not wait for its WAL flush: the items are derived from their rows and redone
+    /// if a crash loses them.
+    async fn commit<'a>(
         &self,
-        db: &SqliteDb,
-        text: &str,
-        steps: &[(&Due, Step)],
+        steps: &[(&'a Due, Step)],
         now: Timestamp,
-    ) -> anyhow::Result<Vec<Outcome>> {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+    ) -> anyhow::Result<Vec<Outcome<'a>>> {
+        let mut tx = self.ctx.db.begin().await?;
+        if let Tx::Postgres(t) = &mut tx {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **t)
+                .await?;
+        }
+        let mut outcomes = Vec::with_capacity(steps.len());
         for (d, step) in steps {
-            query = bind_item!(query, d, step, now);
+            let handled = notice_item(&mut tx, d, step, now)
+                .await
+                .with_context(|| format!("subscription {}", d.id))?;
+            outcomes.push((*d, Ok(handled)));
         }
-        let moved: Vec<(i64,)> = db.write_rows(query).await?;
-        let moved: std::collections::HashSet<i64> = moved.into_iter().map(|(id,)| id).collect();
-        Ok(steps
-            .iter()
-            .map(|(d, step)| {
-                let handled = match moved.contains(&d.id) {
-                    true => Handled::Done(step.expire),
-                    false => Handled::Changed,
-                };
-                (d.id, Ok(handled))
-            })
-            .collect())
-    }
-
-    /// A chunk of subscriptions on PostgreSQL in one call ([`NOTICE_ITEMS_CALL`]), each in its own
-    /// subtransaction; returns each one's outcome, or the call's error (then nothing of the
-    /// chunk was committed).
-    async fn chunk_postgres(
-        &self,
-        conn: &mut PoolConnection<Postgres>,
-        items: &[Due],
-        now: Timestamp,
-    ) -> Result<Vec<Outcome>, sqlx::Error> {
-        let (steps, mut results) = self.steps(items, now);
-        if steps.is_empty() {
-            return Ok(results);
-        }
-        // One array per parameter, an element per item.
-        macro_rules! column {
-            ($f:expr) => {
-                steps.iter().map($f).collect::<Vec<_>>()
-            };
-        }
-        let outcomes: HashMap<i64, String> = sqlx::query_as(NOTICE_ITEMS_CALL)
-            .bind(now)
-            .bind(column!(|(d, _)| d.id))
-            .bind(column!(|(d, _)| d.vpn_uuid))
-            .bind(column!(|(d, _)| d.notice_stage))
-            .bind(column!(|(d, _)| d.next_notice_at))
-            .bind(column!(|(d, _)| d.expires_at))
-            .bind(column!(|(d, _)| d.notice_from))
-            .bind(column!(|(d, _)| d.revoked_at))
-            .bind(column!(|(_, s)| s.stage))
-            .bind(column!(|(_, s)| s.next))
-            .bind(column!(|(_, s)| s.expire))
-            .bind(column!(|(_, s)| s
-                .message
-                .as_ref()
-                .map(|m| m.dedupe_key.clone())))
-            .bind(column!(|(_, s)| s.message.as_ref().map(|m| m.chat_id)))
-            .bind(column!(|(_, s)| s
-                .message
-                .as_ref()
-                .map(|m| m.priority.as_i16())))
-            .bind(column!(|(_, s)| s
-                .message
-                .as_ref()
-                .map(|m| m.method.clone())))
-            .bind(column!(|(_, s)| s
-                .message
-                .as_ref()
-                .map(|m| m.params.to_string())))
-            .fetch_all(&mut **conn)
-            .await?
-            .into_iter()
-            .collect();
-        for (d, s) in &steps {
-            let r = match outcomes.get(&d.id).map(String::as_str) {
-                Some("done") => Ok(Handled::Done(s.expire)),
-                Some("changed") => Ok(Handled::Changed),
-                Some(failed) => Err(anyhow::anyhow!("subscription {}: {failed}", d.id)),
-                None => Err(anyhow::anyhow!(
-                    "subscription {}: no outcome returned",
-                    d.id
-                )),
-            };
-            results.push((d.id, r));
-        }
-        Ok(results)
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     /// The [`Step`]s of `items`, and the failures of those whose step cannot be computed (a
     /// bad row).
-    fn steps<'a>(&self, items: &'a [Due], now: Timestamp) -> (Vec<(&'a Due, Step)>, Vec<Outcome>) {
+    fn steps<'a>(
+        &self,
+        items: &[&'a Due],
+        now: Timestamp,
+    ) -> (Vec<(&'a Due, Step)>, Vec<Outcome<'a>>) {
         let mut steps = Vec::with_capacity(items.len());
         let mut failed = Vec::new();
         for d in items {
             match self.step(d, now) {
-                Ok(step) => steps.push((d, step)),
-                Err(e) => failed.push((d.id, Err(e))),
+                Ok(step) => steps.push((*d, step)),
+                Err(e) => failed.push((*d, Err(e))),
             }
         }
         (steps, failed)
@@ -598,7 +392,7 @@ impl Notices {
                 message: None,
             });
         }
-        let n = &self.s.config.catalog.notifications;
+        let n = &self.ctx.catalog.notifications;
         let from = d.notice_from.unwrap_or(d.starts_at);
         let events = timeline(kind, d.starts_at, from, d.expires_at, n);
         let stage = usize::try_from(d.notice_stage)
@@ -636,11 +430,11 @@ impl Notices {
     ) -> Option<OutboxMessage> {
         // "Ends in …, on …" (formatted only for the messages that say it).
         let when = || -> Vec<(&str, Arg)> {
-            let offset = self.s.config.catalog.bot.utc_offset_minutes;
+            let offset = self.ctx.catalog.bot.utc_offset_minutes;
             vec![
                 (
                     "left",
-                    format::duration(&self.texts, lang, d.expires_at.since(now)).into(),
+                    format::duration(&self.ctx.texts, lang, d.expires_at.since(now)).into(),
                 ),
                 (
                     "until",
@@ -658,16 +452,16 @@ impl Notices {
             Event::TrialEnding(_) => ("trial-ending-text", when(), Action::Buy, "btn-buy"),
             Event::Reminder(_) => ("reminder-text", when(), Action::Buy, "btn-renew"),
             Event::Expired if kind == Kind::Trial => {
-                if !self.s.config.catalog.notifications.trial_ended_message {
+                if !self.ctx.catalog.notifications.trial_ended_message {
                     return None;
                 }
                 ("trial-ended-text", vec![], Action::Buy, "btn-buy")
             }
             Event::Expired => ("expired-text", vec![], Action::Buy, "btn-renew"),
         };
-        let text = self.texts.fmt(lang, key, &args);
+        let text = self.ctx.texts.fmt(lang, key, &args);
         let markup = json!({ "inline_keyboard": [[{
-            "text": self.texts.get(lang, label),
+            "text": self.ctx.texts.get(lang, label),
             "callback_data": button.encode(),
         }]] });
         let priority = if event == Event::Expired {
@@ -709,41 +503,5 @@ impl Job for Notices {
 
     fn run_once_until_stopped(&self, stop: CancellationToken) -> IterationFuture<'_> {
         Box::pin(async move { self.run_batch_until(&stop).await })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The parameter numbers of `sql` and its text without them.
-    fn parameters(sql: &str) -> (Vec<usize>, String) {
-        let mut numbers = Vec::new();
-        let mut text = String::new();
-        let mut rest = sql;
-        while let Some(at) = rest.find('$') {
-            text.push_str(&rest[..=at]);
-            rest = &rest[at + 1..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            numbers.push(rest[..digits].parse().unwrap());
-            rest = &rest[digits..];
-        }
-        text.push_str(rest);
-        (numbers, text)
-    }
-
-    #[test]
-    fn a_chunks_items_have_parameters_of_their_own() {
-        assert_eq!(items_sqlite(1), format!("{ITEM_SQLITE}\n"));
-        let (one, one_text) = parameters(ITEM_SQLITE);
-        let three = items_sqlite(3);
-        let (numbers, text) = parameters(&three);
-        // The same statements three times, item k's parameters moved up by 16 k.
-        assert_eq!(text, format!("{one_text}\n").repeat(3));
-        let expected: Vec<usize> = (0..3)
-            .flat_map(|k| one.iter().map(move |n| 16 * k + n))
-            .collect();
-        assert_eq!(numbers, expected);
-        assert_eq!(one.iter().max(), Some(&16), "bind_item binds 16 parameters");
     }
 }

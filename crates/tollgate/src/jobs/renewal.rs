@@ -6,7 +6,6 @@
 //! expiry is picked up), and the user gets one "top up X" message per period. Reachability
 //! plays no part: a user who blocked the bot still renews.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,14 +16,13 @@ use crate::billing::{self, BalanceCharge, BalancePaid, BillingError, Reason};
 use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::Flag;
-use crate::i18n::{Arg, Texts, format};
-use crate::services::Services;
+use crate::i18n::{Arg, format};
 use crate::store::Tx;
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
-use super::{IterationFuture, Job};
+use super::{IterationFuture, Job, JobContext};
 
 /// How long before expiry renewal starts trying.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -41,8 +39,7 @@ pub const CANDIDATES_QUERY: &str = "SELECT s.id, s.user_id, s.plan_id, s.expires
 const PAGE: i64 = 500;
 
 pub struct AutoRenewal {
-    s: Services,
-    texts: Arc<Texts>,
+    ctx: JobContext,
     /// Candidates read per query.
     page: i64,
 }
@@ -56,12 +53,8 @@ enum Attempt {
 }
 
 impl AutoRenewal {
-    pub fn new(s: Services, texts: Arc<Texts>) -> AutoRenewal {
-        AutoRenewal {
-            s,
-            texts,
-            page: PAGE,
-        }
+    pub fn new(ctx: JobContext) -> AutoRenewal {
+        AutoRenewal { ctx, page: PAGE }
     }
 
     /// Page size of the candidate scan (tests make it small).
@@ -84,13 +77,13 @@ impl AutoRenewal {
     /// transaction fails for a reason other than the database being unreachable is logged
     /// and skipped; the run goes on and ends in `error`.
     pub async fn run_batch_until(&self, stop: &CancellationToken) -> anyhow::Result<u64> {
-        let now = self.s.clock.now();
+        let now = self.ctx.clock.now();
         let mut handled = 0;
         let mut renewed = false;
         let mut failed = Vec::new();
         let mut after: (Timestamp, i64) = (now, 0);
         'pages: loop {
-            let page: Vec<(i64, i64, String, Timestamp, String)> = on_db!(&self.s.db, p => sqlx::query_as(CANDIDATES_QUERY)
+            let page: Vec<(i64, i64, String, Timestamp, String)> = on_db!(&self.ctx.db, p => sqlx::query_as(CANDIDATES_QUERY)
                 .bind(after.0).bind(now.plus(WINDOW)).bind(after.1).bind(self.page).bind(now).bind(true)
                 .fetch_all(p).await)?;
             let last_page = i64::try_from(page.len()).unwrap_or(i64::MAX) < self.page;
@@ -124,10 +117,10 @@ impl AutoRenewal {
             }
         }
         if handled > 0 {
-            self.s.outbox_wake.notify_one();
+            self.ctx.outbox_wake.notify_one();
         }
         if renewed {
-            self.s.provisioning.wake();
+            self.ctx.provisioning.wake();
         }
         if !failed.is_empty() {
             anyhow::bail!(
@@ -150,7 +143,7 @@ impl AutoRenewal {
     ) -> Result<Attempt, BillingError> {
         let mut raced = 0;
         loop {
-            let mut tx = self.s.db.begin().await?;
+            let mut tx = self.ctx.db.begin().await?;
             match self
                 .one(&mut tx, id, user_id, plan_id, expires_at, lang, now)
                 .await
@@ -177,7 +170,7 @@ impl AutoRenewal {
         lang: Language,
         now: Timestamp,
     ) -> Result<Attempt, BillingError> {
-        let catalog = &self.s.config.catalog;
+        let catalog = &self.ctx.catalog;
         let base = catalog.bot.base_currency;
         let Some(plan) = catalog.plans.iter().find(|p| p.id == plan_id) else {
             tracing::warn!(
@@ -210,9 +203,7 @@ impl AutoRenewal {
             reason: Reason::Renewal,
             reference: &reference,
         };
-        let paid =
-            billing::pay_plan_from_balance(tx, self.s.registry.enabled(), base, &charge, now)
-                .await?;
+        let paid = billing::pay_plan_from_balance(tx, &self.ctx.nodes, base, &charge, now).await?;
         let offset = catalog.bot.utc_offset_minutes;
         let (key, text, button) = match paid {
             BalancePaid::Paid {
@@ -221,7 +212,7 @@ impl AutoRenewal {
                 ..
             } => {
                 let price = plan.price(base).unwrap_or(Money::new(0, base));
-                let text = self.texts.fmt(
+                let text = self.ctx.texts.fmt(
                     lang,
                     "auto-renewed-text",
                     &[
@@ -240,7 +231,7 @@ impl AutoRenewal {
             }
             BalancePaid::AlreadyPaid => return Ok(Attempt::Nothing),
             BalancePaid::Short { balance, price } => {
-                let text = self.texts.fmt(
+                let text = self.ctx.texts.fmt(
                     lang,
                     "auto-renew-short-text",
                     &[
@@ -255,7 +246,7 @@ impl AutoRenewal {
                     ],
                 );
                 let button = json!({ "inline_keyboard": [[{
-                    "text": self.texts.get(lang, "btn-balance"),
+                    "text": self.ctx.texts.get(lang, "btn-balance"),
                     "callback_data": Action::Balance.encode(),
                 }]] });
                 (format!("renew-short:{reference}"), text, Some(button))

@@ -64,8 +64,7 @@ pub struct KeyState {
 /// The keys of subscription `sub` other than its current `key` become unwanted on every node
 /// and may leave a node only after `key` is present there or no longer wanted (RELIABILITY
 /// E8, `retire_after`); with `current` = `TRUE` the current key becomes unwanted too. Each
-/// argument is SQL text (a placeholder such as `"$1"`, or `TRUE`/`FALSE`). One statement, so
-/// the notices job can embed it in its single-statement expiry on PostgreSQL.
+/// argument is SQL text (a placeholder such as `"$1"`, or `TRUE`/`FALSE`).
 macro_rules! retire_keys_sql {
     ($sub:literal, $key:literal, $now:literal, $current:literal) => {
         concat!(
@@ -80,7 +79,6 @@ macro_rules! retire_keys_sql {
         )
     };
 }
-pub(crate) use retire_keys_sql;
 
 /// Makes the rows of one subscription say what should be on the nodes. Runs inside the
 /// caller's business transaction and only records intent; on SQLite the writes travel with

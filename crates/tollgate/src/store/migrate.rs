@@ -61,6 +61,7 @@ pub static SQLITE: &[Migration] = migrations!("sqlite":
     0007 "notice_items",
     0008 "purchase_pruning",
     0009 "payment_payload",
+    0010 "drop_notice_items",
 );
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
@@ -75,6 +76,7 @@ pub static POSTGRES: &[Migration] = migrations!("postgres":
     0007 "notice_items",
     0008 "purchase_pruning",
     0009 "payment_payload",
+    0010 "drop_notice_items",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -149,7 +149,10 @@ fn production_code(text: &str) -> String {
         if t.starts_with("#[cfg(test)]") {
             // A test module: inline ones run to the end of the file by convention here; a
             // declared one (`mod x;`) is a file of its own, skipped by the caller.
-            if lines.peek().is_some_and(|n| n.trim_start().starts_with("mod ") && n.trim_end().ends_with('{')) {
+            if lines
+                .peek()
+                .is_some_and(|n| n.trim_start().starts_with("mod ") && n.trim_end().ends_with('{'))
+            {
                 break;
             }
             continue;
@@ -196,7 +199,10 @@ fn edges(src: &Path) -> Vec<(String, String)> {
     let mut skipped = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).expect("read file");
-        let dir = if f.file_name().is_some_and(|n| n == "mod.rs" || n == "lib.rs") {
+        let dir = if f
+            .file_name()
+            .is_some_and(|n| n == "mod.rs" || n == "lib.rs")
+        {
             f.parent().expect("parent").to_path_buf()
         } else {
             f.with_extension("")
@@ -214,7 +220,11 @@ fn edges(src: &Path) -> Vec<(String, String)> {
             continue;
         }
         let code = production_code(&std::fs::read_to_string(&f).expect("read file"));
-        out.extend(imports_of(&module, relative.ends_with("mod.rs"), &code).into_iter().map(|t| (module.clone(), t)));
+        out.extend(
+            imports_of(&module, relative.ends_with("mod.rs"), &code)
+                .into_iter()
+                .map(|t| (module.clone(), t)),
+        );
     }
     out
 }
@@ -268,9 +278,17 @@ fn violations(edges: &[(String, String)]) -> Vec<String> {
 fn every_module_uses_only_modules_of_lower_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let edges = edges(&src);
-    assert!(edges.len() > 200, "too few imports read ({}): is the reader broken?", edges.len());
+    assert!(
+        edges.len() > 200,
+        "too few imports read ({}): is the reader broken?",
+        edges.len()
+    );
     let bad = violations(&edges);
-    assert!(bad.is_empty(), "imports that break the layering:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports that break the layering:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -280,12 +298,18 @@ fn the_check_reports_an_upward_import_and_accepts_a_downward_one() {
     );
     let found = imports_of("billing::refund", false, &code);
     assert_eq!(found, ["bot", "store", "billing::ledger"]);
-    let edges: Vec<(String, String)> =
-        found.into_iter().map(|t| ("billing::refund".to_owned(), t)).collect();
+    let edges: Vec<(String, String)> = found
+        .into_iter()
+        .map(|t| ("billing::refund".to_owned(), t))
+        .collect();
     let bad = violations(&edges);
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert!(bad[0].contains("uses bot (layer 11"), "{bad:?}");
     // Grouped paths name each module.
-    let grouped = imports_of("bot::reply", false, "use crate::telegram::{inbox, outbox::Columns};");
+    let grouped = imports_of(
+        "bot::reply",
+        false,
+        "use crate::telegram::{inbox, outbox::Columns};",
+    );
     assert_eq!(grouped, ["telegram::inbox", "telegram::outbox"]);
 }

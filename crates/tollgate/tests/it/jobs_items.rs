@@ -17,7 +17,7 @@ use tollgate::{on_db, users};
 
 use crate::common::TestDb;
 use crate::db_test;
-use crate::jobs_month::{Person, outbox, person, services};
+use crate::jobs_month::{Person, job_context, outbox, person, services};
 
 const H: i64 = 3_600_000;
 const D: i64 = 24 * H;
@@ -129,7 +129,7 @@ db_test!(async fn one_bad_subscription_does_not_hold_up_the_others(t) {
     let at = t0.as_millis() + D + 60_000;
     clock.set(Timestamp::from_millis(at));
     poison_messages_to(&t.db, 2).await;
-    let notices = Notices::new(s.clone(), texts());
+    let notices = Notices::new(job_context(&s, texts()));
     let err = notices.run_batch().await.expect_err("the bad row makes the iteration an error");
     assert!(format!("{err:#}").contains("put back"), "{err:#}");
     let out = outbox(&s).await;
@@ -174,7 +174,7 @@ db_test!(async fn auto_renewal_reaches_every_candidate_however_many_are_short_or
     poison_messages_to(&t.db, 6).await;
     // Twelve hours before the first expiry: all seven are in the 24 h window.
     clock.set(t0.plus(Duration::from_millis((30 * D - 12 * H) as u64)));
-    let renewal = AutoRenewal::new(s.clone(), texts()).with_page_size(2);
+    let renewal = AutoRenewal::new(job_context(&s, texts())).with_page_size(2);
     let err = renewal.run_batch().await.expect_err("the bad row makes the run an error");
     assert!(format!("{err:#}").contains("could not be auto-renewed"), "{err:#}");
     let out = outbox(&s).await;
@@ -248,7 +248,7 @@ async fn a_payment_by_hand_during_auto_renewal_is_not_followed_by_a_second_charg
     .await
     .unwrap();
     assert!(matches!(paid, BalancePaid::Paid { .. }));
-    let renewal = AutoRenewal::new(s.clone(), texts());
+    let renewal = AutoRenewal::new(job_context(&s, texts()));
     let run = tokio::spawn(async move { renewal.run_batch().await });
     // Auto-renewal has looked at the subscription: it finished (skipped the locked row) or
     // waits for a lock the open payment holds. Only then does the payment commit.
@@ -272,7 +272,7 @@ async fn a_payment_by_hand_during_auto_renewal_is_not_followed_by_a_second_charg
     by_hand.commit().await.unwrap();
     run.await.unwrap().unwrap();
     // Its next run sees the new date, outside the 24 h window: nothing either.
-    let renewal = AutoRenewal::new(s.clone(), texts());
+    let renewal = AutoRenewal::new(job_context(&s, texts()));
     assert_eq!(renewal.run_batch().await.unwrap(), 0);
     assert_eq!(renewal_debits(&s.db, 1).await, 0, "no second charge");
     assert_eq!(

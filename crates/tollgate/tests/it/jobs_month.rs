@@ -11,6 +11,7 @@ use tollgate::access::{self, Grant, Kind};
 use tollgate::app::{self, AppOptions, Plugged, Services};
 use tollgate::billing::{Reason, ledger};
 use tollgate::config::{Config, Env};
+use tollgate::jobs::JobContext;
 use tollgate::jobs::notices::Notices;
 use tollgate::jobs::renewal::AutoRenewal;
 use tollgate::time::{Clock, ManualClock, Timestamp};
@@ -24,6 +25,19 @@ const H: i64 = 3_600_000;
 const D: i64 = 24 * H;
 /// Simulation step: every message must go out within one step of its due time.
 const STEP: i64 = 30 * 60_000;
+
+/// What the jobs are built from, taken from the service's parts as the service wires them.
+pub(crate) fn job_context(s: &Services, texts: Arc<tollgate::i18n::Texts>) -> JobContext {
+    JobContext {
+        db: s.db.clone(),
+        clock: s.clock.clone(),
+        texts,
+        catalog: Arc::new(s.config.catalog.clone()),
+        nodes: s.registry.enabled().clone(),
+        provisioning: s.provisioning.clone(),
+        outbox_wake: s.outbox_wake.clone(),
+    }
+}
 
 /// The service's parts on `t`'s database at `clock`, without its background loops.
 pub(crate) async fn services(
@@ -181,8 +195,8 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
         s.db = t.db.clone();
     }
     let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
-    let notices = Notices::new(s.clone(), texts.clone());
-    let renewal = AutoRenewal::new(s.clone(), texts.clone());
+    let notices = Notices::new(job_context(&s, texts.clone()));
+    let renewal = AutoRenewal::new(job_context(&s, texts.clone()));
     let days = |kind, n, plan: Option<&str>| Some(Grant::days(kind, n, plan));
     let plain = |id| Person { id, auto_renew: false, balance: 0, blocked: false };
     // Who is who.
@@ -296,8 +310,8 @@ pub(crate) async fn undisturbed_month(
     let (app, s, emu) = services_with(t, &clock, changes).await;
     populate(&s).await;
     let (n, r) = (
-        Notices::new(s.clone(), texts.clone()),
-        AutoRenewal::new(s.clone(), texts),
+        Notices::new(job_context(&s, texts.clone())),
+        AutoRenewal::new(job_context(&s, texts)),
     );
     let mut now = t0.as_millis();
     while now <= t0.as_millis() + 31 * D {
@@ -382,8 +396,8 @@ async fn three_instances_killed_at_random_end_the_month_like_one() {
         .iter()
         .map(|(_, s, _)| {
             (
-                Arc::new(Notices::new(s.clone(), texts.clone())),
-                Arc::new(AutoRenewal::new(s.clone(), texts.clone())),
+                Arc::new(Notices::new(job_context(s, texts.clone()))),
+                Arc::new(AutoRenewal::new(job_context(s, texts.clone()))),
             )
         })
         .collect();

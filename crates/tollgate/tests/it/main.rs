@@ -5,8 +5,8 @@
 mod common;
 
 mod access_api;
-mod architecture;
 mod access_data_plane;
+mod architecture;
 mod bot_crash;
 mod bot_journey;
 mod bot_payments;
