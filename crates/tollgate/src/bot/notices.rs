@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::access::{self, ProvisioningSummary, Subscription};
 use crate::app::Services;
 use crate::i18n::Texts;
-use crate::store::{Db, Later, Tx};
+use crate::store::{Db, DeferredWrite, Tx};
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
@@ -29,8 +29,8 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(86_400);
 
 /// Owes the user of `sub` a notice when its current key is live.
 pub async fn expect(tx: &mut Tx, sub: &Subscription, now: Timestamp) -> Result<(), sqlx::Error> {
-    tx.later(
-        Later::new(
+    tx.defer(
+        DeferredWrite::new(
             "INSERT INTO access_notices (subscription_id, user_id, vpn_uuid, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (subscription_id) DO UPDATE SET vpn_uuid = excluded.vpn_uuid, created_at = excluded.created_at",
         )

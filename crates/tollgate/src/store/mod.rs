@@ -12,7 +12,7 @@
 //! Every connection acquire is bounded by the acquire timeout, and PostgreSQL
 //! sessions carry a server-side `statement_timeout` (RELIABILITY A3, C4).
 
-pub mod later;
+pub mod deferred;
 pub mod migrate;
 pub mod sqlite;
 pub mod statistics;
@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Transaction};
 
-pub use later::Later;
+pub use deferred::DeferredWrite;
 pub use sqlite::{SqliteDb, SqliteTx};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
@@ -193,7 +193,7 @@ impl Db {
     /// Claims rows of a work queue with one statement per backend that follows the queues'
     /// claim convention (`$1` now, `$2` limit, `$3` worker, `$4` claimed until) and returns
     /// the claimed rows. On SQLite the statement reads then writes, so it is its own
-    /// `BEGIN IMMEDIATE` transaction, sent with its `COMMIT` in one hand-off
+    /// `BEGIN IMMEDIATE` transaction, sent with its `COMMIT` in one round trip
     /// ([`SqliteDb::write_rows`]); on PostgreSQL it is one statement (`FOR UPDATE SKIP
     /// LOCKED` inside).
     pub async fn claim<T>(

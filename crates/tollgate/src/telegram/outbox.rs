@@ -10,7 +10,7 @@
 use serde_json::Value;
 use sqlx::Row as _;
 
-use crate::store::{Db, Later, SqliteTx, Tx};
+use crate::store::{Db, DeferredWrite, SqliteTx, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -140,10 +140,10 @@ const ENQUEUE_SQL: &str = "INSERT INTO outbox (dedupe_key, chat_id, priority, me
 
 /// Queues a message in the caller's transaction; a message with the same dedupe key queued
 /// before stays as it is (this one is not queued again). Nothing is read back, so on SQLite
-/// the insert travels with the transaction's next statement ([`Later`]).
+/// the insert travels with the transaction's next statement ([`DeferredWrite`]).
 pub async fn enqueue(tx: &mut Tx, msg: &OutboxMessage, now: Timestamp) -> Result<(), sqlx::Error> {
-    tx.later(
-        Later::new(ENQUEUE_SQL)
+    tx.defer(
+        DeferredWrite::new(ENQUEUE_SQL)
             .bind(msg.dedupe_key.clone())
             .bind(msg.chat_id)
             .bind(msg.priority.as_i16())

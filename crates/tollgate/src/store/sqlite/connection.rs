@@ -76,7 +76,7 @@ impl SqliteDb {
         };
         if self.inner.rollback_owed.swap(false, Ordering::AcqRel) {
             // Owed again if this is cancelled before it is done.
-            let owed = Owed(&self.inner.rollback_owed);
+            let owed = RollbackOwed(&self.inner.rollback_owed);
             let r = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             std::mem::forget(owed);
             match r {
@@ -97,9 +97,9 @@ enum Lane {
 }
 
 /// Sets the rollback flag again when dropped: a rollback that did not finish is still owed.
-struct Owed<'a>(&'a AtomicBool);
+struct RollbackOwed<'a>(&'a AtomicBool);
 
-impl Drop for Owed<'_> {
+impl Drop for RollbackOwed<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
     }

@@ -7,9 +7,9 @@ use sqlx::{Arguments, ConnectOptions, Error, Executor, SqliteConnection};
 
 use super::checkpoint::{CHECKPOINT_BACKSTOP, CHECKPOINT_INTERVAL};
 use super::readers::reads_only;
-use super::transaction::{MOST_LATER, Sent};
+use super::transaction::{MOST_DEFERRED, Sent};
 use super::{SqliteDb, SqliteTx};
-use crate::store::{Later, Tx};
+use crate::store::{DeferredWrite, Tx};
 
 fn db(dir: &tempfile::TempDir, timeout: Duration) -> SqliteDb {
     let options = SqliteConnectOptions::new()
@@ -387,8 +387,8 @@ fn on_sqlite(tx: &mut Tx) -> &mut SqliteTx {
     }
 }
 
-fn later_insert(x: i64) -> Later {
-    Later::new("INSERT INTO t VALUES ($1)").bind(x)
+fn deferred_insert(x: i64) -> DeferredWrite {
+    DeferredWrite::new("INSERT INTO t VALUES ($1)").bind(x)
 }
 
 #[test]
@@ -396,11 +396,11 @@ fn a_waiting_write_travels_after_the_begin_with_its_parameters_renumbered() {
     let query = sqlx::query("UPDATE t SET x = $1 WHERE x = $2")
         .bind(5_i64)
         .bind(6_i64);
-    let later = [
-        later_insert(7),
-        Later::new("DELETE FROM t WHERE x = $1;").bind(8_i64),
+    let deferred = [
+        deferred_insert(7),
+        DeferredWrite::new("DELETE FROM t WHERE x = $1;").bind(8_i64),
     ];
-    let sent = Sent::new(query, Some("BEGIN IMMEDIATE"), &later, ";\nCOMMIT").unwrap();
+    let sent = Sent::new(query, Some("BEGIN IMMEDIATE"), &deferred, ";\nCOMMIT").unwrap();
     assert_eq!(
         sent.sql.as_str(),
         "BEGIN IMMEDIATE;\nINSERT INTO t VALUES ($3);\nDELETE FROM t WHERE x = $4;\n\
@@ -415,11 +415,11 @@ async fn waiting_writes_run_in_order_before_the_next_statement_and_commit_with_i
     let dir = tempfile::tempdir().unwrap();
     let db = with_table(&dir).await;
     let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
-    tx.later(later_insert(1)).await.unwrap();
-    tx.later(later_insert(2)).await.unwrap();
+    tx.defer(deferred_insert(1)).await.unwrap();
+    tx.defer(deferred_insert(2)).await.unwrap();
     let t = on_sqlite(&mut tx);
     assert_eq!(
-        t.later.len(),
+        t.deferred.len(),
         2,
         "nothing is sent before the next statement"
     );
@@ -429,42 +429,42 @@ async fn waiting_writes_run_in_order_before_the_next_statement_and_commit_with_i
         .await
         .unwrap();
     assert_eq!(changed.rows_affected(), 1);
-    tx.later(later_insert(3)).await.unwrap();
+    tx.defer(deferred_insert(3)).await.unwrap();
     let t = on_sqlite(&mut tx);
     let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
         .fetch_all(&mut *t)
         .await
         .unwrap();
     assert_eq!(rows, vec![2, 3, 11]);
-    tx.later(later_insert(4)).await.unwrap();
+    tx.defer(deferred_insert(4)).await.unwrap();
     let t = on_sqlite(&mut tx);
     // A statement dropped before it was sent takes nothing with it.
     drop((&mut *t).fetch_many(sqlx::query("SELECT 1")));
-    assert_eq!(t.later.len(), 1, "the write still waits");
+    assert_eq!(t.deferred.len(), 1, "the write still waits");
     let first: Option<i64> = sqlx::query_scalar("SELECT MAX(x) FROM t")
         .fetch_optional(&mut *t)
         .await
         .unwrap();
     assert_eq!(first, Some(11));
     // A write left waiting at the end commits with the COMMIT.
-    tx.later(later_insert(5)).await.unwrap();
+    tx.defer(deferred_insert(5)).await.unwrap();
     assert_eq!(count(&db).await, 0, "nothing is visible before the commit");
     tx.commit().await.unwrap();
     assert_eq!(count(&db).await, 5);
 
     // A transaction of waiting writes only, more than travel in one text.
     let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
-    for x in 0..(3 * MOST_LATER as i64 + 1) {
-        tx.later(later_insert(100 + x)).await.unwrap();
+    for x in 0..(3 * MOST_DEFERRED as i64 + 1) {
+        tx.defer(deferred_insert(100 + x)).await.unwrap();
     }
     tx.commit().await.unwrap();
-    assert_eq!(count(&db).await, 5 + 3 * MOST_LATER as i64 + 1);
+    assert_eq!(count(&db).await, 5 + 3 * MOST_DEFERRED as i64 + 1);
 
     // Rolled back, waiting writes are dropped.
     let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
-    tx.later(later_insert(9)).await.unwrap();
+    tx.defer(deferred_insert(9)).await.unwrap();
     tx.rollback().await.unwrap();
-    assert_eq!(count(&db).await, 5 + 3 * MOST_LATER as i64 + 1);
+    assert_eq!(count(&db).await, 5 + 3 * MOST_DEFERRED as i64 + 1);
 }
 
 #[tokio::test]
@@ -477,7 +477,7 @@ async fn a_failing_waiting_write_fails_the_statement_it_travels_with_and_commits
         .execute(&mut *t)
         .await
         .unwrap();
-    tx.later(Later::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
+    tx.defer(DeferredWrite::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
         .await
         .unwrap();
     let e = tx.commit().await.unwrap_err();
@@ -490,7 +490,7 @@ async fn a_failing_waiting_write_fails_the_statement_it_travels_with_and_commits
 
     // The same through the next statement: it fails, and it did not run.
     let mut tx = Tx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await.unwrap());
-    tx.later(Later::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
+    tx.defer(DeferredWrite::new("INSERT INTO missing VALUES ($1)").bind(2_i64))
         .await
         .unwrap();
     let t = on_sqlite(&mut tx);

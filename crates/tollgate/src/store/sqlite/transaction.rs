@@ -4,7 +4,7 @@
 //! [`SqliteTx::commit_with`] sends a last statement and the `COMMIT` together: every
 //! statement is a round trip to the connection's thread and back, and a purchase is seven
 //! transactions (BENCHMARKS.md). Writes whose outcome the transaction does not read wait in it
-//! and travel in front of its next statement ([`Later`]). [`Sent`] builds the text that
+//! and travel in front of its next statement ([`DeferredWrite`]). [`Sent`] builds the text that
 //! carries them all.
 //!
 //! sqlx does not see these transactions (its own transaction depth stays 0), so rolling back
@@ -26,7 +26,7 @@ use sqlx::{
 
 use super::SqliteDb;
 use super::connection::SqliteGuard;
-use crate::store::later::{self, Later};
+use crate::store::deferred::{self, DeferredWrite};
 
 impl SqliteDb {
     /// A write transaction that begins with `statement` (`BEGIN IMMEDIATE`), sent with its
@@ -36,13 +36,13 @@ impl SqliteDb {
             conn: Some(self.acquire().await?),
             begin: statement,
             begun: false,
-            later: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 
     /// `query` as a write transaction of its own (`BEGIN IMMEDIATE`, the statement and
-    /// `COMMIT` in one hand-off), its rows read as `T`: for a statement that reads and then
-    /// writes, such as a claim.
+    /// `COMMIT` in one round trip to the connection's thread), its rows read as `T`: for a
+    /// statement that reads and then writes, such as a claim.
     pub async fn write_rows<'q, T, E>(&self, query: E) -> Result<Vec<T>, Error>
     where
         T: for<'r> sqlx::FromRow<'r, SqliteRow>,
@@ -74,14 +74,14 @@ pub struct SqliteTx {
     /// A statement carrying the `BEGIN` was sent (or is on its way): the transaction may be
     /// open on the connection.
     begun: bool,
-    /// Writes waiting for the next statement ([`Later`]).
-    pub(super) later: Vec<Later>,
+    /// Writes waiting for the next statement ([`DeferredWrite`]).
+    pub(super) deferred: Vec<DeferredWrite>,
 }
 
 impl SqliteTx {
     pub async fn commit(mut self) -> Result<(), Error> {
-        if !self.later.is_empty() {
-            // The waiting writes and the `COMMIT`, in one hand-off.
+        if !self.deferred.is_empty() {
+            // The waiting writes and the `COMMIT`, in one round trip.
             return self.send_last(sqlx::query("COMMIT"), "").await.map(|_| ());
         }
         if !self.begun {
@@ -91,9 +91,9 @@ impl SqliteTx {
         self.finish(r.map(|_| ()))
     }
 
-    /// Runs `query` (one or more statements), then commits, in one hand-off to the
+    /// Runs `query` (one or more statements), then commits, in one round trip to the
     /// connection's thread, and returns the rows `query` returned. When `query` fails, nothing
-    /// is committed. A transaction whose only statement this is costs one hand-off in all.
+    /// is committed. A transaction whose only statement this is costs one round trip in all.
     pub async fn commit_with<'q, E>(self, query: E) -> Result<Vec<SqliteRow>, Error>
     where
         E: 'q + Execute<'q, Sqlite>,
@@ -107,11 +107,16 @@ impl SqliteTx {
     where
         E: 'q + Execute<'q, Sqlite>,
     {
-        let sent = match Sent::new(query, (!self.begun).then_some(self.begin), &self.later, end) {
+        let sent = match Sent::new(
+            query,
+            (!self.begun).then_some(self.begin),
+            &self.deferred,
+            end,
+        ) {
             Ok(sent) => sent,
             Err(e) => return self.finish(Err(e)).map(|()| Vec::new()),
         };
-        self.later.clear();
+        self.deferred.clear();
         self.begun = true;
         match self.connection().fetch_all(sent).await {
             Ok(rows) => self.finish(Ok(())).map(|()| rows),
@@ -119,22 +124,25 @@ impl SqliteTx {
         }
     }
 
-    /// Keeps `write` for the transaction's next statement (see [`Later`]). A transaction
-    /// that queues many (a job's loop) sends them every [`MOST_LATER`], so that one text
+    /// Keeps `write` for the transaction's next statement (see [`DeferredWrite`]). A transaction
+    /// that queues many (a job's loop) sends them every [`MOST_DEFERRED`], so that one text
     /// stays well inside SQLite's limits on its length and parameters.
-    pub(in crate::store) async fn defer(&mut self, write: Later) -> Result<(), Error> {
-        self.later.push(write);
-        if self.later.len() < MOST_LATER {
+    pub(in crate::store) async fn defer(&mut self, write: DeferredWrite) -> Result<(), Error> {
+        self.deferred.push(write);
+        if self.deferred.len() < MOST_DEFERRED {
             return Ok(());
         }
-        let Some(last) = self.later.pop() else {
+        let Some(last) = self.deferred.pop() else {
             return Ok(());
         };
         self.execute_now(last).await.map(drop)
     }
 
     /// Runs `write` now, with the writes waiting before it in front; the rows it changed.
-    pub(in crate::store) async fn execute_now(&mut self, write: Later) -> Result<u64, Error> {
+    pub(in crate::store) async fn execute_now(
+        &mut self,
+        write: DeferredWrite,
+    ) -> Result<u64, Error> {
         let mut args = SqliteArguments::default();
         for value in &write.values {
             value.add_to_sqlite(&mut args).map_err(Error::Encode)?;
@@ -144,7 +152,7 @@ impl SqliteTx {
     }
 
     pub async fn rollback(mut self) -> Result<(), Error> {
-        self.later.clear();
+        self.deferred.clear();
         if !self.begun {
             return self.finish(Ok(()));
         }
@@ -205,7 +213,7 @@ impl Drop for SqliteTx {
 
 /// A query as it is sent in a transaction: its text with what travels with it — the
 /// transaction's `BEGIN` in front (its first statement), the writes waiting for it
-/// ([`Later`]) after that, a `COMMIT` after it (its last) — and its arguments. `$N`
+/// ([`DeferredWrite`]) after that, a `COMMIT` after it (its last) — and its arguments. `$N`
 /// parameters are numbered across a multi-statement text: the query keeps its numbers, and
 /// each waiting write's values are appended to the query's, its parameters renumbered to
 /// match. `lead` counts the statements in front, whose results the caller does not see.
@@ -220,13 +228,13 @@ impl Sent {
     pub(super) fn new<'q, E: Execute<'q, Sqlite>>(
         mut query: E,
         begin: Option<&str>,
-        later: &[Later],
+        deferred: &[DeferredWrite],
         end: &str,
     ) -> Result<Sent, Error> {
         let mut arguments = query.take_arguments().map_err(Error::Encode)?;
         let persistent = query.persistent();
         let sql = query.sql();
-        let lead = usize::from(begin.is_some()) + later.len();
+        let lead = usize::from(begin.is_some()) + deferred.len();
         if lead == 0 && end.is_empty() {
             return Ok(Sent {
                 sql,
@@ -240,10 +248,10 @@ impl Sent {
             text.push_str(begin);
             text.push_str(";\n");
         }
-        if !later.is_empty() {
+        if !deferred.is_empty() {
             let args = arguments.get_or_insert_with(SqliteArguments::default);
-            for write in later {
-                text.push_str(&later::renumber(
+            for write in deferred {
+                text.push_str(&deferred::renumber(
                     write.sql.trim_end_matches([';', ' ', '\n']),
                     args.len(),
                 ));
@@ -283,7 +291,7 @@ impl<'q> Execute<'q, Sqlite> for Sent {
 }
 
 /// Most writes that wait for a transaction's next statement.
-pub(super) const MOST_LATER: usize = 32;
+pub(super) const MOST_DEFERRED: usize = 32;
 
 /// Statements in the transaction. The first carries the `BEGIN`, whose own result is left out
 /// of what the caller sees (its "rows affected" would be the previous statement's).
@@ -298,18 +306,26 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
         'c: 'e,
         E: 'q + Execute<'q, Sqlite>,
     {
-        let sent = match Sent::new(query, (!self.begun).then_some(self.begin), &self.later, "") {
+        let sent = match Sent::new(
+            query,
+            (!self.begun).then_some(self.begin),
+            &self.deferred,
+            "",
+        ) {
             Ok(sent) => sent,
             Err(e) => return Box::pin(stream::once(future::ready(Err(e)))),
         };
         let SqliteTx {
-            conn, begun, later, ..
+            conn,
+            begun,
+            deferred,
+            ..
         } = self;
         // Marked when the statement is sent, with the waiting writes: on the stream's first
         // poll (a stream dropped unpolled sent nothing, and the writes still wait).
         let mark = stream::once(async move {
             *begun = true;
-            later.clear();
+            deferred.clear();
             None::<Result<Either<SqliteQueryResult, SqliteRow>, Error>>
         })
         .filter_map(future::ready);
@@ -337,10 +353,15 @@ impl<'c> Executor<'c> for &'c mut SqliteTx {
         'c: 'e,
         E: 'q + Execute<'q, Sqlite>,
     {
-        let sent = Sent::new(query, (!self.begun).then_some(self.begin), &self.later, "");
+        let sent = Sent::new(
+            query,
+            (!self.begun).then_some(self.begin),
+            &self.deferred,
+            "",
+        );
         Box::pin(async move {
             let sent = sent?;
-            self.later.clear();
+            self.deferred.clear();
             self.begun = true;
             self.connection().fetch_optional(sent).await
         })
