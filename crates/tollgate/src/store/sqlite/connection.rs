@@ -52,9 +52,14 @@ impl SqliteDb {
             };
             self.inner.slot.clone().lock_owned().await
         };
-        let mut slot = tokio::time::timeout(self.inner.acquire_timeout, wait)
-            .await
-            .map_err(|_| Error::PoolTimedOut)?;
+        let mut slot = match tokio::time::timeout(self.inner.acquire_timeout, wait).await {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Debug builds: a wait for this task's own transaction panics instead.
+                self.inner.tx_owner.check_not_held_here();
+                return Err(Error::PoolTimedOut);
+            }
+        };
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::PoolClosed);
         }

@@ -23,12 +23,14 @@
 //! dropped without a commit rolls back before the next task's statements run.
 //!
 //! The rule this layout imposes: never use the database while holding a transaction on it;
-//! the writer would wait for itself until the acquire timeout. Debug builds panic when that
-//! happens (see [`transaction`]).
+//! the writer would wait for itself until the acquire timeout. Debug builds (and so the tests)
+//! then panic with a message naming the rule instead of returning `PoolTimedOut`
+//! ([`self_wait`]); release builds do not check.
 
 mod checkpoint;
 mod connection;
 mod readers;
+mod self_wait;
 mod transaction;
 
 #[cfg(test)]
@@ -79,6 +81,8 @@ struct Inner {
     closed: AtomicBool,
     /// The checkpointer task was started (with the first connection).
     checkpointing: AtomicBool,
+    /// Who holds the writer's transaction, in debug builds; see [`self_wait`].
+    tx_owner: self_wait::TxOwner,
 }
 
 impl SqliteDb {
@@ -96,6 +100,7 @@ impl SqliteDb {
                 connected: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 checkpointing: AtomicBool::new(false),
+                tx_owner: self_wait::TxOwner::default(),
             }),
         }
     }

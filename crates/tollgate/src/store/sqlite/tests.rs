@@ -353,10 +353,14 @@ async fn a_select_reads_beside_an_open_transaction_and_sees_what_was_committed()
         (1, 1),
         "two reads at once, neither waiting for the writer"
     );
-    let e = sqlx::query("SELECT COUNT(*) FROM t")
-        .execute(&db)
-        .await
-        .unwrap_err();
+    // From another task: this one holds `tx`, and waiting for itself would panic.
+    let e = tokio::spawn({
+        let db = db.clone();
+        async move { sqlx::query("SELECT COUNT(*) FROM t").execute(&db).await }
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
     assert!(
         matches!(e, Error::PoolTimedOut),
         "a statement executed goes to the writer: {e}"
@@ -509,4 +513,76 @@ async fn a_failing_waiting_write_fails_the_statement_it_travels_with_and_commits
         .await
         .unwrap();
     assert_eq!(rows, vec![4], "the dropped transaction was rolled back");
+}
+
+#[cfg(debug_assertions)]
+#[tokio::test]
+#[should_panic(expected = "waited for the SQLite writer while it holds a transaction on it")]
+async fn a_task_waiting_for_its_own_transaction_panics_in_debug_builds_instead_of_timing_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir, Duration::from_millis(200));
+    sqlx::query("CREATE TABLE t (x INTEGER)")
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    // Would wait for `tx`, which waits for this task.
+    let _ = sqlx::query("INSERT INTO t VALUES (2)").execute(&db).await;
+}
+
+#[tokio::test]
+async fn after_its_transaction_ends_a_task_may_use_the_database_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = with_table(&dir).await;
+    let tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    tx.commit_with(sqlx::query("INSERT INTO t VALUES (1)"))
+        .await
+        .unwrap();
+    write_then_drop(&db).await;
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (3)")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (4)")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db).await,
+        2,
+        "committed, then written after each end"
+    );
+}
+
+#[tokio::test]
+async fn futures_of_one_task_may_wait_for_each_others_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = with_table(&dir).await;
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    let commit = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.commit().await.unwrap();
+    };
+    let write = async {
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&db)
+            .await
+            .unwrap();
+    };
+    tokio::join!(commit, write);
+    assert_eq!(
+        count(&db).await,
+        2,
+        "the write waited for the commit, no panic"
+    );
 }

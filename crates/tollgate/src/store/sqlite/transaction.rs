@@ -26,14 +26,17 @@ use sqlx::{
 
 use super::SqliteDb;
 use super::connection::SqliteGuard;
+use super::self_wait::TxOwnerMark;
 use crate::store::deferred::{self, DeferredWrite};
 
 impl SqliteDb {
     /// A write transaction that begins with `statement` (`BEGIN IMMEDIATE`), sent with its
     /// first statement; dropping it without [`SqliteTx::commit`] rolls it back.
     pub async fn begin_with(&self, statement: &'static str) -> Result<SqliteTx, Error> {
+        let conn = self.acquire().await?;
         Ok(SqliteTx {
-            conn: Some(self.acquire().await?),
+            _owner: self.inner.tx_owner.mark(),
+            conn: Some(conn),
             begin: statement,
             begun: false,
             deferred: Vec::new(),
@@ -68,6 +71,9 @@ impl SqliteDb {
 /// for whoever comes next.
 #[derive(Debug)]
 pub struct SqliteTx {
+    /// Marks this task as the transaction's holder (debug builds; see `self_wait`). First, so
+    /// that it is cleared before the connection is let go.
+    _owner: TxOwnerMark,
     /// Taken out only by `finish`, which consumes the transaction.
     conn: Option<SqliteGuard>,
     begin: &'static str,
