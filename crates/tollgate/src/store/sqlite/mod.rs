@@ -100,7 +100,7 @@ impl SqliteDb {
                 connected: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 checkpointing: AtomicBool::new(false),
-                tx_owner: self_wait::TxOwner::default(),
+                tx_owner: self_wait::TxOwner::new(),
             }),
         }
     }

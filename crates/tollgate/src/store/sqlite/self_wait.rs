@@ -62,6 +62,10 @@ mod checked {
     }
 
     impl TxOwner {
+        pub(in crate::store::sqlite) fn new() -> TxOwner {
+            TxOwner::default()
+        }
+
         /// Records the current task as the transaction's holder until the mark is dropped.
         pub(in crate::store::sqlite) fn mark(&self) -> TxOwnerMark {
             let ticket = self.state.tickets.fetch_add(1, Ordering::Relaxed);
@@ -120,10 +124,14 @@ mod checked {
 #[cfg(not(debug_assertions))]
 mod unchecked {
     /// Release builds: nothing recorded (see the module's doc).
-    #[derive(Debug, Default)]
+    #[derive(Debug)]
     pub(in crate::store::sqlite) struct TxOwner;
 
     impl TxOwner {
+        pub(in crate::store::sqlite) fn new() -> TxOwner {
+            TxOwner
+        }
+
         pub(in crate::store::sqlite) fn mark(&self) -> TxOwnerMark {
             TxOwnerMark
         }
