@@ -17,7 +17,7 @@ use rand::Rng;
 use crate::access::{self, AccessError, Subscription};
 use crate::config::Language;
 use crate::flags::{self, Snapshot};
-use crate::store::{Db, Failure, Later, Tx, classify};
+use crate::store::{Db, DeferredWrite, Failure, Tx, classify};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -204,8 +204,8 @@ pub fn refreshed(mut user: User, from: &TelegramUser) -> User {
 /// The write half of [`touch`] for a known user: names, last-seen time, reachable again.
 /// Nothing is read back, so on SQLite it travels with the transaction's next statement.
 pub async fn refresh(tx: &mut Tx, from: &TelegramUser, now: Timestamp) -> Result<(), sqlx::Error> {
-    tx.later(
-        Later::new(
+    tx.defer(
+        DeferredWrite::new(
             "UPDATE users SET first_name = $2, last_name = $3, username = $4, language_code = $5,
                  last_seen_at = $6, bot_blocked_at = NULL
              WHERE id = $1",

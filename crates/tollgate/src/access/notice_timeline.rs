@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Later, Tx};
+use crate::store::{DeferredWrite, Tx};
 use crate::time::Timestamp;
 
 /// A subscription's row as the notices job read it: the columns its step was computed from.
@@ -58,7 +58,7 @@ pub async fn advance(
         Tx::Sqlite(_) => ADVANCE_SQLITE,
         Tx::Postgres(_) => ADVANCE_POSTGRES,
     };
-    let update = Later::new(sql)
+    let update = DeferredWrite::new(sql)
         .bind(row.id)
         .bind(row.vpn_uuid)
         .bind(row.notice_stage)

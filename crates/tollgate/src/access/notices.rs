@@ -9,15 +9,15 @@
 use uuid::Uuid;
 
 use super::Subscription;
-use crate::store::{Db, Later, Tx};
+use crate::store::{Db, DeferredWrite, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
 /// Owes the user of `sub` a notice when its current key is live (a newer key replaces an
 /// older owed one).
 pub async fn expect(tx: &mut Tx, sub: &Subscription, now: Timestamp) -> Result<(), sqlx::Error> {
-    tx.later(
-        Later::new(
+    tx.defer(
+        DeferredWrite::new(
             "INSERT INTO access_notices (subscription_id, user_id, vpn_uuid, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (subscription_id) DO UPDATE SET vpn_uuid = excluded.vpn_uuid, created_at = excluded.created_at",
         )

@@ -24,7 +24,7 @@ use crate::config::catalog::{Catalog, Plan};
 use crate::domain::money::{Currency, Money};
 use crate::i18n::{Arg, Texts, format};
 use crate::nodes::EnabledNodes;
-use crate::store::{Db, Failure, Later, Tx, classify};
+use crate::store::{Db, DeferredWrite, Failure, Tx, classify};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
 use crate::users::{self, User};
@@ -582,8 +582,8 @@ async fn apply(
     let (payment_id, purchase_id) = (a.payment_id, a.purchase_id);
     // Paid whatever it was before: money was taken (F1). A refunded purchase stays refunded.
     // Nothing here reads the outcome, so on SQLite it travels with the next statement.
-    tx.later(
-        Later::new(
+    tx.defer(
+        DeferredWrite::new(
             "UPDATE purchases SET
                 status = CASE WHEN status = 'refunded' THEN status ELSE 'paid' END,
                 paid_at = CASE WHEN status = 'refunded' THEN paid_at ELSE COALESCE(paid_at, $2) END

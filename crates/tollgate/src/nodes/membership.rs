@@ -17,7 +17,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Db, Later, Tx};
+use crate::store::{Db, DeferredWrite, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -82,7 +82,7 @@ macro_rules! retire_keys_sql {
 
 /// Makes the rows of one subscription say what should be on the nodes. Runs inside the
 /// caller's business transaction and only records intent; on SQLite the writes travel with
-/// the transaction's next statement ([`Later`]), as nothing here is read back.
+/// the transaction's next statement ([`DeferredWrite`]), as nothing here is read back.
 ///
 /// * active: the current key is wanted on every node of `nodes` (rows created or flipped,
 ///   and made due now unless already settled);
@@ -99,7 +99,7 @@ pub async fn align(
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     for write in align_writes(key, email, nodes, now) {
-        tx.later(write).await?;
+        tx.defer(write).await?;
     }
     Ok(())
 }
@@ -120,9 +120,9 @@ pub async fn align_counting(
 }
 
 /// The statements of [`align`].
-fn align_writes(key: &KeyState, email: &str, nodes: &[&str], now: Timestamp) -> Vec<Later> {
+fn align_writes(key: &KeyState, email: &str, nodes: &[&str], now: Timestamp) -> Vec<DeferredWrite> {
     let retire = |sql: &'static str| {
-        Later::new(sql)
+        DeferredWrite::new(sql)
             .bind(key.subscription_id)
             .bind(key.vpn_uuid)
             .bind(now)
@@ -130,10 +130,10 @@ fn align_writes(key: &KeyState, email: &str, nodes: &[&str], now: Timestamp) -> 
     if !key.active {
         return vec![retire(retire_keys_sql!("$1", "$2", "$3", "TRUE"))];
     }
-    let mut writes: Vec<Later> = nodes
+    let mut writes: Vec<DeferredWrite> = nodes
         .iter()
         .map(|node| {
-            Later::new(
+            DeferredWrite::new(
                 "INSERT INTO node_memberships
                      (node, vpn_uuid, subscription_id, email, desired, observed, attempts, next_attempt_at, updated_at)
                  VALUES ($1, $2, $3, $4, 'present', 'absent', 0, $5, $5)

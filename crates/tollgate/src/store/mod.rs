@@ -11,8 +11,15 @@
 //!
 //! Every connection acquire is bounded by the acquire timeout, and PostgreSQL
 //! sessions carry a server-side `statement_timeout` (RELIABILITY A3, C4).
+//!
+//! One rule the types do not carry: never use the [`Db`] while holding a [`Tx`] from it. On
+//! SQLite the transaction holds the one writing connection, so the task would wait for itself
+//! until the acquire timeout; run the statement in the transaction, or read before it begins.
+//! Debug builds, and so every test, panic with a message naming this rule when a task that
+//! holds a SQLite transaction has waited for the writer until the acquire timeout, that is for
+//! itself (`store/sqlite/self_wait.rs`); release builds do not check.
 
-pub mod later;
+pub mod deferred;
 pub mod migrate;
 pub mod sqlite;
 pub mod statistics;
@@ -25,7 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Transaction};
 
-pub use later::Later;
+pub use deferred::DeferredWrite;
 pub use sqlite::{SqliteDb, SqliteTx};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
@@ -106,7 +113,8 @@ impl Db {
                 // SQLite has one writer. Contending connections wait in SQLite's busy
                 // handler (sleeps of up to 100 ms each) and starve under load; one
                 // connection makes every statement queue fairly in the process instead.
-                // Consequence: never use the database while holding a `Tx` on it. Not a pool
+                // Consequence: never use the database while holding a `Tx` on it (debug
+                // builds panic when a task waits for itself, see the module's doc). Not a pool
                 // of one: see `store::sqlite` for what that cost.
                 Ok(Db::Sqlite(SqliteDb::new(options, settings.acquire_timeout)))
             }
@@ -193,7 +201,7 @@ impl Db {
     /// Claims rows of a work queue with one statement per backend that follows the queues'
     /// claim convention (`$1` now, `$2` limit, `$3` worker, `$4` claimed until) and returns
     /// the claimed rows. On SQLite the statement reads then writes, so it is its own
-    /// `BEGIN IMMEDIATE` transaction, sent with its `COMMIT` in one hand-off
+    /// `BEGIN IMMEDIATE` transaction, sent with its `COMMIT` in one round trip
     /// ([`SqliteDb::write_rows`]); on PostgreSQL it is one statement (`FOR UPDATE SKIP
     /// LOCKED` inside).
     pub async fn claim<T>(

@@ -10,7 +10,7 @@
 use serde_json::Value;
 use sqlx::Row as _;
 
-use crate::store::{Db, Later, SqliteTx, Tx};
+use crate::store::{Db, DeferredWrite, SqliteTx, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -111,7 +111,7 @@ ON CONFLICT (dedupe_key) DO NOTHING";
 /// Queues `messages` in the caller's transaction, in order; one whose dedupe key was queued
 /// before stays as it is (this one is not queued again). The one way rows enter the outbox.
 /// Nothing is read back, so on SQLite the insert travels with the transaction's next
-/// statement ([`Later`]); on PostgreSQL it is one statement for the whole batch.
+/// statement ([`DeferredWrite`]); on PostgreSQL it is one statement for the whole batch.
 pub async fn enqueue_all(
     tx: &mut Tx,
     messages: &[OutboxMessage],
@@ -135,7 +135,7 @@ pub async fn enqueue_all(
                 })
                 .collect();
             let batch = Value::Array(batch).to_string();
-            tx.later(Later::new(ENQUEUE_SQLITE).bind(batch).bind(now))
+            tx.defer(DeferredWrite::new(ENQUEUE_SQLITE).bind(batch).bind(now))
                 .await
         }
         Tx::Postgres(c) => {

@@ -1,19 +1,20 @@
-//! Writes whose outcome the transaction does not read: on SQLite they travel with its next
-//! statement.
+//! Writes whose outcome the transaction does not read: on SQLite they are sent together with
+//! the transaction's next statement.
 //!
-//! Every statement on SQLite's one connection is a hand-off to the connection's thread and
-//! back, and the writer's hand-offs are what limits the bot's purchases and the pipeline's
-//! end-to-end rate (BENCHMARKS.md). Some writes return nothing their caller needs — queueing
-//! a message whose duplicate is ignored, noting a notice that is owed. Such a write, a
-//! [`Later`], waits in the transaction and is sent in front of the transaction's next
-//! statement (or with its `COMMIT`) in the same hand-off, so it costs no hand-off of its own.
-//! Statements keep their order: a later read in the transaction sees the write. On
-//! PostgreSQL a `Later` runs at once, like any statement.
+//! Every statement on SQLite's one writing connection is a round trip to the connection's
+//! thread and back, and those round trips are what limits the bot's purchases and the
+//! pipeline's end-to-end rate (BENCHMARKS.md). Some writes return nothing their caller needs —
+//! queueing a message whose duplicate is ignored, noting a notice that is owed. Such a write, a
+//! [`DeferredWrite`] passed to [`Tx::defer`], waits in the transaction and is sent in front of
+//! the transaction's next statement (or with its `COMMIT`) in the same round trip, so it costs
+//! no round trip of its own. Statements keep their order: a later read in the transaction sees
+//! the write. On PostgreSQL a deferred write runs at once, like any statement. A write whose
+//! row count the caller reads goes through [`Tx::execute`] instead, which runs it now.
 //!
 //! The price: an error of the write is reported by the statement it travelled with (or the
-//! commit), and the transaction then commits nothing, as for any failed statement. So a
-//! `Later` is for writes whose failure can only mean "this transaction fails": no `RETURNING`,
-//! no rows affected read, no error handled on its own.
+//! commit), and the transaction then commits nothing, as for any failed statement. So
+//! deferring is for writes whose failure can only mean "this transaction fails": no
+//! `RETURNING`, no rows affected read, no error handled on its own.
 
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgArguments;
@@ -22,34 +23,36 @@ use sqlx::{Arguments, Encode, Postgres, Sqlite, Type};
 
 use super::Tx;
 
-/// A write whose outcome is not read: its SQL (`$N` parameters, no `RETURNING`) and values.
-pub struct Later {
+/// A write whose outcome is not read, to be sent with the transaction's next statement
+/// ([`Tx::defer`]) or run now ([`Tx::execute`]): its SQL (`$N` parameters, no `RETURNING`)
+/// and values.
+pub struct DeferredWrite {
     pub(super) sql: &'static str,
     pub(super) values: Vec<Box<dyn Value>>,
 }
 
-impl Later {
-    pub fn new(sql: &'static str) -> Later {
+impl DeferredWrite {
+    pub fn new(sql: &'static str) -> DeferredWrite {
         debug_assert!(
             !sql.to_ascii_uppercase().contains("RETURNING"),
-            "a Later returns no rows: {sql}"
+            "a deferred write returns no rows: {sql}"
         );
-        Later {
+        DeferredWrite {
             sql,
             values: Vec::new(),
         }
     }
 
     /// The next parameter's value (`$1` first), as `sqlx::query(…).bind` takes it.
-    pub fn bind<T: Value>(mut self, value: T) -> Later {
+    pub fn bind<T: Value>(mut self, value: T) -> DeferredWrite {
         self.values.push(Box::new(value));
         self
     }
 }
 
-impl std::fmt::Debug for Later {
+impl std::fmt::Debug for DeferredWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Later")
+        f.debug_struct("DeferredWrite")
             .field("sql", &self.sql)
             .field("values", &self.values.len())
             .finish()
@@ -80,7 +83,7 @@ where
 impl Tx {
     /// Runs `write` in this transaction: on PostgreSQL now, on SQLite with the transaction's
     /// next statement or its commit (see the module's doc).
-    pub async fn later(&mut self, write: Later) -> Result<(), sqlx::Error> {
+    pub async fn defer(&mut self, write: DeferredWrite) -> Result<(), sqlx::Error> {
         match self {
             Tx::Sqlite(t) => t.defer(write).await,
             Tx::Postgres(_) => self.execute(write).await.map(drop),
@@ -89,7 +92,7 @@ impl Tx {
 
     /// Runs `write` now, after the writes waiting before it, and returns how many rows it
     /// changed: for a caller that reads that count, which a waiting write cannot report.
-    pub async fn execute(&mut self, write: Later) -> Result<u64, sqlx::Error> {
+    pub async fn execute(&mut self, write: DeferredWrite) -> Result<u64, sqlx::Error> {
         match self {
             Tx::Sqlite(t) => t.execute_now(write).await,
             Tx::Postgres(t) => {
@@ -105,7 +108,7 @@ impl Tx {
 }
 
 /// `sql` with every `$N` parameter outside quotes renumbered to `$(N + offset)`: where a
-/// `Later` stands in a text whose first `offset` values belong to other statements.
+/// deferred write stands in a text whose first `offset` values belong to other statements.
 pub(super) fn renumber(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
