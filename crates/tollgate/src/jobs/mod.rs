@@ -24,6 +24,7 @@
 
 pub mod metrics;
 pub mod notices;
+pub mod outcome;
 pub mod renewal;
 
 use std::future::Future;
@@ -47,6 +48,7 @@ use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::SharedClock;
 
 use self::metrics::JobMetrics;
+pub use self::outcome::Outcome;
 
 /// What the notice and auto-renewal jobs work with, handed to them by whoever wires the
 /// service: the jobs sit below the application's wiring and do not reach into it.
@@ -110,39 +112,6 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// How an iteration ended (the `outcome` label; a closed set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Ok,
-    Error,
-    Panic,
-    Deadline,
-    /// Its runtime flag is off.
-    FlagOff,
-    /// A singleton whose lease another replica holds.
-    NotLeader,
-    /// Shutdown cut the iteration: it had not returned within [`SHUTDOWN_GRACE`].
-    Stopped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Panic => "panic",
-            Outcome::Deadline => "deadline",
-            Outcome::FlagOff => "flag_off",
-            Outcome::NotLeader => "not_leader",
-            Outcome::Stopped => "stopped",
-        }
-    }
-
-    fn failed(self) -> bool {
-        matches!(self, Outcome::Error | Outcome::Panic | Outcome::Deadline)
     }
 }
 
