@@ -121,7 +121,7 @@ pub async fn snapshot_in(tx: &mut Tx) -> Result<Snapshot, sqlx::Error> {
 }
 
 /// The settings keys of [`Flag::ALL`], in order: the parameters of a statement that reads the
-/// flags beside something else (such as the sender's row, `users::sender`).
+/// flags together with something else (such as the sender's row, `users::sender`).
 pub fn keys() -> [String; Flag::ALL.len()] {
     Flag::ALL.map(Flag::key)
 }

@@ -307,7 +307,7 @@ async fn reconcile_once(
     let reconciler = Reconciler::new(jobs, tollgate::app::access_wiring::reconcile_config(config))
         .with_alerts(tollgate::alerts::Alerts::new(d.admin_ids.clone()));
     // A running service keeps the node's lease between its passes; this pass then runs
-    // beside it (its own passes only repair or refuse, and row updates are guarded).
+    // alongside it (its own passes only repair or refuse, and row updates are guarded).
     let ttl = std::time::Duration::from_secs(120);
     let lease = tollgate::lease::acquire(db, &lease_name(&node.name), &holder, ttl, clock.now())
         .await

@@ -274,7 +274,7 @@ pub struct Sender {
 }
 
 /// The user with the flags of that moment and their subscription, in one statement through
-/// the pool (on SQLite, a reader beside the writer): the screens an update shows need all
+/// the pool (on SQLite, a reader next to the writer): the screens an update shows need all
 /// three, and the pre-checkout gate checks the user and the flags. `None` when the user is
 /// not registered.
 pub async fn sender(db: &Db, user_id: i64) -> Result<Option<Sender>, AccessError> {

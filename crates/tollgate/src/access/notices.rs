@@ -3,7 +3,7 @@
 //! A grant owes its user a notice in the grant's own transaction ([`expect`]); the bot's
 //! notices component later finds the owed ones ([`owed`]) and settles each in the
 //! transaction that queues the message ([`settle`]), so the notice is sent exactly once. The
-//! table belongs here, beside the grants that create its rows; the bot only reads and settles
+//! table belongs here, with the grants that create its rows; the bot only reads and settles
 //! through these functions.
 
 use uuid::Uuid;

@@ -68,8 +68,8 @@ fn from_row(r: Row) -> Result<Subscription, AccessError> {
 }
 
 /// A subscription's columns as a `LEFT JOIN`ed `s` gives them, each named `sub_<column>`: for
-/// a statement that reads a user's subscription beside their other rows in one round trip
-/// (on SQLite, one hand-off to the writer). Read them as [`Joined`].
+/// a statement that reads a user's subscription with their other rows in one round trip
+/// (on SQLite, one round trip to the writer). Read them as [`Joined`].
 pub const JOINED_COLUMNS: &str = "s.id AS sub_id, s.user_id AS sub_user_id, s.kind AS sub_kind, \
      s.plan_id AS sub_plan_id, s.starts_at AS sub_starts_at, s.expires_at AS sub_expires_at, \
      s.revoked_at AS sub_revoked_at, s.vpn_uuid AS sub_vpn_uuid, s.token AS sub_token, \

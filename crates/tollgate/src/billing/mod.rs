@@ -474,7 +474,7 @@ impl Finalized {
 /// the caller read it (`None`: not registered); only what never changes after registration is
 /// used (the id, the referrer) besides the language of the texts.
 ///
-/// The common case is one statement before the effect (each statement a hand-off to SQLite's
+/// The common case is one statement before the effect (each statement a round trip to SQLite's
 /// one connection, or a round trip to PostgreSQL): the payment is stored with the purchase it
 /// pays for, found in the same statement only when it matches, and returns what that purchase
 /// sells; marking the purchase paid, which nothing reads back, travels with the effect's first

@@ -2,8 +2,8 @@
 //!
 //! Each update is handled in the same shape:
 //! 1. a callback query is answered at once (RELIABILITY B3);
-//! 2. the sender is read, with every flag and their subscription, in one statement beside the
-//!    update's transaction ([`Bot::known`]; on SQLite a reader beside the writer);
+//! 2. the sender is read, with every flag and their subscription, in one statement alongside the
+//!    update's transaction ([`Bot::known`]; on SQLite a reader next to the writer);
 //! 3. what the screen needs is read;
 //! 4. one transaction makes the change (a trial, a language, a reissue …), queues the reply
 //!    and any other messages in the outbox, refreshes the sender (names, last seen,
@@ -11,18 +11,26 @@
 //!    change nor send its reply twice; a sender seen for the first time is registered in it;
 //! 5. after commit, provisioning is woken when access changed.
 //!
-//! On SQLite every statement of a transaction is a hand-off to the one writer's thread, which
-//! all updates, the outbox and intake share, so the number of them per update is what bounds
-//! the bot's rate. The transaction therefore holds only writes: the menu (/start of a known
-//! user), /buy and a plan are one hand-off each, their `BEGIN`, reply and `COMMIT` in one
-//! text. Screens that need reads only available on the pool (access, connect, balance, trial,
-//! reissue …) do those reads before their transaction opens — never the pool while a
-//! transaction is open: on SQLite that would wait for itself.
+//! On SQLite every statement of a transaction is a round trip to the one writer's thread,
+//! which all updates, the outbox and intake share, so the number of them per update is what
+//! bounds the bot's rate. The transaction therefore holds only writes: the menu (/start of a
+//! known user), /buy and a plan are one round trip each, their `BEGIN`, reply and `COMMIT` in
+//! one text. Screens that need reads only available on the pool (access, connect, balance,
+//! trial, reissue …) do those reads before their transaction opens — never the pool while a
+//! transaction is open: on SQLite that would wait for itself. Each button's action states which
+//! of the two it is once (`actions::lane`), and the handler of each lane is given a transaction
+//! or not by its type.
 //!
+//! Files: this one holds the session (reading and registering the sender, finishing an
+//! update) and the messages; `actions` the buttons; `payments` invoices and payment updates;
+//! `review` the admin's view of one payment; `screens` what is shown; `reply` the outbox rows
+//! of a reply; `notices` and `stars` the bot's own components.
+
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
 
 pub use crate::action;
+mod actions;
 pub mod incoming;
 pub mod notices;
 mod payments;
@@ -34,19 +42,15 @@ pub mod stars;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
-use self::incoming::{CallbackQuery, Message, Update};
-use self::payments::Sale;
+use self::incoming::{Message, Update};
 use self::reply::Reply;
 use self::screens::{Screen, View};
-use crate::access::{self, Grant, Kind, Length, Subscription};
-use crate::action::Action;
-use crate::billing::{self, Provider};
+use crate::access::{self, Subscription};
+use crate::billing::{self};
 use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::{self, Flag, Snapshot};
-use crate::i18n::{Arg, Texts};
+use crate::i18n::Texts;
 use crate::nodes::membership;
 use crate::services::Services;
 use crate::store::Tx;
@@ -112,7 +116,7 @@ impl Bot {
         }
     }
 
-    /// The update's transaction and its sender. A known sender is read first, beside it
+    /// The update's transaction and its sender. A known sender is read first, alongside it
     /// ([`Bot::known`]), so that on SQLite the transaction holds the one writer only for its
     /// writes and its `BEGIN` travels with the first of them; on first contact the sender is
     /// registered in the transaction, in its first statement.
@@ -149,7 +153,7 @@ impl Bot {
     }
 
     /// A known sender with the flags and their subscription, in one read through the pool
-    /// (on SQLite, a reader beside the writer); their refresh (names, last seen, reachable)
+    /// (on SQLite, a reader next to the writer); their refresh (names, last seen, reachable)
     /// is owed, and [`Bot::finish`] writes it. `None` on first contact.
     ///
     /// Read before the update's transaction, not in it: the update's own writes are made in
@@ -215,7 +219,7 @@ impl Bot {
     }
 
     /// Queues `reply`, refreshes the sender (`se`) when that is owed, marks the update
-    /// handled and commits (one hand-off on SQLite), wakes who needs waking.
+    /// handled and commits (one round trip on SQLite), wakes who needs waking.
     ///
     /// The refresh is the transaction's last write before the completion: on PostgreSQL it
     /// locks the user's row, and taking it after the business rows (subscription, balance)
@@ -462,336 +466,9 @@ impl Bot {
         self.finish(tx, Some(&se), update_id, reply, false, ctx)
             .await
     }
-
-    async fn on_callback(
-        &self,
-        update_id: i64,
-        cb: CallbackQuery,
-        ctx: &HandlerContext,
-    ) -> Result<Handled, HandlerError> {
-        let action = cb.data.as_deref().and_then(Action::parse);
-        // Answer first: the button spins until we do. A stale or forged button only gets
-        // a polite note.
-        let note = match &action {
-            None => {
-                tracing::warn!(data = ?cb.data, user = cb.from.id, "callback data that is not an action; ignored");
-                let lang = users::initial_language(
-                    cb.from.language_code.as_deref(),
-                    &self.s.config.catalog.bot.languages,
-                );
-                Some(self.texts.get(lang, "stale-button"))
-            }
-            Some(_) => None,
-        };
-        let mut params = json!({ "callback_query_id": cb.id });
-        if let (Some(text), Some(obj)) = (note, params.as_object_mut()) {
-            obj.insert("text".into(), json!(text));
-        }
-        match self
-            .s
-            .api
-            .call::<_, bool>("answerCallbackQuery", &params)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_stale_query() => {}
-            Err(e) => tracing::warn!(error = %e, "could not answer a callback query; going on"),
-        }
-        let Some(action) = action else {
-            let tx = self.s.db.begin().await.map_err(retry)?;
-            return self
-                .finish(
-                    tx,
-                    None,
-                    update_id,
-                    Reply::new(format!("u{update_id}"), cb.from.id),
-                    false,
-                    ctx,
-                )
-                .await;
-        };
-        let chat_id = cb.message.as_ref().map_or(cb.from.id, |m| m.chat.id);
-        let message_id = cb.message.as_ref().map(|m| m.message_id);
-        if in_one_transaction(&action) {
-            let (tx, se) = self.open(&cb.from, chat_id, None).await?;
-            self.act(Some(tx), update_id, &se, action, message_id, ctx)
-                .await
-        } else {
-            let se = self.session_alone(&cb.from, chat_id, None).await?;
-            self.act(None, update_id, &se, action, message_id, ctx)
-                .await
-        }
-    }
-
-    /// Carries out a button's action and shows its result in place of the button's message.
-    ///
-    /// `open` is the update's transaction, opened right after the sender was read, exactly
-    /// when [`in_one_transaction`] says so; the other actions read through the pool first and
-    /// open theirs after.
-    async fn act(
-        &self,
-        open: Option<Tx>,
-        update_id: i64,
-        se: &Session,
-        action: Action,
-        message_id: Option<i64>,
-        ctx: &HandlerContext,
-    ) -> Result<Handled, HandlerError> {
-        let v = self.view(se.lang);
-        let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-        let (screen, tx, access_changed) = match (action, open) {
-            (Action::Menu, Some(mut tx)) => (self.menu_screen(se, &mut tx).await?, tx, false),
-            (Action::Buy, Some(mut tx)) => {
-                let sub = self.subscription_of(se, &mut tx).await?;
-                (screens::buy(&v, sub.as_ref()), tx, false)
-            }
-            (Action::Plan(id), Some(tx)) => (
-                match self.s.config.catalog.plans.iter().find(|p| p.id == id) {
-                    Some(plan) => {
-                        let base = self.s.config.catalog.bot.base_currency;
-                        screens::pay(
-                            &v,
-                            plan,
-                            Money::new(se.user.balance, base),
-                            self.s.config.deployment.payment_provider_token.is_some(),
-                            update_id,
-                        )
-                    }
-                    None => screens::buy(&v, None)
-                        .with_note(self.texts.get(se.lang, "plan-unavailable")),
-                },
-                tx,
-                false,
-            ),
-            (Action::Help, Some(tx)) => (screens::help(&v), tx, false),
-            (Action::Support, Some(tx)) => (screens::support(&v), tx, false),
-            (Action::Languages, Some(tx)) => (screens::languages(&v), tx, false),
-            (Action::SetLanguage(lang), Some(mut tx)) => {
-                let lang = if self.s.config.catalog.bot.languages.contains(&lang) {
-                    lang
-                } else {
-                    se.lang
-                };
-                users::set_language(&mut tx, se.user.id, lang)
-                    .await
-                    .map_err(retry)?;
-                let se2 = Session {
-                    lang,
-                    user: se.user.clone(),
-                    chat_id: se.chat_id,
-                    created: se.created,
-                    refresh: None,
-                    seen: se.seen.clone(),
-                };
-                let screen = self
-                    .menu_screen(&se2, &mut tx)
-                    .await?
-                    .with_note(self.texts.get(lang, "language-set"));
-                (screen, tx, false)
-            }
-            (Action::PayStars(id), Some(tx)) => {
-                self.invoice(se, Sale::Plan(id), Provider::Stars, &mut reply, Some(tx))
-                    .await?
-            }
-            (Action::PayCard(id), Some(tx)) => {
-                self.invoice(se, Sale::Plan(id), Provider::Card, &mut reply, Some(tx))
-                    .await?
-            }
-            // Only the actions above get an open transaction (see `in_one_transaction`).
-            (_, Some(_)) => {
-                return Err(HandlerError::Retry(
-                    "internal: an action that reads through the pool got an open transaction"
-                        .into(),
-                ));
-            }
-            (
-                Action::Menu
-                | Action::Buy
-                | Action::Plan(_)
-                | Action::Help
-                | Action::Support
-                | Action::Languages
-                | Action::SetLanguage(_)
-                | Action::PayStars(_)
-                | Action::PayCard(_),
-                None,
-            ) => {
-                return Err(HandlerError::Retry(
-                    "internal: an action handled in one transaction got none".into(),
-                ));
-            }
-            (Action::Access, None) => (self.access_screen(se).await?, self.begin().await?, false),
-            (Action::Connect, None) => (
-                self.connect_screen(se, None).await?,
-                self.begin().await?,
-                false,
-            ),
-            (Action::AutoRenew(on), None) => {
-                let mut tx = self.begin().await?;
-                users::set_auto_renew(&mut tx, se.user.id, on)
-                    .await
-                    .map_err(retry)?;
-                tx.commit().await.map_err(retry)?;
-                let note = self.texts.get(
-                    se.lang,
-                    if on {
-                        "auto-renew-enabled"
-                    } else {
-                        "auto-renew-disabled"
-                    },
-                );
-                (
-                    self.access_screen(se).await?.with_note(note),
-                    self.begin().await?,
-                    false,
-                )
-            }
-            (Action::Trial, None) => self.trial(se).await?,
-            (Action::Reissue, None) => self.reissue(se).await?,
-            (Action::Balance, None) => (self.balance_screen(se).await?, self.begin().await?, false),
-            (Action::TopUpStars(i), None) => {
-                self.invoice(se, Sale::TopUp(i), Provider::Stars, &mut reply, None)
-                    .await?
-            }
-            (Action::ApplyPayment(id), None) => self.settle_payment(se, id, false).await?,
-            (Action::RefundPayment(id), None) => self.settle_payment(se, id, true).await?,
-            (Action::PayBalance { plan, screen }, None) => {
-                // One debit per drawn pay screen: a double tap or a redelivered press pays
-                // once, while the same plan chosen again draws a new screen and pays again.
-                let reference = format!("balance:{}:{screen}:{plan}", se.user.id);
-                self.pay_from_balance(se, &plan, &reference, update_id)
-                    .await?
-            }
-        };
-        reply.show(message_id, &screen);
-        self.finish(tx, Some(se), update_id, reply, access_changed, ctx)
-            .await
-    }
-}
-
-/// The actions whose screens need no read beyond the sender's (flags and subscription
-/// included), so the update's transaction opens right after it. They are also the frequent
-/// ones (menu, buying).
-fn in_one_transaction(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Menu
-            | Action::Buy
-            | Action::Plan(_)
-            | Action::Help
-            | Action::Support
-            | Action::Languages
-            | Action::SetLanguage(_)
-            | Action::PayStars(_)
-            | Action::PayCard(_)
-    )
 }
 
 impl Bot {
-    /// The free trial: once per account, granted in one transaction with the screen that
-    /// says so; the nodes follow ("ready in a moment"), and a failure there never burns the
-    /// trial — access is granted in the database and provisioning retries until it converges.
-    async fn trial(&self, se: &Session) -> Result<(Screen, Tx, bool), HandlerError> {
-        let v = self.view(se.lang);
-        let now = self.now();
-        let trials = flags::get(&self.s.db, Flag::Trials).await.map_err(retry)?;
-        let sub = self.subscription(se.user.id).await?;
-        let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
-        if !trials {
-            return Ok((
-                note("trial-disabled", Action::Menu),
-                self.begin().await?,
-                false,
-            ));
-        }
-        if sub.as_ref().is_some_and(|s| s.is_active(now)) {
-            return Ok((
-                note("trial-not-for-subscribers", Action::Menu),
-                self.begin().await?,
-                false,
-            ));
-        }
-        let mut tx = self.begin().await?;
-        if !users::take_trial(&mut tx, se.user.id, now)
-            .await
-            .map_err(retry)?
-        {
-            return Ok((note("trial-used", Action::Buy), tx, false));
-        }
-        let days = self.s.config.catalog.trial.days;
-        let grant = Grant {
-            kind: Kind::Trial,
-            length: Length::Days(days),
-            plan_id: None,
-        };
-        let granted =
-            access::grant_or_extend(&mut tx, self.s.registry.enabled(), se.user.id, &grant, now)
-                .await
-                .map_err(retry)?;
-        let sub = granted.subscription;
-        access::notices::expect(&mut tx, &sub, now)
-            .await
-            .map_err(retry)?;
-        let until = crate::i18n::format::date_time(
-            se.lang,
-            sub.expires_at,
-            self.s.config.catalog.bot.utc_offset_minutes,
-        );
-        let granted_note = self.texts.fmt(
-            se.lang,
-            "trial-granted",
-            &[("days", days.into()), ("until", Arg::Text(until))],
-        );
-        Ok((
-            self.fresh_connect(se.lang, &sub).with_note(granted_note),
-            tx,
-            true,
-        ))
-    }
-
-    /// A new key: the old one keeps working until the new one is live on each node (E8).
-    async fn reissue(&self, se: &Session) -> Result<(Screen, Tx, bool), HandlerError> {
-        let v = self.view(se.lang);
-        let now = self.now();
-        let Some(sub) = self
-            .subscription(se.user.id)
-            .await?
-            .filter(|s| s.is_active(now))
-        else {
-            let screen = screens::notice(
-                &v,
-                self.texts.get(se.lang, "reissue-nothing"),
-                Action::Access,
-            );
-            return Ok((screen, self.begin().await?, false));
-        };
-        let last = access::last_reissue(&self.s.db, sub.id)
-            .await
-            .map_err(retry)?;
-        if let Some(ready_at) = last.map(|t| t.plus(REISSUE_INTERVAL)).filter(|t| *t > now) {
-            let left = crate::i18n::format::duration(&self.texts, se.lang, ready_at.since(now));
-            let text = self
-                .texts
-                .fmt(se.lang, "reissue-too-soon", &[("wait", left.into())]);
-            return Ok((
-                screens::notice(&v, text, Action::Access),
-                self.begin().await?,
-                false,
-            ));
-        }
-        let mut tx = self.begin().await?;
-        let fresh = access::reissue(&mut tx, self.s.registry.enabled(), sub.id, now)
-            .await
-            .map_err(retry)?;
-        access::notices::expect(&mut tx, &fresh, now)
-            .await
-            .map_err(retry)?;
-        let screen = self
-            .fresh_connect(se.lang, &fresh)
-            .with_note(self.texts.get(se.lang, "reissue-done"));
-        Ok((screen, tx, true))
-    }
-
     /// The Connect screen of a key granted this moment: the nodes have not caught up yet.
     fn fresh_connect(&self, lang: Language, sub: &Subscription) -> Screen {
         let links = access::share_links(sub, &self.s.registry);

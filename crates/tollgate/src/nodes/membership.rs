@@ -216,7 +216,7 @@ pub async fn claim(
     let rows: Vec<Row> = match db {
         Db::Sqlite(p) => {
             // One write transaction: the select and the update see the same rows. Sent with
-            // its BEGIN and COMMIT in one hand-off.
+            // its BEGIN and COMMIT in one round trip.
             p.write_rows(
                 sqlx::query(CLAIM_SQLITE)
                     .bind(node)

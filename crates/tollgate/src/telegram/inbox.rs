@@ -213,7 +213,7 @@ const COMPLETE: &str =
      WHERE update_id = $1 AND status = 'pending'";
 
 /// Marks an update handled as the last statement of its handler's transaction, and commits:
-/// its effects and its completion commit together (on SQLite in one hand-off).
+/// its effects and its completion commit together (on SQLite in one round trip).
 pub async fn complete_and_commit(
     tx: Tx,
     update_id: i64,
@@ -393,7 +393,7 @@ pub struct InboxWriter {
 const MAX_BATCH: usize = 512;
 
 /// Batches in flight at once on PostgreSQL. While one commits, the next is collected and
-/// stored beside it, so an arrival waits for at most a commit already under way rather than
+/// stored alongside it, so an arrival waits for at most a commit already under way rather than
 /// for it and the batch queued behind it (the ack latency of BENCHMARKS.md). Order within
 /// a chat is unaffected: Telegram has one update of a chat in flight at a time. SQLite has
 /// one writer, so one batch at a time there.

@@ -290,7 +290,7 @@ pub struct Attempt<'a> {
 /// The batch is written with a fixed number of statements, not two or three per message:
 /// the state changes in one `UPDATE … FROM` over the batch (returning the ids whose claim
 /// still held), their attempt rows in one `INSERT … SELECT`, and the per-chat spacing in one
-/// `UPDATE`. On SQLite every statement is a hand-off to the one connection's thread, and on
+/// `UPDATE`. On SQLite every statement is a round trip to the one connection's thread, and on
 /// PostgreSQL a round trip, so the sender's bookkeeping no longer grows with its rate. A batch
 /// that names one message twice (never produced by the sender) is written row by row, in
 /// order, as before.
@@ -384,7 +384,7 @@ pub async fn finish_attempts(
 }
 
 /// [`finish_attempts`] on SQLite: the attempt records, the spacing and the state changes
-/// are one text, sent with the transaction's `BEGIN` and `COMMIT` in one hand-off. Which
+/// are one text, sent with the transaction's `BEGIN` and `COMMIT` in one round trip. Which
 /// claims still held is decided by the database there: the records and the spacing are
 /// written for the messages still claimed by `worker`, before the state change lets them go.
 async fn finish_attempts_sqlite(

@@ -287,7 +287,7 @@ async fn a_press_is_answered_while_the_work_it_asks_for_waits() {
     w.stop().await;
 }
 
-// The sender is read before the update's transaction opens (on SQLite on a reader beside the
+// The sender is read before the update's transaction opens (on SQLite on a reader next to the
 // writer), so what keeps a screen from showing what the user just changed is that one chat's
 // updates are handled in order and each read sees the commits before it. A language is chosen
 // and /buy sent at once, without waiting for the button's answer, four times over: every plan

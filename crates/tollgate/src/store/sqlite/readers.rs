@@ -4,7 +4,7 @@
 //! [`READERS`] connections of its own, opened `query_only`: in WAL mode a reader sees every
 //! transaction committed before it starts and never waits for the writer, so reads made
 //! through the pool (a pre-checkout's checks, the access and connect screens) no longer queue
-//! for the one connection that every write needs (BENCHMARKS.md, "Reads beside the writer").
+//! for the one connection that every write needs (BENCHMARKS.md, "Reads beside the writer": two readers next to the writer).
 //! What a transaction reads stays in the transaction, on the writer. Until the writer has
 //! connected (and so created the file), reads use it too.
 
