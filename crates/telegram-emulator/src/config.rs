@@ -3,7 +3,7 @@
 //! Why this exists: every behaviour that a test may want to pin down (rate limits, the random
 //! 60–120 s webhook backoff cap, the webhook response timeout, memory bounds) is a knob here, so
 //! tests are deterministic and benchmarks can switch the limits off. The defaults follow what the
-//! real Bot API does (see `../shared/reference/telegram-and-payments.md`).
+//! real Bot API does (see the Bot API documentation, <https://core.telegram.org/bots/api>).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Button actions: a closed set, encoded in `callback_data` and parsed back strictly.
 //!
-//! Callback data comes from the user's client and can be anything (RELIABILITY H3): it is
+//! Callback data comes from the user's client and can be anything (docs/reliability.md H3): it is
 //! parsed into [`Action`] or rejected — never interpreted loosely. Nothing in it identifies a
 //! user (the user is the callback's `from`), so data copied from another chat or an old
 //! message can only ask for what its presser may do anyway.

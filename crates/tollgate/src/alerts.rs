@@ -1,6 +1,6 @@
 //! Admin alerts: outbox messages to every admin, queued in the transaction of the event.
 //!
-//! An alert is a notification like any other (RELIABILITY G1): written with the state change
+//! An alert is a notification like any other (docs/reliability.md G1): written with the state change
 //! it reports (a dead letter, a wedged component), deduplicated by key, delivered by the
 //! sender with retries. With no admins configured, alerts go to the log only.
 

@@ -2,7 +2,7 @@
 //!
 //! Every retry loop in Tollgate sleeps between attempts, grows the wait after each failure
 //! and randomizes it, so a database outage cannot produce a hot loop and replicas do not
-//! retry in lockstep (RELIABILITY D3).
+//! retry in lockstep (docs/reliability.md D3).
 
 use std::time::Duration;
 

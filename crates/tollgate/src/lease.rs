@@ -1,4 +1,4 @@
-//! Leases: single-holder roles without a global lock (DESIGN §3.5).
+//! Leases: single-holder roles without a global lock (docs/design.md §3.5).
 //!
 //! The earlier system ignored a failed single-instance lock and ran every worker twice.
 //! A lease is a row `(name, holder, token, expires_at)` that works the same on SQLite and

@@ -2,7 +2,7 @@
 //!
 //! Shutdown is one `CancellationToken` threaded through every component (mini-redis style):
 //! intake stops taking, workers stop claiming, the HTTP server drains. Nothing on the
-//! shutdown path touches the webhook registration (RELIABILITY A7).
+//! shutdown path touches the webhook registration (docs/reliability.md A7).
 
 use tokio_util::sync::CancellationToken;
 

@@ -3,7 +3,7 @@
 //! The earlier bot's watchdog killed the whole process whenever no webhook had arrived for a
 //! few minutes, so an idle bot crash-looped. Here liveness is each component's own progress:
 //! a component beats its [`Heartbeat`] every time round its loop — whether or not there was
-//! work — so silence means "wedged", never "idle" (RELIABILITY A1). A wedged component is
+//! work — so silence means "wedged", never "idle" (docs/reliability.md A1). A wedged component is
 //! cancelled and respawned on its own, logged as CRITICAL and reported to admins; a
 //! component that ends unexpectedly (including by panic) is respawned after a backoff. The
 //! process itself never exits for either reason (A2).

@@ -8,7 +8,7 @@
 //!
 //! Reachability: a 403 from Telegram marks the user as having blocked the bot, and any
 //! update from the user clears it. Reachability only affects delivery; it never gates money
-//! or access (RELIABILITY D6).
+//! or access (docs/reliability.md D6).
 
 use std::sync::LazyLock;
 

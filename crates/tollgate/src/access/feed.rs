@@ -11,7 +11,7 @@
 //! renewal (same key) brings access back without re-importing anything. Revocation and
 //! reissue end the token for good.
 //!
-//! Answer (`reference/xray-api.md` §8):
+//! Answer (docs/design.md §7.2):
 //! - body: base64 (standard, padded) of the `vless://` links of every enabled node, one per
 //!   line;
 //! - `subscription-userinfo: upload=U; download=D; total=0; expire=E` — traffic summed over

@@ -1,6 +1,6 @@
 //! The identities of a subscription's access: VPN UUID, feed token, node-side email.
 //!
-//! We generate every identity ourselves, before any node hears of it (RELIABILITY E3):
+//! We generate every identity ourselves, before any node hears of it (docs/reliability.md E3):
 //! - the **VPN UUID** is a UUID v4 from the operating system's CSPRNG — it *is* the VLESS
 //!   credential;
 //! - the **feed token** is 24 random bytes from the same source, base64url without padding

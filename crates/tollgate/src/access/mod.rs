@@ -2,7 +2,7 @@
 //!
 //! The earlier system let a node call decide what the database said (ghost subscriptions,
 //! orphan UUIDs, a cleanup that deleted a paid user's key). Here a subscription row decides
-//! who should have access (RELIABILITY E1–E3, E9), and every function of this API is a step
+//! who should have access (docs/reliability.md E1–E3, E9), and every function of this API is a step
 //! of the caller's own business transaction that only records intent: it writes the
 //! subscription and, through `nodes::membership`, what each node should hold. Nothing here
 //! talks to a node; the provisioning job (`nodes::provisioning`) makes the nodes follow,
@@ -10,7 +10,7 @@
 //! ([`ProvisioningWake::wake`](crate::nodes::ProvisioningWake::wake)) so access follows
 //! within moments.
 //!
-//! Rules (PRODUCT §4):
+//! Rules (docs/product.md §4):
 //! - one current subscription per user (`subscriptions.user_id` is unique); kind trial / paid
 //!   / gift / admin; **active iff `expires_at > now` and not revoked**;
 //! - granting to an active or expired subscription extends it with the same key:
@@ -51,7 +51,7 @@ pub const MAX_GRANT_DAYS: u32 = 3650;
 /// No subscription reaches further than this ahead of now (no "forever" by repetition).
 pub const MAX_AHEAD_DAYS: u32 = 36_500;
 
-/// Where an entitlement comes from (RELIABILITY D8): reminders and messages target kinds.
+/// Where an entitlement comes from (docs/reliability.md D8): reminders and messages target kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Trial,

@@ -361,7 +361,7 @@ pub async fn expire(
 }
 
 /// A new key: new UUID and feed token. The old token stops working at once; the old UUID
-/// stays on each node until the new one is present there (RELIABILITY E8: add the new key,
+/// stays on each node until the new one is present there (docs/reliability.md E8: add the new key,
 /// commit, then remove the old one — provisioning enforces the order per node).
 pub async fn reissue(
     tx: &mut Tx,

@@ -4,7 +4,7 @@
 //! answers and `/readyz` explains what the process is waiting for. The database may be down
 //! at boot: the bootstrap retries migrations with backoff until it succeeds and only then
 //! starts the components, so a boot during an outage ends in exactly the same running set
-//! as a healthy boot (RELIABILITY A9). Misconfiguration (bad credentials, a missing database,
+//! as a healthy boot (docs/reliability.md A9). Misconfiguration (bad credentials, a missing database,
 //! an edited migration) is not retried: the process exits with the fix (A10).
 
 pub mod access_wiring;

@@ -1,4 +1,4 @@
-//! Money: purchase → payment → effect, exactly once (DESIGN §3.3, RELIABILITY F).
+//! Money: purchase → payment → effect, exactly once (docs/design.md §3.3, docs/reliability.md F).
 //!
 //! - A [`Purchase`] row (what, price snapshot, provider, TTL) is written before any invoice
 //!   exists; its id is the invoice payload (F7).
@@ -60,7 +60,7 @@ impl Provider {
     }
 }
 
-/// What a purchase buys (RELIABILITY F9: a closed set, mirrored by the table's CHECK).
+/// What a purchase buys (docs/reliability.md F9: a closed set, mirrored by the table's CHECK).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// Days of access on a plan.
@@ -468,7 +468,7 @@ impl Finalized {
     }
 }
 
-/// Records a captured payment and applies it, once (DESIGN §3.3). Honours payments for
+/// Records a captured payment and applies it, once (docs/design.md §3.3). Honours payments for
 /// purchases that expired or were superseded meanwhile (F1). Queues the user's confirmation
 /// (and a referrer's reward notice) in the same transaction (F8). `user` is the payer's row as
 /// the caller read it (`None`: not registered); only what never changes after registration is
@@ -695,7 +695,7 @@ async fn review_reason(
     })
 }
 
-/// PRODUCT §4: a share of money the referee paid in, by the referrer's paying referrals.
+/// docs/product.md §4: a share of money the referee paid in, by the referrer's paying referrals.
 async fn reward_referrer(
     tx: &mut Tx,
     ctx: &Context<'_>,

@@ -1,7 +1,7 @@
-//! The bot: what users see and do (PRODUCT §3), on top of the pipeline.
+//! The bot: what users see and do (docs/product.md §3), on top of the pipeline.
 //!
 //! Each update is handled in the same shape:
-//! 1. a callback query is answered at once (RELIABILITY B3);
+//! 1. a callback query is answered at once (docs/reliability.md B3);
 //! 2. the sender is read, with every flag and their subscription, in one statement alongside the
 //!    update's transaction ([`Bot::known`]; on SQLite a reader next to the writer);
 //! 3. what the screen needs is read;

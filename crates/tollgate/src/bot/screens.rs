@@ -2,7 +2,7 @@
 //!
 //! Pure functions of what the handler read (user, subscription, catalog, state) — no I/O —
 //! so every screen can be rendered and checked in both languages by tests. Every screen
-//! offers a way back (PRODUCT §3).
+//! offers a way back (docs/product.md §3).
 
 use crate::access::{NodeLink, ProvisioningSummary, Subscription};
 use crate::config::Language;

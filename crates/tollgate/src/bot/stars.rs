@@ -1,4 +1,4 @@
-//! The Stars reconciler (RELIABILITY F3): Telegram's own list of Stars transactions is
+//! The Stars reconciler (docs/reliability.md F3): Telegram's own list of Stars transactions is
 //! compared with our payments, and any incoming payment we never recorded — its
 //! `successful_payment` update lost, dead-lettered, or never delivered — is finalized
 //! through the same `billing::finalize` as the handler. Finalize is idempotent, so racing the

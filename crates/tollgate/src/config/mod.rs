@@ -1,7 +1,7 @@
 //! Configuration: deployment settings from the environment, the catalog from TOML.
 //!
 //! Startup validates everything before touching the database or the network: a required
-//! dependency that is misconfigured must fail loudly with the key to fix (RELIABILITY A10),
+//! dependency that is misconfigured must fail loudly with the key to fix (docs/reliability.md A10),
 //! never fall back silently. Errors are collected so one run shows every problem.
 
 pub mod catalog;

@@ -1,6 +1,6 @@
 //! Money as integer minor units.
 //!
-//! A float conversion once lost a kopeck in the earlier system (RELIABILITY C6). Here an
+//! A float conversion once lost a kopeck in the earlier system (docs/reliability.md C6). Here an
 //! amount is an `i64` count of the currency's minor unit (kopecks, cents, whole Stars) from
 //! the moment it is parsed at the edge (catalog, typed input) to the moment it is rendered.
 //! Decimal strings are parsed exactly; floats are never accepted.

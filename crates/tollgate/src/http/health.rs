@@ -1,4 +1,4 @@
-//! Health without suicide (DESIGN §5, RELIABILITY A1, A2).
+//! Health without suicide (docs/design.md §5, docs/reliability.md A1, A2).
 //!
 //! `/healthz` says the process is responsive — nothing else. An idle bot is healthy; no
 //! amount of missing traffic makes this fail. `/readyz` follows reality: the database must
@@ -151,7 +151,7 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
             }
         }
         obj.insert("components".to_owned(), Value::Object(components));
-        // Each job's last iteration and last success in this process (RELIABILITY A2).
+        // Each job's last iteration and last success in this process (docs/reliability.md A2).
         obj.insert(
             "jobs".to_owned(),
             serde_json::to_value(state.metrics.jobs.seen()).unwrap_or_default(),

@@ -28,7 +28,7 @@ pub use health::Readiness;
 
 /// Largest request body any route accepts unless it sets its own, smaller limit.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// No request may take longer than this (every await has a deadline: RELIABILITY A3).
+/// No request may take longer than this (every await has a deadline: docs/reliability.md A3).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared state of the always-present routes.
@@ -64,7 +64,7 @@ pub fn router(state: HttpState, extra: Router) -> Router {
 }
 
 /// The request's span names the route template, never the raw path: paths can carry
-/// secrets (the subscription feed's token is one), and logs must not (RELIABILITY H1, H4).
+/// secrets (the subscription feed's token is one), and logs must not (docs/reliability.md H1, H4).
 fn request_span(req: &Request) -> tracing::Span {
     let route = req
         .extensions()

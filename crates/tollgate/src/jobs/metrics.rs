@@ -1,5 +1,5 @@
 //! Metrics of jobs: iterations by outcome, items, iteration duration, and when each job last
-//! succeeded (RELIABILITY A2: a job that keeps failing, or never runs, shows as such in
+//! succeeded (docs/reliability.md A2: a job that keeps failing, or never runs, shows as such in
 //! `/metrics` and `/readyz` even while its runner is alive and beating). Labels are job names
 //! and the closed set of outcomes, so the series are bounded.
 

@@ -1,4 +1,4 @@
-//! Background jobs under one contract (DESIGN §4, RELIABILITY A4, A5, D1–D3).
+//! Background jobs under one contract (docs/design.md §4, docs/reliability.md A4, A5, D1–D3).
 //!
 //! Every loop of the earlier system failed in its own way; here a job only says *what* one
 //! iteration does ([`Job::run_once`]), and [`JobRunner`] guarantees the rest for all of them:
@@ -16,7 +16,7 @@
 //! on its own with no deadline. The iteration's task is aborted whenever the runner stops
 //! waiting for it, on every path.
 //!
-//! Shutdown (RELIABILITY A7): the runner starts no new iteration once asked to stop, and a
+//! Shutdown (docs/reliability.md A7): the runner starts no new iteration once asked to stop, and a
 //! running one is told to stop claiming ([`Job::run_once_until_stopped`]); it gets
 //! [`SHUTDOWN_GRACE`] to return what it did, then it is aborted (its open transaction rolls
 //! back) and ends with outcome `stopped`. Then a singleton's lease is released, so another

@@ -1,6 +1,6 @@
 //! The notice timeline of every subscription: reminders before expiry (paid, gift, admin),
 //! trial messages (onboarding, before the end, the end with an offer), and expiry itself —
-//! access taken away on every node and one "expired" message (PRODUCT §4, §6; RELIABILITY
+//! access taken away on every node and one "expired" message (docs/product.md §4, §6; docs/reliability.md
 //! D1, D3, D6, D8).
 //!
 //! Each subscription's current period has a fixed list of events computed from its kind,
@@ -196,7 +196,7 @@ impl Notices {
     ///
     /// Each subscription's step is computed from the row read by the batch query and applied
     /// only if the row is unchanged ([`notice_item`]); its effects commit only if it succeeds
-    /// (RELIABILITY C3, see [`Notices::chunk`]). PostgreSQL handles a few chunks at once;
+    /// (docs/reliability.md C3, see [`Notices::chunk`]). PostgreSQL handles a few chunks at once;
     /// SQLite has one writer. A subscription that fails for a reason other than the database
     /// being unreachable (a bad row) does not hold up the others: it is put back by
     /// [`ITEM_RETRY`] and logged, the batch goes on, and the iteration ends in `error`.
@@ -302,7 +302,7 @@ impl Notices {
     /// A chunk of subscriptions, on either backend: all in one transaction when every item
     /// succeeds; when one fails, the chunk rolls back whole and each item is redone in its own
     /// transaction, so what commits is what one transaction per item would commit
-    /// (RELIABILITY C3) and a bad row costs its neighbours a retry, not their effects.
+    /// (docs/reliability.md C3) and a bad row costs its neighbours a retry, not their effects.
     async fn chunk<'a>(&self, items: &[&'a Due], now: Timestamp) -> Vec<Outcome<'a>> {
         let (steps, mut results) = self.steps(items, now);
         if steps.len() > 1 {

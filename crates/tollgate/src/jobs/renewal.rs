@@ -1,4 +1,4 @@
-//! Auto-renewal from the balance (PRODUCT §4, RELIABILITY D4, D5): from 24 h before expiry
+//! Auto-renewal from the balance (docs/product.md §4, docs/reliability.md D4, D5): from 24 h before expiry
 //! until expiry, every run renews each opted-in subscription whose owner's balance covers
 //! its plan's current price. The debit's ledger reference is (subscription, the expiry it
 //! renews), so a period is renewed at most once however often or on however many replicas

@@ -3,7 +3,7 @@
 //! One registry per process, built at startup; each component registers its own families
 //! and keeps cheap clonable handles. `/metrics` renders the registry in the OpenMetrics text
 //! format. Label values come from closed sets (route templates, not raw paths), so the
-//! number of series stays bounded (RELIABILITY D2).
+//! number of series stays bounded (docs/reliability.md D2).
 
 pub mod latency;
 

@@ -2,7 +2,7 @@
 //!
 //! Per-row backoff alone would still send every due row of a dead node its own doomed call
 //! (thousands after an outage), each waiting for the deadline. The breaker turns "the node
-//! is down" into one decision (RELIABILITY E7):
+//! is down" into one decision (docs/reliability.md E7):
 //!
 //! - **closed**: calls go through; `failure_threshold` consecutive *node* failures
 //!   (transport errors, deadlines, 5xx) open it. An answer that blames the request (401,

@@ -1,13 +1,13 @@
 //! One link definition per node → the node's user entry *and* the `vless://` share link.
 //!
 //! The earlier system built links in one place and server entries in another, so a link
-//! could ask for a flow the server's users lacked and nobody could connect (RELIABILITY E5).
+//! could ask for a flow the server's users lacked and nobody could connect (docs/reliability.md E5).
 //! Here both come from the catalog's [`LinkDefinition`] through this module only: the flow
 //! the agent is told to put on a user is the flow the link carries, and every other
 //! parameter of the link is the catalog's, verbatim. The data-plane test builds its VLESS
 //! client from [`share_link`]'s output and connects through a user made by [`user_entry`].
 //!
-//! Link format (share-link convention of v2rayN / v2rayNG, `reference/xray-api.md` §7):
+//! Link format (share-link convention of v2rayN / v2rayNG, docs/design.md §7.1):
 //! `vless://UUID@HOST:PORT?encryption=none[&flow=..]&security=..[&sni..&fp..&alpn..|&sni..&fp..&pbk..&sid..&spx..]&type=..[&headerType=none|&path..&host..|&serviceName..]#NAME`,
 //! every value percent-encoded (RFC 3986 unreserved characters stay), IPv6 hosts in brackets.
 

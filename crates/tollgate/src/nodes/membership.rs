@@ -1,6 +1,6 @@
 //! `node_memberships`: per (node, key), what should be on the node and what was last seen.
 //!
-//! This table is the queue between intent and effect (RELIABILITY E1, E2, D4). Business
+//! This table is the queue between intent and effect (docs/reliability.md E1, E2, D4). Business
 //! transactions only ever write `desired` ([`align`]); the provisioning job claims rows whose
 //! `desired` differs from `observed`, calls the agent outside any transaction and then writes
 //! `observed` ([`record`]); the reconcile job corrects `observed` from the node's own list.
@@ -62,7 +62,7 @@ pub struct KeyState {
 }
 
 /// The keys of subscription `sub` other than its current `key` become unwanted on every node
-/// and may leave a node only after `key` is present there or no longer wanted (RELIABILITY
+/// and may leave a node only after `key` is present there or no longer wanted (docs/reliability.md
 /// E8, `retire_after`); with `current` = `TRUE` the current key becomes unwanted too. Each
 /// argument is SQL text (a placeholder such as `"$1"`, or `TRUE`/`FALSE`).
 macro_rules! retire_keys_sql {
@@ -88,7 +88,7 @@ macro_rules! retire_keys_sql {
 ///   and made due now unless already settled);
 /// * inactive: the current key is unwanted everywhere;
 /// * every other key of the subscription is unwanted everywhere and may leave a node only
-///   after the current key is present there (`retire_after`, RELIABILITY E8).
+///   after the current key is present there (`retire_after`, docs/reliability.md E8).
 ///
 /// `nodes` are the enabled nodes: a disabled node gets no new wanted rows.
 pub async fn align(

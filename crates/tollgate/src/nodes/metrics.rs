@@ -1,5 +1,5 @@
 //! Metrics of provisioning and reconcile. Labels are catalog node names and closed sets of
-//! outcomes, so the number of series is bounded (RELIABILITY D2).
+//! outcomes, so the number of series is bounded (docs/reliability.md D2).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

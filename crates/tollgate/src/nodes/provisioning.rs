@@ -2,7 +2,7 @@
 //!
 //! The earlier system called nodes inside database transactions and from several workers at
 //! once, which held connections across network waits and provisioned users twice
-//! (RELIABILITY C1, D4). Here the order is fixed and visible in the code:
+//! (docs/reliability.md C1, D4). Here the order is fixed and visible in the code:
 //!
 //! 1. [`membership::claim`] — one short statement marks due rows of one node as ours for a
 //!    while (`claimed_until`); replicas skip each other's claims, no lease needed;
@@ -119,7 +119,7 @@ pub async fn apply(node: &Node, row: &Claimed, deadline: Duration) -> Attempt {
             Presence::Present => {
                 let entry = link::user_entry(&node.link, &row.vpn_uuid);
                 let done = node.client.put_user(&row.email, &entry).await?;
-                // The node must echo our UUID (RELIABILITY E3).
+                // The node must echo our UUID (docs/reliability.md E3).
                 if Uuid::parse_str(&done.uuid).ok() != Some(row.vpn_uuid) {
                     return Ok(Attempt::Failed {
                         health: CallHealth::Answered,

@@ -1,7 +1,7 @@
 //! Reconcile: compare each node's user list with the database and repair drift both ways.
 //!
 //! The earlier system never looked at the nodes again after a change: users removed behind
-//! its back stayed without access, expired or hand-added users kept it (RELIABILITY E1, E4).
+//! its back stayed without access, expired or hand-added users kept it (docs/reliability.md E1, E4).
 //! Periodically, per enabled node, under a lease so replicas do not fight over a node
 //! (`nodes:reconcile:<node>`):
 //!

@@ -92,7 +92,7 @@ pub fn latest_version(backend: Backend) -> i64 {
 }
 
 /// Advisory lock key of the migration lock: (namespace, key). The namespace is Tollgate's
-/// own, so the lock cannot collide with another application's advisory locks (RELIABILITY C7).
+/// own, so the lock cannot collide with another application's advisory locks (docs/reliability.md C7).
 pub const ADVISORY_NAMESPACE: i32 = 0x7467_6174; // "tgat"
 pub const ADVISORY_KEY_MIGRATE: i32 = 1;
 

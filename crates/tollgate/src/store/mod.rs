@@ -1,7 +1,7 @@
 //! Storage: one business-logic API over SQLite and PostgreSQL.
 //!
 //! sqlx's `Any` driver cannot carry UUIDs, JSON or timestamps (see
-//! `reference/storage-sqlx.md`), so the two backends are typed behind [`Db`] (SQLite's one
+//! docs/design.md §6), so the two backends are typed behind [`Db`] (SQLite's one
 //! shared writing connection with its readers, [`sqlite::SqliteDb`], and a PostgreSQL pool),
 //! and the
 //! macros [`on_db!`](crate::on_db) / [`on_tx!`](crate::on_tx) run one SQL text (`$N`
@@ -10,7 +10,7 @@
 //! in [`migrate`], nowhere else.
 //!
 //! Every connection acquire is bounded by the acquire timeout, and PostgreSQL
-//! sessions carry a server-side `statement_timeout` (RELIABILITY A3, C4).
+//! sessions carry a server-side `statement_timeout` (docs/reliability.md A3, C4).
 //!
 //! One rule the types do not carry: never use the [`Db`] while holding a [`Tx`] from it. On
 //! SQLite the transaction holds the one writing connection, so the task would wait for itself
@@ -104,7 +104,7 @@ impl Backend {
 
 impl Db {
     /// Builds the pool without connecting: a database that is down at boot must not stop the
-    /// process from starting (RELIABILITY A9); the first query reports it instead.
+    /// process from starting (docs/reliability.md A9); the first query reports it instead.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Db, sqlx::Error> {
         match &settings.url {
             DatabaseUrl::Sqlite { path } => {
@@ -362,7 +362,7 @@ pub fn classify(e: &sqlx::Error) -> Failure {
 }
 
 /// Failures that mean the configuration is wrong rather than the database being down:
-/// retrying cannot help, so startup stops and says what to fix (RELIABILITY A10).
+/// retrying cannot help, so startup stops and says what to fix (docs/reliability.md A10).
 pub fn misconfiguration(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(db) => match db.code().as_deref() {

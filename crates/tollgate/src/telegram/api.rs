@@ -1,11 +1,11 @@
 //! A small Bot API client.
 //!
 //! Not a framework: one `call` that posts JSON parameters to `/bot<token>/<method>`, a
-//! deadline on every call (RELIABILITY A3), and errors classified the way the pipeline acts
+//! deadline on every call (docs/reliability.md A3), and errors classified the way the pipeline acts
 //! on them — wait (`429 retry_after`), retry (5xx, network, timeout), mark the user blocked
 //! (403), give up with the reason (other 4xx). Telegram's descriptions are kept verbatim.
 //! The token is part of every URL, so transport errors are stripped of their URL before they
-//! can reach a log (RELIABILITY H1).
+//! can reach a log (docs/reliability.md H1).
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! Any number of replicas dispatch from the same inbox: claims are row-level (see `inbox`),
 //! one update per chat in flight, chats in `update_id` order. Concurrency is derived from
 //! the pool size with a share kept back for intake and workers, so handlers cannot starve
-//! the pool (RELIABILITY B4). Each update has a deadline; failures retry with backoff and
+//! the pool (docs/reliability.md B4). Each update has a deadline; failures retry with backoff and
 //! end in a dead-letter state with their error and an admin alert, after which the chat
 //! moves on (B5). Delivery to handlers is at least once (a crash between a handler's commit
 //! and the completion mark re-runs it), so handlers make their effects idempotent with keys

@@ -82,7 +82,7 @@ impl Handler for EchoHandler {
             HandlerError::Permanent(format!("malformed {} update: {e}", update.kind))
         })?;
         if let Some(cb) = parsed.callback_query {
-            // Answer first: the user's button spins until we do (RELIABILITY B3).
+            // Answer first: the user's button spins until we do (docs/reliability.md B3).
             let answered: Result<bool, _> = ctx
                 .api
                 .call(

@@ -1,7 +1,7 @@
 //! The inbox: every update Telegram delivered, stored before it is acknowledged.
 //!
 //! `update_id` is the primary key, so a redelivery is stored once and handled once
-//! (RELIABILITY B2). Rows are claimed by dispatchers on any replica with per-chat ordering:
+//! (docs/reliability.md B2). Rows are claimed by dispatchers on any replica with per-chat ordering:
 //! only the oldest pending update of a chat can be claimed, so one update per chat is in
 //! flight and chats proceed in `update_id` order. A claim expires (`claimed_until`), so an
 //! update held by a process that died is taken again. Failures retry with backoff and end in

@@ -1,4 +1,4 @@
-//! Metrics of the Telegram pipeline (DESIGN §5): updates in, handled, failed and
+//! Metrics of the Telegram pipeline (docs/design.md §5): updates in, handled, failed and
 //! dead-lettered; backlog depth and age; sends by outcome; 429s; handler latency; the
 //! webhook's own view from `getWebhookInfo`.
 

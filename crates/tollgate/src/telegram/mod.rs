@@ -1,4 +1,4 @@
-//! The Telegram pipeline (DESIGN §3.1, §3.2).
+//! The Telegram pipeline (docs/design.md §3.1, §3.2).
 //!
 //! Updates in: intake (webhook or poller) → `inbox` (durable, deduplicated by `update_id`)
 //! → `dispatcher` (claims, per-chat order, deadlines, retries, dead letters) → a `Handler`.

@@ -2,7 +2,7 @@
 //!
 //! A confirmation sent after commit can be lost; one sent before commit can announce
 //! something that then rolled back. Writing the message as a row in the same transaction
-//! makes "the change happened" and "the user will be told" one fact (RELIABILITY G1). The
+//! makes "the change happened" and "the user will be told" one fact (docs/reliability.md G1). The
 //! `dedupe_key` is unique, so one logical notification is one row however often the code
 //! that produces it runs (G2). The sender (see `sender`) delivers rows in priority order,
 //! one chat at a time in order, and records every attempt's outcome.

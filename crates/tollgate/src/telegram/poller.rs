@@ -6,7 +6,7 @@
 //! offset (the next call confirms the batch); a crash in between means a redelivery, which
 //! the inbox's `update_id` key absorbs. 409s and network errors back off with jitter and
 //! never end the process. When it starts polling it removes a webhook left from webhook
-//! mode — without dropping pending updates (RELIABILITY A6).
+//! mode — without dropping pending updates (docs/reliability.md A6).
 
 use std::sync::Arc;
 use std::time::Duration;

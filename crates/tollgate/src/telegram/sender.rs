@@ -6,7 +6,7 @@
 //! messages first. A 429 pauses all sending for `retry_after`; 5xx, timeouts and network
 //! errors retry with backoff; a 403 marks the recipient blocked (their other messages fail
 //! the same way while the rest go on); other 4xx fail at once with Telegram's reason. Every
-//! attempt's outcome is recorded (RELIABILITY G3, D6).
+//! attempt's outcome is recorded (docs/reliability.md G3, D6).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! Intake parses only the routing head of an update — its id, its type and the chat (or
 //! user) it belongs to; the raw JSON is stored untouched and handlers parse the rest. An
 //! update of a type this code does not know is still stored (and later recorded as failed
-//! with the reason), never dropped (RELIABILITY B5).
+//! with the reason), never dropped (docs/reliability.md B5).
 
 use serde::Deserialize;
 

@@ -3,7 +3,7 @@
 //! The endpoint does the least that makes an update safe: check the secret header in
 //! constant time (401), refuse oversized bodies (413), read the update's routing head, store
 //! the raw update with `update_id` as the key, and answer 200 only after the commit — 503 if
-//! it cannot be stored, so Telegram retries (RELIABILITY B1). Handlers never run inside the
+//! it cannot be stored, so Telegram retries (docs/reliability.md B1). Handlers never run inside the
 //! request; a killed process loses nothing Telegram was told is stored.
 //!
 //! Registration belongs to one process (a lease): it compares `getWebhookInfo` with what

@@ -1,5 +1,5 @@
 //! The access API on both backends: entitlement rules, intent rows per node, reissue order,
-//! revocation, and serialization of expiry with renewal (RELIABILITY E2, E3, E8, E9, H4).
+//! revocation, and serialization of expiry with renewal (docs/reliability.md E2, E3, E8, E9, H4).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! End to end through the data plane (RELIABILITY E4, E5, H4): a subscription granted in the
+//! End to end through the data plane (docs/reliability.md E4, E5, H4): a subscription granted in the
 //! service is provisioned through `tollgate-node` to a real V2Ray core; a second V2Ray, built
 //! from the link the service's own feed serves, fetches a page from a local origin through
 //! it; after expiry and after revocation the same client is refused, a renewal lets it back
@@ -362,7 +362,7 @@ async fn stream_chunks(
     Ok(offset)
 }
 
-// RELIABILITY E6: changes to a node are hot. A client on its VLESS link (from the feed) keeps
+// docs/reliability.md E6: changes to a node are hot. A client on its VLESS link (from the feed) keeps
 // one TCP connection through the real core streaming while 500 other users are added and
 // removed on that node through the service, in waves that add 100 and remove the 100
 // before: the stream never breaks or stalls, every byte comes back in order, and the echo

@@ -1,4 +1,4 @@
-//! RELIABILITY A6, B2, F1, F8, F10 with the bot that takes money: `tollgate run` killed -9 at
+//! docs/reliability.md A6, B2, F1, F8, F10 with the bot that takes money: `tollgate run` killed -9 at
 //! random moments, 20 times, while new users flood it through the emulator — /start, trials,
 //! plans paid with Stars, Stars top-ups and plans paid from the balance.
 //!

@@ -1,4 +1,4 @@
-//! PRODUCT §3, RELIABILITY B3, D8, H3, I: what a user does with the bot, end to end through
+//! docs/product.md §3, docs/reliability.md B3, D8, H3, I: what a user does with the bot, end to end through
 //! the emulator — registration, language, referral, trial, connect, and every button.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -244,7 +244,7 @@ async fn every_button_of_every_screen_works_in_both_languages() {
     w.stop().await;
 }
 
-/// RELIABILITY B3: a press is answered before the work it asks for. With `subscriptions`
+/// docs/reliability.md B3: a press is answered before the work it asks for. With `subscriptions`
 /// locked by the test (PostgreSQL: `LOCK TABLE … IN ACCESS EXCLUSIVE MODE` in a transaction
 /// it holds), a press of "My access" is answered while its screen cannot be drawn, and the
 /// screen follows once the lock goes. SQLite has no lock short of its one write lock, which

@@ -1,4 +1,4 @@
-//! RELIABILITY F1, F4, F6–F9, D8 and PRODUCT §3.4, §3.7, §4: money, end to end through the
+//! docs/reliability.md F1, F4, F6–F9, D8 and docs/product.md §3.4, §3.7, §4: money, end to end through the
 //! emulator — Stars and card invoices, the pre-checkout gate, duplicates, late payments,
 //! a crash between pre-checkout and payment, lost updates, refunds, top-ups, the balance.
 
@@ -137,7 +137,7 @@ db_test!(async fn a_stars_purchase_extends_access_once_however_often_the_payment
     assert_eq!(confirmations, 1, "one confirmation (F8)");
     assert_eq!(users::get(&w.app.db, ann.id).await.unwrap().unwrap().balance, 1490, "one reward");
 
-    // Renewal extends from the current end, same key (PRODUCT §3.4).
+    // Renewal extends from the current end, same key (docs/product.md §3.4).
     let key = access::subscription_for_user(&w.app.db, bob.id).await.unwrap().unwrap().vpn_uuid;
     let inv = stars_invoice(&w, bob.id, "3 months").await;
     tg.pay_invoice(bob.id, inv.message_id).await.unwrap();
@@ -192,7 +192,7 @@ async fn mend_the_ledger(db: &Db) {
     on_db!(db, p => sqlx::query(sql).execute(p).await.map(drop)).unwrap();
 }
 
-// RELIABILITY C2: a payment is one business operation. When its last write fails, nothing it
+// docs/reliability.md C2: a payment is one business operation. When its last write fails, nothing it
 // wrote before stays (the payment, the purchase's status, the subscription, its row for the
 // node, the owed notice, the confirmation); the update is retried, and once the fault is gone
 // the payment is applied exactly once.
@@ -315,7 +315,7 @@ db_test!(async fn a_payment_is_finalized_after_its_purchase_expired_and_after_a_
     w.stop().await;
 });
 
-/// RELIABILITY F3: Lea's payment updates are lost, one after the other, each after the last
+/// docs/reliability.md F3: Lea's payment updates are lost, one after the other, each after the last
 /// was recovered; the reconciler finds each in `getStarTransactions` and applies it once, with
 /// one confirmation — whichever end of the list Telegram puts the new payment at.
 async fn lost_updates_one_after_another(t: &TestDb, newest_first: bool) {
@@ -454,7 +454,7 @@ async fn wait_for_payments(db: &Db, n: i64) {
     .await;
 }
 
-/// RELIABILITY F3: more than a page of payments arrives between two passes, every update lost;
+/// docs/reliability.md F3: more than a page of payments arrives between two passes, every update lost;
 /// the next pass applies each once, with one confirmation, whichever end of the list is the new
 /// one. The history before them is more than a page and spans hours, so a chronological list
 /// is only met at its tail and a newest-first one only at its head.
@@ -568,7 +568,7 @@ db_test!(async fn more_than_a_page_of_lost_payments_since_the_last_pass_are_all_
     lost_updates_beyond_a_page(t, true).await;
 });
 
-// RELIABILITY A3 for the payment provider (Telegram Stars): a `getStarTransactions` and a
+// docs/reliability.md A3 for the payment provider (Telegram Stars): a `getStarTransactions` and a
 // `refundStarPayment` that Telegram never answers are cut at the call deadline, and tried
 // again: the lost payment is still recovered, the refund still made, each exactly once.
 db_test!(async fn hanging_provider_calls_are_cut_at_the_deadline_and_tried_again(t) {

@@ -1,4 +1,4 @@
-//! RELIABILITY A10, H1, I: configuration errors are specific, secrets never printed.
+//! docs/reliability.md A10, H1, I: configuration errors are specific, secrets never printed.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The database itself rejects what must never be stored (DESIGN §3.3, RELIABILITY C6, F10).
+//! The database itself rejects what must never be stored (docs/design.md §3.3, docs/reliability.md C6, F10).
 
 use tollgate::store::{Db, Failure, classify};
 use tollgate::{on_db, on_tx};

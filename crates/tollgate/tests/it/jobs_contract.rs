@@ -1,4 +1,4 @@
-//! RELIABILITY A4, D1, D2 (DESIGN §4): the job runner's contract on every path — exactly one
+//! docs/reliability.md A4, D1, D2 (docs/design.md §4): the job runner's contract on every path — exactly one
 //! ITERATION_START and one ITERATION_END with the right outcome for success, error, panic,
 //! deadline, flag off and "another replica leads"; failures back off instead of spinning;
 //! a runtime flag takes effect on the next iteration.
@@ -309,7 +309,7 @@ impl Job for Queries {
     }
 }
 
-/// RELIABILITY A9, D2: with the database cut no job spins, and each recovers by itself when
+/// docs/reliability.md A9, D2: with the database cut no job spins, and each recovers by itself when
 /// it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_database_cut_jobs_back_off_and_recover_when_it_returns() {
@@ -464,7 +464,7 @@ db_test!(async fn an_iteration_longer_than_the_watchdog_threshold_is_not_restart
     assert_eq!(job.runs.load(Ordering::SeqCst), job.ended.load(Ordering::SeqCst), "no iteration left running");
 });
 
-// RELIABILITY A7: on shutdown a job stops taking items, the running iteration returns what
+// docs/reliability.md A7: on shutdown a job stops taking items, the running iteration returns what
 // it did (one END, outcome ok, its items), and nothing of it keeps running.
 db_test!(async fn on_shutdown_an_iteration_stops_between_items_and_ends_once(t) {
     let captured = Captured::default();
@@ -494,7 +494,7 @@ db_test!(async fn on_shutdown_an_iteration_stops_between_items_and_ends_once(t) 
     assert_eq!(events[1].3, drained.to_string(), "END reports the items done before stopping");
 });
 
-// RELIABILITY A4, A7: an iteration that ignores shutdown is aborted after the grace (END
+// docs/reliability.md A4, A7: an iteration that ignores shutdown is aborted after the grace (END
 // with outcome `stopped`), its task does not outlive the runner, and a singleton's lease
 // is released so another replica takes over at once.
 db_test!(async fn on_shutdown_an_iteration_that_ignores_it_is_aborted_and_the_lease_released(t) {
@@ -558,7 +558,7 @@ async fn job_seen(
     .await
 }
 
-// RELIABILITY A2: each job's last successful iteration is visible. A service running every
+// docs/reliability.md A2: each job's last successful iteration is visible. A service running every
 // job each 50 ms shows, per job, its last outcome and the end of its last success in `/readyz`,
 // and the success time in `/metrics`; a job flagged off then shows `flag_off` and keeps the time
 // of its last success.

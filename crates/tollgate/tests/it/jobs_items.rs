@@ -1,4 +1,4 @@
-//! RELIABILITY C3, D4, D7, A5: the jobs item by item — one bad subscription holds up no one
+//! docs/reliability.md C3, D4, D7, A5: the jobs item by item — one bad subscription holds up no one
 //! (its transaction or savepoint rolls back, it is put back, the others are handled — those
 //! sent in one chunk with it too — and the iteration ends in `error`); auto-renewal reaches every candidate in its window however many stay short
 //! of money; a renewal by hand that commits while auto-renewal runs is not paid a second
@@ -198,7 +198,7 @@ db_test!(async fn auto_renewal_reaches_every_candidate_however_many_are_short_or
     emu.shutdown().await;
 });
 
-/// RELIABILITY D7, E2 on PostgreSQL (SQLite has one writer, so the interleaving cannot
+/// docs/reliability.md D7, E2 on PostgreSQL (SQLite has one writer, so the interleaving cannot
 /// happen there): a payment by hand for the next period is committing while auto-renewal
 /// looks at the same subscription. Auto-renewal must not charge a second period on top of
 /// the one just bought: it skips the row the payment holds (its next run sees the new

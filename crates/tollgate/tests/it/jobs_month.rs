@@ -1,4 +1,4 @@
-//! RELIABILITY D1, D3–D8, PRODUCT §4, §6: a simulated month with a controllable clock over a
+//! docs/reliability.md D1, D3–D8, docs/product.md §4, §6: a simulated month with a controllable clock over a
 //! population (trial, paid, gift, admin grant, auto-renewal with and without money, a top-up
 //! an hour before expiry, users who blocked the bot). Every reminder, trial message, expiry
 //! and renewal happens exactly once and at the right time, even when every iteration runs
@@ -188,7 +188,7 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
     let clock = ManualClock::new(t0);
     let (app, mut s, emu) = services(t, &clock).await;
     // On PostgreSQL the jobs run on the harness's sessions, which are in a non-UTC time zone
-    // (RELIABILITY C8): the schedule must not move.
+    // (docs/reliability.md C8): the schedule must not move.
     if let tollgate::store::Db::Postgres(p) = &t.db {
         let zone: String = sqlx::query_scalar("SHOW TimeZone").fetch_one(p).await.unwrap();
         assert_eq!(zone, crate::common::PG_TEST_TIME_ZONE);
@@ -358,7 +358,7 @@ pub(crate) async fn population_of(s: &Services, t0: Timestamp, who: impl Fn(i64)
     }
 }
 
-/// RELIABILITY A5, D2–D5: three service instances on one PostgreSQL database (each with its
+/// docs/reliability.md A5, D2–D5: three service instances on one PostgreSQL database (each with its
 /// own pool and its own jobs) run the month concurrently and are killed at random mid-
 /// iteration (their tasks aborted, so open transactions roll back, as with kill -9). The
 /// result — every message, debit and date — equals a single undisturbed instance's.

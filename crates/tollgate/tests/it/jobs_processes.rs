@@ -1,4 +1,4 @@
-//! RELIABILITY A5, D2–D5 with real processes: three `tollgate run` processes on one
+//! docs/reliability.md A5, D2–D5 with real processes: three `tollgate run` processes on one
 //! PostgreSQL database run the notice and auto-renewal jobs through a simulated month and are
 //! killed with SIGKILL at random moments, each replaced at once by a fresh process. The end
 //! state — every message queued, every balance, every renewal debit, every expiry date —

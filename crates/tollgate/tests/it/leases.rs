@@ -1,4 +1,4 @@
-//! Leases (DESIGN §3.5, RELIABILITY A5): one holder, takeover with a higher fencing token,
+//! Leases (docs/design.md §3.5, docs/reliability.md A5): one holder, takeover with a higher fencing token,
 //! and the keeper that holds a role for a work loop.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! RELIABILITY A8, C5: migrations only, serialized, checksummed, complete.
+//! docs/reliability.md A8, C5: migrations only, serialized, checksummed, complete.
 
 use tollgate::store::migrate::{self, MigrateError, MigrateTimeouts, Migration, SchemaState};
 use tollgate::time::{Clock, SystemClock};

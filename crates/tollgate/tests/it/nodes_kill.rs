@@ -1,4 +1,4 @@
-//! kill -9 of the real `tollgate` binary while it provisions (RELIABILITY D4, E1, A5): claims
+//! kill -9 of the real `tollgate` binary while it provisions (docs/reliability.md D4, E1, A5): claims
 //! left by the dead process expire, the restarted service converges, and every node holds
 //! each entitled user exactly once and nobody else.
 

@@ -1,7 +1,7 @@
 //! Provisioning against real `tollgate-node` agents and V2Ray cores, on both backends:
 //! outages retried with backoff and converged without duplicates, the circuit breaker open
 //! and closed again, the reissue order per node, row claims shared by replicas, and no lock
-//! held while a node call hangs (RELIABILITY C1, D4, E1, E4, E7, E8).
+//! held while a node call hangs (docs/reliability.md C1, D4, E1, E4, E7, E8).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Reconcile against real agents, on both backends: drift repaired in both directions,
 //! nothing done when the node's list cannot be read, expired users removed, writes fenced
 //! by the per-node lease, and removals over the limit held back until an operator allows
-//! them (RELIABILITY E1, E4, E9, A5).
+//! them (docs/reliability.md E1, E4, E9, A5).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The agent channel over TLS, end to end on both backends: the service reaches a real
 //! `tollgate-node` that serves its own self-signed certificate, accepts exactly the pinned one
 //! (`agent_cert_sha256`) and provisions through it; with another pin every call fails, naming
-//! the node and both fingerprints, and nothing reaches the node (RELIABILITY H5).
+//! the node and both fingerprints, and nothing reaches the node (docs/reliability.md H5).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! RELIABILITY I (fuzz the parsers), H3: the parsers of what Telegram and users send are fed
+//! docs/reliability.md I (fuzz the parsers), H3: the parsers of what Telegram and users send are fed
 //! many thousands of mutated inputs — valid updates and callback data with bytes flipped,
 //! inserted, deleted, duplicated, spliced and cut — and must never panic, and must accept only
 //! what they are specified to accept:

@@ -1,4 +1,4 @@
-//! RELIABILITY B4: handler concurrency is derived from the pool with a reserved share
+//! docs/reliability.md B4: handler concurrency is derived from the pool with a reserved share
 //! (`DispatcherConfig::for_pool`: pool minus max(pool/4, 2)), and under a burst the handlers
 //! in flight never exceed it — while they all hold a connection, the reserve still serves
 //! readiness and intake.

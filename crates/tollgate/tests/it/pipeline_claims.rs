@@ -1,4 +1,4 @@
-//! RELIABILITY A5, B2: row claims of the inbox and the outbox under concurrency — every row
+//! docs/reliability.md A5, B2: row claims of the inbox and the outbox under concurrency — every row
 //! claimed once, never more than asked for, and only the head of each chat's queue.
 
 use std::collections::BTreeSet;

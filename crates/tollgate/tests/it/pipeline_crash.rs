@@ -1,4 +1,4 @@
-//! RELIABILITY A5, A6, B1, B2, C2: kill -9 at random moments under a steady stream of
+//! docs/reliability.md A5, A6, B1, B2, C2: kill -9 at random moments under a steady stream of
 //! updates, in both intake modes and on both backends; two processes on one database.
 //!
 //! What must hold afterwards: every update Telegram created was stored and handled, each

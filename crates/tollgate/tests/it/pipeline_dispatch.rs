@@ -1,4 +1,4 @@
-//! RELIABILITY A1, A2, B3, B5, D3: the dispatcher cuts hanging handlers, retries, dead-letters
+//! docs/reliability.md A1, A2, B3, B5, D3: the dispatcher cuts hanging handlers, retries, dead-letters
 //! with an alert and moves on; unparseable updates are recorded; an idle service stays up;
 //! a wedged component is restarted in place with an admin alert.
 

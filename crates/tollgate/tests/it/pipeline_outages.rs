@@ -1,4 +1,4 @@
-//! RELIABILITY A2, A3, G3 with Telegram misbehaving: unreachable (a TCP proxy in front of the
+//! docs/reliability.md A2, A3, G3 with Telegram misbehaving: unreachable (a TCP proxy in front of the
 //! emulator's Bot API is cut) and hanging (the emulator's `FaultKind::Hang`).
 //!
 //! - Readiness depends on the database only: with the Bot API unreachable `/readyz` stays 200
@@ -347,7 +347,7 @@ async fn take_write_lock(db: &Db) -> Result<(), sqlx::Error> {
     write_transaction(db).await?.commit().await
 }
 
-// RELIABILITY C1: no transaction is held across a call to Telegram. While the sender's
+// docs/reliability.md C1: no transaction is held across a call to Telegram. While the sender's
 // `sendMessage` and then the poller's `getUpdates` hang, no transaction of the service stays
 // open (PostgreSQL: none older than a second; SQLite: the write lock is free), and what hung
 // is delivered once afterwards.

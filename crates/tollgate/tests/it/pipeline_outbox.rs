@@ -1,4 +1,4 @@
-//! RELIABILITY D6, G1, G3: the outbox sender paces one global rate and 1/s per chat, pauses
+//! docs/reliability.md D6, G1, G3: the outbox sender paces one global rate and 1/s per chat, pauses
 //! as Telegram says on 429, retries 5xx, fails 400s with the reason, marks blocked users and
 //! goes on with everyone else, and records every attempt.
 

@@ -1,4 +1,4 @@
-//! RELIABILITY A7 with the pipeline busy: at shutdown (what SIGTERM does: the service's
+//! docs/reliability.md A7 with the pipeline busy: at shutdown (what SIGTERM does: the service's
 //! cancellation token) the dispatcher stops claiming, gives running handlers a grace period
 //! (3 s), records what finished, and releases the claims of what did not — a handler still
 //! running and an update claimed but not started — so the next process handles them at once,

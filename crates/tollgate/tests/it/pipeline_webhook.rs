@@ -1,4 +1,4 @@
-//! RELIABILITY A6, A7, B1, B2: webhook intake stores before it acknowledges, deduplicates,
+//! docs/reliability.md A6, A7, B1, B2: webhook intake stores before it acknowledges, deduplicates,
 //! answers 503 when it cannot store, and registration never drops or deletes anything.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! RELIABILITY A1, A2, A9: readiness follows the database; health never depends on it;
+//! docs/reliability.md A1, A2, A9: readiness follows the database; health never depends on it;
 //! nothing exits the process because the database went away; a boot during an outage ends
 //! like a healthy one.
 

@@ -1,4 +1,4 @@
-//! RELIABILITY A7: SIGTERM finishes in-flight requests and exits 0 within the deadline.
+//! docs/reliability.md A7: SIGTERM finishes in-flight requests and exits 0 within the deadline.
 
 use std::time::Duration;
 

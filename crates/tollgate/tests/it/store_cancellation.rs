@@ -2,7 +2,7 @@
 //! past its hard deadline, a component restarted by the watchdog, a shutdown — must leave no
 //! transaction open on the connection it used. Otherwise the next task's statements run
 //! inside a transaction nobody owns: they hold their row locks and are never committed
-//! (RELIABILITY A3, A7, C3). Found in CI: a notice row of `jobs_month`'s killed instances
+//! (docs/reliability.md A3, A7, C3). Found in CI: a notice row of `jobs_month`'s killed instances
 //! stayed locked for minutes. And under a storm of failing, abandoned and cancelled work every
 //! connection comes back idle (C4).
 
@@ -150,7 +150,7 @@ db_test!(async fn a_transaction_cancelled_at_any_point_leaves_none_open(t) {
     subject.close().await;
 });
 
-// RELIABILITY C4: under a storm of failing, abandoned and cancelled work, every connection
+// docs/reliability.md C4: under a storm of failing, abandoned and cancelled work, every connection
 // comes back to the pool idle and outside any transaction, and the pool serves a burst after.
 db_test!(async fn failures_and_cancellations_leave_every_connection_back_and_idle(t) {
     const CONNECTIONS: u32 = 4;

@@ -1,4 +1,4 @@
-//! RELIABILITY C2 on SQLite: a commit is durable before anything acknowledges it. A webhook is
+//! docs/reliability.md C2 on SQLite: a commit is durable before anything acknowledges it. A webhook is
 //! answered 200 after its commit and Telegram never resends an acknowledged update, so a
 //! commit that a power cut could still take back would lose it (a card payment included).
 

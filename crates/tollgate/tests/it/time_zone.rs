@@ -1,4 +1,4 @@
-//! RELIABILITY C8: instants are UTC whatever the database session's time zone.
+//! docs/reliability.md C8: instants are UTC whatever the database session's time zone.
 
 use std::time::Duration;
 

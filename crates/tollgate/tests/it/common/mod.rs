@@ -24,7 +24,7 @@ pub fn pg_admin_url() -> String {
 }
 
 /// Test sessions use an odd non-UTC zone, so code that depended on the session time zone
-/// would shift instants and fail (RELIABILITY C8).
+/// would shift instants and fail (docs/reliability.md C8).
 pub const PG_TEST_TIME_ZONE: &str = "America/St_Johns";
 
 fn require_pg() -> bool {
