@@ -448,12 +448,10 @@ impl Bot {
         let say = |reply: &mut Reply, text: String| {
             reply.send(&screens::notice(&self.view(se.lang), text, Action::Menu));
         };
-        let charge = arg.trim();
-        if !self.s.config.deployment.admin_ids.contains(&se.user.id) {
+        let charge = super::review::charge_arg(arg);
+        if !self.is_admin(se) {
             say(&mut reply, self.texts.get(se.lang, "admin-only"));
-        } else if charge.is_empty() || charge.contains(char::is_whitespace) || charge.len() > 256 {
-            say(&mut reply, self.texts.get(se.lang, "refund-usage"));
-        } else {
+        } else if let Some(charge) = charge {
             let args = [("charge", Arg::Text(charge.to_owned()))];
             let known = refund::payment_by_charge(&self.s.db, Provider::Stars, charge)
                 .await
@@ -495,6 +493,8 @@ impl Bot {
                     }
                 }
             }
+        } else {
+            say(&mut reply, self.texts.get(se.lang, "refund-usage"));
         }
         let tx = self.begin().await?;
         self.finish(tx, Some(se), update_id, reply, false, ctx)

@@ -17,8 +17,16 @@ use crate::i18n::{Arg, format};
 use crate::store::Tx;
 use crate::telegram::dispatcher::{Handled, HandlerContext, HandlerError};
 
+/// A command's charge id argument: one word of 1–256 characters.
+pub(super) fn charge_arg(arg: &str) -> Option<&str> {
+    let charge = arg.trim();
+    let valid = !charge.is_empty() && !charge.contains(char::is_whitespace) && charge.len() <= 256;
+    valid.then_some(charge)
+}
+
 impl Bot {
-    fn is_admin(&self, se: &Session) -> bool {
+    /// `ADMIN_IDS` holds the sender: checked on every use of every admin command and button.
+    pub(super) fn is_admin(&self, se: &Session) -> bool {
         self.s.config.deployment.admin_ids.contains(&se.user.id)
     }
 
@@ -33,33 +41,28 @@ impl Bot {
     ) -> Result<Handled, HandlerError> {
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         let v = self.view(se.lang);
-        let charge = arg.trim();
         let note = |key: &str, args: &[(&str, Arg)]| {
             screens::notice(&v, self.texts.fmt(se.lang, key, args), Action::Menu)
         };
-        let valid =
-            !charge.is_empty() && !charge.contains(char::is_whitespace) && charge.len() <= 256;
+        let charge = charge_arg(arg);
         // Read through the pool before the reply's transaction opens.
-        let found = if self.is_admin(se) && valid {
-            review::by_charge(&self.s.db, charge)
+        let found = match charge.filter(|_| self.is_admin(se)) {
+            Some(charge) => review::by_charge(&self.s.db, charge)
                 .await
-                .map_err(billing_err)?
-        } else {
-            Vec::new()
+                .map_err(billing_err)?,
+            None => Vec::new(),
         };
         let mut tx = self.begin().await?;
-        let screen = if !self.is_admin(se) {
-            note("admin-only", &[])
-        } else if !valid {
-            note("payment-usage", &[])
-        } else {
-            match found.first() {
+        let screen = match (self.is_admin(se), charge) {
+            (false, _) => note("admin-only", &[]),
+            (true, None) => note("payment-usage", &[]),
+            (true, Some(charge)) => match found.first() {
                 None => note(
                     "payment-unknown",
                     &[("charge", Arg::Text(charge.to_owned()))],
                 ),
                 Some(p) => self.payment_screen(se, &mut tx, p).await?,
-            }
+            },
         };
         reply.send(&screen);
         self.finish(tx, Some(se), update_id, reply, false, ctx)

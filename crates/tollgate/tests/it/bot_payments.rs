@@ -152,31 +152,31 @@ db_test!(async fn a_stars_purchase_extends_access_once_however_often_the_payment
     w.stop().await;
 });
 
-/// Makes every insert into `balance_ledger` fail: the referral reward, a payment's last
-/// write, so that everything the payment wrote before it is in the failing transaction.
-async fn break_the_ledger(db: &Db) {
+/// Makes the database refuse every insert into `table` (a fault injected for one table: the
+/// ledger, a payment's last write; the payments, money's first), with `why` as the error.
+async fn refuse_inserts(db: &Db, table: &str, why: &str) {
     match db {
         Db::Sqlite(p) => {
-            sqlx::query(
-                "CREATE TRIGGER ledger_down BEFORE INSERT ON balance_ledger
-                 BEGIN SELECT RAISE(ABORT, 'ledger down (injected)'); END",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TRIGGER {table}_down BEFORE INSERT ON {table}
+                 BEGIN SELECT RAISE(ABORT, '{why}'); END"
+            )))
             .execute(p)
             .await
             .unwrap();
         }
         Db::Postgres(p) => {
-            sqlx::query(
-                "CREATE FUNCTION ledger_down() RETURNS trigger AS $$
-                 BEGIN RAISE EXCEPTION 'ledger down (injected)'; END $$ LANGUAGE plpgsql",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE FUNCTION {table}_down() RETURNS trigger AS $$
+                 BEGIN RAISE EXCEPTION '{why}'; END $$ LANGUAGE plpgsql"
+            )))
             .execute(p)
             .await
             .unwrap();
-            sqlx::query(
-                "CREATE TRIGGER ledger_down BEFORE INSERT ON balance_ledger
-                 FOR EACH ROW EXECUTE FUNCTION ledger_down()",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TRIGGER {table}_down BEFORE INSERT ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION {table}_down()"
+            )))
             .execute(p)
             .await
             .unwrap();
@@ -184,12 +184,14 @@ async fn break_the_ledger(db: &Db) {
     }
 }
 
-async fn mend_the_ledger(db: &Db) {
+/// Takes back [`refuse_inserts`].
+async fn accept_inserts(db: &Db, table: &str) {
     let sql = match db {
-        Db::Sqlite(_) => "DROP TRIGGER ledger_down",
-        Db::Postgres(_) => "DROP TRIGGER ledger_down ON balance_ledger",
+        Db::Sqlite(_) => format!("DROP TRIGGER {table}_down"),
+        Db::Postgres(_) => format!("DROP TRIGGER {table}_down ON {table}"),
     };
-    on_db!(db, p => sqlx::query(sql).execute(p).await.map(drop)).unwrap();
+    on_db!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(p).await.map(drop))
+        .unwrap();
 }
 
 // docs/reliability.md C2: a payment is one business operation. When its last write fails, nothing it
@@ -209,7 +211,7 @@ db_test!(async fn a_payment_whose_last_write_fails_leaves_nothing_and_is_applied
     w.screen(bob.id, "Choose an action below.").await;
     let inv = stars_invoice(&w, bob.id, "1 month").await;
 
-    break_the_ledger(db).await;
+    refuse_inserts(db, "balance_ledger", "ledger down (injected)").await;
     assert_eq!(tg.pay_invoice(bob.id, inv.message_id).await.unwrap().status, PaymentStatus::Paid);
     // The payment's update fails on the reward, and is retried.
     let failed_at = wait_for("two failed attempts of the payment", Duration::from_secs(20), || async {
@@ -236,7 +238,7 @@ db_test!(async fn a_payment_whose_last_write_fails_leaves_nothing_and_is_applied
     assert_eq!(tg.transcript(bob.id).await.unwrap().bot_messages().filter(|m| said(m)).count(), 0);
 
     // The fault is gone: the next attempt applies the payment, once.
-    mend_the_ledger(db).await;
+    accept_inserts(db, "balance_ledger").await;
     w.screen(bob.id, "Payment received").await;
     w.screen(ann.id, "A friend you invited paid").await;
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments").await, 1);
@@ -1048,46 +1050,6 @@ db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(
     assert_eq!(users::sender(db, 8).await.unwrap().unwrap().subscription, Some(revoked));
 });
 
-/// Makes the database refuse every new payment row (a database refusing writes, for the
-/// path of money taken).
-async fn refuse_payments(db: &Db) {
-    match db {
-        Db::Sqlite(p) => {
-            sqlx::query(
-                "CREATE TRIGGER payments_down BEFORE INSERT ON payments
-                 BEGIN SELECT RAISE(ABORT, 'payments refused (injected)'); END",
-            )
-            .execute(p)
-            .await
-            .unwrap();
-        }
-        Db::Postgres(p) => {
-            sqlx::query(
-                "CREATE FUNCTION payments_down() RETURNS trigger AS $$
-                 BEGIN RAISE EXCEPTION 'payments refused (injected)'; END $$ LANGUAGE plpgsql",
-            )
-            .execute(p)
-            .await
-            .unwrap();
-            sqlx::query(
-                "CREATE TRIGGER payments_down BEFORE INSERT ON payments
-                 FOR EACH ROW EXECUTE FUNCTION payments_down()",
-            )
-            .execute(p)
-            .await
-            .unwrap();
-        }
-    }
-}
-
-async fn accept_payments(db: &Db) {
-    let sql = match db {
-        Db::Sqlite(_) => "DROP TRIGGER payments_down",
-        Db::Postgres(_) => "DROP TRIGGER payments_down ON payments",
-    };
-    on_db!(db, p => sqlx::query(sql).execute(p).await.map(drop)).unwrap();
-}
-
 // F1, B5: money taken is never given up on. With the default retry budget (5 attempts), a
 // Stars and a card payment whose finalization fails for longer than that stay pending — not
 // dead-lettered — the admins are told once each, and both are applied exactly once when the
@@ -1121,7 +1083,7 @@ db_test!(async fn a_payment_failing_past_the_retry_budget_is_never_dead_lettered
     w.press(ola.id, &pay, "Card").await;
     let card = invoice(&w, ola.id).await;
 
-    refuse_payments(db).await;
+    refuse_inserts(db, "payments", "payments refused (injected)").await;
     assert_eq!(tg.pay_invoice(sam.id, stars.message_id).await.unwrap().status, PaymentStatus::Paid);
     assert_eq!(tg.pay_invoice(ola.id, card.message_id).await.unwrap().status, PaymentStatus::Paid);
     // Both go past the budget of 5 and are still pending, never dead.
@@ -1144,7 +1106,7 @@ db_test!(async fn a_payment_failing_past_the_retry_budget_is_never_dead_lettered
     w.screen(admin.id, "it is retried every 60 s at most until it is applied").await;
 
     // The fault clears: each is applied once, with one confirmation.
-    accept_payments(db).await;
+    accept_inserts(db, "payments").await;
     w.screen(sam.id, "Payment received").await;
     w.screen(ola.id, "Payment received").await;
     wait_for("both payment updates done", Duration::from_secs(30), || async {
