@@ -348,6 +348,25 @@ pub async fn take_trial(tx: &mut Tx, user_id: i64, now: Timestamp) -> Result<boo
     Ok(n == 1)
 }
 
+/// Adds `delta` to the user's balance unless that would make it negative (the column's
+/// `CHECK` refuses it under any race as well): the new balance, or `None` when nothing changed.
+/// Only `billing::ledger` calls it, together with the ledger row that says why.
+pub async fn add_to_balance(
+    tx: &mut Tx,
+    user_id: i64,
+    delta: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let after: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+        "UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0 RETURNING balance"
+    ).bind(user_id).bind(delta).fetch_optional(c).await)?;
+    Ok(after.map(|(b,)| b))
+}
+
+/// The user's balance, inside a transaction (`None` for an unknown user).
+pub async fn balance_in(tx: &mut Tx, user_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    on_tx!(tx, c => sqlx::query_scalar("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_optional(c).await)
+}
+
 /// Records that sends to this user fail with 403 (blocked, deactivated).
 pub async fn mark_bot_blocked(db: &Db, user_id: i64, now: Timestamp) -> Result<(), sqlx::Error> {
     on_db!(db, p => sqlx::query(

@@ -7,6 +7,7 @@
 
 use crate::store::{Db, Tx};
 use crate::time::Timestamp;
+use crate::users;
 use crate::{on_db, on_tx};
 
 use super::BillingError;
@@ -103,10 +104,7 @@ pub async fn change(
             "a ledger change of 0 for {reference}"
         )));
     }
-    let after: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
-        "UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0 RETURNING balance"
-    ).bind(user_id).bind(delta).fetch_optional(c).await)?;
-    let Some((after,)) = after else {
+    let Some(after) = users::add_to_balance(tx, user_id, delta).await? else {
         return Ok(None);
     };
     on_tx!(tx, c => sqlx::query(
@@ -120,9 +118,7 @@ pub async fn change(
 
 /// The user's balance (0 for an unknown user), inside a transaction.
 pub async fn balance_in(tx: &mut Tx, user_id: i64) -> Result<i64, BillingError> {
-    let row: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
-        "SELECT balance FROM users WHERE id = $1"
-    ).bind(user_id).fetch_optional(c).await)?;
+    let row: Option<(i64,)> = users::balance_in(tx, user_id).await?.map(|b| (b,));
     Ok(row.map_or(0, |r| r.0))
 }
 
