@@ -55,7 +55,7 @@ async fn main() {
         let (url, _dir) = database(backend, &pg_admin, "jobs_wave").await;
         let (s, app, emu) = services(&url).await;
         seed(&s.db, wave, "expired").await;
-        let notices = Notices::new(job_context(
+        let notices = Notices::new(JobContext::of(
             &s,
             Arc::new(tollgate::i18n::Texts::load().unwrap()),
         ));
@@ -97,7 +97,7 @@ async fn main() {
             "{backend}: seeded {scan} subscriptions in {:.1} s",
             t.elapsed().as_secs_f64()
         );
-        let notices = Notices::new(job_context(
+        let notices = Notices::new(JobContext::of(
             &s,
             Arc::new(tollgate::i18n::Texts::load().unwrap()),
         ));
@@ -137,19 +137,6 @@ async fn main() {
         }
         app.shutdown().await.unwrap();
         emu.shutdown().await;
-    }
-}
-
-/// What the notices job is built from, taken from the service's parts.
-fn job_context(s: &Services, texts: Arc<tollgate::i18n::Texts>) -> JobContext {
-    JobContext {
-        db: s.db.clone(),
-        clock: s.clock.clone(),
-        texts,
-        catalog: Arc::new(s.config.catalog.clone()),
-        nodes: s.registry.enabled().clone(),
-        provisioning: s.provisioning.clone(),
-        outbox_wake: s.outbox_wake.clone(),
     }
 }
 

@@ -157,6 +157,19 @@ fn check_config(env: &Env) -> ExitCode {
 }
 
 /// Sets up logging from the environment; configuration errors are printed plainly.
+/// Logging set up, then the configuration; a bad one is listed on stderr (exit 2).
+fn logged_config(env: &Env) -> Result<Config, ExitCode> {
+    init_logging(env)?;
+    Config::load(env).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "\nconfiguration has {} error(s); `tollgate check-config` shows the same list",
+            errors.0.len()
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 fn init_logging(env: &Env) -> Result<(), ExitCode> {
     let log = config::env::log_settings(env).map_err(|e| {
         eprintln!("{e}");
@@ -214,15 +227,9 @@ async fn migrate_command(env: &Env) -> ExitCode {
 }
 
 async fn reconcile_command(env: &Env, args: ReconcileArgs) -> ExitCode {
-    if let Err(code) = init_logging(env) {
-        return code;
-    }
-    let config = match Config::load(env) {
+    let config = match logged_config(env) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let d = &config.deployment;
     let db = match Db::connect_lazy(&d.database) {
@@ -358,19 +365,9 @@ where
     H: Handler,
     F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
 {
-    if let Err(code) = init_logging(env) {
-        return code;
-    }
-    let config = match Config::load(env) {
+    let config = match logged_config(env) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!(
-                "\nconfiguration has {} error(s); `tollgate check-config` shows the same list",
-                errors.0.len()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     app::log_effective_config(&config);
     let token = CancellationToken::new();

@@ -66,15 +66,7 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
             None => r,
         })
     };
-    let jobs_context = JobContext {
-        db: s.db.clone(),
-        clock: s.clock.clone(),
-        texts: texts.clone(),
-        catalog: Arc::new(s.config.catalog.clone()),
-        nodes: s.registry.enabled().clone(),
-        provisioning: s.provisioning.clone(),
-        outbox_wake: s.outbox_wake.clone(),
-    };
+    let jobs_context = JobContext::of(s, texts.clone());
     let jobs = [
         runner(Arc::new(Notices::new(jobs_context.clone()))),
         runner(Arc::new(AutoRenewal::new(jobs_context))),

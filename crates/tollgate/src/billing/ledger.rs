@@ -118,8 +118,7 @@ pub async fn change(
 
 /// The user's balance (0 for an unknown user), inside a transaction.
 pub async fn balance_in(tx: &mut Tx, user_id: i64) -> Result<i64, BillingError> {
-    let row: Option<(i64,)> = users::balance_in(tx, user_id).await?.map(|b| (b,));
-    Ok(row.map_or(0, |r| r.0))
+    Ok(users::balance_in(tx, user_id).await?.unwrap_or(0))
 }
 
 /// The user's last `limit` ledger rows, newest first.

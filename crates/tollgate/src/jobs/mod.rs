@@ -43,6 +43,7 @@ use crate::flags::{self, Flag};
 use crate::i18n::Texts;
 use crate::lease::{self, Lease};
 use crate::nodes::{EnabledNodes, ProvisioningWake};
+use crate::services::Services;
 use crate::store::Db;
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::SharedClock;
@@ -64,6 +65,21 @@ pub struct JobContext {
     pub provisioning: ProvisioningWake,
     /// Woken after committing outbox rows.
     pub outbox_wake: Arc<Notify>,
+}
+
+impl JobContext {
+    /// The jobs' context on the running service's parts.
+    pub fn of(s: &Services, texts: Arc<Texts>) -> JobContext {
+        JobContext {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            texts,
+            catalog: Arc::new(s.config.catalog.clone()),
+            nodes: s.registry.enabled().clone(),
+            provisioning: s.provisioning.clone(),
+            outbox_wake: s.outbox_wake.clone(),
+        }
+    }
 }
 
 /// One iteration's future.

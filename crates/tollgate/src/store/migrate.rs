@@ -49,35 +49,33 @@ macro_rules! migrations {
     };
 }
 
-/// SQLite migrations in order. File names are `<version>_<name>.sql`.
+/// Every migration, in order, once: each backend has a file per version with the same name
+/// (`migrations/<backend>/<version>_<name>.sql`). A new migration is one line here and two
+/// files.
+macro_rules! every_migration {
+    ($backend:literal) => {
+        migrations!($backend:
+            0001 "initial",
+            0002 "access",
+            0003 "billing",
+            0004 "bot",
+            0005 "jobs",
+            0006 "inbox_pending",
+            0007 "notice_items",
+            0008 "purchase_pruning",
+            0009 "payment_payload",
+            0010 "drop_notice_items",
+        )
+    };
+}
+
+/// SQLite migrations in order.
 #[allow(clippy::zero_prefixed_literal)] // versions are written as in the file names
-pub static SQLITE: &[Migration] = migrations!("sqlite":
-    0001 "initial",
-    0002 "access",
-    0003 "billing",
-    0004 "bot",
-    0005 "jobs",
-    0006 "inbox_pending",
-    0007 "notice_items",
-    0008 "purchase_pruning",
-    0009 "payment_payload",
-    0010 "drop_notice_items",
-);
+pub static SQLITE: &[Migration] = every_migration!("sqlite");
 
 /// PostgreSQL migrations in order; the same versions and names as [`SQLITE`].
 #[allow(clippy::zero_prefixed_literal)]
-pub static POSTGRES: &[Migration] = migrations!("postgres":
-    0001 "initial",
-    0002 "access",
-    0003 "billing",
-    0004 "bot",
-    0005 "jobs",
-    0006 "inbox_pending",
-    0007 "notice_items",
-    0008 "purchase_pruning",
-    0009 "payment_payload",
-    0010 "drop_notice_items",
-);
+pub static POSTGRES: &[Migration] = every_migration!("postgres");
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
     match backend {

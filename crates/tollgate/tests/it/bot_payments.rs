@@ -38,13 +38,34 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
     on_db!(db, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).unwrap()
 }
 
-/// /start → Buy → the plan → "Telegram Stars": returns the invoice message.
+/// A new English-speaking user who has pressed START and seen the menu.
+async fn started(w: &World, name: &str) -> telegram_emulator::User {
+    let user =
+        w.tg.create_user(NewUser::new(name).language("en"))
+            .await
+            .unwrap();
+    w.tg.send_text(user.id, "/start").await.unwrap();
+    w.screen(user.id, "Choose an action below.").await;
+    user
+}
+
+/// /buy → the plan → "Telegram Stars": returns the invoice message.
 async fn stars_invoice(w: &World, user: i64, plan_label: &str) -> TranscriptMessage {
+    plan_invoice(w, user, plan_label, "Telegram Stars").await
+}
+
+/// /buy → the plan → the way to pay (`method_label`): returns the invoice message.
+async fn plan_invoice(
+    w: &World,
+    user: i64,
+    plan_label: &str,
+    method_label: &str,
+) -> TranscriptMessage {
     w.tg.send_text(user, "/buy").await.unwrap();
     let plans = w.screen(user, "Choose a plan").await;
     w.press(user, &plans, plan_label).await;
     let pay = w.screen(user, "Choose how to pay").await;
-    w.press(user, &pay, "Telegram Stars").await;
+    w.press(user, &pay, method_label).await;
     invoice(w, user).await
 }
 
@@ -88,9 +109,7 @@ db_test!(async fn a_stars_purchase_extends_access_once_however_often_the_payment
     let clock = ShiftedClock::new();
     let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
     let tg = &w.tg;
-    let ann = tg.create_user(NewUser::new("Ann").language("en")).await.unwrap();
-    tg.send_text(ann.id, "/start").await.unwrap();
-    w.screen(ann.id, "Choose an action below.").await;
+    let ann = started(&w, "Ann").await;
     let code = users::get(&w.app.db, ann.id).await.unwrap().unwrap().referral_code;
     let bob = tg.create_user(NewUser::new("Bob").language("en")).await.unwrap();
     tg.send_text(bob.id, &format!("/start ref_{code}")).await.unwrap();
@@ -202,9 +221,7 @@ db_test!(async fn a_payment_whose_last_write_fails_leaves_nothing_and_is_applied
     let clock = ShiftedClock::new();
     let Some(w) = World::start_with(t, true, &[], fast(&clock)).await else { return };
     let (tg, db) = (&w.tg, &w.app.db);
-    let ann = tg.create_user(NewUser::new("Ann").language("en")).await.unwrap();
-    tg.send_text(ann.id, "/start").await.unwrap();
-    w.screen(ann.id, "Choose an action below.").await;
+    let ann = started(&w, "Ann").await;
     let code = users::get(db, ann.id).await.unwrap().unwrap().referral_code;
     let bob = tg.create_user(NewUser::new("Bob").language("en")).await.unwrap();
     tg.send_text(bob.id, &format!("/start ref_{code}")).await.unwrap();
@@ -257,9 +274,7 @@ db_test!(async fn the_pre_checkout_gate_refuses_changed_prices_paused_payments_a
     let clock = ShiftedClock::new();
     let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
     let tg = &w.tg;
-    let eve = tg.create_user(NewUser::new("Eve").language("en")).await.unwrap();
-    tg.send_text(eve.id, "/start").await.unwrap();
-    w.screen(eve.id, "Choose an action below.").await;
+    let eve = started(&w, "Eve").await;
 
     // Payments switched off after the invoice was sent.
     let inv = stars_invoice(&w, eve.id, "1 month").await;
@@ -295,9 +310,7 @@ db_test!(async fn a_payment_is_finalized_after_its_purchase_expired_and_after_a_
     let gate = Gate::default();
     let Some(w) = World::start_gated(t, &[], fast(&clock), gate.clone()).await else { return };
     let tg = &w.tg;
-    let kim = tg.create_user(NewUser::new("Kim").language("en")).await.unwrap();
-    tg.send_text(kim.id, "/start").await.unwrap();
-    w.screen(kim.id, "Choose an action below.").await;
+    let kim = started(&w, "Kim").await;
 
     // Pre-checkout answered, then the process never gets to the payment …
     gate.hold();
@@ -583,9 +596,7 @@ db_test!(async fn hanging_provider_calls_are_cut_at_the_deadline_and_tried_again
     let (tg, db) = (&w.tg, &w.app.db);
     let admin = tg.create_user(NewUser::new("Admin").language("en")).await.unwrap();
     assert_eq!(admin.id, 100000001);
-    let eva = tg.create_user(NewUser::new("Eva").language("en")).await.unwrap();
-    tg.send_text(eva.id, "/start").await.unwrap();
-    w.screen(eva.id, "Choose an action below.").await;
+    let eva = started(&w, "Eva").await;
 
     // The payment's update is lost, and the next list of Stars transactions hangs.
     gate.lose();
@@ -642,9 +653,7 @@ db_test!(async fn stars_top_ups_credit_the_balance_and_a_refund_takes_back_what_
     let tg = &w.tg;
     let admin = tg.create_user(NewUser::new("Admin").language("en")).await.unwrap();
     assert_eq!(admin.id, 100000001);
-    let max = tg.create_user(NewUser::new("Max").language("en")).await.unwrap();
-    tg.send_text(max.id, "/start").await.unwrap();
-    w.screen(max.id, "Choose an action below.").await;
+    let max = started(&w, "Max").await;
 
     // Top up 100 Stars → 150 RUB on the balance; the history shows it.
     tg.send_text(max.id, "/balance").await.unwrap();
@@ -754,9 +763,7 @@ db_test!(async fn the_same_plan_bought_twice_from_one_message_is_paid_twice_and_
     let clock = ShiftedClock::new();
     let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
     let (tg, db) = (&w.tg, &w.app.db);
-    let max = tg.create_user(NewUser::new("Max").language("en")).await.unwrap();
-    tg.send_text(max.id, "/start").await.unwrap();
-    w.screen(max.id, "Choose an action below.").await;
+    let max = started(&w, "Max").await;
     // 500 RUB: three months at 149 and 53 left.
     let mut tx = db.begin().await.unwrap();
     ledger::change(&mut tx, max.id, 500 * 100, Reason::Admin, "seed", clock.now()).await.unwrap();
@@ -835,12 +842,7 @@ db_test!(async fn card_payments_take_the_same_path(t) {
     let Some(w) = World::start_with(t, false, &env, fast(&clock)).await else { return };
     let tg = &w.tg;
     let ola = tg.create_user(NewUser::new("Ola").language("en")).await.unwrap();
-    tg.send_text(ola.id, "/buy").await.unwrap();
-    let plans = w.screen(ola.id, "Choose a plan").await;
-    w.press(ola.id, &plans, "1 month").await;
-    let pay = w.screen(ola.id, "Choose how to pay").await;
-    w.press(ola.id, &pay, "Card").await;
-    let inv = invoice(&w, ola.id).await;
+    let inv = plan_invoice(&w, ola.id, "1 month", "Card").await;
     let info = inv.invoice.clone().unwrap();
     assert_eq!((info.currency.as_str(), info.total_amount), ("RUB", 14_900));
     // The provider token reached Telegram but was never stored (the sender fills it in).
@@ -1076,12 +1078,7 @@ db_test!(async fn a_payment_failing_past_the_retry_budget_is_never_dead_lettered
     let sam = tg.create_user(NewUser::new("Sam").language("en")).await.unwrap();
     let ola = tg.create_user(NewUser::new("Ola").language("en")).await.unwrap();
     let stars = stars_invoice(&w, sam.id, "1 month").await;
-    tg.send_text(ola.id, "/buy").await.unwrap();
-    let plans = w.screen(ola.id, "Choose a plan").await;
-    w.press(ola.id, &plans, "1 month").await;
-    let pay = w.screen(ola.id, "Choose how to pay").await;
-    w.press(ola.id, &pay, "Card").await;
-    let card = invoice(&w, ola.id).await;
+    let card = plan_invoice(&w, ola.id, "1 month", "Card").await;
 
     refuse_inserts(db, "payments", "payments refused (injected)").await;
     assert_eq!(tg.pay_invoice(sam.id, stars.message_id).await.unwrap().status, PaymentStatus::Paid);
@@ -1151,9 +1148,7 @@ db_test!(async fn an_admin_applies_or_refunds_a_payment_kept_for_review_from_tel
             (purchase, charge)
         }
     };
-    let kim = tg.create_user(NewUser::new("Kim").language("en")).await.unwrap();
-    tg.send_text(kim.id, "/start").await.unwrap();
-    w.screen(kim.id, "Choose an action below.").await;
+    let kim = started(&w, "Kim").await;
 
     // Kim's invoice, paid while the price snapshot says more than was paid: underpaid.
     let inv = stars_invoice(&w, kim.id, "1 month").await;

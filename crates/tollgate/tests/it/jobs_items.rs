@@ -17,7 +17,8 @@ use tollgate::{on_db, users};
 
 use crate::common::TestDb;
 use crate::db_test;
-use crate::jobs_month::{Person, job_context, outbox, person, services};
+use crate::jobs_month::{Person, outbox, person, services};
+use tollgate::jobs::JobContext;
 
 const H: i64 = 3_600_000;
 const D: i64 = 24 * H;
@@ -129,7 +130,7 @@ db_test!(async fn one_bad_subscription_does_not_hold_up_the_others(t) {
     let at = t0.as_millis() + D + 60_000;
     clock.set(Timestamp::from_millis(at));
     poison_messages_to(&t.db, 2).await;
-    let notices = Notices::new(job_context(&s, texts()));
+    let notices = Notices::new(JobContext::of(&s, texts()));
     let err = notices.run_batch().await.expect_err("the bad row makes the iteration an error");
     assert!(format!("{err:#}").contains("put back"), "{err:#}");
     let out = outbox(&s).await;
@@ -174,7 +175,7 @@ db_test!(async fn auto_renewal_reaches_every_candidate_however_many_are_short_or
     poison_messages_to(&t.db, 6).await;
     // Twelve hours before the first expiry: all seven are in the 24 h window.
     clock.set(t0.plus(Duration::from_millis((30 * D - 12 * H) as u64)));
-    let renewal = AutoRenewal::new(job_context(&s, texts())).with_page_size(2);
+    let renewal = AutoRenewal::new(JobContext::of(&s, texts())).with_page_size(2);
     let err = renewal.run_batch().await.expect_err("the bad row makes the run an error");
     assert!(format!("{err:#}").contains("could not be auto-renewed"), "{err:#}");
     let out = outbox(&s).await;
@@ -248,7 +249,7 @@ async fn a_payment_by_hand_during_auto_renewal_is_not_followed_by_a_second_charg
     .await
     .unwrap();
     assert!(matches!(paid, BalancePaid::Paid { .. }));
-    let renewal = AutoRenewal::new(job_context(&s, texts()));
+    let renewal = AutoRenewal::new(JobContext::of(&s, texts()));
     let run = tokio::spawn(async move { renewal.run_batch().await });
     // Auto-renewal has looked at the subscription: it finished (skipped the locked row) or
     // waits for a lock the open payment holds. Only then does the payment commit.
@@ -272,7 +273,7 @@ async fn a_payment_by_hand_during_auto_renewal_is_not_followed_by_a_second_charg
     by_hand.commit().await.unwrap();
     run.await.unwrap().unwrap();
     // Its next run sees the new date, outside the 24 h window: nothing either.
-    let renewal = AutoRenewal::new(job_context(&s, texts()));
+    let renewal = AutoRenewal::new(JobContext::of(&s, texts()));
     assert_eq!(renewal.run_batch().await.unwrap(), 0);
     assert_eq!(renewal_debits(&s.db, 1).await, 0, "no second charge");
     assert_eq!(
@@ -353,17 +354,7 @@ db_test!(async fn housekeeping_runs_as_a_job_and_expires_only_unpaid_purchases(t
     use tollgate::jobs::{JobRunner, Outcome, metrics::JobMetrics};
     let now = Timestamp::from_millis(1_800_000_000_000);
     let clock = ManualClock::new(now);
-    let mut tx = t.db.begin().await.unwrap();
-    let from = users::TelegramUser {
-        id: 1,
-        is_bot: false,
-        first_name: "A".into(),
-        last_name: None,
-        username: None,
-        language_code: None,
-    };
-    users::touch(&mut tx, &from, &[tollgate::config::Language::En], now).await.unwrap();
-    tx.commit().await.unwrap();
+    register_user_1(&t.db, now).await;
     // (status, expires_at, paid_at): past due unpaid, not yet due, paid though past due.
     let rows = [("pending", now.as_millis() - H, None), ("pending", now.as_millis() + H, None), ("paid", now.as_millis() - H, Some(now.as_millis() - 2 * H))];
     for (status, expires_at, paid_at) in rows {
@@ -400,17 +391,7 @@ db_test!(async fn unpaid_purchases_are_deleted_after_the_outbox_retention_unless
     use tollgate::housekeeping::Pruning;
     let now = Timestamp::from_millis(1_800_000_000_000);
     let clock = ManualClock::new(now);
-    let mut tx = t.db.begin().await.unwrap();
-    let from = users::TelegramUser {
-        id: 1,
-        is_bot: false,
-        first_name: "A".into(),
-        last_name: None,
-        username: None,
-        language_code: None,
-    };
-    users::touch(&mut tx, &from, &[tollgate::config::Language::En], now).await.unwrap();
-    tx.commit().await.unwrap();
+    register_user_1(&t.db, now).await;
     // (status, expired how long ago): two past the 30 d retention (one of them named by a
     // payment), one within it, a paid one past it, a pending one that just ran out.
     let rows = [("expired", 40 * D), ("expired", 40 * D), ("expired", D), ("paid", 40 * D), ("pending", H)];
@@ -439,3 +420,20 @@ db_test!(async fn unpaid_purchases_are_deleted_after_the_outbox_retention_unless
     let left: Vec<i64> = on_db!(&t.db, p => sqlx::query_scalar("SELECT id FROM purchases ORDER BY id").fetch_all(p).await).unwrap();
     assert_eq!(left, [2, 4]);
 });
+
+/// User 1, registered at `now` (the purchases' owner in the housekeeping tests).
+async fn register_user_1(db: &Db, now: Timestamp) {
+    let mut tx = db.begin().await.unwrap();
+    let from = users::TelegramUser {
+        id: 1,
+        is_bot: false,
+        first_name: "A".into(),
+        last_name: None,
+        username: None,
+        language_code: None,
+    };
+    users::touch(&mut tx, &from, &[tollgate::config::Language::En], now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}

@@ -27,18 +27,6 @@ const D: i64 = 24 * H;
 const STEP: i64 = 30 * 60_000;
 
 /// What the jobs are built from, taken from the service's parts as the service wires them.
-pub(crate) fn job_context(s: &Services, texts: Arc<tollgate::i18n::Texts>) -> JobContext {
-    JobContext {
-        db: s.db.clone(),
-        clock: s.clock.clone(),
-        texts,
-        catalog: Arc::new(s.config.catalog.clone()),
-        nodes: s.registry.enabled().clone(),
-        provisioning: s.provisioning.clone(),
-        outbox_wake: s.outbox_wake.clone(),
-    }
-}
-
 /// The service's parts on `t`'s database at `clock`, without its background loops.
 pub(crate) async fn services(
     t: &TestDb,
@@ -195,8 +183,8 @@ db_test!(async fn a_month_of_reminders_trials_expiry_and_renewals_each_happen_on
         s.db = t.db.clone();
     }
     let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
-    let notices = Notices::new(job_context(&s, texts.clone()));
-    let renewal = AutoRenewal::new(job_context(&s, texts.clone()));
+    let notices = Notices::new(JobContext::of(&s, texts.clone()));
+    let renewal = AutoRenewal::new(JobContext::of(&s, texts.clone()));
     let days = |kind, n, plan: Option<&str>| Some(Grant::days(kind, n, plan));
     let plain = |id| Person { id, auto_renew: false, balance: 0, blocked: false };
     // Who is who.
@@ -310,8 +298,8 @@ pub(crate) async fn undisturbed_month(
     let (app, s, emu) = services_with(t, &clock, changes).await;
     populate(&s).await;
     let (n, r) = (
-        Notices::new(job_context(&s, texts.clone())),
-        AutoRenewal::new(job_context(&s, texts)),
+        Notices::new(JobContext::of(&s, texts.clone())),
+        AutoRenewal::new(JobContext::of(&s, texts)),
     );
     let mut now = t0.as_millis();
     while now <= t0.as_millis() + 31 * D {
@@ -396,8 +384,8 @@ async fn three_instances_killed_at_random_end_the_month_like_one() {
         .iter()
         .map(|(_, s, _)| {
             (
-                Arc::new(Notices::new(job_context(s, texts.clone()))),
-                Arc::new(AutoRenewal::new(job_context(s, texts.clone()))),
+                Arc::new(Notices::new(JobContext::of(s, texts.clone()))),
+                Arc::new(AutoRenewal::new(JobContext::of(s, texts.clone()))),
             )
         })
         .collect();
