@@ -17,7 +17,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{Db, DeferredWrite, Tx};
+use crate::store::{self, Db, DeferredWrite, Tx};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
@@ -291,7 +291,7 @@ pub async fn record(
             "UPDATE node_memberships SET attempts = attempts + 1, next_attempt_at = $4, last_error = $5,
                  claimed_by = NULL, claimed_until = NULL, updated_at = $6
              WHERE node = $1 AND vpn_uuid = $2 AND claimed_by = $3"
-        ).bind(node).bind(vpn_uuid).bind(worker).bind(*retry_at).bind(truncate(error)).bind(now)
+        ).bind(node).bind(vpn_uuid).bind(worker).bind(*retry_at).bind(store::clip(error, 1000)).bind(now)
             .execute(p).await.map(|r| r.rows_affected()))?,
     };
     Ok(n == 1)
@@ -459,16 +459,4 @@ pub async fn backlog(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
     on_db!(db, p => sqlx::query_as(
         "SELECT node, CAST(COUNT(*) AS BIGINT) FROM node_memberships WHERE desired <> observed GROUP BY node"
     ).fetch_all(p).await)
-}
-
-fn truncate(error: &str) -> String {
-    const MAX: usize = 1000;
-    if error.len() <= MAX {
-        return error.to_owned();
-    }
-    let mut end = MAX;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &error[..end])
 }

@@ -388,3 +388,15 @@ pub fn misconfiguration(e: &sqlx::Error) -> Option<String> {
         _ => None,
     }
 }
+/// `text` cut to at most `max` bytes at a character boundary, with "…" when cut: for error
+/// texts kept in a row (a node call's, an update's last error), which must stay bounded.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

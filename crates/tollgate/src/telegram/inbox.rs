@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::outbox::{self, OutboxMessage};
 use super::update::UpdateHead;
-use crate::store::{Db, Tx};
+use crate::store::{self, Db, Tx};
 use crate::time::{SharedClock, Timestamp};
 use crate::{on_db, on_tx};
 
@@ -120,9 +120,12 @@ pub struct Claimed {
     pub sender_blocked: bool,
 }
 
-const CLAIM_SQLITE: &str = "
-UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
-WHERE update_id IN (
+/// The updates a claim takes, written once for both backends' claims: due, not held by a live
+/// claim, heads of their chats (no earlier pending update of the same chat), oldest first,
+/// at most `$2`.
+macro_rules! due_updates {
+    () => {
+        "
     SELECT i.update_id FROM tg_inbox i
     WHERE i.status = 'pending' AND i.next_attempt_at <= $1
       AND (i.claimed_until IS NULL OR i.claimed_until <= $1)
@@ -130,9 +133,19 @@ WHERE update_id IN (
           SELECT 1 FROM tg_inbox j
           WHERE j.chat_key = i.chat_key AND j.status = 'pending' AND j.update_id < i.update_id))
     ORDER BY i.update_id
-    LIMIT $2)
+    LIMIT $2"
+    };
+}
+
+const CLAIM_SQLITE: &str = concat!(
+    "
+UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
+WHERE update_id IN (",
+    due_updates!(),
+    ")
 RETURNING update_id, chat_key, kind, payload, attempts,
-    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked";
+    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked"
+);
 
 /// The same claim on PostgreSQL. `SKIP LOCKED` lets replicas claim concurrently without
 /// waiting on each other's rows. The rows are chosen in a CTE, which runs once: with
@@ -140,21 +153,17 @@ RETURNING update_id, chat_key, kind, payload, attempts,
 /// rows than asked for. The update finds the chosen rows by primary key (`= ANY(ARRAY(…))`):
 /// joined to the CTE, a plan made while the table was small hashes it and reads the whole
 /// table on every claim once it has grown (`store::statistics`).
-const CLAIM_POSTGRES: &str = "
-WITH due AS (
-    SELECT i.update_id FROM tg_inbox i
-    WHERE i.status = 'pending' AND i.next_attempt_at <= $1
-      AND (i.claimed_until IS NULL OR i.claimed_until <= $1)
-      AND (i.chat_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM tg_inbox j
-          WHERE j.chat_key = i.chat_key AND j.status = 'pending' AND j.update_id < i.update_id))
-    ORDER BY i.update_id
-    LIMIT $2
+const CLAIM_POSTGRES: &str = concat!(
+    "
+WITH due AS (",
+    due_updates!(),
+    "
     FOR UPDATE SKIP LOCKED)
 UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = tg_inbox.attempts + 1
 WHERE tg_inbox.update_id = ANY(ARRAY(SELECT update_id FROM due))
 RETURNING tg_inbox.update_id, tg_inbox.chat_key, tg_inbox.kind, tg_inbox.payload, tg_inbox.attempts,
-    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked";
+    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked"
+);
 
 /// Claims up to `limit` due updates (heads of their chats) for `worker` until `until`.
 pub async fn claim(
@@ -262,7 +271,7 @@ pub async fn retry_later(
     let n = on_db!(db, p => sqlx::query(
         "UPDATE tg_inbox SET next_attempt_at = $3, last_error = $4, claimed_by = NULL, claimed_until = NULL
          WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
-    ).bind(update_id).bind(worker).bind(next_attempt_at).bind(truncate(error)).execute(p).await.map(|r| r.rows_affected()))?;
+    ).bind(update_id).bind(worker).bind(next_attempt_at).bind(store::clip(error, 2000)).execute(p).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 
@@ -290,7 +299,7 @@ pub async fn finish_failed(
     let n = on_tx!(tx, c => sqlx::query(
         "UPDATE tg_inbox SET status = $3, last_error = $4, finished_at = $5, claimed_by = NULL, claimed_until = NULL
          WHERE update_id = $1 AND claimed_by = $2 AND status = 'pending'"
-    ).bind(update_id).bind(worker).bind(status).bind(truncate(error)).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    ).bind(update_id).bind(worker).bind(status).bind(store::clip(error, 2000)).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 
@@ -352,18 +361,6 @@ pub async fn get(db: &Db, update_id: i64) -> Result<Option<Row>, sqlx::Error> {
     on_db!(db, p => sqlx::query_as(
         "SELECT update_id, status, attempts, last_error FROM tg_inbox WHERE update_id = $1"
     ).bind(update_id).fetch_optional(p).await)
-}
-
-fn truncate(error: &str) -> String {
-    const MAX: usize = 2000;
-    if error.len() <= MAX {
-        return error.to_owned();
-    }
-    let mut end = MAX;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &error[..end])
 }
 
 /// Why an update could not be stored.

@@ -183,11 +183,12 @@ pub struct Claimed {
     pub more_in_chat: bool,
 }
 
-/// Heads of each chat's queue, most urgent first. A chat's later messages wait until its
-/// earlier ones are sent or failed, so a chat sees them in order.
-const CLAIM_SQLITE: &str = "
-UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
-WHERE id IN (
+/// The messages a claim takes, written once for both backends' claims: heads of each chat's
+/// queue, most urgent first, at most `$2`. A chat's later messages wait until its earlier ones
+/// are sent or failed, so a chat sees them in order.
+macro_rules! due_messages {
+    () => {
+        "
     SELECT o.id FROM outbox o
     WHERE o.status = 'pending' AND o.next_attempt_at <= $1
       AND (o.claimed_until IS NULL OR o.claimed_until <= $1)
@@ -196,27 +197,32 @@ WHERE id IN (
           WHERE e.chat_id = o.chat_id AND e.status = 'pending'
             AND (e.priority < o.priority OR (e.priority = o.priority AND e.id < o.id)))
     ORDER BY o.priority, o.next_attempt_at, o.id
-    LIMIT $2)
+    LIMIT $2"
+    };
+}
+
+const CLAIM_SQLITE: &str = concat!(
+    "
+UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
+WHERE id IN (",
+    due_messages!(),
+    ")
 RETURNING id, chat_id, priority, method, payload, attempts,
-    EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat";
+    EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat"
+);
 
 /// The same on PostgreSQL; rows are chosen once in a CTE (see `inbox::CLAIM_POSTGRES`).
-const CLAIM_POSTGRES: &str = "
-WITH due AS (
-    SELECT o.id FROM outbox o
-    WHERE o.status = 'pending' AND o.next_attempt_at <= $1
-      AND (o.claimed_until IS NULL OR o.claimed_until <= $1)
-      AND NOT EXISTS (
-          SELECT 1 FROM outbox e
-          WHERE e.chat_id = o.chat_id AND e.status = 'pending'
-            AND (e.priority < o.priority OR (e.priority = o.priority AND e.id < o.id)))
-    ORDER BY o.priority, o.next_attempt_at, o.id
-    LIMIT $2
+const CLAIM_POSTGRES: &str = concat!(
+    "
+WITH due AS (",
+    due_messages!(),
+    "
     FOR UPDATE SKIP LOCKED)
 UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1
 WHERE outbox.id = ANY(ARRAY(SELECT id FROM due))
 RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts,
-    EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat";
+    EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat"
+);
 
 pub async fn claim(
     db: &Db,

@@ -84,20 +84,7 @@ async fn kill_and_verify(t: &TestDb, emu: &RunningEmulator, env: Vec<(String, St
             wait_reply(&tg, *user, &format!("echo: {last}")).await;
         }
     }
-    let mut repeats = 0;
-    for (i, user) in ids.iter().enumerate() {
-        let texts = bot_texts(&tg, *user).await;
-        let mut collapsed: Vec<String> = Vec::new();
-        for text in texts {
-            if collapsed.last() == Some(&text) {
-                repeats += 1;
-            } else {
-                collapsed.push(text);
-            }
-        }
-        let want: Vec<String> = sent[i].iter().map(|m| format!("echo: {m}")).collect();
-        assert_eq!(collapsed, want, "user {i}: every echo, in order");
-    }
+    let repeats = echoes_in_order(&tg, &ids, &sent).await;
     assert!(
         repeats <= KILLS,
         "{repeats} repeated sends for {KILLS} kills"
@@ -239,20 +226,7 @@ async fn two_processes_share_the_work_and_one_polls() {
         }
     }
     let total: usize = sent.iter().map(Vec::len).sum();
-    let mut repeats = 0;
-    for (i, user) in ids.iter().enumerate() {
-        let texts = bot_texts(&tg, *user).await;
-        let mut collapsed: Vec<String> = Vec::new();
-        for text in texts {
-            if collapsed.last() == Some(&text) {
-                repeats += 1;
-            } else {
-                collapsed.push(text);
-            }
-        }
-        let want: Vec<String> = sent[i].iter().map(|m| format!("echo: {m}")).collect();
-        assert_eq!(collapsed, want, "user {i}");
-    }
+    let repeats = echoes_in_order(&tg, &ids, &sent).await;
     assert!(
         repeats <= 1,
         "only the killed process's in-flight send may repeat: {repeats}"
@@ -267,4 +241,24 @@ async fn two_processes_share_the_work_and_one_polls() {
     survivor.signal("TERM");
     assert!(survivor.wait_exit(Duration::from_secs(15)).await.success());
     emu.shutdown().await;
+}
+
+/// Checks that every user got the echo of each message they sent, in order, and returns how
+/// many echoes came twice in a row (a send whose result a kill lost may be repeated).
+async fn echoes_in_order(tg: &ControlClient, ids: &[i64], sent: &[Vec<String>]) -> usize {
+    let mut repeats = 0;
+    for (i, user) in ids.iter().enumerate() {
+        let texts = bot_texts(tg, *user).await;
+        let mut collapsed: Vec<String> = Vec::new();
+        for text in texts {
+            if collapsed.last() == Some(&text) {
+                repeats += 1;
+            } else {
+                collapsed.push(text);
+            }
+        }
+        let want: Vec<String> = sent[i].iter().map(|m| format!("echo: {m}")).collect();
+        assert_eq!(collapsed, want, "user {i}: every echo, in order");
+    }
+    repeats
 }

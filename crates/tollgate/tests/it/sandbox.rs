@@ -27,23 +27,7 @@ pub fn options(node: NodeMode) -> SandboxOptions {
 
 /// Waits until the bot's newest message containing `needle` shows in `chat`.
 async fn screen(tg: &ControlClient, chat: i64, needle: &str) -> TranscriptMessage {
-    let start = tokio::time::Instant::now();
-    loop {
-        let t = tg.transcript(chat).await.unwrap();
-        if let Some(m) = t
-            .bot_messages()
-            .filter(|m| m.text.as_deref().is_some_and(|x| x.contains(needle)))
-            .last()
-        {
-            return m.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no screen containing {needle:?}; bot said: {:#?}",
-            t.bot_messages().map(|m| m.text.clone()).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::bot::screen_in(tg, chat, needle).await
 }
 
 /// /start, then the trial button; returns the connect screen's text.

@@ -187,23 +187,7 @@ impl World {
 
     /// Waits until a message from the bot in `chat` shows text containing `needle`; returns it.
     pub async fn screen(&self, chat: i64, needle: &str) -> TranscriptMessage {
-        let start = tokio::time::Instant::now();
-        loop {
-            let t = self.tg.transcript(chat).await.unwrap();
-            if let Some(m) = t
-                .bot_messages()
-                .filter(|m| m.text.as_deref().is_some_and(|x| x.contains(needle)))
-                .last()
-            {
-                return m.clone();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no screen containing {needle:?} in chat {chat}; bot said: {:#?}",
-                t.bot_messages().map(|m| m.text.clone()).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        screen_in(&self.tg, chat, needle).await
     }
 
     /// Presses the button whose label contains `label` on `message`; panics if there is none.
@@ -250,5 +234,26 @@ impl World {
             .last_bot_message()
             .cloned()
             .expect("the bot said something")
+    }
+}
+
+/// Waits until the bot's newest message in `chat` containing `needle` shows; returns it.
+pub async fn screen_in(tg: &ControlClient, chat: i64, needle: &str) -> TranscriptMessage {
+    let start = tokio::time::Instant::now();
+    loop {
+        let t = tg.transcript(chat).await.unwrap();
+        if let Some(m) = t
+            .bot_messages()
+            .filter(|m| m.text.as_deref().is_some_and(|x| x.contains(needle)))
+            .last()
+        {
+            return m.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no screen containing {needle:?} in chat {chat}; bot said: {:#?}",
+            t.bot_messages().map(|m| m.text.clone()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
