@@ -219,7 +219,7 @@ async fn a_pinning_client_refuses_another_certificate_naming_the_node_and_both_f
 }
 
 /// Waits until the log file contains `needle`; returns the whole log.
-fn wait_for_log(path: &Path, child: &mut std::process::Child, needle: &str) -> String {
+async fn wait_for_log(path: &Path, child: &mut std::process::Child, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let log = std::fs::read_to_string(path).unwrap_or_default();
@@ -233,7 +233,7 @@ fn wait_for_log(path: &Path, child: &mut std::process::Child, needle: &str) -> S
             Instant::now() < deadline,
             "no {needle:?} within 15 s; log:\n{log}"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -274,7 +274,7 @@ async fn the_binary_prints_the_fingerprint_at_start_and_on_request() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let text = wait_for_log(&log_path, &mut child, "agent_cert_sha256 = \"");
+    let text = wait_for_log(&log_path, &mut child, "agent_cert_sha256 = \"").await;
     let printed = text
         .split("agent_cert_sha256 = \"")
         .nth(1)
