@@ -24,7 +24,7 @@ CREATE TABLE users (
 CREATE INDEX users_referrer ON users (referrer_id) WHERE referrer_id IS NOT NULL;
 CREATE INDEX users_username ON users (lower(username)) WHERE username IS NOT NULL;
 
--- One current subscription per user; kind is the entitlement source (RELIABILITY D8).
+-- One current subscription per user; kind is the entitlement source (docs/reliability.md D8).
 CREATE TABLE subscriptions (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     user_id     BIGINT NOT NULL UNIQUE REFERENCES users (id),
@@ -48,7 +48,7 @@ CREATE TABLE retired_keys (
     retired_at      BIGINT NOT NULL
 );
 
--- An intent to pay, persisted before any invoice or provider call (RELIABILITY F7).
+-- An intent to pay, persisted before any invoice or provider call (docs/reliability.md F7).
 CREATE TABLE purchases (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     user_id       BIGINT NOT NULL REFERENCES users (id),
@@ -101,7 +101,7 @@ CREATE TABLE balance_ledger (
 );
 CREATE INDEX balance_ledger_user ON balance_ledger (user_id, id);
 
--- Updates as Telegram delivered them; update_id is the dedupe key (RELIABILITY B2).
+-- Updates as Telegram delivered them; update_id is the dedupe key (docs/reliability.md B2).
 CREATE TABLE tg_inbox (
     update_id       BIGINT PRIMARY KEY,
     chat_key        BIGINT,                          -- ordering key: chat id, else user id
@@ -120,7 +120,7 @@ CREATE INDEX tg_inbox_due ON tg_inbox (next_attempt_at, update_id) WHERE status 
 CREATE INDEX tg_inbox_chat ON tg_inbox (chat_key, update_id) WHERE status = 'pending';
 CREATE INDEX tg_inbox_finished ON tg_inbox (finished_at) WHERE status <> 'pending';
 
--- Messages to send, written in the business transaction that caused them (RELIABILITY G1).
+-- Messages to send, written in the business transaction that caused them (docs/reliability.md G1).
 CREATE TABLE outbox (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     dedupe_key      TEXT NOT NULL UNIQUE,
@@ -154,7 +154,7 @@ CREATE TABLE outbox_attempts (
 );
 CREATE INDEX outbox_attempts_outbox ON outbox_attempts (outbox_id);
 
--- Single-holder roles with fencing tokens (DESIGN §3.5).
+-- Single-holder roles with fencing tokens (docs/design.md §3.5).
 CREATE TABLE leases (
     name        TEXT PRIMARY KEY,
     holder      TEXT NOT NULL,
@@ -171,7 +171,7 @@ CREATE TABLE settings (
     updated_by BIGINT
 );
 
--- Per (node, key): what should be there and what was last seen (RELIABILITY E1, E2).
+-- Per (node, key): what should be there and what was last seen (docs/reliability.md E1, E2).
 CREATE TABLE node_memberships (
     node            TEXT NOT NULL,
     vpn_uuid        UUID NOT NULL,

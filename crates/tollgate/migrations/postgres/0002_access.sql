@@ -6,7 +6,7 @@
 --    the agent (re)creates the user, so each report adds only its difference;
 --  * observed_at: when the node's state was last confirmed (by provisioning or reconcile);
 --  * retire_after: for a key replaced by a reissue, the successor key that must be present
---    on the same node before this one may be removed (RELIABILITY E8).
+--    on the same node before this one may be removed (docs/reliability.md E8).
 ALTER TABLE node_memberships
     ADD COLUMN uplink_bytes BIGINT NOT NULL DEFAULT 0 CHECK (uplink_bytes >= 0),
     ADD COLUMN downlink_bytes BIGINT NOT NULL DEFAULT 0 CHECK (downlink_bytes >= 0),

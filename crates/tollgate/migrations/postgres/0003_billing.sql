@@ -1,5 +1,5 @@
 -- Where each provider's transaction list was read up to, so a reconciler resumes there
--- instead of rereading the provider's whole history (RELIABILITY F3).
+-- instead of rereading the provider's whole history (docs/reliability.md F3).
 CREATE TABLE provider_cursors (
     name       TEXT PRIMARY KEY,
     position   BIGINT NOT NULL CHECK (position >= 0),

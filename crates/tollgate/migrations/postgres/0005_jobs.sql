@@ -1,7 +1,7 @@
 -- The notice timeline of each subscription's current period (reminders, trial messages,
 -- expiry): how many of its events are done and when the next one is due. Every grant,
 -- renewal or refund restarts it (stage 0, due now), so a moved date yields the new
--- period's events and never the old ones (RELIABILITY D1, D3).
+-- period's events and never the old ones (docs/reliability.md D1, D3).
 ALTER TABLE subscriptions ADD COLUMN notice_stage INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE subscriptions ADD COLUMN notice_from BIGINT;
 ALTER TABLE subscriptions ADD COLUMN next_notice_at BIGINT;

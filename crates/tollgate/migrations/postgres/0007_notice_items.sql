@@ -1,7 +1,7 @@
 -- The notices job (crates/tollgate/src/jobs/notices.rs) hands PostgreSQL a chunk of due
 -- subscriptions in one call instead of one round trip each: the round trips, not the rows,
 -- were most of an expiry wave's cost. Each item still runs in its own subtransaction (a
--- savepoint: RELIABILITY C3), so an item that fails rolls back alone, its error is returned as
+-- savepoint: docs/reliability.md C3), so an item that fails rolls back alone, its error is returned as
 -- its outcome, and the chunk's other items commit. Per item, as the job did in one statement
 -- before: the timeline moves on only if the row is exactly as the job read it and nobody else
 -- holds its lock (a renewal, a refund, another replica: then nothing happens and the row comes
