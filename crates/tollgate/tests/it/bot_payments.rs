@@ -738,6 +738,27 @@ async fn ledger_rows(db: &Db, user: i64, reason: &str) -> i64 {
     .unwrap()
 }
 
+/// `data` pressed twice on `message` at once, neither press waiting for its answer: the two
+/// callback updates' ids.
+async fn double_tap(
+    tg: &telegram_emulator::ControlClient,
+    chat: i64,
+    message: i64,
+    data: &str,
+) -> [i64; 2] {
+    let press = || {
+        tg.press_button_with(telegram_emulator::control::types::PressButton {
+            chat_id: chat,
+            message_id: message,
+            callback_data: data.to_owned(),
+            wait_ms: Some(0),
+            ..Default::default()
+        })
+    };
+    let (a, b) = tokio::join!(press(), press());
+    [a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]
+}
+
 /// Waits until the updates `ids` are stored and handled.
 async fn handled(db: &Db, ids: &[i64]) {
     for &id in ids {
@@ -802,23 +823,7 @@ db_test!(async fn the_same_plan_bought_twice_from_one_message_is_paid_twice_and_
     // handled, then the press delivered once more under a new update id.
     let pay = choose_again(paid).await;
     let data = pay.button_data("From balance").expect("the balance button");
-    let (a, b) = tokio::join!(
-        tg.press_button_with(telegram_emulator::control::types::PressButton {
-            chat_id: max.id,
-            message_id: msg,
-            callback_data: data.clone(),
-            wait_ms: Some(0),
-            ..Default::default()
-        }),
-        tg.press_button_with(telegram_emulator::control::types::PressButton {
-            chat_id: max.id,
-            message_id: msg,
-            callback_data: data.clone(),
-            wait_ms: Some(0),
-            ..Default::default()
-        }),
-    );
-    handled(db, &[a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]).await;
+    handled(db, &double_tap(tg, max.id, msg, &data).await).await;
     let (raw,): (String,) = on_db!(db, p => sqlx::query_as(
         "SELECT payload FROM tg_inbox WHERE payload LIKE '%pay:bal:%' ORDER BY update_id DESC LIMIT 1"
     ).fetch_one(p).await).unwrap();
@@ -1182,15 +1187,7 @@ db_test!(async fn an_admin_applies_or_refunds_a_payment_kept_for_review_from_tel
     let apply = card.button_data("Apply to purchase").expect("an Apply button");
     assert!(card.button_data("Refund").is_some(), "a Refund button");
     // Pressed twice at once: applied once.
-    let press = |data: String| telegram_emulator::control::types::PressButton {
-        chat_id: admin.id,
-        message_id: card.message_id,
-        callback_data: data,
-        wait_ms: Some(0),
-        ..Default::default()
-    };
-    let (a, b) = tokio::join!(tg.press_button_with(press(apply.clone())), tg.press_button_with(press(apply.clone())));
-    handled(db, &[a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]).await;
+    handled(db, &double_tap(tg, admin.id, card.message_id, &apply).await).await;
     w.screen(kim.id, "Payment received").await;
     let sub = access::subscription_for_user(db, kim.id).await.unwrap().unwrap();
     assert!((days_between(clock.now(), sub.expires_at) - 30.0).abs() < 0.01, "30 days: {}", sub.expires_at);
