@@ -126,6 +126,21 @@ pub fn keys() -> [String; Flag::ALL.len()] {
     Flag::ALL.map(Flag::key)
 }
 
+/// The stored values of [`keys`] as columns `flag_0`, `flag_1`, … of another owner's
+/// statement (so the `settings` table's text stays here), the keys bound from placeholder
+/// `$first` on. Read them back with [`snapshot_from`].
+pub fn columns_sql(first: usize) -> String {
+    (0..Flag::ALL.len())
+        .map(|i| {
+            format!(
+                "(SELECT value FROM settings WHERE key = ${}) AS flag_{i}",
+                first + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The snapshot of the stored values of [`keys`], in order (`None`: never set).
 pub fn snapshot_from(values: [Option<String>; Flag::ALL.len()]) -> Snapshot {
     let keys = keys();

@@ -21,6 +21,46 @@ use crate::store::{Db, DeferredWrite, Failure, Tx, classify};
 use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
+/// SQL fragments of the `users` table that other owners' queries embed, so that every text
+/// naming this table lives in this module. Each argument is SQL text (a column such as
+/// `"s.user_id"` or a placeholder such as `"$1"`).
+///
+/// The language of user `$id` (a scalar subquery).
+macro_rules! user_language_sql {
+    ($id:literal) => {
+        concat!("(SELECT language FROM users WHERE id = ", $id, ")")
+    };
+}
+/// Whether user `$id` has auto-renewal set to `$on`.
+macro_rules! user_auto_renew_sql {
+    ($id:literal, $on:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM users WHERE id = ",
+            $id,
+            " AND auto_renew = ",
+            $on,
+            ")"
+        )
+    };
+}
+/// Whether user `$id` is marked as having blocked the bot.
+macro_rules! user_blocked_sql {
+    ($id:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM users WHERE id = ",
+            $id,
+            " AND bot_blocked_at IS NOT NULL)"
+        )
+    };
+}
+/// The ids of the users that `$referrer` referred (a subquery for `IN (…)`).
+macro_rules! referred_by_sql {
+    ($referrer:literal) => {
+        concat!("SELECT id FROM users WHERE referrer_id = ", $referrer)
+    };
+}
+pub(crate) use {referred_by_sql, user_auto_renew_sql, user_blocked_sql, user_language_sql};
+
 /// The sender of an update, as Telegram describes them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct TelegramUser {
@@ -294,16 +334,10 @@ fn sender_select() -> &'static str {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "SELECT {user},
-                 (SELECT value FROM settings WHERE key = $2) AS flag_0,
-                 (SELECT value FROM settings WHERE key = $3) AS flag_1,
-                 (SELECT value FROM settings WHERE key = $4) AS flag_2,
-                 (SELECT value FROM settings WHERE key = $5) AS flag_3,
-                 (SELECT value FROM settings WHERE key = $6) AS flag_4,
-                 {}
-             FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id
-             WHERE u.id = $1",
-            access::JOINED_COLUMNS
+            "SELECT {user}, {}, {} FROM users u {} WHERE u.id = $1",
+            flags::columns_sql(2),
+            access::JOINED_COLUMNS,
+            access::JOIN_SUBSCRIPTION_OF_USER
         )
     });
     SELECT.as_str()

@@ -40,10 +40,11 @@ use uuid::Uuid;
 use crate::time::Timestamp;
 
 pub use keys::FeedToken;
+pub(crate) use subscriptions::renewal_candidates_sql;
 pub use subscriptions::{
-    JOINED_COLUMNS, Joined, align_node, align_node_additions, by_token, expire, grant_or_extend,
-    last_reissue, provisioning_state, reissue, revoke, share_links, shorten, subscription,
-    subscription_for_user, subscription_for_user_in,
+    JOIN_SUBSCRIPTION_OF_USER, JOINED_COLUMNS, Joined, align_node, align_node_additions, by_token,
+    expire, grant_or_extend, last_reissue, lock_unless_held, provisioning_state, reissue, revoke,
+    share_links, shorten, subscription, subscription_for_user, subscription_for_user_in,
 };
 
 /// Longest single grant: ten years.

@@ -19,6 +19,23 @@ pub struct AsRead {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// The subscriptions whose next notice is due at `$1`, at most `$2`, earliest first, with the
+/// columns the notices job computes a step from (and checks with the advance below), then the
+/// caller's last column (SQL text: another owner's fragment, such as the user's language).
+macro_rules! notices_due_sql {
+    ($($last:tt)+) => {
+        concat!(
+            "SELECT s.id, s.user_id, s.kind, s.starts_at, s.expires_at, s.revoked_at, s.vpn_uuid,
+                    s.notice_stage, s.notice_from, s.next_notice_at, ",
+            $($last)+,
+            " FROM subscriptions s
+             WHERE s.next_notice_at IS NOT NULL AND s.next_notice_at <= $1
+             ORDER BY s.next_notice_at LIMIT $2"
+        )
+    };
+}
+pub(crate) use notices_due_sql;
+
 /// The row is still exactly as read (`$1` id, `$2` key, `$3` stage, `$4` next, `$5` expiry,
 /// `$6` notice_from, `$7` revoked_at).
 macro_rules! unchanged_sql {

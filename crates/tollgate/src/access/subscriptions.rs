@@ -75,6 +75,30 @@ pub const JOINED_COLUMNS: &str = "s.id AS sub_id, s.user_id AS sub_user_id, s.ki
      s.revoked_at AS sub_revoked_at, s.vpn_uuid AS sub_vpn_uuid, s.token AS sub_token, \
      s.created_at AS sub_created_at, s.updated_at AS sub_updated_at";
 
+/// Joins the subscription `s` (if any) of the user row `u` to another owner's statement, for
+/// [`JOINED_COLUMNS`].
+pub const JOIN_SUBSCRIPTION_OF_USER: &str = "LEFT JOIN subscriptions s ON s.user_id = u.id";
+
+/// Auto-renewal candidates: live subscriptions with a plan ending in the window `$1`..=`$2`
+/// after the keyset position (`$1`, `$3`) and still after `$5`, at most `$4`, in (expiry, id)
+/// order, as `id, user_id, plan_id, expires_at` and the caller's last column; `[$filter]` (SQL
+/// text, another owner's fragment) narrows them further.
+macro_rules! renewal_candidates_sql {
+    ([$($filter:tt)+], [$($last:tt)+]) => {
+        concat!(
+            "SELECT s.id, s.user_id, s.plan_id, s.expires_at, ",
+            $($last)+,
+            " FROM subscriptions s
+             WHERE s.revoked_at IS NULL AND s.expires_at <= $2
+               AND s.expires_at >= $1 AND (s.expires_at > $1 OR s.id > $3) AND s.expires_at > $5
+               AND s.plan_id IS NOT NULL AND ",
+            $($filter)+,
+            " ORDER BY s.expires_at, s.id LIMIT $4"
+        )
+    };
+}
+pub(crate) use renewal_candidates_sql;
+
 /// A subscription read through [`JOINED_COLUMNS`]: every column is NULL when there is none.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Joined {
@@ -142,6 +166,27 @@ async fn lock_where_id(tx: &mut Tx, id: i64) -> Result<Subscription, AccessError
     row.map(from_row)
         .transpose()?
         .ok_or(AccessError::NotFound(id))
+}
+
+/// Subscription `id` locked until the transaction ends, or `None` when there is none or
+/// another transaction holds it (PostgreSQL's `SKIP LOCKED`: for a job that must not wait on a
+/// payment committing now; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+pub async fn lock_unless_held(tx: &mut Tx, id: i64) -> Result<Option<Subscription>, AccessError> {
+    let row: Option<Row> = match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as(select_subscription!("id = $1", ""))
+                .bind(id)
+                .fetch_optional(&mut *t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as(select_subscription!("id = $1", " FOR UPDATE SKIP LOCKED"))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    };
+    row.map(from_row).transpose()
 }
 
 fn key_state(s: &Subscription, now: Timestamp) -> KeyState {
@@ -411,13 +456,15 @@ async fn align_node_where(
         ($lock:literal) => {
             concat!(
                 "SELECT s.id FROM subscriptions s
-                 WHERE (s.revoked_at IS NULL AND s.expires_at > $2 AND NOT EXISTS (
-                         SELECT 1 FROM node_memberships m
-                         WHERE m.node = $1 AND m.vpn_uuid = s.vpn_uuid AND m.desired = 'present'))
-                    OR ($3 AND EXISTS (
-                         SELECT 1 FROM node_memberships m
-                         WHERE m.node = $1 AND m.subscription_id = s.id AND m.desired = 'present'
-                           AND (s.revoked_at IS NOT NULL OR s.expires_at <= $2 OR m.vpn_uuid <> s.vpn_uuid)))
+                 WHERE (s.revoked_at IS NULL AND s.expires_at > $2 AND NOT ",
+                membership::node_wants_key_sql!("$1", "s.vpn_uuid"),
+                ")
+                    OR ($3 AND (s.revoked_at IS NOT NULL OR s.expires_at <= $2) AND ",
+                membership::node_wants_subscription_sql!("$1", "s.id", "s.vpn_uuid", "FALSE"),
+                ")
+                    OR ($3 AND ",
+                membership::node_wants_subscription_sql!("$1", "s.id", "s.vpn_uuid", "TRUE"),
+                ")
                  ORDER BY s.id",
                 $lock
             )

@@ -704,10 +704,14 @@ async fn reward_referrer(
     payment_id: i64,
     now: Timestamp,
 ) -> Result<(), BillingError> {
-    let (paying,): (i64,) = on_tx!(tx, c => sqlx::query_as(
-        "SELECT COUNT(DISTINCT p.user_id) FROM payments p JOIN users u ON u.id = p.user_id
-         WHERE u.referrer_id = $1 AND p.status = 'captured' AND p.purchase_id IS NOT NULL"
-    ).bind(referrer).fetch_one(c).await)?;
+    const PAYING_REFERRALS: &str = concat!(
+        "SELECT COUNT(DISTINCT p.user_id) FROM payments p
+         WHERE p.status = 'captured' AND p.purchase_id IS NOT NULL AND p.user_id IN (",
+        users::referred_by_sql!("$1"),
+        ")"
+    );
+    let (paying,): (i64,) =
+        on_tx!(tx, c => sqlx::query_as(PAYING_REFERRALS).bind(referrer).fetch_one(c).await)?;
     let percent = ctx
         .catalog
         .referral

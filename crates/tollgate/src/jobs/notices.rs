@@ -33,6 +33,7 @@ use crate::on_db;
 use crate::store::{Db, Tx};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
+use crate::users;
 
 use super::{IterationFuture, Job, JobContext};
 
@@ -42,11 +43,7 @@ const BATCH: i64 = 500;
 /// their notice is computed from: a range of the partial index `subscriptions_next_notice`,
 /// empty when nothing is due (a test checks the plan on both backends).
 pub const DUE_QUERY: &str =
-    "SELECT s.id, s.user_id, s.kind, s.starts_at, s.expires_at, s.revoked_at, s.vpn_uuid,
-            s.notice_stage, s.notice_from, s.next_notice_at, u.language
-     FROM subscriptions s JOIN users u ON u.id = s.user_id
-     WHERE s.next_notice_at IS NOT NULL AND s.next_notice_at <= $1
-     ORDER BY s.next_notice_at LIMIT $2";
+    notice_timeline::notices_due_sql!(users::user_language_sql!("s.user_id"), " AS language");
 /// A subscription whose notice failed comes due again after this long.
 pub const ITEM_RETRY: Duration = Duration::from_secs(15 * 60);
 /// Subscriptions per transaction: a chunk shares one commit (on SQLite, whose WAL frames then

@@ -11,16 +11,18 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::access;
 use crate::action::Action;
 use crate::billing::{self, BalanceCharge, BalancePaid, BillingError, Reason};
 use crate::config::Language;
 use crate::domain::money::Money;
 use crate::flags::Flag;
 use crate::i18n::{Arg, format};
+use crate::on_db;
 use crate::store::Tx;
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
-use crate::{on_db, on_tx};
+use crate::users;
 
 use super::{IterationFuture, Job, JobContext};
 
@@ -29,12 +31,10 @@ pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// One page of candidates: opted-in, with a plan, expiring in `($5 now, $2 now + window]`,
 /// after `($1 expires_at, $3 id)` in that order, `$4` rows; `$6` is `true`. A range of
 /// `subscriptions_expiry` (a test checks the plan on both backends).
-pub const CANDIDATES_QUERY: &str = "SELECT s.id, s.user_id, s.plan_id, s.expires_at, u.language
-     FROM subscriptions s JOIN users u ON u.id = s.user_id
-     WHERE s.revoked_at IS NULL AND s.expires_at <= $2
-       AND s.expires_at >= $1 AND (s.expires_at > $1 OR s.id > $3) AND s.expires_at > $5
-       AND u.auto_renew = $6 AND s.plan_id IS NOT NULL
-     ORDER BY s.expires_at, s.id LIMIT $4";
+pub const CANDIDATES_QUERY: &str = access::renewal_candidates_sql!(
+    [users::user_auto_renew_sql!("s.user_id", "$6")],
+    [users::user_language_sql!("s.user_id"), " AS language"]
+);
 /// Candidates read per query; a run reads pages until the window is exhausted.
 const PAGE: i64 = 500;
 
@@ -185,14 +185,8 @@ impl AutoRenewal {
         // hand that is committing now must not be paid a second time on top of it. A row
         // another transaction holds is skipped this run rather than waited for; the next run
         // (every few minutes, for 24 hours) sees what that transaction did.
-        let lock = match tx {
-            Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Tx::Sqlite(_) => "",
-        };
-        let sql = format!("SELECT expires_at, revoked_at FROM subscriptions WHERE id = $1{lock}");
-        let current: Option<(Timestamp, Option<Timestamp>)> = on_tx!(tx, c => sqlx::query_as(
-            sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await)?;
-        if current != Some((expires_at, None)) {
+        let current = access::lock_unless_held(tx, id).await?;
+        if current.is_none_or(|s| (s.expires_at, s.revoked_at) != (expires_at, None)) {
             // Locked by someone else (skipped), renewed meanwhile, or revoked.
             return Ok(Attempt::Nothing);
         }

@@ -61,6 +61,38 @@ pub struct KeyState {
     pub active: bool,
 }
 
+/// Whether node `$node` is meant to serve key `$key` (SQL text each; a fragment of another
+/// owner's statement, so this table's text stays here).
+macro_rules! node_wants_key_sql {
+    ($node:literal, $key:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM node_memberships m WHERE m.node = ",
+            $node,
+            " AND m.vpn_uuid = ",
+            $key,
+            " AND m.desired = 'present')"
+        )
+    };
+}
+/// Whether node `$node` is meant to serve some key of subscription `$sub` other than `$key`
+/// (`$other` = `TRUE`) or any key of it (`$other` = `FALSE`).
+macro_rules! node_wants_subscription_sql {
+    ($node:literal, $sub:literal, $key:literal, $other:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM node_memberships m WHERE m.node = ",
+            $node,
+            " AND m.subscription_id = ",
+            $sub,
+            " AND m.desired = 'present' AND (NOT ",
+            $other,
+            " OR m.vpn_uuid <> ",
+            $key,
+            "))"
+        )
+    };
+}
+pub(crate) use {node_wants_key_sql, node_wants_subscription_sql};
+
 /// The keys of subscription `sub` other than its current `key` become unwanted on every node
 /// and may leave a node only after `key` is present there or no longer wanted (docs/reliability.md
 /// E8, `retire_after`); with `current` = `TRUE` the current key becomes unwanted too. Each

@@ -20,6 +20,7 @@ use super::outbox::{self, OutboxMessage};
 use super::update::UpdateHead;
 use crate::store::{self, Db, Tx};
 use crate::time::{SharedClock, Timestamp};
+use crate::users;
 use crate::{on_db, on_tx};
 
 /// An update as stored.
@@ -144,7 +145,9 @@ WHERE update_id IN (",
     due_updates!(),
     ")
 RETURNING update_id, chat_key, kind, payload, attempts,
-    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked"
+    ",
+    users::user_blocked_sql!("tg_inbox.chat_key"),
+    " AS sender_blocked"
 );
 
 /// The same claim on PostgreSQL. `SKIP LOCKED` lets replicas claim concurrently without
@@ -162,7 +165,9 @@ WITH due AS (",
 UPDATE tg_inbox SET claimed_by = $3, claimed_until = $4, attempts = tg_inbox.attempts + 1
 WHERE tg_inbox.update_id = ANY(ARRAY(SELECT update_id FROM due))
 RETURNING tg_inbox.update_id, tg_inbox.chat_key, tg_inbox.kind, tg_inbox.payload, tg_inbox.attempts,
-    EXISTS (SELECT 1 FROM users u WHERE u.id = tg_inbox.chat_key AND u.bot_blocked_at IS NOT NULL) AS sender_blocked"
+    ",
+    users::user_blocked_sql!("tg_inbox.chat_key"),
+    " AS sender_blocked"
 );
 
 /// Claims up to `limit` due updates (heads of their chats) for `worker` until `until`.

@@ -182,8 +182,9 @@ fn test_module_files(dir: &Path, text: &str, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `(module, imported module path)` of the crate's production code.
-fn edges(src: &Path) -> Vec<(String, String)> {
+/// Every module of the crate's production code: its path, whether it is a `mod.rs`, and its
+/// code without comments and test modules.
+fn production_modules(src: &Path) -> Vec<(String, bool, String)> {
     let mut files = Vec::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -215,13 +216,21 @@ fn edges(src: &Path) -> Vec<(String, String)> {
             continue;
         }
         let relative = f.strip_prefix(src).expect("under src");
-        let module = module_of(relative);
+        let code = production_code(&std::fs::read_to_string(&f).expect("read file"));
+        out.push((module_of(relative), relative.ends_with("mod.rs"), code));
+    }
+    out
+}
+
+/// Every `(module, imported module path)` of the crate's production code.
+fn edges(src: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (module, is_mod_file, code) in production_modules(src) {
         if module == "lib" || module == "main" {
             continue;
         }
-        let code = production_code(&std::fs::read_to_string(&f).expect("read file"));
         out.extend(
-            imports_of(&module, relative.ends_with("mod.rs"), &code)
+            imports_of(&module, is_mod_file, &code)
                 .into_iter()
                 .map(|t| (module.clone(), t)),
         );
@@ -312,4 +321,100 @@ fn the_check_reports_an_upward_import_and_accepts_a_downward_one() {
         "use crate::telegram::{inbox, outbox::Columns};",
     );
     assert_eq!(grouped, ["telegram::inbox", "telegram::outbox"]);
+}
+
+/// Every table and the module that owns it (ARCHITECTURE.md's table): the only module whose
+/// code names the table in SQL. Another owner's query that needs it embeds a fragment the
+/// owner exports (e.g. `users::user_language_sql!`), so a change to a table is made, and
+/// reviewed, in one module.
+const TABLE_OWNERS: &[(&str, &str)] = &[
+    ("schema_migrations", "store::migrate"),
+    ("leases", "lease"),
+    ("settings", "flags"),
+    ("users", "users"),
+    ("subscriptions", "access"),
+    ("retired_keys", "access"),
+    ("access_notices", "access::notices"),
+    ("node_memberships", "nodes::membership"),
+    ("tg_inbox", "telegram::inbox"),
+    ("outbox", "telegram::outbox"),
+    ("outbox_attempts", "telegram::outbox"),
+    ("purchases", "billing"),
+    ("payments", "billing"),
+    ("balance_ledger", "billing::ledger"),
+    ("provider_cursors", "billing::cursors"),
+];
+
+/// The tables `code` names in SQL (after `FROM`, `JOIN`, `INTO`, `UPDATE` or `TABLE`).
+fn tables_named(code: &str) -> Vec<&'static str> {
+    let words: Vec<&str> = code
+        .split(|c: char| !is_ident(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut found = Vec::new();
+    for pair in words.windows(2) {
+        if ["FROM", "JOIN", "INTO", "UPDATE", "TABLE"].contains(&pair[0])
+            && let Some((table, _)) = TABLE_OWNERS.iter().find(|(t, _)| *t == pair[1])
+            && !found.contains(table)
+        {
+            found.push(*table);
+        }
+    }
+    found
+}
+
+/// The modules that name a table they do not own, as readable lines.
+fn ownership_violations(modules: &[(String, String)]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (module, code) in modules {
+        for table in tables_named(code) {
+            let owner = TABLE_OWNERS
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map_or("", |(_, o)| *o);
+            let owns = module == owner || module.starts_with(&format!("{owner}::"));
+            if !owns {
+                bad.push(format!("{module} names table {table}, which {owner} owns"));
+            }
+        }
+    }
+    bad.sort();
+    bad
+}
+
+#[test]
+fn each_table_is_named_in_sql_by_its_owner_only() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules: Vec<(String, String)> = production_modules(&src)
+        .into_iter()
+        .map(|(m, _, code)| (m, code))
+        .collect();
+    let named: usize = modules.iter().map(|(_, c)| tables_named(c).len()).sum();
+    assert!(
+        named >= 15,
+        "too few table names read ({named}): is the reader broken?"
+    );
+    let bad = ownership_violations(&modules);
+    assert!(
+        bad.is_empty(),
+        "SQL on a table outside its owner:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_ownership_check_reports_a_join_on_another_owners_table() {
+    let code = production_code(
+        "const Q: &str = \"SELECT COUNT(*) FROM payments p JOIN users u ON u.id = p.user_id\";\n// FROM outbox\n",
+    );
+    assert_eq!(tables_named(&code), ["payments", "users"]);
+    let bad = ownership_violations(&[("billing::refund".to_owned(), code.clone())]);
+    assert_eq!(bad, ["billing::refund names table users, which users owns"]);
+    assert!(
+        ownership_violations(&[("users".to_owned(), "UPDATE users SET x = 1".to_owned())])
+            .is_empty()
+    );
+    // A module whose name merely starts like the owner's is not the owner.
+    let bad = ownership_violations(&[("billing_x".to_owned(), "DELETE FROM purchases".to_owned())]);
+    assert_eq!(bad.len(), 1, "{bad:?}");
 }
