@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod action;
+pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod backoff;

@@ -65,6 +65,7 @@ macro_rules! every_migration {
             0008 "purchase_pruning",
             0009 "payment_payload",
             0010 "drop_notice_items",
+            0011 "admin",
         )
     };
 }

@@ -45,6 +45,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("nodes::provisioning", 7),
     ("nodes::reconcile", 7),
     ("billing", 8),
+    ("admin", 8),
     // The Telegram pipeline.
     ("telegram", 9),
     // What handlers and jobs are given, then the bot and the jobs.
@@ -343,6 +344,8 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("payments", "billing"),
     ("balance_ledger", "billing::ledger"),
     ("provider_cursors", "billing::cursors"),
+    ("audit_log", "admin::audit"),
+    ("admin_prompts", "admin::prompts"),
 ];
 
 /// The tables `code` names in SQL (after `FROM`, `JOIN`, `INTO`, `UPDATE` or `TABLE`).
