@@ -221,3 +221,132 @@ trial-ending-text = Your free trial ends in { $left } ({ $until }). Choose a pla
 trial-ended-text = Your free trial has ended. Choose a plan to keep using the VPN.
 auto-renewed-text = 🔄 Renewed from your balance for { $price }. Access until { $until }. Balance: { $balance }.
 auto-renew-short-text = Auto-renewal needs { $missing } more on your balance before { $until }. Top up to keep your access.
+
+## The admin console (/admin).
+adm-home = 🛠 <b>Admin console</b>
+adm-btn-home = 🛠 Console
+adm-btn-stats = 📊 Stats
+adm-btn-find = 🔎 Find a user
+adm-btn-flags = 🚦 Flags
+adm-btn-nodes = 🖥 Nodes
+adm-btn-dead = 📭 Dead letters
+adm-btn-audit = 📜 Audit log
+adm-btn-confirm = ✅ Confirm
+adm-btn-cancel = ✖️ Cancel
+adm-cancelled = Cancelled; nothing was changed.
+adm-already-done = This was already done (the button was pressed before); nothing was changed again.
+adm-draft-gone = This confirmation is no longer current (done already, replaced or expired); nothing was changed.
+adm-stats = 📊 <b>Stats</b>
+    Users: { $total } (new: today { $today }, 7 d { $week }, 30 d { $month }); unreachable: { $unreachable }
+    Active subscriptions: { $active }
+    Trials in 30 d: { $trials }, of them paid: { $paid } ({ $conversion })
+    Auto-renewals in 30 d: { $renewed } renewed, { $short } short of balance
+    Payments kept for review: { $review }
+
+    <b>Revenue</b>
+    { $revenue }
+adm-period-today = Today
+adm-period-7d = 7 days
+adm-period-30d = 30 days
+adm-period-all = All time
+adm-find-ask = 🔎 Send the user's Telegram id, @username, subscription token (or feed link) or VPN UUID.
+adm-find-invalid = That is not a Telegram id, @username, token or UUID. Send one of those, or Cancel.
+adm-find-none = Nobody matches { $query }. Send another id, @username, token or UUID, or Cancel.
+adm-find-many = Several users have had that username; choose one:
+adm-user-unknown = No user with id { $user } is known.
+adm-user-card = 👤 <b>{ $name }</b> · <code>{ $user }</code>
+    Language: { $language } · joined { $joined }
+    Referrer: { $referrer } · referrals: { $referrals }
+    Balance: { $balance }
+adm-user-banned = ⛔️ banned
+adm-user-unreachable = 📵 blocked the bot
+adm-user-auto-renew = 🔁 auto-renewal on
+adm-user-no-subscription = No subscription.
+adm-user-subscription = Subscription: { $kind }, { $status } until { $until }
+    Key: <code>{ $uuid }</code>
+adm-sub-active = active
+adm-sub-expired = expired
+adm-sub-revoked = revoked
+adm-user-ledger = Balance changes:
+adm-user-payments = Payments:
+adm-btn-grant = ➕ Grant days
+adm-btn-balance = 💰 Adjust balance
+adm-btn-revoke = 🚫 Revoke access
+adm-btn-reissue = 🔑 Reissue key
+adm-btn-ban = ⛔️ Ban
+adm-btn-unban = ✅ Unban
+adm-btn-audit-user = 📜 Audit of this user
+adm-days-ask = ➕ How many days to grant user <code>{ $user }</code>? Send a number.
+adm-days-invalid = Send a whole number of days from 1 to { $max }.
+adm-confirm-grant = Grant { $days } days to user <code>{ $user }</code>?
+adm-confirm-grant-tell = Grant { $days } days to user <code>{ $user }</code> and tell them?
+adm-confirm-grant-silent = Grant { $days } days to user <code>{ $user }</code> without telling them?
+adm-btn-grant-tell = ✅ Grant and tell the user
+adm-btn-grant-silent = ✅ Grant silently
+adm-granted = ✅ Days granted.
+adm-told-grant = 🎁 Support granted you { $days } days of access, until { $until }.
+adm-confirm-revoke = Revoke the access of user <code>{ $user }</code> now? Their key stops working.
+adm-revoked = ✅ Access revoked.
+adm-nothing-to-revoke = The user has no active access to revoke.
+adm-told-revoke = Your access was ended by support. Write to support if you think this is a mistake.
+adm-confirm-reissue = Issue a new key to user <code>{ $user }</code>? The old one stops working once the new one is live.
+adm-reissued = ✅ New key issued.
+adm-nothing-to-reissue = The user has no active access to reissue.
+adm-told-reissue = 🔑 Support issued you a new key. Open Connect to add it to your app.
+adm-confirm-ban = Ban user <code>{ $user }</code>? Their access is revoked and the bot stops answering them.
+adm-confirm-unban = Unban user <code>{ $user }</code>? Nothing is restored automatically.
+adm-banned = ✅ User banned.
+adm-unbanned = ✅ User unbanned.
+banned-text = Your account has been blocked. Write to support if you think this is a mistake.
+adm-balance-ask = 💰 Send the change for user <code>{ $user }</code> in { $currency } with its sign, then the reason, e.g. <code>+150 compensation for the outage</code>.
+adm-balance-invalid = Send the amount in { $currency } with its sign, then the reason, e.g. <code>-50 wrong top-up</code>.
+adm-balance-zero = The change must not be zero.
+adm-balance-no-reason = A reason is required after the amount.
+adm-balance-reason-long = The reason is too long: at most { $max } characters.
+adm-balance-negative = That would make the balance negative (it is { $balance }). Send a smaller debit.
+adm-confirm-balance = Change the balance of user <code>{ $user }</code> by { $delta } to { $after }?
+    Reason: { $reason }
+adm-balance-adjusted = ✅ Balance adjusted.
+adm-told-balance = 💰 Your balance was changed by { $delta } (now { $balance }): { $reason }
+adm-confirm-refund = Refund payment <code>{ $charge }</code> of { $amount } { $currency } to user <code>{ $user }</code>? What it paid for is taken back.
+adm-flags = 🚦 <b>Flags</b> (they apply at the next use, everywhere)
+    { $flags }
+adm-btn-flag-on = Turn { $flag } on
+adm-btn-flag-off = Turn { $flag } off
+adm-confirm-flag-on = Turn flag { $flag } on?
+adm-confirm-flag-off = Turn flag { $flag } off?
+adm-flag-set = ✅ Flag changed.
+adm-btn-banner = ✏️ Maintenance banner ({ $language })
+adm-banner-ask = ✏️ Send the maintenance banner's text for language { $language }.
+adm-banner-invalid = The banner must have 1 to { $max } characters (this one has { $length }).
+adm-confirm-banner = Set the maintenance banner for { $language } to:
+    { $text }
+adm-nodes = 🖥 <b>Nodes</b>
+    { $nodes }
+adm-nodes-none = No node is declared in the catalog.
+adm-node-line = { $node }: { $state }, waiting changes: { $backlog }
+adm-node-enabled = enabled
+adm-node-disabled = disabled
+adm-btn-reconcile = 🔄 Reconcile { $node }
+adm-confirm-node-on = Enable node { $node }? Active users are added to it.
+adm-confirm-node-off = Disable node { $node }? No new users are added to it.
+adm-confirm-reconcile = Reconcile node { $node } now?
+adm-dead = 📭 <b>Dead letters</b>: { $count }
+
+    { $lines }
+adm-dead-line = Update <code>{ $update }</code> ({ $kind }), { $attempts } attempts: { $error }
+adm-btn-redrive = ↩️ Redrive { $update }
+adm-btn-discard = 🗑 Discard { $update }
+adm-confirm-redrive = Put update { $update } back in the queue?
+adm-confirm-discard = Discard update { $update } for good?
+adm-redriven = ✅ Back in the queue.
+adm-discarded = ✅ Discarded.
+adm-not-dead = That update is no longer a dead letter.
+adm-audit-all = 📜 <b>Audit log</b>
+adm-audit-by = 📜 <b>Audit log</b>: by admin <code>{ $admin }</code>
+adm-audit-about = 📜 <b>Audit log</b>: about user <code>{ $user }</code>
+adm-audit-empty = Nothing yet.
+adm-audit-user = user { $user }
+adm-actor-cli = command line
+adm-btn-audit-all = All
+adm-btn-audit-by = By { $admin }

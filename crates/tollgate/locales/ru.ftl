@@ -227,3 +227,132 @@ trial-ending-text = Пробный период закончится через 
 trial-ended-text = Пробный период закончился. Выберите тариф, чтобы продолжить пользоваться VPN.
 auto-renewed-text = 🔄 Продлено с баланса за { $price }. Доступ до { $until }. Баланс: { $balance }.
 auto-renew-short-text = Для автопродления на балансе не хватает { $missing } до { $until }. Пополните баланс, чтобы сохранить доступ.
+
+## Консоль администратора (/admin).
+adm-home = 🛠 <b>Консоль администратора</b>
+adm-btn-home = 🛠 Консоль
+adm-btn-stats = 📊 Статистика
+adm-btn-find = 🔎 Найти пользователя
+adm-btn-flags = 🚦 Флаги
+adm-btn-nodes = 🖥 Узлы
+adm-btn-dead = 📭 Необработанные
+adm-btn-audit = 📜 Журнал действий
+adm-btn-confirm = ✅ Подтвердить
+adm-btn-cancel = ✖️ Отмена
+adm-cancelled = Отменено; ничего не изменено.
+adm-already-done = Это уже сделано (кнопку уже нажимали); повторно ничего не изменено.
+adm-draft-gone = Это подтверждение уже неактуально (выполнено, заменено или истекло); ничего не изменено.
+adm-stats = 📊 <b>Статистика</b>
+    Пользователи: { $total } (новые: сегодня { $today }, 7 дн. { $week }, 30 дн. { $month }); недоступны: { $unreachable }
+    Активные подписки: { $active }
+    Пробных за 30 дн.: { $trials }, из них оплатили: { $paid } ({ $conversion })
+    Автопродления за 30 дн.: { $renewed } продлено, { $short } не хватило баланса
+    Платежи на проверке: { $review }
+
+    <b>Выручка</b>
+    { $revenue }
+adm-period-today = Сегодня
+adm-period-7d = 7 дней
+adm-period-30d = 30 дней
+adm-period-all = За всё время
+adm-find-ask = 🔎 Пришлите Telegram id пользователя, @username, токен подписки (или ссылку) или VPN UUID.
+adm-find-invalid = Это не Telegram id, @username, токен или UUID. Пришлите одно из них или нажмите «Отмена».
+adm-find-none = Никто не найден по { $query }. Пришлите другой id, @username, токен или UUID или нажмите «Отмена».
+adm-find-many = Это имя было у нескольких пользователей; выберите:
+adm-user-unknown = Пользователь с id { $user } не найден.
+adm-user-card = 👤 <b>{ $name }</b> · <code>{ $user }</code>
+    Язык: { $language } · с нами с { $joined }
+    Пригласил: { $referrer } · приглашённых: { $referrals }
+    Баланс: { $balance }
+adm-user-banned = ⛔️ заблокирован
+adm-user-unreachable = 📵 заблокировал бота
+adm-user-auto-renew = 🔁 автопродление включено
+adm-user-no-subscription = Подписки нет.
+adm-user-subscription = Подписка: { $kind }, { $status } до { $until }
+    Ключ: <code>{ $uuid }</code>
+adm-sub-active = активна
+adm-sub-expired = истекла
+adm-sub-revoked = отозвана
+adm-user-ledger = Изменения баланса:
+adm-user-payments = Платежи:
+adm-btn-grant = ➕ Начислить дни
+adm-btn-balance = 💰 Изменить баланс
+adm-btn-revoke = 🚫 Отозвать доступ
+adm-btn-reissue = 🔑 Перевыпустить ключ
+adm-btn-ban = ⛔️ Заблокировать
+adm-btn-unban = ✅ Разблокировать
+adm-btn-audit-user = 📜 Журнал по пользователю
+adm-days-ask = ➕ Сколько дней начислить пользователю <code>{ $user }</code>? Пришлите число.
+adm-days-invalid = Пришлите целое число дней от 1 до { $max }.
+adm-confirm-grant = Начислить { $days } дн. пользователю <code>{ $user }</code>?
+adm-confirm-grant-tell = Начислить { $days } дн. пользователю <code>{ $user }</code> и сообщить ему?
+adm-confirm-grant-silent = Начислить { $days } дн. пользователю <code>{ $user }</code> без уведомления?
+adm-btn-grant-tell = ✅ Начислить и сообщить
+adm-btn-grant-silent = ✅ Начислить без уведомления
+adm-granted = ✅ Дни начислены.
+adm-told-grant = 🎁 Поддержка начислила вам { $days } дн. доступа, до { $until }.
+adm-confirm-revoke = Отозвать доступ пользователя <code>{ $user }</code> сейчас? Его ключ перестанет работать.
+adm-revoked = ✅ Доступ отозван.
+adm-nothing-to-revoke = У пользователя нет активного доступа.
+adm-told-revoke = Ваш доступ прекращён поддержкой. Напишите в поддержку, если считаете это ошибкой.
+adm-confirm-reissue = Выдать пользователю <code>{ $user }</code> новый ключ? Старый перестанет работать, когда новый заработает.
+adm-reissued = ✅ Новый ключ выдан.
+adm-nothing-to-reissue = У пользователя нет активного доступа.
+adm-told-reissue = 🔑 Поддержка выдала вам новый ключ. Откройте «Подключить», чтобы добавить его в приложение.
+adm-confirm-ban = Заблокировать пользователя <code>{ $user }</code>? Его доступ будет отозван, бот перестанет ему отвечать.
+adm-confirm-unban = Разблокировать пользователя <code>{ $user }</code>? Ничего не восстанавливается автоматически.
+adm-banned = ✅ Пользователь заблокирован.
+adm-unbanned = ✅ Пользователь разблокирован.
+banned-text = Ваш аккаунт заблокирован. Напишите в поддержку, если считаете это ошибкой.
+adm-balance-ask = 💰 Пришлите изменение для пользователя <code>{ $user }</code> в { $currency } со знаком и причину, например <code>+150 компенсация за сбой</code>.
+adm-balance-invalid = Пришлите сумму в { $currency } со знаком и причину, например <code>-50 ошибочное пополнение</code>.
+adm-balance-zero = Изменение не может быть нулевым.
+adm-balance-no-reason = После суммы нужна причина.
+adm-balance-reason-long = Причина слишком длинная: не более { $max } символов.
+adm-balance-negative = Баланс станет отрицательным (сейчас { $balance }). Пришлите меньшее списание.
+adm-confirm-balance = Изменить баланс пользователя <code>{ $user }</code> на { $delta }, до { $after }?
+    Причина: { $reason }
+adm-balance-adjusted = ✅ Баланс изменён.
+adm-told-balance = 💰 Ваш баланс изменён на { $delta } (теперь { $balance }): { $reason }
+adm-confirm-refund = Вернуть платёж <code>{ $charge }</code> на { $amount } { $currency } пользователю <code>{ $user }</code>? Оплаченное будет отозвано.
+adm-flags = 🚦 <b>Флаги</b> (действуют при следующем использовании, везде)
+    { $flags }
+adm-btn-flag-on = Включить { $flag }
+adm-btn-flag-off = Выключить { $flag }
+adm-confirm-flag-on = Включить флаг { $flag }?
+adm-confirm-flag-off = Выключить флаг { $flag }?
+adm-flag-set = ✅ Флаг изменён.
+adm-btn-banner = ✏️ Баннер работ ({ $language })
+adm-banner-ask = ✏️ Пришлите текст баннера технических работ для языка { $language }.
+adm-banner-invalid = В баннере должно быть от 1 до { $max } символов (в этом { $length }).
+adm-confirm-banner = Установить баннер технических работ для { $language }:
+    { $text }
+adm-nodes = 🖥 <b>Узлы</b>
+    { $nodes }
+adm-nodes-none = В каталоге нет узлов.
+adm-node-line = { $node }: { $state }, ожидают изменений: { $backlog }
+adm-node-enabled = включён
+adm-node-disabled = выключен
+adm-btn-reconcile = 🔄 Сверить { $node }
+adm-confirm-node-on = Включить узел { $node }? Активные пользователи будут на него добавлены.
+adm-confirm-node-off = Выключить узел { $node }? Новые пользователи на него не добавляются.
+adm-confirm-reconcile = Сверить узел { $node } сейчас?
+adm-dead = 📭 <b>Необработанные обновления</b>: { $count }
+
+    { $lines }
+adm-dead-line = Обновление <code>{ $update }</code> ({ $kind }), попыток: { $attempts }: { $error }
+adm-btn-redrive = ↩️ Повторить { $update }
+adm-btn-discard = 🗑 Отбросить { $update }
+adm-confirm-redrive = Вернуть обновление { $update } в очередь?
+adm-confirm-discard = Отбросить обновление { $update } навсегда?
+adm-redriven = ✅ Возвращено в очередь.
+adm-discarded = ✅ Отброшено.
+adm-not-dead = Это обновление уже не в списке необработанных.
+adm-audit-all = 📜 <b>Журнал действий</b>
+adm-audit-by = 📜 <b>Журнал действий</b>: администратор <code>{ $admin }</code>
+adm-audit-about = 📜 <b>Журнал действий</b>: пользователь <code>{ $user }</code>
+adm-audit-empty = Пока пусто.
+adm-audit-user = пользователь { $user }
+adm-actor-cli = командная строка
+adm-btn-audit-all = Все
+adm-btn-audit-by = От { $admin }

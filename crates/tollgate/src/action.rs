@@ -38,8 +38,209 @@ pub enum Action {
     SetLanguage(Language),
     /// An admin applies a payment kept for review (by payment id).
     ApplyPayment(i64),
-    /// An admin refunds a payment (by payment id).
-    RefundPayment(i64),
+    /// The admin console (`/admin`); every use re-checks that the presser is an admin.
+    Admin(AdminAction),
+}
+
+/// A place or a step of the admin console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAction {
+    Home,
+    Stats,
+    /// Asks for a user to find (id, @username, token or UUID, sent as text).
+    Find,
+    /// A user's card.
+    User(i64),
+    /// Asks for the number of days to grant this user.
+    AskDays(i64),
+    /// Asks for a balance adjustment (amount and reason) for this user.
+    AskBalance(i64),
+    /// Asks for the maintenance banner's text in this language.
+    AskBanner(Language),
+    Flags,
+    Nodes,
+    DeadLetters,
+    /// The audit log: everything, by one admin, or about one user.
+    Audit(AuditView),
+    /// A payment's card (by payment id).
+    Payment(i64),
+    /// The confirmation of an operation.
+    Confirm(Op),
+    /// The operation confirmed on the screen drawn by update `screen`: a second press of that
+    /// screen's button (a double tap, a redelivery) finds it done.
+    Do(Op, i64),
+    /// Leaves a question or a confirmation unanswered.
+    Cancel,
+}
+
+/// Which rows the audit screen lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditView {
+    All,
+    By(i64),
+    About(i64),
+}
+
+/// An admin operation that changes something; confirmed before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Grant {
+        user: i64,
+        days: u32,
+        tell: bool,
+    },
+    Revoke(i64),
+    Reissue(i64),
+    Ban(i64),
+    Unban(i64),
+    /// Refund a payment (by payment id).
+    Refund(i64),
+    Flag {
+        name: String,
+        on: bool,
+    },
+    NodeEnabled {
+        node: String,
+        on: bool,
+    },
+    Reconcile(String),
+    Redrive(i64),
+    Discard(i64),
+    /// What the admin typed and the console stored as their draft (a balance adjustment, a
+    /// banner): too long for a button, so the button names only the draft's screen.
+    Draft,
+}
+
+impl Op {
+    fn encode(&self) -> String {
+        let bit = |b: bool| if b { 1 } else { 0 };
+        match self {
+            Op::Grant { user, days, tell } => format!("gr:{user}:{days}:{}", bit(*tell)),
+            Op::Revoke(u) => format!("rv:{u}"),
+            Op::Reissue(u) => format!("ri:{u}"),
+            Op::Ban(u) => format!("bn:{u}"),
+            Op::Unban(u) => format!("ub:{u}"),
+            Op::Refund(p) => format!("rf:{p}"),
+            Op::Flag { name, on } => format!("fl:{name}:{}", bit(*on)),
+            Op::NodeEnabled { node, on } => format!("ne:{node}:{}", bit(*on)),
+            Op::Reconcile(node) => format!("nr:{node}"),
+            Op::Redrive(u) => format!("rd:{u}"),
+            Op::Discard(u) => format!("ds:{u}"),
+            Op::Draft => "dr".into(),
+        }
+    }
+
+    fn parse(data: &str) -> Option<Op> {
+        let (verb, rest) = data.split_once(':').unwrap_or((data, ""));
+        let bit = |s: &str| match s {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        };
+        let name = |s: &str| valid_plan_id(s).then(|| s.to_owned());
+        Some(match verb {
+            "gr" => {
+                let mut parts = rest.split(':');
+                let user = positive_id(parts.next()?)?;
+                let days = positive_id(parts.next()?)?;
+                let tell = bit(parts.next()?)?;
+                if parts.next().is_some() || days > i64::from(crate::domain::MAX_GRANT_DAYS) {
+                    return None;
+                }
+                Op::Grant {
+                    user,
+                    days: u32::try_from(days).ok()?,
+                    tell,
+                }
+            }
+            "rv" => Op::Revoke(positive_id(rest)?),
+            "ri" => Op::Reissue(positive_id(rest)?),
+            "bn" => Op::Ban(positive_id(rest)?),
+            "ub" => Op::Unban(positive_id(rest)?),
+            "rf" => Op::Refund(positive_id(rest)?),
+            "rd" => Op::Redrive(positive_id(rest)?),
+            "ds" => Op::Discard(positive_id(rest)?),
+            "fl" => {
+                let (n, on) = rest.rsplit_once(':')?;
+                Op::Flag {
+                    name: name(n)?,
+                    on: bit(on)?,
+                }
+            }
+            "ne" => {
+                let (n, on) = rest.rsplit_once(':')?;
+                Op::NodeEnabled {
+                    node: name(n)?,
+                    on: bit(on)?,
+                }
+            }
+            "nr" => Op::Reconcile(name(rest)?),
+            "dr" if rest.is_empty() => Op::Draft,
+            _ => return None,
+        })
+    }
+}
+
+impl AdminAction {
+    fn encode(&self) -> String {
+        match self {
+            AdminAction::Home => "a".into(),
+            AdminAction::Stats => "a:st".into(),
+            AdminAction::Find => "a:find".into(),
+            AdminAction::User(u) => format!("a:u:{u}"),
+            AdminAction::AskDays(u) => format!("a:ask:gr:{u}"),
+            AdminAction::AskBalance(u) => format!("a:ask:bal:{u}"),
+            AdminAction::AskBanner(l) => format!("a:ask:ban:{}", l.code()),
+            AdminAction::Flags => "a:fl".into(),
+            AdminAction::Nodes => "a:nd".into(),
+            AdminAction::DeadLetters => "a:dl".into(),
+            AdminAction::Audit(AuditView::All) => "a:au".into(),
+            AdminAction::Audit(AuditView::By(a)) => format!("a:au:by:{a}"),
+            AdminAction::Audit(AuditView::About(u)) => format!("a:au:u:{u}"),
+            AdminAction::Payment(p) => format!("a:pay:{p}"),
+            AdminAction::Confirm(op) => format!("a:c:{}", op.encode()),
+            AdminAction::Do(op, screen) => format!("a:d:{}:{screen}", op.encode()),
+            AdminAction::Cancel => "a:x".into(),
+        }
+    }
+
+    fn parse(data: &str) -> Option<AdminAction> {
+        Some(match data {
+            "a" => AdminAction::Home,
+            "a:st" => AdminAction::Stats,
+            "a:find" => AdminAction::Find,
+            "a:fl" => AdminAction::Flags,
+            "a:nd" => AdminAction::Nodes,
+            "a:dl" => AdminAction::DeadLetters,
+            "a:au" => AdminAction::Audit(AuditView::All),
+            "a:x" => AdminAction::Cancel,
+            _ => {
+                let rest = data.strip_prefix("a:")?;
+                if let Some(u) = rest.strip_prefix("u:") {
+                    AdminAction::User(positive_id(u)?)
+                } else if let Some(u) = rest.strip_prefix("ask:gr:") {
+                    AdminAction::AskDays(positive_id(u)?)
+                } else if let Some(u) = rest.strip_prefix("ask:bal:") {
+                    AdminAction::AskBalance(positive_id(u)?)
+                } else if let Some(l) = rest.strip_prefix("ask:ban:") {
+                    AdminAction::AskBanner(Language::parse(l)?)
+                } else if let Some(a) = rest.strip_prefix("au:by:") {
+                    AdminAction::Audit(AuditView::By(positive_id(a)?))
+                } else if let Some(u) = rest.strip_prefix("au:u:") {
+                    AdminAction::Audit(AuditView::About(positive_id(u)?))
+                } else if let Some(p) = rest.strip_prefix("pay:") {
+                    AdminAction::Payment(positive_id(p)?)
+                } else if let Some(op) = rest.strip_prefix("c:") {
+                    AdminAction::Confirm(Op::parse(op)?)
+                } else if let Some(d) = rest.strip_prefix("d:") {
+                    let (op, screen) = d.rsplit_once(':')?;
+                    AdminAction::Do(Op::parse(op)?, positive_id(screen)?)
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
 }
 
 /// Telegram's limit on `callback_data`.
@@ -83,7 +284,7 @@ impl Action {
             Action::Languages => "lang".into(),
             Action::SetLanguage(l) => format!("lang:{}", l.code()),
             Action::ApplyPayment(id) => format!("adm:pay:apply:{id}"),
-            Action::RefundPayment(id) => format!("adm:pay:refund:{id}"),
+            Action::Admin(a) => a.encode(),
         }
     }
 
@@ -132,7 +333,10 @@ impl Action {
                 } else if let Some(id) = data.strip_prefix("adm:pay:apply:") {
                     Action::ApplyPayment(positive_id(id)?)
                 } else if let Some(id) = data.strip_prefix("adm:pay:refund:") {
-                    Action::RefundPayment(positive_id(id)?)
+                    // Buttons sent before refunds were confirmed: they now ask first.
+                    Action::Admin(AdminAction::Confirm(Op::Refund(positive_id(id)?)))
+                } else if data == "a" || data.starts_with("a:") {
+                    Action::Admin(AdminAction::parse(data)?)
                 } else if let Some(code) = data.strip_prefix("lang:") {
                     Action::SetLanguage(Language::parse(code)?)
                 } else {
@@ -177,7 +381,52 @@ mod tests {
             Action::SetLanguage(Language::En),
             Action::SetLanguage(Language::Ru),
             Action::ApplyPayment(1),
-            Action::RefundPayment(999_999_999_999_999_999),
+            Action::Admin(AdminAction::Home),
+            Action::Admin(AdminAction::Stats),
+            Action::Admin(AdminAction::Find),
+            Action::Admin(AdminAction::User(999_999_999_999_999_999)),
+            Action::Admin(AdminAction::AskDays(1)),
+            Action::Admin(AdminAction::AskBalance(2)),
+            Action::Admin(AdminAction::AskBanner(Language::Ru)),
+            Action::Admin(AdminAction::Flags),
+            Action::Admin(AdminAction::Nodes),
+            Action::Admin(AdminAction::DeadLetters),
+            Action::Admin(AdminAction::Audit(AuditView::All)),
+            Action::Admin(AdminAction::Audit(AuditView::By(7))),
+            Action::Admin(AdminAction::Audit(AuditView::About(8))),
+            Action::Admin(AdminAction::Payment(9)),
+            Action::Admin(AdminAction::Cancel),
+            Action::Admin(AdminAction::Confirm(Op::Revoke(5))),
+            Action::Admin(AdminAction::Do(
+                Op::Grant {
+                    user: 999_999_999_999_999_999,
+                    days: 3650,
+                    tell: true,
+                },
+                999_999_999_999_999_999,
+            )),
+            Action::Admin(AdminAction::Do(Op::Reissue(3), 4)),
+            Action::Admin(AdminAction::Do(Op::Ban(3), 4)),
+            Action::Admin(AdminAction::Do(Op::Unban(3), 4)),
+            Action::Admin(AdminAction::Do(Op::Refund(3), 4)),
+            Action::Admin(AdminAction::Do(
+                Op::Flag {
+                    name: "auto_renewal".into(),
+                    on: false,
+                },
+                999_999_999_999_999_999,
+            )),
+            Action::Admin(AdminAction::Do(
+                Op::NodeEnabled {
+                    node: "a".repeat(32),
+                    on: true,
+                },
+                999_999_999_999_999_999,
+            )),
+            Action::Admin(AdminAction::Do(Op::Reconcile("de-1".into()), 4)),
+            Action::Admin(AdminAction::Do(Op::Redrive(3), 4)),
+            Action::Admin(AdminAction::Do(Op::Discard(3), 4)),
+            Action::Admin(AdminAction::Do(Op::Draft, 4)),
         ]
     }
 
@@ -190,6 +439,14 @@ mod tests {
         }
         let long_plan = Action::PayStars("a".repeat(32));
         assert!(long_plan.encode().len() <= MAX_DATA);
+    }
+
+    #[test]
+    fn a_refund_button_sent_before_refunds_were_confirmed_now_asks_first() {
+        assert_eq!(
+            Action::parse("adm:pay:refund:5"),
+            Some(Action::Admin(AdminAction::Confirm(Op::Refund(5))))
+        );
     }
 
     #[test]
@@ -220,6 +477,22 @@ mod tests {
             "adm:pay:apply:-1",
             "adm:pay:refund:x",
             "adm:pay:refund:07",
+            "a:",
+            "a:u:",
+            "a:u:0",
+            "a:u:x",
+            "a:ask:ban:de",
+            "a:c:gr:1:3651:1",
+            "a:c:gr:1:30:2",
+            "a:c:gr:1:30",
+            "a:c:gr:1:30:1:9",
+            "a:d:rv:5",
+            "a:d:rv:5:0",
+            "a:d:dr:x:5",
+            "a:c:fl:Payments:1",
+            "a:c:zz:1",
+            "a:au:by:",
+            "admin",
             "topup:stars:-1",
             "topup:stars:+1",
             "topup:stars:01",

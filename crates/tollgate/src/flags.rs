@@ -197,6 +197,31 @@ pub async fn set(
     Ok(())
 }
 
+/// Sets a flag in the caller's transaction (a console change, with its audit row); returns
+/// the value it had.
+pub async fn set_in(
+    tx: &mut Tx,
+    flag: Flag,
+    value: bool,
+    by: Option<i64>,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let before: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT value FROM settings WHERE key = $1").bind(flag.key()).fetch_optional(c).await)?;
+    let before = match before.as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        _ => flag.default_value(),
+    };
+    let text = if value { "true" } else { "false" };
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+             updated_by = excluded.updated_by"
+    ).bind(flag.key()).bind(text).bind(now).bind(by).execute(c).await.map(|_| ()))?;
+    Ok(before)
+}
+
 /// Every flag with its value and source.
 pub async fn all(db: &Db) -> Result<Vec<(Flag, bool, Source)>, sqlx::Error> {
     let mut out = Vec::with_capacity(Flag::ALL.len());

@@ -59,7 +59,16 @@ macro_rules! referred_by_sql {
         concat!("SELECT id FROM users WHERE referrer_id = ", $referrer)
     };
 }
-pub(crate) use {referred_by_sql, user_auto_renew_sql, user_blocked_sql, user_language_sql};
+/// The ids of the users who took their trial at or after `$since`.
+macro_rules! trial_started_since_sql {
+    ($since:literal) => {
+        concat!("SELECT id FROM users WHERE trial_used_at >= ", $since)
+    };
+}
+pub(crate) use {
+    referred_by_sql, trial_started_since_sql, user_auto_renew_sql, user_blocked_sql,
+    user_language_sql,
+};
 
 /// The sender of an update, as Telegram describes them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -427,4 +436,85 @@ pub async fn bot_blocked_at(db: &Db, user_id: i64) -> Result<Option<Timestamp>, 
         "SELECT bot_blocked_at FROM users WHERE id = $1"
     ).bind(user_id).fetch_optional(p).await)?;
     Ok(v.flatten())
+}
+
+/// Users whose @username is `name` (without the `@`, any case), newest first: usernames move
+/// between accounts, so one name may match several rows (at most `limit`).
+pub async fn by_username(db: &Db, name: &str, limit: i64) -> Result<Vec<User>, sqlx::Error> {
+    let select = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) AND username IS NOT NULL
+         ORDER BY created_at DESC LIMIT $2"
+    );
+    on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(name).bind(limit).fetch_all(p).await)
+}
+
+/// Bans (`on`) or unbans the user in the caller's transaction. Returns the user's previous
+/// `banned_at` (`None` inside when they were not banned), or `None` for an unknown user.
+pub async fn set_banned(
+    tx: &mut Tx,
+    user_id: i64,
+    on: bool,
+    now: Timestamp,
+) -> Result<Option<Option<Timestamp>>, sqlx::Error> {
+    let before: Option<Option<Timestamp>> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT banned_at FROM users WHERE id = $1").bind(user_id).fetch_optional(c).await)?;
+    if before.is_some() {
+        let at = on.then_some(now);
+        on_tx!(tx, c => sqlx::query("UPDATE users SET banned_at = $2 WHERE id = $1")
+            .bind(user_id).bind(at).execute(c).await.map(|_| ()))?;
+    }
+    Ok(before)
+}
+
+/// How many users this user referred.
+pub async fn referral_count(db: &Db, user_id: i64) -> Result<i64, sqlx::Error> {
+    on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE referrer_id = $1").bind(user_id).fetch_one(p).await)
+}
+
+/// The console's user counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserStats {
+    pub total: i64,
+    pub new_today: i64,
+    pub new_7d: i64,
+    pub new_30d: i64,
+    /// Marked as having blocked the bot.
+    pub unreachable: i64,
+    /// Took their trial in the last 30 days.
+    pub trials_30d: i64,
+}
+
+/// [`UserStats`] as of `now`, "today" starting at `day_start`; index ranges each
+/// (`users_created`, `users_unreachable`, `users_trial`) except the total.
+pub async fn stats(
+    db: &Db,
+    now: Timestamp,
+    day_start: Timestamp,
+) -> Result<UserStats, sqlx::Error> {
+    const DAY: i64 = 86_400_000;
+    let at = |days: i64| Timestamp::from_millis(now.as_millis() - days * DAY);
+    let (total, new_today, new_7d, new_30d, unreachable, trials_30d): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = on_db!(db, p => sqlx::query_as(
+        "SELECT (SELECT CAST(COUNT(*) AS BIGINT) FROM users),
+                (SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE created_at >= $1),
+                (SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE created_at >= $2),
+                (SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE created_at >= $3),
+                (SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE bot_blocked_at IS NOT NULL),
+                (SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE trial_used_at >= $3)")
+        .bind(day_start).bind(at(7)).bind(at(30)).fetch_one(p).await)?;
+    Ok(UserStats {
+        total,
+        new_today,
+        new_7d,
+        new_30d,
+        unreachable,
+        trials_30d,
+    })
 }

@@ -3,7 +3,9 @@
 -- audit_log: every admin action, written in the transaction of the action itself, never
 -- updated or deleted (the triggers refuse it). `actor` is the admin's Telegram id, or NULL
 -- for the command line; `target_user` is the user acted on, if any; `subject` names what
--- else was acted on (a flag, a node, an update, a payment). The first schema's audit_log had
+-- else was acted on (a flag, a node, an update, a payment). `request` identifies the press
+-- of a confirmation button (its action and the update that drew it): unique, so a double tap
+-- or a redelivered press is carried out once. The first schema's audit_log had
 -- no writer and so no rows; it is replaced by this shape.
 DROP TABLE audit_log;
 CREATE TABLE audit_log (
@@ -15,7 +17,8 @@ CREATE TABLE audit_log (
     subject     TEXT,
     before      TEXT,
     after       TEXT,
-    reason      TEXT
+    reason      TEXT,
+    request     TEXT UNIQUE
 ) STRICT;
 CREATE INDEX audit_log_actor ON audit_log (actor, id);
 CREATE INDEX audit_log_target_user ON audit_log (target_user, id) WHERE target_user IS NOT NULL;
@@ -31,3 +34,10 @@ CREATE TABLE admin_prompts (
     question   TEXT NOT NULL,
     asked_at   INTEGER NOT NULL
 ) STRICT;
+
+-- The console's stats (counts by date, unreachable users, trials, revenue) as index ranges.
+CREATE INDEX users_created ON users (created_at);
+CREATE INDEX users_unreachable ON users (bot_blocked_at) WHERE bot_blocked_at IS NOT NULL;
+CREATE INDEX users_trial ON users (trial_used_at) WHERE trial_used_at IS NOT NULL;
+CREATE INDEX payments_captured ON payments (created_at, provider, currency, amount) WHERE status = 'captured';
+CREATE INDEX payments_kept ON payments (created_at) WHERE purchase_id IS NULL AND status = 'captured';

@@ -584,6 +584,30 @@ pub fn share_links(subscription: &Subscription, registry: &Registry) -> Vec<Node
         .collect()
 }
 
+/// The subscription whose current key is `uuid`.
+pub async fn by_vpn_uuid(db: &Db, uuid: Uuid) -> Result<Option<Subscription>, AccessError> {
+    let row: Option<Row> = on_db!(db, p => sqlx::query_as(select_subscription!("vpn_uuid = $1", ""))
+        .bind(uuid).fetch_optional(p).await)?;
+    row.map(from_row).transpose()
+}
+
+/// Subscriptions active at `now`, counted by kind (a range of `subscriptions_expiry`).
+pub async fn active_by_kind(db: &Db, now: Timestamp) -> Result<Vec<(Kind, i64)>, AccessError> {
+    let rows: Vec<(String, i64)> = on_db!(db, p => sqlx::query_as(
+        "SELECT kind, CAST(COUNT(*) AS BIGINT) FROM subscriptions
+         WHERE revoked_at IS NULL AND expires_at > $1 GROUP BY kind ORDER BY kind")
+        .bind(now).fetch_all(p).await)?;
+    rows.into_iter()
+        .map(|(k, n)| {
+            Kind::parse(&k).map(|k| (k, n)).ok_or_else(|| {
+                AccessError::Database(sqlx::Error::Decode(
+                    format!("subscription kind {k:?}").into(),
+                ))
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

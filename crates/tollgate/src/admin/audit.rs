@@ -102,6 +102,9 @@ pub struct AuditEntry {
     pub before: Option<String>,
     pub after: Option<String>,
     pub reason: Option<String>,
+    /// The button press this carries out (its action and the update that drew it), unique:
+    /// see [`record`].
+    pub request: Option<String>,
 }
 
 impl AuditEntry {
@@ -114,7 +117,13 @@ impl AuditEntry {
             before: None,
             after: None,
             reason: None,
+            request: None,
         }
+    }
+
+    pub fn request(mut self, r: impl Into<String>) -> Self {
+        self.request = Some(r.into());
+        self
     }
 
     pub fn user(mut self, id: i64) -> Self {
@@ -139,14 +148,20 @@ impl AuditEntry {
     }
 }
 
-/// Records `entry` in the caller's transaction: it commits with the action or not at all.
-pub async fn record(tx: &mut Tx, entry: &AuditEntry, now: Timestamp) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, target_user, subject, before, after, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+/// Records `entry` in the caller's transaction, after the action it describes: they commit
+/// together or not at all. Returns `false`, recording nothing, when the entry's `request` was
+/// recorded before (a second press of one confirmation): the caller then rolls its
+/// transaction back, undoing the repeat. On PostgreSQL a concurrent second press waits here
+/// for the first to commit and then finds its row; on SQLite the write lock orders them.
+pub async fn record(tx: &mut Tx, entry: &AuditEntry, now: Timestamp) -> Result<bool, sqlx::Error> {
+    let inserted = on_tx!(tx, c => sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target_user, subject, before, after, reason, request)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (request) DO NOTHING")
         .bind(now).bind(entry.actor.id()).bind(entry.action.name()).bind(entry.target_user)
         .bind(&entry.subject).bind(&entry.before).bind(&entry.after).bind(&entry.reason)
-        .execute(c).await.map(|_| ()))
+        .bind(&entry.request)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(inserted == 1)
 }
 
 /// Which rows a listing shows.

@@ -3,14 +3,15 @@
 //! Some console steps need typed input (a user to find, a number of days, an amount and a
 //! reason, a banner's text). The button that asks stores the question here; the admin's next
 //! text message takes it (in that update's transaction, so a redelivered message cannot answer
-//! twice). One question per admin: a newer one replaces an older one, and a question older
+//! twice). A confirmation whose details do not fit in a button (a balance adjustment with its
+//! reason, a banner) is kept here too, as the admin's draft, until its button is pressed. One question per admin: a newer one replaces an older one, and a question older
 //! than [`PROMPT_TTL`] is forgotten, so a message typed much later is an ordinary one.
 
 use std::time::Duration;
 
-use crate::on_tx;
-use crate::store::Tx;
+use crate::store::{Db, Tx};
 use crate::time::Timestamp;
+use crate::{on_db, on_tx};
 
 /// How long a question waits for its answer.
 pub const PROMPT_TTL: Duration = Duration::from_secs(15 * 60);
@@ -28,15 +29,30 @@ pub async fn ask(
         .bind(admin).bind(question).bind(now).execute(c).await.map(|_| ()))
 }
 
-/// Takes `admin`'s pending question, if one was asked within [`PROMPT_TTL`]; an older one is
-/// removed and not returned.
-pub async fn take(tx: &mut Tx, admin: i64, now: Timestamp) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String, Timestamp)> = on_tx!(tx, c => sqlx::query_as(
-        "DELETE FROM admin_prompts WHERE admin_id = $1 RETURNING question, asked_at")
-        .bind(admin).fetch_optional(c).await)?;
-    Ok(row
-        .filter(|(_, at)| now.since(*at) <= PROMPT_TTL)
-        .map(|(q, _)| q))
+/// A question waiting for its answer.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Pending {
+    pub question: String,
+    pub asked_at: Timestamp,
+}
+
+/// `admin`'s pending question, if one was asked within [`PROMPT_TTL`]. Read through the pool
+/// before the answer's transaction opens; [`take`] then claims it in that transaction.
+pub async fn pending(db: &Db, admin: i64, now: Timestamp) -> Result<Option<Pending>, sqlx::Error> {
+    let row: Option<Pending> = on_db!(db, p => sqlx::query_as(
+        "SELECT question, asked_at FROM admin_prompts WHERE admin_id = $1")
+        .bind(admin).fetch_optional(p).await)?;
+    Ok(row.filter(|q| now.since(q.asked_at) <= PROMPT_TTL))
+}
+
+/// Claims `question` in the answer's transaction: `false` when it was answered, replaced or
+/// cancelled meanwhile (the answer is then an ordinary message).
+pub async fn take(tx: &mut Tx, admin: i64, question: &Pending) -> Result<bool, sqlx::Error> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "DELETE FROM admin_prompts WHERE admin_id = $1 AND question = $2 AND asked_at = $3")
+        .bind(admin).bind(&question.question).bind(question.asked_at)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
 }
 
 /// Forgets `admin`'s pending question (Cancel).

@@ -15,6 +15,7 @@ pub mod cursors;
 pub mod ledger;
 pub mod refund;
 pub mod review;
+pub mod stats;
 
 use std::time::Duration;
 

@@ -86,6 +86,17 @@ pub async fn by_charge(db: &Db, charge_id: &str) -> Result<Vec<StoredPayment>, B
     rows.into_iter().map(Row::into_payment).collect()
 }
 
+/// The user's latest `limit` payments, newest first (`payments_user`).
+pub async fn of_user(
+    db: &Db,
+    user_id: i64,
+    limit: i64,
+) -> Result<Vec<StoredPayment>, BillingError> {
+    let sql = format!("{SELECT} WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
+    let rows: Vec<Row> = on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id).bind(limit).fetch_all(p).await)?;
+    rows.into_iter().map(Row::into_payment).collect()
+}
+
 /// One payment by its id.
 pub async fn by_id(db: &Db, id: i64) -> Result<Option<StoredPayment>, BillingError> {
     let sql = format!("{SELECT} WHERE id = $1");

@@ -10,7 +10,7 @@ use super::reply::Reply;
 use super::screens::{self, Screen};
 use super::{Bot, REISSUE_INTERVAL, Session, retry};
 use crate::access::{self, Grant, Kind, Length};
-use crate::action::Action;
+use crate::action::{Action, AdminAction};
 use crate::billing::Provider;
 use crate::config::Language;
 use crate::domain::money::Money;
@@ -28,6 +28,15 @@ impl Bot {
         ctx: &HandlerContext,
     ) -> Result<Handled, HandlerError> {
         let action = cb.data.as_deref().and_then(Action::parse);
+        // A console button from someone who is not an admin is answered exactly like data
+        // that is not an action, so nothing reveals the console; it is logged.
+        let action = match action {
+            Some(Action::Admin(a)) if !self.is_admin_id(cb.from.id) => {
+                tracing::warn!(user = cb.from.id, action = ?a, "an admin console button pressed by someone who is not an admin; ignored");
+                None
+            }
+            other => other,
+        };
         // Answer first: the button spins until we do. A stale or forged button only gets
         // a polite note.
         let note = match &action {
@@ -74,6 +83,11 @@ impl Bot {
             Lane::InTransaction(action) => {
                 let (tx, se) = self.open(&cb.from, chat_id, None).await?;
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+                if se.user.banned_at.is_some() {
+                    return self
+                        .finish(tx, Some(&se), update_id, reply, false, ctx)
+                        .await;
+                }
                 let (screen, tx) = self.act_in(tx, update_id, &se, action, &mut reply).await?;
                 reply.show(message_id, &screen);
                 self.finish(tx, Some(&se), update_id, reply, false, ctx)
@@ -81,6 +95,9 @@ impl Bot {
             }
             Lane::ReadsFirst(action) => {
                 let se = self.session_alone(&cb.from, chat_id, None).await?;
+                if se.user.banned_at.is_some() {
+                    return self.ignore_banned(update_id, &se, ctx).await;
+                }
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
                 let (screen, tx, access_changed) = self
                     .act_after_reads(update_id, &se, action, &mut reply)
@@ -208,8 +225,8 @@ impl Bot {
                 self.invoice(se, Sale::TopUp(i), Provider::Stars, reply, None)
                     .await?
             }
-            ReadsFirst::ApplyPayment(id) => self.settle_payment(se, id, false).await?,
-            ReadsFirst::RefundPayment(id) => self.settle_payment(se, id, true).await?,
+            ReadsFirst::ApplyPayment(id) => self.apply_payment(se, id).await?,
+            ReadsFirst::Admin(a) => self.console(update_id, se, a).await?,
             ReadsFirst::PayBalance { plan, screen } => {
                 // One debit per drawn pay screen: a double tap or a redelivered press pays
                 // once, while the same plan chosen again draws a new screen and pays again.
@@ -359,7 +376,7 @@ enum ReadsFirst {
     TopUpStars(usize),
     PayBalance { plan: String, screen: i64 },
     ApplyPayment(i64),
-    RefundPayment(i64),
+    Admin(AdminAction),
 }
 
 /// Each action's lane; a new action does not compile until it is given one.
@@ -385,6 +402,6 @@ fn lane(action: Action) -> Lane {
         Action::TopUpStars(i) => Lane::ReadsFirst(R::TopUpStars(i)),
         Action::PayBalance { plan, screen } => Lane::ReadsFirst(R::PayBalance { plan, screen }),
         Action::ApplyPayment(id) => Lane::ReadsFirst(R::ApplyPayment(id)),
-        Action::RefundPayment(id) => Lane::ReadsFirst(R::RefundPayment(id)),
+        Action::Admin(a) => Lane::ReadsFirst(R::Admin(a)),
     }
 }

@@ -31,6 +31,7 @@
 
 pub use crate::action;
 mod actions;
+mod console;
 pub mod incoming;
 pub mod notices;
 mod payments;
@@ -401,6 +402,31 @@ impl Bot {
         let command = incoming::command(&text);
         let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
         let name = command.map(|(c, _)| c);
+        // The console: `/admin` and typed answers to its questions, for admins only; for
+        // anyone else `/admin` is an unknown command like any other.
+        if self.is_admin_id(from.id) && m.successful_payment.is_none() {
+            if name == Some("admin") {
+                let se = self.session_alone(&from, m.chat.id, None).await?;
+                let (screen, tx, _) = self
+                    .console(update_id, &se, action::AdminAction::Home)
+                    .await?;
+                let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+                reply.send(&screen);
+                return self
+                    .finish(tx, Some(&se), update_id, reply, false, ctx)
+                    .await;
+            }
+            if command.is_none() && m.text.is_some() {
+                let se = self.session_alone(&from, m.chat.id, None).await?;
+                if let Some((screen, tx)) = self.answer(update_id, &se, &text).await? {
+                    let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+                    reply.send(&screen);
+                    return self
+                        .finish(tx, Some(&se), update_id, reply, false, ctx)
+                        .await;
+                }
+            }
+        }
         // Screens that read through the pool: the sender is read first, in a transaction of
         // their own, and the reply's transaction opens after those reads.
         let pooled = m.successful_payment.is_none()
@@ -411,6 +437,9 @@ impl Bot {
                 ));
         if pooled {
             let se = self.session_alone(&from, m.chat.id, payload).await?;
+            if se.user.banned_at.is_some() && m.refunded_payment.is_none() {
+                return self.ignore_banned(update_id, &se, ctx).await;
+            }
             if let Some(rp) = m.refunded_payment.clone() {
                 return self
                     .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
@@ -442,6 +471,12 @@ impl Bot {
                 .on_payment(tx, update_id, &se, sp, m.clone(), ctx)
                 .await;
         }
+        if se.user.banned_at.is_some() {
+            let reply = Reply::new(format!("u{update_id}"), se.chat_id);
+            return self
+                .finish(tx, Some(&se), update_id, reply, false, ctx)
+                .await;
+        }
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
         let screen = match name {
@@ -469,6 +504,20 @@ impl Bot {
 }
 
 impl Bot {
+    /// An update from a banned user: no service and no answer (they were told once, when the
+    /// ban was made); the update is completed like any other. Payments are still applied.
+    async fn ignore_banned(
+        &self,
+        update_id: i64,
+        se: &Session,
+        ctx: &HandlerContext,
+    ) -> Result<Handled, HandlerError> {
+        let tx = self.begin().await?;
+        let reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        self.finish(tx, Some(se), update_id, reply, false, ctx)
+            .await
+    }
+
     /// The Connect screen of a key granted this moment: the nodes have not caught up yet.
     fn fresh_connect(&self, lang: Language, sub: &Subscription) -> Screen {
         let links = access::share_links(sub, &self.s.registry);

@@ -8,8 +8,9 @@
 use super::payments::billing_err;
 use super::reply::Reply;
 use super::screens::{self, Button, Screen};
-use super::{Bot, Session};
-use crate::action::Action;
+use super::{Bot, Session, retry};
+use crate::action::{Action, AdminAction, Op};
+use crate::admin::{Actor, AuditAction, AuditEntry, audit};
 use crate::billing::refund::{self, Refunded};
 use crate::billing::review::{self, Settled, StoredPayment};
 use crate::billing::{Effect, Provider};
@@ -69,12 +70,11 @@ impl Bot {
             .await
     }
 
-    /// Apply (`refund == false`) or Refund pressed on a payment's screen.
-    pub(super) async fn settle_payment(
+    /// Apply pressed on a payment's screen (Refund is confirmed first, in the console).
+    pub(super) async fn apply_payment(
         &self,
         se: &Session,
         payment_id: i64,
-        refund: bool,
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         if !self.is_admin(se) {
@@ -93,41 +93,39 @@ impl Bot {
             let screen = screens::notice(&v, self.texts.get(se.lang, "stale-button"), Action::Menu);
             return Ok((screen, self.begin().await?, false));
         };
-        let (note, mut tx, changed) = if refund {
-            self.refund_payment(se, &payment).await?
-        } else {
-            let mut tx = self.begin().await?;
-            let settled =
-                review::apply_kept(&mut tx, &self.billing_context(), payment.id, self.now())
+        let mut tx = self.begin().await?;
+        let settled = review::apply_kept(&mut tx, &self.billing_context(), payment.id, self.now())
+            .await
+            .map_err(billing_err)?;
+        tracing::info!(admin = se.user.id, payment = payment.id, outcome = ?settled, "payment applied by admin");
+        let (note, changed) = match settled {
+            Settled::Applied(effect) => {
+                let purchase = match &effect {
+                    Effect::Access { purchase_id, .. } | Effect::Credit { purchase_id, .. } => {
+                        *purchase_id
+                    }
+                    Effect::Review { .. } => 0,
+                };
+                let entry = AuditEntry::new(Actor::Admin(se.user.id), AuditAction::ApplyPayment)
+                    .user(payment.user_id)
+                    .subject(format!("payment {} ({})", payment.id, payment.charge_id))
+                    .change("kept for review", format!("purchase {purchase}"));
+                audit::record(&mut tx, &entry, self.now())
                     .await
-                    .map_err(billing_err)?;
-            tracing::info!(admin = se.user.id, payment = payment.id, outcome = ?settled, "payment applied by admin");
-            let (note, changed) = match settled {
-                Settled::Applied(effect) => {
-                    let purchase = match &effect {
-                        Effect::Access { purchase_id, .. } | Effect::Credit { purchase_id, .. } => {
-                            *purchase_id
-                        }
-                        Effect::Review { .. } => 0,
-                    };
-                    let changed = matches!(effect, Effect::Access { .. });
-                    let note = self.texts.fmt(
-                        se.lang,
-                        "payment-applied-now",
-                        &[("purchase", purchase.into())],
-                    );
-                    (note, changed)
-                }
-                Settled::AlreadySettled => {
-                    (self.texts.get(se.lang, "payment-already-settled"), false)
-                }
-                Settled::CannotApply(why) => (
-                    self.texts
-                        .fmt(se.lang, "payment-cannot-apply", &[("why", Arg::Text(why))]),
-                    false,
-                ),
-            };
-            (note, tx, changed)
+                    .map_err(retry)?;
+                let note = self.texts.fmt(
+                    se.lang,
+                    "payment-applied-now",
+                    &[("purchase", purchase.into())],
+                );
+                (note, matches!(effect, Effect::Access { .. }))
+            }
+            Settled::AlreadySettled => (self.texts.get(se.lang, "payment-already-settled"), false),
+            Settled::CannotApply(why) => (
+                self.texts
+                    .fmt(se.lang, "payment-cannot-apply", &[("why", Arg::Text(why))]),
+                false,
+            ),
         };
         // The payment as it is now, read in the transaction that changed it.
         let now = review::by_id_in(&mut tx, payment.id)
@@ -144,7 +142,7 @@ impl Bot {
     /// Refund pressed: Stars go back through Telegram first, then the effect is reversed in
     /// one transaction (as `/refund` does); card payments are refunded in the provider's
     /// dashboard.
-    async fn refund_payment(
+    pub(super) async fn refund_payment(
         &self,
         se: &Session,
         payment: &StoredPayment,
@@ -193,7 +191,7 @@ impl Bot {
     }
 
     /// One payment: amount, payer, state, and the buttons that fit its state.
-    async fn payment_screen(
+    pub(super) async fn payment_screen(
         &self,
         se: &Session,
         tx: &mut Tx,
@@ -254,7 +252,7 @@ impl Bot {
         if p.status == "captured" && p.provider == Provider::Stars {
             rows.push(vec![Button::Action {
                 text: t("btn-payment-refund", &[]),
-                action: Action::RefundPayment(p.id),
+                action: Action::Admin(AdminAction::Confirm(Op::Refund(p.id))),
             }]);
         }
         Ok(screens::with_menu(&self.view(lang), text, rows))

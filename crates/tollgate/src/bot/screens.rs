@@ -36,7 +36,7 @@ pub struct Screen {
 }
 
 impl Screen {
-    fn new(text: String, keyboard: Vec<Vec<Button>>) -> Screen {
+    pub(super) fn new(text: String, keyboard: Vec<Vec<Button>>) -> Screen {
         Screen {
             text,
             keyboard,
@@ -81,30 +81,30 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    fn t(&self, key: &str) -> String {
+    pub(super) fn t(&self, key: &str) -> String {
         self.texts.get(self.lang, key)
     }
 
-    fn tf(&self, key: &str, args: &[(&str, Arg)]) -> String {
+    pub(super) fn tf(&self, key: &str, args: &[(&str, Arg)]) -> String {
         self.texts.fmt(self.lang, key, args)
     }
 
-    fn button(&self, key: &str, action: Action) -> Button {
+    pub(super) fn button(&self, key: &str, action: Action) -> Button {
         Button::Action {
             text: self.t(key),
             action,
         }
     }
 
-    fn date(&self, t: Timestamp) -> String {
+    pub(super) fn date(&self, t: Timestamp) -> String {
         format::date_time(self.lang, t, self.catalog.bot.utc_offset_minutes)
     }
 
-    fn money(&self, m: Money) -> String {
+    pub(super) fn money(&self, m: Money) -> String {
         format::money(self.lang, m)
     }
 
-    fn back_row(&self, back: Action) -> Vec<Button> {
+    pub(super) fn back_row(&self, back: Action) -> Vec<Button> {
         if back == Action::Menu {
             vec![self.button("btn-menu", Action::Menu)]
         } else {
@@ -115,7 +115,7 @@ impl View<'_> {
         }
     }
 
-    fn kind(&self, s: &Subscription) -> String {
+    pub(super) fn kind(&self, s: &Subscription) -> String {
         self.t(match s.kind {
             crate::access::Kind::Trial => "kind-trial",
             crate::access::Kind::Paid => "kind-paid",

@@ -2,3 +2,6 @@
 //! unit-tested without a database, so the money math can be trusted wherever it is used.
 
 pub mod money;
+
+/// Longest single grant of access: ten years (a plan, a gift, an admin's grant).
+pub const MAX_GRANT_DAYS: u32 = 3650;

@@ -64,6 +64,18 @@ impl From<String> for Arg {
     }
 }
 
+impl From<i32> for Arg {
+    fn from(n: i32) -> Self {
+        Arg::Num(i64::from(n))
+    }
+}
+
+impl From<usize> for Arg {
+    fn from(n: usize) -> Self {
+        Arg::Num(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
 impl From<i64> for Arg {
     fn from(n: i64) -> Self {
         Arg::Num(n)

@@ -368,6 +368,48 @@ pub async fn get(db: &Db, update_id: i64) -> Result<Option<Row>, sqlx::Error> {
     ).bind(update_id).fetch_optional(p).await)
 }
 
+/// An update that ended as a dead letter (the admin's view).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub update_id: i64,
+    pub kind: String,
+    pub chat_key: Option<i64>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// How many updates are dead letters, and the latest `limit` of them.
+pub async fn dead_letters(db: &Db, limit: i64) -> Result<(i64, Vec<DeadLetter>), sqlx::Error> {
+    let count: i64 = on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE status = 'dead'").fetch_one(p).await)?;
+    let rows = on_db!(db, p => sqlx::query_as(
+        "SELECT update_id, kind, chat_key, attempts, last_error, finished_at FROM tg_inbox
+         WHERE status = 'dead' ORDER BY finished_at DESC, update_id DESC LIMIT $1")
+        .bind(limit).fetch_all(p).await)?;
+    Ok((count, rows))
+}
+
+/// Puts a dead letter back in the queue, due now, with a fresh budget of attempts. `false`
+/// when it is not (or no longer) a dead letter.
+pub async fn redrive(tx: &mut Tx, update_id: i64, now: Timestamp) -> Result<bool, sqlx::Error> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE tg_inbox SET status = 'pending', attempts = 0, next_attempt_at = $2, finished_at = NULL,
+                claimed_by = NULL, claimed_until = NULL
+         WHERE update_id = $1 AND status = 'dead'")
+        .bind(update_id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Gives a dead letter up for good (`failed`, its error kept): it leaves the dead-letter
+/// list and is pruned with the other finished updates. `false` when it is not a dead letter.
+pub async fn discard(tx: &mut Tx, update_id: i64) -> Result<bool, sqlx::Error> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE tg_inbox SET status = 'failed' WHERE update_id = $1 AND status = 'dead'")
+        .bind(update_id).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// Why an update could not be stored.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -667,6 +667,24 @@ pub struct Row {
     pub message_id: Option<i64>,
 }
 
+/// How many messages whose key starts with `prefix` were queued since `since` (a range of the
+/// unique key's index: the console counts auto-renewals and balance-short notices this way).
+pub async fn count_keyed_since(
+    db: &Db,
+    prefix: &str,
+    since: Timestamp,
+) -> Result<i64, sqlx::Error> {
+    // Every key of a kind is `<prefix>…`; the range ends before the prefix's next string.
+    let mut end = prefix.to_owned();
+    let last = end.pop().map_or(char::MAX, |c| {
+        char::from_u32(c as u32 + 1).unwrap_or(char::MAX)
+    });
+    end.push(last);
+    on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key >= $1 AND dedupe_key < $2 AND created_at >= $3")
+        .bind(prefix).bind(end).bind(since).fetch_one(p).await)
+}
+
 pub async fn get_by_key(db: &Db, dedupe_key: &str) -> Result<Option<Row>, sqlx::Error> {
     on_db!(db, p => sqlx::query_as(
         "SELECT id, dedupe_key, chat_id, status, attempts, last_error, message_id FROM outbox WHERE dedupe_key = $1"

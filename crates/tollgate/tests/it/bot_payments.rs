@@ -1215,9 +1215,17 @@ db_test!(async fn an_admin_applies_or_refunds_a_payment_kept_for_review_from_tel
         t.bot_messages().filter(|m| m.text.as_deref().is_some_and(|x| x.contains(&charge) && x.contains("Kept for review"))).last().cloned()
     })
     .await;
+    // Refund asks first; Confirm refunds, with the admin's audit row.
     w.press(admin.id, &card, "Refund").await;
+    let confirm = screen_on(&w, admin.id, card.message_id, "Refund payment").await;
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 0, "refunded before the confirmation");
+    w.press(admin.id, &confirm, "Confirm").await;
     screen_on(&w, admin.id, card.message_id, "Refunded.").await;
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1);
+    let audited: i64 = on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE actor = $1 AND target_user = $2 AND action IN ('apply-payment', 'refund')"
+    ).bind(admin.id).bind(kim.id).fetch_one(p).await).unwrap();
+    assert_eq!(audited, 2, "the Apply and the Refund are in the audit log");
     // Telegram has it refunded: asking again is refused as already done.
     let again = tg.bot_call(w.emu.token(), "refundStarPayment", &serde_json::json!({ "user_id": kim.id, "telegram_payment_charge_id": charge })).await.unwrap();
     assert!(again.body.to_string().contains("CHARGE_ALREADY_REFUNDED"), "{:?}", again.body);

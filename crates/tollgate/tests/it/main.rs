@@ -6,6 +6,7 @@ mod common;
 
 mod access_api;
 mod access_data_plane;
+mod admin_console;
 mod architecture;
 mod bot_crash;
 mod bot_journey;
