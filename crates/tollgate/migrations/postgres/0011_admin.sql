@@ -41,3 +41,18 @@ CREATE INDEX users_unreachable ON users (bot_blocked_at) WHERE bot_blocked_at IS
 CREATE INDEX users_trial ON users (trial_used_at) WHERE trial_used_at IS NOT NULL;
 CREATE INDEX payments_captured ON payments (created_at, provider, currency, amount) WHERE status = 'captured';
 CREATE INDEX payments_kept ON payments (created_at) WHERE purchase_id IS NULL AND status = 'captured';
+CREATE INDEX subscriptions_active_kind ON subscriptions (kind, expires_at) WHERE revoked_at IS NULL;
+
+-- Captured, unrefunded money by provider and currency since the start: the console's all-time
+-- revenue without summing every payment. Changed in the transaction of each payment and refund
+-- (billing::stats::count), started here from the payments already stored.
+CREATE TABLE revenue_totals (
+    provider TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    amount   BIGINT NOT NULL,
+    payments BIGINT NOT NULL,
+    PRIMARY KEY (provider, currency)
+);
+INSERT INTO revenue_totals (provider, currency, amount, payments)
+SELECT provider, currency, SUM(amount), COUNT(*) FROM payments WHERE status = 'captured'
+GROUP BY provider, currency;

@@ -511,6 +511,14 @@ pub async fn finalize(
         return Ok(Finalized::Duplicate { payment_id: id });
     };
     let payment_id = inserted.id;
+    stats::count(
+        tx,
+        pay.provider.as_str(),
+        &pay.currency,
+        pay.total_amount,
+        1,
+    )
+    .await?;
     let Some(purchase_id) = inserted.purchase_id else {
         let lang = ctx.lang(user);
         let reason = review_reason(tx, base, pay, user).await?;

@@ -77,6 +77,7 @@ pub async fn apply_refund(
     if flipped == 0 {
         return Ok(Refunded::AlreadyRefunded);
     }
+    super::stats::count(tx, provider.as_str(), &payment.currency, payment.amount, -1).await?;
     let base = ctx.catalog.bot.base_currency;
     let user = users::get_in(tx, payment.user_id).await?;
     let lang = ctx.lang(user.as_ref());

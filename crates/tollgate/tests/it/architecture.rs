@@ -344,6 +344,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("payments", "billing"),
     ("balance_ledger", "billing::ledger"),
     ("provider_cursors", "billing::cursors"),
+    ("revenue_totals", "billing::stats"),
     ("audit_log", "admin::audit"),
     ("admin_prompts", "admin::prompts"),
 ];

@@ -711,6 +711,17 @@ db_test!(async fn stars_top_ups_credit_the_balance_and_a_refund_takes_back_what_
     w.screen(max.id, "Access").await;
     assert_eq!(users::get(&w.app.db, max.id).await.unwrap().unwrap().balance, 100);
     assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE reason = 'purchase'").await, 1);
+    // The console's all-time revenue, kept as running totals, agrees with the payments after
+    // the top-ups and the refund.
+    let totals = billing::stats::revenue_since(&w.app.db, None).await.unwrap();
+    let summed: Vec<(String, String, i64, i64)> = on_db!(&w.app.db, p => sqlx::query_as(
+        "SELECT provider, currency, CAST(SUM(amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM payments
+         WHERE status = 'captured' GROUP BY provider, currency ORDER BY provider, currency"
+    ).fetch_all(p).await).unwrap();
+    assert!(!summed.is_empty());
+    let totals: Vec<(String, String, i64, i64)> = totals.into_iter().map(|r| (r.provider, r.currency, r.amount, r.payments)).collect();
+    assert_eq!(totals, summed);
+    assert_eq!(count(&w.app.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1, "the refund is part of what was summed");
     w.stop().await;
 });
 
