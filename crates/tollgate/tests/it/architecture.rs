@@ -32,7 +32,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 3),
     ("metrics", 3),
     ("lease", 4),
-    ("flags", 4),
+    // The audit log sits on storage only, so every module that acts for an operator (flags,
+    // nodes, billing, the console) can write its row in the action's transaction.
+    ("admin::audit", 4),
+    ("flags", 5),
     ("telegram::outbox", 4),
     ("telegram::update", 4),
     ("http", 4),

@@ -13,6 +13,7 @@ mod bot_journey;
 mod bot_payments;
 mod config_cli;
 mod constraints;
+mod flags;
 mod jobs_contract;
 mod jobs_items;
 mod jobs_month;
