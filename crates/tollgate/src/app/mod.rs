@@ -28,6 +28,7 @@ use crate::flags;
 use crate::housekeeping::{Housekeeping, Pruning};
 use crate::http::{self, HttpState, Readiness};
 use crate::i18n::Texts;
+use crate::jobs::monitor::{Monitor, MonitorContext};
 use crate::jobs::notices::Notices;
 use crate::jobs::renewal::AutoRenewal;
 use crate::jobs::{Job, JobContext, JobRunner};
@@ -73,6 +74,22 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
     ];
     let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
     components.extend(jobs);
+    // The alert monitor keeps its own 15 s (JOBS_INTERVAL is for the notice and renewal jobs).
+    let monitor = Monitor::new(MonitorContext {
+        db: s.db.clone(),
+        clock: s.clock.clone(),
+        registry: s.registry.clone(),
+        alerts: s.alerts.clone(),
+        webhook_api: matches!(s.config.deployment.intake, IntakeMode::Webhook { .. })
+            .then(|| s.api.clone()),
+    });
+    components.push(Arc::new(JobRunner::new(
+        Arc::new(monitor),
+        s.db.clone(),
+        s.clock.clone(),
+        s.holder.clone(),
+        s.metrics.jobs.clone(),
+    )));
     Ok(Plugged {
         handler: Arc::new(Bot::new(s.clone(), texts)),
         components,

@@ -47,6 +47,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("users", 7),
     ("nodes::provisioning", 7),
     ("nodes::reconcile", 7),
+    // What the console shows per node: reads the reconcile passes.
+    ("nodes::console", 8),
     ("billing", 8),
     ("admin", 8),
     // The Telegram pipeline.
@@ -348,6 +350,9 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("balance_ledger", "billing::ledger"),
     ("provider_cursors", "billing::cursors"),
     ("audit_log", "admin::audit"),
+    ("alert_conditions", "alerts"),
+    ("node_reconciles", "nodes::reconcile"),
+    ("node_switches", "nodes::switches"),
     ("admin_prompts", "admin::prompts"),
 ];
 

@@ -266,7 +266,7 @@ async fn strangers(node: &TestNode, n: usize) -> Vec<String> {
 /// Admin alerts about refused removals queued in the outbox.
 async fn refusal_alerts(db: &Db) -> i64 {
     tollgate::on_db!(db, p => sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:node-removals-refused:%'"
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:cond:node-removals-refused:%'"
     ).fetch_one(p).await)
     .unwrap()
 }
@@ -312,6 +312,8 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
         );
     }
     assert_eq!(refusal_alerts(&t.db).await, 1, "one alert for the incident, not one per pass");
+    let passes = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
+    assert_eq!((passes.len(), passes[0].listed, passes[0].refused, passes[0].removed), (1, 1000, 1000, 0), "{passes:?}");
     let text = log.text();
     assert!(text.contains("refused to remove 1000 of the node's 1000 users"), "{text}");
     assert!(text.contains("run `tollgate reconcile --node a --allow-removals`"), "{text}");
@@ -330,7 +332,15 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
     assert_eq!((report.unknown_removed, report.refused.clone()), (1000, None), "{report:?}");
     assert_eq!(a.emails().await, vec![newcomer.node_email()]);
     assert_eq!(metric(&stack.metrics, "tollgate_nodes_reconcile_removals_refused{node=\"a\"}"), 0.0);
-    assert_eq!(refusal_alerts(&t.db).await, 1);
+    // The condition is over: one "resolved" message, and the console sees the pass.
+    assert_eq!(refusal_alerts(&t.db).await, 2);
+    let resolved: i64 = tollgate::on_db!(&t.db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:cond:node-removals-refused:a:%:resolved:777'"
+    ).fetch_one(p).await).unwrap();
+    assert_eq!(resolved, 1);
+    let passes = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
+    assert_eq!((passes[0].node.as_str(), passes[0].removed, passes[0].refused), ("a", 1000, 0), "{passes:?}");
+    assert_eq!(passes[0].finished_at, Some(clock.now_ts()));
 });
 
 db_test!(async fn removals_within_the_limit_are_made_without_an_operator(t) {

@@ -106,7 +106,9 @@ impl World {
         .await
     }
 
-    async fn launch<H, F>(
+    /// The service on `t`'s database (with a real node when `node`) with the handler and
+    /// components `make` builds from the service's parts (a test may keep a clone of them).
+    pub async fn launch<H, F>(
         t: &TestDb,
         node: bool,
         env: &[(&str, &str)],
