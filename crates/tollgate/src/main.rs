@@ -394,6 +394,14 @@ async fn reconcile_once(
             node.name
         );
     }
+    tollgate::nodes::switches::refresh(db, &registry).await?;
+    if !registry.is_enabled(&node.name) {
+        anyhow::bail!(
+            "node {} was taken out of service by an admin (the console); the service does not reconcile it \
+             (put it back in service first)",
+            node.name
+        );
+    }
     let clock: tollgate::time::SharedClock = Arc::new(SystemClock);
     let holder = format!("tollgate-reconcile:{}", std::process::id());
     let jobs = NodeJobs {

@@ -429,4 +429,17 @@ db_test!(async fn the_reconcile_command_refuses_a_wipe_and_makes_it_with_allow_r
     let (status, _, err) = run_to_end(&["reconcile", "--node", "nowhere"], &env).await;
     assert!(!status.success());
     assert!(err.contains("no node \"nowhere\"") && err.contains("its nodes: a"), "{err}");
+
+    // A node an admin took out of service is left alone, and the pass is recorded only when
+    // one runs.
+    let registry = tollgate::nodes::Registry::from_catalog(&catalog(&[&a], &[]), Duration::from_secs(2)).unwrap();
+    let mut tx = t.db.begin().await.unwrap();
+    tollgate::nodes::switches::set_enabled(&mut tx, &registry, "a", false, tollgate::admin::audit::Actor::Admin(1), tollgate::time::Clock::now(&tollgate::time::SystemClock)).await.unwrap();
+    tx.commit().await.unwrap();
+    let before = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
+    assert_eq!(before[0].removed, 50, "the allowed pass was recorded: {before:?}");
+    let (status, _, err) = run_to_end(&["reconcile", "--node", "a"], &env).await;
+    assert!(!status.success());
+    assert!(err.contains("node a was taken out of service by an admin"), "{err}");
+    assert_eq!(tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap(), before);
 });
