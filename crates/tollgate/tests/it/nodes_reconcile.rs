@@ -312,6 +312,11 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
         );
     }
     assert_eq!(refusal_alerts(&t.db).await, 1, "one alert for the incident, not one per pass");
+    let alert: String = tollgate::on_db!(&t.db, p => sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE dedupe_key LIKE 'alert:cond:node-removals-refused:a:%'"
+    ).fetch_one(p).await).unwrap();
+    let alert: serde_json::Value = serde_json::from_str(&alert).unwrap();
+    assert!(alert["text"].as_str().unwrap().starts_with("⚠️ Node a: reconcile refused to remove 1000 of its 1000 users"), "{alert}");
     let passes = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
     assert_eq!((passes.len(), passes[0].listed, passes[0].refused, passes[0].removed), (1, 1000, 1000, 0), "{passes:?}");
     let text = log.text();

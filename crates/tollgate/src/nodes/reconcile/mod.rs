@@ -474,12 +474,7 @@ impl Reconciler {
         if let Some(r) = refused {
             self.refuse(node, &r).await;
             report.refused = Some(r);
-            self.jobs
-                .metrics
-                .reconcile_runs
-                .get_or_create(&labels)
-                .inc();
-            self.record(node, &report, listed_at).await;
+            self.finished(node, &report, listed_at).await;
             return Ok(report);
         }
         self.refusals_ended(node).await;
@@ -513,18 +508,19 @@ impl Reconciler {
                 }
             }
         }
-        self.jobs
-            .metrics
-            .reconcile_runs
-            .get_or_create(&labels)
-            .inc();
-        self.record(node, &report, listed_at).await;
+        self.finished(node, &report, listed_at).await;
         Ok(report)
     }
 
-    /// Records the pass for the console and marks requests made before it started as done.
-    /// A failure is logged: the pass itself is done, and the next one records again.
-    async fn record(&self, node: &Node, report: &ReconcileReport, started_at: Timestamp) {
+    /// Counts a completed pass and records it for the console, marking requests made before
+    /// it started as done. A failure to record is logged: the pass itself is done, and the
+    /// next one records again.
+    async fn finished(&self, node: &Node, report: &ReconcileReport, started_at: Timestamp) {
+        self.jobs
+            .metrics
+            .reconcile_runs
+            .get_or_create(&NodeMetrics::node(&node.name))
+            .inc();
         let now = self.jobs.clock.now();
         if let Err(e) = record_pass(&self.jobs.db, &node.name, report, started_at, now).await {
             tracing::warn!(node = %node.name, error = %e, "cannot record the reconcile pass for the console");
@@ -574,7 +570,7 @@ impl Reconciler {
         );
         let now = self.jobs.clock.now();
         let text = format!(
-            "⚠️ Node {node}: reconcile refused to remove {total} of its {users} users \
+            "Node {node}: reconcile refused to remove {total} of its {users} users \
              ({unknown} unknown to the database, {unwanted} no longer entitled), over the limit \
              of {max} users and {pct}% of the node in one pass. Nobody was removed.\n\n\
              Check DATABASE_URL, whether a backup was restored, and that the node is not shared \
@@ -605,31 +601,38 @@ impl Reconciler {
         }
     }
 
+    /// Takes (or renews) `node`'s reconcile lease; None when another process holds it or the
+    /// database cannot say (logged).
+    async fn take_lease(&self, node: &Node) -> Option<Lease> {
+        let held = lease::acquire(
+            &self.jobs.db,
+            &lease_name(&node.name),
+            &self.jobs.holder,
+            self.config.lease_ttl,
+            self.jobs.clock.now(),
+        )
+        .await;
+        match held {
+            Ok(Some(l)) => Some(l),
+            Ok(None) => {
+                tracing::debug!(node = %node.name, "another process reconciles this node");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "cannot take the reconcile lease; skipping this run");
+                None
+            }
+        }
+    }
+
     /// Takes (or keeps) each enabled node's lease and reconciles the nodes it holds; returns
     /// the leases held.
     pub async fn run_once(&self, alive: &(dyn Fn() + Sync)) -> Vec<Lease> {
         let mut leases = Vec::new();
         for node in self.jobs.registry.enabled_nodes() {
             alive();
-            let name = lease_name(&node.name);
-            let held = lease::acquire(
-                &self.jobs.db,
-                &name,
-                &self.jobs.holder,
-                self.config.lease_ttl,
-                self.jobs.clock.now(),
-            )
-            .await;
-            let lease = match held {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    tracing::debug!(node = %node.name, "another process reconciles this node");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(node = %node.name, error = %e, "cannot take the reconcile lease; skipping this run");
-                    continue;
-                }
+            let Some(lease) = self.take_lease(node).await else {
+                continue;
             };
             match self.reconcile_node(node, Some(&lease), alive).await {
                 Ok(r) => {
@@ -668,15 +671,9 @@ impl Reconciler {
                 continue;
             }
             alive();
-            let held = lease::acquire(
-                &self.jobs.db,
-                &lease_name(&node.name),
-                &self.jobs.holder,
-                self.config.lease_ttl,
-                self.jobs.clock.now(),
-            )
-            .await;
-            let Ok(Some(lease)) = held else { continue };
+            let Some(lease) = self.take_lease(node).await else {
+                continue;
+            };
             tracing::info!(node = %node.name, "reconciling now, as an operator asked");
             match self.reconcile_node(node, Some(&lease), alive).await {
                 Ok(_) | Err(ReconcileError::ListFailed(_)) => {}
