@@ -118,6 +118,26 @@ impl Alerts {
         Ok(true)
     }
 
+    /// [`Alerts::resolve`] only if the condition was raised at or before `evidence` (the
+    /// moment something showed it over): a report from a process that cannot tell, such as one
+    /// that has not seen the node answer since the condition was raised, changes nothing.
+    pub async fn resolve_seen(
+        &self,
+        db: &Db,
+        key: &str,
+        text: &str,
+        evidence: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, sqlx::Error> {
+        let raised: Option<Timestamp> = on_db!(db, p => sqlx::query_scalar(
+            "SELECT raised_at FROM alert_conditions WHERE key = $1 AND resolved_at IS NULL"
+        ).bind(key).fetch_optional(p).await)?;
+        match raised {
+            Some(at) if at <= evidence => self.resolve(db, key, text, now).await,
+            _ => Ok(false),
+        }
+    }
+
     /// [`Alerts::raise_in`] in a transaction of its own.
     pub async fn raise(
         &self,

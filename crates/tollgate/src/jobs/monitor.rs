@@ -7,8 +7,10 @@
 //!   and closes with single calls (a blip is not worth an admin's attention); one open for a
 //!   minute means the node is down. Breakers live in each process's provisioning workers;
 //!   the monitor reads those of the replica holding its lease (every replica runs a worker
-//!   per node, so each sees every node). A node out of service is not called: its condition
-//!   ends.
+//!   per node, so each sees every node). It ends when this replica has seen the node answer
+//!   since it was raised, not merely when this replica's breaker is closed: after the lease
+//!   moves, a replica that has not called the node yet has a closed breaker and knows
+//!   nothing. A node out of service is not called: its condition ends.
 //! - **Webhook delivery errors** (webhook mode): `getWebhookInfo`'s `last_error_date` within
 //!   [`WEBHOOK_ERROR_WINDOW`] means Telegram is failing to deliver updates to us now; the
 //!   condition ends once no error is that recent (Telegram keeps the last error's date after
@@ -101,12 +103,26 @@ impl Monitor {
                 }
                 // Open for less than a minute: not yet worth an alert, and not over either.
                 Some(_) => {}
-                None => {
+                None if !c.registry.is_enabled(&node.name) => {
                     let text = format!(
-                        "Node {}: the agent answers again or the node is out of service (circuit breaker closed).",
+                        "Node {}: taken out of service; the service no longer calls it.",
                         node.name
                     );
                     sent += u64::from(c.alerts.resolve(&c.db, &key, &text, now).await?);
+                }
+                None => {
+                    let Some(answered) = c.registry.last_answered(&node.name) else {
+                        continue;
+                    };
+                    let text = format!(
+                        "Node {}: the agent answers again (circuit breaker closed).",
+                        node.name
+                    );
+                    sent += u64::from(
+                        c.alerts
+                            .resolve_seen(&c.db, &key, &text, answered, now)
+                            .await?,
+                    );
                 }
             }
         }

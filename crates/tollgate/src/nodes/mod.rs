@@ -115,6 +115,8 @@ pub struct Registry {
     /// When each node's circuit breaker opened in this process (absent: closed), as this
     /// process's provisioning workers report it; read by the alert monitor and the console.
     breakers: Mutex<HashMap<String, Timestamp>>,
+    /// When each node last answered a provisioning call of this process.
+    answered: Mutex<HashMap<String, Timestamp>>,
 }
 
 /// A node whose agent client cannot be built (the catalog validated the URL and the token's
@@ -142,6 +144,7 @@ impl Registry {
             nodes,
             enabled,
             breakers: Mutex::default(),
+            answered: Mutex::default(),
         })
     }
 
@@ -202,6 +205,25 @@ impl Registry {
         } else {
             b.remove(node);
         }
+    }
+
+    /// Records that `node` answered a call of this process at `now`.
+    pub fn node_answered(&self, node: &str, now: Timestamp) {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.to_owned(), now);
+    }
+
+    /// When `node` last answered a call of this process (None: not since start). A closed
+    /// breaker alone says little (a process that has not called the node has one); an answer
+    /// says the node is up.
+    pub fn last_answered(&self, node: &str) -> Option<Timestamp> {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .copied()
     }
 
     /// Since when `node`'s breaker has been open in this process; None while it is closed.

@@ -260,6 +260,9 @@ impl Provisioner {
                     Some(Ok((attempt, recorded))) => {
                         let was_tripped = breaker.is_tripped();
                         breaker.record(attempt.health(), Instant::now());
+                        if attempt.health() == CallHealth::Answered {
+                            self.jobs.registry.node_answered(&node.name, self.jobs.clock.now());
+                        }
                         self.breaker_changed(node, was_tripped, breaker);
                         if let Err(e) = recorded {
                             tracing::warn!(node = %node.name, error = %e,

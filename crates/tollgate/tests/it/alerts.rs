@@ -100,12 +100,18 @@ db_test!(async fn a_breaker_open_over_a_minute_alerts_once_an_hour_and_resolves_
         c.breaker.failure_threshold = 3;
         c.breaker.cooldown = Duration::from_millis(200);
     });
-    let monitor = Monitor::new(MonitorContext {
+    let context = MonitorContext {
         db: t.db.clone(),
         clock: shared,
         registry: stack.registry.clone(),
         alerts: Alerts::new(vec![ADMIN]),
         webhook_api: None,
+    };
+    let monitor = Monitor::new(context.clone());
+    // Another replica, whose provisioning has not called the node: its breaker is closed.
+    let elsewhere = Monitor::new(MonitorContext {
+        registry: Arc::new(Registry::from_catalog(&catalog(&[&a], &[]), Duration::from_secs(2)).unwrap()),
+        ..context
     });
     let key = breaker_condition("a");
     a.agent.stop().await;
@@ -128,6 +134,10 @@ db_test!(async fn a_breaker_open_over_a_minute_alerts_once_an_hour_and_resolves_
     let sent = alerts_to(&t.db, ADMIN, &key).await;
     assert_eq!(sent.len(), 1);
     assert!(sent[0].contains("Node a: its agent keeps failing"), "{sent:?}");
+    // The monitor's lease moves to a replica that has not called the node: it knows nothing,
+    // so the condition neither ends nor alerts again.
+    assert_eq!(elsewhere.check().await.unwrap(), 0);
+    assert_eq!(alerts::conditions::active(&t.db).await.unwrap().len(), 1);
     // Still open: quiet within the hour, reminded after it.
     clock.advance(Duration::from_secs(1800));
     assert_eq!(monitor.check().await.unwrap(), 0);
