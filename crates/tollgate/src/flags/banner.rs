@@ -66,6 +66,21 @@ pub async fn set_banner(
     actor: Actor,
     now: Timestamp,
 ) -> Result<Option<String>, BannerError> {
+    let (previous, entry) = change_banner(tx, lang, text, actor, now).await?;
+    audit::record(tx, &entry, now).await?;
+    Ok(previous)
+}
+
+/// [`set_banner`] without recording: the banner it replaces and the audit entry describing the
+/// change, for a caller that records it itself in the same transaction (with the console's
+/// `request`).
+pub async fn change_banner(
+    tx: &mut Tx,
+    lang: Language,
+    text: &str,
+    actor: Actor,
+    now: Timestamp,
+) -> Result<(Option<String>, AuditEntry), BannerError> {
     let text = check_banner(text)?;
     let k = banner_key(lang);
     let previous = locked_value(tx, &k).await?;
@@ -73,8 +88,7 @@ pub async fn set_banner(
     let entry = AuditEntry::new(actor, AuditAction::SetBanner)
         .subject(format!("maintenance-banner:{}", lang.code()))
         .change(previous.clone().unwrap_or_default(), text);
-    audit::record(tx, &entry, now).await?;
-    Ok(previous)
+    Ok((previous, entry))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::time::Timestamp;
 use crate::{on_db, on_tx};
 
 pub use self::banner::{
-    BANNER_MAX_CHARS, BannerError, banner, banner_in, check_banner, set_banner,
+    BANNER_MAX_CHARS, BannerError, banner, banner_in, change_banner, check_banner, set_banner,
 };
 pub use crate::domain::flag::{Flag, parse_switch, switch_word};
 
@@ -243,14 +243,28 @@ pub async fn set(
     actor: Actor,
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
+    let (previous, entry) = change(tx, flag, on, actor, now).await?;
+    audit::record(tx, &entry, now).await?;
+    Ok(previous)
+}
+
+/// [`set`] without recording: returns the value it had and the audit entry that describes the
+/// change, for a caller that records it itself in the same transaction (the console adds the
+/// confirmation's `request`, so a repeated press is rolled back).
+pub async fn change(
+    tx: &mut Tx,
+    flag: Flag,
+    on: bool,
+    actor: Actor,
+    now: Timestamp,
+) -> Result<(bool, AuditEntry), sqlx::Error> {
     let k = key(flag);
     let previous = stored(locked_value(tx, &k).await?.as_deref()).unwrap_or(flag.default_value());
     write(tx, &k, stored_text(on), actor, now).await?;
     let entry = AuditEntry::new(actor, AuditAction::SetFlag)
         .subject(flag.name())
         .change(switch_word(previous), switch_word(on));
-    audit::record(tx, &entry, now).await?;
-    Ok(previous)
+    Ok((previous, entry))
 }
 
 /// Sets a flag in the caller's transaction for a caller that records the audit row itself

@@ -52,13 +52,37 @@ pub async fn set_enabled(
     actor: Actor,
     now: Timestamp,
 ) -> Result<bool, SwitchError> {
-    let Some(n) = registry.get(node) else {
+    let (before, entry) = switch(tx, registry, node, on, actor, now).await?;
+    audit::record(tx, &entry, now).await?;
+    Ok(before)
+}
+
+/// The catalog node named `node`, or why there is none (the error lists the catalog's).
+pub(super) fn catalog_node<'r>(
+    registry: &'r Registry,
+    node: &str,
+) -> Result<&'r super::Node, SwitchError> {
+    registry.get(node).map(|n| n.as_ref()).ok_or_else(|| {
         let known: Vec<&str> = registry.all().iter().map(|n| n.name.as_str()).collect();
-        return Err(SwitchError::UnknownNode {
+        SwitchError::UnknownNode {
             node: node.to_owned(),
             known: known.join(", "),
-        });
-    };
+        }
+    })
+}
+
+/// [`set_enabled`] without recording: whether it was enabled before and the audit entry
+/// describing the change, for a caller that records it itself in the same transaction (with
+/// the console's `request`).
+pub async fn switch(
+    tx: &mut Tx,
+    registry: &Registry,
+    node: &str,
+    on: bool,
+    actor: Actor,
+    now: Timestamp,
+) -> Result<(bool, AuditEntry), SwitchError> {
+    let n = catalog_node(registry, node)?;
     if !n.enabled {
         return Err(SwitchError::DisabledInCatalog(n.name.clone()));
     }
@@ -83,8 +107,7 @@ pub async fn set_enabled(
     let entry = AuditEntry::new(actor, action)
         .subject(node)
         .change(word(before), word(on));
-    audit::record(tx, &entry, now).await?;
-    Ok(before)
+    Ok((before, entry))
 }
 
 /// The nodes disabled at runtime.

@@ -73,7 +73,7 @@ use crate::lease::{self, Lease};
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
 use crate::time::Timestamp;
 
-pub use self::passes::{LastPass, last_passes, record_pass, request};
+pub use self::passes::{LastPass, ask, last_passes, record_pass, request};
 use self::passes::{clear_request, requested};
 
 #[derive(Debug, Clone)]

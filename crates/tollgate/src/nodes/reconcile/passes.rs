@@ -64,7 +64,7 @@ pub async fn last_passes(db: &Db) -> Result<Vec<LastPass>, sqlx::Error> {
 
 /// Asks for a reconcile pass of catalog node `node` now, for `actor`, in the caller's
 /// transaction with its audit row. The holder of the node's lease runs it within a few
-/// seconds (see the module doc); [`last_passes`] shows it pending until then.
+/// seconds (see the parent module's doc); [`last_passes`] shows it pending until then.
 pub async fn request(
     tx: &mut Tx,
     registry: &Registry,
@@ -72,20 +72,26 @@ pub async fn request(
     actor: Actor,
     now: Timestamp,
 ) -> Result<(), switches::SwitchError> {
-    if registry.get(node).is_none() {
-        let known: Vec<&str> = registry.all().iter().map(|n| n.name.as_str()).collect();
-        return Err(switches::SwitchError::UnknownNode {
-            node: node.to_owned(),
-            known: known.join(", "),
-        });
-    }
+    let entry = ask(tx, registry, node, actor, now).await?;
+    audit::record(tx, &entry, now).await?;
+    Ok(())
+}
+
+/// [`request`] without recording: the audit entry describing it, for a caller that records it
+/// itself in the same transaction (with the console's `request`).
+pub async fn ask(
+    tx: &mut Tx,
+    registry: &Registry,
+    node: &str,
+    actor: Actor,
+    now: Timestamp,
+) -> Result<AuditEntry, switches::SwitchError> {
+    let n = switches::catalog_node(registry, node)?;
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO node_reconciles (node, requested_at) VALUES ($1, $2)
          ON CONFLICT (node) DO UPDATE SET requested_at = excluded.requested_at"
-    ).bind(node).bind(now).execute(c).await.map(|_| ()))?;
-    let entry = AuditEntry::new(actor, AuditAction::NodeReconcile).subject(node);
-    audit::record(tx, &entry, now).await?;
-    Ok(())
+    ).bind(&n.name).bind(now).execute(c).await.map(|_| ()))?;
+    Ok(AuditEntry::new(actor, AuditAction::NodeReconcile).subject(&n.name))
 }
 
 /// The nodes with a pending request.
