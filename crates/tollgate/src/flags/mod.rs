@@ -267,9 +267,8 @@ pub async fn change(
     Ok((previous, entry))
 }
 
-/// Sets a flag in the caller's transaction for a caller that records the audit row itself
-/// (the console, with its confirmation's request); returns the value it had. `by` is the
-/// admin's Telegram id (None for the command line).
+/// [`change`] for a caller that builds its own audit entry (the console's flag screen): the
+/// value it had. `by` is the admin's Telegram id (None for the command line).
 pub async fn set_in(
     tx: &mut Tx,
     flag: Flag,
@@ -278,10 +277,7 @@ pub async fn set_in(
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
     let actor = by.map_or(Actor::CommandLine, Actor::Admin);
-    let k = key(flag);
-    let previous = stored(locked_value(tx, &k).await?.as_deref()).unwrap_or(flag.default_value());
-    write(tx, &k, stored_text(value), actor, now).await?;
-    Ok(previous)
+    Ok(change(tx, flag, value, actor, now).await?.0)
 }
 
 /// [`set`] in a transaction of its own.

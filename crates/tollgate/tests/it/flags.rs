@@ -178,6 +178,21 @@ db_test!(async fn the_console_api_sets_flags_with_their_audit_row_and_returns_th
     assert!(audit::latest(db, AuditFilter::By(43), 10).await.unwrap().is_empty());
     // What the bot reads with each sender agrees with what was stored.
     assert!(!flags::snapshot(db).await.unwrap().get(Flag::Trials));
+    // The console's way: the change returns its audit entry, recorded with the confirmation's
+    // request; a second press of one confirmation is rolled back, change and all.
+    for press in 0..2 {
+        let mut tx = db.begin().await.unwrap();
+        let (before, entry) = flags::change(&mut tx, Flag::Maintenance, press == 0, Actor::Admin(44), clock.now()).await.unwrap();
+        assert_eq!(before, press == 1, "press {press}");
+        if audit::record(&mut tx, &entry.request("confirm:maintenance:7"), clock.now()).await.unwrap() {
+            tx.commit().await.unwrap();
+        } else {
+            assert_eq!(press, 1, "only the second press is a repeat");
+            tx.rollback().await.unwrap();
+        }
+    }
+    assert!(flags::get(db, Flag::Maintenance).await.unwrap(), "the repeat changed nothing");
+    assert_eq!(audit::latest(db, AuditFilter::By(44), 10).await.unwrap().len(), 1);
     // A seed where an operator set the flag is a no-op.
     assert!(flags::seed(db, &[(Flag::Trials, true), (Flag::Broadcasts, false)], clock.now()).await.unwrap() == [Flag::Broadcasts]);
     assert!(!flags::get(db, Flag::Trials).await.unwrap());
