@@ -88,6 +88,32 @@ enum Command {
     /// DATABASE_URL is the production database and the node is not shared with another
     /// deployment: the database decides who keeps access. Same environment as `run`.
     Reconcile(ReconcileArgs),
+    /// List the runtime flags with their values and sources, or change one.
+    ///
+    /// `tollgate flags` shows every flag (payments, trials, auto_renewal, broadcasts,
+    /// maintenance) with its value and where it comes from: its default, the environment seed
+    /// (TOLLGATE_FLAG_<NAME> on a database that had no value) or the database (who set it and
+    /// when). `tollgate flags set NAME on|off` changes one in the database of the deployment
+    /// (DATABASE_URL), audited as done from the command line; a running service applies it at
+    /// the next use, on every replica, without a restart.
+    Flags(FlagsArgs),
+}
+
+#[derive(clap::Args)]
+struct FlagsArgs {
+    #[command(subcommand)]
+    action: Option<FlagsAction>,
+}
+
+#[derive(Subcommand)]
+enum FlagsAction {
+    /// Set flag NAME to on or off in the database.
+    Set {
+        /// The flag: payments, trials, auto_renewal, broadcasts or maintenance.
+        name: String,
+        /// on or off.
+        value: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -138,6 +164,7 @@ fn main() -> ExitCode {
         Command::Echo => runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler))),
         Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
         Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
+        Command::Flags(args) => runtime.block_on(flags_command(&env, args)),
     }
 }
 
@@ -182,26 +209,34 @@ fn init_logging(env: &Env) -> Result<(), ExitCode> {
     Ok(())
 }
 
+/// The database `DATABASE_URL` names (the only setting `migrate` and `flags` need).
+fn open_env_db(env: &Env) -> Result<(config::DatabaseSettings, Db), ExitCode> {
+    let settings = config::env::database_settings(env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    let db = open_db(&settings)?;
+    Ok((settings, db))
+}
+
+/// The deployment's database, or the exit code after saying why it cannot be opened.
+fn open_db(settings: &config::DatabaseSettings) -> Result<Db, ExitCode> {
+    Db::connect_lazy(settings).map_err(|e| {
+        eprintln!(
+            "error: cannot open the database {}: {e}",
+            settings.url.redacted()
+        );
+        ExitCode::FAILURE
+    })
+}
+
 async fn migrate_command(env: &Env) -> ExitCode {
     if let Err(code) = init_logging(env) {
         return code;
     }
-    let settings = match config::env::database_settings(env) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let db = match Db::connect_lazy(&settings) {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!(
-                "error: cannot open the database {}: {e}",
-                settings.url.redacted()
-            );
-            return ExitCode::FAILURE;
-        }
+    let (_, db) = match open_env_db(env) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let result = migrate::run(&db, SystemClock.now(), MigrateTimeouts::default()).await;
     db.close().await;
@@ -226,21 +261,90 @@ async fn migrate_command(env: &Env) -> ExitCode {
     }
 }
 
+/// `tollgate flags [set NAME on|off]`: needs only the database of the deployment.
+async fn flags_command(env: &Env, args: FlagsArgs) -> ExitCode {
+    use tollgate::admin::audit::Actor;
+    use tollgate::flags::{self, Flag};
+
+    if let Err(code) = init_logging(env) {
+        return code;
+    }
+    // What to change is checked before the database is opened: a typo changes nothing.
+    let change = match &args.action {
+        None => None,
+        Some(FlagsAction::Set { name, value }) => {
+            let Some(flag) = Flag::lenient(name) else {
+                eprintln!(
+                    "error: NAME: {name:?} is not a runtime flag\n  fix: use one of {}",
+                    Flag::names()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            match flags::parse_switch(value) {
+                Ok(on) => Some((flag, on)),
+                Err(problem) => {
+                    eprintln!("error: {}: {problem}\n  fix: use on or off", flag.name());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+    };
+    let (settings, db) = match open_env_db(env) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let result = async {
+        current_schema(&db, &settings.url.redacted()).await?;
+        if let Some((flag, on)) = change {
+            let before =
+                flags::set_committed(&db, flag, on, Actor::CommandLine, SystemClock.now()).await?;
+            println!(
+                "{}: {} → {} (stored in the database; a running service applies it at the next use, no restart)",
+                flag.name(),
+                flags::switch_word(before),
+                flags::switch_word(on)
+            );
+        } else {
+            for state in flags::all(&db).await? {
+                println!("{}", flags::describe(&state));
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fails unless `db` is at this binary's schema (a wrong or empty database has none).
+async fn current_schema(db: &Db, shown_url: &str) -> anyhow::Result<()> {
+    match migrate::schema_state(db).await {
+        Ok(migrate::SchemaState::Current) => Ok(()),
+        Ok(other) => anyhow::bail!(
+            "the database {shown_url} is not at this binary's schema ({other:?}); run `tollgate migrate` first, \
+             and check that DATABASE_URL names the production database"
+        ),
+        Err(e) => anyhow::bail!(
+            "cannot read the schema version of {shown_url}: {e}; check DATABASE_URL (an empty or wrong database has no schema)"
+        ),
+    }
+}
+
 async fn reconcile_command(env: &Env, args: ReconcileArgs) -> ExitCode {
     let config = match logged_config(env) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let d = &config.deployment;
-    let db = match Db::connect_lazy(&d.database) {
+    let db = match open_db(&d.database) {
         Ok(db) => db,
-        Err(e) => {
-            eprintln!(
-                "error: cannot open the database {}: {e}",
-                d.database.url.redacted()
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = reconcile_once(&config, &db, &args).await;
     db.close().await;
@@ -270,18 +374,7 @@ async fn reconcile_once(
     use tollgate::nodes::{NodeJobs, ProvisioningWake, Registry};
 
     let d = &config.deployment;
-    match migrate::schema_state(db).await {
-        Ok(migrate::SchemaState::Current) => {}
-        Ok(other) => anyhow::bail!(
-            "the database {} is not at this binary's schema ({other:?}); run `tollgate migrate` first, \
-             and check that DATABASE_URL names the production database",
-            d.database.url.redacted()
-        ),
-        Err(e) => anyhow::bail!(
-            "cannot read the schema version of {}: {e}; check DATABASE_URL (an empty or wrong database has no schema)",
-            d.database.url.redacted()
-        ),
-    }
+    current_schema(db, &d.database.url.redacted()).await?;
     let registry = Arc::new(
         Registry::from_catalog(&config.catalog, d.nodes.call_timeout)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -298,6 +391,14 @@ async fn reconcile_once(
     if !node.enabled {
         anyhow::bail!(
             "node {} is disabled in the catalog; the service does not reconcile it (enable it first)",
+            node.name
+        );
+    }
+    tollgate::nodes::switches::refresh(db, &registry).await?;
+    if !registry.is_enabled(&node.name) {
+        anyhow::bail!(
+            "node {} was taken out of service by an admin (the console); the service does not reconcile it \
+             (put it back in service first)",
             node.name
         );
     }

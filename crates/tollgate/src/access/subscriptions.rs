@@ -207,6 +207,11 @@ async fn align_all(
     Ok(membership::align(tx, &key_state(s, now), &s.node_email(), nodes, now).await?)
 }
 
+/// `names` as the `&str`s [`align_all`] takes.
+fn refs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
 /// The new expiry of a grant on `current` (None: a first subscription).
 fn new_expiry(
     current: Option<&Subscription>,
@@ -283,7 +288,7 @@ pub async fn grant_or_extend(
     })?;
     let current = from_row(row)?;
     if current.vpn_uuid == uuid {
-        align_all(tx, &current, &nodes.names(), now).await?;
+        align_all(tx, &current, &refs(&nodes.names()), now).await?;
         return Ok(Granted {
             subscription: current,
             change: GrantChange::Created,
@@ -323,7 +328,7 @@ pub async fn grant_or_extend(
     ).bind(old.id).bind(kind.as_str()).bind(&plan_id).bind(starts_at).bind(expires_at).bind(uuid)
         .bind(token.expose()).bind(now).fetch_one(c).await)?;
     let subscription = from_row(row)?;
-    align_all(tx, &subscription, &nodes.names(), now).await?;
+    align_all(tx, &subscription, &refs(&nodes.names()), now).await?;
     Ok(Granted {
         subscription,
         change,
@@ -423,7 +428,7 @@ pub async fn reissue(
          RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
     ).bind(subscription_id).bind(uuid).bind(token.expose()).bind(now).fetch_one(c).await)?;
     let subscription = from_row(row)?;
-    align_all(tx, &subscription, &nodes.names(), now).await?;
+    align_all(tx, &subscription, &refs(&nodes.names()), now).await?;
     Ok(subscription)
 }
 

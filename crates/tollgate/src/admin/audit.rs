@@ -18,7 +18,8 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn id(self) -> Option<i64> {
+    /// The admin's Telegram id; None for the command line.
+    pub fn admin_id(self) -> Option<i64> {
         match self {
             Actor::Admin(id) => Some(id),
             Actor::CommandLine => None,
@@ -157,7 +158,7 @@ pub async fn record(tx: &mut Tx, entry: &AuditEntry, now: Timestamp) -> Result<b
     let inserted = on_tx!(tx, c => sqlx::query(
         "INSERT INTO audit_log (at, actor, action, target_user, subject, before, after, reason, request)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (request) DO NOTHING")
-        .bind(now).bind(entry.actor.id()).bind(entry.action.name()).bind(entry.target_user)
+        .bind(now).bind(entry.actor.admin_id()).bind(entry.action.name()).bind(entry.target_user)
         .bind(&entry.subject).bind(&entry.before).bind(&entry.after).bind(&entry.reason)
         .bind(&entry.request)
         .execute(c).await.map(|r| r.rows_affected()))?;

@@ -28,6 +28,7 @@ use crate::flags;
 use crate::housekeeping::{Housekeeping, Pruning};
 use crate::http::{self, HttpState, Readiness};
 use crate::i18n::Texts;
+use crate::jobs::monitor::{Monitor, MonitorContext};
 use crate::jobs::notices::Notices;
 use crate::jobs::renewal::AutoRenewal;
 use crate::jobs::{Job, JobContext, JobRunner};
@@ -73,6 +74,22 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
     ];
     let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
     components.extend(jobs);
+    // The alert monitor keeps its own 15 s (JOBS_INTERVAL is for the notice and renewal jobs).
+    let monitor = Monitor::new(MonitorContext {
+        db: s.db.clone(),
+        clock: s.clock.clone(),
+        registry: s.registry.clone(),
+        alerts: s.alerts.clone(),
+        webhook_api: matches!(s.config.deployment.intake, IntakeMode::Webhook { .. })
+            .then(|| s.api.clone()),
+    });
+    components.push(Arc::new(JobRunner::new(
+        Arc::new(monitor),
+        s.db.clone(),
+        s.clock.clone(),
+        s.holder.clone(),
+        s.metrics.jobs.clone(),
+    )));
     Ok(Plugged {
         handler: Arc::new(Bot::new(s.clone(), texts)),
         components,
@@ -427,7 +444,7 @@ async fn run_service(
     tracing::info!(%addr, "http server listening");
 
     let boot = tokio::select! {
-        r = bootstrap(&db, &options) => r,
+        r = bootstrap(&db, &options, &config.deployment.flag_seeds) => r,
         _ = shutdown.cancelled() => Ok(()),
         r = &mut server => Err(anyhow::anyhow!("http server stopped unexpectedly: {r:?}")),
     };
@@ -495,8 +512,13 @@ async fn close_db(db: &Db, deadline: tokio::time::Instant) {
     }
 }
 
-/// Brings the schema to this binary's version, waiting out database outages.
-async fn bootstrap(db: &Db, options: &AppOptions) -> anyhow::Result<()> {
+/// Brings the schema to this binary's version, waiting out database outages; then stores
+/// the `TOLLGATE_FLAG_<NAME>` seeds where the database has no value and logs every flag.
+async fn bootstrap(
+    db: &Db,
+    options: &AppOptions,
+    seeds: &[(flags::Flag, bool)],
+) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
     loop {
         match migrate::run(db, options.clock.now(), options.migrate).await {
@@ -519,6 +541,22 @@ async fn bootstrap(db: &Db, options: &AppOptions) -> anyhow::Result<()> {
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    }
+    loop {
+        match flags::seed(db, seeds, options.clock.now()).await {
+            Ok(seeded) => {
+                for flag in seeded {
+                    tracing::info!(flag = flag.name(), variable = %flag.env_var(),
+                        "runtime flag seeded from the environment (the database had no value)");
+                }
+                break;
+            }
+            Err(e) => {
+                let wait = backoff.fail();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot seed runtime flags yet");
+                tokio::time::sleep(wait).await;
+            }
         }
     }
     loop {

@@ -299,12 +299,22 @@ impl Bot {
     async fn menu_screen(&self, se: &Session, tx: &mut Tx) -> Result<Screen, HandlerError> {
         let sub = self.subscription_of(se, tx).await?;
         let flags = self.flags_in(se, tx).await?;
+        // The banner is read only while maintenance is on (rarely): the menu's usual cost
+        // stays the sender's one statement.
+        let maintenance = if !flags.get(Flag::Maintenance) {
+            screens::Maintenance::Off
+        } else {
+            match flags::banner_in(tx, se.lang).await.map_err(retry)? {
+                Some(text) => screens::Maintenance::Banner(text),
+                None => screens::Maintenance::BuiltIn,
+            }
+        };
         let v = self.view(se.lang);
         Ok(screens::menu(
             &v,
             sub.as_ref(),
             self.trial_available(&se.user, sub.as_ref(), flags.get(Flag::Trials)),
-            flags.get(Flag::Maintenance),
+            &maintenance,
         ))
     }
 

@@ -125,12 +125,22 @@ impl View<'_> {
     }
 }
 
+/// What the main menu says about maintenance (flag `maintenance`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Maintenance {
+    Off,
+    /// On, with the shipped `maintenance-banner` text.
+    BuiltIn,
+    /// On, with the operator's banner for the user's language (plain text, shown escaped).
+    Banner(String),
+}
+
 /// The main menu.
 pub fn menu(
     v: &View<'_>,
     sub: Option<&Subscription>,
     trial_available: bool,
-    maintenance: bool,
+    maintenance: &Maintenance,
 ) -> Screen {
     let status = match sub {
         Some(s) if s.is_active(v.now) => v.tf(
@@ -150,8 +160,12 @@ pub fn menu(
             ("status", Arg::Html(status)),
         ],
     );
-    if maintenance {
-        text = format!("{}\n\n{text}", v.t("maintenance-banner"));
+    match maintenance {
+        Maintenance::Off => {}
+        Maintenance::BuiltIn => text = format!("{}\n\n{text}", v.t("maintenance-banner")),
+        Maintenance::Banner(banner) => {
+            text = format!("{}\n\n{text}", crate::i18n::escape_html(banner));
+        }
     }
     let mut rows = Vec::new();
     if trial_available {

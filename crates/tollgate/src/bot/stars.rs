@@ -19,6 +19,7 @@
 //! transaction date seen, for the head); both only grow. One replica reads at a time (a lease).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -85,15 +86,26 @@ pub struct StarsReconciler {
     s: Services,
     texts: Arc<Texts>,
     interval: Duration,
+    /// Passes in a row whose `getStarTransactions` failed (this process, as lease holder).
+    failures: AtomicU32,
 }
 
+/// Failed passes in a row that make the provider-failure alert condition
+/// ([`PROVIDER_CONDITION`]): one failure is a blip the next pass repairs, three (15 minutes at
+/// the default interval) mean lost payments are not being found.
+pub const FAILURES_BEFORE_ALERT: u32 = 3;
+/// The alert condition of Telegram's Stars transaction list failing.
+pub const PROVIDER_CONDITION: &str = "provider:telegram-stars";
+
 /// What one pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pass {
     /// Transactions listed (a transaction on both ends counts twice).
     pub read: usize,
     /// `getStarTransactions` calls.
     pub pages: usize,
+    /// Why Telegram's list could not be read (the pass ended there), if it could not.
+    pub provider_error: Option<String>,
     /// Payments finalized by this pass (their updates never arrived).
     pub recovered: usize,
 }
@@ -109,13 +121,18 @@ struct Read {
     /// The newest transaction date seen.
     newest: Option<i64>,
     /// Telegram did not answer (or refused); the pass ends here and the next one reads again.
-    failed: bool,
+    failed: Option<String>,
 }
 
 impl StarsReconciler {
     pub fn new(s: Services, texts: Arc<Texts>) -> StarsReconciler {
         let interval = s.config.deployment.stars_reconcile_interval;
-        StarsReconciler { s, texts, interval }
+        StarsReconciler {
+            s,
+            texts,
+            interval,
+            failures: AtomicU32::new(0),
+        }
     }
 
     /// One pass over both ends of the list (see the module doc); `None` when another replica
@@ -130,6 +147,9 @@ impl StarsReconciler {
         let mut pass = Pass::default();
         let result = self.both_ends(&mut pass).await;
         let _ = lease::release(db, &held, self.s.clock.now()).await;
+        if result.is_ok() {
+            self.provider_health(&pass).await;
+        }
         if pass.recovered > 0 {
             tracing::warn!(
                 recovered = pass.recovered,
@@ -141,6 +161,44 @@ impl StarsReconciler {
         result.map(|()| Some(pass))
     }
 
+    /// Reports the provider-failure condition: raised after [`FAILURES_BEFORE_ALERT`] failed
+    /// passes in a row (and on each failed pass after, which reminds hourly), resolved by a
+    /// pass that read the list.
+    async fn provider_health(&self, pass: &Pass) {
+        let now = self.s.clock.now();
+        let alerts = &self.s.alerts;
+        let db = &self.s.db;
+        let reported = match &pass.provider_error {
+            Some(e) => {
+                let failures = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                if failures < FAILURES_BEFORE_ALERT {
+                    return;
+                }
+                let text = format!(
+                    "Telegram Stars: getStarTransactions failed in {failures} reconciliation passes in a row \
+                     (last: {e}); Stars payments whose update was lost are not being found meanwhile. \
+                     They are recovered once it answers."
+                );
+                alerts
+                    .raise(db, PROVIDER_CONDITION, &text, now)
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                self.failures.store(0, Ordering::SeqCst);
+                let text =
+                    "Telegram Stars: getStarTransactions answers again; reconciliation goes on.";
+                alerts
+                    .resolve(db, PROVIDER_CONDITION, text, now)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = reported {
+            tracing::warn!(error = %e, "cannot report the Stars provider's health to the alerts");
+        }
+    }
+
     async fn both_ends(&self, pass: &mut Pass) -> Result<(), BillingError> {
         let db = &self.s.db;
         let newest = cursor(db, NEWEST).await?;
@@ -148,7 +206,8 @@ impl StarsReconciler {
             .read(0, newest.map(|d| d.saturating_sub(OVERLAP)), false, pass)
             .await?;
         self.seen_up_to(&head).await?;
-        if head.failed {
+        if let Some(e) = head.failed {
+            pass.provider_error = Some(e);
             return Ok(());
         }
         if let Some(length) = head.end {
@@ -158,7 +217,9 @@ impl StarsReconciler {
         let length = cursor(db, LENGTH).await?.unwrap_or(0);
         let from = length.saturating_sub(PAGE as i64);
         let tail = self.read(from, None, true, pass).await?;
-        self.seen_up_to(&tail).await
+        self.seen_up_to(&tail).await?;
+        pass.provider_error = tail.failed;
+        Ok(())
     }
 
     /// A complete read saw every transaction from the horizon (or the last pass's end) to
@@ -197,7 +258,7 @@ impl StarsReconciler {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, offset = position, "cannot list Stars transactions; will retry next pass");
-                    read.failed = true;
+                    read.failed = Some(e.to_string());
                     return Ok(read);
                 }
             };

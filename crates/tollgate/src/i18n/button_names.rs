@@ -71,12 +71,12 @@ impl Screens {
         let all = vec![
             (
                 "menu",
-                screens::menu(v, Some(&active), true, false),
+                screens::menu(v, Some(&active), true, &screens::Maintenance::Off),
                 Some(Action::Menu),
             ),
             (
                 "menu without trial",
-                screens::menu(v, None, false, true),
+                screens::menu(v, None, false, &screens::Maintenance::BuiltIn),
                 None,
             ),
             (

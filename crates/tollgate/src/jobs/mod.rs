@@ -23,6 +23,7 @@
 //! replica can take the role at once.
 
 pub mod metrics;
+pub mod monitor;
 pub mod notices;
 pub mod outcome;
 pub mod renewal;

@@ -492,3 +492,11 @@ pub async fn backlog(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
         "SELECT node, CAST(COUNT(*) AS BIGINT) FROM node_memberships WHERE desired <> observed GROUP BY node"
     ).fetch_all(p).await)
 }
+
+/// Keys a node holds and should, per node (its users, as the console shows them).
+pub async fn present(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    on_db!(db, p => sqlx::query_as(
+        "SELECT node, CAST(COUNT(*) AS BIGINT) FROM node_memberships
+         WHERE desired = 'present' AND observed = 'present' GROUP BY node"
+    ).fetch_all(p).await)
+}

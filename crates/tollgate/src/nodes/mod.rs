@@ -17,15 +17,24 @@
 //! stay as they are; intent recorded meanwhile (expiries, revocations) is applied when it is
 //! enabled again, and its first reconcile then repairs any drift. To retire a node for good,
 //! disable it and stop its core.
+//!
+//! An operator can also take a catalog-enabled node out of service at runtime ([`switches`],
+//! audited) with the same effect; the registry's enabled set is live, refreshed from the
+//! database every few seconds by the reconcile component (see [`switches`] for why), so every
+//! replica follows within seconds without a restart. [`console`] gathers what the admin
+//! console shows per node.
 
 pub mod breaker;
+pub mod console;
 pub mod link;
 pub mod membership;
 pub mod metrics;
 pub mod provisioning;
 pub mod reconcile;
+pub mod switches;
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -34,7 +43,7 @@ use tollgate_node::{NodeClient, Token};
 use crate::config::Catalog;
 use crate::config::catalog::{LinkDefinition, NodeDefinition};
 use crate::store::Db;
-use crate::time::SharedClock;
+use crate::time::{SharedClock, Timestamp};
 
 /// One node of the catalog, ready to be called.
 #[derive(Debug)]
@@ -48,33 +57,66 @@ pub struct Node {
     pub client: NodeClient,
 }
 
-/// The names of the enabled nodes: where a subscription's key is wanted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnabledNodes(Vec<String>);
+/// The names of the enabled nodes: where a subscription's key is wanted. A live view: the
+/// registry's set changes when an operator disables or enables a node at runtime, and every
+/// clone sees the change (the jobs and the bot hold clones).
+#[derive(Debug, Clone, Default)]
+pub struct EnabledNodes(Arc<RwLock<Vec<String>>>);
 
 impl EnabledNodes {
     pub fn new(names: impl IntoIterator<Item = impl Into<String>>) -> EnabledNodes {
-        EnabledNodes(names.into_iter().map(Into::into).collect())
+        EnabledNodes(Arc::new(RwLock::new(
+            names.into_iter().map(Into::into).collect(),
+        )))
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(String::as_str).collect()
+    /// The names now, in catalog order.
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|n| n == name)
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|n| n == name)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    fn replace(&self, names: Vec<String>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = names;
     }
 }
+
+impl PartialEq for EnabledNodes {
+    fn eq(&self, other: &Self) -> bool {
+        self.names() == other.names()
+    }
+}
+
+impl Eq for EnabledNodes {}
 
 /// Every node of the catalog.
 #[derive(Debug)]
 pub struct Registry {
     nodes: Vec<Arc<Node>>,
+    /// The catalog's enabled nodes less those disabled at runtime ([`switches`]).
     enabled: EnabledNodes,
+    /// When each node's circuit breaker opened in this process (absent: closed), as this
+    /// process's provisioning workers report it; read by the alert monitor and the console.
+    breakers: Mutex<HashMap<String, Timestamp>>,
+    /// When each node last answered a provisioning call of this process.
+    answered: Mutex<HashMap<String, Timestamp>>,
 }
 
 /// A node whose agent client cannot be built (the catalog validated the URL and the token's
@@ -98,7 +140,12 @@ impl Registry {
             .map(|def| Node::from_definition(def, call_timeout).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let enabled = EnabledNodes::new(nodes.iter().filter(|n| n.enabled).map(|n| n.name.clone()));
-        Ok(Registry { nodes, enabled })
+        Ok(Registry {
+            nodes,
+            enabled,
+            breakers: Mutex::default(),
+            answered: Mutex::default(),
+        })
     }
 
     /// Every node, enabled or not, in catalog order.
@@ -106,9 +153,86 @@ impl Registry {
         &self.nodes
     }
 
-    /// The enabled nodes, in catalog order.
+    /// The nodes in service now (enabled in the catalog and not disabled at runtime), in
+    /// catalog order: in the feeds, wanted for new keys, provisioned and reconciled.
     pub fn enabled_nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.nodes
+            .iter()
+            .filter(|n| n.enabled && self.enabled.contains(&n.name))
+    }
+
+    /// The nodes the catalog enables, whether or not disabled at runtime: each gets a
+    /// provisioning worker, which pauses while its node is disabled.
+    pub fn catalog_enabled_nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.nodes.iter().filter(|n| n.enabled)
+    }
+
+    /// Whether `name` is in service now.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.enabled.contains(name)
+    }
+
+    /// Takes the runtime-disabled nodes out of the enabled set (and puts the others back);
+    /// returns the nodes whose state changed, with their new state.
+    pub fn apply_disabled(&self, disabled: &HashSet<String>) -> Vec<(String, bool)> {
+        let before = self.enabled.names();
+        let now: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.enabled && !disabled.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        let changes = self
+            .nodes
+            .iter()
+            .filter(|n| n.enabled)
+            .filter_map(|n| {
+                let was = before.contains(&n.name);
+                let is = now.contains(&n.name);
+                (was != is).then(|| (n.name.clone(), is))
+            })
+            .collect();
+        self.enabled.replace(now);
+        changes
+    }
+
+    /// Records whether `node`'s breaker is open in this process (from when, if it just
+    /// opened).
+    pub fn set_breaker(&self, node: &str, open: bool, now: Timestamp) {
+        let mut b = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if open {
+            b.entry(node.to_owned()).or_insert(now);
+        } else {
+            b.remove(node);
+        }
+    }
+
+    /// Records that `node` answered a call of this process at `now`.
+    pub fn node_answered(&self, node: &str, now: Timestamp) {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.to_owned(), now);
+    }
+
+    /// When `node` last answered a call of this process (None: not since start). A closed
+    /// breaker alone says little (a process that has not called the node has one); an answer
+    /// says the node is up.
+    pub fn last_answered(&self, node: &str) -> Option<Timestamp> {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .copied()
+    }
+
+    /// Since when `node`'s breaker has been open in this process; None while it is closed.
+    pub fn breaker_open_since(&self, node: &str) -> Option<Timestamp> {
+        self.breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .copied()
     }
 
     pub fn enabled(&self) -> &EnabledNodes {

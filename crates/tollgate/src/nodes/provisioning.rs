@@ -260,6 +260,9 @@ impl Provisioner {
                     Some(Ok((attempt, recorded))) => {
                         let was_tripped = breaker.is_tripped();
                         breaker.record(attempt.health(), Instant::now());
+                        if attempt.health() == CallHealth::Answered {
+                            self.jobs.registry.node_answered(&node.name, self.jobs.clock.now());
+                        }
                         self.breaker_changed(node, was_tripped, breaker);
                         if let Err(e) = recorded {
                             tracing::warn!(node = %node.name, error = %e,
@@ -333,6 +336,9 @@ impl Provisioner {
     fn breaker_changed(&self, node: &Node, was_tripped: bool, breaker: &Breaker) {
         let tripped = breaker.is_tripped();
         self.jobs
+            .registry
+            .set_breaker(&node.name, tripped, self.jobs.clock.now());
+        self.jobs
             .metrics
             .breaker_open
             .get_or_create(&NodeMetrics::node(&node.name))
@@ -385,8 +391,18 @@ impl Provisioner {
             .breaker_open
             .get_or_create(&NodeMetrics::node(&node.name))
             .set(0);
+        self.jobs
+            .registry
+            .set_breaker(&node.name, false, self.jobs.clock.now());
         while !stop.is_cancelled() {
             alive();
+            if !self.jobs.registry.is_enabled(&node.name) {
+                // Disabled by an operator at runtime: no calls until enabled again.
+                if !wait(Duration::from_secs(1), &alive, None, &stop).await {
+                    break;
+                }
+                continue;
+            }
             let admission = breaker.admit(Instant::now());
             let limit = match admission {
                 Admission::Call => self.config.batch,
@@ -435,7 +451,9 @@ impl Provisioner {
         let mut workers = JoinSet::new();
         let mut lives = Vec::new();
         let mut wakes = Vec::new();
-        for node in self.jobs.registry.enabled_nodes() {
+        // A worker per node the catalog enables; one disabled at runtime pauses (its node
+        // may be enabled again without a restart).
+        for node in self.jobs.registry.catalog_enabled_nodes() {
             let liveness = Arc::new(Liveness::new());
             let wake = Arc::new(Notify::new());
             lives.push((node.name.clone(), liveness.clone()));
@@ -505,7 +523,7 @@ impl Provisioner {
     async fn refresh_backlog(&self) {
         match membership::backlog(&self.jobs.db).await {
             Ok(rows) => {
-                for node in self.jobs.registry.enabled_nodes() {
+                for node in self.jobs.registry.catalog_enabled_nodes() {
                     let n = rows
                         .iter()
                         .find(|(name, _)| *name == node.name)

@@ -66,6 +66,7 @@ macro_rules! every_migration {
             0009 "payment_payload",
             0010 "drop_notice_items",
             0011 "admin",
+            0012 "operations",
         )
     };
 }

@@ -32,7 +32,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 3),
     ("metrics", 3),
     ("lease", 4),
-    ("flags", 4),
+    // The audit log sits on storage only, so every module that acts for an operator (flags,
+    // nodes, billing, the console) can write its row in the action's transaction.
+    ("admin::audit", 4),
+    ("flags", 5),
     ("telegram::outbox", 4),
     ("telegram::update", 4),
     ("http", 4),
@@ -44,6 +47,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("users", 7),
     ("nodes::provisioning", 7),
     ("nodes::reconcile", 7),
+    // What the console shows per node: reads the reconcile passes.
+    ("nodes::console", 8),
     ("billing", 8),
     ("admin", 8),
     // The Telegram pipeline.
@@ -346,6 +351,9 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("provider_cursors", "billing::cursors"),
     ("revenue_totals", "billing::stats"),
     ("audit_log", "admin::audit"),
+    ("alert_conditions", "alerts"),
+    ("node_reconciles", "nodes::reconcile"),
+    ("node_switches", "nodes::switches"),
     ("admin_prompts", "admin::prompts"),
 ];
 

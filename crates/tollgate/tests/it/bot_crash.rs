@@ -19,6 +19,7 @@ use tollgate::billing;
 use tollgate::on_db;
 use tollgate::store::Db;
 
+use crate::common::bot::screen_after;
 use crate::common::service::Service;
 use crate::common::telegram::{emulator, free_port, webhook_env, with};
 use crate::db_test;
@@ -48,23 +49,6 @@ struct Journey {
     balance_buys: i64,
     /// `pay_invoice` outcomes that were not `Paid` (the bot was down at pre-checkout).
     unpaid: usize,
-}
-
-/// The bot's oldest message after `after` whose text contains `needle` (its current state).
-async fn screen_after(
-    tg: &ControlClient,
-    user: i64,
-    after: i64,
-    needle: &str,
-) -> TranscriptMessage {
-    let filter = MessageFilter {
-        text_contains: Some(needle.to_owned()),
-        after_message_id: Some(after),
-        ..MessageFilter::from_bot()
-    };
-    tg.wait_for_message(user, filter, SCREEN)
-        .await
-        .unwrap_or_else(|e| panic!("user {user}: no {needle:?} after message {after}: {e}"))
 }
 
 /// Writes `text`; returns the id of the user's message and the bot's screen containing `needle`.

@@ -278,11 +278,11 @@ db_test!(async fn the_pre_checkout_gate_refuses_changed_prices_paused_payments_a
 
     // Payments switched off after the invoice was sent.
     let inv = stars_invoice(&w, eve.id, "1 month").await;
-    tollgate::flags::set(&w.app.db, tollgate::flags::Flag::Payments, false, None, clock.now()).await.unwrap();
+    tollgate::flags::set_committed(&w.app.db, tollgate::flags::Flag::Payments, false, tollgate::admin::audit::Actor::CommandLine, clock.now()).await.unwrap();
     let out = tg.pay_invoice(eve.id, inv.message_id).await.unwrap();
     assert_eq!(out.status, PaymentStatus::Declined);
     assert_eq!(out.error_message.as_deref(), Some("Payments are paused right now. You have not been charged."));
-    tollgate::flags::set(&w.app.db, tollgate::flags::Flag::Payments, true, None, clock.now()).await.unwrap();
+    tollgate::flags::set_committed(&w.app.db, tollgate::flags::Flag::Payments, true, tollgate::admin::audit::Actor::CommandLine, clock.now()).await.unwrap();
 
     // An invoice left open past its purchase's lifetime is closed.
     let inv = stars_invoice(&w, eve.id, "1 month").await;
@@ -1030,8 +1030,8 @@ db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(
     let from = users::TelegramUser { id: 8, is_bot: false, first_name: "Flo".into(), last_name: None, username: None, language_code: None };
     users::touch(&mut tx, &from, &languages, now).await.unwrap();
     tx.commit().await.unwrap();
-    flags::set(db, Flag::Payments, false, None, now).await.unwrap();
-    flags::set(db, Flag::Maintenance, true, None, now).await.unwrap();
+    flags::set_committed(db, Flag::Payments, false, tollgate::admin::audit::Actor::CommandLine, now).await.unwrap();
+    flags::set_committed(db, Flag::Maintenance, true, tollgate::admin::audit::Actor::CommandLine, now).await.unwrap();
 
     let read = users::sender(db, 8).await.unwrap().unwrap();
     assert_eq!(users::sender(db, 9).await.unwrap(), None);

@@ -186,7 +186,7 @@ db_test!(async fn every_path_yields_one_start_and_one_end_with_its_outcome(t) {
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(captured.clone()));
     let mut flagged = Scripted::new("flagged", Behaviour::Items(1));
     flagged.flag = Some(Flag::AutoRenewal);
-    flags::set(&t.db, Flag::AutoRenewal, false, None, SystemClock.now()).await.unwrap();
+    flags::set_committed(&t.db, Flag::AutoRenewal, false, tollgate::admin::audit::Actor::CommandLine, SystemClock.now()).await.unwrap();
     let mut led = Scripted::new("led", Behaviour::Items(1));
     led.singleton = true;
     lease::acquire(&t.db, "job:led", "another-replica", Duration::from_secs(60), SystemClock.now()).await.unwrap().unwrap();
@@ -232,10 +232,10 @@ db_test!(async fn a_flag_flipped_at_runtime_takes_effect_on_the_next_iteration(t
     let r = runner(t, job.clone(), "me");
     let mut lease = None;
     assert_eq!(r.iteration(&mut lease).await, Outcome::Ok);
-    flags::set(&t.db, Flag::AutoRenewal, false, Some(1), SystemClock.now()).await.unwrap();
+    flags::set_committed(&t.db, Flag::AutoRenewal, false, tollgate::admin::audit::Actor::Admin(1), SystemClock.now()).await.unwrap();
     assert_eq!(r.iteration(&mut lease).await, Outcome::FlagOff);
     assert_eq!(r.iteration(&mut lease).await, Outcome::FlagOff);
-    flags::set(&t.db, Flag::AutoRenewal, true, Some(1), SystemClock.now()).await.unwrap();
+    flags::set_committed(&t.db, Flag::AutoRenewal, true, tollgate::admin::audit::Actor::Admin(1), SystemClock.now()).await.unwrap();
     assert_eq!(r.iteration(&mut lease).await, Outcome::Ok);
     assert_eq!(job.runs.load(Ordering::SeqCst), 2);
 });
@@ -586,7 +586,7 @@ db_test!(async fn each_jobs_last_success_is_visible_in_readyz_and_metrics(t) {
     }
 
     // Flagged off: the outcome says so and the last success stays where it was.
-    flags::set(&t.db, Flag::AutoRenewal, false, None, SystemClock.now()).await.unwrap();
+    flags::set_committed(&t.db, Flag::AutoRenewal, false, tollgate::admin::audit::Actor::CommandLine, SystemClock.now()).await.unwrap();
     let off = job_seen(&service, "auto-renewal", |s| s["last_outcome"] == "flag_off").await;
     let last = off["last_success_at_ms"].as_i64().expect("the earlier success is kept");
     let later = job_seen(&service, "auto-renewal", |s| {

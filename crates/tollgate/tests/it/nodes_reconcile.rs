@@ -266,7 +266,7 @@ async fn strangers(node: &TestNode, n: usize) -> Vec<String> {
 /// Admin alerts about refused removals queued in the outbox.
 async fn refusal_alerts(db: &Db) -> i64 {
     tollgate::on_db!(db, p => sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:node-removals-refused:%'"
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:cond:node-removals-refused:%'"
     ).fetch_one(p).await)
     .unwrap()
 }
@@ -312,6 +312,13 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
         );
     }
     assert_eq!(refusal_alerts(&t.db).await, 1, "one alert for the incident, not one per pass");
+    let alert: String = tollgate::on_db!(&t.db, p => sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE dedupe_key LIKE 'alert:cond:node-removals-refused:a:%'"
+    ).fetch_one(p).await).unwrap();
+    let alert: serde_json::Value = serde_json::from_str(&alert).unwrap();
+    assert!(alert["text"].as_str().unwrap().starts_with("⚠️ Node a: reconcile refused to remove 1000 of its 1000 users"), "{alert}");
+    let passes = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
+    assert_eq!((passes.len(), passes[0].listed, passes[0].refused, passes[0].removed), (1, 1000, 1000, 0), "{passes:?}");
     let text = log.text();
     assert!(text.contains("refused to remove 1000 of the node's 1000 users"), "{text}");
     assert!(text.contains("run `tollgate reconcile --node a --allow-removals`"), "{text}");
@@ -330,7 +337,15 @@ db_test!(async fn a_database_that_entitles_none_of_a_nodes_1000_users_removes_no
     assert_eq!((report.unknown_removed, report.refused.clone()), (1000, None), "{report:?}");
     assert_eq!(a.emails().await, vec![newcomer.node_email()]);
     assert_eq!(metric(&stack.metrics, "tollgate_nodes_reconcile_removals_refused{node=\"a\"}"), 0.0);
-    assert_eq!(refusal_alerts(&t.db).await, 1);
+    // The condition is over: one "resolved" message, and the console sees the pass.
+    assert_eq!(refusal_alerts(&t.db).await, 2);
+    let resolved: i64 = tollgate::on_db!(&t.db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key LIKE 'alert:cond:node-removals-refused:a:%:resolved:777'"
+    ).fetch_one(p).await).unwrap();
+    assert_eq!(resolved, 1);
+    let passes = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
+    assert_eq!((passes[0].node.as_str(), passes[0].removed, passes[0].refused), ("a", 1000, 0), "{passes:?}");
+    assert_eq!(passes[0].finished_at, Some(clock.now_ts()));
 });
 
 db_test!(async fn removals_within_the_limit_are_made_without_an_operator(t) {
@@ -419,4 +434,17 @@ db_test!(async fn the_reconcile_command_refuses_a_wipe_and_makes_it_with_allow_r
     let (status, _, err) = run_to_end(&["reconcile", "--node", "nowhere"], &env).await;
     assert!(!status.success());
     assert!(err.contains("no node \"nowhere\"") && err.contains("its nodes: a"), "{err}");
+
+    // A node an admin took out of service is left alone, and the pass is recorded only when
+    // one runs.
+    let registry = tollgate::nodes::Registry::from_catalog(&catalog(&[&a], &[]), Duration::from_secs(2)).unwrap();
+    let mut tx = t.db.begin().await.unwrap();
+    tollgate::nodes::switches::set_enabled(&mut tx, &registry, "a", false, tollgate::admin::audit::Actor::Admin(1), tollgate::time::Clock::now(&tollgate::time::SystemClock)).await.unwrap();
+    tx.commit().await.unwrap();
+    let before = tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap();
+    assert_eq!(before[0].removed, 50, "the allowed pass was recorded: {before:?}");
+    let (status, _, err) = run_to_end(&["reconcile", "--node", "a"], &env).await;
+    assert!(!status.success());
+    assert!(err.contains("node a was taken out of service by an admin"), "{err}");
+    assert_eq!(tollgate::nodes::reconcile::last_passes(&t.db).await.unwrap(), before);
 });

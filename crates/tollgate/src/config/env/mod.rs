@@ -11,6 +11,7 @@
 
 mod database;
 mod feed;
+mod flags;
 mod intake;
 mod jobs;
 mod logging;
@@ -113,6 +114,8 @@ pub struct Deployment {
     pub log: LogSettings,
     pub config_path: PathBuf,
     pub shutdown_timeout: Duration,
+    /// `TOLLGATE_FLAG_<NAME>`: values the runtime flags start with where the database has none.
+    pub flag_seeds: Vec<(crate::domain::flag::Flag, bool)>,
 }
 
 /// One line of the effective-configuration report: a variable, its printable value (secrets
@@ -142,6 +145,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
     let feed_base = feed::read_feed_base(&mut r, intake.public_base, bind, port);
     let log = logging::read_log(&mut r);
     let (config_path, shutdown_timeout) = process::read_process(&mut r);
+    let flag_seeds = flags::read_flag_seeds(&mut r);
     vars::reject_unknown(&mut r);
 
     if !r.errors.is_empty() {
@@ -166,6 +170,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             log: log?,
             config_path: config_path?,
             shutdown_timeout: shutdown_timeout?,
+            flag_seeds,
         })
     })();
     match built {

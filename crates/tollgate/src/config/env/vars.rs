@@ -134,6 +134,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "path of the catalog TOML file (default tollgate.toml)",
     ),
     (
+        "TOLLGATE_FLAG_<NAME>",
+        "on or off: the value runtime flag NAME (PAYMENTS, TRIALS, AUTO_RENEWAL, BROADCASTS, MAINTENANCE) starts with on a database that has none; never overrides a value set later (default: the flag's own)",
+    ),
+    (
         "TOLLGATE_REQUIRE_PG",
         "test harness only: 1 makes PostgreSQL tests fail instead of skip when the server is unreachable",
     ),
@@ -157,7 +161,12 @@ pub(super) fn reject_unknown(r: &mut Reader<'_>) {
     let unknown: Vec<String> = r
         .env
         .keys()
-        .filter(|k| k.starts_with("TOLLGATE_") && !known.contains(k))
+        // Flag seeds are checked, name by name, where they are read (`flags`).
+        .filter(|k| {
+            k.starts_with("TOLLGATE_")
+                && !k.starts_with(crate::domain::flag::ENV_PREFIX)
+                && !known.contains(k)
+        })
         .map(str::to_owned)
         .collect();
     for key in unknown {

@@ -106,7 +106,9 @@ impl World {
         .await
     }
 
-    async fn launch<H, F>(
+    /// The service on `t`'s database (with a real node when `node`) with the handler and
+    /// components `make` builds from the service's parts (a test may keep a clone of them).
+    pub async fn launch<H, F>(
         t: &TestDb,
         node: bool,
         env: &[(&str, &str)],
@@ -256,4 +258,22 @@ pub async fn screen_in(tg: &ControlClient, chat: i64, needle: &str) -> Transcrip
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The bot's oldest message after `after` whose text contains `needle` (its current state),
+/// within a minute.
+pub async fn screen_after(
+    tg: &ControlClient,
+    user: i64,
+    after: i64,
+    needle: &str,
+) -> TranscriptMessage {
+    let filter = telegram_emulator::MessageFilter {
+        text_contains: Some(needle.to_owned()),
+        after_message_id: Some(after),
+        ..telegram_emulator::MessageFilter::from_bot()
+    };
+    tg.wait_for_message(user, filter, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("user {user}: no {needle:?} after message {after}: {e}"))
 }

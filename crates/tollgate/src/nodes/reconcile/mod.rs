@@ -28,8 +28,21 @@
 //! than 10 % of the users the node lists), the transaction is rolled back and nothing is
 //! removed: the pass then makes only its additions (active keys wanted, missing keys
 //! restored — never limited), sets `nodes_reconcile_removals_refused{node}`, logs what it
-//! refused with the command that allows it, and alerts the admins once per node and day.
-//! `tollgate reconcile --node <name> --allow-removals` runs one pass without the limit.
+//! refused with the command that allows it, and raises the alert condition
+//! `node-removals-refused:<node>` (alerted when it begins, at most hourly while passes keep
+//! refusing, resolved by the first pass that does not). `tollgate reconcile --node <name>
+//! --allow-removals` runs one pass without the limit.
+//!
+//! **For the console** (table `node_reconciles`): every pass records when it finished and the
+//! drift it repaired (listed, restored, removed, refused). An operator asks for a pass now
+//! with [`request`]: a row the reconcile loop of every replica looks at every
+//! [`switches::REFRESH_EVERY`](super::switches::REFRESH_EVERY) and the holder of the node's
+//! lease acts on; any pass that starts after the request satisfies it. A row rather than a
+//! direct call: the console runs in the bot's handler on whichever replica took the update,
+//! under the handler's deadline and with the rule that handlers never call a node, while the
+//! right to reconcile a node is a lease another replica may hold; the row reaches that
+//! replica, survives a restart, and the console shows it pending until the pass records its
+//! result.
 //!
 //! Why not the agent's converge endpoint (`PUT /v1/users` with the full set): the set would
 //! be computed from a snapshot, so a user provisioned or removed between the snapshot and the
@@ -48,14 +61,20 @@ use tollgate_node::NodeError;
 use tollgate_node::api::UserEntry;
 use uuid::Uuid;
 
+mod passes;
+
 use super::membership::{self, NodeRow, Presence};
 use super::metrics::{DriftLabels, NodeMetrics};
-use super::{Node, NodeJobs};
+use super::{Node, NodeJobs, switches};
 use crate::access::{self, AccessError};
 use crate::alerts::Alerts;
 use crate::backoff::jittered;
 use crate::lease::{self, Lease};
 use crate::supervisor::{Component, Heartbeat, RunFuture, idle};
+use crate::time::Timestamp;
+
+pub use self::passes::{LastPass, ask, last_passes, record_pass, request};
+use self::passes::{clear_request, requested};
 
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -257,6 +276,11 @@ pub struct Reconciler {
     alerts: Alerts,
 }
 
+/// The alert condition of a node whose passes refuse removals.
+pub fn refusal_condition(node: &str) -> String {
+    format!("node-removals-refused:{node}")
+}
+
 /// Name of the lease that makes one process the reconciler of `node`.
 pub fn lease_name(node: &str) -> String {
     format!("nodes:reconcile:{node}")
@@ -450,13 +474,10 @@ impl Reconciler {
         if let Some(r) = refused {
             self.refuse(node, &r).await;
             report.refused = Some(r);
-            self.jobs
-                .metrics
-                .reconcile_runs
-                .get_or_create(&labels)
-                .inc();
+            self.finished(node, &report, listed_at).await;
             return Ok(report);
         }
+        self.refusals_ended(node).await;
 
         // Users nobody asked for: removed directly (never inside a transaction).
         let removals = futures::stream::iter(std::mem::take(&mut plan.unknown))
@@ -487,17 +508,44 @@ impl Reconciler {
                 }
             }
         }
-        self.jobs
-            .metrics
-            .reconcile_runs
-            .get_or_create(&labels)
-            .inc();
+        self.finished(node, &report, listed_at).await;
         Ok(report)
     }
 
-    /// Says what a pass refused and how to allow it: the log, and one admin alert per node
-    /// and UTC day (the same incident seen pass after pass alerts once; an unresolved one
-    /// reminds daily). The gauge was set by the caller.
+    /// Counts a completed pass and records it for the console, marking requests made before
+    /// it started as done. A failure to record is logged: the pass itself is done, and the
+    /// next one records again.
+    async fn finished(&self, node: &Node, report: &ReconcileReport, started_at: Timestamp) {
+        self.jobs
+            .metrics
+            .reconcile_runs
+            .get_or_create(&NodeMetrics::node(&node.name))
+            .inc();
+        let now = self.jobs.clock.now();
+        if let Err(e) = record_pass(&self.jobs.db, &node.name, report, started_at, now).await {
+            tracing::warn!(node = %node.name, error = %e, "cannot record the reconcile pass for the console");
+        }
+    }
+
+    /// A pass that refused nothing ends the refused-removals condition, if it was raised.
+    async fn refusals_ended(&self, node: &Node) {
+        let now = self.jobs.clock.now();
+        let text = format!(
+            "Node {}: reconcile no longer refuses removals (a pass made them or none are over the limit).",
+            node.name
+        );
+        if let Err(e) = self
+            .alerts
+            .resolve(&self.jobs.db, &refusal_condition(&node.name), &text, now)
+            .await
+        {
+            tracing::warn!(node = %node.name, error = %e, "cannot resolve the refused-removals alert");
+        }
+    }
+
+    /// Says what a pass refused and how to allow it: the log, and the alert condition (the
+    /// same incident seen pass after pass alerts once, then at most hourly while it lasts).
+    /// The gauge was set by the caller.
     async fn refuse(&self, node: &Node, r: &RefusedRemovals) {
         let limit = self.config.removal_limit;
         let command = allow_command(&node.name);
@@ -521,9 +569,8 @@ impl Reconciler {
             limit.max_percent,
         );
         let now = self.jobs.clock.now();
-        let day = now.to_string().chars().take(10).collect::<String>();
         let text = format!(
-            "⚠️ Node {node}: reconcile refused to remove {total} of its {users} users \
+            "Node {node}: reconcile refused to remove {total} of its {users} users \
              ({unknown} unknown to the database, {unwanted} no longer entitled), over the limit \
              of {max} users and {pct}% of the node in one pass. Nobody was removed.\n\n\
              Check DATABASE_URL, whether a backup was restored, and that the node is not shared \
@@ -536,8 +583,8 @@ impl Reconciler {
             max = limit.max_users,
             pct = limit.max_percent,
         );
-        let key = format!("node-removals-refused:{}:{day}", node.name);
-        if let Err(e) = self.alerts.queue(&self.jobs.db, &key, &text, now).await {
+        let key = refusal_condition(&node.name);
+        if let Err(e) = self.alerts.raise(&self.jobs.db, &key, &text, now).await {
             tracing::warn!(node = %node.name, error = %e, "cannot queue the admin alert about refused removals");
         }
     }
@@ -554,31 +601,38 @@ impl Reconciler {
         }
     }
 
+    /// Takes (or renews) `node`'s reconcile lease; None when another process holds it or the
+    /// database cannot say (logged).
+    async fn take_lease(&self, node: &Node) -> Option<Lease> {
+        let held = lease::acquire(
+            &self.jobs.db,
+            &lease_name(&node.name),
+            &self.jobs.holder,
+            self.config.lease_ttl,
+            self.jobs.clock.now(),
+        )
+        .await;
+        match held {
+            Ok(Some(l)) => Some(l),
+            Ok(None) => {
+                tracing::debug!(node = %node.name, "another process reconciles this node");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "cannot take the reconcile lease; skipping this run");
+                None
+            }
+        }
+    }
+
     /// Takes (or keeps) each enabled node's lease and reconciles the nodes it holds; returns
     /// the leases held.
     pub async fn run_once(&self, alive: &(dyn Fn() + Sync)) -> Vec<Lease> {
         let mut leases = Vec::new();
         for node in self.jobs.registry.enabled_nodes() {
             alive();
-            let name = lease_name(&node.name);
-            let held = lease::acquire(
-                &self.jobs.db,
-                &name,
-                &self.jobs.holder,
-                self.config.lease_ttl,
-                self.jobs.clock.now(),
-            )
-            .await;
-            let lease = match held {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    tracing::debug!(node = %node.name, "another process reconciles this node");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(node = %node.name, error = %e, "cannot take the reconcile lease; skipping this run");
-                    continue;
-                }
+            let Some(lease) = self.take_lease(node).await else {
+                continue;
             };
             match self.reconcile_node(node, Some(&lease), alive).await {
                 Ok(r) => {
@@ -601,20 +655,81 @@ impl Reconciler {
         leases
     }
 
+    /// Reconciles now the enabled nodes an operator asked for ([`request`]) whose lease this
+    /// process holds or can take; returns the leases taken.
+    pub async fn run_requested(&self, alive: &(dyn Fn() + Sync)) -> Vec<Lease> {
+        let asked = match requested(&self.jobs.db).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read reconcile requests");
+                return Vec::new();
+            }
+        };
+        let mut leases = Vec::new();
+        for node in self.jobs.registry.enabled_nodes() {
+            if !asked.contains(&node.name) {
+                continue;
+            }
+            alive();
+            let Some(lease) = self.take_lease(node).await else {
+                continue;
+            };
+            tracing::info!(node = %node.name, "reconciling now, as an operator asked");
+            match self.reconcile_node(node, Some(&lease), alive).await {
+                Ok(_) | Err(ReconcileError::ListFailed(_)) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %e, "requested reconcile failed")
+                }
+            }
+            // Done whatever the outcome: a node that cannot be listed would be asked again
+            // every few seconds; the console shows the last pass unchanged.
+            if let Err(e) = clear_request(&self.jobs.db, &node.name, self.jobs.clock.now()).await {
+                tracing::warn!(node = %node.name, error = %e, "cannot clear the reconcile request");
+            }
+            leases.push(lease);
+        }
+        leases
+    }
+
     async fn run_loop(self: Arc<Self>, hb: Heartbeat, stop: CancellationToken) {
         let beat = Duration::from_millis(500);
-        if !idle(jittered(self.config.first_run_after, 0.2), &hb, beat, &stop).await {
-            return;
-        }
-        let mut held = Vec::new();
+        let mut next_pass =
+            tokio::time::Instant::now() + jittered(self.config.first_run_after, 0.2);
+        let mut held: Vec<Lease> = Vec::new();
         loop {
+            hb.beat();
+            // Every few seconds: runtime node switches, then operators' requests, then the
+            // periodic pass when due.
+            if let Err(e) = switches::refresh(&self.jobs.db, &self.jobs.registry).await {
+                tracing::debug!(error = %e, "cannot refresh the nodes switched at runtime");
+            }
             let alive = || hb.beat();
-            let work = self.run_once(&alive);
+            let periodic = tokio::time::Instant::now() >= next_pass;
+            let work = async {
+                if periodic {
+                    self.run_once(&alive).await
+                } else {
+                    self.run_requested(&alive).await
+                }
+            };
             tokio::select! {
-                leases = work => held = leases,
+                leases = work => {
+                    if periodic {
+                        held = leases;
+                        next_pass = tokio::time::Instant::now() + jittered(self.config.interval, 0.1);
+                    } else {
+                        for l in leases {
+                            if !held.iter().any(|h| h.name == l.name) {
+                                held.push(l);
+                            }
+                        }
+                    }
+                }
                 _ = stop.cancelled() => break,
             }
-            if !idle(jittered(self.config.interval, 0.1), &hb, beat, &stop).await {
+            let pause = switches::REFRESH_EVERY
+                .min(next_pass.saturating_duration_since(tokio::time::Instant::now()));
+            if !idle(pause, &hb, beat, &stop).await {
                 break;
             }
         }

@@ -3,6 +3,13 @@
 //! An alert is a notification like any other (docs/reliability.md G1): written with the state change
 //! it reports (a dead letter, a wedged component), deduplicated by key, delivered by the
 //! sender with retries. With no admins configured, alerts go to the log only.
+//!
+//! An *event* (a dead letter, a payment kept for review) alerts once by its key
+//! ([`Alerts::queue_in`]); a *condition* that lasts (a node's breaker open, webhook delivery
+//! errors, a failing payment provider, reconcile refusing removals) alerts when it begins, at
+//! most hourly while it lasts, and when it ends ([`conditions`]).
+
+pub mod conditions;
 
 use std::sync::Arc;
 
@@ -15,6 +22,8 @@ use crate::time::Timestamp;
 pub struct Alerts {
     admins: Arc<Vec<i64>>,
 }
+
+pub use conditions::{ActiveCondition, REMIND_EVERY, Raised};
 
 impl Alerts {
     pub fn new(admins: Vec<i64>) -> Self {
