@@ -101,6 +101,7 @@ pub async fn execute(
         Method::GetWebhookInfo => Ok(ApiOk::value(&crate::webhook::webhook_info(bot))),
         Method::SendMessage => messages::send_message(bot, &params),
         Method::SendPhoto => messages::send_photo(bot, &params),
+        Method::SendDocument => messages::send_document(bot, &params),
         Method::EditMessageText => messages::edit_message_text(bot, &params),
         Method::EditMessageCaption => messages::edit_message_caption(bot, &params),
         Method::EditMessageReplyMarkup => messages::edit_message_reply_markup(bot, &params),
