@@ -10,6 +10,7 @@ pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod backoff;
+pub mod backup;
 pub mod billing;
 pub mod bot;
 pub mod config;

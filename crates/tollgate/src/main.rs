@@ -88,6 +88,39 @@ enum Command {
     /// DATABASE_URL is the production database and the node is not shared with another
     /// deployment: the database decides who keeps access. Same environment as `run`.
     Reconcile(ReconcileArgs),
+    /// Back the database up into FILE, while the service runs.
+    ///
+    /// SQLite: a consistent copy (one read transaction, the service keeps writing), checked
+    /// (PRAGMA integrity_check, migrations known to this binary) before it gets its name;
+    /// gzip-compressed when FILE ends in .gz. PostgreSQL: pg_dump in its custom format (restore
+    /// it with pg_restore); where pg_dump is not installed the error says how. Reads
+    /// DATABASE_URL only; never overwrites FILE.
+    Backup(BackupArgs),
+    /// Replace the SQLite database with the backup FILE (plain or .gz).
+    ///
+    /// The backup is checked first: it opens, passes PRAGMA integrity_check, and its migrations
+    /// are all known to this binary (an older one is migrated at the next start, a newer one
+    /// refused). A database that a running service holds (live leases) is not replaced: stop
+    /// the service first, or pass --force. The replaced database is kept beside it as
+    /// <name>.before-restore-<unix time>. PostgreSQL: the error shows the pg_restore command.
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Where to write the backup (must not exist; `.gz` compresses it).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The backup to restore (a SQLite file, plain or gzip-compressed).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Replace the database even though a service seems to hold it.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -138,6 +171,8 @@ fn main() -> ExitCode {
         Command::Echo => runtime.block_on(run(&env, |_| Plugged::handler(EchoHandler))),
         Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
         Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
+        Command::Backup(args) => runtime.block_on(backup_command(&env, args)),
+        Command::Restore(args) => runtime.block_on(restore_command(&env, args)),
     }
 }
 
@@ -221,6 +256,83 @@ async fn migrate_command(env: &Env) -> ExitCode {
                 _ => String::new(),
             };
             eprintln!("error: {e}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `DATABASE_URL` and the pool settings alone, or exit 2 with the problems.
+fn database_only(env: &Env) -> Result<config::DatabaseSettings, ExitCode> {
+    init_logging(env)?;
+    config::env::database_settings(env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn backup_command(env: &Env, args: BackupArgs) -> ExitCode {
+    let settings = match database_only(env) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = match &settings.url {
+        config::DatabaseUrl::Sqlite { path } => match Db::connect_lazy(&settings) {
+            Ok(Db::Sqlite(db)) => {
+                let r = tollgate::backup::backup_sqlite(&db, path, &args.file).await;
+                db.close().await;
+                r.map(|report| format!("backup written to {}: {report}", args.file.display()))
+            }
+            Ok(Db::Postgres(_)) => Err(anyhow::anyhow!("DATABASE_URL is not SQLite")),
+            Err(e) => Err(anyhow::anyhow!("cannot open {}: {e}", settings.url.redacted())),
+        },
+        config::DatabaseUrl::Postgres { url } => {
+            tollgate::backup::backup_postgres(url.expose(), &args.file)
+                .await
+                .map(|()| {
+                    format!(
+                        "pg_dump of {} written to {}; restore it with pg_restore --clean --if-exists --no-owner --dbname \"$DATABASE_URL\" {}",
+                        settings.url.redacted(),
+                        args.file.display(),
+                        args.file.display()
+                    )
+                })
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn restore_command(env: &Env, args: RestoreArgs) -> ExitCode {
+    let settings = match database_only(env) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match tollgate::backup::restore_sqlite(&settings, &args.file, args.force, SystemClock.now())
+        .await
+    {
+        Ok(report) => {
+            println!(
+                "restored {} into {}: {}",
+                args.file.display(),
+                settings.url.redacted(),
+                report.copy
+            );
+            if let Some(kept) = report.kept {
+                println!("the database it replaced is kept at {}", kept.display());
+            }
+            println!("start the service: it applies any migrations the backup lacks");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -28,6 +28,7 @@ use crate::flags;
 use crate::housekeeping::{Housekeeping, Pruning};
 use crate::http::{self, HttpState, Readiness};
 use crate::i18n::Texts;
+use crate::jobs::backups::Backups;
 use crate::jobs::notices::Notices;
 use crate::jobs::renewal::AutoRenewal;
 use crate::jobs::{Job, JobContext, JobRunner};
@@ -176,6 +177,8 @@ where
         .with_timeout(options.telegram_call_timeout);
     let holder = lease::holder_id();
     let pruning_holder = holder.clone();
+    let backups_holder = holder.clone();
+    let backups_api = api.clone();
     let inbox_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
     let alerts = Alerts::new(d.admin_ids.clone());
@@ -320,6 +323,26 @@ where
         )),
         stall,
     )));
+    if let Some(b) = &d.backup
+        && let Some(job) = Backups::new(
+            db,
+            backups_api,
+            options.clock.clone(),
+            b.chat_id,
+            b.interval,
+        )
+    {
+        components.push(Arc::new(WatchedDyn::new(
+            Arc::new(JobRunner::new(
+                Arc::new(job),
+                db.clone(),
+                options.clock.clone(),
+                backups_holder,
+                metrics.jobs.clone(),
+            )),
+            stall,
+        )));
+    }
     components.extend(options.extra_components.iter().cloned());
     Ok(Pipeline { components, routes })
 }

@@ -254,6 +254,30 @@ impl BotApi {
         self.send(request, self.timeout).await
     }
 
+    /// Sends a file as a document (multipart), e.g. a database backup. Uses the call deadline
+    /// given, since an upload takes longer than an ordinary call.
+    pub async fn send_document_bytes(
+        &self,
+        chat_id: i64,
+        file_name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+        caption: &str,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
+        let url = self.method_url("sendDocument")?;
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_owned())
+            .mime_str(mime)
+            .map_err(|e| ApiError::InvalidResponse(e.without_url().to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .text("chat_id", chat_id.to_string())
+            .text("caption", caption.to_owned())
+            .part("document", part);
+        let request = self.http.post(url).multipart(form).timeout(timeout);
+        self.send(request, timeout).await
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http", 4),
     ("action", 4),
     ("alerts", 5),
+    ("backup", 5),
     // The domain.
     ("nodes", 5),
     ("access", 6),

@@ -8,6 +8,7 @@ mod access_api;
 mod access_data_plane;
 mod admin_console;
 mod architecture;
+mod backups;
 mod bot_crash;
 mod bot_journey;
 mod bot_payments;

@@ -9,6 +9,7 @@
 //! effective-configuration report lists them; `deployment` reads the groups and assembles
 //! the whole. The list of every variable is `ENV_VARS` (in `vars`).
 
+mod backups;
 mod database;
 mod feed;
 mod intake;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use backups::BackupSettings;
 pub use database::{
     DEFAULT_DATABASE_URL, DatabaseSettings, DatabaseUrl, database_settings, mask_url,
 };
@@ -99,6 +101,8 @@ pub struct Deployment {
     pub webhook_path: String,
     pub listen: SocketAddr,
     pub telegram_api_url: Url,
+    /// The `backups` job's settings; `None` when `BACKUP_INTERVAL` is unset.
+    pub backup: Option<BackupSettings>,
     pub payment_provider_token: Option<Secret<String>>,
     /// How often the Stars reconciler looks for payments whose update was lost.
     pub stars_reconcile_interval: Duration,
@@ -137,6 +141,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
     let (bind, port) = intake::read_listener(&mut r);
     let api = telegram::read_bot_api(&mut r);
     let jobs = jobs::read_jobs(&mut r);
+    let backup = backups::read_backups(&mut r, admin_ids.as_deref(), database.as_ref());
     let pipeline = pipeline::read_pipeline(&mut r);
     let nodes = nodes::read_nodes(&mut r);
     let feed_base = feed::read_feed_base(&mut r, intake.public_base, bind, port);
@@ -156,6 +161,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             webhook_path: intake.webhook_path?,
             listen: SocketAddr::new(bind?, port?),
             telegram_api_url: api.telegram_api_url?,
+            backup,
             payment_provider_token: api.payment_provider_token,
             stars_reconcile_interval: jobs.stars_reconcile_interval?,
             jobs_interval: jobs.jobs_interval,
