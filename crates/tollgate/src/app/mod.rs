@@ -172,9 +172,13 @@ where
 {
     let d = &config.deployment;
     let p = &d.pipeline;
-    let api = BotApi::new(&d.telegram_api_url, &d.bot_token.token)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_timeout(options.telegram_call_timeout);
+    let api = BotApi::with_proxy(
+        &d.telegram_api_url,
+        &d.bot_token.token,
+        d.telegram_proxy.as_ref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .with_timeout(options.telegram_call_timeout);
     let holder = lease::holder_id();
     let pruning_holder = holder.clone();
     let backups_holder = holder.clone();

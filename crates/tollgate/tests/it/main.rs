@@ -40,4 +40,5 @@ mod sandbox_browser;
 mod shutdown;
 mod store_cancellation;
 mod store_durability;
+mod telegram_proxy;
 mod time_zone;

@@ -40,7 +40,7 @@ pub use intake::{DEFAULT_WEBHOOK_PATH, IntakeMode, MIN_WEBHOOK_SECRET};
 pub use logging::{LogFormat, LogSettings, log_settings};
 pub use nodes::NodeSettings;
 pub use pipeline::PipelineSettings;
-pub use telegram::{BotToken, DEFAULT_TELEGRAM_API_URL};
+pub use telegram::{BotToken, DEFAULT_TELEGRAM_API_URL, PROXY_SCHEMES, TelegramProxy};
 pub use vars::ENV_VARS;
 
 use super::secret::Secret;
@@ -101,6 +101,8 @@ pub struct Deployment {
     pub webhook_path: String,
     pub listen: SocketAddr,
     pub telegram_api_url: Url,
+    /// `TELEGRAM_PROXY`: every Bot API call goes through it when set.
+    pub telegram_proxy: Option<TelegramProxy>,
     /// The `backups` job's settings; `None` when `BACKUP_INTERVAL` is unset.
     pub backup: Option<BackupSettings>,
     pub payment_provider_token: Option<Secret<String>>,
@@ -161,6 +163,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             webhook_path: intake.webhook_path?,
             listen: SocketAddr::new(bind?, port?),
             telegram_api_url: api.telegram_api_url?,
+            telegram_proxy: api.telegram_proxy,
             backup,
             payment_provider_token: api.payment_provider_token,
             stars_reconcile_interval: jobs.stars_reconcile_interval?,

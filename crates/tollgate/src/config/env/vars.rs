@@ -53,6 +53,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Bot API base URL (default https://api.telegram.org; a local Bot API server or the emulator)",
     ),
     (
+        "TELEGRAM_PROXY",
+        "proxy for every Bot API call and upload where Telegram is blocked: http://, https://, socks5:// or socks5h://[user:password@]host:port (password redacted in output; default: direct)",
+    ),
+    (
         "BACKUP_INTERVAL",
         "SQLite only: how often the `backups` job sends a gzip-compressed copy of the database to BACKUP_CHAT_ID, 1s-30d (default: off)",
     ),
