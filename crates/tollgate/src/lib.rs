@@ -19,6 +19,7 @@ pub mod flags;
 pub mod housekeeping;
 pub mod http;
 pub mod i18n;
+pub mod import;
 pub mod jobs;
 pub mod lease;
 pub mod metrics;

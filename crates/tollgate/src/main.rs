@@ -104,6 +104,40 @@ enum Command {
     /// the service first, or pass --force. The replaced database is kept beside it as
     /// <name>.before-restore-<unix time>. PostgreSQL: the error shows the pg_restore command.
     Restore(RestoreArgs),
+    /// Bring users over from another bot's database.
+    #[command(subcommand)]
+    Import(ImportSource),
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// From the earlier bot's PostgreSQL database: users (Telegram id, username, language,
+    /// referrer, trial used), balances (one opening ledger entry each), active subscriptions
+    /// with their expiry and VPN UUIDs (links users have keep working once tollgate-node serves
+    /// the same inbound), auto-renew choices.
+    ///
+    /// Into the database of DATABASE_URL, with the catalog of TOLLGATE_CONFIG (run it with the
+    /// service's environment). Prints every row it cannot take, with the reason. A second run
+    /// changes nothing. Refuses a database that has users who are not in the source unless
+    /// --merge. Pending withdrawals and promo codes are counted, not imported.
+    Atcbot(AtcbotArgs),
+}
+
+#[derive(clap::Args)]
+struct AtcbotArgs {
+    /// The earlier bot's database, postgres://USER:PASSWORD@HOST:5432/DB (read only).
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// Print what would be imported and every row that cannot be; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Import even though this database already has other users (they are left as they are).
+    #[arg(long)]
+    merge: bool,
+    /// The catalog plan imported paid subscriptions renew on when auto-renew is on (without
+    /// it they have no plan until the user buys one).
+    #[arg(long, value_name = "PLAN_ID")]
+    renew_plan: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -173,6 +207,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
         Command::Backup(args) => runtime.block_on(backup_command(&env, args)),
         Command::Restore(args) => runtime.block_on(restore_command(&env, args)),
+        Command::Import(ImportSource::Atcbot(args)) => runtime.block_on(import_command(&env, args)),
     }
 }
 
@@ -329,6 +364,73 @@ async fn restore_command(env: &Env, args: RestoreArgs) -> ExitCode {
                 println!("the database it replaced is kept at {}", kept.display());
             }
             println!("start the service: it applies any migrations the backup lacks");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn import_command(env: &Env, args: AtcbotArgs) -> ExitCode {
+    use tollgate::import::atcbot;
+    let config = match logged_config(env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let d = &config.deployment;
+    let masked = config::env::mask_url(&args.from);
+    let result = async {
+        let db = Db::connect_lazy(&d.database)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", d.database.url.redacted()))?;
+        if !args.dry_run {
+            let migrated = migrate::run(&db, SystemClock.now(), MigrateTimeouts::default())
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot bring {} to this binary's schema: {e}",
+                        d.database.url.redacted()
+                    )
+                });
+            if let Err(e) = migrated {
+                db.close().await;
+                return Err(e);
+            }
+        }
+        let source = atcbot::connect(&args.from).await;
+        let source = match source {
+            Ok(s) => s,
+            Err(e) => {
+                db.close().await;
+                return Err(e.context(format!("source {masked}")));
+            }
+        };
+        let registry =
+            tollgate::nodes::Registry::from_catalog(&config.catalog, d.nodes.call_timeout)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let options = atcbot::Options {
+            dry_run: args.dry_run,
+            merge: args.merge,
+            renew_plan: args.renew_plan.clone(),
+        };
+        let report = atcbot::run(
+            &source,
+            &db,
+            &config.catalog,
+            registry.enabled(),
+            &options,
+            SystemClock.now(),
+        )
+        .await;
+        source.close().await;
+        db.close().await;
+        report
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            println!("{report}");
             ExitCode::SUCCESS
         }
         Err(e) => {
