@@ -411,10 +411,12 @@ fn plan(
             None => fallback,
             Some(code) => {
                 let chosen = users::initial_language(Some(code), languages);
-                if !languages
-                    .iter()
-                    .any(|l| l.code() == code.to_ascii_lowercase())
-                {
+                let primary = code
+                    .split(['-', '_'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if !languages.iter().any(|l| l.code() == primary) {
                     *unknown_languages.entry(code.to_owned()).or_default() += 1;
                 }
                 chosen

@@ -22,29 +22,8 @@ use crate::common::service::{base_env, run_to_end};
 use crate::common::{TestDb, pg_pool};
 use crate::db_test;
 
-/// The earlier bot's tables at their last audited shape (only what the importer reads and a
-/// little around it).
-pub const SCHEMA: &str = "
-CREATE TABLE users (
-    id SERIAL PRIMARY KEY, telegram_id BIGINT UNIQUE NOT NULL, username TEXT,
-    language TEXT DEFAULT 'ru', created_at TIMESTAMPTZ DEFAULT now(),
-    balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0), referral_code TEXT UNIQUE,
-    referrer_id BIGINT, referred_by BIGINT, trial_used_at TIMESTAMP, trial_expires_at TIMESTAMP,
-    is_reachable BOOLEAN DEFAULT TRUE);
-CREATE TABLE subscriptions (
-    telegram_id BIGINT UNIQUE NOT NULL, expires_at TIMESTAMPTZ NOT NULL, uuid TEXT UNIQUE,
-    vpn_key TEXT, status TEXT, source TEXT, auto_renew BOOLEAN DEFAULT FALSE,
-    activation_status TEXT, reminder_3d_sent BOOLEAN DEFAULT FALSE);
-CREATE TABLE balance_transactions (
-    id SERIAL, user_id BIGINT, amount NUMERIC, type TEXT, source TEXT, description TEXT,
-    related_user_id BIGINT, created_at TIMESTAMPTZ DEFAULT now());
-CREATE TABLE withdrawal_requests (
-    id SERIAL, telegram_id BIGINT, username TEXT, amount INT, requisites TEXT, status TEXT,
-    created_at TIMESTAMPTZ DEFAULT now(), processed_at TIMESTAMPTZ, processed_by BIGINT);
-CREATE TABLE promo_codes (
-    code TEXT, discount_percent INT, max_uses INT, used_count INT, is_active BOOL,
-    expires_at TIMESTAMPTZ, deleted_at TIMESTAMPTZ);
-";
+/// The earlier bot's tables at their last audited shape (shared with the import benchmark).
+pub const SCHEMA: &str = include_str!("../fixtures/atcbot_schema.sql");
 
 /// A fresh PostgreSQL database holding the earlier bot's tables, filled by `fill`.
 pub async fn old_bot_database() -> Option<(TestDb, PgPool)> {
@@ -371,3 +350,45 @@ async fn the_command_line_dry_run_lists_every_row_it_cannot_take() {
     assert!(!status.success());
     assert!(err.contains("no users table"), "{err}");
 }
+
+db_test!(async fn an_imported_users_old_link_connects_through_tollgate_node(t) {
+    use std::sync::Arc;
+    use tollgate::access::ProvisioningSummary;
+    use tollgate_node::testing::{FetchError, HELLO_BODY, Origin, V2Ray, http_get_via_socks5, share_link_for, start_client_core};
+
+    use crate::common::nodes::{Stack, TestNode, catalog as node_catalog};
+    use crate::common::wait_for;
+
+    let Some(v2ray) = V2Ray::or_skip("an_imported_users_old_link_connects_through_tollgate_node") else { return };
+    let Some((_source, pool)) = old_bot_database().await else { return };
+    let f = fill(&pool).await;
+    // The old server now runs V2Ray with tollgate-node; its inbound is the one the earlier
+    // bot's links point at, so the link Alice has is this one.
+    let node = TestNode::start(&v2ray, "old-server").await;
+    let old_link = share_link_for(&node.core, &Uuid::parse_str(U1).unwrap(), "Atlas Secure");
+    let origin = Origin::start().await.unwrap();
+    let cat = node_catalog(&[&node], &[]);
+    let stack = Stack::new(&t.db, &cat, Arc::new(SystemClock), |_| {});
+    let running = stack.run_provisioning();
+
+    let client = start_client_core(&v2ray, &old_link).await.unwrap();
+    let hello = origin.url("/hello");
+    let fetch = || http_get_via_socks5(client.socks_addr(), &hello, Duration::from_secs(10));
+    assert!(matches!(fetch().await, Err(FetchError::Refused)), "before the import the node does not know the key");
+
+    let report = atcbot::run(&pool, &t.db, &cat, stack.enabled(), &Options::default(), f.now).await.unwrap();
+    assert_eq!(report.subscriptions_created, 2, "{report}");
+    stack.wake.wake();
+    let alice = access::subscription_for_user(&t.db, 1001).await.unwrap().unwrap();
+    wait_for("Alice's key on the node", Duration::from_secs(20), || async {
+        let state = access::provisioning_state(&t.db, &alice, stack.enabled(), SystemClock.now()).await.unwrap();
+        (state.summary() == ProvisioningSummary::Ready).then_some(())
+    }).await;
+    let page = fetch().await.expect("the old link connects");
+    assert_eq!((page.status, page.text().as_str()), (200, HELLO_BODY));
+    // A key that was not imported (Alice's namesake's expired one) stays refused.
+    let expired = start_client_core(&v2ray, &share_link_for(&node.core, &Uuid::parse_str(U3).unwrap(), "old")).await.unwrap();
+    let refused = http_get_via_socks5(expired.socks_addr(), &origin.url("/hello"), Duration::from_secs(10)).await;
+    assert!(matches!(refused, Err(FetchError::Refused)), "{refused:?}");
+    running.stop().await;
+});
