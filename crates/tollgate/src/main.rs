@@ -104,6 +104,11 @@ enum Command {
     /// the service first, or pass --force. The replaced database is kept beside it as
     /// <name>.before-restore-<unix time>. PostgreSQL: the error shows the pg_restore command.
     Restore(RestoreArgs),
+    /// Exit 0 when this host's service answers GET /healthz with 200 within 3 s, else 1.
+    ///
+    /// For container health checks (the image has no curl): asks http://BIND_ADDR:PORT/healthz,
+    /// loopback when BIND_ADDR is 0.0.0.0 or unset. Reads PORT and BIND_ADDR only.
+    Healthcheck,
     /// Bring users over from another bot's database.
     #[command(subcommand)]
     Import(ImportSource),
@@ -206,6 +211,7 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
         Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
         Command::Backup(args) => runtime.block_on(backup_command(&env, args)),
+        Command::Healthcheck => runtime.block_on(healthcheck(&env)),
         Command::Restore(args) => runtime.block_on(restore_command(&env, args)),
         Command::Import(ImportSource::Atcbot(args)) => runtime.block_on(import_command(&env, args)),
     }
@@ -291,6 +297,39 @@ async fn migrate_command(env: &Env) -> ExitCode {
                 _ => String::new(),
             };
             eprintln!("error: {e}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck(env: &Env) -> ExitCode {
+    let port = env.get("PORT").unwrap_or("8080");
+    let host = match env.get("BIND_ADDR") {
+        None | Some("0.0.0.0") => "127.0.0.1".to_owned(),
+        Some("::") => "[::1]".to_owned(),
+        Some(ip) if ip.contains(':') => format!("[{ip}]"),
+        Some(ip) => ip.to_owned(),
+    };
+    let url = format!("http://{host}:{port}/healthz");
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("unhealthy: cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,7 @@ mod bot_journey;
 mod bot_payments;
 mod config_cli;
 mod constraints;
+mod deploy_files;
 mod import_atcbot;
 mod jobs_contract;
 mod jobs_items;
