@@ -177,11 +177,6 @@ pub fn send_photo(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiErro
             .get(photo_arg)
             .ok_or_else(|| ApiError::bad_request_static(text::WRONG_FILE_ID))?,
     };
-    let caption = caption(params)?;
-    let reply_to = reply_target(params)?;
-    let (inline, keyboard) = reply_markup(params)?;
-    let chat = bot.target_chat(params.arg("chat_id"))?;
-    let caption = checked_caption(caption, false)?;
     let size = PhotoSize {
         file_id: file.file_id.clone(),
         file_unique_id: file.file_unique_id.clone(),
@@ -189,12 +184,27 @@ pub fn send_photo(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiErro
         height: file.height,
         file_size: (!file.data.is_empty()).then_some(file.data.len() as u64),
     };
+    send_captioned(bot, params, |caption| Content::Photo {
+        sizes: vec![size],
+        caption,
+    })
+}
+
+/// The rest of a media send once its file is resolved, in the real server's order: caption,
+/// reply target and markup are checked before the chat is resolved, lengths after.
+fn send_captioned(
+    bot: &Arc<BotState>,
+    params: &Params,
+    content: impl FnOnce(Option<FormattedText>) -> Content,
+) -> Result<ApiOk, ApiError> {
+    let caption = caption(params)?;
+    let reply_to = reply_target(params)?;
+    let (inline, keyboard) = reply_markup(params)?;
+    let chat = bot.target_chat(params.arg("chat_id"))?;
+    let caption = checked_caption(caption, false)?;
     let record = bot.store_bot_message(
         &chat,
-        Content::Photo {
-            sizes: vec![size],
-            caption,
-        },
+        content(caption),
         inline,
         keyboard,
         reply_to,
@@ -235,11 +245,6 @@ pub fn send_document(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiE
             (file, "document".to_owned())
         }
     };
-    let caption = caption(params)?;
-    let reply_to = reply_target(params)?;
-    let (inline, keyboard) = reply_markup(params)?;
-    let chat = bot.target_chat(params.arg("chat_id"))?;
-    let caption = checked_caption(caption, false)?;
     let document = Document {
         file_id: file.file_id.clone(),
         file_unique_id: file.file_unique_id.clone(),
@@ -247,15 +252,10 @@ pub fn send_document(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiE
         file_name,
         file_size: file.data.len() as u64,
     };
-    let record = bot.store_bot_message(
-        &chat,
-        Content::Document { document, caption },
-        inline,
-        keyboard,
-        reply_to,
-        params.bool_arg("allow_paid_broadcast"),
-    )?;
-    Ok(sent(bot, &chat, &record))
+    send_captioned(bot, params, |caption| Content::Document {
+        document,
+        caption,
+    })
 }
 
 /// The MIME type Telegram reports for a document, from its file name's extension.

@@ -9,17 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::{Connection, SqliteConnection};
-use telegram_emulator::{Emulator, EmulatorConfig, NewUser, RunningEmulator};
+use telegram_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use tokio_util::sync::CancellationToken;
 use tollgate::app::AppOptions;
 use tollgate::telegram::echo::EchoHandler;
 
 use crate::common::service::{Service, base_env, http_client, run_to_end};
 use crate::common::telegram::{
-    WEBHOOK_SECRET, emulator, free_port, in_process, polling_env, wait_registered, webhook_env,
-    with,
+    WEBHOOK_SECRET, emulator, free_port, in_process, polling_env, started_user, wait_registered,
+    webhook_env, with,
 };
-use crate::common::{TestDb, db_url_for, pg_admin_url, wait_for};
+use crate::common::{TestDb, wait_for};
 use crate::db_test;
 
 fn update(update_id: i64, chat: i64) -> String {
@@ -231,6 +231,16 @@ async fn restore_refuses_a_newer_schema_and_files_that_are_not_databases() {
     assert!(!status.success() && err.contains("pg_restore"), "{err}");
 }
 
+/// `tollgate run` polling `emu`, sending a backup every second to an admin who started the bot.
+async fn backing_up_to_an_admin(t: &TestDb, emu: &RunningEmulator) -> (Service, i64) {
+    let admin = started_user(emu, "Admin").await;
+    let env = with(
+        polling_env(&t.url, emu),
+        &[("ADMIN_IDS", &admin.to_string()), ("BACKUP_INTERVAL", "1s")],
+    );
+    (Service::start(&env).await, admin)
+}
+
 async fn emulator_with_document_limit(limit: usize) -> RunningEmulator {
     let mut config = EmulatorConfig::without_rate_limits();
     config.limits.max_document_bytes = limit;
@@ -242,14 +252,7 @@ async fn the_backups_job_sends_a_checked_compressed_copy_to_the_admin() {
     let t = TestDb::sqlite().await;
     let emu = emulator(false).await;
     let tg = emu.client();
-    let mut admin = NewUser::new("Admin");
-    admin.started = true;
-    let admin = tg.create_user(admin).await.unwrap().id;
-    let env = with(
-        polling_env(&t.url, &emu),
-        &[("ADMIN_IDS", &admin.to_string()), ("BACKUP_INTERVAL", "1s")],
-    );
-    let mut svc = Service::start(&env).await;
+    let (mut svc, admin) = backing_up_to_an_admin(&t, &emu).await;
     let document = wait_for(
         "a backup document in the admin's chat",
         Duration::from_secs(30),
@@ -292,14 +295,7 @@ async fn a_backup_telegram_refuses_as_too_big_is_retried_and_logged() {
     let t = TestDb::sqlite().await;
     let emu = emulator_with_document_limit(1_000).await;
     let tg = emu.client();
-    let mut admin = NewUser::new("Admin");
-    admin.started = true;
-    let admin = tg.create_user(admin).await.unwrap().id;
-    let env = with(
-        polling_env(&t.url, &emu),
-        &[("ADMIN_IDS", &admin.to_string()), ("BACKUP_INTERVAL", "1s")],
-    );
-    let mut svc = Service::start(&env).await;
+    let (mut svc, admin) = backing_up_to_an_admin(&t, &emu).await;
     wait_for(
         "two failed backup iterations",
         Duration::from_secs(30),
@@ -324,5 +320,4 @@ async fn a_backup_telegram_refuses_as_too_big_is_retried_and_logged() {
     assert!(svc.is_running());
     svc.signal("TERM");
     assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
-    let _ = (db_url_for, pg_admin_url);
 }

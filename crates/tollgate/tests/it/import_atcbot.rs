@@ -52,32 +52,20 @@ async fn fill(pool: &PgPool) -> Fixture {
     let secs = now.as_unix_seconds();
     let alice_expires = secs + 30 * 86_400;
     let bob_expires = secs + 2 * 86_400;
-    let user = |tg: i64, name: Option<&str>, lang: Option<&str>, balance: i32| {
+    // In registration order (users.id): telegram id, username, language, balance.
+    let users: [(i64, Option<&str>, Option<&str>, i32); 6] = [
+        (1001, Some("alice"), Some("ru"), 15_000),
+        (1002, Some("bob"), Some("en"), 0),
+        (1003, Some("Alice"), Some("de"), 500),
+        (1004, None, None, 250),
+        (1005, Some("eve"), Some("kk"), 0),
+        (1006, Some("mallory"), Some("en"), 0),
+    ];
+    for (tg, name, lang, balance) in users {
         sqlx::query("INSERT INTO users (telegram_id, username, language, balance, created_at) VALUES ($1, $2, $3, $4, to_timestamp($5))")
-            .bind(tg).bind(name.map(str::to_owned)).bind(lang.map(str::to_owned)).bind(balance).bind((secs - 90 * 86_400 + tg) as f64)
-    };
-    // In registration order (users.id).
-    user(1001, Some("alice"), Some("ru"), 15_000)
-        .execute(pool)
-        .await
-        .unwrap();
-    user(1002, Some("bob"), Some("en"), 0)
-        .execute(pool)
-        .await
-        .unwrap();
-    user(1003, Some("Alice"), Some("de"), 500)
-        .execute(pool)
-        .await
-        .unwrap();
-    user(1004, None, None, 250).execute(pool).await.unwrap();
-    user(1005, Some("eve"), Some("kk"), 0)
-        .execute(pool)
-        .await
-        .unwrap();
-    user(1006, Some("mallory"), Some("en"), 0)
-        .execute(pool)
-        .await
-        .unwrap();
+            .bind(tg).bind(name).bind(lang).bind(balance).bind((secs - 90 * 86_400 + tg) as f64)
+            .execute(pool).await.unwrap();
+    }
     for sql in [
         // A naive trial date, written as UTC by the earlier bot.
         "UPDATE users SET trial_used_at = '2026-01-02 03:04:05', trial_expires_at = '2026-01-05 03:04:05' WHERE telegram_id = 1001",
@@ -98,90 +86,71 @@ async fn fill(pool: &PgPool) -> Fixture {
             .await
             .unwrap();
     }
-    let sub = |tg: i64,
-               expires: i64,
-               uuid: Option<&str>,
-               status: &str,
-               source: &str,
-               renew: bool,
-               activation: &str| {
+    // telegram id, expiry, uuid, status, source, auto-renew, activation.
+    type OldSubscription<'a> = (i64, i64, Option<&'a str>, &'a str, &'a str, bool, &'a str);
+    let subscriptions: [OldSubscription; 6] = [
+        (
+            1001,
+            alice_expires,
+            Some(U1),
+            "active",
+            "payment",
+            true,
+            "active",
+        ),
+        (
+            1002,
+            bob_expires,
+            Some(U2),
+            "active",
+            "trial",
+            false,
+            "active",
+        ),
+        // Still marked active but past its date.
+        (
+            1003,
+            secs - 86_400,
+            Some(U3),
+            "active",
+            "payment",
+            false,
+            "active",
+        ),
+        // Activation never finished: no UUID.
+        (
+            1004,
+            secs + 10 * 86_400,
+            None,
+            "active",
+            "payment",
+            false,
+            "pending",
+        ),
+        (
+            1005,
+            secs - 5 * 86_400,
+            None,
+            "expired",
+            "admin",
+            false,
+            "active",
+        ),
+        (
+            1006,
+            secs + 10 * 86_400,
+            Some("not-a-uuid"),
+            "active",
+            "payment",
+            false,
+            "active",
+        ),
+    ];
+    for (tg, expires, uuid, status, source, renew, activation) in subscriptions {
         sqlx::query("INSERT INTO subscriptions (telegram_id, expires_at, uuid, status, source, auto_renew, activation_status) VALUES ($1, to_timestamp($2), $3, $4, $5, $6, $7)")
-            .bind(tg).bind(expires as f64).bind(uuid.map(str::to_owned)).bind(status.to_owned()).bind(source.to_owned()).bind(renew).bind(activation.to_owned())
-    };
-    sub(
-        1001,
-        alice_expires,
-        Some(U1),
-        "active",
-        "payment",
-        true,
-        "active",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sub(
-        1002,
-        bob_expires,
-        Some(U2),
-        "active",
-        "trial",
-        false,
-        "active",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    // Still marked active but past its date.
-    sub(
-        1003,
-        secs - 86_400,
-        Some(U3),
-        "active",
-        "payment",
-        false,
-        "active",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    // Activation never finished: no UUID.
-    sub(
-        1004,
-        secs + 10 * 86_400,
-        None,
-        "active",
-        "payment",
-        false,
-        "pending",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sub(
-        1005,
-        secs - 5 * 86_400,
-        None,
-        "expired",
-        "admin",
-        false,
-        "active",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sub(
-        1006,
-        secs + 10 * 86_400,
-        Some("not-a-uuid"),
-        "active",
-        "payment",
-        false,
-        "active",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
+            .bind(tg).bind(expires as f64).bind(uuid).bind(status).bind(source).bind(renew).bind(activation)
+            .execute(pool).await.unwrap();
+    }
     Fixture {
         now,
         alice_expires,

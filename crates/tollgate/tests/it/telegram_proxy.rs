@@ -10,18 +10,12 @@ use std::time::Duration;
 
 use crate::common::forward_proxy::{ForwardProxy, refused_addr};
 use crate::common::service::Service;
-use crate::common::telegram::{emulator, polling_env, wait_reply, with};
+use crate::common::telegram::{emulator, polling_env, started_user, wait_reply, with};
 use crate::common::{TestDb, wait_for};
-use telegram_emulator::{NewUser, RunningEmulator};
+use telegram_emulator::RunningEmulator;
 
 const HIDDEN_HOST: &str = "api.telegram.test";
 const PROXY_PASSWORD: &str = "pr0xy-Secret-42";
-
-async fn started_user(emu: &RunningEmulator, name: &str) -> i64 {
-    let mut u = NewUser::new(name);
-    u.started = true;
-    emu.client().create_user(u).await.unwrap().id
-}
 
 /// An echo service whose Bot API is `api_url` through `proxy`, sending backups every second
 /// to `admin`.
@@ -72,20 +66,19 @@ async fn echo_and_upload_through(
     svc
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http_proxy_with_credentials_carries_every_call_and_upload() {
+/// The bot and its backups through a proxy that asks for credentials and alone knows the
+/// emulator's host name (`scheme` is how the service is told to speak to it).
+async fn through_a_proxy_with_credentials(
+    proxy: ForwardProxy,
+    emu: &RunningEmulator,
+    scheme: &str,
+) {
     let t = TestDb::sqlite().await;
-    let emu = emulator(false).await;
-    let admin = started_user(&emu, "Admin").await;
-    let proxy = ForwardProxy::http(
-        Some(("tg", PROXY_PASSWORD)),
-        Some((HIDDEN_HOST, emu.addr())),
-    )
-    .await;
+    let admin = started_user(emu, "Admin").await;
     let api_url = format!("http://{HIDDEN_HOST}:{}", emu.addr().port());
-    let proxy_url = format!("http://tg:{PROXY_PASSWORD}@{}", proxy.addr);
-    let env = proxied_env(&t, &emu, &api_url, &proxy_url, admin);
-    let mut svc = echo_and_upload_through(&emu, &env, admin).await;
+    let proxy_url = format!("{scheme}://tg:{PROXY_PASSWORD}@{}", proxy.addr);
+    let env = proxied_env(&t, emu, &api_url, &proxy_url, admin);
+    let mut svc = echo_and_upload_through(emu, &env, admin).await;
     assert!(proxy.carried() > 0);
     let creds = proxy.credentials.lock().unwrap().clone();
     assert!(
@@ -97,27 +90,19 @@ async fn an_http_proxy_with_credentials_carries_every_call_and_upload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socks5h_proxy_with_credentials_carries_every_call_and_upload() {
-    let t = TestDb::sqlite().await;
+async fn an_http_proxy_with_credentials_carries_every_call_and_upload() {
     let emu = emulator(false).await;
-    let admin = started_user(&emu, "Admin").await;
-    let proxy = ForwardProxy::socks5(
-        Some(("tg", PROXY_PASSWORD)),
-        Some((HIDDEN_HOST, emu.addr())),
-    )
-    .await;
-    let api_url = format!("http://{HIDDEN_HOST}:{}", emu.addr().port());
-    let proxy_url = format!("socks5h://tg:{PROXY_PASSWORD}@{}", proxy.addr);
-    let env = proxied_env(&t, &emu, &api_url, &proxy_url, admin);
-    let mut svc = echo_and_upload_through(&emu, &env, admin).await;
-    assert!(proxy.carried() > 0);
-    let creds = proxy.credentials.lock().unwrap().clone();
-    assert!(
-        creds.iter().all(|c| c == &format!("tg:{PROXY_PASSWORD}")),
-        "{creds:?}"
-    );
-    svc.signal("TERM");
-    assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
+    let credentials = Some(("tg", PROXY_PASSWORD));
+    let proxy = ForwardProxy::http(credentials, Some((HIDDEN_HOST, emu.addr()))).await;
+    through_a_proxy_with_credentials(proxy, &emu, "http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks5h_proxy_with_credentials_carries_every_call_and_upload() {
+    let emu = emulator(false).await;
+    let credentials = Some(("tg", PROXY_PASSWORD));
+    let proxy = ForwardProxy::socks5(credentials, Some((HIDDEN_HOST, emu.addr()))).await;
+    through_a_proxy_with_credentials(proxy, &emu, "socks5h").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,21 +67,24 @@ impl ForwardProxy {
         auth: Option<(&str, &str)>,
         alias: Option<(&str, SocketAddr)>,
     ) -> ForwardProxy {
-        let alias: Alias = Arc::new(alias.map(|(h, a)| (h.to_owned(), a)));
+        let alias = alias.map(|(h, a)| (h.to_owned(), a));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let carried = Arc::new(AtomicUsize::new(0));
         let credentials = Arc::new(Mutex::new(Vec::new()));
-        let auth = auth.map(|(u, p)| format!("{u}:{p}"));
-        let (c, creds) = (carried.clone(), credentials.clone());
+        let ctx = Arc::new(Ctx {
+            carried: carried.clone(),
+            creds: credentials.clone(),
+            auth: auth.map(|(u, p)| format!("{u}:{p}")),
+            alias,
+        });
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (c, creds, auth, alias) =
-                    (c.clone(), creds.clone(), auth.clone(), alias.clone());
+                let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let _ = match kind {
-                        Kind::Http => http_conn(stream, c, creds, auth, alias).await,
-                        Kind::Socks5 => socks5_conn(stream, c, creds, auth, alias).await,
+                        Kind::Http => http_conn(stream, &ctx).await,
+                        Kind::Socks5 => socks5_conn(stream, &ctx).await,
                         Kind::Hang => hang(stream).await,
                     };
                 });
@@ -96,11 +99,17 @@ impl ForwardProxy {
     }
 }
 
-type Alias = Arc<Option<(String, SocketAddr)>>;
+/// What a proxy's connections share: its counters, the credentials it wants, its alias.
+struct Ctx {
+    carried: Arc<AtomicUsize>,
+    creds: Arc<Mutex<Vec<String>>>,
+    auth: Option<String>,
+    alias: Option<(String, SocketAddr)>,
+}
 
 /// Connects to `host:port`, or to the alias's address when `host` is the alias's name.
-async fn connect(host: &str, port: u16, alias: &Alias) -> std::io::Result<TcpStream> {
-    if let Some((name, addr)) = alias.as_ref()
+async fn connect(host: &str, port: u16, ctx: &Ctx) -> std::io::Result<TcpStream> {
+    if let Some((name, addr)) = &ctx.alias
         && name == host
     {
         return TcpStream::connect(addr).await;
@@ -142,13 +151,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-async fn http_conn(
-    mut client: TcpStream,
-    carried: Arc<AtomicUsize>,
-    creds: Arc<Mutex<Vec<String>>>,
-    auth: Option<String>,
-    alias: Alias,
-) -> std::io::Result<()> {
+async fn http_conn(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     let head = read_head(&mut client).await?;
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
@@ -160,9 +163,9 @@ async fn http_conn(
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     if let Some(p) = &presented {
-        creds.lock().unwrap().push(p.clone());
+        ctx.creds.lock().unwrap().push(p.clone());
     }
-    if auth.is_some() && presented != auth {
+    if ctx.auth.is_some() && presented != ctx.auth {
         client
             .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await?;
@@ -173,8 +176,8 @@ async fn http_conn(
     let target = parts.next().unwrap_or_default().to_owned();
     if method == "CONNECT" {
         let (host, port) = split_authority(&target);
-        let mut upstream = connect(&host, port, &alias).await?;
-        carried.fetch_add(1, Ordering::SeqCst);
+        let mut upstream = connect(&host, port, ctx).await?;
+        ctx.carried.fetch_add(1, Ordering::SeqCst);
         client
             .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .await?;
@@ -188,20 +191,14 @@ async fn http_conn(
         .unwrap_or_default()
         .to_owned();
     let (host, port) = split_authority(&authority);
-    let mut upstream = connect(&host, port, &alias).await?;
-    carried.fetch_add(1, Ordering::SeqCst);
+    let mut upstream = connect(&host, port, ctx).await?;
+    ctx.carried.fetch_add(1, Ordering::SeqCst);
     upstream.write_all(&head).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
 }
 
-async fn socks5_conn(
-    mut client: TcpStream,
-    carried: Arc<AtomicUsize>,
-    creds: Arc<Mutex<Vec<String>>>,
-    auth: Option<String>,
-    alias: Alias,
-) -> std::io::Result<()> {
+async fn socks5_conn(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     let mut greeting = [0u8; 2];
     client.read_exact(&mut greeting).await?;
     let mut methods = vec![0u8; usize::from(greeting[1])];
@@ -209,7 +206,7 @@ async fn socks5_conn(
     if greeting[0] != 5 {
         return Ok(());
     }
-    if let Some(expected) = &auth {
+    if let Some(expected) = &ctx.auth {
         if !methods.contains(&2) {
             client.write_all(&[5, 0xff]).await?;
             return Ok(());
@@ -228,7 +225,7 @@ async fn socks5_conn(
             String::from_utf8_lossy(&user),
             String::from_utf8_lossy(&pass)
         );
-        creds.lock().unwrap().push(presented.clone());
+        ctx.creds.lock().unwrap().push(presented.clone());
         if &presented != expected {
             client.write_all(&[1, 1]).await?;
             return Ok(());
@@ -262,14 +259,14 @@ async fn socks5_conn(
     let mut port = [0u8; 2];
     client.read_exact(&mut port).await?;
     let port = u16::from_be_bytes(port);
-    let mut upstream = match connect(&host, port, &alias).await {
+    let mut upstream = match connect(&host, port, ctx).await {
         Ok(s) => s,
         Err(_) => {
             client.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
             return Ok(());
         }
     };
-    carried.fetch_add(1, Ordering::SeqCst);
+    ctx.carried.fetch_add(1, Ordering::SeqCst);
     client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
