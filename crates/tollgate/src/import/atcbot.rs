@@ -29,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, bail};
+use futures::TryStreamExt;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -210,7 +211,12 @@ pub async fn run(
         return Ok(report);
     }
 
-    for chunk in planned.chunks(CHUNK) {
+    // Users this database had when the run started are left as they are, without a statement:
+    // a repeated run reads and plans, and writes nothing.
+    let (here, to_write): (Vec<&Planned>, Vec<&Planned>) =
+        planned.iter().partition(|p| present.contains(&p.user.id));
+    report.users_present += here.len() as u64;
+    for chunk in to_write.chunks(CHUNK) {
         let outcome = write_chunk(target, chunk, nodes, options, now).await;
         match outcome {
             Ok(tally) => tally.add_to(&mut report),
@@ -268,7 +274,7 @@ impl Tally {
 /// One transaction: each user of the chunk with their balance, subscription and referrer.
 async fn write_chunk(
     db: &Db,
-    chunk: &[Planned],
+    chunk: &[&Planned],
     nodes: &EnabledNodes,
     options: &Options,
     now: Timestamp,
@@ -606,13 +612,16 @@ async fn read_users(source: &PgPool, cols: &HashSet<String>) -> anyhow::Result<V
         millis(cols, "created_at"),
         millis(cols, "trial_used_at"),
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(source)
+    // Streamed: a row is kept only as the fields read from it.
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(source);
+    let mut users = Vec::new();
+    while let Some(r) = rows
+        .try_next()
         .await
-        .context("cannot read the earlier bot's users")?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(OldUser {
+        .context("cannot read the earlier bot's users")?
+    {
+        let user = (|| {
+            Ok::<_, sqlx::Error>(OldUser {
                 telegram_id: r.try_get(0)?,
                 username: r.try_get(1)?,
                 language: r.try_get(2)?,
@@ -622,9 +631,11 @@ async fn read_users(source: &PgPool, cols: &HashSet<String>) -> anyhow::Result<V
                 trial_used_ms: r.try_get(6)?,
                 reachable: r.try_get(7)?,
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .context("an earlier bot's user row has an unexpected type")
+        })()
+        .context("an earlier bot's user row has an unexpected type")?;
+        users.push(user);
+    }
+    Ok(users)
 }
 
 async fn read_subscriptions(
@@ -644,13 +655,15 @@ async fn read_subscriptions(
         text(cols, "source"),
         text(cols, "activation_status"),
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(source)
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(source);
+    let mut subscriptions = Vec::new();
+    while let Some(r) = rows
+        .try_next()
         .await
-        .context("cannot read the earlier bot's subscriptions")?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(OldSubscription {
+        .context("cannot read the earlier bot's subscriptions")?
+    {
+        let subscription = (|| {
+            Ok::<_, sqlx::Error>(OldSubscription {
                 telegram_id: r.try_get(0)?,
                 expires_ms: r.try_get(1)?,
                 uuid: r.try_get(2)?,
@@ -659,9 +672,11 @@ async fn read_subscriptions(
                 auto_renew: r.try_get(5)?,
                 activation: r.try_get(6)?,
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .context("an earlier bot's subscription row has an unexpected type")
+        })()
+        .context("an earlier bot's subscription row has an unexpected type")?;
+        subscriptions.push(subscription);
+    }
+    Ok(subscriptions)
 }
 
 /// Notes on what the source holds that is not imported: ledgers that disagree with balances,
