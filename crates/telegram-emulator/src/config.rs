@@ -154,6 +154,10 @@ pub struct Limits {
     pub max_pending_updates: usize,
     /// Total bytes of uploaded photos kept; the oldest photos are evicted beyond it.
     pub max_photo_bytes: usize,
+    /// Largest document a bot may upload with `sendDocument` (Telegram: 50 MB); a larger file
+    /// is refused with "Bad Request: file is too big". A body larger than the server's
+    /// `MAX_BODY_BYTES` never gets that far: 413 "Request Entity Too Large".
+    pub max_document_bytes: usize,
     /// Star transactions and charges kept per bot.
     pub max_transactions: usize,
     /// Invoice links kept per bot.
@@ -170,6 +174,7 @@ impl Default for Limits {
             max_groups: 10_000,
             max_pending_updates: 100_000,
             max_photo_bytes: 256 << 20,
+            max_document_bytes: 50 << 20,
             max_transactions: 100_000,
             max_invoice_links: 10_000,
             max_open_queries: 10_000,

@@ -232,6 +232,11 @@ pub mod text {
     pub const CHARGE_NOT_FOUND: &str = "Bad Request: CHARGE_NOT_FOUND";
     /// Photo bytes that are not an image.
     pub const IMAGE_PROCESS_FAILED: &str = "Bad Request: IMAGE_PROCESS_FAILED";
+    /// sendDocument of a file above the bots' upload limit (TBA `Client.cpp`, the size check of
+    /// an uploaded input file).
+    pub const FILE_TOO_BIG: &str = "Bad Request: file is too big";
+    /// sendDocument without a document.
+    pub const NO_DOCUMENT: &str = "Bad Request: there is no document in the request";
     /// sendPhoto with an unknown file id.
     pub const WRONG_FILE_ID: &str = "Bad Request: wrong file identifier/HTTP URL specified";
 }

@@ -1,4 +1,4 @@
-//! Uploaded photos: storage, ids, and image dimensions.
+//! Uploaded photos and documents: storage, ids, and image dimensions.
 //!
 //! Why this exists: bots send photos (QR codes, banners) by uploading bytes, by URL, or by
 //! re-using a `file_id`. The emulator keeps uploaded bytes so the web page can show them and a
@@ -69,6 +69,21 @@ impl FileStore {
         });
         self.insert(file.clone());
         Some(file)
+    }
+
+    /// Stores an uploaded document as it is (any bytes).
+    pub fn store_document(&self, rng: &Rng, data: Bytes) -> Arc<StoredFile> {
+        let file = Arc::new(StoredFile {
+            file_id: format!("BQACAgIAAxkDAAI{}", rng.token(40)),
+            file_unique_id: unique_id(&data),
+            data,
+            url: None,
+            mime: "application/octet-stream",
+            width: 0,
+            height: 0,
+        });
+        self.insert(file.clone());
+        file
     }
 
     /// Records a photo given by URL (the emulator has no network, so the bytes are not fetched).

@@ -50,6 +50,7 @@ methods! {
     GetWebhookInfo => "getWebhookInfo",
     SendMessage => "sendMessage",
     SendPhoto => "sendPhoto",
+    SendDocument => "sendDocument",
     EditMessageText => "editMessageText",
     EditMessageReplyMarkup => "editMessageReplyMarkup",
     EditMessageCaption => "editMessageCaption",
@@ -78,7 +79,7 @@ impl Method {
     pub fn is_rate_limited_send(self) -> bool {
         matches!(
             self,
-            Self::SendMessage | Self::SendPhoto | Self::SendInvoice
+            Self::SendMessage | Self::SendPhoto | Self::SendDocument | Self::SendInvoice
         )
     }
 }

@@ -171,6 +171,21 @@ pub struct PhotoSize {
     pub file_size: Option<u64>,
 }
 
+/// A document a bot uploaded (`Message.document`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Document {
+    /// Identifier to download or resend the file.
+    pub file_id: String,
+    /// Identifier that is the same for the same bytes.
+    pub file_unique_id: String,
+    /// The file name the bot gave.
+    pub file_name: String,
+    /// MIME type, from the part's `Content-Type` or the file name.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub file_size: u64,
+}
+
 /// An invoice shown in a chat (`Message.invoice`) plus what the emulator needs to pay it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvoiceSpec {
@@ -248,6 +263,13 @@ pub enum Content {
         /// Caption and its entities.
         caption: Option<FormattedText>,
     },
+    /// A document with an optional caption.
+    Document {
+        /// The file.
+        document: Document,
+        /// Caption and its entities.
+        caption: Option<FormattedText>,
+    },
     /// An invoice.
     Invoice(Arc<InvoiceSpec>),
     /// A payment the user made.
@@ -262,6 +284,7 @@ impl Content {
         match self {
             Self::Text(_) => "text",
             Self::Photo { .. } => "photo",
+            Self::Document { .. } => "document",
             Self::Invoice(_) => "invoice",
             Self::SuccessfulPayment(_) => "successful_payment",
             Self::RefundedPayment(_) => "refunded_payment",
@@ -351,6 +374,15 @@ impl Serialize for MessageJson<'_> {
             }
             Content::Photo { sizes, caption } => {
                 map.serialize_entry("photo", sizes)?;
+                if let Some(caption) = caption {
+                    map.serialize_entry("caption", &caption.text)?;
+                    if !caption.entities.is_empty() {
+                        map.serialize_entry("caption_entities", &caption.entities)?;
+                    }
+                }
+            }
+            Content::Document { document, caption } => {
+                map.serialize_entry("document", document)?;
                 if let Some(caption) = caption {
                     map.serialize_entry("caption", &caption.text)?;
                     if !caption.entities.is_empty() {

@@ -139,10 +139,13 @@ impl Params {
                 };
                 let name = field.name().unwrap_or("").to_owned();
                 let file_name = field.file_name().map(str::to_owned);
-                let data = field
-                    .bytes()
-                    .await
-                    .map_err(|_| ApiError::bad_request("can't parse multipart/form-data"))?;
+                let data = field.bytes().await.map_err(|e| {
+                    if e.status().as_u16() == 413 {
+                        ApiError::too_large()
+                    } else {
+                        ApiError::bad_request("can't parse multipart/form-data")
+                    }
+                })?;
                 match file_name {
                     Some(file_name) => params.files.push(UploadedFile {
                         field: name,

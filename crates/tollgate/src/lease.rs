@@ -128,6 +128,15 @@ pub async fn current_holder(
     }))
 }
 
+/// Every lease someone holds right now, as (name, holder): a running service always holds
+/// some (its sender's, its poller's or registrar's), so `tollgate restore` reads them to tell
+/// whether a database is in use.
+pub async fn live(db: &Db, now: Timestamp) -> Result<Vec<(String, String)>, sqlx::Error> {
+    on_db!(db, p => sqlx::query_as(
+        "SELECT name, holder FROM leases WHERE expires_at > $1 ORDER BY name"
+    ).bind(now).fetch_all(p).await)
+}
+
 /// What [`Keeper::keep`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {

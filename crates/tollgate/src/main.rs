@@ -97,6 +97,78 @@ enum Command {
     /// (DATABASE_URL), audited as done from the command line; a running service applies it at
     /// the next use, on every replica, without a restart.
     Flags(FlagsArgs),
+    /// Back the database up into FILE, while the service runs.
+    ///
+    /// SQLite: a consistent copy (one read transaction, the service keeps writing), checked
+    /// (PRAGMA integrity_check, migrations known to this binary) before it gets its name;
+    /// gzip-compressed when FILE ends in .gz. PostgreSQL: pg_dump in its custom format (restore
+    /// it with pg_restore); where pg_dump is not installed the error says how. Reads
+    /// DATABASE_URL only; never overwrites FILE.
+    Backup(BackupArgs),
+    /// Replace the SQLite database with the backup FILE (plain or .gz).
+    ///
+    /// The backup is checked first: it opens, passes PRAGMA integrity_check, and its migrations
+    /// are all known to this binary (an older one is migrated at the next start, a newer one
+    /// refused). A database that a running service holds (live leases) is not replaced: stop
+    /// the service first, or pass --force. The replaced database is kept beside it as
+    /// <name>.before-restore-<unix time>. PostgreSQL: the error shows the pg_restore command.
+    Restore(RestoreArgs),
+    /// Exit 0 when this host's service answers GET /healthz with 200 within 3 s, else 1.
+    ///
+    /// For container health checks (the image has no curl): asks http://BIND_ADDR:PORT/healthz,
+    /// loopback when BIND_ADDR is 0.0.0.0 or unset. Reads PORT and BIND_ADDR only.
+    Healthcheck,
+    /// Bring users over from another bot's database.
+    #[command(subcommand)]
+    Import(ImportSource),
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// From the earlier bot's PostgreSQL database: users (Telegram id, username, language,
+    /// referrer, trial used), balances (one opening ledger entry each), active subscriptions
+    /// with their expiry and VPN UUIDs (links users have keep working once tollgate-node serves
+    /// the same inbound), auto-renew choices.
+    ///
+    /// Into the database of DATABASE_URL, with the catalog of TOLLGATE_CONFIG (run it with the
+    /// service's environment). Prints every row it cannot take, with the reason. A second run
+    /// changes nothing. Refuses a database that has users who are not in the source unless
+    /// --merge. Pending withdrawals and promo codes are counted, not imported.
+    Atcbot(AtcbotArgs),
+}
+
+#[derive(clap::Args)]
+struct AtcbotArgs {
+    /// The earlier bot's database, postgres://USER:PASSWORD@HOST:5432/DB (read only).
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// Print what would be imported and every row that cannot be; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Import even though this database already has other users (they are left as they are).
+    #[arg(long)]
+    merge: bool,
+    /// The catalog plan imported paid subscriptions renew on when auto-renew is on (without
+    /// it they have no plan until the user buys one).
+    #[arg(long, value_name = "PLAN_ID")]
+    renew_plan: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Where to write the backup (must not exist; `.gz` compresses it).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The backup to restore (a SQLite file, plain or gzip-compressed).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Replace the database even though a service seems to hold it.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +237,10 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => runtime.block_on(sandbox_command(&env, args)),
         Command::Reconcile(args) => runtime.block_on(reconcile_command(&env, args)),
         Command::Flags(args) => runtime.block_on(flags_command(&env, args)),
+        Command::Backup(args) => runtime.block_on(backup_command(&env, args)),
+        Command::Healthcheck => runtime.block_on(healthcheck(&env)),
+        Command::Restore(args) => runtime.block_on(restore_command(&env, args)),
+        Command::Import(ImportSource::Atcbot(args)) => runtime.block_on(import_command(&env, args)),
     }
 }
 
@@ -256,6 +332,183 @@ async fn migrate_command(env: &Env) -> ExitCode {
                 _ => String::new(),
             };
             eprintln!("error: {e}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck(env: &Env) -> ExitCode {
+    let port = env.get("PORT").unwrap_or("8080");
+    let host = match env.get("BIND_ADDR") {
+        None | Some("0.0.0.0") => "127.0.0.1".to_owned(),
+        Some("::") => "[::1]".to_owned(),
+        Some(ip) if ip.contains(':') => format!("[{ip}]"),
+        Some(ip) => ip.to_owned(),
+    };
+    let url = format!("http://{host}:{port}/healthz");
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("unhealthy: cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `DATABASE_URL` and the pool settings alone, or exit 2 with the problems.
+fn database_only(env: &Env) -> Result<config::DatabaseSettings, ExitCode> {
+    init_logging(env)?;
+    config::env::database_settings(env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn backup_command(env: &Env, args: BackupArgs) -> ExitCode {
+    let settings = match database_only(env) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = match &settings.url {
+        config::DatabaseUrl::Sqlite { path } => match Db::connect_lazy(&settings) {
+            Ok(Db::Sqlite(db)) => {
+                let r = tollgate::backup::backup_sqlite(&db, path, &args.file).await;
+                db.close().await;
+                r.map(|report| format!("backup written to {}: {report}", args.file.display()))
+            }
+            Ok(Db::Postgres(_)) => Err(anyhow::anyhow!("DATABASE_URL is not SQLite")),
+            Err(e) => Err(anyhow::anyhow!("cannot open {}: {e}", settings.url.redacted())),
+        },
+        config::DatabaseUrl::Postgres { url } => {
+            tollgate::backup::backup_postgres(url.expose(), &args.file)
+                .await
+                .map(|()| {
+                    format!(
+                        "pg_dump of {} written to {}; restore it with pg_restore --clean --if-exists --no-owner --dbname \"$DATABASE_URL\" {}",
+                        settings.url.redacted(),
+                        args.file.display(),
+                        args.file.display()
+                    )
+                })
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn restore_command(env: &Env, args: RestoreArgs) -> ExitCode {
+    let settings = match database_only(env) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match tollgate::backup::restore_sqlite(&settings, &args.file, args.force, SystemClock.now())
+        .await
+    {
+        Ok(report) => {
+            println!(
+                "restored {} into {}: {}",
+                args.file.display(),
+                settings.url.redacted(),
+                report.copy
+            );
+            if let Some(kept) = report.kept {
+                println!("the database it replaced is kept at {}", kept.display());
+            }
+            println!("start the service: it applies any migrations the backup lacks");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn import_command(env: &Env, args: AtcbotArgs) -> ExitCode {
+    use tollgate::import::atcbot;
+    let config = match logged_config(env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let d = &config.deployment;
+    let masked = config::env::mask_url(&args.from);
+    let result = async {
+        let db = Db::connect_lazy(&d.database)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", d.database.url.redacted()))?;
+        if !args.dry_run {
+            let migrated = migrate::run(&db, SystemClock.now(), MigrateTimeouts::default())
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot bring {} to this binary's schema: {e}",
+                        d.database.url.redacted()
+                    )
+                });
+            if let Err(e) = migrated {
+                db.close().await;
+                return Err(e);
+            }
+        }
+        let source = atcbot::connect(&args.from).await;
+        let source = match source {
+            Ok(s) => s,
+            Err(e) => {
+                db.close().await;
+                return Err(e.context(format!("source {masked}")));
+            }
+        };
+        let registry =
+            tollgate::nodes::Registry::from_catalog(&config.catalog, d.nodes.call_timeout)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let options = atcbot::Options {
+            dry_run: args.dry_run,
+            merge: args.merge,
+            renew_plan: args.renew_plan.clone(),
+        };
+        let report = atcbot::run(
+            &source,
+            &db,
+            &config.catalog,
+            registry.enabled(),
+            &options,
+            SystemClock.now(),
+        )
+        .await;
+        source.close().await;
+        db.close().await;
+        report
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

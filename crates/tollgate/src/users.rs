@@ -241,6 +241,76 @@ pub async fn register(
     ))
 }
 
+/// A user brought over from an earlier bot by `tollgate import`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedUser {
+    pub id: i64,
+    pub username: Option<String>,
+    pub language: Language,
+    pub auto_renew: bool,
+    pub trial_used_at: Option<Timestamp>,
+    /// When the earlier bot found the user unreachable (blocked the bot).
+    pub bot_blocked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// Registers an imported user in the caller's transaction, with a fresh referral code and no
+/// referrer yet ([`set_imported_referrer`] follows once every user is in). Returns false, and
+/// changes nothing, when the user exists already (a second run, or someone who started this
+/// bot before the import).
+pub async fn import(tx: &mut Tx, user: &ImportedUser, now: Timestamp) -> Result<bool, sqlx::Error> {
+    // Their name is not in the earlier bot's database: the username (or the id) stands in
+    // until their first update here refreshes it.
+    let first_name = user
+        .username
+        .clone()
+        .unwrap_or_else(|| format!("user {}", user.id));
+    for _ in 0..5 {
+        let code = new_referral_code();
+        let created: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+            "INSERT INTO users (id, first_name, username, language, referral_code, auto_renew,
+                 trial_used_at, bot_blocked_at, created_at, last_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT DO NOTHING
+             RETURNING id"
+        ).bind(user.id).bind(&first_name).bind(&user.username).bind(user.language.code())
+            .bind(&code).bind(user.auto_renew).bind(user.trial_used_at).bind(user.bot_blocked_at)
+            .bind(user.created_at.min(now)).bind(now).fetch_optional(c).await)?;
+        if created.is_some() {
+            return Ok(true);
+        }
+        if get_in(tx, user.id).await?.is_some() {
+            return Ok(false);
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "could not draw an unused referral code in 5 tries".into(),
+    ))
+}
+
+/// Sets an imported user's referrer, when the user has none and the referrer is registered.
+/// The importer orders users so that a referrer always came first, which keeps referrals
+/// acyclic as registration does. Returns whether it was set.
+pub async fn set_imported_referrer(
+    tx: &mut Tx,
+    user_id: i64,
+    referrer_id: i64,
+) -> Result<bool, sqlx::Error> {
+    if user_id == referrer_id {
+        return Ok(false);
+    }
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE users SET referrer_id = $2
+         WHERE id = $1 AND referrer_id IS NULL AND EXISTS (SELECT 1 FROM users r WHERE r.id = $2)"
+    ).bind(user_id).bind(referrer_id).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Every registered user's id (for the importer's check that the database holds nobody else).
+pub async fn ids(db: &Db) -> Result<Vec<i64>, sqlx::Error> {
+    on_db!(db, p => sqlx::query_scalar("SELECT id FROM users ORDER BY id").fetch_all(p).await)
+}
+
 /// `user` as [`refresh`] leaves them: the bot reads a known sender without a write and runs
 /// [`refresh`] in the transaction that handles the update.
 pub fn refreshed(mut user: User, from: &TelegramUser) -> User {

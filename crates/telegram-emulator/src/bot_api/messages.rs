@@ -12,7 +12,7 @@ use super::ApiOk;
 use crate::entities::{FormattedText, format_text, with_detected_commands};
 use crate::error::{ApiError, text};
 use crate::markup::{InlineKeyboard, ReplyMarkup, parse_reply_markup};
-use crate::model::{Content, PhotoSize};
+use crate::model::{Content, Document, PhotoSize};
 use crate::params::Params;
 use crate::state::{BotState, ChatState, lock};
 
@@ -177,11 +177,6 @@ pub fn send_photo(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiErro
             .get(photo_arg)
             .ok_or_else(|| ApiError::bad_request_static(text::WRONG_FILE_ID))?,
     };
-    let caption = caption(params)?;
-    let reply_to = reply_target(params)?;
-    let (inline, keyboard) = reply_markup(params)?;
-    let chat = bot.target_chat(params.arg("chat_id"))?;
-    let caption = checked_caption(caption, false)?;
     let size = PhotoSize {
         file_id: file.file_id.clone(),
         file_unique_id: file.file_unique_id.clone(),
@@ -189,18 +184,94 @@ pub fn send_photo(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiErro
         height: file.height,
         file_size: (!file.data.is_empty()).then_some(file.data.len() as u64),
     };
+    send_captioned(bot, params, |caption| Content::Photo {
+        sizes: vec![size],
+        caption,
+    })
+}
+
+/// The rest of a media send once its file is resolved, in the real server's order: caption,
+/// reply target and markup are checked before the chat is resolved, lengths after.
+fn send_captioned(
+    bot: &Arc<BotState>,
+    params: &Params,
+    content: impl FnOnce(Option<FormattedText>) -> Content,
+) -> Result<ApiOk, ApiError> {
+    let caption = caption(params)?;
+    let reply_to = reply_target(params)?;
+    let (inline, keyboard) = reply_markup(params)?;
+    let chat = bot.target_chat(params.arg("chat_id"))?;
+    let caption = checked_caption(caption, false)?;
     let record = bot.store_bot_message(
         &chat,
-        Content::Photo {
-            sizes: vec![size],
-            caption,
-        },
+        content(caption),
         inline,
         keyboard,
         reply_to,
         params.bool_arg("allow_paid_broadcast"),
     )?;
     Ok(sent(bot, &chat, &record))
+}
+
+/// `sendDocument`: a multipart upload (the part named `document`, or `attach://<name>`) or the
+/// `file_id` of a document sent before. Uploads above `limits.max_document_bytes` are refused
+/// with Telegram's "file is too big".
+pub fn send_document(bot: &Arc<BotState>, params: &Params) -> Result<ApiOk, ApiError> {
+    let shared = &bot.shared;
+    let document_arg = params.arg("document");
+    let upload = params.file("document").or_else(|| {
+        document_arg
+            .strip_prefix("attach://")
+            .and_then(|name| params.file(name))
+    });
+    let (file, file_name) = match upload {
+        Some(upload) => {
+            if upload.data.len() > shared.config.limits.max_document_bytes {
+                return Err(ApiError::bad_request_static(text::FILE_TOO_BIG));
+            }
+            let file = shared
+                .files
+                .store_document(&shared.rng, upload.data.clone());
+            (file, upload.file_name.clone())
+        }
+        None if document_arg.is_empty() => {
+            return Err(ApiError::bad_request_static(text::NO_DOCUMENT));
+        }
+        None => {
+            let file = shared
+                .files
+                .get(document_arg)
+                .ok_or_else(|| ApiError::bad_request_static(text::WRONG_FILE_ID))?;
+            (file, "document".to_owned())
+        }
+    };
+    let document = Document {
+        file_id: file.file_id.clone(),
+        file_unique_id: file.file_unique_id.clone(),
+        mime_type: mime_of(&file_name).to_owned(),
+        file_name,
+        file_size: file.data.len() as u64,
+    };
+    send_captioned(bot, params, |caption| Content::Document {
+        document,
+        caption,
+    })
+}
+
+/// The MIME type Telegram reports for a document, from its file name's extension.
+fn mime_of(file_name: &str) -> &'static str {
+    let lower = file_name.to_ascii_lowercase();
+    if lower.ends_with(".gz") {
+        "application/gzip"
+    } else if lower.ends_with(".txt") {
+        "text/plain"
+    } else if lower.ends_with(".json") {
+        "application/json"
+    } else if lower.ends_with(".zip") {
+        "application/zip"
+    } else {
+        "application/octet-stream"
+    }
 }
 
 /// `sendInvoice`.

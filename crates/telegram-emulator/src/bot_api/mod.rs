@@ -5,6 +5,12 @@
 //! unknown token, 404 `Not Found` for an unknown method, case-insensitive method names, parameters
 //! from query, form, JSON or multipart, a `Retry-After` header on 429s. Injected faults are
 //! applied here, before a method runs.
+//!
+//! An answer given before the parameters are read (unknown token, unknown method, an injected
+//! fault) first reads the request body and throws it away, bounded by [`MAX_BODY_BYTES`] and
+//! [`DRAIN_TIMEOUT`]: answering and closing while the client is still sending makes the kernel
+//! reset the connection, and a client uploading multipart (aiogram always does) then sees
+//! "broken pipe" or "connection reset" instead of the 401 or 404.
 
 mod messages;
 mod other;
@@ -18,12 +24,13 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http_body_util::BodyExt;
 
 use crate::counters::bump;
 use crate::error::ApiError;
 use crate::faults::FaultKind;
 use crate::methods::Method;
-use crate::params::Params;
+use crate::params::{MAX_BODY_BYTES, Params};
 use crate::server::App;
 use crate::state::BotState;
 
@@ -94,6 +101,7 @@ pub async fn execute(
         Method::GetWebhookInfo => Ok(ApiOk::value(&crate::webhook::webhook_info(bot))),
         Method::SendMessage => messages::send_message(bot, &params),
         Method::SendPhoto => messages::send_photo(bot, &params),
+        Method::SendDocument => messages::send_document(bot, &params),
         Method::EditMessageText => messages::edit_message_text(bot, &params),
         Method::EditMessageCaption => messages::edit_message_caption(bot, &params),
         Method::EditMessageReplyMarkup => messages::edit_message_reply_markup(bot, &params),
@@ -126,21 +134,25 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     let Some(token) = bot_segment.strip_prefix("bot") else {
+        drain(request).await;
         return ApiError::not_found().into_response();
     };
     let Some(bot) = app.bot_by_token(token) else {
         if let Some(default) = app.bots.first() {
             bump(&default.counters.unauthorized_calls);
         }
+        drain(request).await;
         return ApiError::unauthorized().into_response();
     };
     let Some(method) = Method::from_name(&method_name) else {
         bump(&bot.counters.unknown_method_calls);
+        drain(request).await;
         return ApiError::not_found().into_response();
     };
     bot.counters.count_call(method);
     if let Some(fault) = bot.faults.take(method) {
         bump(&bot.counters.faults_fired);
+        drain(request).await;
         return fault_response(&bot, fault).await;
     }
     let params = match Params::from_request(request).await {
@@ -161,8 +173,30 @@ pub async fn handle(
 }
 
 /// 404 for paths that are not `/bot<token>/<method>`.
-pub async fn not_found() -> Response {
+pub async fn not_found(request: Request) -> Response {
+    drain(request).await;
     ApiError::not_found().into_response()
+}
+
+/// The longest an early answer waits for the rest of a body it is going to throw away.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and discards the request body (at most [`MAX_BODY_BYTES`], for at most
+/// [`DRAIN_TIMEOUT`]), so that the answer that follows reaches a client still sending.
+async fn drain(request: Request) {
+    let mut body = request.into_body();
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > MAX_BODY_BYTES {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, read).await;
 }
 
 const BAD_GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n";

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 
 use super::types::{
     AbandonInvoice, AdvanceTime, BlockRequest, BotInfo, CallbackOutcome, ChatAction, ChatInfo,
-    Group, InjectFault, InvoiceInfo, NewGroup, NewUser, PayInvoice, PendingUpdate, PhotoInfo,
-    PressButton, RenewSubscription, SendText, SentMessage, StarTransactionOrder, TimeInfo,
-    Transcript, TranscriptMessage, User, WaitForMessage, WebhookReachability,
+    DocumentInfo, Group, InjectFault, InvoiceInfo, NewGroup, NewUser, PayInvoice, PendingUpdate,
+    PhotoInfo, PressButton, RenewSubscription, SendText, SentMessage, StarTransactionOrder,
+    TimeInfo, Transcript, TranscriptMessage, User, WaitForMessage, WebhookReachability,
 };
 use crate::entities::{FormattedText, with_detected_commands};
 use crate::faults::FaultSpec;
@@ -559,8 +559,22 @@ fn transcript_message(
     chat: &ChatState,
     record: &MessageRecord,
 ) -> TranscriptMessage {
+    let mut document = None;
     let (text, photo, invoice) = match &record.content {
         Content::Text(t) => (Some(t.text.clone()), None, None),
+        Content::Document {
+            document: d,
+            caption,
+        } => {
+            document = Some(DocumentInfo {
+                file_id: d.file_id.clone(),
+                file_name: d.file_name.clone(),
+                mime_type: d.mime_type.clone(),
+                file_size: d.file_size,
+                url: format!("/control/files/{}", d.file_id),
+            });
+            (caption.as_ref().map(|c| c.text.clone()), None, None)
+        }
         Content::Photo { sizes, caption } => {
             let photo = sizes.last().map(|s| {
                 let url = bot
@@ -614,6 +628,7 @@ fn transcript_message(
         kind: record.content.kind_name().to_owned(),
         text,
         photo,
+        document,
         invoice,
         reply_markup: record
             .reply_markup

@@ -304,6 +304,21 @@ pub struct PhotoInfo {
     pub url: String,
 }
 
+/// A document in a transcript.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentInfo {
+    /// The file id.
+    pub file_id: String,
+    /// The file name the bot gave.
+    pub file_name: String,
+    /// MIME type.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub file_size: u64,
+    /// Where the emulator serves the bytes (`/control/files/<file_id>`).
+    pub url: String,
+}
+
 /// An invoice in a transcript.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceInfo {
@@ -344,6 +359,9 @@ pub struct TranscriptMessage {
     pub text: Option<String>,
     /// Photo.
     pub photo: Option<PhotoInfo>,
+    /// Document.
+    #[serde(default)]
+    pub document: Option<DocumentInfo>,
     /// Invoice.
     pub invoice: Option<InvoiceInfo>,
     /// The inline keyboard (`{"inline_keyboard": …}`).

@@ -42,10 +42,10 @@ use crate::time::Timestamp;
 pub use keys::FeedToken;
 pub(crate) use subscriptions::renewal_candidates_sql;
 pub use subscriptions::{
-    JOIN_SUBSCRIPTION_OF_USER, JOINED_COLUMNS, Joined, active_by_kind, align_node,
-    align_node_additions, by_token, by_vpn_uuid, expire, grant_or_extend, last_reissue,
-    lock_unless_held, provisioning_state, reissue, revoke, share_links, shorten, subscription,
-    subscription_for_user, subscription_for_user_in,
+    Imported, JOIN_SUBSCRIPTION_OF_USER, JOINED_COLUMNS, Joined, active_by_kind, align_node,
+    align_node_additions, by_token, by_vpn_uuid, expire, grant_or_extend, import_subscription,
+    last_reissue, lock_unless_held, provisioning_state, reissue, revoke, share_links, shorten,
+    subscription, subscription_for_user, subscription_for_user_in,
 };
 
 pub use crate::domain::MAX_GRANT_DAYS;

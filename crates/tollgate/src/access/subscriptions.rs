@@ -335,6 +335,65 @@ pub async fn grant_or_extend(
     })
 }
 
+/// What [`import_subscription`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// The subscription was created with the given key.
+    Created(Subscription),
+    /// The user has a subscription already: nothing changed (a second import run).
+    Exists(Subscription),
+    /// Another subscription has (or had) this VPN UUID: nothing changed.
+    UuidTaken,
+}
+
+/// Creates `user_id`'s subscription with a key they already have (`vpn_uuid`, from an earlier
+/// system) and the dates it had there, in the caller's transaction, and makes every enabled
+/// node want it. A user who has a subscription keeps it unchanged, and a UUID used by
+/// another subscription (or retired) is never issued twice. For `tollgate import`.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_subscription(
+    tx: &mut Tx,
+    nodes: &EnabledNodes,
+    user_id: i64,
+    kind: Kind,
+    plan_id: Option<&str>,
+    starts_at: Timestamp,
+    expires_at: Timestamp,
+    vpn_uuid: Uuid,
+    now: Timestamp,
+) -> Result<Imported, AccessError> {
+    if expires_at <= now || expires_at > now.plus(DAY * MAX_AHEAD_DAYS) {
+        return Err(AccessError::InvalidGrant(format!(
+            "an imported subscription must end between now ({now}) and {MAX_AHEAD_DAYS} days ahead, not at {expires_at}"
+        )));
+    }
+    if let Some(existing) = subscription_for_user_in(tx, user_id).await? {
+        return Ok(Imported::Exists(existing));
+    }
+    let taken: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT 1 FROM subscriptions WHERE vpn_uuid = $1
+         UNION ALL SELECT 1 FROM retired_keys WHERE vpn_uuid = $1 LIMIT 1"
+    ).bind(vpn_uuid).fetch_optional(c).await)?;
+    if taken.is_some() {
+        return Ok(Imported::UuidTaken);
+    }
+    let token = FeedToken::generate()?;
+    let starts_at = starts_at.min(now);
+    let row: Row = on_tx!(tx, c => sqlx::query_as(
+        "INSERT INTO subscriptions (user_id, kind, plan_id, starts_at, expires_at, vpn_uuid, token, created_at, updated_at, notice_stage, notice_from, next_notice_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $8, $8)
+         RETURNING id, user_id, kind, plan_id, starts_at, expires_at, revoked_at, vpn_uuid, token, created_at, updated_at"
+    ).bind(user_id).bind(kind.as_str()).bind(plan_id).bind(starts_at).bind(expires_at)
+        .bind(vpn_uuid).bind(token.expose()).bind(now).fetch_one(c).await)
+    .map_err(|e| match classify(&e) {
+        Failure::ForeignKeyViolation => AccessError::UnknownUser(user_id),
+        _ => AccessError::Database(e),
+    })?;
+    let subscription = from_row(row)?;
+    align_all(tx, &subscription, &refs(&nodes.names()), now).await?;
+    Ok(Imported::Created(subscription))
+}
+
 /// Keeps a replaced key's token and UUID forever, so neither can ever be issued again.
 async fn retire_key(tx: &mut Tx, old: &Subscription, now: Timestamp) -> Result<(), AccessError> {
     on_tx!(tx, c => sqlx::query(

@@ -28,6 +28,7 @@ use crate::flags;
 use crate::housekeeping::{Housekeeping, Pruning};
 use crate::http::{self, HttpState, Readiness};
 use crate::i18n::Texts;
+use crate::jobs::backups::Backups;
 use crate::jobs::monitor::{Monitor, MonitorContext};
 use crate::jobs::notices::Notices;
 use crate::jobs::renewal::AutoRenewal;
@@ -188,11 +189,17 @@ where
 {
     let d = &config.deployment;
     let p = &d.pipeline;
-    let api = BotApi::new(&d.telegram_api_url, &d.bot_token.token)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_timeout(options.telegram_call_timeout);
+    let api = BotApi::with_proxy(
+        &d.telegram_api_url,
+        &d.bot_token.token,
+        d.telegram_proxy.as_ref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .with_timeout(options.telegram_call_timeout);
     let holder = lease::holder_id();
     let pruning_holder = holder.clone();
+    let backups_holder = holder.clone();
+    let backups_api = api.clone();
     let inbox_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
     let alerts = Alerts::new(d.admin_ids.clone());
@@ -337,6 +344,26 @@ where
         )),
         stall,
     )));
+    if let Some(b) = &d.backup
+        && let Some(job) = Backups::new(
+            db,
+            backups_api,
+            options.clock.clone(),
+            b.chat_id,
+            b.interval,
+        )
+    {
+        components.push(Arc::new(WatchedDyn::new(
+            Arc::new(JobRunner::new(
+                Arc::new(job),
+                db.clone(),
+                options.clock.clone(),
+                backups_holder,
+                metrics.jobs.clone(),
+            )),
+            stall,
+        )));
+    }
     components.extend(options.extra_components.iter().cloned());
     Ok(Pipeline { components, routes })
 }

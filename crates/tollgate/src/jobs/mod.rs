@@ -22,6 +22,7 @@
 //! back) and ends with outcome `stopped`. Then a singleton's lease is released, so another
 //! replica can take the role at once.
 
+pub mod backups;
 pub mod metrics;
 pub mod monitor;
 pub mod notices;

@@ -350,6 +350,26 @@ fn verify(set: &[Migration], applied: &[(i64, String, String)]) -> Result<(), Mi
     Ok(())
 }
 
+/// The migration history recorded in a SQLite file opened on its own (a backup being checked),
+/// as (version, name, checksum) in version order.
+pub async fn sqlite_file_history(
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        .fetch_all(conn)
+        .await
+}
+
+/// Checks a recorded migration history (`version, name, checksum` rows of
+/// `schema_migrations`, e.g. a backup's) against this binary's migrations for `backend`: every
+/// version known, checksums equal, no gaps. The same rules as at start.
+pub fn verify_history(
+    backend: Backend,
+    applied: &[(i64, String, String)],
+) -> Result<(), MigrateError> {
+    verify(for_backend(backend), applied)
+}
+
 /// Schema state as readiness sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaState {

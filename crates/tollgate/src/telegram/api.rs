@@ -6,6 +6,11 @@
 //! (403), give up with the reason (other 4xx). Telegram's descriptions are kept verbatim.
 //! The token is part of every URL, so transport errors are stripped of their URL before they
 //! can reach a log (docs/reliability.md H1).
+//!
+//! Where Telegram is blocked, every call and upload goes through `TELEGRAM_PROXY` (HTTP
+//! CONNECT or SOCKS5): the client is built once with it, so no call can go around it. A proxy
+//! that refuses or hangs is a network error or a timeout like any other, retried by the
+//! caller's usual backoff; the error says it was the proxy.
 
 use std::time::Duration;
 
@@ -15,6 +20,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::Secret;
+use crate::config::env::TelegramProxy;
 
 /// Deadline of an ordinary Bot API call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +48,11 @@ pub enum ApiError {
     /// No answer within the deadline.
     #[error("Telegram did not answer within {0:?}")]
     Timeout(Duration),
+    /// No answer within the deadline through `TELEGRAM_PROXY` (the proxy may be what hangs).
+    #[error(
+        "no answer within {timeout:?} through TELEGRAM_PROXY {proxy} (check that the proxy runs and lets this host reach Telegram)"
+    )]
+    ProxyTimeout { timeout: Duration, proxy: String },
     /// Connection-level failure.
     #[error("cannot reach Telegram: {0}")]
     Network(String),
@@ -70,9 +81,10 @@ impl ApiError {
                 Disposition::Wait(Duration::from_secs((*retry_after).max(1)))
             }
             ApiError::Forbidden { .. } => Disposition::Blocked,
-            ApiError::Server { .. } | ApiError::Timeout(_) | ApiError::Network(_) => {
-                Disposition::Retry
-            }
+            ApiError::Server { .. }
+            | ApiError::Timeout(_)
+            | ApiError::ProxyTimeout { .. }
+            | ApiError::Network(_) => Disposition::Retry,
             ApiError::InvalidResponse(_) => Disposition::Retry,
             ApiError::Conflict { .. } => Disposition::Retry,
             ApiError::Unauthorized { .. } | ApiError::BadRequest { .. } => Disposition::Fail,
@@ -133,6 +145,8 @@ pub struct BotApi {
     /// `<api>/bot<token>/` — secret because it carries the token.
     base: Secret<Url>,
     timeout: Duration,
+    /// The proxy's printable URL, named in transport errors.
+    via: Option<String>,
 }
 
 impl std::fmt::Debug for BotApi {
@@ -165,20 +179,42 @@ struct ResponseParameters {
 impl BotApi {
     /// `api_url` is the Bot API base (e.g. `https://api.telegram.org`), `token` the bot's.
     pub fn new(api_url: &Url, token: &Secret<String>) -> Result<BotApi, String> {
+        Self::with_proxy(api_url, token, None)
+    }
+
+    /// [`BotApi::new`] whose every call goes through `proxy` when there is one.
+    pub fn with_proxy(
+        api_url: &Url,
+        token: &Secret<String>,
+        proxy: Option<&TelegramProxy>,
+    ) -> Result<BotApi, String> {
         let mut base = api_url.clone();
         // Always end the path with exactly one slash before appending `bot<token>/`.
         let path = base.path().trim_end_matches('/').to_owned();
         base.set_path(&format!("{path}/bot{}/", token.expose()));
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(proxy) = proxy {
+            // The URL carries the credentials (basic auth for HTTP, user/password for SOCKS5).
+            let p = reqwest::Proxy::all(proxy.expose().as_str()).map_err(|e| {
+                format!(
+                    "TELEGRAM_PROXY {} cannot be used: {}",
+                    proxy.redacted(),
+                    e.without_url()
+                )
+            })?;
+            builder = builder.proxy(p);
+        }
+        let http = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))?;
         Ok(BotApi {
             http,
             base: Secret::new(base),
             timeout: CALL_TIMEOUT,
+            via: proxy.map(TelegramProxy::redacted),
         })
     }
 
@@ -254,14 +290,65 @@ impl BotApi {
         self.send(request, self.timeout).await
     }
 
+    /// Classifies a transport failure; with a proxy, a failure to get through it names it.
+    fn transport(&self, e: reqwest::Error, timeout: Duration) -> ApiError {
+        // `without_url`: the URL carries the bot token.
+        match &self.via {
+            Some(via) if e.is_connect() => ApiError::Network(format!(
+                "cannot get through TELEGRAM_PROXY {via} (check that the proxy runs and lets this host reach Telegram): {}",
+                error_chain(&e.without_url())
+            )),
+            Some(via) if e.is_timeout() => ApiError::ProxyTimeout {
+                timeout,
+                proxy: via.clone(),
+            },
+            _ if e.is_timeout() => ApiError::Timeout(timeout),
+            Some(via) => ApiError::Network(format!(
+                "through TELEGRAM_PROXY {via}: {}",
+                error_chain(&e.without_url())
+            )),
+            None => ApiError::Network(e.without_url().to_string()),
+        }
+    }
+
+    /// Sends a file as a document (multipart), e.g. a database backup. Uses the call deadline
+    /// given, since an upload takes longer than an ordinary call.
+    pub async fn send_document_bytes(
+        &self,
+        chat_id: i64,
+        file_name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+        caption: &str,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
+        let url = self.method_url("sendDocument")?;
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_owned())
+            .mime_str(mime)
+            .map_err(|e| ApiError::InvalidResponse(e.without_url().to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .text("chat_id", chat_id.to_string())
+            .text("caption", caption.to_owned())
+            .part("document", part);
+        let request = self.http.post(url).multipart(form).timeout(timeout);
+        self.send(request, timeout).await
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Value, ApiError> {
-        let response = request.send().await.map_err(|e| transport(e, timeout))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(e, timeout))?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| transport(e, timeout))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(e, timeout))?;
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| {
             let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
             if status >= 500 {
@@ -294,13 +381,16 @@ impl BotApi {
     }
 }
 
-fn transport(e: reqwest::Error, timeout: Duration) -> ApiError {
-    if e.is_timeout() {
-        ApiError::Timeout(timeout)
-    } else {
-        // `without_url`: the URL carries the bot token.
-        ApiError::Network(e.without_url().to_string())
+/// An error with its sources, `a: b: c` (reqwest's own text says only "error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
+    text
 }
 
 #[cfg(test)]

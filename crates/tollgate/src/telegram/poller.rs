@@ -158,6 +158,13 @@ impl Poller {
                     Ok(()) => webhook_checked = true,
                     Err(e) => {
                         let wait = backoff.fail();
+                        // Readiness says why polling has not started (a proxy or Telegram
+                        // unreachable, a rejected token), as it does for getUpdates.
+                        let state = match &e {
+                            ApiError::Unauthorized { .. } => "token rejected",
+                            _ => "telegram unreachable",
+                        };
+                        self.status(state, json!({ "error": e.to_string() }));
                         tracing::warn!(error = %e, "cannot check for a webhook left from webhook mode");
                         if !idle(wait, &hb, beat, &stop).await {
                             break;

@@ -9,6 +9,7 @@
 //! effective-configuration report lists them; `deployment` reads the groups and assembles
 //! the whole. The list of every variable is `ENV_VARS` (in `vars`).
 
+mod backups;
 mod database;
 mod feed;
 mod flags;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use backups::BackupSettings;
 pub use database::{
     DEFAULT_DATABASE_URL, DatabaseSettings, DatabaseUrl, database_settings, mask_url,
 };
@@ -39,7 +41,7 @@ pub use intake::{DEFAULT_WEBHOOK_PATH, IntakeMode, MIN_WEBHOOK_SECRET};
 pub use logging::{LogFormat, LogSettings, log_settings};
 pub use nodes::NodeSettings;
 pub use pipeline::PipelineSettings;
-pub use telegram::{BotToken, DEFAULT_TELEGRAM_API_URL};
+pub use telegram::{BotToken, DEFAULT_TELEGRAM_API_URL, PROXY_SCHEMES, TelegramProxy};
 pub use vars::ENV_VARS;
 
 use super::secret::Secret;
@@ -100,6 +102,10 @@ pub struct Deployment {
     pub webhook_path: String,
     pub listen: SocketAddr,
     pub telegram_api_url: Url,
+    /// `TELEGRAM_PROXY`: every Bot API call goes through it when set.
+    pub telegram_proxy: Option<TelegramProxy>,
+    /// The `backups` job's settings; `None` when `BACKUP_INTERVAL` is unset.
+    pub backup: Option<BackupSettings>,
     pub payment_provider_token: Option<Secret<String>>,
     /// How often the Stars reconciler looks for payments whose update was lost.
     pub stars_reconcile_interval: Duration,
@@ -140,6 +146,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
     let (bind, port) = intake::read_listener(&mut r);
     let api = telegram::read_bot_api(&mut r);
     let jobs = jobs::read_jobs(&mut r);
+    let backup = backups::read_backups(&mut r, admin_ids.as_deref(), database.as_ref());
     let pipeline = pipeline::read_pipeline(&mut r);
     let nodes = nodes::read_nodes(&mut r);
     let feed_base = feed::read_feed_base(&mut r, intake.public_base, bind, port);
@@ -160,6 +167,8 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             webhook_path: intake.webhook_path?,
             listen: SocketAddr::new(bind?, port?),
             telegram_api_url: api.telegram_api_url?,
+            telegram_proxy: api.telegram_proxy,
+            backup,
             payment_provider_token: api.payment_provider_token,
             stars_reconcile_interval: jobs.stars_reconcile_interval?,
             jobs_interval: jobs.jobs_interval,

@@ -1,8 +1,10 @@
-//! Telegram settings: the bot's token and admins, the Bot API address and the card-payment
-//! provider token. The tokens are secrets: reports and errors mask them.
+//! Telegram settings: the bot's token and admins, the Bot API address, the proxy that carries
+//! every Bot API call (where `api.telegram.org` is blocked) and the card-payment provider
+//! token. The tokens and the proxy's password are secrets: reports and errors mask them.
 
 use url::Url;
 
+use super::mask_url;
 use super::reader::{Reader, parse_http_url};
 use crate::config::secret::{Secret, describe_secret};
 
@@ -75,9 +77,64 @@ pub(super) fn read_bot(r: &mut Reader<'_>) -> (Option<BotToken>, Option<Vec<i64>
     (bot_token, admin_ids)
 }
 
-/// The Bot API to talk to and the optional card-payment provider token.
+/// `TELEGRAM_PROXY`: a proxy every Bot API call and file upload goes through. The URL may
+/// carry `user:password`, so it is a secret; [`TelegramProxy::redacted`] is its printable form.
+#[derive(Debug, Clone)]
+pub struct TelegramProxy {
+    url: Secret<Url>,
+}
+
+/// The proxy schemes reqwest can speak: HTTP CONNECT in clear or over TLS, SOCKS5 with names
+/// resolved here (`socks5`) or by the proxy (`socks5h`).
+pub const PROXY_SCHEMES: &[&str] = &["http", "https", "socks5", "socks5h"];
+
+impl TelegramProxy {
+    pub fn parse(text: &str) -> Result<TelegramProxy, String> {
+        let shown = mask_url(text);
+        let url = Url::parse(text).map_err(|e| format!("{shown} is not a URL ({e})"))?;
+        if !PROXY_SCHEMES.contains(&url.scheme()) {
+            return Err(format!(
+                "{shown} has the scheme {:?}; a proxy is http://, https://, socks5:// or socks5h://",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{shown} has no host"));
+        }
+        if url.port_or_known_default().is_none() {
+            return Err(format!(
+                "{shown} has no port (SOCKS5 proxies have no default one)"
+            ));
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "{shown} has a path, query or fragment; a proxy is only scheme://[user:password@]host:port"
+            ));
+        }
+        if url.password().is_some() && url.username().is_empty() {
+            return Err(format!("{shown} has a password but no user name"));
+        }
+        Ok(TelegramProxy {
+            url: Secret::new(url),
+        })
+    }
+
+    /// The URL with its password masked, for reports and logs.
+    pub fn redacted(&self) -> String {
+        mask_url(self.url.expose().as_str())
+    }
+
+    /// The URL itself (with the password), for the HTTP client only.
+    pub fn expose(&self) -> &Url {
+        self.url.expose()
+    }
+}
+
+/// The Bot API to talk to, the proxy to reach it through and the optional card-payment
+/// provider token.
 pub(super) struct BotApi {
     pub(super) telegram_api_url: Option<Url>,
+    pub(super) telegram_proxy: Option<TelegramProxy>,
     pub(super) payment_provider_token: Option<Secret<String>>,
 }
 
@@ -91,6 +148,13 @@ pub(super) fn read_bot_api(r: &mut Reader<'_>) -> BotApi {
             Ok(url)
         },
         Url::to_string,
+    );
+    let telegram_proxy = r.read(
+        "TELEGRAM_PROXY",
+        None,
+        "set TELEGRAM_PROXY to scheme://[user:password@]host:port with scheme http, https, socks5 or socks5h (e.g. socks5h://user:pass@10.0.0.2:1080), or unset it to reach Telegram directly",
+        TelegramProxy::parse,
+        TelegramProxy::redacted,
     );
     let payment_provider_token = r.read(
         "PAYMENT_PROVIDER_TOKEN",
@@ -107,6 +171,7 @@ pub(super) fn read_bot_api(r: &mut Reader<'_>) -> BotApi {
     );
     BotApi {
         telegram_api_url,
+        telegram_proxy,
         payment_provider_token,
     }
 }
@@ -132,5 +197,39 @@ mod tests {
             ("WEBHOOK_SECRET", "has spaces in it"),
         ]);
         assert!(!bad_secret.contains("has spaces"), "{bad_secret}");
+    }
+
+    #[test]
+    fn the_proxy_takes_four_schemes_and_never_shows_its_password() {
+        use crate::config::env::testing::env;
+        for ok in [
+            "http://10.0.0.2:3128",
+            "https://proxy.example:8443",
+            "socks5://127.0.0.1:1080",
+            "socks5h://user:s3cret-pass@127.0.0.1:1080",
+        ] {
+            let (d, report) = deployment(&env(&[("TELEGRAM_PROXY", ok)])).unwrap();
+            let proxy = d.telegram_proxy.expect("proxy set");
+            assert_eq!(proxy.expose().as_str().trim_end_matches('/'), ok);
+            let line = report.iter().find(|l| l.key == "TELEGRAM_PROXY").unwrap();
+            assert!(!line.value.contains("s3cret"), "{line:?}");
+            assert!(!format!("{proxy:?}").contains("s3cret"));
+        }
+        let cases = [
+            ("ftp://10.0.0.2:21", "scheme"),
+            ("socks5://10.0.0.2", "no port"),
+            ("http://:pw@10.0.0.2:3128", "no user name"),
+            ("http://10.0.0.2:3128/path", "path"),
+            ("not a url", "not a URL"),
+        ];
+        for (value, needle) in cases {
+            let e = errors(&[("TELEGRAM_PROXY", value)]);
+            assert!(
+                e.contains("TELEGRAM_PROXY") && e.contains(needle) && e.contains("fix:"),
+                "{value}: {e}"
+            );
+        }
+        let e = errors(&[("TELEGRAM_PROXY", "ftp://u:hunter22@x:1")]);
+        assert!(!e.contains("hunter22"), "{e}");
     }
 }

@@ -53,6 +53,18 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Bot API base URL (default https://api.telegram.org; a local Bot API server or the emulator)",
     ),
     (
+        "TELEGRAM_PROXY",
+        "proxy for every Bot API call and upload where Telegram is blocked: http://, https://, socks5:// or socks5h://[user:password@]host:port (password redacted in output; default: direct)",
+    ),
+    (
+        "BACKUP_INTERVAL",
+        "SQLite only: how often the `backups` job sends a gzip-compressed copy of the database to BACKUP_CHAT_ID, 1s-30d (default: off)",
+    ),
+    (
+        "BACKUP_CHAT_ID",
+        "chat that receives the backups (a user id, or a group's negative id; default: the first of ADMIN_IDS)",
+    ),
+    (
         "PAYMENT_PROVIDER_TOKEN",
         "Telegram payment provider token for card payments (optional; secret)",
     ),

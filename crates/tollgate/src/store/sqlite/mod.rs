@@ -117,6 +117,22 @@ impl SqliteDb {
         )
     }
 
+    /// Copies the database into a new file `dest` with `VACUUM INTO`, from a connection of its
+    /// own: the copy is one read transaction, so it holds every commit made before it started
+    /// and none half, and in WAL mode it never waits for the writer nor makes it wait. `dest`
+    /// must not exist.
+    pub async fn copy_into(&self, dest: &std::path::Path) -> Result<(), Error> {
+        use sqlx::ConnectOptions;
+        let mut conn = self.inner.options.connect().await?;
+        let dest = dest.to_string_lossy().into_owned();
+        let result = sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        result.map(drop)
+    }
+
     /// Closes the connection once the task holding it lets go; later uses get `PoolClosed`.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);

@@ -2,6 +2,7 @@
 //! database connection, and helpers to run the real `tollgate` binary.
 
 pub mod bot;
+pub mod forward_proxy;
 pub mod nodes;
 pub mod proxy;
 pub mod service;

@@ -96,6 +96,13 @@ pub async fn in_process<H: Handler>(
     .expect("service starts")
 }
 
+/// A user of `emu` who has started the bot; their id.
+pub async fn started_user(emu: &RunningEmulator, name: &str) -> i64 {
+    let mut u = telegram_emulator::NewUser::new(name);
+    u.started = true;
+    emu.client().create_user(u).await.expect("user created").id
+}
+
 /// Waits until the bot sent a message containing `text` to `chat`.
 pub async fn wait_reply(tg: &ControlClient, chat: i64, text: &str) {
     let filter = MessageFilter {
