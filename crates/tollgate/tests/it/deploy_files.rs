@@ -50,6 +50,12 @@ fn env_example_documents_every_variable_and_only_those() {
                 !documented.contains_key(*key),
                 "{key} is for tests only; keep it out of .env.example"
             );
+        } else if let Some(prefix) = key.strip_suffix("<NAME>") {
+            // A family (the flag seeds): each member is documented under its own name.
+            assert!(
+                documented.keys().any(|k| k.starts_with(prefix)),
+                ".env.example does not document any {key}"
+            );
         } else {
             assert!(
                 documented.contains_key(*key),
@@ -57,16 +63,24 @@ fn env_example_documents_every_variable_and_only_those() {
             );
         }
     }
+    // A member of a family is known when its NAME is one the service takes.
+    let member = |key: &str| {
+        key.strip_prefix("TOLLGATE_FLAG_")
+            .is_some_and(|name| tollgate::flags::Flag::parse(&name.to_ascii_lowercase()).is_some())
+    };
     for key in documented.keys() {
         assert!(
-            known.contains(key.as_str()) || key == "POSTGRES_PASSWORD",
+            known.contains(key.as_str()) || member(key) || key == "POSTGRES_PASSWORD",
             ".env.example names {key}, which the service does not read"
         );
     }
     // The example values are accepted as they are (on the default SQLite database).
     let mut env = Env::from_pairs([("BOT_TOKEN", "123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr")]);
     for (key, (_, value)) in &documented {
-        if !value.is_empty() && known.contains(key.as_str()) && key != "TOLLGATE_CONFIG" {
+        if !value.is_empty()
+            && (known.contains(key.as_str()) || member(key))
+            && key != "TOLLGATE_CONFIG"
+        {
             env.set(key, value);
         }
     }

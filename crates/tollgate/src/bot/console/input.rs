@@ -20,8 +20,6 @@ use crate::{access, users};
 
 /// Longest reason for a balance adjustment (it is shown to the user and kept in the log).
 pub const MAX_REASON_CHARS: usize = 200;
-/// Longest maintenance banner.
-pub const MAX_BANNER_CHARS: usize = 1000;
 
 /// What an admin's next text answers, or a draft waiting for its confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,21 +314,24 @@ impl Bot {
                 )
             }
             Question::Banner(lang) => {
-                let banner = text.trim();
-                let chars = banner.chars().count();
-                if banner.is_empty() || chars > MAX_BANNER_CHARS {
-                    let args = [("max", MAX_BANNER_CHARS.into()), ("length", chars.into())];
-                    return self
-                        .keep(retry_with("adm-banner-invalid", &args, AdminAction::Flags))
-                        .await;
-                }
+                let banner = match crate::flags::check_banner(text) {
+                    Ok(b) => b.to_owned(),
+                    Err(_) => {
+                        let chars = text.trim().chars().count();
+                        let max = crate::flags::BANNER_MAX_CHARS;
+                        let args = [("max", max.into()), ("length", chars.into())];
+                        return self
+                            .keep(retry_with("adm-banner-invalid", &args, AdminAction::Flags))
+                            .await;
+                    }
+                };
                 let screen = confirmation(
                     &v,
                     v.tf(
                         "adm-confirm-banner",
                         &[
                             ("language", Arg::Text(lang.code().into())),
-                            ("text", Arg::Text(banner.to_owned())),
+                            ("text", Arg::Text(banner.clone())),
                         ],
                     ),
                     Op::Draft,
@@ -342,7 +343,7 @@ impl Bot {
                     Some(Question::BannerDraft {
                         screen: update_id,
                         lang,
-                        text: banner.to_owned(),
+                        text: banner,
                     }),
                 )
             }

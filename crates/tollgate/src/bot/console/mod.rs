@@ -265,22 +265,23 @@ impl Bot {
             Op::Draft => self.carry_out_draft(se, screen, &request).await,
             Op::Flag { name, on } => {
                 let Some(flag) = Flag::parse(&name) else {
-                    return Ok((
-                        screens::notice(&v, v.t("stale-button"), admin(AdminAction::Flags)),
-                        self.begin().await?,
-                        false,
-                    ));
+                    let screen =
+                        screens::notice(&v, v.t("stale-button"), admin(AdminAction::Flags));
+                    return Ok((screen, self.begin().await?, false));
                 };
                 let mut tx = self.begin().await?;
-                let before = flags::set_in(&mut tx, flag, on, Some(se.user.id), self.now())
+                let (_, entry) = flags::change(&mut tx, flag, on, actor, self.now())
                     .await
                     .map_err(retry)?;
-                let entry = AuditEntry::new(actor, AuditAction::SetFlag)
-                    .subject(flag.name())
-                    .change(on_off(before), on_off(on))
-                    .request(request);
-                let (note, tx) = self.recorded(&v, tx, &entry, "adm-flag-set").await?;
-                Ok((self.flags_screen(&v).await?.with_note(note), tx, false))
+                let (note, tx) = self
+                    .recorded(&v, tx, &entry.request(request), "adm-flag-set")
+                    .await?;
+                tx.commit().await.map_err(retry)?;
+                Ok((
+                    self.flags_screen(&v).await?.with_note(note),
+                    self.begin().await?,
+                    false,
+                ))
             }
             Op::NodeEnabled { node, on } => self.node_enabled(se, &node, on, &request).await,
             Op::Reconcile(node) => self.reconcile_now(se, &node, &request).await,
@@ -444,13 +445,21 @@ impl Bot {
     }
 
     async fn flags_screen(&self, v: &View<'_>) -> Result<Screen, HandlerError> {
-        let snapshot = flags::snapshot(&self.s.db).await.map_err(retry)?;
+        let states = flags::all(&self.s.db).await.map_err(retry)?;
         let mut lines = Vec::new();
         let mut rows = Vec::new();
-        for flag in Flag::ALL {
-            let on = snapshot.get(flag);
+        for state in &states {
+            let (flag, on) = (state.flag, state.value);
+            let source = match (state.changed_at, state.changed_by) {
+                (Some(at), Some(Actor::Admin(id))) => v.tf(
+                    "adm-flag-by",
+                    &[("admin", id.into()), ("at", Arg::Text(v.date(at)))],
+                ),
+                (Some(at), _) => v.tf("adm-flag-set-at", &[("at", Arg::Text(v.date(at)))]),
+                (None, _) => v.t("adm-flag-default"),
+            };
             lines.push(format!(
-                "{} <b>{}</b>",
+                "{} <b>{}</b> · {source}",
                 if on { "🟢" } else { "⚪️" },
                 flag.name()
             ));
@@ -470,6 +479,15 @@ impl Bot {
             }]);
         }
         for lang in &self.s.config.catalog.bot.languages {
+            let banner = flags::banner(&self.s.db, *lang).await.map_err(retry)?;
+            let banner = banner.unwrap_or_else(|| self.texts.get(*lang, "maintenance-banner"));
+            lines.push(v.tf(
+                "adm-banner-line",
+                &[
+                    ("language", Arg::Text(lang.code().into())),
+                    ("text", Arg::Text(banner)),
+                ],
+            ));
             rows.push(vec![Button::Action {
                 text: v.tf(
                     "adm-btn-banner",
@@ -641,10 +659,6 @@ fn confirmation(v: &View<'_>, text: String, op: Op, update_id: i64, back: AdminA
             vec![v.button("adm-btn-cancel", admin(back))],
         ],
     )
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
 }
 
 fn kind_key(k: access::Kind) -> &'static str {
