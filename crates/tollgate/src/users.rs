@@ -511,9 +511,12 @@ pub async fn bot_blocked_at(db: &Db, user_id: i64) -> Result<Option<Timestamp>, 
 /// Users whose @username is `name` (without the `@`, any case), newest first: usernames move
 /// between accounts, so one name may match several rows (at most `limit`).
 pub async fn by_username(db: &Db, name: &str, limit: i64) -> Result<Vec<User>, sqlx::Error> {
+    // The matches first (an index lookup), then their order: ordered in one statement,
+    // PostgreSQL may walk every user by creation date looking for the name.
     let select = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) AND username IS NOT NULL
-         ORDER BY created_at DESC LIMIT $2"
+        "WITH named AS MATERIALIZED (
+             SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) AND username IS NOT NULL)
+         SELECT {USER_COLUMNS} FROM named ORDER BY created_at DESC LIMIT $2"
     );
     on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(name).bind(limit).fetch_all(p).await)
 }

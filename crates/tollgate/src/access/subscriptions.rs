@@ -149,22 +149,8 @@ impl Joined {
 /// Reads a subscription row and locks it until the transaction ends (PostgreSQL); SQLite's
 /// `BEGIN IMMEDIATE` already holds the database's write lock.
 async fn lock_where_id(tx: &mut Tx, id: i64) -> Result<Subscription, AccessError> {
-    let row: Option<Row> = match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_as(select_subscription!("id = $1", ""))
-                .bind(id)
-                .fetch_optional(&mut *t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_as(select_subscription!("id = $1", " FOR UPDATE"))
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    };
-    row.map(from_row)
-        .transpose()?
+    locked(tx, id, false)
+        .await?
         .ok_or(AccessError::NotFound(id))
 }
 
@@ -172,6 +158,14 @@ async fn lock_where_id(tx: &mut Tx, id: i64) -> Result<Subscription, AccessError
 /// another transaction holds it (PostgreSQL's `SKIP LOCKED`: for a job that must not wait on a
 /// payment committing now; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
 pub async fn lock_unless_held(tx: &mut Tx, id: i64) -> Result<Option<Subscription>, AccessError> {
+    locked(tx, id, true).await
+}
+
+async fn locked(
+    tx: &mut Tx,
+    id: i64,
+    skip_held: bool,
+) -> Result<Option<Subscription>, AccessError> {
     let row: Option<Row> = match tx {
         Tx::Sqlite(t) => {
             sqlx::query_as(select_subscription!("id = $1", ""))
@@ -179,8 +173,14 @@ pub async fn lock_unless_held(tx: &mut Tx, id: i64) -> Result<Option<Subscriptio
                 .fetch_optional(&mut *t)
                 .await?
         }
-        Tx::Postgres(t) => {
+        Tx::Postgres(t) if skip_held => {
             sqlx::query_as(select_subscription!("id = $1", " FOR UPDATE SKIP LOCKED"))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as(select_subscription!("id = $1", " FOR UPDATE"))
                 .bind(id)
                 .fetch_optional(&mut **t)
                 .await?

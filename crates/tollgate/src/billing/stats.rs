@@ -5,9 +5,9 @@
 //! (`revenue_totals`) changed in the transaction of each payment and refund.
 
 use super::BillingError;
+use crate::on_db;
 use crate::store::{Db, DeferredWrite, Tx};
 use crate::time::Timestamp;
-use crate::{on_db, users};
 
 /// Money captured through one provider in one currency (minor units).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -67,11 +67,12 @@ pub(super) async fn count(
 /// Of the users who took their trial since `since`, how many have paid (a captured payment
 /// for a purchase) — the trial → paid conversion.
 pub async fn trial_payers_since(db: &Db, since: Timestamp) -> Result<i64, BillingError> {
+    // From the (few) recent trials to each one's payments by index, never the other way round.
     const SQL: &str = concat!(
-        "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) FROM payments
-         WHERE status = 'captured' AND purchase_id IS NOT NULL AND user_id IN (",
-        users::trial_started_since_sql!("$1"),
-        ")"
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM (",
+        crate::users::trial_started_since_sql!("$1"),
+        ") t WHERE EXISTS (SELECT 1 FROM payments p
+                  WHERE p.user_id = t.id AND p.status = 'captured' AND p.purchase_id IS NOT NULL)"
     );
     Ok(on_db!(db, p => sqlx::query_scalar(SQL).bind(since).fetch_one(p).await)?)
 }

@@ -127,16 +127,24 @@ impl Bot {
                 false,
             ),
         };
-        // The payment as it is now, read in the transaction that changed it.
-        let now = review::by_id_in(&mut tx, payment.id)
+        let screen = self.payment_now(se, &mut tx, payment, note).await?;
+        Ok((screen, tx, changed))
+    }
+
+    /// The payment's screen as it is now, read in the transaction that changed it, with the
+    /// outcome `note` on top.
+    pub(super) async fn payment_now(
+        &self,
+        se: &Session,
+        tx: &mut Tx,
+        payment: StoredPayment,
+        note: String,
+    ) -> Result<Screen, HandlerError> {
+        let now = review::by_id_in(tx, payment.id)
             .await
             .map_err(billing_err)?
             .unwrap_or(payment);
-        let screen = self
-            .payment_screen(se, &mut tx, &now)
-            .await?
-            .with_note(note);
-        Ok((screen, tx, changed))
+        Ok(self.payment_screen(se, tx, &now).await?.with_note(note))
     }
 
     /// Refund pressed: Stars go back through Telegram first, then the effect is reversed in

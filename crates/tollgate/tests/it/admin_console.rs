@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use telegram_emulator::control::types::PressButton;
 use telegram_emulator::{NewUser, TranscriptMessage};
 use tollgate::access;
 use tollgate::app::AppOptions;
@@ -14,7 +13,7 @@ use tollgate::on_db;
 use tollgate::store::Db;
 use tollgate::time::{Clock, SystemClock};
 
-use crate::common::bot::World;
+use crate::common::bot::{World, double_tap, handled};
 use crate::common::wait_for;
 use crate::db_test;
 
@@ -67,7 +66,7 @@ async fn settled(db: &Db) {
 }
 
 /// Waits until `n` updates of `chat` are handled in all.
-async fn handled(db: &Db, chat: i64, n: i64) {
+async fn handled_in_chat(db: &Db, chat: i64, n: i64) {
     wait_for(&format!("{n} updates of {chat} handled"), Duration::from_secs(30), || async {
         let done = scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE chat_key = $1 AND status <> 'pending'", chat).await;
         (done >= n).then_some(())
@@ -104,21 +103,14 @@ async fn step(
     shown(w, chat, m.message_id, needle).await
 }
 
-/// The button `label` of `m` pressed twice at once (a double tap).
-async fn double_tap(w: &World, chat: i64, m: &TranscriptMessage, label: &str) {
+/// The button `label` of `m` pressed twice at once (a double tap), both presses handled.
+async fn tap_twice(w: &World, chat: i64, m: &TranscriptMessage, label: &str) {
     let data = m.button_data(label).expect("the button");
-    let press = || {
-        w.tg.press_button_with(PressButton {
-            chat_id: chat,
-            message_id: m.message_id,
-            callback_data: data.clone(),
-            wait_ms: Some(0),
-            ..Default::default()
-        })
-    };
-    let (a, b) = tokio::join!(press(), press());
-    a.unwrap();
-    b.unwrap();
+    handled(
+        &w.app.db,
+        &double_tap(&w.tg, chat, m.message_id, &data).await,
+    )
+    .await;
 }
 
 fn said(t: &telegram_emulator::Transcript, needle: &str) -> usize {
@@ -204,7 +196,7 @@ db_test!(async fn an_admin_finds_a_user_and_grants_reissues_revokes_bans_and_unb
     assert!(access::subscription_for_user(db, kim.id).await.unwrap().is_none());
     w.tg.send_text(admin.id, "30").await.unwrap();
     let confirm = w.screen(admin.id, "Grant 30 days to user").await;
-    double_tap(&w, admin.id, &confirm, "Grant and tell").await;
+    tap_twice(&w, admin.id, &confirm, "Grant and tell").await;
     let card = shown(&w, admin.id, confirm.message_id, "Days granted.").await;
     settled(db).await;
     let sub = access::subscription_for_user(db, kim.id).await.unwrap().unwrap();
@@ -234,7 +226,7 @@ db_test!(async fn an_admin_finds_a_user_and_grants_reissues_revokes_bans_and_unb
     let updates = scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE chat_key = $1", kim.id).await;
     w.tg.send_text(kim.id, "/start").await.unwrap();
     w.tg.send_text(kim.id, "/buy").await.unwrap();
-    handled(db, kim.id, updates + 2).await;
+    handled_in_chat(db, kim.id, updates + 2).await;
     assert_eq!(w.tg.transcript(kim.id).await.unwrap().bot_messages().count(), before, "a banned user was answered");
     let confirm = step(&w, admin.id, &card, "Unban", "Unban user").await;
     let card = step(&w, admin.id, &confirm, "Confirm", "User unbanned.").await;
@@ -318,11 +310,7 @@ db_test!(async fn two_admins_adjust_one_balance_at_once_and_both_apply_in_russia
     let a = typed(one.id, "+20 бонус").await;
     ask_balance(two.id).await;
     let b = typed(two.id, "-30 ошибка").await;
-    let updates = "SELECT CAST(COUNT(*) AS BIGINT) FROM tg_inbox WHERE chat_key = $1";
-    let (p1, p2) = (scalar(db, updates, one.id).await, scalar(db, updates, two.id).await);
-    tokio::join!(double_tap(&w, one.id, &a, "Подтвердить"), double_tap(&w, two.id, &b, "Подтвердить"));
-    handled(db, one.id, p1 + 2).await;
-    handled(db, two.id, p2 + 2).await;
+    tokio::join!(tap_twice(&w, one.id, &a, "Подтвердить"), tap_twice(&w, two.id, &b, "Подтвердить"));
     let balance = tollgate::users::get(db, kim.id).await.unwrap().unwrap().balance;
     assert_eq!(balance, 9_000, "+100, +20 and −30, once each");
     let ledger = scalar(db, "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM balance_ledger WHERE user_id = $1", kim.id).await;

@@ -17,7 +17,7 @@ use tollgate::telegram::update::parse_head;
 use tollgate::time::{Clock, ShiftedClock, SystemClock};
 use tollgate::{access, lease, on_db, users};
 
-use crate::common::bot::{Gate, World};
+use crate::common::bot::{Gate, World, double_tap, handled};
 use crate::common::{TestDb, wait_for};
 use crate::db_test;
 use tokio::time::Instant;
@@ -747,45 +747,6 @@ async fn ledger_rows(db: &Db, user: i64, reason: &str) -> i64 {
         "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE user_id = $1 AND reason = $2"
     ).bind(user).bind(reason).fetch_one(p).await)
     .unwrap()
-}
-
-/// `data` pressed twice on `message` at once, neither press waiting for its answer: the two
-/// callback updates' ids.
-async fn double_tap(
-    tg: &telegram_emulator::ControlClient,
-    chat: i64,
-    message: i64,
-    data: &str,
-) -> [i64; 2] {
-    let press = || {
-        tg.press_button_with(telegram_emulator::control::types::PressButton {
-            chat_id: chat,
-            message_id: message,
-            callback_data: data.to_owned(),
-            wait_ms: Some(0),
-            ..Default::default()
-        })
-    };
-    let (a, b) = tokio::join!(press(), press());
-    [a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]
-}
-
-/// Waits until the updates `ids` are stored and handled.
-async fn handled(db: &Db, ids: &[i64]) {
-    for &id in ids {
-        wait_for(
-            &format!("update {id} handled"),
-            Duration::from_secs(20),
-            || async {
-                let status: Option<String> = on_db!(db, p => sqlx::query_scalar(
-                "SELECT status FROM tg_inbox WHERE update_id = $1"
-            ).bind(id).fetch_optional(p).await)
-                .unwrap();
-                (status.as_deref() == Some("done")).then_some(())
-            },
-        )
-        .await;
-    }
 }
 
 // F10: one press is one purchase, however often it arrives; a purchase chosen again is

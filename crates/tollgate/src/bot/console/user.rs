@@ -267,12 +267,9 @@ impl Bot {
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let now = self.now();
-        let Some(sub) = self.subscription(user).await?.filter(|s| s.is_active(now)) else {
-            let screen = self
-                .user_card(&v, user)
-                .await?
-                .with_note(v.t("adm-nothing-to-revoke"));
-            return Ok((screen, self.begin().await?, false));
+        let sub = match self.active_or(&v, user, "adm-nothing-to-revoke").await? {
+            Ok(sub) => sub,
+            Err(nothing) => return Ok(nothing),
         };
         let mut tx = self.begin().await?;
         access::revoke(&mut tx, sub.id, now).await.map_err(retry)?;
@@ -294,12 +291,9 @@ impl Bot {
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let now = self.now();
-        let Some(sub) = self.subscription(user).await?.filter(|s| s.is_active(now)) else {
-            let screen = self
-                .user_card(&v, user)
-                .await?
-                .with_note(v.t("adm-nothing-to-reissue"));
-            return Ok((screen, self.begin().await?, false));
+        let sub = match self.active_or(&v, user, "adm-nothing-to-reissue").await? {
+            Ok(sub) => sub,
+            Err(nothing) => return Ok(nothing),
         };
         let mut tx = self.begin().await?;
         let fresh = access::reissue(&mut tx, self.s.registry.enabled(), sub.id, now)
@@ -399,14 +393,7 @@ impl Bot {
                 .await
                 .map_err(retry)?;
         }
-        let now = review::by_id_in(&mut tx, payment.id)
-            .await
-            .map_err(billing_err)?
-            .unwrap_or(payment);
-        let screen = self
-            .payment_screen(se, &mut tx, &now)
-            .await?
-            .with_note(note);
+        let screen = self.payment_now(se, &mut tx, payment, note).await?;
         Ok((screen, tx, changed))
     }
 
@@ -431,6 +418,19 @@ impl Bot {
             .await
             .map_err(billing_err)?;
         let reference = format!("admin:{request}");
+        // A second press of the confirmation finds its entry: nothing is done again.
+        if ledger::exists(&mut tx, &reference)
+            .await
+            .map_err(billing_err)?
+        {
+            tx.rollback().await.map_err(retry)?;
+            let note = v.t("adm-already-done");
+            return Ok((
+                self.user_card(&v, user).await?.with_note(note),
+                self.begin().await?,
+                false,
+            ));
+        }
         let Some(after) = ledger::change(&mut tx, user, delta, Reason::Admin, &reference, now)
             .await
             .map_err(billing_err)?
@@ -468,6 +468,22 @@ impl Bot {
             .request(request);
         self.user_outcome(&v, tx, &entry, "adm-balance-adjusted", user, false)
             .await
+    }
+
+    /// The user's active subscription, or — none to act on — their card with the note `none`
+    /// (and a transaction to finish the update in).
+    async fn active_or(
+        &self,
+        v: &View<'_>,
+        user: i64,
+        none: &str,
+    ) -> Result<Result<crate::access::Subscription, (Screen, Tx, bool)>, HandlerError> {
+        let now = self.now();
+        if let Some(sub) = self.subscription(user).await?.filter(|s| s.is_active(now)) {
+            return Ok(Ok(sub));
+        }
+        let screen = self.user_card(v, user).await?.with_note(v.t(none));
+        Ok(Err((screen, self.begin().await?, false)))
     }
 
     async fn tell_user(

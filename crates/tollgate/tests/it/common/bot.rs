@@ -16,9 +16,11 @@ use tollgate::telegram::dispatcher::{Handled, Handler, HandlerContext, HandlerEr
 use tollgate::telegram::inbox::Claimed;
 use tollgate_node::testing::V2Ray;
 
-use super::TestDb;
 use super::nodes::{TestNode, catalog_text};
 use super::telegram::{free_port, polling_env, test_logging, with};
+use super::{TestDb, wait_for};
+use tollgate::on_db;
+use tollgate::store::Db;
 
 pub struct World {
     pub emu: RunningEmulator,
@@ -276,4 +278,43 @@ pub async fn screen_after(
     tg.wait_for_message(user, filter, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("user {user}: no {needle:?} after message {after}: {e}"))
+}
+
+/// `data` pressed twice on `message` at once, neither press waiting for its answer: the two
+/// callback updates' ids.
+pub async fn double_tap(
+    tg: &telegram_emulator::ControlClient,
+    chat: i64,
+    message: i64,
+    data: &str,
+) -> [i64; 2] {
+    let press = || {
+        tg.press_button_with(telegram_emulator::control::types::PressButton {
+            chat_id: chat,
+            message_id: message,
+            callback_data: data.to_owned(),
+            wait_ms: Some(0),
+            ..Default::default()
+        })
+    };
+    let (a, b) = tokio::join!(press(), press());
+    [a.unwrap().update_id.unwrap(), b.unwrap().update_id.unwrap()]
+}
+
+/// Waits until the updates `ids` are stored and handled.
+pub async fn handled(db: &Db, ids: &[i64]) {
+    for &id in ids {
+        wait_for(
+            &format!("update {id} handled"),
+            Duration::from_secs(20),
+            || async {
+                let status: Option<String> = on_db!(db, p => sqlx::query_scalar(
+                "SELECT status FROM tg_inbox WHERE update_id = $1"
+            ).bind(id).fetch_optional(p).await)
+                .unwrap();
+                (status.as_deref() == Some("done")).then_some(())
+            },
+        )
+        .await;
+    }
 }
