@@ -386,12 +386,28 @@ db_test!(async fn flags_stats_and_dead_letters_from_the_console_apply_at_once_an
     assert_eq!(status, "done");
     assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE actor = $1 AND action = 'redrive'", ADMIN).await, 1);
 
-    // The audit log lists both, newest first.
+    // Another dead letter, discarded: it leaves the list for good and is never handled.
+    let discarded = update_id + 1;
+    let payload = payload.replace(&update_id.to_string(), &discarded.to_string());
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO tg_inbox (update_id, chat_key, kind, payload, status, attempts, next_attempt_at, received_at, last_error, finished_at)
+         VALUES ($1, $2, 'message', $3, 'dead', 5, $4, $4, 'handler failed: bang', $4)"
+    ).bind(discarded).bind(kim.id).bind(&payload).bind(now).execute(p).await.map(drop)).unwrap();
+    let home = step(&w, admin.id, &after, "Console", "Admin console").await;
+    let dead = step(&w, admin.id, &home, "Dead letters", "Dead letters: 1").await;
+    let confirm = step(&w, admin.id, &dead, "Discard", "for good?").await;
+    let after = step(&w, admin.id, &confirm, "Confirm", "Discarded.").await;
+    assert!(after.text.as_deref().unwrap().contains("Dead letters: 0"), "{:?}", after.text);
+    let status: String = on_db!(db, p => sqlx::query_scalar("SELECT status FROM tg_inbox WHERE update_id = $1").bind(discarded).fetch_one(p).await).unwrap();
+    assert_eq!(status, "failed");
+    assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE actor = $1 AND action = 'discard'", ADMIN).await, 1);
+
+    // The audit log lists all three, newest first.
     let home = step(&w, admin.id, &after, "Console", "Admin console").await;
     let log = step(&w, admin.id, &home, "Audit log", "Audit log").await;
     let text = log.text.unwrap();
-    let (redrive, flag) = (text.find("redrive").unwrap(), text.find("set-flag").unwrap());
-    assert!(redrive < flag, "{text}");
+    let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("{what} in {text}"));
+    assert!(at("discard") < at("redrive") && at("redrive") < at("set-flag"), "{text}");
     w.stop().await;
 });
 
