@@ -74,23 +74,6 @@ async fn handled_in_chat(db: &Db, chat: i64, n: i64) {
     .await;
 }
 
-/// The message `id` once it shows `needle` (a screen edited in place).
-async fn shown(w: &World, chat: i64, id: i64, needle: &str) -> TranscriptMessage {
-    wait_for(
-        &format!("message {id} showing {needle:?}"),
-        Duration::from_secs(30),
-        || async {
-            let t = w.tg.transcript(chat).await.unwrap();
-            t.bot_messages()
-                .find(|m| {
-                    m.message_id == id && m.text.as_deref().is_some_and(|x| x.contains(needle))
-                })
-                .cloned()
-        },
-    )
-    .await
-}
-
 /// Presses `label` on `m` and waits for the same message to show `needle`.
 async fn step(
     w: &World,
@@ -100,7 +83,7 @@ async fn step(
     needle: &str,
 ) -> TranscriptMessage {
     w.press(chat, m, label).await;
-    shown(w, chat, m.message_id, needle).await
+    w.screen_on(chat, m.message_id, needle).await
 }
 
 /// The button `label` of `m` pressed twice at once (a double tap), both presses handled.
@@ -197,7 +180,7 @@ db_test!(async fn an_admin_finds_a_user_and_grants_reissues_revokes_bans_and_unb
     w.tg.send_text(admin.id, "30").await.unwrap();
     let confirm = w.screen(admin.id, "Grant 30 days to user").await;
     tap_twice(&w, admin.id, &confirm, "Grant and tell").await;
-    let card = shown(&w, admin.id, confirm.message_id, "Days granted.").await;
+    let card = w.screen_on(admin.id, confirm.message_id, "Days granted.").await;
     settled(db).await;
     let sub = access::subscription_for_user(db, kim.id).await.unwrap().unwrap();
     let days = (sub.expires_at.as_millis() - SystemClock.now().as_millis()) as f64 / 86_400_000.0;

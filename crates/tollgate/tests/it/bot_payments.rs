@@ -725,23 +725,6 @@ db_test!(async fn stars_top_ups_credit_the_balance_and_a_refund_takes_back_what_
     w.stop().await;
 });
 
-/// Waits until message `id` in `chat` (edited in place by every screen) shows `needle`.
-async fn screen_on(w: &World, chat: i64, id: i64, needle: &str) -> TranscriptMessage {
-    wait_for(
-        &format!("message {id} showing {needle:?}"),
-        Duration::from_secs(30),
-        || async {
-            let t = w.tg.transcript(chat).await.unwrap();
-            t.bot_messages()
-                .find(|m| {
-                    m.message_id == id && m.text.as_deref().is_some_and(|x| x.contains(needle))
-                })
-                .cloned()
-        },
-    )
-    .await
-}
-
 async fn ledger_rows(db: &Db, user: i64, reason: &str) -> i64 {
     on_db!(db, p => sqlx::query_scalar::<_, i64>(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE user_id = $1 AND reason = $2"
@@ -766,9 +749,9 @@ db_test!(async fn the_same_plan_bought_twice_from_one_message_is_paid_twice_and_
     let plans = w.screen(max.id, "Choose a plan").await;
     let msg = plans.message_id;
     w.press(max.id, &plans, "1 month").await;
-    let pay = screen_on(&w, max.id, msg, "Choose how to pay").await;
+    let pay = w.screen_on(max.id, msg, "Choose how to pay").await;
     w.press(max.id, &pay, "From balance").await;
-    let paid = screen_on(&w, max.id, msg, "from your balance").await;
+    let paid = w.screen_on(max.id, msg, "from your balance").await;
     let first = expires_at(db, max.id).await;
     assert_eq!(users::get(db, max.id).await.unwrap().unwrap().balance, 500 * 100 - 149 * 100);
 
@@ -777,16 +760,16 @@ db_test!(async fn the_same_plan_bought_twice_from_one_message_is_paid_twice_and_
         let w = &w;
         async move {
             w.press(max.id, &from, "Menu").await;
-            let menu = screen_on(w, max.id, msg, "Choose an action below.").await;
+            let menu = w.screen_on(max.id, msg, "Choose an action below.").await;
             w.press(max.id, &menu, "Buy / Renew").await;
-            let plans = screen_on(w, max.id, msg, "Choose a plan").await;
+            let plans = w.screen_on(max.id, msg, "Choose a plan").await;
             w.press(max.id, &plans, "1 month").await;
-            screen_on(w, max.id, msg, "Choose how to pay").await
+            w.screen_on(max.id, msg, "Choose how to pay").await
         }
     };
     let pay = choose_again(paid).await;
     w.press(max.id, &pay, "From balance").await;
-    let paid = screen_on(&w, max.id, msg, "from your balance").await;
+    let paid = w.screen_on(max.id, msg, "from your balance").await;
     assert_eq!(users::get(db, max.id).await.unwrap().unwrap().balance, 500 * 100 - 2 * 149 * 100, "debited twice");
     assert_eq!(ledger_rows(db, max.id, "purchase").await, 2);
     assert_eq!(expires_at(db, max.id).await, first.plus(DAY * 30), "extended twice");
@@ -1169,7 +1152,7 @@ db_test!(async fn an_admin_applies_or_refunds_a_payment_kept_for_review_from_tel
     let said = tg.transcript(kim.id).await.unwrap().bot_messages()
         .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Payment received"))).count();
     assert_eq!(said, 1, "one confirmation");
-    let settled = screen_on(&w, admin.id, card.message_id, "Applied to purchase").await;
+    let settled = w.screen_on(admin.id, card.message_id, "Applied to purchase").await;
     assert!(settled.button_data("Apply to purchase").is_none(), "no Apply once applied");
 
     // A second kept payment, refunded: Stars go back, nothing is granted.
@@ -1189,10 +1172,10 @@ db_test!(async fn an_admin_applies_or_refunds_a_payment_kept_for_review_from_tel
     .await;
     // Refund asks first; Confirm refunds, with the admin's audit row.
     w.press(admin.id, &card, "Refund").await;
-    let confirm = screen_on(&w, admin.id, card.message_id, "Refund payment").await;
+    let confirm = w.screen_on(admin.id, card.message_id, "Refund payment").await;
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 0, "refunded before the confirmation");
     w.press(admin.id, &confirm, "Confirm").await;
-    screen_on(&w, admin.id, card.message_id, "Refunded.").await;
+    w.screen_on(admin.id, card.message_id, "Refunded.").await;
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1);
     let audited: i64 = on_db!(db, p => sqlx::query_scalar(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE actor = $1 AND target_user = $2 AND action IN ('apply-payment', 'refund')"

@@ -229,6 +229,23 @@ impl World {
             .unwrap()
     }
 
+    /// Waits until message `id` in `chat` (a screen edited in place) shows `needle`.
+    pub async fn screen_on(&self, chat: i64, id: i64, needle: &str) -> TranscriptMessage {
+        wait_for(
+            &format!("message {id} showing {needle:?}"),
+            Duration::from_secs(30),
+            || async {
+                let t = self.tg.transcript(chat).await.unwrap();
+                t.bot_messages()
+                    .find(|m| {
+                        m.message_id == id && m.text.as_deref().is_some_and(|x| x.contains(needle))
+                    })
+                    .cloned()
+            },
+        )
+        .await
+    }
+
     /// The bot's newest message in `chat`.
     pub async fn last(&self, chat: i64) -> TranscriptMessage {
         self.tg
