@@ -1,0 +1,213 @@
+//! Notification delivery: retries with growing delays, drop, delay, repeat; injected faults.
+
+use std::time::Duration;
+
+use base64::Engine;
+use payment_emulator::{FaultKind, NotificationState, Provider};
+use serde_json::{Value, json};
+
+use crate::common::{Receiver, emulator};
+
+async fn create_invoice(emulator: &payment_emulator::RunningPaymentEmulator) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/createInvoice", emulator.cryptopay_api_url()))
+        .header("Crypto-Pay-API-Token", emulator.cryptopay_token())
+        .json(&json!({"asset": "USDT", "amount": "2.5", "payload": "p"}))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn failed_webhooks_are_retried_with_growing_delays_until_200() {
+    let emulator = emulator().await;
+    let hook = Receiver::start().await;
+    hook.answer(500);
+    let control = emulator.client();
+    control
+        .set_webhook(Provider::Cryptopay, Some(&hook.url))
+        .await
+        .expect("set");
+    let created: Value = create_invoice(&emulator).await.json().await.expect("json");
+    let id = created["result"]["invoice_id"].as_i64().expect("id");
+    control.pay_invoice(id).await.expect("pay");
+    let first = hook.wait_for(1).await;
+    let notification = control
+        .wait_for_notification(Duration::from_secs(5), |n| {
+            n.attempts.len() == 1 && n.state == NotificationState::Pending
+        })
+        .await
+        .expect("first attempt failed and is pending");
+    assert_eq!(notification.attempts[0].status, Some(500));
+    // Retries run on emulated time: 1 s after the first failure, then 2 s.
+    control
+        .advance_clock(Duration::from_millis(1100))
+        .await
+        .expect("advance");
+    hook.wait_for(2).await;
+    let notification = control
+        .wait_for_notification(Duration::from_secs(5), |n| {
+            n.attempts.len() == 2 && n.state == NotificationState::Pending
+        })
+        .await
+        .expect("second attempt failed");
+    let gap = notification.next_attempt_at_ms.expect("scheduled") - notification.attempts[1].at_ms;
+    assert!(
+        (2000..3000).contains(&gap),
+        "second retry after ~2 s, got {gap} ms"
+    );
+    hook.answer(200);
+    control
+        .advance_clock(Duration::from_millis(2100))
+        .await
+        .expect("advance");
+    let settled = control
+        .wait_until_settled(notification.id, Duration::from_secs(5))
+        .await
+        .expect("settled");
+    assert_eq!(settled.state, NotificationState::Delivered);
+    assert_eq!(settled.attempts.len(), 3);
+    let received = hook.received();
+    assert!(
+        received.iter().all(|r| r.body == first[0].body),
+        "same bytes every time"
+    );
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_delayed_and_repeated_notifications() {
+    let emulator = emulator().await;
+    let hook = Receiver::start().await;
+    let control = emulator.client();
+    control
+        .set_webhook(Provider::Cryptopay, Some(&hook.url))
+        .await
+        .expect("set");
+    control
+        .drop_next_notifications(Some(Provider::Cryptopay), 1)
+        .await
+        .expect("rule");
+    control
+        .delay_next_notifications(None, 1, Duration::from_secs(60))
+        .await
+        .expect("rule");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let created: Value = create_invoice(&emulator).await.json().await.expect("json");
+        let id = created["result"]["invoice_id"].as_i64().expect("id");
+        control.pay_invoice(id).await.expect("pay");
+        ids.push(id);
+    }
+    // The first is dropped, the second delayed, the third sent at once.
+    hook.wait_for(1).await;
+    let notes = control.notifications().await.expect("list");
+    assert_eq!(notes.len(), 3);
+    assert_eq!(notes[0].state, NotificationState::Dropped);
+    assert_eq!(notes[1].state, NotificationState::Pending);
+    let third: Value = serde_json::from_slice(&hook.received()[0].body).expect("json");
+    assert_eq!(third["payload"]["invoice_id"], ids[2]);
+    control
+        .advance_clock(Duration::from_secs(61))
+        .await
+        .expect("advance");
+    hook.wait_for(2).await;
+    // A provider redelivering: the same bytes, the same signature, ten more times.
+    let copies = control
+        .repeat_notification(notes[2].id, 10)
+        .await
+        .expect("repeat");
+    assert_eq!(copies.len(), 10);
+    let received = hook.wait_for(12).await;
+    let copies_received = received
+        .iter()
+        .filter(|r| r.body == received[0].body)
+        .count();
+    assert_eq!(copies_received, 11);
+    // A dropped notification can still be sent on demand.
+    control.deliver_now(notes[0].id).await.expect("deliver");
+    hook.wait_for(13).await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_fail_or_hang_the_next_calls() {
+    let emulator = emulator().await;
+    let control = emulator.client();
+    control
+        .fail_next("createInvoice", 2, FaultKind::ServerError)
+        .await
+        .expect("fault");
+    for _ in 0..2 {
+        let response = create_invoice(&emulator).await;
+        assert_eq!(response.status().as_u16(), 500);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["name"], "INTERNAL_ERROR");
+    }
+    assert!(
+        control.invoices().await.expect("list").is_empty(),
+        "nothing executed"
+    );
+    assert_eq!(create_invoice(&emulator).await.status().as_u16(), 200);
+
+    // A hang longer than the client's deadline: the client is cut off, the call still executes.
+    control
+        .fail_next("createInvoice", 1, FaultKind::Hang { ms: 1500 })
+        .await
+        .expect("fault");
+    let cut = reqwest::Client::new()
+        .post(format!("{}/createInvoice", emulator.cryptopay_api_url()))
+        .header("Crypto-Pay-API-Token", emulator.cryptopay_token())
+        .json(&json!({"asset": "USDT", "amount": "1"}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(cut.is_err_and(|e| e.is_timeout()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while control.invoices().await.expect("list").len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hung call never executed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // YooKassa: executed, then 500; the retry with the same key gets the same payment.
+    control
+        .fail_next("payments.create", 1, FaultKind::ServerErrorAfterExecuting)
+        .await
+        .expect("fault");
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            emulator.yookassa_shop_id(),
+            emulator.yookassa_secret_key()
+        ))
+    );
+    let body = json!({"amount": {"value": "10.00", "currency": "RUB"}, "capture": true});
+    let send = || {
+        reqwest::Client::new()
+            .post(format!("{}/payments", emulator.yookassa_api_url()))
+            .header("Authorization", &auth)
+            .header("Idempotence-Key", "purchase-7")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.expect("request");
+    assert_eq!(first.status().as_u16(), 500);
+    let error: Value = first.json().await.expect("json");
+    assert_eq!(error["code"], "internal_server_error");
+    let retry: Value = send().await.expect("request").json().await.expect("json");
+    let payments = control.payments().await.expect("list");
+    assert_eq!(payments.len(), 1, "one payment despite the retry");
+    assert_eq!(retry["id"], json!(payments[0].id));
+
+    let refused = control
+        .fail_next("noSuchMethod", 1, FaultKind::ServerError)
+        .await
+        .expect_err("unknown method");
+    assert!(refused.to_string().contains("unknown method"), "{refused}");
+    emulator.shutdown().await;
+}
