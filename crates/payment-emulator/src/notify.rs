@@ -40,8 +40,9 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
         }
         let now = app.now_ms();
         let (due, next_ms) = {
-            let mut state = app.lock();
-            fire_deadlines(&app, &mut state, now);
+            let mut guard = app.lock();
+            fire_deadlines(&app, &mut guard, now);
+            let state = &mut *guard;
             let mut due = Vec::new();
             let mut next_ms: Option<i64> = state.deadlines.first().map(|(at, _)| *at);
             let urls = state.webhooks.clone();
@@ -56,6 +57,20 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
                     next_ms = Some(next_ms.map_or(at, |n| n.min(at)));
                     continue;
                 }
+                let window = match notification.provider {
+                    Provider::Cryptopay => app.config.webhooks.cryptopay_window,
+                    Provider::Yookassa => app.config.webhooks.yookassa_window,
+                };
+                if now - notification.created_at_ms > duration_ms(window)
+                    && !notification.attempts.is_empty()
+                    && notification.repeat_of.is_none()
+                    && !state.forced.contains(&notification.id)
+                {
+                    // Emulated time jumped past the provider's retry window: no late attempt.
+                    notification.state = NotificationState::GaveUp;
+                    notification.next_attempt_at_ms = None;
+                    continue;
+                }
                 let url = match notification.provider {
                     Provider::Cryptopay => urls.cryptopay.clone(),
                     Provider::Yookassa => urls.yookassa.clone(),
@@ -65,6 +80,7 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
                     // a URL (checked again on every wake).
                     continue;
                 };
+                state.forced.remove(&notification.id);
                 notification.state = NotificationState::InFlight;
                 notification.next_attempt_at_ms = None;
                 due.push(Due {

@@ -5,7 +5,7 @@
 //! queue its webhook" or "check an idempotence key and create the payment" atomic without
 //! reasoning about orderings. Nothing awaits while holding it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::{Notify, watch};
@@ -160,6 +160,8 @@ pub struct State {
     pub rules: Vec<NotificationRule>,
     /// Notifications by id.
     pub notifications: BTreeMap<u64, Notification>,
+    /// Notifications `deliver_now` asked for: attempted even past the retry window.
+    pub forced: HashSet<u64>,
     /// Next notification id.
     pub next_notification_id: u64,
     /// Next Crypto Pay `update_id`.
@@ -184,6 +186,7 @@ impl State {
             faults: Vec::new(),
             rules: Vec::new(),
             notifications: BTreeMap::new(),
+            forced: HashSet::new(),
             next_notification_id: 1,
             next_update_id: 1,
             webhooks: WebhookUrls {

@@ -408,7 +408,9 @@ async fn deliver_now(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Respon
             Some(n) => {
                 n.state = NotificationState::Pending;
                 n.next_attempt_at_ms = Some(now);
-                Ok(n.clone())
+                let n = n.clone();
+                state.forced.insert(id);
+                Ok(n)
             }
         }
     };

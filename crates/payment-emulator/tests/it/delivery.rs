@@ -211,3 +211,101 @@ async fn faults_fail_or_hang_the_next_calls() {
     assert!(refused.to_string().contains("unknown method"), "{refused}");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn cryptopay_gives_up_after_17_attempts_and_yookassa_after_24_hours() {
+    let emulator = emulator().await;
+    let hook = Receiver::start().await;
+    hook.answer(503);
+    let control = emulator.client();
+    control
+        .set_webhook(Provider::Cryptopay, Some(&hook.url))
+        .await
+        .expect("set");
+    control
+        .set_webhook(Provider::Yookassa, Some(&hook.url))
+        .await
+        .expect("set");
+    let created: Value = create_invoice(&emulator).await.json().await.expect("json");
+    let id = created["result"]["invoice_id"].as_i64().expect("id");
+    control.pay_invoice(id).await.expect("pay");
+    for attempts in 1..17 {
+        control
+            .wait_for_notification(Duration::from_secs(5), |n| {
+                n.attempts.len() == attempts && n.state == NotificationState::Pending
+            })
+            .await
+            .expect("failed attempt, retry scheduled");
+        // Retries are at most max_retry (60 s) apart in this configuration.
+        control
+            .advance_clock(Duration::from_secs(61))
+            .await
+            .expect("advance");
+    }
+    let gave_up = control
+        .wait_for_notification(Duration::from_secs(5), |n| {
+            n.state == NotificationState::GaveUp
+        })
+        .await
+        .expect("gave up");
+    assert_eq!(gave_up.attempts.len(), 17);
+    assert!(gave_up.attempts.iter().all(|a| a.status == Some(503)));
+
+    // YooKassa: no attempt limit, a 24-hour window.
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            emulator.yookassa_shop_id(),
+            emulator.yookassa_secret_key()
+        ))
+    );
+    let payment: Value = reqwest::Client::new()
+        .post(format!("{}/payments", emulator.yookassa_api_url()))
+        .header("Authorization", &auth)
+        .header("Idempotence-Key", "window")
+        .json(&json!({"amount": {"value": "10.00", "currency": "RUB"}, "capture": true}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    control
+        .pay_payment(payment["id"].as_str().expect("id"))
+        .await
+        .expect("pay");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let settled = loop {
+        let notes = control.notifications().await.expect("list");
+        let note = notes
+            .into_iter()
+            .find(|n| n.provider == Provider::Yookassa)
+            .expect("queued");
+        if note.state == NotificationState::GaveUp {
+            break note;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never gave up: {note:?}"
+        );
+        if note.state == NotificationState::Pending {
+            control
+                .advance_clock(Duration::from_secs(3600))
+                .await
+                .expect("advance");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let last = settled.attempts.last().expect("attempts").at_ms;
+    assert!(
+        last - settled.created_at_ms <= 24 * 3600 * 1000,
+        "within 24 h"
+    );
+    assert!(
+        settled.attempts.len() > 17,
+        "{} attempts",
+        settled.attempts.len()
+    );
+    emulator.shutdown().await;
+}

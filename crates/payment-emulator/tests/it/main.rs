@@ -4,4 +4,6 @@
 mod common;
 mod cryptopay;
 mod delivery;
+mod pages;
+mod process;
 mod yookassa;

@@ -18,7 +18,7 @@ fn auth(emulator: &payment_emulator::RunningPaymentEmulator) -> String {
     )
 }
 
-async fn post(
+pub async fn post(
     emulator: &payment_emulator::RunningPaymentEmulator,
     path: &str,
     key: &str,
@@ -36,7 +36,7 @@ async fn post(
     (status, response.json().await.expect("json"))
 }
 
-async fn get(emulator: &payment_emulator::RunningPaymentEmulator, path: &str) -> (u16, Value) {
+pub async fn get(emulator: &payment_emulator::RunningPaymentEmulator, path: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .get(format!("{}/{path}", emulator.yookassa_api_url()))
         .header("Authorization", auth(emulator))
@@ -47,7 +47,7 @@ async fn get(emulator: &payment_emulator::RunningPaymentEmulator, path: &str) ->
     (status, response.json().await.expect("json"))
 }
 
-fn payment_body() -> Value {
+pub fn payment_body() -> Value {
     json!({"amount": {"value": "199.00", "currency": "RUB"}, "capture": true,
            "confirmation": {"type": "redirect", "return_url": "https://t.me/tollgate_bot"},
            "description": "VPN 30 days", "metadata": {"purchase_id": "42"}})
@@ -150,5 +150,174 @@ async fn bad_input_gets_specific_errors_and_stores_nothing() {
     let (status, body) = get(&emulator, "payments/no-such-payment").await;
     assert_eq!((status, &body["code"]), (404, &json!("not_found")));
     assert!(emulator.client().payments().await.expect("list").is_empty());
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn capture_cancel_and_refund_follow_the_status_machine() {
+    let emulator = emulator().await;
+    let hook = Receiver::start().await;
+    let control = emulator.client();
+    control
+        .set_webhook(Provider::Yookassa, Some(&hook.url))
+        .await
+        .expect("set");
+    let mut two_stage = payment_body();
+    two_stage["capture"] = json!(false);
+    let (_, payment) = post(&emulator, "payments", "two-stage", &two_stage).await;
+    let id = payment["id"].as_str().expect("id").to_owned();
+    // Pending cannot be captured or cancelled by the merchant.
+    let (status, refused) = post(
+        &emulator,
+        &format!("payments/{id}/capture"),
+        "c0",
+        &json!({}),
+    )
+    .await;
+    assert_eq!((status, &refused["code"]), (400, &json!("invalid_request")));
+    let waiting = control.pay_payment(&id).await.expect("pay");
+    assert_eq!(waiting.status, PaymentStatus::WaitingForCapture);
+    assert!(waiting.paid);
+    assert!(waiting.expires_at.is_some());
+    let (status, captured) = post(
+        &emulator,
+        &format!("payments/{id}/capture"),
+        "c1",
+        &json!({"amount": {"value": "150.00", "currency": "RUB"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{captured}");
+    assert_eq!(captured["status"], "succeeded");
+    assert_eq!(captured["amount"]["value"], "150.00");
+
+    let (status, refund) = post(
+        &emulator,
+        "refunds",
+        "r1",
+        &json!({"payment_id": id, "amount": {"value": "100.00", "currency": "RUB"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{refund}");
+    assert_eq!(refund["status"], "succeeded");
+    let (status, too_much) = post(
+        &emulator,
+        "refunds",
+        "r2",
+        &json!({"payment_id": id, "amount": {"value": "50.01", "currency": "RUB"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, &too_much["parameter"]),
+        (400, &json!("amount.value"))
+    );
+    let (_, fetched) = get(&emulator, &format!("payments/{id}")).await;
+    assert_eq!(fetched["refunded_amount"]["value"], "100.00");
+    assert_eq!(fetched["refundable"], true);
+    let refund_id = refund["id"].as_str().expect("id");
+    let (status, got) = get(&emulator, &format!("refunds/{refund_id}")).await;
+    assert_eq!((status, &got["payment_id"]), (200, &json!(id)));
+
+    let (_, other) = post(&emulator, "payments", "to-cancel", &two_stage).await;
+    let other_id = other["id"].as_str().expect("id").to_owned();
+    control.pay_payment(&other_id).await.expect("pay");
+    let (status, cancelled) = post(
+        &emulator,
+        &format!("payments/{other_id}/cancel"),
+        "x1",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cancelled["cancellation_details"]["reason"],
+        "canceled_by_merchant"
+    );
+
+    let received = hook.wait_for(5).await;
+    let events: Vec<String> = received
+        .iter()
+        .map(|r| {
+            let note: Value = serde_json::from_slice(&r.body).expect("json");
+            note["event"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    for event in [
+        "payment.waiting_for_capture",
+        "payment.succeeded",
+        "refund.succeeded",
+        "payment.canceled",
+    ] {
+        assert!(events.iter().any(|e| e == event), "{event} in {events:?}");
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn unpaid_payments_are_cancelled_after_the_confirmation_window() {
+    let emulator = emulator().await;
+    let hook = Receiver::start().await;
+    let control = emulator.client();
+    control
+        .set_webhook(Provider::Yookassa, Some(&hook.url))
+        .await
+        .expect("set");
+    let (_, payment) = post(&emulator, "payments", "late", &payment_body()).await;
+    let id = payment["id"].as_str().expect("id").to_owned();
+    control
+        .advance_clock(std::time::Duration::from_secs(3601))
+        .await
+        .expect("advance");
+    let (_, fetched) = get(&emulator, &format!("payments/{id}")).await;
+    assert_eq!(fetched["status"], "canceled");
+    assert_eq!(
+        fetched["cancellation_details"]["reason"],
+        "expired_on_confirmation"
+    );
+    let received = hook.wait_for(1).await;
+    let note: Value = serde_json::from_slice(&received[0].body).expect("json");
+    assert_eq!(note["event"], "payment.canceled");
+    assert!(control.pay_payment(&id).await.is_err(), "too late to pay");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_filters_and_pages_newest_first() {
+    let emulator = emulator().await;
+    let control = emulator.client();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (_, payment) = post(&emulator, "payments", &format!("list-{n}"), &payment_body()).await;
+        ids.push(payment["id"].as_str().expect("id").to_owned());
+    }
+    control.pay_payment(&ids[1]).await.expect("pay");
+    control.pay_payment(&ids[3]).await.expect("pay");
+    let (_, page) = get(&emulator, "payments?limit=2").await;
+    assert_eq!(page["type"], "list");
+    assert_eq!(page["items"][0]["id"], json!(ids[4]));
+    assert_eq!(page["items"][1]["id"], json!(ids[3]));
+    let cursor = page["next_cursor"].as_str().expect("cursor");
+    let (_, next) = get(&emulator, &format!("payments?limit=2&cursor={cursor}")).await;
+    assert_eq!(next["items"][0]["id"], json!(ids[2]));
+    let (_, last) = get(&emulator, "payments?limit=2&cursor=2").await;
+    assert_eq!(last["items"][0]["id"], json!(ids[0]));
+    assert!(last.get("next_cursor").is_none(), "{last}");
+    let (_, succeeded) = get(&emulator, "payments?status=succeeded").await;
+    let found: Vec<&str> = succeeded["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(found, vec![ids[3].as_str(), ids[1].as_str()]);
+    let (_, none) = get(
+        &emulator,
+        "payments?created_at.gte=2100-01-01T00:00:00.000Z",
+    )
+    .await;
+    assert_eq!(none["items"], json!([]));
+    let (status, bad) = get(&emulator, "payments?created_at.gte=yesterday").await;
+    assert_eq!((status, &bad["parameter"]), (400, &json!("created_at.gte")));
+    let (status, bad) = get(&emulator, "payments?limit=101").await;
+    assert_eq!((status, &bad["parameter"]), (400, &json!("limit")));
     emulator.shutdown().await;
 }
