@@ -66,9 +66,15 @@ pub async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    tokio::spawn(execute(app, method, headers, query, body))
-        .await
-        .unwrap_or_else(|_| error(ApiError(500, "INTERNAL_ERROR")))
+    tokio::spawn(async move {
+        let response = execute(app.clone(), method.clone(), headers, query, body).await;
+        if faults::CRYPTOPAY_METHODS.contains(&method.as_str()) {
+            app.lock().count_call(&method);
+        }
+        response
+    })
+    .await
+    .unwrap_or_else(|_| error(ApiError(500, "INTERNAL_ERROR")))
 }
 
 async fn execute(

@@ -45,17 +45,19 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
             let state = &mut *guard;
             let mut due = Vec::new();
             let mut next_ms: Option<i64> = state.deadlines.first().map(|(at, _)| *at);
-            let urls = state.webhooks.clone();
-            for notification in state.notifications.values_mut() {
-                if notification.state != NotificationState::Pending {
-                    continue;
-                }
-                let Some(at) = notification.next_attempt_at_ms else {
-                    continue;
-                };
+            while let Some(&(at, id)) = state.schedule.first() {
                 if at > now {
                     next_ms = Some(next_ms.map_or(at, |n| n.min(at)));
-                    continue;
+                    break;
+                }
+                state.schedule.pop_first();
+                let Some(notification) = state.notifications.get_mut(&id) else {
+                    continue; // forgotten meanwhile
+                };
+                if notification.state != NotificationState::Pending
+                    || notification.next_attempt_at_ms != Some(at)
+                {
+                    continue; // rescheduled meanwhile: a stale entry
                 }
                 let window = match notification.provider {
                     Provider::Cryptopay => app.config.webhooks.cryptopay_window,
@@ -64,7 +66,7 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
                 if now - notification.created_at_ms > duration_ms(window)
                     && !notification.attempts.is_empty()
                     && notification.repeat_of.is_none()
-                    && !state.forced.contains(&notification.id)
+                    && !state.forced.contains(&id)
                 {
                     // Emulated time jumped past the provider's retry window: no late attempt.
                     notification.state = NotificationState::GaveUp;
@@ -72,19 +74,22 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
                     continue;
                 }
                 let url = match notification.provider {
-                    Provider::Cryptopay => urls.cryptopay.clone(),
-                    Provider::Yookassa => urls.yookassa.clone(),
+                    Provider::Cryptopay => state.webhooks.cryptopay.clone(),
+                    Provider::Yookassa => state.webhooks.yookassa.clone(),
                 };
                 let Some(url) = url else {
-                    // The URL was removed since: nothing to send to; the notification waits for
-                    // a URL (checked again on every wake).
+                    // The URL was removed since: look again in a second, without counting an
+                    // attempt.
+                    let later = now + 1000;
+                    notification.next_attempt_at_ms = Some(later);
+                    state.schedule.insert((later, id));
                     continue;
                 };
-                state.forced.remove(&notification.id);
+                state.forced.remove(&id);
                 notification.state = NotificationState::InFlight;
                 notification.next_attempt_at_ms = None;
                 due.push(Due {
-                    id: notification.id,
+                    id,
                     url,
                     body: notification.body.clone(),
                     signature: notification.signature.clone(),
@@ -181,6 +186,7 @@ async fn attempt(app: Arc<App>, client: reqwest::Client, due: Due) {
             } else {
                 notification.state = NotificationState::Pending;
                 notification.next_attempt_at_ms = Some(next);
+                state.schedule.insert((next, due.id));
             }
         }
     }

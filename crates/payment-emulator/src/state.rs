@@ -152,6 +152,8 @@ pub struct State {
     pub refunds: HashMap<String, Refund>,
     /// YooKassa idempotence answers by key.
     pub idempotence: HashMap<String, IdempotentAnswer>,
+    /// When old idempotence answers were last swept (Unix ms).
+    pub idempotence_swept_at_ms: i64,
     /// Pending deadlines, soonest first.
     pub deadlines: BTreeSet<(i64, Deadline)>,
     /// Queued faults, in order.
@@ -160,6 +162,9 @@ pub struct State {
     pub rules: Vec<NotificationRule>,
     /// Notifications by id.
     pub notifications: BTreeMap<u64, Notification>,
+    /// Pending notification attempts, soonest first: (instant, notification id). An entry whose
+    /// notification moved on is stale and skipped.
+    pub schedule: BTreeSet<(i64, u64)>,
     /// Notifications `deliver_now` asked for: attempted even past the retry window.
     pub forced: HashSet<u64>,
     /// Next notification id.
@@ -168,6 +173,8 @@ pub struct State {
     pub next_update_id: i64,
     /// Where notifications go.
     pub webhooks: WebhookUrls,
+    /// API calls per method (Crypto Pay method or YooKassa operation name).
+    pub calls: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -182,13 +189,16 @@ impl State {
             next_payment_seq: 1,
             refunds: HashMap::new(),
             idempotence: HashMap::new(),
+            idempotence_swept_at_ms: 0,
             deadlines: BTreeSet::new(),
             faults: Vec::new(),
             rules: Vec::new(),
             notifications: BTreeMap::new(),
+            schedule: BTreeSet::new(),
             forced: HashSet::new(),
             next_notification_id: 1,
             next_update_id: 1,
+            calls: BTreeMap::new(),
             webhooks: WebhookUrls {
                 cryptopay: config.cryptopay.webhook_url.clone(),
                 yookassa: config.yookassa.webhook_url.clone(),
@@ -265,6 +275,9 @@ impl State {
                 attempts: Vec::new(),
             },
         );
+        if let Some(at) = next {
+            self.schedule.insert((at, id));
+        }
         self.forget_old_notifications(config.limits.max_notifications);
         state == NotificationState::Pending
     }
@@ -306,9 +319,35 @@ impl State {
         }
     }
 
-    /// Forgets idempotence answers older than 24 hours.
+    /// Counts one API call of `method`.
+    pub fn count_call(&mut self, method: &str) {
+        *self.calls.entry(method.to_owned()).or_default() += 1;
+    }
+
+    /// Schedules an attempt of notification `id` at `at` (Unix ms).
+    pub fn schedule_attempt(&mut self, id: u64, at: i64) {
+        if let Some(notification) = self.notifications.get_mut(&id) {
+            notification.state = NotificationState::Pending;
+            notification.next_attempt_at_ms = Some(at);
+            self.schedule.insert((at, id));
+        }
+    }
+
+    /// Forgets idempotence answers older than 24 hours (a sweep at most once a minute of
+    /// emulated time; a lookup also checks the age, see [`State::idempotent_answer`]).
     pub fn forget_old_idempotence(&mut self, now_ms: i64) {
+        if now_ms - self.idempotence_swept_at_ms < 60_000 {
+            return;
+        }
+        self.idempotence_swept_at_ms = now_ms;
         self.idempotence
             .retain(|_, answer| now_ms - answer.at_ms < IDEMPOTENCE_TTL_MS);
+    }
+
+    /// The stored answer for `key`, if younger than 24 hours.
+    pub fn idempotent_answer(&self, key: &str, now_ms: i64) -> Option<&IdempotentAnswer> {
+        self.idempotence
+            .get(key)
+            .filter(|answer| now_ms - answer.at_ms < IDEMPOTENCE_TTL_MS)
     }
 }

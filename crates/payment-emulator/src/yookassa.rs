@@ -151,9 +151,13 @@ async fn run_post(
     target: String,
     exec: Exec,
 ) -> Response {
-    tokio::spawn(post_operation(app, headers, body, operation, target, exec))
-        .await
-        .unwrap_or_else(|_| error(&ApiError::internal()))
+    tokio::spawn(async move {
+        let response = post_operation(app.clone(), headers, body, operation, target, exec).await;
+        app.lock().count_call(operation);
+        response
+    })
+    .await
+    .unwrap_or_else(|_| error(&ApiError::internal()))
 }
 
 /// A POST: credentials, `Idempotence-Key`, content type, JSON body, faults, then the
@@ -230,7 +234,7 @@ async fn post_operation(
         let mut state = app.lock();
         crate::notify::fire_deadlines(&app, &mut state, now);
         state.forget_old_idempotence(now);
-        if let Some(stored) = state.idempotence.get(&key) {
+        if let Some(stored) = state.idempotent_answer(&key, now) {
             if stored.fingerprint != fingerprint {
                 return error(&ApiError::invalid(
                     "Idempotence-Key",
@@ -268,8 +272,24 @@ async fn post_operation(
     respond(status, &answer)
 }
 
-/// Runs a GET: credentials, faults, then `read` under the lock.
+/// Runs a GET in its own task (counted when it completes, like a POST).
 async fn run_get(
+    app: Arc<App>,
+    headers: HeaderMap,
+    operation: &'static str,
+    read: impl FnOnce(&App, &mut Memory) -> Result<Value, ApiError> + Send + 'static,
+) -> Response {
+    tokio::spawn(async move {
+        let response = get_operation(app.clone(), headers, operation, read).await;
+        app.lock().count_call(operation);
+        response
+    })
+    .await
+    .unwrap_or_else(|_| error(&ApiError::internal()))
+}
+
+/// A GET: credentials, faults, then `read` under the lock.
+async fn get_operation(
     app: Arc<App>,
     headers: HeaderMap,
     operation: &'static str,

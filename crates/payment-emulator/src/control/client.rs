@@ -109,6 +109,33 @@ impl ControlClient {
         self.post::<_, ()>("/reset", &serde_json::json!({})).await
     }
 
+    /// API calls completed so far per method: Crypto Pay method names (`getInvoices`) and
+    /// YooKassa operations (`payments.create`), failed and hung ones included — e.g. what a
+    /// watcher costs the provider, or whether a call that hung has finished.
+    pub async fn calls(&self) -> Result<std::collections::BTreeMap<String, u64>, ControlError> {
+        self.get("/calls").await
+    }
+
+    /// Waits (polling every 20 ms, up to `timeout`) until `method` completed at least `n` calls.
+    pub async fn wait_for_calls(
+        &self,
+        method: &str,
+        n: u64,
+        timeout: Duration,
+    ) -> Result<u64, ControlError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let done = self.calls().await?.get(method).copied().unwrap_or(0);
+            if done >= n {
+                return Ok(done);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControlError::Timeout(format!("{n} calls of {method}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Emulated now, Unix ms.
     pub async fn now_ms(&self) -> Result<i64, ControlError> {
         Ok(self.get::<Now>("/clock").await?.now_ms)

@@ -50,6 +50,7 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/reset", post(reset))
         .route("/clock", get(clock))
+        .route("/calls", get(calls))
         .route("/clock/advance", post(advance))
         .route("/webhooks", get(webhooks))
         .route("/webhooks/{provider}", post(set_webhook))
@@ -116,6 +117,10 @@ async fn reset(State(app): State<Arc<App>>) -> Response {
     }
     app.wake.notify_one();
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn calls(State(app): State<Arc<App>>) -> Response {
+    json_of(&app.lock().calls)
 }
 
 async fn clock(State(app): State<Arc<App>>) -> Response {
@@ -383,6 +388,7 @@ async fn repeat(
                     ..original.clone()
                 },
             );
+            state.schedule.insert((now, new_id));
             created.push(new_id);
         }
         state.forget_old_notifications(app.config.limits.max_notifications);
@@ -405,12 +411,10 @@ async fn deliver_now(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Respon
                 StatusCode::CONFLICT,
                 format!("notification {id} is being delivered"),
             )),
-            Some(n) => {
-                n.state = NotificationState::Pending;
-                n.next_attempt_at_ms = Some(now);
-                let n = n.clone();
+            Some(_) => {
+                state.schedule_attempt(id, now);
                 state.forced.insert(id);
-                Ok(n)
+                Ok(state.notifications.get(&id).cloned())
             }
         }
     };

@@ -164,14 +164,15 @@ async fn faults_fail_or_hang_the_next_calls() {
         .send()
         .await;
     assert!(cut.is_err_and(|e| e.is_timeout()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while control.invoices().await.expect("list").len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the hung call never executed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    control
+        .wait_for_calls("createInvoice", 4, Duration::from_secs(5))
+        .await
+        .expect("the hung call completed");
+    assert_eq!(
+        control.invoices().await.expect("list").len(),
+        2,
+        "and executed"
+    );
 
     // YooKassa: executed, then 500; the retry with the same key gets the same payment.
     control

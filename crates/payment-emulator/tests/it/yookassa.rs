@@ -321,3 +321,60 @@ async fn list_filters_and_pages_newest_first() {
     assert_eq!((status, &bad["parameter"]), (400, &json!("limit")));
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_retry_during_a_hang_and_after_it_makes_one_payment() {
+    let emulator = emulator().await;
+    let control = emulator.client();
+    control
+        .fail_next(
+            "payments.create",
+            1,
+            payment_emulator::FaultKind::Hang { ms: 1000 },
+        )
+        .await
+        .expect("fault");
+    let send = |timeout_ms: u64| {
+        reqwest::Client::new()
+            .post(format!("{}/payments", emulator.yookassa_api_url()))
+            .header("Authorization", auth(&emulator))
+            .header("Idempotence-Key", "purchase-9")
+            .json(&payment_body())
+            .timeout(std::time::Duration::from_millis(timeout_ms))
+            .send()
+    };
+    let cut = send(200).await;
+    assert!(
+        cut.is_err_and(|e| e.is_timeout()),
+        "the client is cut at its deadline"
+    );
+    // The retry arrives while the first call still hangs: it creates the payment...
+    let retry: Value = send(5000).await.expect("retry").json().await.expect("json");
+    // ...and the hung call, executing later, finds the key and creates nothing more.
+    control
+        .wait_for_calls("payments.create", 2, std::time::Duration::from_secs(5))
+        .await
+        .expect("the hung call completed");
+    let payments = control.payments().await.expect("list");
+    assert_eq!(payments.len(), 1, "never a second payment");
+    assert_eq!(json!(payments[0].id), retry["id"]);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idempotence_key_lives_24_hours() {
+    let emulator = emulator().await;
+    let (_, first) = post(&emulator, "payments", "daily", &payment_body()).await;
+    emulator
+        .client()
+        .advance_clock(std::time::Duration::from_secs(24 * 3600 + 1))
+        .await
+        .expect("advance");
+    let (status, second) = post(&emulator, "payments", "daily", &payment_body()).await;
+    assert_eq!(status, 200);
+    assert_ne!(
+        first["id"], second["id"],
+        "after 24 h the same key is a new request"
+    );
+    emulator.shutdown().await;
+}
