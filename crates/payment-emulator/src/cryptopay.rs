@@ -40,12 +40,19 @@ const MAX_PAYLOAD_BYTES: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApiError(pub u16, pub &'static str);
 
-fn ok(result: Value) -> Response {
+/// `{"ok":true,"result":<result>}` around an already serialized result (a watcher's
+/// `getInvoices` of 1,000 invoices is serialized once, straight from the stored invoices).
+fn ok(result: &str) -> Response {
     (
         StatusCode::OK,
-        axum::Json(json!({"ok": true, "result": result})),
+        [(http::header::CONTENT_TYPE, "application/json")],
+        format!("{{\"ok\":true,\"result\":{result}}}"),
     )
         .into_response()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 fn error(ApiError(code, name): ApiError) -> Response {
@@ -106,19 +113,20 @@ async fn execute(
         let mut state = app.lock();
         crate::notify::fire_deadlines(&app, &mut state, now);
         match method.as_str() {
-            "getMe" => Ok(get_me(&app, &state)),
-            "createInvoice" => create_invoice(&app, &mut state, &params, now)
-                .map(|invoice| serde_json::to_value(invoice).unwrap_or(Value::Null)),
+            "getMe" => Ok(to_json(&get_me(&app, &state))),
+            "createInvoice" => {
+                create_invoice(&app, &mut state, &params, now).map(|invoice| to_json(&invoice))
+            }
             "getInvoices" => get_invoices(&state, &params),
-            "deleteInvoice" => delete_invoice(&mut state, &params),
-            _ => Ok(exchange_rates()),
+            "deleteInvoice" => delete_invoice(&mut state, &params).map(|v| to_json(&v)),
+            _ => Ok(to_json(&exchange_rates())),
         }
     };
     if outcome == Outcome::FailAfter {
         return error(ApiError(500, "INTERNAL_ERROR"));
     }
     match result {
-        Ok(result) => ok(result),
+        Ok(result) => ok(&result),
         Err(e) => error(e),
     }
 }
@@ -348,7 +356,7 @@ pub fn create_invoice(
     Ok(invoice)
 }
 
-fn get_invoices(state: &Memory, params: &HashMap<String, String>) -> Result<Value, ApiError> {
+fn get_invoices(state: &Memory, params: &HashMap<String, String>) -> Result<String, ApiError> {
     let get = |key: &str| {
         params
             .get(key)
@@ -390,7 +398,7 @@ fn get_invoices(state: &Memory, params: &HashMap<String, String>) -> Result<Valu
             && asset.is_none_or(|a| invoice.asset.as_deref() == Some(a))
             && fiat.is_none_or(|f| invoice.fiat.as_deref() == Some(f))
     };
-    let items: Vec<Invoice> = match ids {
+    let items: Vec<&Invoice> = match ids {
         Some(ids) => {
             let mut ids = ids;
             ids.sort_unstable_by(|a, b| b.cmp(a));
@@ -400,7 +408,7 @@ fn get_invoices(state: &Memory, params: &HashMap<String, String>) -> Result<Valu
                 .filter(matches)
                 .skip(offset)
                 .take(count)
-                .map(|r| r.invoice.clone())
+                .map(|r| &r.invoice)
                 .collect()
         }
         None => state
@@ -410,10 +418,15 @@ fn get_invoices(state: &Memory, params: &HashMap<String, String>) -> Result<Valu
             .filter(matches)
             .skip(offset)
             .take(count)
-            .map(|r| r.invoice.clone())
+            .map(|r| &r.invoice)
             .collect(),
     };
-    Ok(json!({ "items": items }))
+    /// `getInvoices`' result.
+    #[derive(serde::Serialize)]
+    struct Items<'a> {
+        items: Vec<&'a Invoice>,
+    }
+    Ok(to_json(&Items { items }))
 }
 
 fn delete_invoice(state: &mut Memory, params: &HashMap<String, String>) -> Result<Value, ApiError> {

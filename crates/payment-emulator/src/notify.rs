@@ -25,13 +25,19 @@ struct Due {
 /// The HTTP client notifications are sent with.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
-        .pool_max_idle_per_host(16)
+        .pool_max_idle_per_host(MAX_CONCURRENT_DELIVERIES)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// Most delivery attempts under way at once: a provider does not open thousands of
+/// connections to one receiver, and a burst (a benchmark paying 10,000 invoices) should reach
+/// the receiver at a pace it can take.
+pub const MAX_CONCURRENT_DELIVERIES: usize = 64;
+
 /// Runs until shutdown.
 pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DELIVERIES));
     let mut advanced = app.clock.subscribe();
     let mut shutdown = app.shutdown.clone();
     loop {
@@ -98,7 +104,15 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
             (due, next_ms)
         };
         for one in due {
-            tokio::spawn(attempt(app.clone(), client.clone(), one));
+            let app = app.clone();
+            let client = client.clone();
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                attempt(app, client, one).await;
+            });
         }
         let wait_ms = next_ms.map_or(500, |at| (at - now).clamp(1, 500));
         let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(500));

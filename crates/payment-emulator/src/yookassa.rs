@@ -1212,20 +1212,35 @@ fn cancel_now(
     details: CancellationDetails,
     now_ms: i64,
 ) -> Payment {
-    let payment = match state.payments.get_mut(id) {
+    let confirmation_window = window_ms(app.config.yookassa.confirmation_window);
+    let (payment, confirmation_deadline, capture_deadline) = match state.payments.get_mut(id) {
         Some(record) => {
+            let capture_deadline = record
+                .payment
+                .expires_at
+                .as_deref()
+                .and_then(util::parse_iso8601);
             record.payment.status = PaymentStatus::Canceled;
             record.payment.paid = false;
             record.payment.expires_at = None;
             record.payment.cancellation_details = Some(details);
-            record.payment.clone()
+            (
+                record.payment.clone(),
+                record.created_at_ms + confirmation_window,
+                capture_deadline,
+            )
         }
         None => return empty_payment(id),
     };
-    state.deadlines.retain(|(_, deadline)| match deadline {
-        Deadline::PaymentConfirmation(d) | Deadline::PaymentCapture(d) => d != id,
-        Deadline::Invoice(_) => true,
-    });
+    state.deadlines.remove(&(
+        confirmation_deadline,
+        Deadline::PaymentConfirmation(id.to_owned()),
+    ));
+    if let Some(at) = capture_deadline {
+        state
+            .deadlines
+            .remove(&(at, Deadline::PaymentCapture(id.to_owned())));
+    }
     notify(
         app,
         state,
