@@ -181,3 +181,58 @@ async fn delete_expire_and_amount_override() {
     assert_eq!(underpaid.amount, "99.00");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn parameters_come_as_query_form_or_json_arrays() {
+    let emulator = emulator().await;
+    let client = reqwest::Client::new();
+    let form: Value = client
+        .post(format!("{}/createInvoice", emulator.cryptopay_api_url()))
+        .header("Crypto-Pay-API-Token", emulator.cryptopay_token())
+        .form(&[
+            ("asset", "TON"),
+            ("amount", "1.5"),
+            ("allow_comments", "false"),
+        ])
+        .send()
+        .await
+        .expect("form")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(form["result"]["asset"], "TON");
+    assert_eq!(form["result"]["allow_comments"], false);
+    let (_, array) = call(
+        &emulator,
+        "createInvoice",
+        json!({"currency_type": "fiat", "fiat": "USD", "amount": 5,
+               "accepted_assets": ["USDT", "BTC"]}),
+    )
+    .await;
+    assert_eq!(array["result"]["accepted_assets"], json!(["USDT", "BTC"]));
+    assert_eq!(array["result"]["amount"], "5");
+    let query: Value = client
+        .get(format!(
+            "{}/createInvoice?asset=USDT&amount=3",
+            emulator.cryptopay_api_url()
+        ))
+        .header("Crypto-Pay-API-Token", emulator.cryptopay_token())
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(query["result"]["amount"], "3");
+    let (_, bad) = call(
+        &emulator,
+        "createInvoice",
+        json!({"currency_type": "fiat", "fiat": "RUB", "amount": "1", "accepted_assets": "USDT,DOGE"}),
+    )
+    .await;
+    assert_eq!(bad["error"]["name"], "ACCEPTED_ASSETS_INVALID");
+    let (_, me) = call(&emulator, "getMe", json!({})).await;
+    assert_eq!(me["result"]["app_id"], 1234);
+    assert_eq!(emulator.client().invoices().await.expect("list").len(), 3);
+    emulator.shutdown().await;
+}

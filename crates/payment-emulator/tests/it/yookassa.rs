@@ -378,3 +378,146 @@ async fn an_idempotence_key_lives_24_hours() {
     );
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn headers_and_receipts_are_checked() {
+    let mut config = payment_emulator::PaymentEmulatorConfig::default();
+    config.yookassa.fiscalization_enabled = true;
+    let emulator = payment_emulator::PaymentEmulator::start(config)
+        .await
+        .expect("start");
+    let client = reqwest::Client::new();
+    let no_key = client
+        .post(format!("{}/payments", emulator.yookassa_api_url()))
+        .header("Authorization", auth(&emulator))
+        .json(&payment_body())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(no_key.status().as_u16(), 400);
+    let body: Value = no_key.json().await.expect("json");
+    assert_eq!(body["parameter"], "Idempotence-Key");
+    let form = client
+        .post(format!("{}/payments", emulator.yookassa_api_url()))
+        .header("Authorization", auth(&emulator))
+        .header("Idempotence-Key", "form")
+        .form(&[("amount", "1")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(form.status().as_u16(), 415);
+
+    let (status, missing) = post(&emulator, "payments", "r0", &payment_body()).await;
+    assert_eq!((status, &missing["parameter"]), (400, &json!("receipt")));
+    let receipt = |phone: &str, value: &str| {
+        let mut body = payment_body();
+        body["receipt"] = json!({"customer": {"phone": phone}, "items": [
+            {"description": "VPN 30 days", "quantity": "1.00",
+             "amount": {"value": value, "currency": "RUB"}, "vat_code": 1,
+             "payment_subject": "service", "payment_mode": "full_payment"}]});
+        body
+    };
+    let (_, spaced) = post(
+        &emulator,
+        "payments",
+        "r1",
+        &receipt("+7 900 000-00-00", "199.00"),
+    )
+    .await;
+    assert_eq!(spaced["parameter"], "receipt");
+    assert!(
+        spaced["description"]
+            .as_str()
+            .expect("text")
+            .contains("phone"),
+        "{spaced}"
+    );
+    let (_, sum) = post(
+        &emulator,
+        "payments",
+        "r2",
+        &receipt("+79000000000", "198.00"),
+    )
+    .await;
+    assert!(
+        sum["description"].as_str().expect("text").contains("sum"),
+        "{sum}"
+    );
+    let (status, ok) = post(
+        &emulator,
+        "payments",
+        "r3",
+        &receipt("+79000000000", "199.00"),
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["receipt_registration"], "pending");
+    assert_eq!(emulator.client().payments().await.expect("list").len(), 1);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_control_api_refuses_bad_input_clearly() {
+    let emulator = emulator().await;
+    let control = emulator.client();
+    let bad_url = control
+        .set_webhook(Provider::Yookassa, Some("ftp://example"))
+        .await
+        .expect_err("not http");
+    assert!(
+        bad_url.to_string().contains("not an http(s) URL"),
+        "{bad_url}"
+    );
+    let unknown = control.pay_payment("nope").await.expect_err("unknown");
+    assert!(
+        matches!(
+            unknown,
+            payment_emulator::ControlError::Refused { status: 404, .. }
+        ),
+        "{unknown}"
+    );
+    let (_, payment) = post(&emulator, "payments", "once", &payment_body()).await;
+    let id = payment["id"].as_str().expect("id");
+    let bad_amount = control
+        .pay_payment_with(
+            id,
+            &payment_emulator::PayOptions {
+                amount: Some("1.001".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("three decimals");
+    assert!(
+        matches!(
+            bad_amount,
+            payment_emulator::ControlError::Refused { status: 400, .. }
+        ),
+        "{bad_amount}"
+    );
+    assert_eq!(
+        control.payment(id).await.expect("get").status,
+        PaymentStatus::Pending,
+        "left untouched"
+    );
+    let underpaid = control
+        .pay_payment_with(
+            id,
+            &payment_emulator::PayOptions {
+                amount: Some("99.00".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("underpaid");
+    assert_eq!(underpaid.amount.value, "99.00");
+    let twice = control.pay_payment(id).await.expect_err("already paid");
+    assert!(
+        matches!(
+            twice,
+            payment_emulator::ControlError::Refused { status: 409, .. }
+        ),
+        "{twice}"
+    );
+    emulator.shutdown().await;
+}
