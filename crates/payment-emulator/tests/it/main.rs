@@ -4,6 +4,7 @@
 mod common;
 mod cryptopay;
 mod delivery;
+mod limits;
 mod pages;
 mod process;
 mod yookassa;
