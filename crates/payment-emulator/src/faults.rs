@@ -29,6 +29,7 @@ pub const YOOKASSA_OPERATIONS: &[&str] = &[
     "payments.cancel",
     "refunds.create",
     "refunds.get",
+    "refunds.list",
 ];
 
 /// Whether `method` names something a fault can apply to.

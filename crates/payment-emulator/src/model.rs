@@ -370,7 +370,8 @@ pub enum FaultKind {
 pub struct FaultSpec {
     /// Crypto Pay method name (`createInvoice`, `getInvoices`, `deleteInvoice`, `getMe`) or
     /// YooKassa operation (`payments.create`, `payments.get`, `payments.list`,
-    /// `payments.capture`, `payments.cancel`, `refunds.create`, `refunds.get`, `me`), or `*`
+    /// `payments.capture`, `payments.cancel`, `refunds.create`, `refunds.get`, `refunds.list`,
+    /// `me`), or `*`
     /// for every call.
     pub method: String,
     /// How they fail.

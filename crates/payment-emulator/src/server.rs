@@ -112,7 +112,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/v3/payments/{id}", get(yookassa::get_payment))
         .route("/v3/payments/{id}/capture", post(yookassa::capture_payment))
         .route("/v3/payments/{id}/cancel", post(yookassa::cancel_payment))
-        .route("/v3/refunds", post(yookassa::create_refund))
+        .route(
+            "/v3/refunds",
+            post(yookassa::create_refund).get(yookassa::list_refunds),
+        )
         .route("/v3/refunds/{id}", get(yookassa::get_refund))
         .route("/v3/{*rest}", any(yookassa::not_found))
         .route(

@@ -150,6 +150,8 @@ pub struct State {
     pub next_payment_seq: u64,
     /// Refunds by id.
     pub refunds: HashMap<String, Refund>,
+    /// Refund ids in creation order (list cursor; sequence numbers shared with payments).
+    pub refund_order: BTreeMap<u64, String>,
     /// YooKassa idempotence answers by key.
     pub idempotence: HashMap<String, IdempotentAnswer>,
     /// When old idempotence answers were last swept (Unix ms).
@@ -188,6 +190,7 @@ impl State {
             payment_order: BTreeMap::new(),
             next_payment_seq: 1,
             refunds: HashMap::new(),
+            refund_order: BTreeMap::new(),
             idempotence: HashMap::new(),
             idempotence_swept_at_ms: 0,
             deadlines: BTreeSet::new(),

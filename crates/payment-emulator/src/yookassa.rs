@@ -445,6 +445,94 @@ pub async fn get_refund(
     .await
 }
 
+/// `GET /v3/refunds`: `payment_id`, `status`, `created_at.*`, `limit`, `cursor`; newest first.
+pub async fn list_refunds(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    run_get(app, headers, "refunds.list", move |_, state| {
+        list_refunds_of(state, query.as_deref().unwrap_or_default())
+    })
+    .await
+}
+
+fn list_refunds_of(state: &Memory, query: &str) -> Result<Value, ApiError> {
+    let mut limit = 10usize;
+    let mut cursor: Option<u64> = None;
+    let mut payment_id: Option<String> = None;
+    let mut status: Option<String> = None;
+    let mut bounds: Vec<(&'static str, i64)> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=100).contains(l))
+                    .ok_or_else(|| ApiError::invalid("limit", "limit must be 1-100"))?;
+            }
+            "cursor" => {
+                cursor = Some(
+                    value
+                        .parse()
+                        .map_err(|_| ApiError::invalid("cursor", "cursor is not valid"))?,
+                );
+            }
+            "payment_id" => payment_id = Some(value.into_owned()),
+            "status" => {
+                if !["pending", "succeeded", "canceled"].contains(&value.as_ref()) {
+                    return Err(ApiError::invalid("status", "status is not a refund status"));
+                }
+                status = Some(value.into_owned());
+            }
+            other => {
+                let comparison = match other {
+                    "created_at.gte" => "gte",
+                    "created_at.gt" => "gt",
+                    "created_at.lte" => "lte",
+                    "created_at.lt" => "lt",
+                    _ => continue,
+                };
+                let instant = util::parse_iso8601(&value).ok_or_else(|| {
+                    ApiError::invalid(other, format!("{other} must be an ISO-8601 UTC instant such as 2026-12-07T00:00:00.000Z"))
+                })?;
+                bounds.push((comparison, instant));
+            }
+        }
+    }
+    let matches = |refund: &Refund| {
+        let at = util::parse_iso8601(&refund.created_at).unwrap_or(0);
+        payment_id.as_deref().is_none_or(|p| refund.payment_id == p)
+            && status.as_deref().is_none_or(|s| refund.status == s)
+            && bounds
+                .iter()
+                .all(|(comparison, instant)| match *comparison {
+                    "gte" => at >= *instant,
+                    "gt" => at > *instant,
+                    "lte" => at <= *instant,
+                    _ => at < *instant,
+                })
+    };
+    let mut items = Vec::new();
+    let mut next_cursor = None;
+    for (seq, id) in state.refund_order.range(..cursor.unwrap_or(u64::MAX)).rev() {
+        let Some(refund) = state.refunds.get(id).filter(|r| matches(r)) else {
+            continue;
+        };
+        if items.len() == limit {
+            next_cursor = Some((seq + 1).to_string());
+            break;
+        }
+        items.push(refund.clone());
+    }
+    let mut body = json!({"type": "list", "items": items});
+    if let (Some(cursor), Some(object)) = (next_cursor, body.as_object_mut()) {
+        object.insert("next_cursor".into(), Value::String(cursor));
+    }
+    Ok(body)
+}
+
 /// Any other `/v3/...` path.
 pub async fn not_found() -> Response {
     error(&ApiError::not_found("Unknown API path"))
@@ -1036,6 +1124,9 @@ fn refund(
         created_at: util::iso8601(now_ms),
         description: description.map(str::to_owned),
     };
+    let seq = state.next_payment_seq;
+    state.next_payment_seq += 1;
+    state.refund_order.insert(seq, refund.id.clone());
     state.refunds.insert(refund.id.clone(), refund.clone());
     let value = serde_json::to_value(&refund).unwrap_or(Value::Null);
     notify(

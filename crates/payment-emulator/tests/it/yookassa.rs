@@ -216,6 +216,12 @@ async fn capture_cancel_and_refund_follow_the_status_machine() {
     let refund_id = refund["id"].as_str().expect("id");
     let (status, got) = get(&emulator, &format!("refunds/{refund_id}")).await;
     assert_eq!((status, &got["payment_id"]), (200, &json!(id)));
+    let (status, listed) = get(&emulator, &format!("refunds?payment_id={id}")).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["type"], "list");
+    assert_eq!(listed["items"][0]["id"], json!(refund_id));
+    let (_, other_payment) = get(&emulator, "refunds?payment_id=another").await;
+    assert_eq!(other_payment["items"], json!([]));
 
     let (_, other) = post(&emulator, "payments", "to-cancel", &two_stage).await;
     let other_id = other["id"].as_str().expect("id").to_owned();
