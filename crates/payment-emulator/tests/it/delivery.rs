@@ -21,7 +21,13 @@ async fn create_invoice(emulator: &payment_emulator::RunningPaymentEmulator) -> 
 
 #[tokio::test]
 async fn failed_webhooks_are_retried_with_growing_delays_until_200() {
-    let emulator = emulator().await;
+    // Retries far apart in emulated time, so only the test's clock jumps trigger them.
+    let mut config = payment_emulator::PaymentEmulatorConfig::default();
+    config.webhooks.first_retry = Duration::from_secs(30);
+    config.webhooks.max_retry = Duration::from_secs(600);
+    let emulator = payment_emulator::PaymentEmulator::start(config)
+        .await
+        .expect("start");
     let hook = Receiver::start().await;
     hook.answer(500);
     let control = emulator.client();
@@ -40,9 +46,9 @@ async fn failed_webhooks_are_retried_with_growing_delays_until_200() {
         .await
         .expect("first attempt failed and is pending");
     assert_eq!(notification.attempts[0].status, Some(500));
-    // Retries run on emulated time: 1 s after the first failure, then 2 s.
+    // Retries run on emulated time: 30 s after the first failure, then 60 s.
     control
-        .advance_clock(Duration::from_millis(1100))
+        .advance_clock(Duration::from_secs(31))
         .await
         .expect("advance");
     hook.wait_for(2).await;
@@ -54,12 +60,12 @@ async fn failed_webhooks_are_retried_with_growing_delays_until_200() {
         .expect("second attempt failed");
     let gap = notification.next_attempt_at_ms.expect("scheduled") - notification.attempts[1].at_ms;
     assert!(
-        (2000..3000).contains(&gap),
-        "second retry after ~2 s, got {gap} ms"
+        (60_000..61_000).contains(&gap),
+        "second retry after ~60 s, got {gap} ms"
     );
     hook.answer(200);
     control
-        .advance_clock(Duration::from_millis(2100))
+        .advance_clock(Duration::from_secs(61))
         .await
         .expect("advance");
     let settled = control
@@ -230,25 +236,31 @@ async fn cryptopay_gives_up_after_17_attempts_and_yookassa_after_24_hours() {
     let created: Value = create_invoice(&emulator).await.json().await.expect("json");
     let id = created["result"]["invoice_id"].as_i64().expect("id");
     control.pay_invoice(id).await.expect("pay");
-    for attempts in 1..17 {
-        control
-            .wait_for_notification(Duration::from_secs(5), |n| {
-                n.attempts.len() == attempts && n.state == NotificationState::Pending
-            })
+    // Retries are at most max_retry (60 s) apart in this configuration: jump past each.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let gave_up = loop {
+        let note = control
+            .notifications()
             .await
-            .expect("failed attempt, retry scheduled");
-        // Retries are at most max_retry (60 s) apart in this configuration.
-        control
-            .advance_clock(Duration::from_secs(61))
-            .await
-            .expect("advance");
-    }
-    let gave_up = control
-        .wait_for_notification(Duration::from_secs(5), |n| {
-            n.state == NotificationState::GaveUp
-        })
-        .await
-        .expect("gave up");
+            .expect("list")
+            .into_iter()
+            .next()
+            .expect("queued");
+        if note.state == NotificationState::GaveUp {
+            break note;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never gave up: {note:?}"
+        );
+        if note.state == NotificationState::Pending && !note.attempts.is_empty() {
+            control
+                .advance_clock(Duration::from_secs(61))
+                .await
+                .expect("advance");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(gave_up.attempts.len(), 17);
     assert!(gave_up.attempts.iter().all(|a| a.status == Some(503)));
 
