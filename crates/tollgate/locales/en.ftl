@@ -366,3 +366,69 @@ adm-audit-user = user { $user }
 adm-actor-cli = command line
 adm-btn-audit-all = All
 adm-btn-audit-by = By { $admin }
+
+## Promo codes and personal discounts
+
+btn-promo = 🎟 Promo code
+promo-text =
+    🎟 <b>Promo code</b>
+
+    Send your code as <code>/promo CODE</code>. A discount applies to your next purchase; free days and balance credits apply at once.
+promo-active = 🎟 Code <b>{ $code }</b>: { $benefit } on your next purchase.
+discount-active = 🏷 Your personal discount: −{ $percent } %.
+pay-discounted = 🏷 With your discount: <s>{ $list }</s> → <b>{ $price }</b>
+promo-chosen = ✅ Code <b>{ $code }</b> accepted: { $benefit } on your next purchase. The prices below include it.
+promo-days = 🎁 Code accepted: { $days ->
+        [one] { $days } day
+       *[other] { $days } days
+    } added, access until { $until }.
+promo-credit = 💰 Code accepted: { $amount } added to your balance (now { $balance }).
+promo-unknown = ❌ There is no such promo code. Check the spelling and try again.
+promo-not-started = ⏳ This promo code is not valid yet.
+promo-expired = ⌛ This promo code has expired.
+promo-used-up = 😔 This promo code has been used up.
+promo-already-used = ☑️ You have already used this promo code.
+promo-already-chosen = ☑️ This promo code is already applied to your next purchase.
+promo-not-applicable = 🚫 This promo code is for a first purchase only.
+
+adm-btn-promos = 🎟 Promo codes
+adm-promos =
+    🎟 <b>Promo codes</b> (newest first; uses taken / allowed)
+
+    { $lines }
+adm-promos-empty = No promo codes yet.
+adm-btn-promo-new = ➕ New code
+adm-btn-promo-disable = ⛔ Disable { $code }
+adm-promo-uses = used { $uses }
+adm-promo-from = from { $at }
+adm-promo-until = until { $at }
+adm-promo-first = first purchase only
+adm-promo-ask =
+    Send the new code and its rules on one line:
+    <code>CODE KIND VALUE [uses=N] [from=YYYY-MM-DD] [until=YYYY-MM-DD] [first] [plans=m1,m3]</code>
+    KIND is <code>percent</code> (1–99), <code>fixed</code> (an amount off), <code>days</code> (free days) or <code>credit</code> (balance). Dates are in the bot's time zone; <code>until</code> is the last day.
+    Example: <code>SPRING20 percent 20 uses=100 until=2027-03-31 first</code>
+adm-promo-bad-code = A code is 3–32 letters, digits, - or _ («{ $word }» is not). Send the line again.
+adm-promo-bad-kind = «{ $word }» is not a kind: use percent, fixed, days or credit. Send the line again.
+adm-promo-bad-value = «{ $word }» is not a valid value for that kind (percent 1–99, days 1–3650, an amount above 0). Send the line again.
+adm-promo-bad-option = «{ $word }» is not understood: use uses=N, from=YYYY-MM-DD, until=YYYY-MM-DD, first or plans=…. Send the line again.
+adm-promo-bad-plan = There is no plan «{ $word }». Send the line again.
+adm-promo-bad-window = The code would end before it starts. Send the line again.
+adm-confirm-promo = Create promo code <b>{ $code }</b>: { $rules }?
+adm-promo-created = ✅ Promo code created.
+adm-promo-exists = A promo code { $code } exists already; nothing was created.
+adm-confirm-promo-disable = Disable promo code #{ $id }? Unpaid invoices that hold it keep their price.
+adm-promo-disabled = ✅ Promo code disabled.
+adm-btn-discount = 🏷 Discount
+adm-discount-ask = Send the personal discount for user <code>{ $user }</code>: a percent (1–99), optionally with the last day (<code>15 2027-01-31</code>); <code>0</code> removes it.
+adm-discount-invalid = Send a percent from 0 to 99, optionally followed by a date as YYYY-MM-DD.
+adm-discount-past = That day is over already. Send a later date.
+adm-confirm-discount = Give user <code>{ $user }</code> a personal discount of { $percent } %?
+adm-confirm-discount-until = Give user <code>{ $user }</code> a personal discount of { $percent } % until { $until }?
+adm-confirm-discount-remove = Remove the personal discount of user <code>{ $user }</code>?
+adm-discount-set = ✅ Personal discount saved.
+adm-user-discount = 🏷 Personal discount { $percent } %
+adm-user-discount-until = 🏷 Personal discount { $percent } % until { $until }
+adm-told-discount = 🏷 You have a personal discount of { $percent } % on purchases.
+adm-told-discount-until = 🏷 You have a personal discount of { $percent } % on purchases until { $until }.
+adm-told-discount-removed = Your personal discount has ended.

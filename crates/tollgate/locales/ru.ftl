@@ -372,3 +372,70 @@ adm-audit-user = пользователь { $user }
 adm-actor-cli = командная строка
 adm-btn-audit-all = Все
 adm-btn-audit-by = От { $admin }
+
+## Промокоды и персональные скидки
+
+btn-promo = 🎟 Промокод
+promo-text =
+    🎟 <b>Промокод</b>
+
+    Отправьте код так: <code>/promo КОД</code>. Скидка действует на следующую покупку; бесплатные дни и пополнение баланса применяются сразу.
+promo-active = 🎟 Код <b>{ $code }</b>: { $benefit } на следующую покупку.
+discount-active = 🏷 Ваша персональная скидка: −{ $percent } %.
+pay-discounted = 🏷 С вашей скидкой: <s>{ $list }</s> → <b>{ $price }</b>
+promo-chosen = ✅ Код <b>{ $code }</b> принят: { $benefit } на следующую покупку. Цены ниже уже с ним.
+promo-days = 🎁 Код принят: { $days ->
+        [one] добавлен { $days } день
+        [few] добавлено { $days } дня
+       *[other] добавлено { $days } дней
+    }, доступ до { $until }.
+promo-credit = 💰 Код принят: на баланс зачислено { $amount } (теперь { $balance }).
+promo-unknown = ❌ Такого промокода нет. Проверьте написание и попробуйте ещё раз.
+promo-not-started = ⏳ Этот промокод ещё не действует.
+promo-expired = ⌛ Срок действия промокода истёк.
+promo-used-up = 😔 Этот промокод закончился.
+promo-already-used = ☑️ Вы уже использовали этот промокод.
+promo-already-chosen = ☑️ Этот промокод уже применён к вашей следующей покупке.
+promo-not-applicable = 🚫 Этот промокод только для первой покупки.
+
+adm-btn-promos = 🎟 Промокоды
+adm-promos =
+    🎟 <b>Промокоды</b> (новые сверху; использовано / всего)
+
+    { $lines }
+adm-promos-empty = Промокодов пока нет.
+adm-btn-promo-new = ➕ Новый код
+adm-btn-promo-disable = ⛔ Отключить { $code }
+adm-promo-uses = использовано { $uses }
+adm-promo-from = с { $at }
+adm-promo-until = до { $at }
+adm-promo-first = только первая покупка
+adm-promo-ask =
+    Отправьте новый код и его правила одной строкой:
+    <code>КОД ВИД ЗНАЧЕНИЕ [uses=N] [from=ГГГГ-ММ-ДД] [until=ГГГГ-ММ-ДД] [first] [plans=m1,m3]</code>
+    ВИД: <code>percent</code> (1–99), <code>fixed</code> (скидка суммой), <code>days</code> (бесплатные дни) или <code>credit</code> (на баланс). Даты — в часовом поясе бота; <code>until</code> — последний день.
+    Пример: <code>SPRING20 percent 20 uses=100 until=2027-03-31 first</code>
+adm-promo-bad-code = Код — это 3–32 латинские буквы, цифры, - или _ («{ $word }» не подходит). Отправьте строку ещё раз.
+adm-promo-bad-kind = «{ $word }» — не вид кода: percent, fixed, days или credit. Отправьте строку ещё раз.
+adm-promo-bad-value = «{ $word }» не подходит для этого вида (percent 1–99, days 1–3650, сумма больше 0). Отправьте строку ещё раз.
+adm-promo-bad-option = «{ $word }» не понято: uses=N, from=ГГГГ-ММ-ДД, until=ГГГГ-ММ-ДД, first или plans=…. Отправьте строку ещё раз.
+adm-promo-bad-plan = Тарифа «{ $word }» нет. Отправьте строку ещё раз.
+adm-promo-bad-window = Код закончится раньше, чем начнётся. Отправьте строку ещё раз.
+adm-confirm-promo = Создать промокод <b>{ $code }</b>: { $rules }?
+adm-promo-created = ✅ Промокод создан.
+adm-promo-exists = Промокод { $code } уже есть; ничего не создано.
+adm-confirm-promo-disable = Отключить промокод #{ $id }? Неоплаченные счета с ним сохранят свою цену.
+adm-promo-disabled = ✅ Промокод отключён.
+adm-btn-discount = 🏷 Скидка
+adm-discount-ask = Отправьте персональную скидку для пользователя <code>{ $user }</code>: процент (1–99), при желании с последним днём (<code>15 2027-01-31</code>); <code>0</code> снимает скидку.
+adm-discount-invalid = Отправьте процент от 0 до 99, при желании с датой ГГГГ-ММ-ДД.
+adm-discount-past = Этот день уже прошёл. Отправьте более позднюю дату.
+adm-confirm-discount = Дать пользователю <code>{ $user }</code> персональную скидку { $percent } %?
+adm-confirm-discount-until = Дать пользователю <code>{ $user }</code> персональную скидку { $percent } % до { $until }?
+adm-confirm-discount-remove = Снять персональную скидку пользователя <code>{ $user }</code>?
+adm-discount-set = ✅ Персональная скидка сохранена.
+adm-user-discount = 🏷 Персональная скидка { $percent } %
+adm-user-discount-until = 🏷 Персональная скидка { $percent } % до { $until }
+adm-told-discount = 🏷 У вас персональная скидка { $percent } % на покупки.
+adm-told-discount-until = 🏷 У вас персональная скидка { $percent } % на покупки до { $until }.
+adm-told-discount-removed = Ваша персональная скидка закончилась.

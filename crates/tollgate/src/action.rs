@@ -32,6 +32,8 @@ pub enum Action {
     AutoRenew(bool),
     Balance,
     TopUpStars(usize),
+    /// The Promo code screen.
+    Promo,
     Help,
     Support,
     Languages,
@@ -57,6 +59,12 @@ pub enum AdminAction {
     AskBalance(i64),
     /// Asks for the maintenance banner's text in this language.
     AskBanner(Language),
+    /// Promo codes with their uses.
+    Promos,
+    /// Asks for a new promo code and its rules.
+    AskPromo,
+    /// Asks for this user's personal discount.
+    AskDiscount(i64),
     Flags,
     Nodes,
     DeadLetters,
@@ -106,6 +114,14 @@ pub enum Op {
     Reconcile(String),
     Redrive(i64),
     Discard(i64),
+    /// Disable a promo code (by id).
+    DisablePromo(i64),
+    /// Set a user's personal discount: a percent (0 removes it) and its end (Unix ms, 0: none).
+    Discount {
+        user: i64,
+        percent: u32,
+        until: i64,
+    },
     /// What the admin typed and the console stored as their draft (a balance adjustment, a
     /// banner): too long for a button, so the button names only the draft's screen.
     Draft,
@@ -126,6 +142,12 @@ impl Op {
             Op::Reconcile(node) => format!("nr:{node}"),
             Op::Redrive(u) => format!("rd:{u}"),
             Op::Discard(u) => format!("ds:{u}"),
+            Op::DisablePromo(id) => format!("pr:{id}"),
+            Op::Discount {
+                user,
+                percent,
+                until,
+            } => format!("pd:{user}:{percent}:{until}"),
             Op::Draft => "dr".into(),
         }
     }
@@ -160,6 +182,27 @@ impl Op {
             "rf" => Op::Refund(positive_id(rest)?),
             "rd" => Op::Redrive(positive_id(rest)?),
             "ds" => Op::Discard(positive_id(rest)?),
+            "pr" => Op::DisablePromo(positive_id(rest)?),
+            "pd" => {
+                let mut parts = rest.split(':');
+                let user = positive_id(parts.next()?)?;
+                let percent: u32 = match parts.next()? {
+                    "0" => 0,
+                    p => u32::try_from(positive_id(p)?).ok().filter(|p| *p <= 99)?,
+                };
+                let until = match parts.next()? {
+                    "0" => 0,
+                    t => positive_id(t)?,
+                };
+                if parts.next().is_some() {
+                    return None;
+                }
+                Op::Discount {
+                    user,
+                    percent,
+                    until,
+                }
+            }
             "fl" => {
                 let (n, on) = rest.rsplit_once(':')?;
                 Op::Flag {
@@ -191,6 +234,9 @@ impl AdminAction {
             AdminAction::AskDays(u) => format!("a:ask:gr:{u}"),
             AdminAction::AskBalance(u) => format!("a:ask:bal:{u}"),
             AdminAction::AskBanner(l) => format!("a:ask:ban:{}", l.code()),
+            AdminAction::Promos => "a:pr".into(),
+            AdminAction::AskPromo => "a:ask:pr".into(),
+            AdminAction::AskDiscount(u) => format!("a:ask:pd:{u}"),
             AdminAction::Flags => "a:fl".into(),
             AdminAction::Nodes => "a:nd".into(),
             AdminAction::DeadLetters => "a:dl".into(),
@@ -212,6 +258,8 @@ impl AdminAction {
             "a:fl" => AdminAction::Flags,
             "a:nd" => AdminAction::Nodes,
             "a:dl" => AdminAction::DeadLetters,
+            "a:pr" => AdminAction::Promos,
+            "a:ask:pr" => AdminAction::AskPromo,
             "a:au" => AdminAction::Audit(AuditView::All),
             "a:x" => AdminAction::Cancel,
             _ => {
@@ -222,6 +270,8 @@ impl AdminAction {
                     AdminAction::AskDays(positive_id(u)?)
                 } else if let Some(u) = rest.strip_prefix("ask:bal:") {
                     AdminAction::AskBalance(positive_id(u)?)
+                } else if let Some(u) = rest.strip_prefix("ask:pd:") {
+                    AdminAction::AskDiscount(positive_id(u)?)
                 } else if let Some(l) = rest.strip_prefix("ask:ban:") {
                     AdminAction::AskBanner(Language::parse(l)?)
                 } else if let Some(a) = rest.strip_prefix("au:by:") {
@@ -279,6 +329,7 @@ impl Action {
             Action::AutoRenew(on) => format!("autorenew:{}", if *on { "on" } else { "off" }),
             Action::Balance => "balance".into(),
             Action::TopUpStars(i) => format!("topup:stars:{i}"),
+            Action::Promo => "promo".into(),
             Action::Help => "help".into(),
             Action::Support => "support".into(),
             Action::Languages => "lang".into(),
@@ -304,6 +355,7 @@ impl Action {
             "autorenew:on" => Action::AutoRenew(true),
             "autorenew:off" => Action::AutoRenew(false),
             "balance" => Action::Balance,
+            "promo" => Action::Promo,
             "help" => Action::Help,
             "support" => Action::Support,
             "lang" => Action::Languages,
@@ -375,6 +427,24 @@ mod tests {
             Action::Balance,
             Action::TopUpStars(0),
             Action::TopUpStars(12),
+            Action::Promo,
+            Action::Admin(AdminAction::Promos),
+            Action::Admin(AdminAction::AskPromo),
+            Action::Admin(AdminAction::AskDiscount(5)),
+            Action::Admin(AdminAction::Confirm(Op::DisablePromo(3))),
+            Action::Admin(AdminAction::Do(
+                Op::Discount {
+                    user: 999_999_999_999,
+                    percent: 99,
+                    until: 9_999_999_999_999,
+                },
+                999_999_999_999_999,
+            )),
+            Action::Admin(AdminAction::Confirm(Op::Discount {
+                user: 7,
+                percent: 0,
+                until: 0,
+            })),
             Action::Help,
             Action::Support,
             Action::Languages,
@@ -491,6 +561,10 @@ mod tests {
             "a:d:dr:x:5",
             "a:c:fl:Payments:1",
             "a:c:zz:1",
+            "a:c:pd:1:100:0",
+            "a:c:pd:1:05:0",
+            "a:c:pd:1:5",
+            "a:c:pr:0",
             "a:au:by:",
             "admin",
             "topup:stars:-1",

@@ -45,10 +45,13 @@ pub enum AuditAction {
     NodeReconcile,
     Redrive,
     Discard,
+    CreatePromo,
+    DisablePromo,
+    SetDiscount,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 15] = [
+    pub const ALL: [AuditAction; 18] = [
         AuditAction::GrantDays,
         AuditAction::Revoke,
         AuditAction::Reissue,
@@ -64,6 +67,9 @@ impl AuditAction {
         AuditAction::NodeReconcile,
         AuditAction::Redrive,
         AuditAction::Discard,
+        AuditAction::CreatePromo,
+        AuditAction::DisablePromo,
+        AuditAction::SetDiscount,
     ];
 
     /// The name stored in the log (and the suffix of its text key, `audit-<name>`).
@@ -84,6 +90,9 @@ impl AuditAction {
             AuditAction::NodeReconcile => "node-reconcile",
             AuditAction::Redrive => "redrive",
             AuditAction::Discard => "discard",
+            AuditAction::CreatePromo => "create-promo",
+            AuditAction::DisablePromo => "disable-promo",
+            AuditAction::SetDiscount => "set-discount",
         }
     }
 

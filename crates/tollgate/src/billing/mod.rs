@@ -13,6 +13,7 @@
 
 pub mod cursors;
 pub mod ledger;
+pub mod promo;
 pub mod refund;
 pub mod review;
 pub mod stats;
@@ -106,6 +107,10 @@ pub struct Purchase {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub paid_at: Option<Timestamp>,
+    /// The catalog's price when the purchase was sold at a discount ([`promo::quote`]).
+    pub list_price: Option<Money>,
+    /// The promo code whose use the purchase holds.
+    pub promo_code: Option<String>,
 }
 
 /// Failures of the money paths.
@@ -147,12 +152,14 @@ struct PurchaseRow {
     created_at: Timestamp,
     expires_at: Timestamp,
     paid_at: Option<Timestamp>,
+    list_amount: Option<i64>,
+    promo_code: Option<String>,
 }
 
 /// The columns of [`PurchaseRow`], as a literal for `concat!` (queries stay static strings).
 macro_rules! purchase_columns {
     () => {
-        "id, user_id, kind, plan_id, CAST(days AS BIGINT) AS days, amount, currency, credit_amount, provider, status, created_at, expires_at, paid_at"
+        "id, user_id, kind, plan_id, CAST(days AS BIGINT) AS days, amount, currency, credit_amount, provider, status, created_at, expires_at, paid_at, list_amount, promo_code"
     };
 }
 
@@ -180,6 +187,8 @@ impl PurchaseRow {
             created_at: self.created_at,
             expires_at: self.expires_at,
             paid_at: self.paid_at,
+            list_price: self.list_amount.map(|m| Money::new(m, currency)),
+            promo_code: self.promo_code,
         })
     }
 }
@@ -216,6 +225,9 @@ struct InsertedPayment {
     plan_id: Option<String>,
     days: Option<i64>,
     credit_amount: Option<i64>,
+    promo_code: Option<String>,
+    amount: Option<i64>,
+    list_amount: Option<i64>,
 }
 
 /// Stores a pending purchase; its id goes into the invoice payload.
@@ -227,14 +239,62 @@ pub async fn create_purchase(
     provider: Provider,
     now: Timestamp,
 ) -> Result<Purchase, BillingError> {
-    insert_purchase(tx, user_id, item, price, provider, "pending", now).await
+    insert_purchase(tx, user_id, item, price, None, provider, "pending", now).await
 }
 
+/// Stores a pending purchase of a plan at the price `quote` gives (the one price computation,
+/// [`promo::quote`]): a code's use is taken first and then held by the purchase. `Ok(Err(_))`
+/// when the quote's code cannot be used any more: it is forgotten and nothing is stored; the
+/// caller shows why and the prices without it.
+pub async fn create_plan_purchase(
+    tx: &mut Tx,
+    user_id: i64,
+    item: &Item,
+    quote: &promo::Quote,
+    provider: Provider,
+    now: Timestamp,
+) -> Result<Result<Purchase, promo::Refusal>, BillingError> {
+    if let Some(chosen) = &quote.promo
+        && !promo::take(tx, chosen, now).await?
+    {
+        let why = promo::why_not(tx, chosen, now).await?;
+        promo::forget(tx, user_id, chosen.code_id).await?;
+        return Ok(Err(why));
+    }
+    let discount = quote.discounted().then_some(Discount {
+        list: quote.list,
+        promo_code: quote.promo.as_ref().map(|c| c.code.clone()),
+    });
+    let purchase = insert_purchase(
+        tx,
+        user_id,
+        item,
+        quote.price,
+        discount.as_ref(),
+        provider,
+        "pending",
+        now,
+    )
+    .await?;
+    if let Some(chosen) = &quote.promo {
+        promo::hold(tx, user_id, chosen.code_id, purchase.id, now).await?;
+    }
+    Ok(Ok(purchase))
+}
+
+/// What a purchase sold at a discount keeps of it.
+struct Discount {
+    list: Money,
+    promo_code: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn insert_purchase(
     tx: &mut Tx,
     user_id: i64,
     item: &Item,
     price: Money,
+    discount: Option<&Discount>,
     provider: Provider,
     status: &str,
     now: Timestamp,
@@ -251,14 +311,15 @@ async fn insert_purchase(
     };
     let paid_at = (status == "paid").then_some(now);
     const SQL: &str = concat!(
-        "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, credit_amount, provider, status, created_at, expires_at, paid_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+        "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, credit_amount, provider, status, created_at, expires_at, paid_at, list_amount, promo_code)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
         purchase_columns!()
     );
     let row: PurchaseRow = on_tx!(tx, c => sqlx::query_as(SQL)
         .bind(user_id).bind(kind).bind(plan_id).bind(days).bind(price.minor)
         .bind(price.currency.code()).bind(credit).bind(provider.as_str()).bind(status)
         .bind(now).bind(now.plus(PURCHASE_TTL)).bind(paid_at)
+        .bind(discount.map(|d| d.list.minor)).bind(discount.and_then(|d| d.promo_code.clone()))
         .fetch_one(c).await)?;
     row.into_purchase(base)
 }
@@ -369,6 +430,13 @@ pub async fn check_pre_checkout(
     if p.price.currency.code() != q.currency || p.price.minor != q.total_amount {
         return Ok(Err(Rejection::Price));
     }
+    // A promo price stands while the purchase holds the code's use: a newer invoice took it
+    // over, or it was given back, and this invoice is closed.
+    if p.promo_code.is_some() && !promo::holds(db, p.id).await? {
+        return Ok(Err(Rejection::Closed));
+    }
+    // A discounted purchase is checked against the catalog by its price before discounts.
+    let listed = p.list_price.unwrap_or(p.price);
     // The catalog may have changed since the invoice was drawn.
     let current = match &p.item {
         Item::Plan { plan_id, days } => {
@@ -378,6 +446,7 @@ pub async fn check_pre_checkout(
             (plan.days == *days)
                 .then(|| plan.price(p.price.currency))
                 .flatten()
+                .map(|current| if current == listed { p.price } else { current })
         }
         Item::TopUp { credit } => catalog
             .balance
@@ -500,7 +569,10 @@ pub async fn finalize(
              (SELECT p.kind FROM purchases p WHERE p.id = payments.purchase_id) AS kind,
              (SELECT p.plan_id FROM purchases p WHERE p.id = payments.purchase_id) AS plan_id,
              (SELECT CAST(p.days AS BIGINT) FROM purchases p WHERE p.id = payments.purchase_id) AS days,
-             (SELECT p.credit_amount FROM purchases p WHERE p.id = payments.purchase_id) AS credit_amount"
+             (SELECT p.credit_amount FROM purchases p WHERE p.id = payments.purchase_id) AS credit_amount,
+             (SELECT p.promo_code FROM purchases p WHERE p.id = payments.purchase_id) AS promo_code,
+             (SELECT p.amount FROM purchases p WHERE p.id = payments.purchase_id) AS amount,
+             (SELECT p.list_amount FROM purchases p WHERE p.id = payments.purchase_id) AS list_amount"
     ).bind(pay.user_id).bind(pay.provider.as_str()).bind(&pay.charge_id).bind(pay.total_amount)
         .bind(&pay.currency).bind(&pay.raw).bind(now).bind(payload_id).bind(&pay.payload).fetch_optional(c).await)
     .map_err(BillingError::from_db)?;
@@ -559,6 +631,8 @@ pub async fn finalize(
         payer: pay.user_id,
         user,
         confirmation: format!("pay:{payment_id}"),
+        promo_code: inserted.promo_code,
+        paid_share: inserted.amount.zip(inserted.list_amount),
     };
     let effect = apply(tx, ctx, &applied, now).await?;
     Ok(Finalized::Applied { payment_id, effect })
@@ -575,6 +649,11 @@ struct Applied<'a> {
     user: Option<&'a User>,
     /// The dedupe key of the payer's confirmation.
     confirmation: String,
+    /// The promo code whose use the purchase holds: consumed now.
+    promo_code: Option<String>,
+    /// (price, price before discounts) of a purchase sold at a discount: the referral reward
+    /// is a share of what was actually paid.
+    paid_share: Option<(i64, i64)>,
 }
 
 /// What every applied payment does, in the caller's transaction: the purchase marked paid,
@@ -602,6 +681,9 @@ async fn apply(
         .bind(now),
     )
     .await?;
+    if let Some(code) = &a.promo_code {
+        promo::consume(tx, a.payer, code, purchase_id, now).await?;
+    }
     let (effect, text, base_value) = match a.item {
         Item::Plan { plan_id, days } => {
             let grant = Grant::days(Kind::Paid, *days, Some(plan_id));
@@ -617,7 +699,14 @@ async fn apply(
                 .plans
                 .iter()
                 .find(|p| &p.id == plan_id)
-                .and_then(|p| p.price(base));
+                .and_then(|p| p.price(base))
+                .map(|v| match a.paid_share {
+                    Some((paid, list)) if list > 0 => {
+                        let share = i128::from(v.minor) * i128::from(paid) / i128::from(list);
+                        Money::new(i64::try_from(share).unwrap_or(v.minor), v.currency)
+                    }
+                    _ => v,
+                });
             (
                 Effect::Access {
                     subscription: granted.subscription,
@@ -775,11 +864,15 @@ pub enum BalancePaid {
         subscription: Subscription,
         purchase_id: i64,
         balance_after: i64,
+        /// What was charged (after discounts).
+        price: Money,
     },
     /// This reference was paid before (a double tap, a retried renewal): nothing happened.
     AlreadyPaid,
     /// Not enough money; nothing happened.
     Short { balance: i64, price: i64 },
+    /// The user's promo code cannot be used any more (it is forgotten); nothing was charged.
+    PromoRefused(promo::Refusal),
 }
 
 /// A plan bought with balance money: by whom, why, and the once-only reference.
@@ -796,11 +889,24 @@ pub struct BalanceCharge<'a> {
 /// Pays `plan` from the user's balance in the caller's transaction: the debit (unique per
 /// `reference`, e.g. one per pay button or per renewal period), a paid purchase row, and the
 /// days. The balance can never go negative, and one reference is never paid twice, however
-/// many transactions race.
+/// many transactions race. The price is [`promo::quote`]'s: a purchase gets the user's
+/// personal discount or promo code; an auto-renewal the personal discount only.
 pub async fn pay_plan_from_balance(
     tx: &mut Tx,
     nodes: &EnabledNodes,
     base: Currency,
+    charge: &BalanceCharge<'_>,
+    now: Timestamp,
+) -> Result<BalancePaid, BillingError> {
+    pay_plan_from_balance_with(tx, nodes, base, false, charge, now).await
+}
+
+/// [`pay_plan_from_balance`] with the catalog's `[discounts] stack` setting.
+pub async fn pay_plan_from_balance_with(
+    tx: &mut Tx,
+    nodes: &EnabledNodes,
+    base: Currency,
+    stack: bool,
     charge: &BalanceCharge<'_>,
     now: Timestamp,
 ) -> Result<BalancePaid, BillingError> {
@@ -810,18 +916,33 @@ pub async fn pay_plan_from_balance(
         reason,
         reference,
     } = *charge;
-    let Some(price) = plan.price(base) else {
+    if ledger::exists(tx, reference).await? {
+        return Ok(BalancePaid::AlreadyPaid);
+    }
+    let mut offer = promo::offer_in(tx, base, user_id, now).await?;
+    if reason != Reason::Purchase {
+        offer.chosen = None;
+    }
+    let Some(quote) = promo::quote(plan, base, base, &offer, stack) else {
         return Err(BillingError::Corrupt(format!(
             "plan {} has no {base} price",
             plan.id
         )));
     };
-    if ledger::exists(tx, reference).await? {
-        return Ok(BalancePaid::AlreadyPaid);
+    let price = quote.price;
+    if let Some(chosen) = &quote.promo
+        && !promo::take(tx, chosen, now).await?
+    {
+        let why = promo::why_not(tx, chosen, now).await?;
+        promo::forget(tx, user_id, chosen.code_id).await?;
+        return Ok(BalancePaid::PromoRefused(why));
     }
     let Some(balance_after) =
         ledger::change(tx, user_id, -price.minor, reason, reference, now).await?
     else {
+        if let Some(chosen) = &quote.promo {
+            promo::untake(tx, chosen).await?;
+        }
         let balance = ledger::balance_in(tx, user_id).await?;
         return Ok(BalancePaid::Short {
             balance,
@@ -832,29 +953,54 @@ pub async fn pay_plan_from_balance(
         plan_id: plan.id.clone(),
         days: plan.days,
     };
-    let purchase =
-        insert_purchase(tx, user_id, &item, price, Provider::Balance, "paid", now).await?;
+    let discount = quote.discounted().then_some(Discount {
+        list: quote.list,
+        promo_code: quote.promo.as_ref().map(|c| c.code.clone()),
+    });
+    let purchase = insert_purchase(
+        tx,
+        user_id,
+        &item,
+        price,
+        discount.as_ref(),
+        Provider::Balance,
+        "paid",
+        now,
+    )
+    .await?;
+    if let Some(chosen) = &quote.promo {
+        promo::hold(tx, user_id, chosen.code_id, purchase.id, now).await?;
+        promo::consume(tx, user_id, &chosen.code, purchase.id, now).await?;
+    }
     let grant = Grant::days(Kind::Paid, plan.days, Some(&plan.id));
     let granted = access::grant_or_extend(tx, nodes, user_id, &grant, now).await?;
     Ok(BalancePaid::Paid {
         subscription: granted.subscription,
         purchase_id: purchase.id,
         balance_after,
+        price,
     })
 }
 
-/// Marks pending purchases past their TTL expired (never a paid one); returns how many.
+/// Marks pending purchases past their TTL expired (never a paid one) and gives back the
+/// promo code uses they held, in one transaction; returns how many.
 pub async fn expire_unpaid_purchases(
     db: &Db,
     now: Timestamp,
     batch: i64,
 ) -> Result<u64, BillingError> {
-    let n = on_db!(db, p => sqlx::query(
+    let mut tx = db.begin().await?;
+    let expired: Vec<(i64, Option<String>)> = on_tx!(&mut tx, c => sqlx::query_as(
         "UPDATE purchases SET status = 'expired'
          WHERE id IN (SELECT id FROM purchases WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2)
-           AND status = 'pending'"
-    ).bind(now).bind(batch).execute(p).await.map(|r| r.rows_affected()))?;
-    Ok(n)
+           AND status = 'pending'
+         RETURNING id, promo_code"
+    ).bind(now).bind(batch).fetch_all(c).await)?;
+    for (id, _) in expired.iter().filter(|(_, code)| code.is_some()) {
+        promo::release(&mut tx, *id, now).await?;
+    }
+    tx.commit().await?;
+    Ok(expired.len() as u64)
 }
 
 /// Deletes unpaid purchases that expired before `cutoff`, at most `batch` per call; returns

@@ -229,6 +229,10 @@ pub async fn apply_kept(
             user: Some(&user),
             // The payer was told "kept for review" under the payment's own key.
             confirmation: format!("pay-applied:{}", payment.id),
+            promo_code: purchase.promo_code.clone(),
+            paid_share: purchase
+                .list_price
+                .map(|list| (purchase.price.minor, list.minor)),
         },
         now,
     )

@@ -13,7 +13,6 @@ use crate::access::{self, Grant, Kind, Length};
 use crate::action::{Action, AdminAction};
 use crate::billing::Provider;
 use crate::config::Language;
-use crate::domain::money::Money;
 use crate::flags::{self, Flag};
 use crate::i18n::Arg;
 use crate::store::Tx;
@@ -124,26 +123,17 @@ impl Bot {
             (InTransaction::Menu, mut tx) => (self.menu_screen(se, &mut tx).await?, tx, false),
             (InTransaction::Buy, mut tx) => {
                 let sub = self.subscription_of(se, &mut tx).await?;
-                (screens::buy(&v, sub.as_ref()), tx, false)
+                let offer = self.offer_in(se, &mut tx).await?;
+                (screens::buy(&v, sub.as_ref(), &offer), tx, false)
             }
-            (InTransaction::Plan(id), tx) => (
-                match self.s.config.catalog.plans.iter().find(|p| p.id == id) {
-                    Some(plan) => {
-                        let base = self.s.config.catalog.bot.base_currency;
-                        screens::pay(
-                            &v,
-                            plan,
-                            Money::new(se.user.balance, base),
-                            self.s.config.deployment.payment_provider_token.is_some(),
-                            update_id,
-                        )
-                    }
-                    None => screens::buy(&v, None)
-                        .with_note(self.texts.get(se.lang, "plan-unavailable")),
-                },
-                tx,
-                false,
-            ),
+            (InTransaction::Plan(id), mut tx) => {
+                let offer = self.offer_in(se, &mut tx).await?;
+                (self.pay_screen(se, &id, update_id, &offer), tx, false)
+            }
+            (InTransaction::Promo, mut tx) => {
+                let offer = self.offer_in(se, &mut tx).await?;
+                (screens::promo(&v, &offer), tx, false)
+            }
             (InTransaction::Help, tx) => (screens::help(&v), tx, false),
             (InTransaction::Support, tx) => (screens::support(&v), tx, false),
             (InTransaction::Languages, tx) => (screens::languages(&v), tx, false),
@@ -171,12 +161,24 @@ impl Bot {
                 (screen, tx, false)
             }
             (InTransaction::PayStars(id), tx) => {
-                self.invoice(se, Sale::Plan(id), Provider::Stars, reply, Some(tx))
-                    .await?
+                self.invoice(
+                    se,
+                    Sale::Plan(id, update_id),
+                    Provider::Stars,
+                    reply,
+                    Some(tx),
+                )
+                .await?
             }
             (InTransaction::PayCard(id), tx) => {
-                self.invoice(se, Sale::Plan(id), Provider::Card, reply, Some(tx))
-                    .await?
+                self.invoice(
+                    se,
+                    Sale::Plan(id, update_id),
+                    Provider::Card,
+                    reply,
+                    Some(tx),
+                )
+                .await?
             }
         };
         Ok((screen, tx))
@@ -358,6 +360,7 @@ enum InTransaction {
     Menu,
     Buy,
     Plan(String),
+    Promo,
     Help,
     Support,
     Languages,
@@ -387,6 +390,7 @@ fn lane(action: Action) -> Lane {
         Action::Menu => Lane::InTransaction(T::Menu),
         Action::Buy => Lane::InTransaction(T::Buy),
         Action::Plan(id) => Lane::InTransaction(T::Plan(id)),
+        Action::Promo => Lane::InTransaction(T::Promo),
         Action::Help => Lane::InTransaction(T::Help),
         Action::Support => Lane::InTransaction(T::Support),
         Action::Languages => Lane::InTransaction(T::Languages),

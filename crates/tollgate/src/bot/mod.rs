@@ -35,6 +35,7 @@ mod console;
 pub mod incoming;
 pub mod notices;
 mod payments;
+mod promo;
 pub mod reply;
 mod review;
 pub mod screens;
@@ -489,9 +490,28 @@ impl Bot {
         }
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+        let arg = command.map_or("", |(_, a)| a.trim());
+        // A code from `/promo <code>` or a `promo_<CODE>` start link.
+        let code = match name {
+            Some("promo") if !arg.is_empty() => Some(arg),
+            Some("start") => arg.strip_prefix("promo_"),
+            _ => None,
+        };
+        if let Some(code) = code {
+            let (screen, access_changed) = self.redeem_code(&se, &mut tx, code).await?;
+            reply.send(&screen);
+            return self
+                .finish(tx, Some(&se), update_id, reply, access_changed, ctx)
+                .await;
+        }
         let screen = match name {
             Some("start") | Some("menu") => self.menu_screen(&se, &mut tx).await?,
-            Some("buy") => screens::buy(&v, self.subscription_of(&se, &mut tx).await?.as_ref()),
+            Some("buy") => {
+                let sub = self.subscription_of(&se, &mut tx).await?;
+                let offer = self.offer_in(&se, &mut tx).await?;
+                screens::buy(&v, sub.as_ref(), &offer)
+            }
+            Some("promo") => screens::promo(&v, &self.offer_in(&se, &mut tx).await?),
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),

@@ -26,7 +26,9 @@ use crate::users;
 
 /// What an invoice sells.
 pub(super) enum Sale {
-    Plan(String),
+    /// A plan, from the pay screen drawn by an update (which a redrawn pay screen's balance
+    /// button carries).
+    Plan(String, i64),
     /// The index of a Stars top-up package.
     TopUp(usize),
 }
@@ -61,7 +63,7 @@ impl Bot {
         let catalog = &self.s.config.catalog;
         let base = catalog.bot.base_currency;
         let note = |key: &str, back| screens::notice(&v, self.texts.get(se.lang, key), back);
-        let (payments_on, open) = match open {
+        let (payments_on, mut open) = match open {
             Some(mut tx) => (
                 self.flags_in(se, &mut tx).await?.get(Flag::Payments),
                 Some(tx),
@@ -92,17 +94,22 @@ impl Bot {
                 return Ok((note("payments-paused", Action::Buy), tx(open).await?, false));
             }
         };
+        // A plan is priced in the update's transaction, opened now: the user's offer is read
+        // in it and a promo code's use is taken in it.
+        let mut held = None;
         let (item, price, title, description, back) = match sale {
-            Sale::Plan(id) => {
-                let Some((plan, price)) = catalog
+            Sale::Plan(id, drawn_by) => {
+                let mut t = tx(open.take()).await?;
+                let offer = self.offer_in(se, &mut t).await?;
+                let Some((plan, quote)) = catalog
                     .plans
                     .iter()
                     .find(|p| p.id == id)
-                    .and_then(|p| Some((p, p.price(currency)?)))
+                    .and_then(|p| Some((p, v.quote(p, currency, &offer)?)))
                 else {
-                    let screen = screens::buy(&v, None)
+                    let screen = screens::buy(&v, None, &offer)
                         .with_note(self.texts.get(se.lang, "plan-unavailable"));
-                    return Ok((screen, tx(open).await?, false));
+                    return Ok((screen, t, false));
                 };
                 let description = self.texts.fmt(
                     se.lang,
@@ -113,9 +120,35 @@ impl Bot {
                     plan_id: plan.id.clone(),
                     days: plan.days,
                 };
+                let now = self.now();
+                let made =
+                    billing::create_plan_purchase(&mut t, se.user.id, &item, &quote, provider, now)
+                        .await
+                        .map_err(billing_err)?;
+                let purchase = match made {
+                    Ok(p) => p,
+                    Err(refusal) => {
+                        // The code ran out (or ended) meanwhile: forgotten; the prices without it.
+                        let offer = self.offer_in(se, &mut t).await?;
+                        let note = v.tf(
+                            refusal.text_key(),
+                            &[(
+                                "code",
+                                Arg::Text(quote.promo.map(|c| c.code).unwrap_or_default()),
+                            )],
+                        );
+                        return Ok((
+                            self.pay_screen(se, &plan.id, drawn_by, &offer)
+                                .with_note(note),
+                            t,
+                            false,
+                        ));
+                    }
+                };
+                held = Some((t, purchase));
                 (
                     item,
-                    price,
+                    quote.price,
                     plan.title.get(se.lang).to_owned(),
                     description,
                     Action::Buy,
@@ -150,10 +183,17 @@ impl Bot {
             }
         };
         let now = self.now();
-        let mut tx = tx(open).await?;
-        let purchase = billing::create_purchase(&mut tx, se.user.id, &item, price, provider, now)
-            .await
-            .map_err(billing_err)?;
+        let (tx, purchase) = match held {
+            Some(made) => made,
+            None => {
+                let mut tx = tx(open).await?;
+                let purchase =
+                    billing::create_purchase(&mut tx, se.user.id, &item, price, provider, now)
+                        .await
+                        .map_err(billing_err)?;
+                (tx, purchase)
+            }
+        };
         let title = invoice_title(&title);
         reply.call(
             "sendInvoice",
@@ -189,16 +229,19 @@ impl Bot {
             return Ok((screen, self.begin().await?, false));
         }
         let Some(plan) = self.s.config.catalog.plans.iter().find(|p| p.id == plan_id) else {
-            let screen =
-                screens::buy(&v, None).with_note(self.texts.get(se.lang, "plan-unavailable"));
-            return Ok((screen, self.begin().await?, false));
+            let mut tx = self.begin().await?;
+            let offer = self.offer_in(se, &mut tx).await?;
+            let screen = screens::buy(&v, None, &offer)
+                .with_note(self.texts.get(se.lang, "plan-unavailable"));
+            return Ok((screen, tx, false));
         };
         let now = self.now();
         let mut tx = self.begin().await?;
-        let paid = billing::pay_plan_from_balance(
+        let paid = billing::pay_plan_from_balance_with(
             &mut tx,
             self.s.registry.enabled(),
             base,
+            self.s.config.catalog.discounts.stack,
             &billing::BalanceCharge {
                 user_id: se.user.id,
                 plan,
@@ -213,12 +256,12 @@ impl Bot {
             BalancePaid::Paid {
                 subscription,
                 balance_after,
+                price,
                 ..
             } => {
                 crate::access::notices::expect(&mut tx, &subscription, now)
                     .await
                     .map_err(retry)?;
-                let price = plan.price(base).unwrap_or(Money::new(0, base));
                 let text = self.texts.fmt(
                     se.lang,
                     "payment-balance-confirmed",
@@ -245,13 +288,29 @@ impl Bot {
                 Ok((self.access_screen(se).await?, self.begin().await?, false))
             }
             BalancePaid::Short { balance, .. } => {
+                let offer = self.offer_in(se, &mut tx).await?;
                 let screen = screens::pay(
                     &v,
                     plan,
                     Money::new(balance, base),
                     self.s.config.deployment.payment_provider_token.is_some(),
                     update_id,
+                    &offer,
                 );
+                Ok((screen, tx, false))
+            }
+            BalancePaid::PromoRefused(refusal) => {
+                let offer = self.offer_in(se, &mut tx).await?;
+                let note = self.texts.get(se.lang, refusal.text_key());
+                let screen = screens::pay(
+                    &v,
+                    plan,
+                    Money::new(se.user.balance, base),
+                    self.s.config.deployment.payment_provider_token.is_some(),
+                    update_id,
+                    &offer,
+                )
+                .with_note(note);
                 Ok((screen, tx, false))
             }
         }

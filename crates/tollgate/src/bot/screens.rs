@@ -5,6 +5,7 @@
 //! offers a way back (docs/product.md §3).
 
 use crate::access::{NodeLink, ProvisioningSummary, Subscription};
+use crate::billing::promo::{self, Benefit, Offer, Quote};
 use crate::config::Language;
 use crate::config::catalog::{Catalog, ClientApp, Plan, Platform};
 use crate::domain::money::{Currency, Money};
@@ -178,7 +179,10 @@ pub fn menu(
         v.button("btn-access", Action::Access),
         v.button("btn-buy", Action::Buy),
     ]);
-    rows.push(vec![v.button("btn-balance", Action::Balance)]);
+    rows.push(vec![
+        v.button("btn-balance", Action::Balance),
+        v.button("btn-promo", Action::Promo),
+    ]);
     rows.push(vec![
         v.button("btn-help", Action::Help),
         v.button("btn-support", Action::Support),
@@ -187,12 +191,65 @@ pub fn menu(
     Screen::new(text, rows)
 }
 
-/// The plan list with prices.
-pub fn buy(v: &View<'_>, sub: Option<&Subscription>) -> Screen {
+impl View<'_> {
+    /// `plan`'s price in `currency` for a user with `offer` ([`promo::quote`]).
+    pub(super) fn quote(&self, plan: &Plan, currency: Currency, offer: &Offer) -> Option<Quote> {
+        let c = self.catalog;
+        promo::quote(
+            plan,
+            currency,
+            c.bot.base_currency,
+            offer,
+            c.discounts.stack,
+        )
+    }
+
+    /// What a discount code gives, shortly ("−20 %", "−50 ₽", "+7 days", "+100 ₽").
+    pub(super) fn benefit(&self, b: Benefit) -> String {
+        match b {
+            Benefit::Percent(p) => format!("−{p} %"),
+            Benefit::Fixed(m) => format!("−{}", self.money(m)),
+            Benefit::Days(d) => format!(
+                "+{}",
+                crate::i18n::format::duration(
+                    self.texts,
+                    self.lang,
+                    std::time::Duration::from_secs(u64::from(d) * 86_400)
+                )
+            ),
+            Benefit::Credit(m) => format!("+{}", self.money(m)),
+        }
+    }
+
+    /// The discounts in `offer`, as a line above prices (empty when none).
+    fn offer_line(&self, offer: &Offer) -> Option<String> {
+        let code = offer.chosen.as_ref().filter(|c| c.usable).map(|c| {
+            self.tf(
+                "promo-active",
+                &[
+                    ("code", c.code.as_str().into()),
+                    ("benefit", self.benefit(c.benefit).into()),
+                ],
+            )
+        });
+        let personal = offer
+            .personal
+            .map(|p| self.tf("discount-active", &[("percent", p.into())]));
+        let lines: Vec<String> = personal.into_iter().chain(code).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+}
+
+/// The plan list with prices (after the user's discounts).
+pub fn buy(v: &View<'_>, sub: Option<&Subscription>, offer: &Offer) -> Screen {
     let mut text = v.t("buy-text");
     if let Some(s) = sub.filter(|s| s.is_active(v.now)) {
         text.push_str("\n\n");
         text.push_str(&v.tf("buy-renew-note", &[("from", v.date(s.expires_at).into())]));
+    }
+    if let Some(line) = v.offer_line(offer) {
+        text.push_str("\n\n");
+        text.push_str(&line);
     }
     let base = v.catalog.bot.base_currency;
     let mut rows: Vec<Vec<Button>> = v
@@ -200,9 +257,10 @@ pub fn buy(v: &View<'_>, sub: Option<&Subscription>) -> Screen {
         .plans
         .iter()
         .map(|p| {
-            let mut price = p.price(base).map(|m| v.money(m)).unwrap_or_default();
-            if let Some(stars) = p.price(Currency::Xtr) {
-                price = format!("{price} / {}", v.money(stars));
+            let shown = |c| v.quote(p, c, offer).map(|q| v.money(q.price));
+            let mut price = shown(base).unwrap_or_default();
+            if let Some(stars) = shown(Currency::Xtr) {
+                price = format!("{price} / {stars}");
             }
             vec![Button::Action {
                 text: v.tf(
@@ -224,7 +282,14 @@ pub fn buy(v: &View<'_>, sub: Option<&Subscription>) -> Screen {
 /// balance (when it covers the price).
 /// The pay screen; `drawn_by` is the update drawing it, which its balance button carries
 /// (see [`Action::PayBalance`]).
-pub fn pay(v: &View<'_>, plan: &Plan, balance: Money, card_enabled: bool, drawn_by: i64) -> Screen {
+pub fn pay(
+    v: &View<'_>,
+    plan: &Plan,
+    balance: Money,
+    card_enabled: bool,
+    drawn_by: i64,
+    offer: &Offer,
+) -> Screen {
     let mut text = v.tf(
         "pay-text",
         &[
@@ -233,14 +298,24 @@ pub fn pay(v: &View<'_>, plan: &Plan, balance: Money, card_enabled: bool, drawn_
         ],
     );
     let base = v.catalog.bot.base_currency;
+    if let Some(q) = v.quote(plan, base, offer).filter(Quote::discounted) {
+        text.push_str("\n\n");
+        text.push_str(&v.tf(
+            "pay-discounted",
+            &[
+                ("list", v.money(q.list).into()),
+                ("price", v.money(q.price).into()),
+            ],
+        ));
+    }
     let mut rows = Vec::new();
-    if let Some(stars) = plan.price(Currency::Xtr) {
+    if let Some(stars) = v.quote(plan, Currency::Xtr, offer) {
         rows.push(vec![Button::Action {
-            text: v.tf("btn-pay-stars", &[("price", v.money(stars).into())]),
+            text: v.tf("btn-pay-stars", &[("price", v.money(stars.price).into())]),
             action: Action::PayStars(plan.id.clone()),
         }]);
     }
-    if let Some(price) = plan.price(base) {
+    if let Some(price) = v.quote(plan, base, offer).map(|q| q.price) {
         if card_enabled {
             rows.push(vec![Button::Action {
                 text: v.tf("btn-pay-card", &[("price", v.money(price).into())]),
@@ -487,6 +562,20 @@ pub fn languages(v: &View<'_>) -> Screen {
 /// `text` with the buttons `rows` and the way back to the menu under them.
 pub fn with_menu(v: &View<'_>, text: String, mut rows: Vec<Vec<Button>>) -> Screen {
     rows.push(v.back_row(Action::Menu));
+    Screen::new(text, rows)
+}
+
+/// The Promo code screen: how to enter one, and the discounts in force.
+pub fn promo(v: &View<'_>, offer: &Offer) -> Screen {
+    let mut text = v.t("promo-text");
+    if let Some(line) = v.offer_line(offer) {
+        text.push_str("\n\n");
+        text.push_str(&line);
+    }
+    let rows = vec![
+        vec![v.button("btn-buy", Action::Buy)],
+        v.back_row(Action::Menu),
+    ];
     Screen::new(text, rows)
 }
 

@@ -99,15 +99,19 @@ impl Screens {
                 screens::access(v, None, false, None),
                 None,
             ),
-            ("buy", screens::buy(v, Some(&active)), Some(Action::Buy)),
+            (
+                "buy",
+                screens::buy(v, Some(&active), &Default::default()),
+                Some(Action::Buy),
+            ),
             (
                 "pay",
-                screens::pay(v, plan, rich, true, 1),
+                screens::pay(v, plan, rich, true, 1, &Default::default()),
                 Some(Action::Plan(plan.id.clone())),
             ),
             (
                 "pay, balance short",
-                screens::pay(v, plan, short, false, 1),
+                screens::pay(v, plan, short, false, 1, &Default::default()),
                 None,
             ),
             (
@@ -130,6 +134,11 @@ impl Screens {
                 "balance",
                 screens::balance(v, rich, &[]),
                 Some(Action::Balance),
+            ),
+            (
+                "promo",
+                screens::promo(v, &Default::default()),
+                Some(Action::Promo),
             ),
             ("help", screens::help(v), Some(Action::Help)),
             ("support", screens::support(v), Some(Action::Support)),

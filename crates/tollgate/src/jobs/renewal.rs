@@ -203,9 +203,9 @@ impl AutoRenewal {
             BalancePaid::Paid {
                 subscription,
                 balance_after,
+                price,
                 ..
             } => {
-                let price = plan.price(base).unwrap_or(Money::new(0, base));
                 let text = self.ctx.texts.fmt(
                     lang,
                     "auto-renewed-text",
@@ -223,7 +223,8 @@ impl AutoRenewal {
                 );
                 (format!("renewed:{reference}"), text, None)
             }
-            BalancePaid::AlreadyPaid => return Ok(Attempt::Nothing),
+            // Never for a renewal: only purchases by hand use promo codes.
+            BalancePaid::AlreadyPaid | BalancePaid::PromoRefused(_) => return Ok(Attempt::Nothing),
             BalancePaid::Short { balance, price } => {
                 let text = self.ctx.texts.fmt(
                     lang,

@@ -357,14 +357,18 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("node_reconciles", "nodes::reconcile"),
     ("node_switches", "nodes::switches"),
     ("admin_prompts", "admin::prompts"),
+    ("promo_codes", "billing::promo"),
+    ("promo_uses", "billing::promo"),
+    ("personal_discounts", "billing::promo"),
 ];
 
 /// Tables of *another* database that a module reads, by the same names as ours: the importer
-/// reads the earlier bot's `users` and `subscriptions` in that bot's PostgreSQL database (its
+/// reads the earlier bot's `users`, `subscriptions` and `promo_codes` in that bot's PostgreSQL database (its
 /// own business), and writes ours through the owners' APIs.
 const OTHER_DATABASES: &[(&str, &str)] = &[
     ("import::atcbot", "users"),
     ("import::atcbot", "subscriptions"),
+    ("import::atcbot", "promo_codes"),
 ];
 
 /// The tables `code` names in SQL (after `FROM`, `JOIN`, `INTO`, `UPDATE` or `TABLE`).

@@ -841,6 +841,7 @@ db_test!(async fn racing_balance_payments_never_overdraw_or_pay_twice(t) {
                         BalancePaid::Paid { .. } => "paid",
                         BalancePaid::AlreadyPaid => "already",
                         BalancePaid::Short { .. } => "short",
+                        BalancePaid::PromoRefused(_) => "refused",
                     };
                 }
                 Err(billing::BillingError::Raced) => continue,

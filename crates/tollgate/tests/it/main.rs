@@ -38,6 +38,7 @@ mod pipeline_outages;
 mod pipeline_outbox;
 mod pipeline_shutdown;
 mod pipeline_webhook;
+mod promo;
 mod queue_statistics;
 mod readiness;
 mod sandbox;

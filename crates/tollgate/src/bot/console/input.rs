@@ -9,13 +9,15 @@ use uuid::Uuid;
 use super::{admin, confirmation};
 use crate::action::{AdminAction, Op};
 use crate::admin::prompts;
+use crate::billing::promo::{Benefit, Code, NewCode};
 use crate::bot::screens::{Button, Screen};
 use crate::bot::{Bot, Session, retry};
 use crate::config::Language;
-use crate::domain::money::Money;
+use crate::domain::money::{Currency, Money};
 use crate::i18n::Arg;
 use crate::store::Tx;
 use crate::telegram::dispatcher::HandlerError;
+use crate::time::Timestamp;
 use crate::{access, users};
 
 /// Longest reason for a balance adjustment (it is shown to the user and kept in the log).
@@ -28,6 +30,15 @@ pub enum Question {
     Days(i64),
     Balance(i64),
     Banner(Language),
+    /// A new promo code with its rules.
+    Promo,
+    /// A user's personal discount.
+    Discount(i64),
+    /// A promo code (as typed) confirmed on the screen drawn by update `screen`.
+    PromoDraft {
+        screen: i64,
+        text: String,
+    },
     /// A balance adjustment confirmed on the screen drawn by update `screen`.
     BalanceDraft {
         screen: i64,
@@ -50,6 +61,9 @@ impl Question {
             Question::Days(u) => format!("days:{u}"),
             Question::Balance(u) => format!("balance:{u}"),
             Question::Banner(l) => format!("banner:{}", l.code()),
+            Question::Promo => "promo".into(),
+            Question::Discount(u) => format!("discount:{u}"),
+            Question::PromoDraft { screen, text } => format!("draft:promo:{screen}:{text}"),
             Question::BalanceDraft {
                 screen,
                 user,
@@ -65,6 +79,19 @@ impl Question {
     pub fn parse(s: &str) -> Option<Question> {
         if s == "find" {
             return Some(Question::Find);
+        }
+        if s == "promo" {
+            return Some(Question::Promo);
+        }
+        if let Some(u) = s.strip_prefix("discount:") {
+            return u.parse().ok().map(Question::Discount);
+        }
+        if let Some(rest) = s.strip_prefix("draft:promo:") {
+            let (screen, text) = rest.split_once(':')?;
+            return Some(Question::PromoDraft {
+                screen: screen.parse().ok()?,
+                text: text.to_owned(),
+            });
         }
         if let Some(u) = s.strip_prefix("days:") {
             return u.parse().ok().map(Question::Days);
@@ -98,7 +125,9 @@ impl Question {
     fn is_draft(&self) -> bool {
         matches!(
             self,
-            Question::BalanceDraft { .. } | Question::BannerDraft { .. }
+            Question::BalanceDraft { .. }
+                | Question::BannerDraft { .. }
+                | Question::PromoDraft { .. }
         )
     }
 }
@@ -172,6 +201,133 @@ pub fn parse_adjustment(
         if negative { -money.minor } else { money.minor },
         reason.to_owned(),
     ))
+}
+
+/// A typed date (`YYYY-MM-DD`), as the start of that day in the operator's time zone.
+pub fn parse_day(text: &str, utc_offset_minutes: i32) -> Option<Timestamp> {
+    let mut parts = text.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some() || !digits(y, 4) || !digits(m, 2) || !digits(d, 2) {
+        return None;
+    }
+    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let days = crate::time::days_from_civil(y, m, d);
+    if crate::time::civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    Some(Timestamp::from_millis(
+        days * 86_400_000 - i64::from(utc_offset_minutes) * 60_000,
+    ))
+}
+
+/// A promo code as typed: `CODE KIND VALUE [uses=N] [from=YYYY-MM-DD] [until=YYYY-MM-DD]
+/// [first] [plans=m1,m3]`, KIND one of `percent`, `fixed` (an amount off), `days`, `credit`.
+/// `until` is inclusive (the code ends when that day does). The error is a text key and the
+/// word it is about.
+pub fn parse_promo(
+    text: &str,
+    base: Currency,
+    utc_offset_minutes: i32,
+    plan_ids: &[&str],
+) -> Result<NewCode, (&'static str, String)> {
+    let mut words = text.split_whitespace();
+    let word = |w: Option<&str>| w.unwrap_or("").to_owned();
+    let first = words.next();
+    let code = first
+        .and_then(Code::parse)
+        .ok_or(("adm-promo-bad-code", word(first)))?;
+    let (kind, value) = (words.next(), words.next());
+    let value_text = word(value);
+    let bad_value = || ("adm-promo-bad-value", value_text.clone());
+    let small = |max: u32| {
+        value
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| (1..=max).contains(n))
+    };
+    let money = || {
+        value
+            .and_then(|v| Money::parse_major(v, base).ok())
+            .filter(|m| m.minor > 0 && m.minor <= 100_000_000)
+    };
+    let benefit = match kind {
+        Some("percent") => Benefit::Percent(small(99).ok_or_else(bad_value)?),
+        Some("fixed") => Benefit::Fixed(money().ok_or_else(bad_value)?),
+        Some("days") => Benefit::Days(small(access::MAX_GRANT_DAYS).ok_or_else(bad_value)?),
+        Some("credit") => Benefit::Credit(money().ok_or_else(bad_value)?),
+        other => return Err(("adm-promo-bad-kind", word(other))),
+    };
+    let mut new = NewCode {
+        code,
+        benefit,
+        max_uses: None,
+        starts_at: None,
+        ends_at: None,
+        first_purchase_only: false,
+        plans: None,
+    };
+    for w in words {
+        let bad = || ("adm-promo-bad-option", w.to_owned());
+        match w.split_once('=') {
+            None if w == "first" => new.first_purchase_only = true,
+            Some(("uses", n)) => {
+                let n = n
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n));
+                new.max_uses = Some(n.ok_or_else(bad)?);
+            }
+            Some(("from", d)) => {
+                new.starts_at = Some(parse_day(d, utc_offset_minutes).ok_or_else(bad)?);
+            }
+            Some(("until", d)) => {
+                let day = parse_day(d, utc_offset_minutes).ok_or_else(bad)?;
+                new.ends_at = Some(day.plus(std::time::Duration::from_secs(86_400)));
+            }
+            Some(("plans", list)) => {
+                let ids: Vec<String> = list.split(',').map(str::to_owned).collect();
+                if let Some(unknown) = ids.iter().find(|id| !plan_ids.contains(&id.as_str())) {
+                    return Err(("adm-promo-bad-plan", unknown.clone()));
+                }
+                if ids.len() > crate::billing::promo::MAX_PLANS {
+                    return Err(bad());
+                }
+                new.plans = Some(ids);
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if let (Some(a), Some(b)) = (new.starts_at, new.ends_at)
+        && a >= b
+    {
+        return Err(("adm-promo-bad-window", String::new()));
+    }
+    Ok(new)
+}
+
+/// A personal discount as typed: a percent (0 removes it), optionally the last day.
+pub fn parse_discount(
+    text: &str,
+    utc_offset_minutes: i32,
+) -> Result<(u32, Option<Timestamp>), &'static str> {
+    let mut words = text.split_whitespace();
+    let percent = words
+        .next()
+        .and_then(|p| p.trim_end_matches('%').parse::<u32>().ok())
+        .filter(|p| *p <= 99)
+        .ok_or("adm-discount-invalid")?;
+    let until = match words.next() {
+        None => None,
+        Some(d) => Some(
+            parse_day(d, utc_offset_minutes)
+                .ok_or("adm-discount-invalid")?
+                .plus(std::time::Duration::from_secs(86_400)),
+        ),
+    };
+    if words.next().is_some() || (percent == 0 && until.is_some()) {
+        return Err("adm-discount-invalid");
+    }
+    Ok((percent, until))
 }
 
 impl Bot {
@@ -347,7 +503,62 @@ impl Bot {
                     }),
                 )
             }
-            Question::BalanceDraft { .. } | Question::BannerDraft { .. } => return Ok(None),
+            Question::Promo => {
+                let catalog = &self.s.config.catalog;
+                let ids: Vec<&str> = catalog.plans.iter().map(|p| p.id.as_str()).collect();
+                let offset = catalog.bot.utc_offset_minutes;
+                let new = match parse_promo(text, base, offset, &ids) {
+                    Ok(new) => new,
+                    Err((key, word)) => {
+                        let args = [("word", Arg::Text(word))];
+                        return self.keep(retry_with(key, &args, AdminAction::Promos)).await;
+                    }
+                };
+                let screen = confirmation(
+                    &v,
+                    v.tf(
+                        "adm-confirm-promo",
+                        &[
+                            ("code", Arg::Text(new.code.as_str().to_owned())),
+                            ("rules", Arg::Text(crate::billing::promo::describe(&new))),
+                        ],
+                    ),
+                    Op::Draft,
+                    update_id,
+                    AdminAction::Promos,
+                );
+                (
+                    screen,
+                    Some(Question::PromoDraft {
+                        screen: update_id,
+                        text: text.trim().to_owned(),
+                    }),
+                )
+            }
+            Question::Discount(user) => {
+                let offset = self.s.config.catalog.bot.utc_offset_minutes;
+                let parsed = parse_discount(text, offset).and_then(|(p, until)| match until {
+                    Some(t) if t <= self.now() => Err("adm-discount-past"),
+                    _ => Ok((p, until)),
+                });
+                let (percent, until) = match parsed {
+                    Ok(d) => d,
+                    Err(key) => {
+                        return self
+                            .keep(retry_with(key, &[], AdminAction::User(user)))
+                            .await;
+                    }
+                };
+                let op = Op::Discount {
+                    user,
+                    percent,
+                    until: until.map_or(0, |t| t.as_millis()),
+                };
+                (super::user::discount_confirmation(&v, op, update_id), None)
+            }
+            Question::BalanceDraft { .. }
+            | Question::BannerDraft { .. }
+            | Question::PromoDraft { .. } => return Ok(None),
         };
         let mut tx = self.begin().await?;
         if !prompts::take(&mut tx, se.user.id, &pending)
@@ -430,6 +641,9 @@ impl Bot {
                 lang,
                 text,
             }) if s == screen => self.set_banner(se, lang, &text, request).await,
+            Some(Question::PromoDraft { screen: s, text }) if s == screen => {
+                self.create_promo(se, &text, request).await
+            }
             // Carried out already, replaced by a newer draft, or expired.
             _ => Ok((
                 super::home(&v).with_note(v.t("adm-draft-gone")),
@@ -462,6 +676,12 @@ mod tests {
                 screen: 9,
                 lang: Language::En,
                 text: "x:y\nz".into(),
+            },
+            Question::Promo,
+            Question::Discount(4),
+            Question::PromoDraft {
+                screen: 3,
+                text: "A1B percent 5 plans=m1".into(),
             },
         ] {
             assert_eq!(Question::parse(&q.encode()), Some(q));
@@ -530,5 +750,88 @@ mod tests {
             parse_adjustment(&format!("+10 {}", "x".repeat(201)), rub),
             Err("adm-balance-reason-long")
         );
+    }
+}
+
+#[cfg(test)]
+mod promo_tests {
+    use super::*;
+
+    #[test]
+    fn a_promo_code_is_typed_with_every_rule() {
+        let rub = Currency::Rub;
+        let plans = ["m1", "m3"];
+        let new = parse_promo(
+            "spring20 percent 20 uses=100 from=2026-12-01 until=2026-12-31 first plans=m1,m3",
+            rub,
+            180,
+            &plans,
+        )
+        .unwrap();
+        assert_eq!(new.code.as_str(), "SPRING20");
+        assert_eq!(new.benefit, Benefit::Percent(20));
+        assert_eq!(new.max_uses, Some(100));
+        // Midnight in UTC+3, and the end of the last day.
+        assert_eq!(
+            new.starts_at.unwrap().to_string(),
+            "2026-11-30T21:00:00.000Z"
+        );
+        assert_eq!(new.ends_at.unwrap().to_string(), "2026-12-31T21:00:00.000Z");
+        assert!(new.first_purchase_only);
+        assert_eq!(new.plans, Some(vec!["m1".to_owned(), "m3".to_owned()]));
+        let fixed = parse_promo("MINUS50 fixed 49.90", rub, 0, &plans).unwrap();
+        assert_eq!(fixed.benefit, Benefit::Fixed(Money::new(4_990, rub)));
+        assert_eq!(
+            parse_promo("WEEK days 7", rub, 0, &plans).unwrap().benefit,
+            Benefit::Days(7)
+        );
+        for (bad, key) in [
+            ("x percent 5", "adm-promo-bad-code"),
+            ("ABC half 5", "adm-promo-bad-kind"),
+            ("ABC percent 100", "adm-promo-bad-value"),
+            ("ABC percent", "adm-promo-bad-value"),
+            ("ABC fixed 1.234", "adm-promo-bad-value"),
+            ("ABC days 0", "adm-promo-bad-value"),
+            ("ABC percent 5 uses=0", "adm-promo-bad-option"),
+            ("ABC percent 5 until=2026-02-30", "adm-promo-bad-option"),
+            ("ABC percent 5 plans=m9", "adm-promo-bad-plan"),
+            ("ABC percent 5 soon", "adm-promo-bad-option"),
+            (
+                "ABC percent 5 from=2027-01-02 until=2027-01-01",
+                "adm-promo-bad-window",
+            ),
+        ] {
+            assert_eq!(
+                parse_promo(bad, rub, 0, &plans).unwrap_err().0,
+                key,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_personal_discount_is_a_percent_and_an_optional_last_day() {
+        assert_eq!(parse_discount("15", 0), Ok((15, None)));
+        assert_eq!(parse_discount("0", 0), Ok((0, None)));
+        let (p, until) = parse_discount("10% 2027-01-31", 0).unwrap();
+        assert_eq!(
+            (p, until.unwrap().to_string().as_str()),
+            (10, "2027-02-01T00:00:00.000Z")
+        );
+        for bad in [
+            "",
+            "x",
+            "100",
+            "-5",
+            "15 tomorrow",
+            "0 2027-01-01",
+            "5 2027-01-01 x",
+        ] {
+            assert_eq!(
+                parse_discount(bad, 0),
+                Err("adm-discount-invalid"),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@
 
 mod input;
 mod nodes;
+mod promo;
 mod user;
 
 use super::screens::{self, Button, Screen, View};
@@ -87,6 +88,21 @@ impl Bot {
                     &[("language", Arg::Text(lang.code().into()))],
                 );
                 self.ask(se, input::Question::Banner(lang), text, AdminAction::Flags)
+                    .await?
+            }
+            AdminAction::Promos => (self.promos_screen(&v).await?, self.begin().await?, false),
+            AdminAction::AskPromo => {
+                self.ask(
+                    se,
+                    input::Question::Promo,
+                    v.t("adm-promo-ask"),
+                    AdminAction::Promos,
+                )
+                .await?
+            }
+            AdminAction::AskDiscount(u) => {
+                let text = v.tf("adm-discount-ask", &[("user", u.into())]);
+                self.ask(se, input::Question::Discount(u), text, AdminAction::User(u))
                     .await?
             }
             AdminAction::Flags => (self.flags_screen(&v).await?, self.begin().await?, false),
@@ -236,6 +252,14 @@ impl Bot {
                 v.tf("adm-confirm-discard", &[("update", (*u).into())]),
                 AdminAction::DeadLetters,
             ),
+            Op::DisablePromo(id) => (
+                v.tf("adm-confirm-promo-disable", &[("id", (*id).into())]),
+                AdminAction::Promos,
+            ),
+            // Confirmed on the screen that answered the question.
+            Op::Discount { .. } => {
+                return Ok(user::discount_confirmation(v, op.clone(), update_id));
+            }
             // A draft is confirmed on the screen that answered its question.
             Op::Draft => return Ok(home(v)),
         };
@@ -263,6 +287,15 @@ impl Bot {
             Op::Unban(u) => self.ban(se, u, false, &request).await,
             Op::Refund(p) => self.refund_confirmed(se, p, &request).await,
             Op::Draft => self.carry_out_draft(se, screen, &request).await,
+            Op::DisablePromo(id) => self.disable_promo(se, id, &request).await,
+            Op::Discount {
+                user,
+                percent,
+                until,
+            } => {
+                let until = (until > 0).then(|| Timestamp::from_millis(until));
+                self.set_discount(se, user, percent, until, &request).await
+            }
             Op::Flag { name, on } => {
                 let Some(flag) = Flag::parse(&name) else {
                     let screen =
@@ -646,6 +679,7 @@ fn home(v: &View<'_>) -> Screen {
                 b("adm-btn-dead", AdminAction::DeadLetters),
                 b("adm-btn-audit", AdminAction::Audit(AuditView::All)),
             ],
+            vec![b("adm-btn-promos", AdminAction::Promos)],
             vec![v.button("btn-menu", Action::Menu)],
         ],
     )

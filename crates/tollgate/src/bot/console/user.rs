@@ -8,7 +8,7 @@ use crate::access::{self, Grant, Kind, Length, NodeReadiness};
 use crate::action::{AdminAction, AuditView, Op};
 use crate::admin::{Actor, AuditAction, AuditEntry};
 use crate::billing::ledger::{self, Reason};
-use crate::billing::review;
+use crate::billing::{promo, review};
 use crate::bot::payments::billing_err;
 use crate::bot::screens::{self, Button, Screen, View};
 use crate::bot::{Bot, Session, retry};
@@ -47,6 +47,9 @@ impl Bot {
         let payments = review::of_user(&self.s.db, user_id, CARD_ROWS)
             .await
             .map_err(billing_err)?;
+        let personal = promo::personal(&self.s.db, user_id, now)
+            .await
+            .map_err(retry)?;
         let name = match &user.username {
             Some(u) => format!("{} (@{u})", user.first_name),
             None => user.first_name.clone(),
@@ -82,6 +85,19 @@ impl Bot {
         if !flags.is_empty() {
             text.push('\n');
             text.push_str(&flags.join(" · "));
+        }
+        if let Some(d) = personal {
+            text.push('\n');
+            text.push_str(&match d.until {
+                Some(t) => v.tf(
+                    "adm-user-discount-until",
+                    &[
+                        ("percent", d.percent.into()),
+                        ("until", Arg::Text(v.date(t))),
+                    ],
+                ),
+                None => v.tf("adm-user-discount", &[("percent", d.percent.into())]),
+            });
         }
         text.push_str("\n\n");
         match &sub {
@@ -138,6 +154,10 @@ impl Bot {
             Button::Action {
                 text: v.t("adm-btn-balance"),
                 action: admin(AdminAction::AskBalance(user_id)),
+            },
+            Button::Action {
+                text: v.t("adm-btn-discount"),
+                action: admin(AdminAction::AskDiscount(user_id)),
             },
         ]];
         let mut access_row = Vec::new();
@@ -470,6 +490,60 @@ impl Bot {
             .await
     }
 
+    /// A personal discount confirmed: set (or removed) with its audit row, and the user told.
+    pub(super) async fn set_discount(
+        &self,
+        se: &Session,
+        user: i64,
+        percent: u32,
+        until: Option<crate::time::Timestamp>,
+        request: &str,
+    ) -> Result<(Screen, Tx, bool), HandlerError> {
+        let v = self.view(se.lang);
+        let Some(target) = users::get(&self.s.db, user).await.map_err(retry)? else {
+            return self.unknown_user(&v, user).await;
+        };
+        let now = self.now();
+        let discount = (percent > 0).then_some(promo::Personal { percent, until });
+        let mut tx = self.begin().await?;
+        let entry = promo::set_personal(&mut tx, user, discount, Actor::Admin(se.user.id), now)
+            .await
+            .map_err(billing_err)?;
+        let lang = target.language_or(self.default_language());
+        let text = match (discount, until) {
+            (None, _) => self.texts.get(lang, "adm-told-discount-removed"),
+            (Some(_), Some(t)) => self.texts.fmt(
+                lang,
+                "adm-told-discount-until",
+                &[
+                    ("percent", percent.into()),
+                    (
+                        "until",
+                        Arg::Text(crate::i18n::format::date_time(
+                            lang,
+                            t,
+                            self.s.config.catalog.bot.utc_offset_minutes,
+                        )),
+                    ),
+                ],
+            ),
+            (Some(_), None) => {
+                self.texts
+                    .fmt(lang, "adm-told-discount", &[("percent", percent.into())])
+            }
+        };
+        tell(&mut tx, &format!("admin:{request}"), user, text, now).await?;
+        self.user_outcome(
+            &v,
+            tx,
+            &entry.request(request),
+            "adm-discount-set",
+            user,
+            false,
+        )
+        .await
+    }
+
     /// The user's active subscription, or — none to act on — their card with the note `none`
     /// (and a transaction to finish the update in).
     async fn active_or(
@@ -553,6 +627,37 @@ impl Bot {
             ],
         )
     }
+}
+
+/// The confirmation of a personal discount typed for a user (`op` is [`Op::Discount`]).
+pub(super) fn discount_confirmation(v: &View<'_>, op: Op, update_id: i64) -> Screen {
+    let Op::Discount {
+        user,
+        percent,
+        until,
+    } = op
+    else {
+        return super::home(v);
+    };
+    let text = match (percent, until) {
+        (0, _) => v.tf("adm-confirm-discount-remove", &[("user", user.into())]),
+        (p, 0) => v.tf(
+            "adm-confirm-discount",
+            &[("user", user.into()), ("percent", p.into())],
+        ),
+        (p, t) => v.tf(
+            "adm-confirm-discount-until",
+            &[
+                ("user", user.into()),
+                ("percent", p.into()),
+                (
+                    "until",
+                    Arg::Text(v.date(crate::time::Timestamp::from_millis(t))),
+                ),
+            ],
+        ),
+    };
+    super::confirmation(v, text, op, update_id, AdminAction::User(user))
 }
 
 /// An amount with its sign ("+150 ₽", "−50 ₽").

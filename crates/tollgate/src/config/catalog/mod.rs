@@ -12,6 +12,7 @@ mod apps;
 mod balance;
 mod bot;
 mod check;
+mod discounts;
 mod feed;
 mod language;
 mod link;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use apps::{ClientApp, Platform};
 pub use balance::{BalanceSettings, StarsPackage};
 pub use bot::BotSettings;
+pub use discounts::DiscountSettings;
 pub use feed::FeedSettings;
 pub use language::{Language, Localized};
 pub use link::{LinkDefinition, Security, Transport};
@@ -48,6 +50,8 @@ struct RawCatalog {
     plans: Vec<plans::RawPlan>,
     balance: balance::RawBalance,
     referral: referral::RawReferral,
+    #[serde(default)]
+    discounts: discounts::RawDiscounts,
     notifications: notifications::RawNotifications,
     feed: feed::RawFeed,
     #[serde(default)]
@@ -64,6 +68,7 @@ pub struct Catalog {
     pub plans: Vec<Plan>,
     pub balance: BalanceSettings,
     pub referral: ReferralSettings,
+    pub discounts: DiscountSettings,
     pub notifications: NotificationSettings,
     pub feed: FeedSettings,
     pub apps: Vec<ClientApp>,
@@ -90,6 +95,7 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
     let plans = plans::parse_plans(&mut c, &raw.plans, &bot);
     let balance = balance::parse_balance(&mut c, &raw.balance, bot.base_currency);
     let referral = referral::parse_referral(&mut c, &raw.referral);
+    let discounts = discounts::parse_discounts(&raw.discounts);
     let notifications = notifications::parse_notifications(&mut c, &raw.notifications);
     let feed = feed::parse_feed(&mut c, raw.feed);
     let apps = apps::parse_apps(&mut c, &raw.apps);
@@ -104,6 +110,7 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
         plans,
         balance,
         referral,
+        discounts,
         notifications,
         feed,
         apps,
