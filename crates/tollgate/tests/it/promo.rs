@@ -217,7 +217,12 @@ db_test!(async fn a_held_use_comes_back_when_its_purchase_expires_and_a_late_pay
     let db = &w.app.db;
     code(db, "LAST", promo::Benefit::Percent(20), Some(1), clock.now()).await;
     let ann = person(&w, 200_000_001, "Ann").await;
-    let bob = person(&w, 200_000_002, "Bob").await;
+    // Bob came by Ann's link: her reward is a share of what he actually pays.
+    let code_of_ann = tollgate::users::get(db, ann).await.unwrap().unwrap().referral_code;
+    let bob = 200_000_002;
+    w.tg.create_user(NewUser::new("Bob").language("en").id(bob)).await.unwrap();
+    w.tg.send_text(bob, &format!("/start ref_{code_of_ann}")).await.unwrap();
+    w.screen(bob, "Choose an action below.").await;
 
     w.tg.send_text(ann, "/promo last").await.unwrap();
     w.screen(ann, "Code LAST accepted").await;
@@ -266,6 +271,41 @@ db_test!(async fn a_held_use_comes_back_when_its_purchase_expires_and_a_late_pay
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE user_id = 200000002 AND status = 'consumed'").await, 1);
     assert_eq!(used(db, "LAST").await, 1);
     assert!(tollgate::access::subscription_for_user(db, bob).await.unwrap().unwrap().is_active(clock.now()));
+    // 10 % of 149 ₽ at the 80 % Bob paid: 11.92 ₽.
+    w.screen(ann, "A friend you invited paid").await;
+    assert_eq!(tollgate::users::get(db, ann).await.unwrap().unwrap().balance, 1_192);
+    w.stop().await;
+});
+
+db_test!(async fn a_balance_payment_charges_the_price_shown_and_consumes_the_use(t) {
+    let clock = ShiftedClock::new();
+    let Some(w) = World::start_with(t, false, &[], fast(&clock)).await else { return };
+    let db = &w.app.db;
+    code(db, "CASH", promo::Benefit::Credit(Money::new(20_000, Currency::Rub)), None, clock.now()).await;
+    code(db, "FIFTH", promo::Benefit::Percent(20), Some(10), clock.now()).await;
+    let kim = person(&w, 200_000_031, "Kim").await;
+    w.tg.send_text(kim, "/promo cash").await.unwrap();
+    w.screen(kim, "200 ₽ added to your balance").await;
+    w.tg.send_text(kim, "/promo fifth").await.unwrap();
+    let plans = w.screen(kim, "Code FIFTH accepted").await;
+    assert!(plans.button_data("119.20 ₽ / 80 ⭐").is_some(), "{:?}", plans.callback_buttons());
+    w.press(kim, &plans, "1 month").await;
+    let pay = w.screen_on(kim, plans.message_id, "Choose how to pay").await;
+    assert!(pay.text.as_deref().unwrap().contains("With your discount: 149 ₽ → 119.20 ₽"), "{:?}", pay.text);
+    w.press(kim, &pay, "From balance · 119.20 ₽").await;
+    w.screen(kim, "Subscription URL").await;
+    assert_eq!(tollgate::users::get(db, kim).await.unwrap().unwrap().balance, 20_000 - 11_920);
+    let (amount, list, code_used): (i64, Option<i64>, Option<String>) = on_db!(db, p => sqlx::query_as(
+        "SELECT amount, list_amount, promo_code FROM purchases WHERE user_id = 200000031 AND status = 'paid'"
+    ).fetch_one(p).await).unwrap();
+    assert_eq!((amount, list, code_used.as_deref()), (11_920, Some(14_900), Some("FIFTH")));
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE user_id = 200000031 AND status = 'consumed'").await, 2);
+    assert_eq!(used(db, "FIFTH").await, 1);
+    // The code is spent: the next plan costs the full price.
+    let before = w.last(kim).await.message_id;
+    w.tg.send_text(kim, "/buy").await.unwrap();
+    let plans = crate::common::bot::screen_after(&w.tg, kim, before, "Choose a plan").await;
+    assert!(plans.button_data("149 ₽ / 100 ⭐").is_some(), "{:?}", plans.callback_buttons());
     w.stop().await;
 });
 
