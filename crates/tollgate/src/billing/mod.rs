@@ -261,7 +261,7 @@ pub async fn create_plan_purchase(
         promo::forget(tx, user_id, chosen.code_id).await?;
         return Ok(Err(why));
     }
-    let discount = quote.discounted().then_some(Discount {
+    let discount = (quote.discounted() || quote.promo.is_some()).then_some(Discount {
         list: quote.list,
         promo_code: quote.promo.as_ref().map(|c| c.code.clone()),
     });
@@ -953,7 +953,7 @@ pub async fn pay_plan_from_balance_with(
         plan_id: plan.id.clone(),
         days: plan.days,
     };
-    let discount = quote.discounted().then_some(Discount {
+    let discount = (quote.discounted() || quote.promo.is_some()).then_some(Discount {
         list: quote.list,
         promo_code: quote.promo.as_ref().map(|c| c.code.clone()),
     });

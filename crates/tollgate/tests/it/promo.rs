@@ -322,6 +322,19 @@ db_test!(async fn each_refusal_has_its_own_text_and_changes_nothing(t) {
     code_with(db, "SOON", promo::Benefit::Percent(5), None, |c| c.starts_at = Some(now.plus(day)), now).await;
     code_with(db, "OLD", promo::Benefit::Percent(5), None, |c| c.ends_at = Some(now.minus(day)), now).await;
     code_with(db, "NEWBIE", promo::Benefit::Percent(30), None, |c| c.first_purchase_only = true, now).await;
+    // The importer's way in is idempotent by code: a second run changes nothing.
+    let again = promo::NewCode {
+        code: promo::Code::parse("week").unwrap(),
+        benefit: promo::Benefit::Days(30),
+        max_uses: Some(1),
+        starts_at: None,
+        ends_at: None,
+        first_purchase_only: false,
+        plans: None,
+    };
+    let mut tx = db.begin().await.unwrap();
+    assert!(!promo::import_code(&mut tx, &again, 5, true, now).await.unwrap());
+    tx.commit().await.unwrap();
     let kim = person(&w, 200_000_011, "Kim").await;
     let lou = person(&w, 200_000_012, "Lou").await;
 
