@@ -373,7 +373,7 @@ btn-promo = 🎟 Promo code
 promo-text =
     🎟 <b>Promo code</b>
 
-    Send your code as <code>/promo CODE</code>. A discount applies to your next purchase; free days and balance credits apply at once.
+    Send your code as a message (or as <code>/promo CODE</code> at any time). A discount applies to your next purchase; free days and balance credits apply at once.
 promo-active = 🎟 Code <b>{ $code }</b>: { $benefit } on your next purchase.
 discount-active = 🏷 Your personal discount: −{ $percent } %.
 pay-discounted = 🏷 With your discount: <s>{ $list }</s> → <b>{ $price }</b>

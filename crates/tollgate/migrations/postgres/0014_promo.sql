@@ -44,6 +44,13 @@ CREATE TABLE promo_uses (
 CREATE UNIQUE INDEX promo_uses_open ON promo_uses (user_id) WHERE status IN ('chosen', 'reserved');
 CREATE INDEX promo_uses_purchase ON promo_uses (purchase_id) WHERE status = 'reserved';
 
+-- Users who opened the Promo code screen: their next text message (within 10 minutes) is read
+-- as a code.
+CREATE TABLE promo_prompts (
+    user_id  BIGINT PRIMARY KEY REFERENCES users (id),
+    asked_at BIGINT NOT NULL
+);
+
 -- A percent off every purchase for one user, set by an admin, optionally until a date.
 CREATE TABLE personal_discounts (
     user_id    BIGINT PRIMARY KEY REFERENCES users (id),

@@ -12,7 +12,7 @@
 //! purchase is paid. A purchase that expires unpaid gives its use back ([`release`]). Free
 //! days and balance credits are consumed at once, when the code is entered.
 //!
-//! Owns `promo_codes`, `promo_uses` and `personal_discounts`.
+//! Owns `promo_codes`, `promo_uses`, `personal_discounts` and `promo_prompts`.
 
 use crate::access::{self, Grant, Kind, Subscription};
 use crate::admin::audit::{Actor, AuditAction, AuditEntry};
@@ -793,6 +793,32 @@ pub async fn disable(
             .subject(format!("promo {code}"))
             .change("active", "disabled")
     }))
+}
+
+/// How long the Promo code screen waits for a code typed as a plain message.
+pub const PROMPT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The user opened the Promo code screen: their next text is read as a code.
+pub async fn ask_code(tx: &mut Tx, user_id: i64, now: Timestamp) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO promo_prompts (user_id, asked_at) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET asked_at = excluded.asked_at")
+        .bind(user_id).bind(now).execute(c).await.map(drop))
+}
+
+/// Whether the user's text is the answer to the Promo code screen (asked within
+/// [`PROMPT_TTL`]).
+pub async fn awaits_code(tx: &mut Tx, user_id: i64, now: Timestamp) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = on_tx!(tx, c => sqlx::query_as(
+        "SELECT user_id FROM promo_prompts WHERE user_id = $1 AND asked_at > $2")
+        .bind(user_id).bind(now.minus(PROMPT_TTL)).fetch_optional(c).await)?;
+    Ok(row.is_some())
+}
+
+/// A code was accepted: the Promo code screen waits no more.
+pub async fn answered(tx: &mut Tx, user_id: i64) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query("DELETE FROM promo_prompts WHERE user_id = $1")
+        .bind(user_id).execute(c).await.map(drop))
 }
 
 /// A user's personal discount: the percent and when it ends.

@@ -130,10 +130,7 @@ impl Bot {
                 let offer = self.offer_in(se, &mut tx).await?;
                 (self.pay_screen(se, &id, update_id, &offer), tx, false)
             }
-            (InTransaction::Promo, mut tx) => {
-                let offer = self.offer_in(se, &mut tx).await?;
-                (screens::promo(&v, &offer), tx, false)
-            }
+            (InTransaction::Promo, mut tx) => (self.promo_screen(se, &mut tx).await?, tx, false),
             (InTransaction::Help, tx) => (screens::help(&v), tx, false),
             (InTransaction::Support, tx) => (screens::support(&v), tx, false),
             (InTransaction::Languages, tx) => (screens::languages(&v), tx, false),

@@ -495,6 +495,10 @@ impl Bot {
         let code = match name {
             Some("promo") if !arg.is_empty() => Some(arg),
             Some("start") => arg.strip_prefix("promo_"),
+            // Plain text after the Promo code screen asked for a code.
+            None if !text.trim().is_empty() && self.awaits_code(&se, &mut tx).await? => {
+                Some(text.as_str())
+            }
             _ => None,
         };
         if let Some(code) = code {
@@ -511,7 +515,7 @@ impl Bot {
                 let offer = self.offer_in(&se, &mut tx).await?;
                 screens::buy(&v, sub.as_ref(), &offer)
             }
-            Some("promo") => screens::promo(&v, &self.offer_in(&se, &mut tx).await?),
+            Some("promo") => self.promo_screen(&se, &mut tx).await?,
             Some("help") => screens::help(&v),
             Some("support") => screens::support(&v),
             Some("language") => screens::languages(&v),

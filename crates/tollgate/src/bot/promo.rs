@@ -22,6 +22,33 @@ impl Bot {
             .map_err(retry)
     }
 
+    /// The Promo code screen, which then reads the sender's next text as a code.
+    pub(super) async fn promo_screen(
+        &self,
+        se: &Session,
+        tx: &mut Tx,
+    ) -> Result<Screen, HandlerError> {
+        promo::ask_code(tx, se.user.id, self.now())
+            .await
+            .map_err(retry)?;
+        let offer = self.offer_in(se, tx).await?;
+        Ok(screens::promo(&self.view(se.lang), &offer))
+    }
+
+    /// Whether the sender's text answers the Promo code screen.
+    pub(super) async fn awaits_code(
+        &self,
+        se: &Session,
+        tx: &mut Tx,
+    ) -> Result<bool, HandlerError> {
+        if se.created {
+            return Ok(false);
+        }
+        promo::awaits_code(tx, se.user.id, self.now())
+            .await
+            .map_err(retry)
+    }
+
     /// How to pay for plan `id` at the sender's prices; the plan list when it left the catalog.
     pub(super) fn pay_screen(
         &self,
@@ -62,6 +89,9 @@ impl Bot {
             .await
             .map_err(super::payments::billing_err)?;
         let shown = crate::i18n::escape_html(text.trim());
+        if redeemed.is_ok() {
+            promo::answered(tx, se.user.id).await.map_err(retry)?;
+        }
         Ok(match redeemed {
             Err(refusal) => {
                 tracing::info!(user = se.user.id, ?refusal, "promo code refused");

@@ -360,6 +360,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("promo_codes", "billing::promo"),
     ("promo_uses", "billing::promo"),
     ("personal_discounts", "billing::promo"),
+    ("promo_prompts", "billing::promo"),
 ];
 
 /// Tables of *another* database that a module reads, by the same names as ours: the importer

@@ -286,7 +286,15 @@ db_test!(async fn a_balance_payment_charges_the_price_shown_and_consumes_the_use
     let kim = person(&w, 200_000_031, "Kim").await;
     w.tg.send_text(kim, "/promo cash").await.unwrap();
     w.screen(kim, "200 ₽ added to your balance").await;
-    w.tg.send_text(kim, "/promo fifth").await.unwrap();
+    // The code typed after pressing 🎟 Promo code: a mistake, then the code.
+    let before = w.last(kim).await.message_id;
+    w.tg.send_text(kim, "/menu").await.unwrap();
+    let menu = crate::common::bot::screen_after(&w.tg, kim, before, "Choose an action below.").await;
+    w.press(kim, &menu, "Promo code").await;
+    w.screen_on(kim, menu.message_id, "Send your code as a message").await;
+    w.tg.send_text(kim, "fith").await.unwrap();
+    w.screen(kim, "There is no such promo code.").await;
+    w.tg.send_text(kim, "fifth").await.unwrap();
     let plans = w.screen(kim, "Code FIFTH accepted").await;
     assert!(plans.button_data("119.20 ₽ / 80 ⭐").is_some(), "{:?}", plans.callback_buttons());
     w.press(kim, &plans, "1 month").await;
@@ -301,6 +309,9 @@ db_test!(async fn a_balance_payment_charges_the_price_shown_and_consumes_the_use
     assert_eq!((amount, list, code_used.as_deref()), (11_920, Some(14_900), Some("FIFTH")));
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE user_id = 200000031 AND status = 'consumed'").await, 2);
     assert_eq!(used(db, "FIFTH").await, 1);
+    // Once a code is accepted, plain text is ordinary text again.
+    w.tg.send_text(kim, "fifth").await.unwrap();
+    w.screen(kim, "I didn't get that").await;
     // The code is spent: the next plan costs the full price.
     let before = w.last(kim).await.message_id;
     w.tg.send_text(kim, "/buy").await.unwrap();
