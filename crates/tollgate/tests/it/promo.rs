@@ -473,3 +473,35 @@ db_test!(async fn admins_create_list_and_disable_codes_and_give_personal_discoun
     }
     w.stop().await;
 });
+
+db_test!(async fn auto_renewal_gets_the_personal_discount_but_never_the_promo_code(t) {
+    use tollgate::access::{Grant, Kind};
+    use tollgate::jobs::JobContext;
+    use tollgate::jobs::renewal::AutoRenewal;
+    use tollgate::time::ManualClock;
+    let t0 = Timestamp::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(t0);
+    let (app, s, emu) = crate::jobs_month::services(t, &clock).await;
+    let p = crate::jobs_month::Person { id: 1, auto_renew: true, balance: 14_900, blocked: false };
+    crate::jobs_month::person(&s, &p, Some(Grant::days(Kind::Paid, 30, Some("m1"))), t0).await;
+    code(&s.db, "HALF", promo::Benefit::Percent(50), None, t0).await;
+    let mut tx = s.db.begin().await.unwrap();
+    let entered = promo::redeem(&mut tx, s.registry.enabled(), Currency::Rub, 1, "half", t0).await.unwrap();
+    assert!(entered.is_ok(), "{entered:?}");
+    let personal = Some(promo::Personal { percent: 20, until: None });
+    promo::set_personal(&mut tx, 1, personal, Actor::CommandLine, t0).await.unwrap();
+    tx.commit().await.unwrap();
+    // Twelve hours before the expiry the renewal charges 149 ₽ less 20 %, not less 50 %.
+    clock.set(t0.plus(Duration::from_secs(30 * 86_400 - 12 * 3600)));
+    let texts = Arc::new(tollgate::i18n::Texts::load().unwrap());
+    AutoRenewal::new(JobContext::of(&s, texts)).run_batch().await.unwrap();
+    assert_eq!(tollgate::users::get(&s.db, 1).await.unwrap().unwrap().balance, 14_900 - 11_920);
+    let (amount, list, code_used): (i64, Option<i64>, Option<String>) = on_db!(&s.db, p => sqlx::query_as(
+        "SELECT amount, list_amount, promo_code FROM purchases WHERE user_id = 1"
+    ).fetch_one(p).await).unwrap();
+    assert_eq!((amount, list, code_used), (11_920, Some(14_900), None));
+    assert_eq!(count(&s.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE status = 'chosen'").await, 1, "the code waits for a purchase by hand");
+    assert_eq!(used(&s.db, "HALF").await, 0);
+    app.shutdown().await.unwrap();
+    emu.shutdown().await;
+});
