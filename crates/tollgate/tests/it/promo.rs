@@ -1,4 +1,4 @@
-//! docs/product.md §3.9, §4 and docs/reliability.md F10: promo codes and personal discounts,
+//! docs/product.md §3.9, §4.5 and docs/reliability.md F1, F4, I: promo codes and personal discounts,
 //! end to end through the emulator on both backends — a code's uses never overshoot however
 //! many users take them at once, a use held by an unpaid purchase comes back when it expires, a
 //! purchase paid after its code ran out or was disabled is honoured at its price, each refusal
