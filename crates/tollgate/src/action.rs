@@ -32,6 +32,15 @@ pub enum Action {
     AutoRenew(bool),
     Balance,
     TopUpStars(usize),
+    /// The Invite friends screen: link, counts, level, earnings.
+    Invite,
+    /// Balance → Withdraw: asks for the amount (then the requisites, as text).
+    Withdraw,
+    /// Confirms the withdrawal drafted on the screen drawn by update `screen` (the draft is the
+    /// user's stored answer; a second press finds it carried out).
+    WithdrawConfirm(i64),
+    /// Leaves the withdrawal being drafted.
+    WithdrawCancel,
     Help,
     Support,
     Languages,
@@ -60,6 +69,12 @@ pub enum AdminAction {
     Flags,
     Nodes,
     DeadLetters,
+    /// Pending withdrawal requests, oldest first.
+    Withdrawals,
+    /// One withdrawal request (by id), with Paid and Reject.
+    Withdrawal(i64),
+    /// Asks for the reason to reject this withdrawal request.
+    AskReject(i64),
     /// The audit log: everything, by one admin, or about one user.
     Audit(AuditView),
     /// A payment's card (by payment id).
@@ -106,6 +121,8 @@ pub enum Op {
     Reconcile(String),
     Redrive(i64),
     Discard(i64),
+    /// Mark a withdrawal request (by id) paid out.
+    WithdrawalPaid(i64),
     /// What the admin typed and the console stored as their draft (a balance adjustment, a
     /// banner): too long for a button, so the button names only the draft's screen.
     Draft,
@@ -126,6 +143,7 @@ impl Op {
             Op::Reconcile(node) => format!("nr:{node}"),
             Op::Redrive(u) => format!("rd:{u}"),
             Op::Discard(u) => format!("ds:{u}"),
+            Op::WithdrawalPaid(w) => format!("wp:{w}"),
             Op::Draft => "dr".into(),
         }
     }
@@ -160,6 +178,7 @@ impl Op {
             "rf" => Op::Refund(positive_id(rest)?),
             "rd" => Op::Redrive(positive_id(rest)?),
             "ds" => Op::Discard(positive_id(rest)?),
+            "wp" => Op::WithdrawalPaid(positive_id(rest)?),
             "fl" => {
                 let (n, on) = rest.rsplit_once(':')?;
                 Op::Flag {
@@ -194,6 +213,9 @@ impl AdminAction {
             AdminAction::Flags => "a:fl".into(),
             AdminAction::Nodes => "a:nd".into(),
             AdminAction::DeadLetters => "a:dl".into(),
+            AdminAction::Withdrawals => "a:wd".into(),
+            AdminAction::Withdrawal(w) => format!("a:wd:{w}"),
+            AdminAction::AskReject(w) => format!("a:ask:rj:{w}"),
             AdminAction::Audit(AuditView::All) => "a:au".into(),
             AdminAction::Audit(AuditView::By(a)) => format!("a:au:by:{a}"),
             AdminAction::Audit(AuditView::About(u)) => format!("a:au:u:{u}"),
@@ -212,6 +234,7 @@ impl AdminAction {
             "a:fl" => AdminAction::Flags,
             "a:nd" => AdminAction::Nodes,
             "a:dl" => AdminAction::DeadLetters,
+            "a:wd" => AdminAction::Withdrawals,
             "a:au" => AdminAction::Audit(AuditView::All),
             "a:x" => AdminAction::Cancel,
             _ => {
@@ -222,6 +245,10 @@ impl AdminAction {
                     AdminAction::AskDays(positive_id(u)?)
                 } else if let Some(u) = rest.strip_prefix("ask:bal:") {
                     AdminAction::AskBalance(positive_id(u)?)
+                } else if let Some(w) = rest.strip_prefix("ask:rj:") {
+                    AdminAction::AskReject(positive_id(w)?)
+                } else if let Some(w) = rest.strip_prefix("wd:") {
+                    AdminAction::Withdrawal(positive_id(w)?)
                 } else if let Some(l) = rest.strip_prefix("ask:ban:") {
                     AdminAction::AskBanner(Language::parse(l)?)
                 } else if let Some(a) = rest.strip_prefix("au:by:") {
@@ -279,6 +306,10 @@ impl Action {
             Action::AutoRenew(on) => format!("autorenew:{}", if *on { "on" } else { "off" }),
             Action::Balance => "balance".into(),
             Action::TopUpStars(i) => format!("topup:stars:{i}"),
+            Action::Invite => "invite".into(),
+            Action::Withdraw => "wd".into(),
+            Action::WithdrawConfirm(screen) => format!("wd:ok:{screen}"),
+            Action::WithdrawCancel => "wd:x".into(),
             Action::Help => "help".into(),
             Action::Support => "support".into(),
             Action::Languages => "lang".into(),
@@ -304,6 +335,9 @@ impl Action {
             "autorenew:on" => Action::AutoRenew(true),
             "autorenew:off" => Action::AutoRenew(false),
             "balance" => Action::Balance,
+            "invite" => Action::Invite,
+            "wd" => Action::Withdraw,
+            "wd:x" => Action::WithdrawCancel,
             "help" => Action::Help,
             "support" => Action::Support,
             "lang" => Action::Languages,
@@ -330,6 +364,8 @@ impl Action {
                         return None;
                     }
                     Action::TopUpStars(i.parse().ok()?)
+                } else if let Some(screen) = data.strip_prefix("wd:ok:") {
+                    Action::WithdrawConfirm(positive_id(screen)?)
                 } else if let Some(id) = data.strip_prefix("adm:pay:apply:") {
                     Action::ApplyPayment(positive_id(id)?)
                 } else if let Some(id) = data.strip_prefix("adm:pay:refund:") {
@@ -375,6 +411,10 @@ mod tests {
             Action::Balance,
             Action::TopUpStars(0),
             Action::TopUpStars(12),
+            Action::Invite,
+            Action::Withdraw,
+            Action::WithdrawConfirm(999_999_999_999_999_999),
+            Action::WithdrawCancel,
             Action::Help,
             Action::Support,
             Action::Languages,
@@ -391,6 +431,13 @@ mod tests {
             Action::Admin(AdminAction::Flags),
             Action::Admin(AdminAction::Nodes),
             Action::Admin(AdminAction::DeadLetters),
+            Action::Admin(AdminAction::Withdrawals),
+            Action::Admin(AdminAction::Withdrawal(999_999_999_999_999_999)),
+            Action::Admin(AdminAction::AskReject(3)),
+            Action::Admin(AdminAction::Do(
+                Op::WithdrawalPaid(999_999_999_999_999_999),
+                999_999_999_999_999_999,
+            )),
             Action::Admin(AdminAction::Audit(AuditView::All)),
             Action::Admin(AdminAction::Audit(AuditView::By(7))),
             Action::Admin(AdminAction::Audit(AuditView::About(8))),
@@ -492,6 +539,14 @@ mod tests {
             "a:c:fl:Payments:1",
             "a:c:zz:1",
             "a:au:by:",
+            "wd:ok:",
+            "wd:ok:0",
+            "wd:ok:x",
+            "a:wd:",
+            "a:wd:0",
+            "a:ask:rj:",
+            "a:c:wp:",
+            "a:c:wp:01",
             "admin",
             "topup:stars:-1",
             "topup:stars:+1",

@@ -45,10 +45,12 @@ pub enum AuditAction {
     NodeReconcile,
     Redrive,
     Discard,
+    WithdrawalPaid,
+    WithdrawalRejected,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 15] = [
+    pub const ALL: [AuditAction; 17] = [
         AuditAction::GrantDays,
         AuditAction::Revoke,
         AuditAction::Reissue,
@@ -64,6 +66,8 @@ impl AuditAction {
         AuditAction::NodeReconcile,
         AuditAction::Redrive,
         AuditAction::Discard,
+        AuditAction::WithdrawalPaid,
+        AuditAction::WithdrawalRejected,
     ];
 
     /// The name stored in the log (and the suffix of its text key, `audit-<name>`).
@@ -84,6 +88,8 @@ impl AuditAction {
             AuditAction::NodeReconcile => "node-reconcile",
             AuditAction::Redrive => "redrive",
             AuditAction::Discard => "discard",
+            AuditAction::WithdrawalPaid => "withdrawal-paid",
+            AuditAction::WithdrawalRejected => "withdrawal-rejected",
         }
     }
 

@@ -178,7 +178,10 @@ pub fn menu(
         v.button("btn-access", Action::Access),
         v.button("btn-buy", Action::Buy),
     ]);
-    rows.push(vec![v.button("btn-balance", Action::Balance)]);
+    rows.push(vec![
+        v.button("btn-balance", Action::Balance),
+        v.button("btn-invite", Action::Invite),
+    ]);
     rows.push(vec![
         v.button("btn-help", Action::Help),
         v.button("btn-support", Action::Support),
@@ -545,6 +548,7 @@ pub fn balance(v: &View<'_>, balance: Money, history: &[crate::billing::ledger::
             }]);
         }
     }
+    rows.push(vec![v.button("btn-withdraw", Action::Withdraw)]);
     rows.push(v.back_row(Action::Menu));
     Screen::new(text, rows)
 }

@@ -67,6 +67,7 @@ macro_rules! every_migration {
             0010 "drop_notice_items",
             0011 "admin",
             0012 "operations",
+            0015 "withdrawals",
         )
     };
 }

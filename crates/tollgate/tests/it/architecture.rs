@@ -357,6 +357,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("node_reconciles", "nodes::reconcile"),
     ("node_switches", "nodes::switches"),
     ("admin_prompts", "admin::prompts"),
+    ("withdrawals", "billing::withdrawals"),
 ];
 
 /// Tables of *another* database that a module reads, by the same names as ours: the importer

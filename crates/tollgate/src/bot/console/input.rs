@@ -28,6 +28,8 @@ pub enum Question {
     Days(i64),
     Balance(i64),
     Banner(Language),
+    /// The reason to reject withdrawal request (by id).
+    Reject(i64),
     /// A balance adjustment confirmed on the screen drawn by update `screen`.
     BalanceDraft {
         screen: i64,
@@ -41,6 +43,12 @@ pub enum Question {
         lang: Language,
         text: String,
     },
+    /// A withdrawal's rejection confirmed on the screen drawn by update `screen`.
+    RejectDraft {
+        screen: i64,
+        id: i64,
+        reason: String,
+    },
 }
 
 impl Question {
@@ -50,6 +58,7 @@ impl Question {
             Question::Days(u) => format!("days:{u}"),
             Question::Balance(u) => format!("balance:{u}"),
             Question::Banner(l) => format!("banner:{}", l.code()),
+            Question::Reject(w) => format!("reject:{w}"),
             Question::BalanceDraft {
                 screen,
                 user,
@@ -58,6 +67,9 @@ impl Question {
             } => format!("draft:balance:{screen}:{user}:{delta}:{reason}"),
             Question::BannerDraft { screen, lang, text } => {
                 format!("draft:banner:{screen}:{}:{text}", lang.code())
+            }
+            Question::RejectDraft { screen, id, reason } => {
+                format!("draft:reject:{screen}:{id}:{reason}")
             }
         }
     }
@@ -74,6 +86,17 @@ impl Question {
         }
         if let Some(l) = s.strip_prefix("banner:") {
             return Language::parse(l).map(Question::Banner);
+        }
+        if let Some(w) = s.strip_prefix("reject:") {
+            return w.parse().ok().map(Question::Reject);
+        }
+        if let Some(rest) = s.strip_prefix("draft:reject:") {
+            let mut parts = rest.splitn(3, ':');
+            return Some(Question::RejectDraft {
+                screen: parts.next()?.parse().ok()?,
+                id: parts.next()?.parse().ok()?,
+                reason: parts.next()?.to_owned(),
+            });
         }
         if let Some(rest) = s.strip_prefix("draft:balance:") {
             let mut parts = rest.splitn(4, ':');
@@ -98,7 +121,9 @@ impl Question {
     fn is_draft(&self) -> bool {
         matches!(
             self,
-            Question::BalanceDraft { .. } | Question::BannerDraft { .. }
+            Question::BalanceDraft { .. }
+                | Question::BannerDraft { .. }
+                | Question::RejectDraft { .. }
         )
     }
 }
@@ -347,7 +372,53 @@ impl Bot {
                     }),
                 )
             }
-            Question::BalanceDraft { .. } | Question::BannerDraft { .. } => return Ok(None),
+            Question::Reject(id) => {
+                let reason = text.trim();
+                if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+                    let args = [("max", MAX_REASON_CHARS.into())];
+                    return self
+                        .keep(retry_with(
+                            "adm-reject-invalid",
+                            &args,
+                            AdminAction::Withdrawal(id),
+                        ))
+                        .await;
+                }
+                let Some(w) = crate::billing::withdrawals::by_id(&self.s.db, id)
+                    .await
+                    .map_err(crate::bot::payments::billing_err)?
+                else {
+                    return self
+                        .keep(retry_with("stale-button", &[], AdminAction::Withdrawals))
+                        .await;
+                };
+                let screen = confirmation(
+                    &v,
+                    v.tf(
+                        "adm-confirm-withdrawal-reject",
+                        &[
+                            ("id", id.into()),
+                            ("user", w.user_id.into()),
+                            ("amount", Arg::Text(v.money(w.amount))),
+                            ("reason", Arg::Text(reason.to_owned())),
+                        ],
+                    ),
+                    Op::Draft,
+                    update_id,
+                    AdminAction::Withdrawal(id),
+                );
+                (
+                    screen,
+                    Some(Question::RejectDraft {
+                        screen: update_id,
+                        id,
+                        reason: reason.to_owned(),
+                    }),
+                )
+            }
+            Question::BalanceDraft { .. }
+            | Question::BannerDraft { .. }
+            | Question::RejectDraft { .. } => return Ok(None),
         };
         let mut tx = self.begin().await?;
         if !prompts::take(&mut tx, se.user.id, &pending)
@@ -430,6 +501,11 @@ impl Bot {
                 lang,
                 text,
             }) if s == screen => self.set_banner(se, lang, &text, request).await,
+            Some(Question::RejectDraft {
+                screen: s,
+                id,
+                reason,
+            }) if s == screen => self.withdrawal_rejected(se, id, &reason, request).await,
             // Carried out already, replaced by a newer draft, or expired.
             _ => Ok((
                 super::home(&v).with_note(v.t("adm-draft-gone")),
@@ -462,6 +538,12 @@ mod tests {
                 screen: 9,
                 lang: Language::En,
                 text: "x:y\nz".into(),
+            },
+            Question::Reject(4),
+            Question::RejectDraft {
+                screen: 9,
+                id: 4,
+                reason: "wrong card: 12".into(),
             },
         ] {
             assert_eq!(Question::parse(&q.encode()), Some(q));

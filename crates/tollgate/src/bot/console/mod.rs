@@ -10,12 +10,13 @@
 //! the console stored (`admin::prompts`).
 //!
 //! Files: this one holds the dispatch, the home screen, confirmations and the system screens
-//! (stats, flags, dead letters, audit); `user` the user card and its operations; `input` the
-//! answers to questions.
+//! (stats, flags, dead letters, audit); `user` the user card and its operations; `withdrawals`
+//! the withdrawal requests and their decisions; `input` the answers to questions.
 
 mod input;
 mod nodes;
 mod user;
+mod withdrawals;
 
 use super::screens::{self, Button, Screen, View};
 use super::{Bot, Session, retry};
@@ -92,6 +93,26 @@ impl Bot {
             AdminAction::Flags => (self.flags_screen(&v).await?, self.begin().await?, false),
             AdminAction::Nodes => (self.nodes_screen(&v).await?, self.begin().await?, false),
             AdminAction::DeadLetters => (self.dead_screen(&v).await?, self.begin().await?, false),
+            AdminAction::Withdrawals => (
+                self.withdrawals_screen(&v).await?,
+                self.begin().await?,
+                false,
+            ),
+            AdminAction::Withdrawal(id) => (
+                self.withdrawal_card(&v, id).await?,
+                self.begin().await?,
+                false,
+            ),
+            AdminAction::AskReject(id) => {
+                let text = v.tf("adm-reject-ask", &[("id", id.into())]);
+                self.ask(
+                    se,
+                    input::Question::Reject(id),
+                    text,
+                    AdminAction::Withdrawal(id),
+                )
+                .await?
+            }
             AdminAction::Audit(view) => (
                 self.audit_screen(&v, view).await?,
                 self.begin().await?,
@@ -236,6 +257,16 @@ impl Bot {
                 v.tf("adm-confirm-discard", &[("update", (*u).into())]),
                 AdminAction::DeadLetters,
             ),
+            Op::WithdrawalPaid(id) => match self.withdrawal_paid_question(v, *id).await? {
+                Some(text) => (text, AdminAction::Withdrawal(*id)),
+                None => {
+                    return Ok(screens::notice(
+                        v,
+                        v.t("stale-button"),
+                        admin(AdminAction::Withdrawals),
+                    ));
+                }
+            },
             // A draft is confirmed on the screen that answered its question.
             Op::Draft => return Ok(home(v)),
         };
@@ -263,6 +294,7 @@ impl Bot {
             Op::Unban(u) => self.ban(se, u, false, &request).await,
             Op::Refund(p) => self.refund_confirmed(se, p, &request).await,
             Op::Draft => self.carry_out_draft(se, screen, &request).await,
+            Op::WithdrawalPaid(id) => self.withdrawal_paid(se, id, &request).await,
             Op::Flag { name, on } => {
                 let Some(flag) = Flag::parse(&name) else {
                     let screen =
@@ -646,6 +678,7 @@ fn home(v: &View<'_>) -> Screen {
                 b("adm-btn-dead", AdminAction::DeadLetters),
                 b("adm-btn-audit", AdminAction::Audit(AuditView::All)),
             ],
+            vec![b("adm-btn-withdrawals", AdminAction::Withdrawals)],
             vec![v.button("btn-menu", Action::Menu)],
         ],
     )
