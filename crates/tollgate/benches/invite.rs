@@ -114,7 +114,9 @@ where
 /// per paying referral, and every user other ledger rows.
 async fn seed(db: &Db, n: i64) {
     let series = match db {
-        Db::Sqlite(_) => "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < {N})",
+        Db::Sqlite(_) => {
+            "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < {N})"
+        }
         Db::Postgres(_) => "WITH s(i) AS (SELECT generate_series(0, {N} - 1)::BIGINT)",
     };
     let with = |count: i64| series.replace("{N}", &count.to_string());
