@@ -432,3 +432,74 @@ adm-user-discount-until = 🏷 Personal discount { $percent } % until { $until }
 adm-told-discount = 🏷 You have a personal discount of { $percent } % on purchases.
 adm-told-discount-until = 🏷 You have a personal discount of { $percent } % on purchases until { $until }.
 adm-told-discount-removed = Your personal discount has ended.
+## Invite friends
+
+btn-invite = 👥 Invite friends
+btn-share = 📤 Share the link
+invite-text =
+    👥 <b>Invite friends</b>
+
+    Your link: { $link }
+
+    Invited: { $invited } · paying: { $paying }
+    You earn { $percent }% of what your friends pay.
+    { $next }
+    Earned in total: { $earned }
+invite-next = { $more } more paying { $more ->
+        [one] friend
+       *[other] friends
+    } and you earn { $percent }%.
+invite-top = You are at the top level.
+invite-recent = Latest rewards:
+invite-share-text = Join me on { $bot }
+referral-joined = 👋 { $name } started the bot with your invite link.
+referral-first-payment = 🎉 A friend you invited paid for the first time. Paying friends: { $paying } · your share: { $percent }%.
+
+## Withdrawals
+
+btn-withdraw = 💸 Withdraw referral earnings
+btn-withdraw-confirm = ✅ Request the withdrawal
+btn-withdraw-cancel = ✖️ Cancel
+withdraw-not-enough = You can withdraw referral earnings from { $min }. Available now: { $available }.
+withdraw-ask-amount = 💸 How much do you want to withdraw? Available: { $available } (at least { $min }). Send the amount, e.g. <code>500</code>.
+withdraw-amount-invalid = That is not an amount: send a number in { $currency }, e.g. <code>500</code> or <code>750.50</code>.
+withdraw-below-min = The smallest withdrawal is { $min }.
+withdraw-above-available = You can withdraw at most { $available } now (referral earnings not yet withdrawn, and no more than your balance).
+withdraw-ask-requisites = Withdrawing { $amount }. Now send where to pay it: card or wallet number and the recipient's name, as one message.
+withdraw-requisites-empty = The requisites are empty: send the card or wallet number and the recipient's name.
+withdraw-requisites-long = The requisites are too long: at most { $max } characters.
+withdraw-confirm =
+    Withdraw { $amount } to:
+    <code>{ $requisites }</code>
+
+    The amount is reserved from your balance at once; an admin pays it out by hand.
+withdraw-requested = ✅ Withdrawal of { $amount } requested. The amount is reserved; we will tell you when it is paid.
+withdraw-draft-gone = This withdrawal is no longer current (cancelled or replaced); nothing was changed.
+withdraw-cancelled = Withdrawal cancelled; nothing was reserved.
+withdrawal-paid = ✅ Your withdrawal of { $amount } was paid out.
+withdrawal-rejected = ↩️ Your withdrawal of { $amount } was rejected: { $reason }. The amount is back on your balance.
+adm-btn-withdrawals = 💸 Withdrawals
+adm-withdrawals = 💸 <b>Withdrawals</b> waiting: { $count }
+adm-btn-withdrawal = #{ $id } · { $amount } · { $user }
+adm-withdrawal-new = 💸 New withdrawal request #{ $id }: { $amount } for user { $user }. Decide it in /admin → Withdrawals.
+adm-withdrawal-card =
+    💸 <b>Withdrawal #{ $id }</b> · { $status }
+    User: <code>{ $user }</code> { $name }
+    Amount: { $amount }
+    Requisites: <code>{ $requisites }</code>
+    Requested: { $requested }
+adm-withdrawal-decided-by = Decided by { $admin } at { $at }
+adm-withdrawal-pending = pending
+adm-withdrawal-paid-status = paid
+adm-withdrawal-rejected-status = rejected
+adm-btn-withdrawal-paid = ✅ Paid out
+adm-btn-withdrawal-reject = ↩️ Reject
+adm-btn-withdrawal-user = 👤 User { $user }
+adm-confirm-withdrawal-paid = Mark withdrawal #{ $id } of { $amount } to user <code>{ $user }</code> as paid out? Pay it first to: <code>{ $requisites }</code>
+adm-reject-ask = ↩️ Send the reason to reject withdrawal #{ $id } (the user sees it).
+adm-reject-invalid = Send a reason of 1 to { $max } characters.
+adm-confirm-withdrawal-reject = Reject withdrawal #{ $id } of { $amount } of user <code>{ $user }</code>? The amount returns to their balance.
+    Reason: { $reason }
+adm-withdrawal-marked-paid = ✅ Marked paid out; the user was told.
+adm-withdrawal-marked-rejected = ✅ Rejected; the amount is back on the user's balance and they were told.
+adm-withdrawal-already = This request was already decided ({ $status }); nothing was changed.

@@ -439,3 +439,75 @@ adm-user-discount-until = 🏷 Персональная скидка { $percent 
 adm-told-discount = 🏷 У вас персональная скидка { $percent } % на покупки.
 adm-told-discount-until = 🏷 У вас персональная скидка { $percent } % на покупки до { $until }.
 adm-told-discount-removed = Ваша персональная скидка закончилась.
+## Пригласить друзей
+
+btn-invite = 👥 Пригласить друзей
+btn-share = 📤 Поделиться ссылкой
+invite-text =
+    👥 <b>Пригласить друзей</b>
+
+    Ваша ссылка: { $link }
+
+    Приглашено: { $invited } · оплатили: { $paying }
+    Вы получаете { $percent }% от оплат ваших друзей.
+    { $next }
+    Всего заработано: { $earned }
+invite-next = Ещё { $more } { $more ->
+        [one] оплативший друг
+        [few] оплативших друга
+       *[other] оплативших друзей
+    } — и вы будете получать { $percent }%.
+invite-top = У вас максимальный уровень.
+invite-recent = Последние начисления:
+invite-share-text = Присоединяйся к { $bot }
+referral-joined = 👋 { $name } запустил(а) бота по вашей ссылке.
+referral-first-payment = 🎉 Приглашённый вами друг впервые оплатил. Оплативших друзей: { $paying } · ваша доля: { $percent }%.
+
+## Вывод средств
+
+btn-withdraw = 💸 Вывести реферальный доход
+btn-withdraw-confirm = ✅ Запросить вывод
+btn-withdraw-cancel = ✖️ Отмена
+withdraw-not-enough = Вывести реферальный доход можно от { $min }. Сейчас доступно: { $available }.
+withdraw-ask-amount = 💸 Какую сумму вывести? Доступно: { $available } (не меньше { $min }). Отправьте сумму, например <code>500</code>.
+withdraw-amount-invalid = Это не сумма: отправьте число в { $currency }, например <code>500</code> или <code>750.50</code>.
+withdraw-below-min = Минимальная сумма вывода — { $min }.
+withdraw-above-available = Сейчас можно вывести не больше { $available } (реферальный доход, ещё не выведенный, и не больше баланса).
+withdraw-ask-requisites = Выводим { $amount }. Теперь отправьте реквизиты: номер карты или кошелька и имя получателя, одним сообщением.
+withdraw-requisites-empty = Реквизиты пустые: отправьте номер карты или кошелька и имя получателя.
+withdraw-requisites-long = Реквизиты слишком длинные: не больше { $max } символов.
+withdraw-confirm =
+    Вывести { $amount } на:
+    <code>{ $requisites }</code>
+
+    Сумма сразу резервируется с баланса; администратор выплатит её вручную.
+withdraw-requested = ✅ Вывод { $amount } запрошен. Сумма зарезервирована; мы сообщим, когда она будет выплачена.
+withdraw-draft-gone = Этот вывод больше не актуален (отменён или заменён); ничего не изменилось.
+withdraw-cancelled = Вывод отменён; ничего не зарезервировано.
+withdrawal-paid = ✅ Ваш вывод { $amount } выплачен.
+withdrawal-rejected = ↩️ Ваш вывод { $amount } отклонён: { $reason }. Сумма возвращена на баланс.
+adm-btn-withdrawals = 💸 Выводы
+adm-withdrawals = 💸 <b>Выводы</b> ждут решения: { $count }
+adm-btn-withdrawal = #{ $id } · { $amount } · { $user }
+adm-withdrawal-new = 💸 Новый запрос на вывод #{ $id }: { $amount } для пользователя { $user }. Решите его в /admin → Выводы.
+adm-withdrawal-card =
+    💸 <b>Вывод #{ $id }</b> · { $status }
+    Пользователь: <code>{ $user }</code> { $name }
+    Сумма: { $amount }
+    Реквизиты: <code>{ $requisites }</code>
+    Запрошен: { $requested }
+adm-withdrawal-decided-by = Решил { $admin }, { $at }
+adm-withdrawal-pending = ждёт решения
+adm-withdrawal-paid-status = выплачен
+adm-withdrawal-rejected-status = отклонён
+adm-btn-withdrawal-paid = ✅ Выплачено
+adm-btn-withdrawal-reject = ↩️ Отклонить
+adm-btn-withdrawal-user = 👤 Пользователь { $user }
+adm-confirm-withdrawal-paid = Отметить вывод #{ $id } на { $amount } пользователю <code>{ $user }</code> как выплаченный? Сначала выплатите на: <code>{ $requisites }</code>
+adm-reject-ask = ↩️ Отправьте причину отклонения вывода #{ $id } (её увидит пользователь).
+adm-reject-invalid = Отправьте причину длиной от 1 до { $max } символов.
+adm-confirm-withdrawal-reject = Отклонить вывод #{ $id } на { $amount } пользователя <code>{ $user }</code>? Сумма вернётся на его баланс.
+    Причина: { $reason }
+adm-withdrawal-marked-paid = ✅ Отмечено как выплаченное; пользователь уведомлён.
+adm-withdrawal-marked-rejected = ✅ Отклонено; сумма возвращена на баланс пользователя, он уведомлён.
+adm-withdrawal-already = Этот запрос уже решён ({ $status }); ничего не изменилось.

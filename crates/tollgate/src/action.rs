@@ -34,6 +34,15 @@ pub enum Action {
     TopUpStars(usize),
     /// The Promo code screen.
     Promo,
+    /// The Invite friends screen: link, counts, level, earnings.
+    Invite,
+    /// Balance → Withdraw: asks for the amount (then the requisites, as text).
+    Withdraw,
+    /// Confirms the withdrawal drafted on the screen drawn by update `screen` (the draft is the
+    /// user's stored answer; a second press finds it carried out).
+    WithdrawConfirm(i64),
+    /// Leaves the withdrawal being drafted.
+    WithdrawCancel,
     Help,
     Support,
     Languages,
@@ -68,6 +77,12 @@ pub enum AdminAction {
     Flags,
     Nodes,
     DeadLetters,
+    /// Pending withdrawal requests, oldest first.
+    Withdrawals,
+    /// One withdrawal request (by id), with Paid and Reject.
+    Withdrawal(i64),
+    /// Asks for the reason to reject this withdrawal request.
+    AskReject(i64),
     /// The audit log: everything, by one admin, or about one user.
     Audit(AuditView),
     /// A payment's card (by payment id).
@@ -122,6 +137,8 @@ pub enum Op {
         percent: u32,
         until: i64,
     },
+    /// Mark a withdrawal request (by id) paid out.
+    WithdrawalPaid(i64),
     /// What the admin typed and the console stored as their draft (a balance adjustment, a
     /// banner): too long for a button, so the button names only the draft's screen.
     Draft,
@@ -148,6 +165,7 @@ impl Op {
                 percent,
                 until,
             } => format!("pd:{user}:{percent}:{until}"),
+            Op::WithdrawalPaid(w) => format!("wp:{w}"),
             Op::Draft => "dr".into(),
         }
     }
@@ -203,6 +221,7 @@ impl Op {
                     until,
                 }
             }
+            "wp" => Op::WithdrawalPaid(positive_id(rest)?),
             "fl" => {
                 let (n, on) = rest.rsplit_once(':')?;
                 Op::Flag {
@@ -240,6 +259,9 @@ impl AdminAction {
             AdminAction::Flags => "a:fl".into(),
             AdminAction::Nodes => "a:nd".into(),
             AdminAction::DeadLetters => "a:dl".into(),
+            AdminAction::Withdrawals => "a:wd".into(),
+            AdminAction::Withdrawal(w) => format!("a:wd:{w}"),
+            AdminAction::AskReject(w) => format!("a:ask:rj:{w}"),
             AdminAction::Audit(AuditView::All) => "a:au".into(),
             AdminAction::Audit(AuditView::By(a)) => format!("a:au:by:{a}"),
             AdminAction::Audit(AuditView::About(u)) => format!("a:au:u:{u}"),
@@ -260,6 +282,7 @@ impl AdminAction {
             "a:dl" => AdminAction::DeadLetters,
             "a:pr" => AdminAction::Promos,
             "a:ask:pr" => AdminAction::AskPromo,
+            "a:wd" => AdminAction::Withdrawals,
             "a:au" => AdminAction::Audit(AuditView::All),
             "a:x" => AdminAction::Cancel,
             _ => {
@@ -272,6 +295,10 @@ impl AdminAction {
                     AdminAction::AskBalance(positive_id(u)?)
                 } else if let Some(u) = rest.strip_prefix("ask:pd:") {
                     AdminAction::AskDiscount(positive_id(u)?)
+                } else if let Some(w) = rest.strip_prefix("ask:rj:") {
+                    AdminAction::AskReject(positive_id(w)?)
+                } else if let Some(w) = rest.strip_prefix("wd:") {
+                    AdminAction::Withdrawal(positive_id(w)?)
                 } else if let Some(l) = rest.strip_prefix("ask:ban:") {
                     AdminAction::AskBanner(Language::parse(l)?)
                 } else if let Some(a) = rest.strip_prefix("au:by:") {
@@ -330,6 +357,10 @@ impl Action {
             Action::Balance => "balance".into(),
             Action::TopUpStars(i) => format!("topup:stars:{i}"),
             Action::Promo => "promo".into(),
+            Action::Invite => "invite".into(),
+            Action::Withdraw => "wd".into(),
+            Action::WithdrawConfirm(screen) => format!("wd:ok:{screen}"),
+            Action::WithdrawCancel => "wd:x".into(),
             Action::Help => "help".into(),
             Action::Support => "support".into(),
             Action::Languages => "lang".into(),
@@ -356,6 +387,9 @@ impl Action {
             "autorenew:off" => Action::AutoRenew(false),
             "balance" => Action::Balance,
             "promo" => Action::Promo,
+            "invite" => Action::Invite,
+            "wd" => Action::Withdraw,
+            "wd:x" => Action::WithdrawCancel,
             "help" => Action::Help,
             "support" => Action::Support,
             "lang" => Action::Languages,
@@ -382,6 +416,8 @@ impl Action {
                         return None;
                     }
                     Action::TopUpStars(i.parse().ok()?)
+                } else if let Some(screen) = data.strip_prefix("wd:ok:") {
+                    Action::WithdrawConfirm(positive_id(screen)?)
                 } else if let Some(id) = data.strip_prefix("adm:pay:apply:") {
                     Action::ApplyPayment(positive_id(id)?)
                 } else if let Some(id) = data.strip_prefix("adm:pay:refund:") {
@@ -445,6 +481,10 @@ mod tests {
                 percent: 0,
                 until: 0,
             })),
+            Action::Invite,
+            Action::Withdraw,
+            Action::WithdrawConfirm(999_999_999_999_999_999),
+            Action::WithdrawCancel,
             Action::Help,
             Action::Support,
             Action::Languages,
@@ -461,6 +501,13 @@ mod tests {
             Action::Admin(AdminAction::Flags),
             Action::Admin(AdminAction::Nodes),
             Action::Admin(AdminAction::DeadLetters),
+            Action::Admin(AdminAction::Withdrawals),
+            Action::Admin(AdminAction::Withdrawal(999_999_999_999_999_999)),
+            Action::Admin(AdminAction::AskReject(3)),
+            Action::Admin(AdminAction::Do(
+                Op::WithdrawalPaid(999_999_999_999_999_999),
+                999_999_999_999_999_999,
+            )),
             Action::Admin(AdminAction::Audit(AuditView::All)),
             Action::Admin(AdminAction::Audit(AuditView::By(7))),
             Action::Admin(AdminAction::Audit(AuditView::About(8))),
@@ -566,6 +613,14 @@ mod tests {
             "a:c:pd:1:5",
             "a:c:pr:0",
             "a:au:by:",
+            "wd:ok:",
+            "wd:ok:0",
+            "wd:ok:x",
+            "a:wd:",
+            "a:wd:0",
+            "a:ask:rj:",
+            "a:c:wp:",
+            "a:c:wp:01",
             "admin",
             "topup:stars:-1",
             "topup:stars:+1",

@@ -48,10 +48,12 @@ pub enum AuditAction {
     CreatePromo,
     DisablePromo,
     SetDiscount,
+    WithdrawalPaid,
+    WithdrawalRejected,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 18] = [
+    pub const ALL: [AuditAction; 20] = [
         AuditAction::GrantDays,
         AuditAction::Revoke,
         AuditAction::Reissue,
@@ -70,6 +72,8 @@ impl AuditAction {
         AuditAction::CreatePromo,
         AuditAction::DisablePromo,
         AuditAction::SetDiscount,
+        AuditAction::WithdrawalPaid,
+        AuditAction::WithdrawalRejected,
     ];
 
     /// The name stored in the log (and the suffix of its text key, `audit-<name>`).
@@ -93,6 +97,8 @@ impl AuditAction {
             AuditAction::CreatePromo => "create-promo",
             AuditAction::DisablePromo => "disable-promo",
             AuditAction::SetDiscount => "set-discount",
+            AuditAction::WithdrawalPaid => "withdrawal-paid",
+            AuditAction::WithdrawalRejected => "withdrawal-rejected",
         }
     }
 

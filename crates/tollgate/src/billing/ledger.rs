@@ -140,3 +140,42 @@ pub async fn recent(db: &Db, user_id: i64, limit: i64) -> Result<Vec<Entry>, Bil
         })
         .collect()
 }
+
+/// The sum of the user's changes for `reason` (e.g. every referral reward: their earnings).
+pub async fn total(db: &Db, user_id: i64, reason: Reason) -> Result<i64, BillingError> {
+    let (sum,): (i64,) = on_db!(db, p => sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM balance_ledger WHERE user_id = $1 AND reason = $2"
+    ).bind(user_id).bind(reason.as_str()).fetch_one(p).await)?;
+    Ok(sum)
+}
+
+/// [`total`] in the caller's transaction.
+pub async fn total_in(tx: &mut Tx, user_id: i64, reason: Reason) -> Result<i64, BillingError> {
+    let (sum,): (i64,) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM balance_ledger WHERE user_id = $1 AND reason = $2"
+    ).bind(user_id).bind(reason.as_str()).fetch_one(c).await)?;
+    Ok(sum)
+}
+
+/// The user's last `limit` changes for `reason`, newest first.
+pub async fn recent_of(
+    db: &Db,
+    user_id: i64,
+    reason: Reason,
+    limit: i64,
+) -> Result<Vec<Entry>, BillingError> {
+    let rows: Vec<(i64, i64, String, Timestamp)> = on_db!(db, p => sqlx::query_as(
+        "SELECT delta, balance_after, reference, created_at FROM balance_ledger
+         WHERE user_id = $1 AND reason = $2 ORDER BY id DESC LIMIT $3"
+    ).bind(user_id).bind(reason.as_str()).bind(limit).fetch_all(p).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(delta, balance_after, reference, created_at)| Entry {
+            delta,
+            balance_after,
+            reason,
+            reference,
+            created_at,
+        })
+        .collect())
+}

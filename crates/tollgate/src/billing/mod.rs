@@ -14,9 +14,11 @@
 pub mod cursors;
 pub mod ledger;
 pub mod promo;
+pub mod referrals;
 pub mod refund;
 pub mod review;
 pub mod stats;
+pub mod withdrawals;
 
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ use crate::nodes::EnabledNodes;
 use crate::store::{Db, DeferredWrite, Failure, Tx, classify};
 use crate::telegram::outbox::{self, OutboxMessage, Priority};
 use crate::time::Timestamp;
-use crate::users::{self, User};
+use crate::users::User;
 use crate::{on_db, on_tx};
 
 pub use ledger::Reason;
@@ -750,8 +752,8 @@ async fn apply(
         }
     };
     queue(tx, &a.confirmation, a.payer, text, now).await?;
-    if let (Some(referrer), Some(value)) = (a.user.and_then(|u| u.referrer_id), base_value) {
-        reward_referrer(tx, ctx, referrer, value, payment_id, now).await?;
+    if let Some(referrer) = a.user.and_then(|u| u.referrer_id) {
+        referrals::reward(tx, ctx, referrer, a.payer, base_value, payment_id, now).await?;
     }
     tracing::info!(
         payment_id,
@@ -791,58 +793,6 @@ async fn review_reason(
         // Not reached: a purchase that passes every check above is matched by `finalize`.
         Some(p) => format!("purchase {} did not match the payment", p.id),
     })
-}
-
-/// docs/product.md §4: a share of money the referee paid in, by the referrer's paying referrals.
-async fn reward_referrer(
-    tx: &mut Tx,
-    ctx: &Context<'_>,
-    referrer: i64,
-    value: Money,
-    payment_id: i64,
-    now: Timestamp,
-) -> Result<(), BillingError> {
-    const PAYING_REFERRALS: &str = concat!(
-        "SELECT COUNT(DISTINCT p.user_id) FROM payments p
-         WHERE p.status = 'captured' AND p.purchase_id IS NOT NULL AND p.user_id IN (",
-        users::referred_by_sql!("$1"),
-        ")"
-    );
-    let (paying,): (i64,) =
-        on_tx!(tx, c => sqlx::query_as(PAYING_REFERRALS).bind(referrer).fetch_one(c).await)?;
-    let percent = ctx
-        .catalog
-        .referral
-        .levels
-        .iter()
-        .filter(|l| i64::from(l.paying_referrals) <= paying)
-        .map(|l| l.percent)
-        .next_back()
-        .unwrap_or(0);
-    let reward = value.percent_floor(percent);
-    if reward.minor <= 0 {
-        return Ok(());
-    }
-    let Some(_) = ledger::change(
-        tx,
-        referrer,
-        reward.minor,
-        Reason::ReferralReward,
-        &format!("referral:{payment_id}"),
-        now,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    let who = users::get_in(tx, referrer).await?;
-    let lang = ctx.lang(who.as_ref());
-    let text = ctx.texts.fmt(
-        lang,
-        "referral-reward",
-        &[("amount", format::money(lang, reward).into())],
-    );
-    queue(tx, &format!("referral:{payment_id}"), referrer, text, now).await
 }
 
 async fn queue(

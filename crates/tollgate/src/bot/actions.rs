@@ -220,6 +220,10 @@ impl Bot {
             ReadsFirst::Trial => self.trial(se).await?,
             ReadsFirst::Reissue => self.reissue(se).await?,
             ReadsFirst::Balance => (self.balance_screen(se).await?, self.begin().await?, false),
+            ReadsFirst::Invite => (self.invite_screen(se).await?, self.begin().await?, false),
+            ReadsFirst::Withdraw => self.withdraw_start(se).await?,
+            ReadsFirst::WithdrawConfirm(screen) => self.withdraw_confirm(se, screen).await?,
+            ReadsFirst::WithdrawCancel => self.withdraw_cancel(se).await?,
             ReadsFirst::TopUpStars(i) => {
                 self.invoice(se, Sale::TopUp(i), Provider::Stars, reply, None)
                     .await?
@@ -373,6 +377,10 @@ enum ReadsFirst {
     Trial,
     Reissue,
     Balance,
+    Invite,
+    Withdraw,
+    WithdrawConfirm(i64),
+    WithdrawCancel,
     TopUpStars(usize),
     PayBalance { plan: String, screen: i64 },
     ApplyPayment(i64),
@@ -400,6 +408,10 @@ fn lane(action: Action) -> Lane {
         Action::Trial => Lane::ReadsFirst(R::Trial),
         Action::Reissue => Lane::ReadsFirst(R::Reissue),
         Action::Balance => Lane::ReadsFirst(R::Balance),
+        Action::Invite => Lane::ReadsFirst(R::Invite),
+        Action::Withdraw => Lane::ReadsFirst(R::Withdraw),
+        Action::WithdrawConfirm(s) => Lane::ReadsFirst(R::WithdrawConfirm(s)),
+        Action::WithdrawCancel => Lane::ReadsFirst(R::WithdrawCancel),
         Action::TopUpStars(i) => Lane::ReadsFirst(R::TopUpStars(i)),
         Action::PayBalance { plan, screen } => Lane::ReadsFirst(R::PayBalance { plan, screen }),
         Action::ApplyPayment(id) => Lane::ReadsFirst(R::ApplyPayment(id)),

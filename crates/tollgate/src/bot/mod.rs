@@ -24,7 +24,8 @@
 //! Files: this one holds the session (reading and registering the sender, finishing an
 //! update) and the messages; `actions` the buttons; `payments` invoices and payment updates;
 //! `review` the admin's view of one payment; `screens` what is shown; `reply` the outbox rows
-//! of a reply; `notices` and `stars` the bot's own components.
+//! of a reply; `invite` the Invite friends screen; `withdraw` the user's withdrawal requests;
+//! `notices` and `stars` the bot's own components.
 
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
@@ -33,6 +34,7 @@ pub use crate::action;
 mod actions;
 mod console;
 pub mod incoming;
+pub mod invite;
 pub mod notices;
 mod payments;
 mod promo;
@@ -40,6 +42,7 @@ pub mod reply;
 mod review;
 pub mod screens;
 pub mod stars;
+mod withdraw;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +71,8 @@ pub const REISSUE_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct Bot {
     s: Services,
     texts: Arc<Texts>,
+    /// The bot's @username (`getMe`, asked once), for referral links.
+    username: tokio::sync::OnceCell<String>,
 }
 
 /// The sender of an update, registered.
@@ -98,7 +103,11 @@ fn retry(e: impl std::fmt::Display) -> HandlerError {
 impl Bot {
     /// The bot handler on the running service's parts, with its texts.
     pub fn new(s: Services, texts: Arc<Texts>) -> Bot {
-        Bot { s, texts }
+        Bot {
+            s,
+            texts,
+            username: tokio::sync::OnceCell::new(),
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -197,6 +206,11 @@ impl Bot {
             users::Registered::New(user) => user,
             users::Registered::Known(known) => return Ok(self.known_session(known, from, chat_id)),
         };
+        if let Some(referrer) = user.referrer_id {
+            billing::referrals::joined(tx, &self.billing_context(), referrer, &user, self.now())
+                .await
+                .map_err(retry)?;
+        }
         Ok(Session {
             lang: user.language_or(self.default_language()),
             user,
@@ -438,13 +452,27 @@ impl Bot {
                 }
             }
         }
+        // A user's typed answer to their withdrawal's question (an admin's console questions
+        // were offered theirs above; a message answering neither goes on as usual).
+        if command.is_none() && m.successful_payment.is_none() && m.refunded_payment.is_none() {
+            let se = self.session_alone(&from, m.chat.id, None).await?;
+            if se.user.banned_at.is_none()
+                && let Some((screen, tx)) = self.withdraw_answer(update_id, &se, &text).await?
+            {
+                let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+                reply.send(&screen);
+                return self
+                    .finish(tx, Some(&se), update_id, reply, false, ctx)
+                    .await;
+            }
+        }
         // Screens that read through the pool: the sender is read first, in a transaction of
         // their own, and the reply's transaction opens after those reads.
         let pooled = m.successful_payment.is_none()
             && (m.refunded_payment.is_some()
                 || matches!(
                     name,
-                    Some("access" | "connect" | "balance" | "refund" | "payment")
+                    Some("access" | "connect" | "balance" | "invite" | "refund" | "payment")
                 ));
         if pooled {
             let se = self.session_alone(&from, m.chat.id, payload).await?;
@@ -460,6 +488,7 @@ impl Bot {
                 Some("access") => self.access_screen(&se).await?,
                 Some("connect") => self.connect_screen(&se, None).await?,
                 Some("balance") => self.balance_screen(&se).await?,
+                Some("invite") => self.invite_screen(&se).await?,
                 Some("payment") => {
                     let arg = command.map(|(_, a)| a).unwrap_or_default();
                     return self.payment_command(update_id, &se, arg, ctx).await;

@@ -181,8 +181,9 @@ pub fn menu(
     ]);
     rows.push(vec![
         v.button("btn-balance", Action::Balance),
-        v.button("btn-promo", Action::Promo),
+        v.button("btn-invite", Action::Invite),
     ]);
+    rows.push(vec![v.button("btn-promo", Action::Promo)]);
     rows.push(vec![
         v.button("btn-help", Action::Help),
         v.button("btn-support", Action::Support),
@@ -634,6 +635,7 @@ pub fn balance(v: &View<'_>, balance: Money, history: &[crate::billing::ledger::
             }]);
         }
     }
+    rows.push(vec![v.button("btn-withdraw", Action::Withdraw)]);
     rows.push(v.back_row(Action::Menu));
     Screen::new(text, rows)
 }

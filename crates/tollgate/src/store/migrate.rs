@@ -68,6 +68,7 @@ macro_rules! every_migration {
             0011 "admin",
             0012 "operations",
             0014 "promo",
+            0015 "withdrawals",
         )
     };
 }

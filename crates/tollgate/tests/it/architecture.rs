@@ -361,6 +361,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("promo_uses", "billing::promo"),
     ("personal_discounts", "billing::promo"),
     ("promo_prompts", "billing::promo"),
+    ("withdrawals", "billing::withdrawals"),
 ];
 
 /// Tables of *another* database that a module reads, by the same names as ours: the importer

@@ -39,6 +39,8 @@ pub enum Question {
         screen: i64,
         text: String,
     },
+    /// The reason to reject withdrawal request (by id).
+    Reject(i64),
     /// A balance adjustment confirmed on the screen drawn by update `screen`.
     BalanceDraft {
         screen: i64,
@@ -52,6 +54,12 @@ pub enum Question {
         lang: Language,
         text: String,
     },
+    /// A withdrawal's rejection confirmed on the screen drawn by update `screen`.
+    RejectDraft {
+        screen: i64,
+        id: i64,
+        reason: String,
+    },
 }
 
 impl Question {
@@ -64,6 +72,7 @@ impl Question {
             Question::Promo => "promo".into(),
             Question::Discount(u) => format!("discount:{u}"),
             Question::PromoDraft { screen, text } => format!("draft:promo:{screen}:{text}"),
+            Question::Reject(w) => format!("reject:{w}"),
             Question::BalanceDraft {
                 screen,
                 user,
@@ -72,6 +81,9 @@ impl Question {
             } => format!("draft:balance:{screen}:{user}:{delta}:{reason}"),
             Question::BannerDraft { screen, lang, text } => {
                 format!("draft:banner:{screen}:{}:{text}", lang.code())
+            }
+            Question::RejectDraft { screen, id, reason } => {
+                format!("draft:reject:{screen}:{id}:{reason}")
             }
         }
     }
@@ -102,6 +114,17 @@ impl Question {
         if let Some(l) = s.strip_prefix("banner:") {
             return Language::parse(l).map(Question::Banner);
         }
+        if let Some(w) = s.strip_prefix("reject:") {
+            return w.parse().ok().map(Question::Reject);
+        }
+        if let Some(rest) = s.strip_prefix("draft:reject:") {
+            let mut parts = rest.splitn(3, ':');
+            return Some(Question::RejectDraft {
+                screen: parts.next()?.parse().ok()?,
+                id: parts.next()?.parse().ok()?,
+                reason: parts.next()?.to_owned(),
+            });
+        }
         if let Some(rest) = s.strip_prefix("draft:balance:") {
             let mut parts = rest.splitn(4, ':');
             return Some(Question::BalanceDraft {
@@ -128,6 +151,7 @@ impl Question {
             Question::BalanceDraft { .. }
                 | Question::BannerDraft { .. }
                 | Question::PromoDraft { .. }
+                | Question::RejectDraft { .. }
         )
     }
 }
@@ -556,9 +580,54 @@ impl Bot {
                 };
                 (super::user::discount_confirmation(&v, op, update_id), None)
             }
+            Question::Reject(id) => {
+                let reason = text.trim();
+                if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+                    let args = [("max", MAX_REASON_CHARS.into())];
+                    return self
+                        .keep(retry_with(
+                            "adm-reject-invalid",
+                            &args,
+                            AdminAction::Withdrawal(id),
+                        ))
+                        .await;
+                }
+                let Some(w) = crate::billing::withdrawals::by_id(&self.s.db, id)
+                    .await
+                    .map_err(crate::bot::payments::billing_err)?
+                else {
+                    return self
+                        .keep(retry_with("stale-button", &[], AdminAction::Withdrawals))
+                        .await;
+                };
+                let screen = confirmation(
+                    &v,
+                    v.tf(
+                        "adm-confirm-withdrawal-reject",
+                        &[
+                            ("id", id.into()),
+                            ("user", w.user_id.into()),
+                            ("amount", Arg::Text(v.money(w.amount))),
+                            ("reason", Arg::Text(reason.to_owned())),
+                        ],
+                    ),
+                    Op::Draft,
+                    update_id,
+                    AdminAction::Withdrawal(id),
+                );
+                (
+                    screen,
+                    Some(Question::RejectDraft {
+                        screen: update_id,
+                        id,
+                        reason: reason.to_owned(),
+                    }),
+                )
+            }
             Question::BalanceDraft { .. }
             | Question::BannerDraft { .. }
-            | Question::PromoDraft { .. } => return Ok(None),
+            | Question::PromoDraft { .. }
+            | Question::RejectDraft { .. } => return Ok(None),
         };
         let mut tx = self.begin().await?;
         if !prompts::take(&mut tx, se.user.id, &pending)
@@ -644,6 +713,11 @@ impl Bot {
             Some(Question::PromoDraft { screen: s, text }) if s == screen => {
                 self.create_promo(se, &text, request).await
             }
+            Some(Question::RejectDraft {
+                screen: s,
+                id,
+                reason,
+            }) if s == screen => self.withdrawal_rejected(se, id, &reason, request).await,
             // Carried out already, replaced by a newer draft, or expired.
             _ => Ok((
                 super::home(&v).with_note(v.t("adm-draft-gone")),
@@ -682,6 +756,12 @@ mod tests {
             Question::PromoDraft {
                 screen: 3,
                 text: "A1B percent 5 plans=m1".into(),
+            },
+            Question::Reject(4),
+            Question::RejectDraft {
+                screen: 9,
+                id: 4,
+                reason: "wrong card: 12".into(),
             },
         ] {
             assert_eq!(Question::parse(&q.encode()), Some(q));

@@ -10,13 +10,14 @@
 //! the console stored (`admin::prompts`).
 //!
 //! Files: this one holds the dispatch, the home screen, confirmations and the system screens
-//! (stats, flags, dead letters, audit); `user` the user card and its operations; `input` the
-//! answers to questions.
+//! (stats, flags, dead letters, audit); `user` the user card and its operations; `withdrawals`
+//! the withdrawal requests and their decisions; `input` the answers to questions.
 
 mod input;
 mod nodes;
 mod promo;
 mod user;
+mod withdrawals;
 
 use super::screens::{self, Button, Screen, View};
 use super::{Bot, Session, retry};
@@ -108,6 +109,26 @@ impl Bot {
             AdminAction::Flags => (self.flags_screen(&v).await?, self.begin().await?, false),
             AdminAction::Nodes => (self.nodes_screen(&v).await?, self.begin().await?, false),
             AdminAction::DeadLetters => (self.dead_screen(&v).await?, self.begin().await?, false),
+            AdminAction::Withdrawals => (
+                self.withdrawals_screen(&v).await?,
+                self.begin().await?,
+                false,
+            ),
+            AdminAction::Withdrawal(id) => (
+                self.withdrawal_card(&v, id).await?,
+                self.begin().await?,
+                false,
+            ),
+            AdminAction::AskReject(id) => {
+                let text = v.tf("adm-reject-ask", &[("id", id.into())]);
+                self.ask(
+                    se,
+                    input::Question::Reject(id),
+                    text,
+                    AdminAction::Withdrawal(id),
+                )
+                .await?
+            }
             AdminAction::Audit(view) => (
                 self.audit_screen(&v, view).await?,
                 self.begin().await?,
@@ -260,6 +281,16 @@ impl Bot {
             Op::Discount { .. } => {
                 return Ok(user::discount_confirmation(v, op.clone(), update_id));
             }
+            Op::WithdrawalPaid(id) => match self.withdrawal_paid_question(v, *id).await? {
+                Some(text) => (text, AdminAction::Withdrawal(*id)),
+                None => {
+                    return Ok(screens::notice(
+                        v,
+                        v.t("stale-button"),
+                        admin(AdminAction::Withdrawals),
+                    ));
+                }
+            },
             // A draft is confirmed on the screen that answered its question.
             Op::Draft => return Ok(home(v)),
         };
@@ -296,6 +327,7 @@ impl Bot {
                 let until = (until > 0).then(|| Timestamp::from_millis(until));
                 self.set_discount(se, user, percent, until, &request).await
             }
+            Op::WithdrawalPaid(id) => self.withdrawal_paid(se, id, &request).await,
             Op::Flag { name, on } => {
                 let Some(flag) = Flag::parse(&name) else {
                     let screen =
@@ -679,7 +711,10 @@ fn home(v: &View<'_>) -> Screen {
                 b("adm-btn-dead", AdminAction::DeadLetters),
                 b("adm-btn-audit", AdminAction::Audit(AuditView::All)),
             ],
-            vec![b("adm-btn-promos", AdminAction::Promos)],
+            vec![
+                b("adm-btn-promos", AdminAction::Promos),
+                b("adm-btn-withdrawals", AdminAction::Withdrawals),
+            ],
             vec![v.button("btn-menu", Action::Menu)],
         ],
     )

@@ -18,7 +18,7 @@ pub(super) struct RawReferralLevel {
     percent: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReferralLevel {
     pub paying_referrals: u32,
     pub percent: u32,
