@@ -137,6 +137,11 @@ db_test!(async fn five_hundred_users_taking_a_hundred_use_code_at_once_get_exact
         (n == USERS).then_some(())
     })
     .await;
+    wait_for("every answer sent", Duration::from_secs(120), || async {
+        let open = count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE status = 'pending'").await;
+        (open == 0).then_some(())
+    })
+    .await;
     let mut screens = Vec::new();
     for id in &ids {
         let m = w.screen(*id, "Code RUSH accepted").await;
@@ -167,17 +172,19 @@ db_test!(async fn five_hundred_users_taking_a_hundred_use_code_at_once_get_exact
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE status = 'reserved'").await, 100);
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE status = 'chosen'").await, 0, "the rest were told and forgotten");
     assert_eq!(used(db, "RUSH").await, 100);
-    // What the users see, once the outbox has sent all 500 answers.
-    let (discounted, refused) = wait_for("500 answers delivered", Duration::from_secs(120), || async {
-        let (mut discounted, mut refused) = (0, 0);
-        for id in &ids {
-            let t = w.tg.transcript(*id).await.unwrap();
-            discounted += t.messages.iter().filter(|m| m.invoice.as_ref().is_some_and(|i| i.total_amount == 80)).count();
-            refused += t.bot_messages().filter(|m| m.text.as_deref().is_some_and(|x| x.contains("This promo code has been used up."))).count();
-        }
-        (discounted + refused >= 500).then_some((discounted, refused))
+    // What the users see, once the outbox has sent every answer (waited for in the database:
+    // reading 500 transcripts is read once, not polled).
+    wait_for("every answer sent", Duration::from_secs(120), || async {
+        let open = count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE status = 'pending'").await;
+        (open == 0).then_some(())
     })
     .await;
+    let (mut discounted, mut refused) = (0, 0);
+    for id in &ids {
+        let t = w.tg.transcript(*id).await.unwrap();
+        discounted += t.messages.iter().filter(|m| m.invoice.as_ref().is_some_and(|i| i.total_amount == 80)).count();
+        refused += t.bot_messages().filter(|m| m.text.as_deref().is_some_and(|x| x.contains("This promo code has been used up."))).count();
+    }
     assert_eq!((discounted, refused), (100, 400), "invoices at the discount, refusals");
 
     // Three of them pay: their uses are consumed, the count stays.
