@@ -252,21 +252,44 @@ pub struct ImportedUser {
     /// When the earlier bot found the user unreachable (blocked the bot).
     pub bot_blocked_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// The code of the user's `ref_<code>` links in the earlier bot, kept so that links
+    /// already shared go on crediting them (see [`is_referral_code`]).
+    pub referral_code: Option<String>,
 }
 
-/// Registers an imported user in the caller's transaction, with a fresh referral code and no
-/// referrer yet ([`set_imported_referrer`] follows once every user is in). Returns false, and
-/// changes nothing, when the user exists already (a second run, or someone who started this
-/// bot before the import).
-pub async fn import(tx: &mut Tx, user: &ImportedUser, now: Timestamp) -> Result<bool, sqlx::Error> {
+/// Whether `code` can be a referral code: `ref_<code>` must be a valid `/start` payload
+/// (at most 64 characters of `A-Z a-z 0-9 _ -`).
+pub fn is_referral_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 60
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Registers an imported user in the caller's transaction, with their earlier referral code
+/// when it is valid and free here (else a fresh one) and no referrer yet
+/// ([`set_imported_referrer`] follows once every user is in). Returns the code given, or
+/// `None`, changing nothing, when the user exists already (a second run, or someone who
+/// started this bot before the import).
+pub async fn import(
+    tx: &mut Tx,
+    user: &ImportedUser,
+    now: Timestamp,
+) -> Result<Option<String>, sqlx::Error> {
     // Their name is not in the earlier bot's database: the username (or the id) stands in
     // until their first update here refreshes it.
     let first_name = user
         .username
         .clone()
         .unwrap_or_else(|| format!("user {}", user.id));
-    for _ in 0..5 {
-        let code = new_referral_code();
+    let kept = user.referral_code.clone().filter(|c| is_referral_code(c));
+    for attempt in 0..6 {
+        let code = match (attempt, &kept) {
+            (0, Some(code)) => code.clone(),
+            (0, None) => continue,
+            _ => new_referral_code(),
+        };
         let created: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
             "INSERT INTO users (id, first_name, username, language, referral_code, auto_renew,
                  trial_used_at, bot_blocked_at, created_at, last_seen_at)
@@ -277,10 +300,10 @@ pub async fn import(tx: &mut Tx, user: &ImportedUser, now: Timestamp) -> Result<
             .bind(&code).bind(user.auto_renew).bind(user.trial_used_at).bind(user.bot_blocked_at)
             .bind(user.created_at.min(now)).bind(now).fetch_optional(c).await)?;
         if created.is_some() {
-            return Ok(true);
+            return Ok(Some(code));
         }
         if get_in(tx, user.id).await?.is_some() {
-            return Ok(false);
+            return Ok(None);
         }
     }
     Err(sqlx::Error::Protocol(

@@ -777,6 +777,14 @@ pub async fn import_code(
     Ok(true)
 }
 
+/// Whether a code exists, live or not (the importer's dry run asks before counting one).
+pub async fn exists(db: &Db, code: &Code) -> Result<bool, sqlx::Error> {
+    let found: Option<(i64,)> = on_db!(db, p => sqlx::query_as(
+        "SELECT id FROM promo_codes WHERE code = $1")
+        .bind(code.as_str()).fetch_optional(p).await)?;
+    Ok(found.is_some())
+}
+
 /// Disables code `id` for `actor`: the audit entry, or `None` when it was disabled already or
 /// does not exist. Unpaid purchases holding it keep their price (F1).
 pub async fn disable(

@@ -23,8 +23,15 @@
 //! - Writes go in chunks of [`CHUNK`] users, one transaction each; a chunk that fails is
 //!   redone user by user, so one bad row costs its neighbours a retry, not their import.
 //!
-//! Not imported yet, because Tollgate has no such tables: pending withdrawals and promo codes
-//! (counted in the report's notes).
+//! - **Money still owed stays owed.** A pending withdrawal (its amount already debited in the
+//!   earlier bot, so `users.balance` no longer holds it) becomes a pending request here, keyed
+//!   `atcbot:<its id>`, for an admin to pay or reject like any other; a rejection returns it.
+//! - **Live promo codes** (active, not deleted, not expired) keep their percent, limit, uses
+//!   and end; **personal discounts** (`user_discounts`, VIP = 30 %) come with their user.
+//!
+//! A user's withdrawals and discount are written with the user, in the same transaction, so a
+//! user who was here already is left as they are — their withdrawal is reported, to settle by
+//! hand — and a second run writes nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,10 +43,13 @@ use uuid::Uuid;
 
 use super::Report;
 use crate::access::{self, Imported, Kind};
+use crate::admin::audit::{self, Actor};
 use crate::billing::ledger::{self, Reason};
+use crate::billing::promo::{self, Benefit, Code, NewCode, Personal};
+use crate::billing::withdrawals;
 use crate::config::Language;
 use crate::config::catalog::Catalog;
-use crate::domain::money::Currency;
+use crate::domain::money::{Currency, Money};
 use crate::nodes::EnabledNodes;
 use crate::store::Db;
 use crate::time::Timestamp;
@@ -47,6 +57,9 @@ use crate::users::{self, ImportedUser};
 
 /// Users per write transaction.
 pub const CHUNK: usize = 500;
+
+/// What the earlier bot's VIP status was worth: 30 % off, with no end.
+const VIP_PERCENT: i64 = 30;
 
 /// How an import runs.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +84,7 @@ struct OldUser {
     referrer: Option<i64>,
     trial_used_ms: Option<i64>,
     reachable: Option<bool>,
+    referral_code: Option<String>,
 }
 
 /// A subscription row of the earlier bot, as read.
@@ -85,12 +99,49 @@ struct OldSubscription {
     activation: Option<String>,
 }
 
+/// A pending withdrawal of the earlier bot: money already debited there and still owed.
+#[derive(Debug, Clone)]
+struct OldWithdrawal {
+    /// The source's row id when it has one (the import's key), else its position.
+    id: i64,
+    telegram_id: i64,
+    amount: i64,
+    requisites: Option<String>,
+    created_ms: Option<i64>,
+}
+
+/// A live promo code of the earlier bot (a percent off the next purchase).
+#[derive(Debug, Clone)]
+struct OldPromo {
+    code: String,
+    percent: i64,
+    max_uses: Option<i64>,
+    used: i64,
+    expires_ms: Option<i64>,
+}
+
+/// A personal discount of the earlier bot (`user_discounts`, or VIP: 30 %).
+#[derive(Debug, Clone)]
+struct OldDiscount {
+    telegram_id: i64,
+    percent: i64,
+    expires_ms: Option<i64>,
+}
+
+/// A promo code as it will be created, with the uses it had.
+struct PlannedCode {
+    new: NewCode,
+    used: i64,
+}
+
 /// Everything one user brings.
 struct Planned {
     user: ImportedUser,
     balance: i64,
     referrer: Option<i64>,
     subscription: Option<PlannedSubscription>,
+    withdrawals: Vec<OldWithdrawal>,
+    discount: Option<Personal>,
 }
 
 struct PlannedSubscription {
@@ -163,8 +214,18 @@ pub async fn run(
     };
     notes_on_what_stays(source, &old_users, &mut report).await?;
     report.users_read = old_users.len() as u64;
+    let old_withdrawals = read_withdrawals(source).await?;
+    let old_discounts = read_discounts(source, now).await?;
+    let codes = plan_promos(&read_promos(source, now).await?, &mut report);
 
-    let planned = plan(&old_users, &old_subs, catalog, now, &mut report);
+    let mut planned = plan(&old_users, &old_subs, catalog, now, &mut report);
+    attach(
+        &mut planned,
+        old_withdrawals,
+        old_discounts,
+        now,
+        &mut report,
+    );
 
     let present: HashSet<i64> = match users::ids(target).await {
         Ok(ids) => ids.into_iter().collect(),
@@ -203,10 +264,17 @@ pub async fn run(
         for p in &planned {
             if present.contains(&p.user.id) {
                 report.users_present += 1;
+                skip_left_alone(p, &mut report);
                 continue;
             }
             report.users_created += 1;
             count_planned(p, &mut report);
+        }
+        for c in &codes {
+            // A database without a schema yet has no codes.
+            if !promo::exists(target, &c.new.code).await.unwrap_or(false) {
+                report.promo_codes_created += 1;
+            }
         }
         return Ok(report);
     }
@@ -216,6 +284,9 @@ pub async fn run(
     let (here, to_write): (Vec<&Planned>, Vec<&Planned>) =
         planned.iter().partition(|p| present.contains(&p.user.id));
     report.users_present += here.len() as u64;
+    for p in &here {
+        skip_left_alone(p, &mut report);
+    }
     for chunk in to_write.chunks(CHUNK) {
         let outcome = write_chunk(target, chunk, nodes, options, now).await;
         match outcome {
@@ -231,7 +302,31 @@ pub async fn run(
             }
         }
     }
+    let mut tx = target.begin().await?;
+    for code in &codes {
+        let created = promo::import_code(&mut tx, &code.new, code.used, false, now)
+            .await
+            .with_context(|| format!("cannot import promo code {}", code.new.code.as_str()))?;
+        if created {
+            report.promo_codes_created += 1;
+        }
+    }
+    tx.commit().await?;
     Ok(report)
+}
+
+/// A user who was here before the run keeps what they have: what the earlier bot still owed
+/// them is reported, not merged into their account.
+fn skip_left_alone(p: &Planned, report: &mut Report) {
+    for w in &p.withdrawals {
+        report.skip(
+            format!("withdrawal {} of {}", w.id, p.user.id),
+            format!(
+                "the user was here before this import and is left as they are; {} kopecks are still owed: settle them by hand",
+                w.amount
+            ),
+        );
+    }
 }
 
 fn count_planned(p: &Planned, report: &mut Report) {
@@ -247,6 +342,11 @@ fn count_planned(p: &Planned, report: &mut Report) {
     }
     if p.user.auto_renew {
         report.auto_renew_on += 1;
+    }
+    report.withdrawals_created += p.withdrawals.len() as u64;
+    report.withdrawal_total += p.withdrawals.iter().map(|w| w.amount).sum::<i64>();
+    if p.discount.is_some() {
+        report.discounts_set += 1;
     }
 }
 
@@ -267,6 +367,9 @@ impl Tally {
         report.subscriptions_present += t.subscriptions_present;
         report.referrers_set += t.referrers_set;
         report.auto_renew_on += t.auto_renew_on;
+        report.withdrawals_created += t.withdrawals_created;
+        report.withdrawal_total += t.withdrawal_total;
+        report.discounts_set += t.discounts_set;
         report.skipped.extend(t.skipped);
     }
 }
@@ -283,11 +386,17 @@ async fn write_chunk(
     let r = &mut tally.report;
     let mut tx = db.begin().await?;
     for p in chunk {
-        if !users::import(&mut tx, &p.user, now).await? {
+        let Some(code) = users::import(&mut tx, &p.user, now).await? else {
             r.users_present += 1;
             continue;
-        }
+        };
         r.users_created += 1;
+        if let Some(wanted) = p.user.referral_code.as_deref().filter(|w| *w != code) {
+            r.skip(
+                format!("referral code of {}", p.user.id),
+                format!("{wanted:?} belongs to another user here; the user gets {code:?} and their old links credit nobody"),
+            );
+        }
         if p.user.auto_renew {
             r.auto_renew_on += 1;
         }
@@ -306,6 +415,32 @@ async fn write_chunk(
                 r.balances_opened += 1;
                 r.balance_total += p.balance;
             }
+        }
+        for w in &p.withdrawals {
+            let created_at = Timestamp::from_millis(
+                w.created_ms.unwrap_or(now.as_millis()).min(now.as_millis()),
+            );
+            let created = withdrawals::import_pending(
+                &mut tx,
+                p.user.id,
+                Money::new(w.amount, Currency::Rub),
+                w.requisites.as_deref().unwrap_or(""),
+                created_at,
+                &format!("atcbot:{}", w.id),
+            )
+            .await?;
+            if created {
+                r.withdrawals_created += 1;
+                r.withdrawal_total += w.amount;
+            }
+        }
+        if let Some(discount) = p.discount {
+            let entry =
+                promo::set_personal(&mut tx, p.user.id, Some(discount), Actor::CommandLine, now)
+                    .await?
+                    .reason("tollgate import atcbot");
+            audit::record(&mut tx, &entry, now).await?;
+            r.discounts_set += 1;
         }
         if let Some(referrer) = p.referrer {
             if users::set_imported_referrer(&mut tx, p.user.id, referrer).await? {
@@ -469,6 +604,17 @@ fn plan(
             .map(Timestamp::from_millis)
             .or(trial_source.then_some(created_at));
         let subscription = sub.and_then(|s| planned_subscription(s, now, &mut uuids, report));
+        let referral_code = u
+            .referral_code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        if let Some(code) = referral_code.filter(|c| !users::is_referral_code(c)) {
+            report.skip(
+                format!("referral code of {id}"),
+                format!("{code:?} cannot be a ref_<code> link here (at most 60 of A-Z a-z 0-9 _ -); the user gets a new code"),
+            );
+        }
         out.push(Planned {
             user: ImportedUser {
                 id,
@@ -478,10 +624,15 @@ fn plan(
                 trial_used_at,
                 bot_blocked_at: (u.reachable == Some(false)).then_some(now),
                 created_at,
+                referral_code: referral_code
+                    .filter(|c| users::is_referral_code(c))
+                    .map(str::to_owned),
             },
             balance: u.balance,
             referrer,
             subscription,
+            withdrawals: Vec::new(),
+            discount: None,
         });
     }
     let mut unknown: Vec<_> = unknown_languages.into_iter().collect();
@@ -493,6 +644,126 @@ fn plan(
         ));
     }
     out
+}
+
+/// The live codes that can be codes here (each one it cannot take reported).
+fn plan_promos(old: &[OldPromo], report: &mut Report) -> Vec<PlannedCode> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for p in old {
+        let what = format!("promo code {:?}", p.code);
+        let Some(code) = Code::parse(&p.code) else {
+            report.skip(
+                what,
+                format!(
+                    "a code here is 3–{} letters, digits, - or _; create a replacement in the console",
+                    promo::MAX_CODE_LEN
+                ),
+            );
+            continue;
+        };
+        if !seen.insert(code.as_str().to_owned()) {
+            report.skip(
+                what,
+                "the same code (compared case-insensitively) is live twice; the first one read is taken",
+            );
+            continue;
+        }
+        let Some(percent) = u32::try_from(p.percent)
+            .ok()
+            .filter(|v| (1..=99).contains(v))
+        else {
+            report.skip(
+                what,
+                format!("{} % is not a discount from 1 to 99 %", p.percent),
+            );
+            continue;
+        };
+        let used = p.used.max(0);
+        if let Some(max) = p.max_uses {
+            if max <= 0 {
+                report.skip(what, format!("max_uses {max} allows no use"));
+                continue;
+            }
+            if used >= max {
+                report.skip(what, format!("used up ({used} of {max} uses)"));
+                continue;
+            }
+        }
+        out.push(PlannedCode {
+            new: NewCode {
+                code,
+                benefit: Benefit::Percent(percent),
+                max_uses: p.max_uses,
+                starts_at: None,
+                ends_at: p.expires_ms.map(Timestamp::from_millis),
+                first_purchase_only: false,
+                plans: None,
+            },
+            used,
+        });
+    }
+    out
+}
+
+/// Gives each planned user their pending withdrawals and personal discount, reporting the rows
+/// whose user is not imported or whose values cannot be taken.
+fn attach(
+    planned: &mut [Planned],
+    old_withdrawals: Vec<OldWithdrawal>,
+    old_discounts: Vec<OldDiscount>,
+    now: Timestamp,
+    report: &mut Report,
+) {
+    let at: HashMap<i64, usize> = planned
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.user.id, i))
+        .collect();
+    for w in old_withdrawals {
+        let what = format!("withdrawal {} of {}", w.id, w.telegram_id);
+        let Some(&i) = at.get(&w.telegram_id) else {
+            report.skip(
+                what,
+                format!(
+                    "the user is not imported; {} kopecks are still owed: settle them by hand",
+                    w.amount
+                ),
+            );
+            continue;
+        };
+        if w.amount <= 0 {
+            report.skip(what, format!("amount {} is not money owed", w.amount));
+            continue;
+        }
+        planned[i].withdrawals.push(w);
+    }
+    for d in old_discounts {
+        let what = format!("personal discount of {}", d.telegram_id);
+        let Some(&i) = at.get(&d.telegram_id) else {
+            report.skip(what, "the user is not imported");
+            continue;
+        };
+        let Some(percent) = u32::try_from(d.percent)
+            .ok()
+            .filter(|v| (1..=99).contains(v))
+        else {
+            report.skip(
+                what,
+                format!("{} % is not a discount from 1 to 99 %", d.percent),
+            );
+            continue;
+        };
+        let until = d.expires_ms.map(Timestamp::from_millis);
+        if until.is_some_and(|t| t <= now) {
+            continue;
+        }
+        let p = &mut planned[i];
+        // user_discounts is read first; a VIP row only fills in where it has none.
+        if p.discount.is_none() {
+            p.discount = Some(Personal { percent, until });
+        }
+    }
 }
 
 /// The subscription a row becomes, or `None` with the reason reported.
@@ -605,12 +876,13 @@ async fn read_users(source: &PgPool, cols: &HashSet<String>) -> anyhow::Result<V
         "telegram_id"
     };
     let sql = format!(
-        "SELECT CAST(telegram_id AS BIGINT), {}, {}, {}, CAST(balance AS BIGINT), {referrer}, {}, {reachable}
+        "SELECT CAST(telegram_id AS BIGINT), {}, {}, {}, CAST(balance AS BIGINT), {referrer}, {}, {reachable}, {}
          FROM users ORDER BY {order}",
         text(cols, "username"),
         text(cols, "language"),
         millis(cols, "created_at"),
         millis(cols, "trial_used_at"),
+        text(cols, "referral_code"),
     );
     // Streamed: a row is kept only as the fields read from it.
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(source);
@@ -630,6 +902,7 @@ async fn read_users(source: &PgPool, cols: &HashSet<String>) -> anyhow::Result<V
                 referrer: r.try_get(5)?,
                 trial_used_ms: r.try_get(6)?,
                 reachable: r.try_get(7)?,
+                referral_code: r.try_get(8)?,
             })
         })()
         .context("an earlier bot's user row has an unexpected type")?;
@@ -679,8 +952,8 @@ async fn read_subscriptions(
     Ok(subscriptions)
 }
 
-/// Notes on what the source holds that is not imported: ledgers that disagree with balances,
-/// pending withdrawals, live promo codes.
+/// Notes on what the source holds that is not imported as it is: ledgers that disagree with
+/// balances.
 async fn notes_on_what_stays(
     source: &PgPool,
     old_users: &[OldUser],
@@ -720,46 +993,146 @@ async fn notes_on_what_stays(
             ));
         }
     }
-    if columns(source, "withdrawal_requests")
-        .await?
-        .contains("status")
+    Ok(())
+}
+
+/// Pending withdrawals (`status = 'pending'`): money the earlier bot debited and still owes.
+async fn read_withdrawals(source: &PgPool) -> anyhow::Result<Vec<OldWithdrawal>> {
+    let cols = columns(source, "withdrawal_requests").await?;
+    if !["telegram_id", "amount", "status"]
+        .iter()
+        .all(|c| cols.contains(*c))
     {
-        let (n, sum): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM withdrawal_requests WHERE status = 'pending'",
-        )
-        .fetch_one(source)
+        return Ok(Vec::new());
+    }
+    let (id, order) = if cols.contains("id") {
+        ("CAST(id AS BIGINT)", "id")
+    } else {
+        ("CAST(NULL AS BIGINT)", "telegram_id")
+    };
+    let sql = format!(
+        "SELECT {id}, CAST(telegram_id AS BIGINT), CAST(amount AS BIGINT), {}, {}
+         FROM withdrawal_requests WHERE status = 'pending' ORDER BY {order}",
+        text(&cols, "requisites"),
+        millis(&cols, "created_at"),
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(source)
         .await
         .context("cannot read the earlier bot's withdrawal_requests")?;
-        if n > 0 {
-            report.notes.push(format!(
-                "{n} pending withdrawals ({sum} kopecks still owed) are NOT imported: Tollgate has no withdrawals yet; settle them by hand"
-            ));
-        }
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let w = (|| {
+            Ok::<_, sqlx::Error>(OldWithdrawal {
+                id: r.try_get::<Option<i64>, _>(0)?.unwrap_or(i as i64 + 1),
+                telegram_id: r.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
+                amount: r.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
+                requisites: r.try_get(3)?,
+                created_ms: r.try_get(4)?,
+            })
+        })()
+        .context("an earlier bot's withdrawal row has an unexpected type")?;
+        out.push(w);
     }
-    let promo = columns(source, "promo_codes").await?;
-    if promo.contains("is_active") {
-        let live = format!(
-            "SELECT COUNT(*) FROM promo_codes WHERE is_active{}{}",
-            if promo.contains("deleted_at") {
-                " AND deleted_at IS NULL"
-            } else {
-                ""
-            },
-            if promo.contains("expires_at") {
-                " AND (expires_at IS NULL OR expires_at > now())"
-            } else {
-                ""
-            },
+    Ok(out)
+}
+
+/// Live promo codes: active, not deleted, not expired at `now`.
+async fn read_promos(source: &PgPool, now: Timestamp) -> anyhow::Result<Vec<OldPromo>> {
+    let cols = columns(source, "promo_codes").await?;
+    if !cols.contains("code") || !cols.contains("discount_percent") {
+        return Ok(Vec::new());
+    }
+    let mut live = Vec::new();
+    if cols.contains("is_active") {
+        live.push("is_active".to_owned());
+    }
+    if cols.contains("deleted_at") {
+        live.push("deleted_at IS NULL".to_owned());
+    }
+    let expires = millis(&cols, "expires_at");
+    live.push(format!("({expires} IS NULL OR {expires} > $1)"));
+    let used = if cols.contains("used_count") {
+        "CAST(COALESCE(used_count, 0) AS BIGINT)"
+    } else {
+        "CAST(0 AS BIGINT)"
+    };
+    let sql = format!(
+        "SELECT CAST(code AS TEXT), CAST(discount_percent AS BIGINT), {}, {used}, {expires}
+         FROM promo_codes WHERE {} ORDER BY code",
+        if cols.contains("max_uses") {
+            "CAST(max_uses AS BIGINT)"
+        } else {
+            "CAST(NULL AS BIGINT)"
+        },
+        live.join(" AND "),
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now.as_millis())
+        .fetch_all(source)
+        .await
+        .context("cannot read the earlier bot's promo_codes")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let p = (|| {
+            Ok::<_, sqlx::Error>(OldPromo {
+                code: r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                percent: r.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
+                max_uses: r.try_get(2)?,
+                used: r.try_get(3)?,
+                expires_ms: r.try_get(4)?,
+            })
+        })()
+        .context("an earlier bot's promo code row has an unexpected type")?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Personal discounts: `user_discounts` rows still running at `now`, and VIPs (`vip_users`,
+/// 30 % with no end) where the user has no `user_discounts` row. Both tables are optional.
+async fn read_discounts(source: &PgPool, now: Timestamp) -> anyhow::Result<Vec<OldDiscount>> {
+    let mut out: Vec<OldDiscount> = Vec::new();
+    let cols = columns(source, "user_discounts").await?;
+    if cols.contains("telegram_id") && cols.contains("discount_percent") {
+        let expires = millis(&cols, "expires_at");
+        let sql = format!(
+            "SELECT CAST(telegram_id AS BIGINT), CAST(discount_percent AS BIGINT), {expires}
+             FROM user_discounts WHERE {expires} IS NULL OR {expires} > $1 ORDER BY telegram_id"
         );
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(live))
-            .fetch_one(source)
-            .await
-            .context("cannot read the earlier bot's promo_codes")?;
-        if n > 0 {
-            report.notes.push(format!(
-                "{n} live promo codes are NOT imported: Tollgate has no promo codes yet"
-            ));
-        }
+        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(now.as_millis())
+                .fetch_all(source)
+                .await
+                .context("cannot read the earlier bot's user_discounts")?;
+        out.extend(
+            rows.into_iter()
+                .map(|(id, percent, expires_ms)| OldDiscount {
+                    telegram_id: id.unwrap_or(0),
+                    percent: percent.unwrap_or(0),
+                    expires_ms,
+                }),
+        );
     }
-    Ok(())
+    if columns(source, "vip_users").await?.contains("telegram_id") {
+        let vips: Vec<(Option<i64>,)> = sqlx::query_as(
+            "SELECT CAST(telegram_id AS BIGINT) FROM vip_users ORDER BY telegram_id",
+        )
+        .fetch_all(source)
+        .await
+        .context("cannot read the earlier bot's vip_users")?;
+        let personal: HashSet<i64> = out.iter().map(|d| d.telegram_id).collect();
+        out.extend(
+            vips.into_iter()
+                .filter_map(|(id,)| id)
+                .filter(|id| !personal.contains(id))
+                .map(|telegram_id| OldDiscount {
+                    telegram_id,
+                    percent: VIP_PERCENT,
+                    expires_ms: None,
+                }),
+        );
+    }
+    Ok(out)
 }

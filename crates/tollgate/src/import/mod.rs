@@ -4,7 +4,8 @@
 //! subscriptions, and it must write them exactly as the service would — through the owners'
 //! APIs (`users::import`, `billing::ledger::change`, `access::import_subscription`), in their
 //! transactions, with their rules — so that nothing imported is a row the rest of the code
-//! could not have written. What it reads from the other bot's database is its own business.
+//! could not have written (`billing::withdrawals::import_pending`, `billing::promo::import_code`
+//! and `set_personal` too). What it reads from the other bot's database is its own business.
 //! One source today: the earlier bot ([`atcbot`]).
 
 pub mod atcbot;
@@ -35,6 +36,11 @@ pub struct Report {
     pub subscriptions_present: u64,
     pub referrers_set: u64,
     pub auto_renew_on: u64,
+    /// Pending withdrawals brought over (money still owed), and their sum in minor units.
+    pub withdrawals_created: u64,
+    pub withdrawal_total: i64,
+    pub promo_codes_created: u64,
+    pub discounts_set: u64,
     pub skipped: Vec<Skip>,
     /// Facts worth knowing that are not skipped rows (disagreeing ledgers, what is not
     /// imported yet).
@@ -55,6 +61,9 @@ impl Report {
             && self.balances_opened == 0
             && self.subscriptions_created == 0
             && self.referrers_set == 0
+            && self.withdrawals_created == 0
+            && self.promo_codes_created == 0
+            && self.discounts_set == 0
     }
 }
 
@@ -79,6 +88,14 @@ impl fmt::Display for Report {
             self.balance_total,
             self.subscriptions_created,
             self.subscriptions_present
+        )?;
+        writeln!(
+            f,
+            "{} pending withdrawals {verb} brought over ({} minor units still owed); {} promo codes {verb} created; {} personal discounts {verb} set",
+            self.withdrawals_created,
+            self.withdrawal_total,
+            self.promo_codes_created,
+            self.discounts_set
         )?;
         write!(
             f,

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tollgate::access::{self, Kind};
-use tollgate::billing::ledger;
+use tollgate::billing::promo::{self, Benefit};
+use tollgate::billing::{ledger, withdrawals};
 use tollgate::config::{Config, Env, Language};
+use tollgate::domain::money::Currency;
 use tollgate::import::atcbot::{self, Options};
 use tollgate::nodes::EnabledNodes;
 use tollgate::time::{Clock, SystemClock, Timestamp};
@@ -70,6 +72,10 @@ async fn fill(pool: &PgPool) -> Fixture {
         // A naive trial date, written as UTC by the earlier bot.
         "UPDATE users SET trial_used_at = '2026-01-02 03:04:05', trial_expires_at = '2026-01-05 03:04:05' WHERE telegram_id = 1001",
         "UPDATE users SET referrer_id = 1001 WHERE telegram_id = 1002",
+        // Referral codes: links already shared keep crediting; one that cannot be a link.
+        "UPDATE users SET referral_code = 'alice_2024' WHERE telegram_id = 1001",
+        "UPDATE users SET referral_code = 'Bob-7' WHERE telegram_id = 1002",
+        "UPDATE users SET referral_code = 'has space' WHERE telegram_id = 1003",
         // A referrer who does not exist.
         "UPDATE users SET referrer_id = 999999 WHERE telegram_id = 1003",
         // A referrer who joined after the user; unreachable.
@@ -78,8 +84,17 @@ async fn fill(pool: &PgPool) -> Fixture {
         "UPDATE users SET referred_by = 1002 WHERE telegram_id = 1005",
         // A ledger that disagrees with the balance (users.balance is the truth).
         "INSERT INTO balance_transactions (user_id, amount, type) VALUES (1003, 300, 'topup'), (1001, 15000, 'topup')",
-        "INSERT INTO withdrawal_requests (telegram_id, amount, status) VALUES (1001, 5000, 'pending'), (1002, 100, 'approved')",
-        "INSERT INTO promo_codes (code, discount_percent, is_active, expires_at) VALUES ('SPRING', 10, TRUE, NULL), ('OLD', 5, TRUE, now() - interval '1 day')",
+        // Withdrawals: #1 still owed, #2 decided, #3 owed to someone who is not a user.
+        "INSERT INTO withdrawal_requests (telegram_id, amount, requisites, status, created_at) VALUES (1001, 5000, 'card 2200 0000 1111', 'pending', '2026-11-30 10:00:00+00'), (1002, 100, NULL, 'approved', now()), (999999, 700, 'x', 'pending', now())",
+        // Promo codes: two live (one lower-case), one expired, one deleted, one used up, one
+        // that cannot be a code here.
+        "INSERT INTO promo_codes (code, discount_percent, max_uses, used_count, is_active, expires_at, deleted_at) VALUES
+            ('SPRING', 10, 100, 7, TRUE, NULL, NULL), ('summer', 15, NULL, 0, TRUE, now() + interval '30 days', NULL),
+            ('OLD', 5, NULL, 0, TRUE, now() - interval '1 day', NULL), ('GONE', 5, NULL, 0, TRUE, NULL, now()),
+            ('FULL', 20, 5, 5, TRUE, NULL, NULL), ('x!', 10, NULL, 0, TRUE, NULL, NULL)",
+        // Personal discounts: Bob's own; Alice a VIP; 1003's has ended.
+        "INSERT INTO user_discounts (telegram_id, discount_percent, expires_at) VALUES (1002, 15, now() + interval '10 days'), (1003, 20, now() - interval '1 day')",
+        "INSERT INTO vip_users (telegram_id) VALUES (1001), (1002)",
     ] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(pool)
@@ -182,6 +197,7 @@ db_test!(async fn the_earlier_bots_users_money_and_keys_come_over_once(t) {
     // A dry run writes nothing and says what it would do.
     let dry = atcbot::run(&pool, &t.db, &catalog, &nodes, &Options { dry_run: true, ..options.clone() }, f.now).await.unwrap();
     assert_eq!((dry.users_read, dry.users_created, dry.subscriptions_created), (6, 6, 2), "{dry}");
+    assert_eq!((dry.withdrawals_created, dry.promo_codes_created, dry.discounts_set), (1, 2, 2), "{dry}");
     assert!(users::ids(&t.db).await.unwrap().is_empty(), "a dry run writes nothing");
 
     let report = atcbot::run(&pool, &t.db, &catalog, &nodes, &options, f.now).await.unwrap();
@@ -198,12 +214,16 @@ db_test!(async fn the_earlier_bots_users_money_and_keys_come_over_once(t) {
         ("subscription of 1004", "pending"),
         ("subscription of 1005", "not active"),
         ("subscription of 1006", "not a UUID"),
+        ("referral code of 1003", "cannot be a ref_<code> link"),
+        ("withdrawal 3 of 999999", "700 kopecks are still owed"),
+        ("promo code \"FULL\"", "used up (5 of 5 uses)"),
+        ("promo code \"x!\"", "letters, digits"),
     ] {
         let reason = skips.get(what).unwrap_or_else(|| panic!("{what} not reported: {report}"));
         assert!(reason.contains(needle), "{what}: {reason}");
     }
     let notes = report.notes.join("\n");
-    for needle in ["1003 (balance 500, transactions 300)", "1 pending withdrawals (5000 kopecks", "1 live promo codes", "\"de\"", "\"kk\"", "share the username @Alice"] {
+    for needle in ["1003 (balance 500, transactions 300)", "\"de\"", "\"kk\"", "share the username @Alice"] {
         assert!(notes.contains(needle), "note {needle:?} missing:\n{notes}");
     }
 
@@ -214,12 +234,15 @@ db_test!(async fn the_earlier_bots_users_money_and_keys_come_over_once(t) {
     };
     let alice = u(1001).await;
     assert_eq!((alice.balance, alice.language.as_str(), alice.referrer_id, alice.auto_renew), (15_000, "ru", None, true));
+    assert_eq!(alice.referral_code, "alice_2024", "links already shared keep crediting alice");
     // 2026-01-02T03:04:05Z, whatever the session's zone.
     assert_eq!(alice.trial_used_at, Some(Timestamp::from_unix_seconds(1_767_323_045)));
     let bob = u(1002).await;
     assert_eq!((bob.balance, bob.language.as_str(), bob.referrer_id), (0, "en", Some(1001)));
     assert!(bob.trial_used_at.is_some(), "a trial subscription marks the trial used");
+    assert_eq!(bob.referral_code, "Bob-7");
     let alice2 = u(1003).await;
+    assert!(users::is_referral_code(&alice2.referral_code) && alice2.referral_code != "has space");
     assert_eq!((alice2.balance, alice2.referrer_id, alice2.username.as_deref()), (500, None, Some("Alice")));
     assert_eq!(alice2.language, Language::En.code(), "unknown languages get the catalog's first");
     let anon = u(1004).await;
@@ -244,6 +267,32 @@ db_test!(async fn the_earlier_bots_users_money_and_keys_come_over_once(t) {
     for id in [1003, 1004, 1005, 1006] {
         assert!(sub(id).await.is_none(), "user {id} gets no subscription");
     }
+    // Money still owed waits in the console like any request; its amount left the balance there.
+    assert_eq!((report.withdrawals_created, report.withdrawal_total), (1, 5_000), "{report}");
+    let owed = withdrawals::of_user(&t.db, 1001, 10).await.unwrap();
+    assert_eq!(owed.len(), 1);
+    assert_eq!((owed[0].amount.minor, owed[0].status, owed[0].requisites.as_str()), (5_000, withdrawals::Status::Pending, "card 2200 0000 1111"));
+    assert_eq!(owed[0].created_at, Timestamp::from_unix_seconds(1_796_032_800));
+    assert!(withdrawals::of_user(&t.db, 1002, 10).await.unwrap().is_empty(), "a decided request is history");
+    // Live codes keep their percent, limit, uses and end; case-insensitive codes upper-cased.
+    assert_eq!(report.promo_codes_created, 2, "{report}");
+    let codes = promo::list(&t.db, Currency::Rub, 50).await.unwrap();
+    let spring = codes.iter().find(|c| c.code == "SPRING").expect("SPRING imported");
+    assert_eq!((spring.benefit, spring.max_uses, spring.used, spring.ends_at), (Benefit::Percent(10), Some(100), 7, None));
+    let summer = codes.iter().find(|c| c.code == "SUMMER").expect("summer imported as SUMMER");
+    assert_eq!((summer.benefit, summer.max_uses), (Benefit::Percent(15), None));
+    assert!(summer.ends_at.is_some_and(|t| t > f.now) && summer.live(f.now));
+    assert_eq!(codes.len(), 2, "{codes:?}");
+    // Personal discounts: Bob's own, Alice's VIP 30 %, none for an ended one.
+    assert_eq!(report.discounts_set, 2, "{report}");
+    let d = |id| {
+        let db = t.db.clone();
+        async move { promo::personal(&db, id, f.now).await.unwrap().map(|p| (p.percent, p.until.is_some())) }
+    };
+    assert_eq!(d(1001).await, Some((30, false)));
+    assert_eq!(d(1002).await, Some((15, true)));
+    assert_eq!(d(1003).await, None);
+
     // One opening entry per balance.
     let entries = ledger::recent(&t.db, 1001, 10).await.unwrap();
     assert_eq!(entries.len(), 1);
@@ -256,6 +305,8 @@ db_test!(async fn the_earlier_bots_users_money_and_keys_come_over_once(t) {
     assert_eq!(u(1001).await.balance, 15_000);
     assert_eq!(ledger::recent(&t.db, 1001, 10).await.unwrap().len(), 1);
     assert_eq!(sub(1001).await.unwrap(), a);
+    assert_eq!(withdrawals::of_user(&t.db, 1001, 10).await.unwrap(), owed);
+    assert_eq!(promo::list(&t.db, Currency::Rub, 50).await.unwrap(), codes);
 });
 
 db_test!(async fn a_database_with_other_users_is_refused_unless_merging(t) {
@@ -272,15 +323,29 @@ db_test!(async fn a_database_with_other_users_is_refused_unless_merging(t) {
         trial_used_at: None,
         bot_blocked_at: None,
         created_at: f.now,
+        // Bob's code in the earlier bot: taken here, so Bob gets a new one (reported).
+        referral_code: Some("Bob-7".to_owned()),
     };
-    assert!(users::import(&mut tx, &stranger, f.now).await.unwrap());
+    assert!(users::import(&mut tx, &stranger, f.now).await.unwrap().is_some());
+    // Alice started this bot before the import: she is left as she is, and what the earlier
+    // bot still owes her is reported, not merged into her account.
+    let alice_here = users::ImportedUser { id: 1001, username: Some("alice".to_owned()), referral_code: None, ..stranger.clone() };
+    assert!(users::import(&mut tx, &alice_here, f.now).await.unwrap().is_some());
     tx.commit().await.unwrap();
     let refused = atcbot::run(&pool, &t.db, &catalog, &nodes, &Options::default(), f.now).await.unwrap_err();
     let text = format!("{refused:#}");
     assert!(text.contains("--merge") && text.contains("[42]"), "{text}");
-    assert_eq!(users::ids(&t.db).await.unwrap(), vec![42]);
+    assert_eq!(users::ids(&t.db).await.unwrap(), vec![42, 1001]);
     let merged = atcbot::run(&pool, &t.db, &catalog, &nodes, &Options { merge: true, ..Options::default() }, f.now).await.unwrap();
-    assert_eq!(merged.users_created, 6);
+    assert_eq!((merged.users_created, merged.users_present), (5, 1), "{merged}");
+    let reason = skipped(&merged).remove("withdrawal 1 of 1001").unwrap_or_else(|| panic!("not reported: {merged}"));
+    assert!(reason.contains("left as they are") && reason.contains("5000 kopecks"), "{reason}");
+    assert!(withdrawals::of_user(&t.db, 1001, 10).await.unwrap().is_empty());
+    assert_eq!(users::get(&t.db, 1001).await.unwrap().unwrap().balance, 0, "her balance here is hers");
+    let bob = users::get(&t.db, 1002).await.unwrap().unwrap();
+    assert_ne!(bob.referral_code, "Bob-7");
+    let reason = skipped(&merged).remove("referral code of 1002").unwrap_or_else(|| panic!("not reported: {merged}"));
+    assert!(reason.contains("belongs to another user") && reason.contains(&bob.referral_code), "{reason}");
     assert_eq!(users::get(&t.db, 42).await.unwrap().unwrap().username.as_deref(), Some("native"));
 });
 
