@@ -503,3 +503,52 @@ adm-confirm-withdrawal-reject = Reject withdrawal #{ $id } of { $amount } of use
 adm-withdrawal-marked-paid = ✅ Marked paid out; the user was told.
 adm-withdrawal-marked-rejected = ✅ Rejected; the amount is back on the user's balance and they were told.
 adm-withdrawal-already = This request was already decided ({ $status }); nothing was changed.
+## Broadcasts (admin console)
+bc-btn-broadcasts = 📣 Broadcasts
+bc-btn-new = ✏️ New broadcast
+bc-btn-cancel = ⛔️ Cancel broadcast
+bc-btn-cancel-id = ⛔️ Cancel #{ $id }
+bc-btn-paid-on = 💫 Paid broadcast (up to 1000/s): on
+bc-btn-paid-off = 💫 Paid broadcast (up to 1000/s): off
+bc-btn-preview = 👁 Preview and send
+bc-btn-edit = ✏️ Edit text
+bc-btn-discard = 🗑 Discard
+bc-history = 📣 <b>Broadcasts</b>
+
+    { $lines }
+bc-history-empty = No broadcasts yet.
+bc-history-line = #{ $id } · { $at } · { $state } · { $audience } · sent { $sent }, failed { $failed }, blocked { $blocked } of { $recipients } · admin { $admin }
+bc-ask = Send the broadcast's text (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href="…"&gt; …). For link buttons add a line <code>---</code> and then one button per line: <code>Label | https://…</code>
+bc-invalid = ⚠️ This text cannot be sent: { $error }
+    Nothing was saved. Send a corrected text.
+bc-draft = 📣 <b>Draft #{ $id }</b>
+
+    { $text }
+
+    Link buttons: { $buttons }
+    Audience: <b>{ $audience }</b> — { $count } recipients now
+    { $paid }
+bc-free = Free: about 25 messages a second, after replies.
+bc-paid-cost = Paid: up to 1000 messages a second, about { $stars } ⭐️ from the bot's balance.
+bc-confirm-send = 📣 Send broadcast #{ $id } to <b>{ $audience }</b>: { $count } recipients.
+    { $paid }
+    The message exactly as they will see it is below.
+bc-confirm-cancel = Cancel broadcast #{ $id }? Nobody who has not received it yet will.
+bc-started = Broadcast started; its progress message follows.
+bc-cancelled = Broadcast cancelled; nothing more will be sent.
+bc-not-running = That broadcast is no longer running; nothing was changed.
+bc-not-draft = That draft was sent or discarded already.
+bc-progress = 📣 <b>Broadcast #{ $id }</b> — { $state }
+    Sent: { $sent } · failed: { $failed } · blocked: { $blocked }
+    Remaining: { $remaining } · { $rate }/s · ETA { $eta }
+bc-state-draft = draft
+bc-state-sending = sending
+bc-state-paused = paused (broadcasts flag off)
+bc-state-cancelled = cancelled
+bc-state-done = done
+bc-aud-all = Everyone
+bc-aud-active = Active subscribers
+bc-aud-expired = Expired
+bc-aud-trial = Trial, never paid
+bc-aud-notrial = Never took a trial
+bc-aud-lang = Language { $language }

@@ -511,3 +511,52 @@ adm-confirm-withdrawal-reject = Отклонить вывод #{ $id } на { $a
 adm-withdrawal-marked-paid = ✅ Отмечено как выплаченное; пользователь уведомлён.
 adm-withdrawal-marked-rejected = ✅ Отклонено; сумма возвращена на баланс пользователя, он уведомлён.
 adm-withdrawal-already = Этот запрос уже решён ({ $status }); ничего не изменилось.
+## Рассылки (консоль администратора)
+bc-btn-broadcasts = 📣 Рассылки
+bc-btn-new = ✏️ Новая рассылка
+bc-btn-cancel = ⛔️ Отменить рассылку
+bc-btn-cancel-id = ⛔️ Отменить №{ $id }
+bc-btn-paid-on = 💫 Платная рассылка (до 1000/с): вкл.
+bc-btn-paid-off = 💫 Платная рассылка (до 1000/с): выкл.
+bc-btn-preview = 👁 Предпросмотр и отправка
+bc-btn-edit = ✏️ Изменить текст
+bc-btn-discard = 🗑 Удалить черновик
+bc-history = 📣 <b>Рассылки</b>
+
+    { $lines }
+bc-history-empty = Рассылок пока не было.
+bc-history-line = №{ $id } · { $at } · { $state } · { $audience } · отправлено { $sent }, ошибок { $failed }, заблокировали { $blocked } из { $recipients } · админ { $admin }
+bc-ask = Пришлите текст рассылки (HTML Telegram: &lt;b&gt;, &lt;i&gt;, &lt;a href="…"&gt; …). Для кнопок-ссылок добавьте строку <code>---</code>, затем по кнопке в строке: <code>Надпись | https://…</code>
+bc-invalid = ⚠️ Такой текст отправить нельзя: { $error }
+    Ничего не сохранено. Пришлите исправленный текст.
+bc-draft = 📣 <b>Черновик №{ $id }</b>
+
+    { $text }
+
+    Кнопок-ссылок: { $buttons }
+    Аудитория: <b>{ $audience }</b> — сейчас получателей: { $count }
+    { $paid }
+bc-free = Бесплатно: около 25 сообщений в секунду, после ответов пользователям.
+bc-paid-cost = Платно: до 1000 сообщений в секунду, около { $stars } ⭐️ с баланса бота.
+bc-confirm-send = 📣 Отправить рассылку №{ $id } аудитории <b>{ $audience }</b>: получателей { $count }.
+    { $paid }
+    Ниже — сообщение в точности как его увидят.
+bc-confirm-cancel = Отменить рассылку №{ $id }? Те, кто её ещё не получил, не получат.
+bc-started = Рассылка запущена; ниже придёт сообщение о ходе.
+bc-cancelled = Рассылка отменена; больше ничего не отправится.
+bc-not-running = Эта рассылка уже не идёт; ничего не изменено.
+bc-not-draft = Этот черновик уже отправлен или удалён.
+bc-progress = 📣 <b>Рассылка №{ $id }</b> — { $state }
+    Отправлено: { $sent } · ошибок: { $failed } · заблокировали: { $blocked }
+    Осталось: { $remaining } · { $rate }/с · осталось времени { $eta }
+bc-state-draft = черновик
+bc-state-sending = идёт
+bc-state-paused = на паузе (флаг broadcasts выключен)
+bc-state-cancelled = отменена
+bc-state-done = завершена
+bc-aud-all = Все
+bc-aud-active = Активные подписчики
+bc-aud-expired = Истёкшие
+bc-aud-trial = Пробный, без оплаты
+bc-aud-notrial = Без пробного периода
+bc-aud-lang = Язык { $language }

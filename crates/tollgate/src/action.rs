@@ -8,6 +8,7 @@
 //! A module of its own, below the bot and the jobs: the bot's screens and the jobs' reminders
 //! both carry buttons, and neither should depend on the other for them.
 
+use crate::audience::Audience;
 use crate::config::Language;
 
 /// Something a button asks for.
@@ -94,6 +95,18 @@ pub enum AdminAction {
     Do(Op, i64),
     /// Leaves a question or a confirmation unanswered.
     Cancel,
+    /// Broadcasts: the history, and New.
+    Broadcasts,
+    /// Asks for a new broadcast's text.
+    BroadcastNew,
+    /// Asks for a new text of draft `id`.
+    BroadcastEdit(i64),
+    /// Draft `id` with an audience and paid or not chosen (nothing stored until Send).
+    BroadcastDraft {
+        id: i64,
+        audience: Audience,
+        paid: bool,
+    },
 }
 
 /// Which rows the audit screen lists.
@@ -139,6 +152,14 @@ pub enum Op {
     },
     /// Mark a withdrawal request (by id) paid out.
     WithdrawalPaid(i64),
+    /// Send draft `id` to `audience` (its confirmation sends the admin a preview first).
+    BroadcastSend {
+        id: i64,
+        audience: Audience,
+        paid: bool,
+    },
+    /// Cancel broadcast `id`: nothing unsent goes out after the confirmation.
+    BroadcastCancel(i64),
     /// What the admin typed and the console stored as their draft (a balance adjustment, a
     /// banner): too long for a button, so the button names only the draft's screen.
     Draft,
@@ -166,6 +187,10 @@ impl Op {
                 until,
             } => format!("pd:{user}:{percent}:{until}"),
             Op::WithdrawalPaid(w) => format!("wp:{w}"),
+            Op::BroadcastSend { id, audience, paid } => {
+                format!("bs:{id}:{}:{}", audience.code(), bit(*paid))
+            }
+            Op::BroadcastCancel(id) => format!("bx:{id}"),
             Op::Draft => "dr".into(),
         }
     }
@@ -237,6 +262,11 @@ impl Op {
                 }
             }
             "nr" => Op::Reconcile(name(rest)?),
+            "bs" => {
+                let (id, audience, paid) = broadcast_choice(rest)?;
+                Op::BroadcastSend { id, audience, paid }
+            }
+            "bx" => Op::BroadcastCancel(positive_id(rest)?),
             "dr" if rest.is_empty() => Op::Draft,
             _ => return None,
         })
@@ -269,6 +299,14 @@ impl AdminAction {
             AdminAction::Confirm(op) => format!("a:c:{}", op.encode()),
             AdminAction::Do(op, screen) => format!("a:d:{}:{screen}", op.encode()),
             AdminAction::Cancel => "a:x".into(),
+            AdminAction::Broadcasts => "a:bc".into(),
+            AdminAction::BroadcastNew => "a:bc:new".into(),
+            AdminAction::BroadcastEdit(id) => format!("a:bc:ed:{id}"),
+            AdminAction::BroadcastDraft { id, audience, paid } => format!(
+                "a:bc:dr:{id}:{}:{}",
+                audience.code(),
+                if *paid { 1 } else { 0 }
+            ),
         }
     }
 
@@ -285,6 +323,8 @@ impl AdminAction {
             "a:wd" => AdminAction::Withdrawals,
             "a:au" => AdminAction::Audit(AuditView::All),
             "a:x" => AdminAction::Cancel,
+            "a:bc" => AdminAction::Broadcasts,
+            "a:bc:new" => AdminAction::BroadcastNew,
             _ => {
                 let rest = data.strip_prefix("a:")?;
                 if let Some(u) = rest.strip_prefix("u:") {
@@ -305,6 +345,11 @@ impl AdminAction {
                     AdminAction::Audit(AuditView::By(positive_id(a)?))
                 } else if let Some(u) = rest.strip_prefix("au:u:") {
                     AdminAction::Audit(AuditView::About(positive_id(u)?))
+                } else if let Some(id) = rest.strip_prefix("bc:ed:") {
+                    AdminAction::BroadcastEdit(positive_id(id)?)
+                } else if let Some(choice) = rest.strip_prefix("bc:dr:") {
+                    let (id, audience, paid) = broadcast_choice(choice)?;
+                    AdminAction::BroadcastDraft { id, audience, paid }
                 } else if let Some(p) = rest.strip_prefix("pay:") {
                     AdminAction::Payment(positive_id(p)?)
                 } else if let Some(op) = rest.strip_prefix("c:") {
@@ -318,6 +363,22 @@ impl AdminAction {
             }
         })
     }
+}
+
+/// `<id>:<audience>:<0|1>`: a draft with its audience and whether it is paid.
+fn broadcast_choice(s: &str) -> Option<(i64, Audience, bool)> {
+    let mut parts = s.split(':');
+    let id = positive_id(parts.next()?)?;
+    let audience = Audience::parse(parts.next()?)?;
+    let paid = match parts.next()? {
+        "1" => true,
+        "0" => false,
+        _ => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((id, audience, paid))
 }
 
 /// Telegram's limit on `callback_data`.
@@ -544,6 +605,31 @@ mod tests {
             Action::Admin(AdminAction::Do(Op::Redrive(3), 4)),
             Action::Admin(AdminAction::Do(Op::Discard(3), 4)),
             Action::Admin(AdminAction::Do(Op::Draft, 4)),
+            Action::Admin(AdminAction::Broadcasts),
+            Action::Admin(AdminAction::BroadcastNew),
+            Action::Admin(AdminAction::BroadcastEdit(7)),
+            Action::Admin(AdminAction::BroadcastDraft {
+                id: 999_999_999_999_999_999,
+                audience: Audience::TrialUnpaid,
+                paid: true,
+            }),
+            Action::Admin(AdminAction::Confirm(Op::BroadcastSend {
+                id: 3,
+                audience: Audience::Language(Language::Ru),
+                paid: false,
+            })),
+            Action::Admin(AdminAction::Do(
+                Op::BroadcastSend {
+                    id: 999_999_999_999_999_999,
+                    audience: Audience::NoTrial,
+                    paid: true,
+                },
+                999_999_999_999_999_999,
+            )),
+            Action::Admin(AdminAction::Do(
+                Op::BroadcastCancel(999_999_999_999_999_999),
+                999_999_999_999_999_999,
+            )),
         ]
     }
 
@@ -612,6 +698,14 @@ mod tests {
             "a:c:pd:1:05:0",
             "a:c:pd:1:5",
             "a:c:pr:0",
+            "a:bc:dr:1:everyone:0",
+            "a:bc:dr:1:all:2",
+            "a:bc:dr:0:all:1",
+            "a:bc:dr:1:lang-de:1",
+            "a:bc:dr:1:all:1:9",
+            "a:c:bs:1:all",
+            "a:c:bx:x",
+            "a:bc:ed:",
             "a:au:by:",
             "wd:ok:",
             "wd:ok:0",

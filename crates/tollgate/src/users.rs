@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 use rand::Rng;
 
 use crate::access::{self, AccessError, Subscription};
+pub use crate::audience::Audience;
 use crate::config::Language;
 use crate::flags::{self, Snapshot};
 use crate::store::{Db, DeferredWrite, Failure, Tx, classify};
@@ -613,4 +614,84 @@ pub async fn stats(
         unreachable,
         trials_30d,
     })
+}
+
+/// The statements of an audience: its users after `$1` in id order, at most `$2` (`page`), or
+/// how many there are after `$1` (`count`); `$3` now, `$4` a language. Every statement names
+/// every parameter (PostgreSQL must know each one's type). `[$cond]`: the audience's condition
+/// on the user row `u` (SQL text, possibly another owner's fragment).
+macro_rules! audience_sql {
+    (page, [$($cond:tt)+]) => {
+        concat!(
+            "SELECT u.id FROM users u WHERE u.id > $1 AND u.bot_blocked_at IS NULL AND u.banned_at IS NULL
+               AND CAST($3 AS BIGINT) IS NOT NULL AND CAST($4 AS TEXT) IS NOT NULL AND (",
+            $($cond)+,
+            ") ORDER BY u.id LIMIT $2"
+        )
+    };
+    (count, [$($cond:tt)+]) => {
+        concat!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM users u WHERE u.id > $1 AND u.bot_blocked_at IS NULL
+               AND u.banned_at IS NULL AND CAST($2 AS BIGINT) IS NOT NULL
+               AND CAST($3 AS BIGINT) IS NOT NULL AND CAST($4 AS TEXT) IS NOT NULL AND (",
+            $($cond)+,
+            ")"
+        )
+    };
+}
+
+/// Both statements of an audience whose condition is `[$cond]`.
+macro_rules! audience_statements {
+    ([$($cond:tt)+]) => {
+        (audience_sql!(page, [$($cond)+]), audience_sql!(count, [$($cond)+]))
+    };
+}
+
+/// The page and count statements of an audience.
+fn audience_statements_of(audience: Audience) -> (&'static str, &'static str) {
+    use crate::access::user_subscription_sql as sub;
+    match audience {
+        Audience::All => audience_statements!(["true"]),
+        Audience::Active => {
+            audience_statements!([sub!("s.revoked_at IS NULL AND s.expires_at > $3")])
+        }
+        Audience::Expired => audience_statements!([
+            sub!("true"),
+            " AND NOT ",
+            sub!("s.revoked_at IS NULL AND s.expires_at > $3")
+        ]),
+        Audience::TrialUnpaid => audience_statements!([
+            "u.trial_used_at IS NOT NULL AND NOT ",
+            sub!("s.kind = 'paid'")
+        ]),
+        Audience::NoTrial => audience_statements!(["u.trial_used_at IS NULL"]),
+        Audience::Language(_) => audience_statements!(["u.language = $4"]),
+    }
+}
+
+/// The next `limit` users of `audience` after user id `after`, in id order (a broadcast's
+/// recipients, read a page at a time from where it stopped).
+pub async fn audience_page(
+    db: &Db,
+    audience: Audience,
+    after: i64,
+    limit: i64,
+    now: Timestamp,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let (page, _) = audience_statements_of(audience);
+    on_db!(db, p => sqlx::query_scalar(page)
+        .bind(after).bind(limit).bind(now.as_millis()).bind(audience.language_code())
+        .fetch_all(p).await)
+}
+
+/// How many users `audience` holds now.
+pub async fn audience_count(
+    db: &Db,
+    audience: Audience,
+    now: Timestamp,
+) -> Result<i64, sqlx::Error> {
+    let (_, count) = audience_statements_of(audience);
+    on_db!(db, p => sqlx::query_scalar(count)
+        .bind(0_i64).bind(0_i64).bind(now.as_millis()).bind(audience.language_code())
+        .fetch_one(p).await)
 }

@@ -40,13 +40,13 @@ use uuid::Uuid;
 use crate::time::Timestamp;
 
 pub use keys::FeedToken;
-pub(crate) use subscriptions::renewal_candidates_sql;
 pub use subscriptions::{
     Imported, JOIN_SUBSCRIPTION_OF_USER, JOINED_COLUMNS, Joined, active_by_kind, align_node,
     align_node_additions, by_token, by_vpn_uuid, expire, grant_or_extend, import_subscription,
     last_reissue, lock_unless_held, provisioning_state, reissue, revoke, share_links, shorten,
     subscription, subscription_for_user, subscription_for_user_in,
 };
+pub(crate) use subscriptions::{renewal_candidates_sql, user_subscription_sql};
 
 pub use crate::domain::MAX_GRANT_DAYS;
 /// No subscription reaches further than this ahead of now (no "forever" by repetition).

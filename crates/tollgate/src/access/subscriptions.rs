@@ -99,6 +99,19 @@ macro_rules! renewal_candidates_sql {
 }
 pub(crate) use renewal_candidates_sql;
 
+/// Whether the user row `u` has a subscription `s` matching `$cond` (SQL text on `s`): for
+/// another owner's statement that picks users by their access (a broadcast's audience).
+macro_rules! user_subscription_sql {
+    ($cond:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND ",
+            $cond,
+            ")"
+        )
+    };
+}
+pub(crate) use user_subscription_sql;
+
 /// A subscription read through [`JOINED_COLUMNS`]: every column is NULL when there is none.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Joined {

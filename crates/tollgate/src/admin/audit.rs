@@ -50,10 +50,12 @@ pub enum AuditAction {
     SetDiscount,
     WithdrawalPaid,
     WithdrawalRejected,
+    BroadcastStart,
+    BroadcastCancel,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 20] = [
+    pub const ALL: [AuditAction; 22] = [
         AuditAction::GrantDays,
         AuditAction::Revoke,
         AuditAction::Reissue,
@@ -74,6 +76,8 @@ impl AuditAction {
         AuditAction::SetDiscount,
         AuditAction::WithdrawalPaid,
         AuditAction::WithdrawalRejected,
+        AuditAction::BroadcastStart,
+        AuditAction::BroadcastCancel,
     ];
 
     /// The name stored in the log (and the suffix of its text key, `audit-<name>`).
@@ -99,6 +103,8 @@ impl AuditAction {
             AuditAction::SetDiscount => "set-discount",
             AuditAction::WithdrawalPaid => "withdrawal-paid",
             AuditAction::WithdrawalRejected => "withdrawal-rejected",
+            AuditAction::BroadcastStart => "broadcast-start",
+            AuditAction::BroadcastCancel => "broadcast-cancel",
         }
     }
 

@@ -23,6 +23,7 @@ use crate::backoff::Backoff;
 use crate::bot::Bot;
 use crate::bot::notices::AccessNotices;
 use crate::bot::stars::StarsReconciler;
+use crate::broadcast::feeder::{Feeder, FeederConfig};
 use crate::config::{Config, IntakeMode};
 use crate::flags;
 use crate::housekeeping::{Housekeeping, Pruning};
@@ -75,6 +76,20 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
     ];
     let mut components: Vec<Arc<dyn Component>> = vec![Arc::new(notices), Arc::new(stars)];
     components.extend(jobs);
+    // Broadcasts: fed to the outbox as it drains, at the sender's rates.
+    components.push(Arc::new(Feeder::new(
+        s.db.clone(),
+        s.clock.clone(),
+        texts.clone(),
+        FeederConfig {
+            free_rate: s.config.deployment.pipeline.outbox_rate,
+            paid_rate: SenderConfig::default().paid_broadcast_rate,
+            ..FeederConfig::default()
+        },
+        s.holder.clone(),
+        s.outbox_wake.clone(),
+        s.config.catalog.bot.fallback_language(),
+    )));
     // The alert monitor keeps its own 15 s (JOBS_INTERVAL is for the notice and renewal jobs).
     let monitor = Monitor::new(MonitorContext {
         db: s.db.clone(),

@@ -67,6 +67,7 @@ macro_rules! every_migration {
             0010 "drop_notice_items",
             0011 "admin",
             0012 "operations",
+            0013 "broadcasts",
             0014 "promo",
             0015 "withdrawals",
         )

@@ -21,7 +21,7 @@ pub enum Priority {
     Transactional = 0,
     /// Reminders and other scheduled notices.
     Reminder = 1,
-    /// Admin broadcasts.
+    /// Admin broadcasts: they take what the others leave of the budget.
     Broadcast = 2,
 }
 
@@ -88,23 +88,32 @@ impl OutboxMessage {
     }
 }
 
+impl OutboxMessage {
+    /// A broadcast sent with `allow_paid_broadcast` (Telegram's paid limit, not the free one).
+    pub fn is_paid_broadcast(&self) -> bool {
+        self.priority == Priority::Broadcast
+            && self.params.get("allow_paid_broadcast") == Some(&Value::Bool(true))
+    }
+}
+
 /// The insert of a batch: the messages in order, each skipped when its dedupe key is queued
 /// already. The two backends batch differently, so the text is written once per backend.
-/// SQLite: `$1` a JSON array of `[dedupe_key, chat_id, priority, method, payload]`, `$2` now
-/// (`WHERE true` resolves the parser ambiguity of `ON CONFLICT` after `SELECT … FROM`).
+/// SQLite: `$1` a JSON array of `[dedupe_key, chat_id, priority, method, payload,
+/// paid_broadcast]`, `$2` now (`WHERE true` resolves the parser ambiguity of `ON CONFLICT`
+/// after `SELECT … FROM`).
 const ENQUEUE_SQLITE: &str = "
-INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, 'pending', 0, $2, $2
+INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, paid_broadcast, status, attempts, next_attempt_at, created_at)
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, 'pending', 0, $2, $2
 FROM json_each($1) AS j WHERE true ORDER BY j.key
 ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// PostgreSQL: the columns as arrays `$1`–`$5` (keys, chats, priorities, methods, payloads),
-/// `$6` now.
+/// `$6` now, `$7` paid broadcast.
 const ENQUEUE_POSTGRES: &str = "
-INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, status, attempts, next_attempt_at, created_at)
-SELECT m.dedupe_key, m.chat_id, m.priority, m.method, m.payload, 'pending', 0, $6, $6
-FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[], $4::TEXT[], $5::TEXT[]) WITH ORDINALITY
-    AS m(dedupe_key, chat_id, priority, method, payload, n)
+INSERT INTO outbox (dedupe_key, chat_id, priority, method, payload, paid_broadcast, status, attempts, next_attempt_at, created_at)
+SELECT m.dedupe_key, m.chat_id, m.priority, m.method, m.payload, m.paid, 'pending', 0, $6, $6
+FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::SMALLINT[], $4::TEXT[], $5::TEXT[], $7::BOOLEAN[]) WITH ORDINALITY
+    AS m(dedupe_key, chat_id, priority, method, payload, paid, n)
 ORDER BY m.n
 ON CONFLICT (dedupe_key) DO NOTHING";
 
@@ -130,7 +139,8 @@ pub async fn enqueue_all(
                         m.chat_id,
                         m.priority.as_i16(),
                         m.method,
-                        m.params.to_string()
+                        m.params.to_string(),
+                        i32::from(m.is_paid_broadcast())
                     ])
                 })
                 .collect();
@@ -144,7 +154,9 @@ pub async fn enqueue_all(
             let mut priorities = Vec::with_capacity(messages.len());
             let mut methods = Vec::with_capacity(messages.len());
             let mut payloads = Vec::with_capacity(messages.len());
+            let mut paid = Vec::with_capacity(messages.len());
             for m in messages {
+                paid.push(m.is_paid_broadcast());
                 keys.push(m.dedupe_key.as_str());
                 chats.push(m.chat_id);
                 priorities.push(m.priority.as_i16());
@@ -158,6 +170,7 @@ pub async fn enqueue_all(
                 .bind(methods)
                 .bind(payloads)
                 .bind(now)
+                .bind(paid)
                 .execute(&mut **c)
                 .await
                 .map(drop)
@@ -181,16 +194,34 @@ pub struct Claimed {
     pub attempts: i32,
     /// Other messages to this chat were waiting when this one was claimed.
     pub more_in_chat: bool,
+    /// A paid broadcast's message (paced on the paid clock).
+    pub paid_broadcast: bool,
+}
+
+/// Which rows one claim takes. Replies and notices (the urgent lane) are claimed apart from
+/// broadcasts, so the sender can keep broadcasts' lookahead short: a reply then waits behind
+/// at most a fraction of a second of broadcast messages, never behind seconds of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Transactional messages and reminders.
+    Urgent,
+    /// Broadcasts within Telegram's free limit (they share the global rate).
+    Broadcast,
+    /// Broadcasts with `allow_paid_broadcast` (their own, higher, rate).
+    PaidBroadcast,
 }
 
 /// The messages a claim takes, written once for both backends' claims: heads of each chat's
 /// queue, most urgent first, at most `$2`. A chat's later messages wait until its earlier ones
 /// are sent or failed, so a chat sees them in order.
 macro_rules! due_messages {
-    () => {
-        "
+    ($lane:literal) => {
+        concat!(
+            "
     SELECT o.id FROM outbox o
-    WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1 AND ",
+            $lane,
+            "
       AND (o.claimed_until IS NULL OR o.claimed_until <= $1)
       AND NOT EXISTS (
           SELECT 1 FROM outbox e
@@ -198,32 +229,52 @@ macro_rules! due_messages {
             AND (e.priority < o.priority OR (e.priority = o.priority AND e.id < o.id)))
     ORDER BY o.priority, o.next_attempt_at, o.id
     LIMIT $2"
+        )
     };
 }
 
-const CLAIM_SQLITE: &str = concat!(
-    "
+/// The claim statements of one lane (`$lane`: its condition on `o`).
+macro_rules! claims {
+    ($sqlite:ident, $postgres:ident, $lane:literal) => {
+        const $sqlite: &str = concat!(
+            "
 UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1
 WHERE id IN (",
-    due_messages!(),
-    ")
-RETURNING id, chat_id, priority, method, payload, attempts,
+            due_messages!($lane),
+            ")
+RETURNING id, chat_id, priority, method, payload, attempts, paid_broadcast,
     EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat"
-);
-
-/// The same on PostgreSQL; rows are chosen once in a CTE (see `inbox::CLAIM_POSTGRES`).
-const CLAIM_POSTGRES: &str = concat!(
-    "
+        );
+        /// The same on PostgreSQL; rows are chosen once in a CTE (see `inbox::CLAIM_POSTGRES`).
+        const $postgres: &str = concat!(
+            "
 WITH due AS (",
-    due_messages!(),
-    "
+            due_messages!($lane),
+            "
     FOR UPDATE SKIP LOCKED)
 UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1
 WHERE outbox.id = ANY(ARRAY(SELECT id FROM due))
-RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts,
+RETURNING outbox.id, outbox.chat_id, outbox.priority, outbox.method, outbox.payload, outbox.attempts, outbox.paid_broadcast,
     EXISTS (SELECT 1 FROM outbox m WHERE m.chat_id = outbox.chat_id AND m.status = 'pending' AND m.id <> outbox.id) AS more_in_chat"
+        );
+    };
+}
+claims!(CLAIM_SQLITE, CLAIM_POSTGRES, "true");
+claims!(CLAIM_URGENT_SQLITE, CLAIM_URGENT_POSTGRES, "o.priority < 2");
+// A broadcast message whose call was started and never finished (its process died) may have
+// been sent: it is not claimed again (`give_up_uncertain` ends it).
+claims!(
+    CLAIM_BROADCAST_SQLITE,
+    CLAIM_BROADCAST_POSTGRES,
+    "o.priority = 2 AND o.paid_broadcast = FALSE AND o.call_started_at IS NULL"
+);
+claims!(
+    CLAIM_PAID_SQLITE,
+    CLAIM_PAID_POSTGRES,
+    "o.priority = 2 AND o.paid_broadcast = TRUE AND o.call_started_at IS NULL"
 );
 
+/// Claims up to `limit` due messages of every lane, most urgent first.
 pub async fn claim(
     db: &Db,
     worker: &str,
@@ -236,6 +287,143 @@ pub async fn claim(
         .await?;
     rows.sort_by_key(|r| (r.priority, r.id));
     Ok(rows)
+}
+
+/// Claims up to `limit` due messages of one lane, most urgent first.
+pub async fn claim_lane(
+    db: &Db,
+    lane: Lane,
+    worker: &str,
+    limit: i64,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let (sqlite, postgres) = match lane {
+        Lane::Urgent => (CLAIM_URGENT_SQLITE, CLAIM_URGENT_POSTGRES),
+        Lane::Broadcast => (CLAIM_BROADCAST_SQLITE, CLAIM_BROADCAST_POSTGRES),
+        Lane::PaidBroadcast => (CLAIM_PAID_SQLITE, CLAIM_PAID_POSTGRES),
+    };
+    let mut rows: Vec<Claimed> = db
+        .claim(sqlite, postgres, now, limit, worker, until)
+        .await?;
+    rows.sort_by_key(|r| (r.priority, r.id));
+    Ok(rows)
+}
+
+/// Records that the calls of claimed broadcast messages `ids` start now, before they are
+/// made; returns the ids still there to send (a cancelled broadcast's messages are deleted,
+/// claimed or not). One statement for the batch.
+pub async fn start_calls(
+    db: &Db,
+    worker: &str,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = db.begin().await?;
+    let started: Vec<i64> = match &mut tx {
+        Tx::Sqlite(c) => {
+            sqlx::query_scalar(
+                "UPDATE outbox SET call_started_at = $3
+                 WHERE id IN (SELECT value FROM json_each($1)) AND claimed_by = $2 AND status = 'pending'
+                 RETURNING id",
+            )
+            .bind(serde_json::Value::from(ids.to_vec()).to_string())
+            .bind(worker)
+            .bind(now)
+            .fetch_all(&mut *c)
+            .await?
+        }
+        Tx::Postgres(c) => {
+            sqlx::query_scalar(
+                "UPDATE outbox SET call_started_at = $3
+                 WHERE id = ANY($1) AND claimed_by = $2 AND status = 'pending'
+                 RETURNING id",
+            )
+            .bind(ids)
+            .bind(worker)
+            .bind(now)
+            .fetch_all(&mut **c)
+            .await?
+        }
+    };
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// Ends the broadcast messages (keys starting with `prefix`) whose call was started by a
+/// process whose claim lapsed before `lapsed_before` without an outcome (it died mid-call):
+/// they may have been sent, so they are failed, never sent again. Returns how many.
+pub async fn give_up_uncertain(
+    db: &Db,
+    prefix: &str,
+    lapsed_before: Timestamp,
+    now: Timestamp,
+) -> Result<u64, sqlx::Error> {
+    let end = prefix_end(prefix);
+    on_db!(db, p => sqlx::query(
+        "UPDATE outbox SET status = 'failed', finished_at = $4, claimed_by = NULL, claimed_until = NULL,
+             last_error = 'not sent again: the process sending it stopped during the call, which may have delivered it'
+         WHERE dedupe_key >= $1 AND dedupe_key < $2 AND status = 'pending'
+           AND call_started_at IS NOT NULL AND claimed_until < $3")
+        .bind(prefix).bind(end).bind(lapsed_before).bind(now)
+        .execute(p).await.map(|r| r.rows_affected()))
+}
+
+/// Deletes the unsent messages whose key starts with `prefix` (claimed ones too), in the
+/// caller's transaction: a cancelled broadcast. Returns how many.
+pub async fn delete_pending_keyed(tx: &mut Tx, prefix: &str) -> Result<u64, sqlx::Error> {
+    let end = prefix_end(prefix);
+    on_tx!(tx, c => sqlx::query(
+        "DELETE FROM outbox WHERE dedupe_key >= $1 AND dedupe_key < $2 AND status = 'pending'")
+        .bind(prefix).bind(end).execute(c).await.map(|r| r.rows_affected()))
+}
+
+/// How many messages whose key starts with `prefix` are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyedCounts {
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub blocked: i64,
+}
+
+pub async fn count_keyed(db: &Db, prefix: &str) -> Result<KeyedCounts, sqlx::Error> {
+    let end = prefix_end(prefix);
+    let rows: Vec<(String, i64)> = on_db!(db, p => sqlx::query_as(
+        "SELECT status, CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key >= $1 AND dedupe_key < $2
+         GROUP BY status")
+        .bind(prefix).bind(&end).fetch_all(p).await)?;
+    let mut c = KeyedCounts::default();
+    for (status, n) in rows {
+        match status.as_str() {
+            "pending" => c.pending = n,
+            "sent" => c.sent = n,
+            "failed" => c.failed = n,
+            "blocked" => c.blocked = n,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// Broadcast messages waiting to be sent (the feeder keeps this backlog short).
+pub async fn broadcast_backlog(db: &Db) -> Result<i64, sqlx::Error> {
+    on_db!(db, p => sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE status = 'pending' AND priority = 2")
+        .fetch_one(p).await)
+}
+
+/// The first string after every string that starts with `prefix` (a key range's end).
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_owned();
+    let last = end.pop().map_or(char::MAX, |c| {
+        char::from_u32(c as u32 + 1).unwrap_or(char::MAX)
+    });
+    end.push(last);
+    end
 }
 
 /// How one attempt ended.
@@ -462,7 +650,7 @@ WHERE chat_id IN (SELECT o.chat_id FROM json_each($3) AS j JOIN outbox o ON o.id
   AND id NOT IN (SELECT j.value ->> 0 FROM json_each($1) AS j);
 UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbox.next_attempt_at),
     last_error = b.error, message_id = COALESCE(b.message_id, outbox.message_id),
-    finished_at = b.finished, claimed_by = NULL, claimed_until = NULL,
+    finished_at = b.finished, claimed_by = NULL, claimed_until = NULL, call_started_at = NULL,
     attempts = outbox.attempts - b.undo
 FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS status, j.value ->> 2 AS next_at,
              j.value ->> 3 AS error, j.value ->> 4 AS message_id, j.value ->> 5 AS finished,
@@ -474,7 +662,7 @@ RETURNING outbox.id";
 const FINISH_POSTGRES: &str = "
 UPDATE outbox SET status = b.status, next_attempt_at = COALESCE(b.next_at, outbox.next_attempt_at),
     last_error = b.error, message_id = COALESCE(b.message_id, outbox.message_id),
-    finished_at = b.finished, claimed_by = NULL, claimed_until = NULL,
+    finished_at = b.finished, claimed_by = NULL, claimed_until = NULL, call_started_at = NULL,
     attempts = outbox.attempts - b.undo
 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::INTEGER[])
     AS b(id, status, next_at, error, message_id, finished, undo)
@@ -599,6 +787,7 @@ async fn finish_attempt_in(
     let n = on_tx!(tx, c => sqlx::query(
         "UPDATE outbox SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5,
              message_id = COALESCE($6, message_id), finished_at = $7, claimed_by = NULL, claimed_until = NULL,
+             call_started_at = NULL,
              attempts = attempts - $8
          WHERE id = $1 AND claimed_by = $2 AND status = 'pending'"
     ).bind(id).bind(worker).bind(r.status).bind(r.next).bind(r.error).bind(r.message_id).bind(r.finished)
@@ -675,11 +864,7 @@ pub async fn count_keyed_since(
     since: Timestamp,
 ) -> Result<i64, sqlx::Error> {
     // Every key of a kind is `<prefix>…`; the range ends before the prefix's next string.
-    let mut end = prefix.to_owned();
-    let last = end.pop().map_or(char::MAX, |c| {
-        char::from_u32(c as u32 + 1).unwrap_or(char::MAX)
-    });
-    end.push(last);
+    let end = prefix_end(prefix);
     on_db!(db, p => sqlx::query_scalar(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE dedupe_key >= $1 AND dedupe_key < $2 AND created_at >= $3")
         .bind(prefix).bind(end).bind(since).fetch_one(p).await)

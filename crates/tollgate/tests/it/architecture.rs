@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("supervisor", 1),
     ("telemetry", 2),
     ("i18n", 2),
+    ("audience", 2),
     ("qr", 2),
     ("telegram::metrics", 2),
     ("nodes::metrics", 2),
@@ -52,6 +53,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("nodes::console", 8),
     ("billing", 8),
     ("admin", 8),
+    // Broadcasts: their rows and the feeder that queues recipients in the outbox.
+    ("broadcast", 8),
     // The Telegram pipeline.
     ("telegram", 9),
     // What handlers and jobs are given, then the bot and the jobs.
@@ -362,6 +365,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("personal_discounts", "billing::promo"),
     ("promo_prompts", "billing::promo"),
     ("withdrawals", "billing::withdrawals"),
+    ("broadcasts", "broadcast"),
 ];
 
 /// Tables of *another* database that a module reads, by the same names as ours: the importer

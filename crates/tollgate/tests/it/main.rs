@@ -13,6 +13,7 @@ mod backups;
 mod bot_crash;
 mod bot_journey;
 mod bot_payments;
+mod broadcasts;
 mod config_cli;
 mod constraints;
 mod deploy_files;

@@ -41,6 +41,8 @@ pub enum Question {
     },
     /// The reason to reject withdrawal request (by id).
     Reject(i64),
+    /// A broadcast's text: a new draft, or a new text for draft `id`.
+    BroadcastText(Option<i64>),
     /// A balance adjustment confirmed on the screen drawn by update `screen`.
     BalanceDraft {
         screen: i64,
@@ -73,6 +75,8 @@ impl Question {
             Question::Discount(u) => format!("discount:{u}"),
             Question::PromoDraft { screen, text } => format!("draft:promo:{screen}:{text}"),
             Question::Reject(w) => format!("reject:{w}"),
+            Question::BroadcastText(None) => "broadcast:new".into(),
+            Question::BroadcastText(Some(id)) => format!("broadcast:{id}"),
             Question::BalanceDraft {
                 screen,
                 user,
@@ -110,6 +114,13 @@ impl Question {
         }
         if let Some(u) = s.strip_prefix("balance:") {
             return u.parse().ok().map(Question::Balance);
+        }
+        if let Some(rest) = s.strip_prefix("broadcast:") {
+            return Some(Question::BroadcastText(if rest == "new" {
+                None
+            } else {
+                Some(rest.parse().ok()?)
+            }));
         }
         if let Some(l) = s.strip_prefix("banner:") {
             return Language::parse(l).map(Question::Banner);
@@ -386,6 +397,9 @@ impl Bot {
             )
         };
         let (screen, draft) = match question {
+            Question::BroadcastText(draft) => {
+                return self.broadcast_text(se, &pending, draft, text).await;
+            }
             Question::Find => {
                 let Some(query) = UserQuery::parse(text) else {
                     return self
@@ -646,6 +660,64 @@ impl Bot {
         Ok(Some((screen, tx)))
     }
 
+    /// A broadcast's text typed: refused with the parser's error (the question stays), or
+    /// stored as a draft (a new one, or the draft being edited) and its screen shown.
+    async fn broadcast_text(
+        &self,
+        se: &Session,
+        pending: &prompts::Pending,
+        draft: Option<i64>,
+        text: &str,
+    ) -> Result<Option<(Screen, Tx)>, HandlerError> {
+        let v = self.view(se.lang);
+        let content = match super::broadcast::parse_content(&v, text) {
+            Ok(c) => c,
+            Err(note) => {
+                let screen = Screen::new(
+                    note,
+                    vec![vec![
+                        v.button("adm-btn-cancel", admin(AdminAction::Cancel)),
+                        v.button("btn-back", admin(AdminAction::Broadcasts)),
+                    ]],
+                );
+                return self.keep(screen).await;
+            }
+        };
+        let mut tx = self.begin().await?;
+        if !prompts::take(&mut tx, se.user.id, pending)
+            .await
+            .map_err(retry)?
+        {
+            drop(tx);
+            return Ok(None);
+        }
+        let id = match draft {
+            Some(id) => {
+                if !crate::broadcast::edit_draft(&mut tx, id, &content)
+                    .await
+                    .map_err(retry)?
+                {
+                    let screen = crate::bot::screens::notice(
+                        &v,
+                        v.t("bc-not-draft"),
+                        admin(AdminAction::Broadcasts),
+                    );
+                    return Ok(Some((screen, tx)));
+                }
+                id
+            }
+            None => crate::broadcast::create_draft(&mut tx, se.user.id, &content, self.now())
+                .await
+                .map_err(retry)?,
+        };
+        // The draft's screen reads it back: commit first, then finish in a new transaction.
+        tx.commit().await.map_err(retry)?;
+        let screen = self
+            .draft_screen(&v, id, crate::users::Audience::All, false)
+            .await?;
+        Ok(Some((screen, self.begin().await?)))
+    }
+
     /// A bad answer's screen; the question stays as it is.
     async fn keep(&self, screen: Screen) -> Result<Option<(Screen, Tx)>, HandlerError> {
         Ok(Some((screen, self.begin().await?)))
@@ -740,6 +812,8 @@ mod tests {
             Question::Days(5),
             Question::Balance(6),
             Question::Banner(Language::Ru),
+            Question::BroadcastText(None),
+            Question::BroadcastText(Some(12)),
             Question::BalanceDraft {
                 screen: 9,
                 user: 7,

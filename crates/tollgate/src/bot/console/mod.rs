@@ -13,6 +13,7 @@
 //! (stats, flags, dead letters, audit); `user` the user card and its operations; `withdrawals`
 //! the withdrawal requests and their decisions; `input` the answers to questions.
 
+mod broadcast;
 mod input;
 mod nodes;
 mod promo;
@@ -144,6 +145,38 @@ impl Bot {
                     None => screens::notice(&v, v.t("stale-button"), admin(AdminAction::Home)),
                 };
                 (screen, tx, false)
+            }
+            AdminAction::Broadcasts => (
+                self.broadcasts_screen(&v).await?,
+                self.begin().await?,
+                false,
+            ),
+            AdminAction::BroadcastNew => {
+                self.ask(
+                    se,
+                    input::Question::BroadcastText(None),
+                    v.t("bc-ask"),
+                    AdminAction::Broadcasts,
+                )
+                .await?
+            }
+            AdminAction::BroadcastEdit(id) => {
+                self.ask(
+                    se,
+                    input::Question::BroadcastText(Some(id)),
+                    v.t("bc-ask"),
+                    AdminAction::Broadcasts,
+                )
+                .await?
+            }
+            AdminAction::BroadcastDraft { id, audience, paid } => (
+                self.draft_screen(&v, id, audience, paid).await?,
+                self.begin().await?,
+                false,
+            ),
+            AdminAction::Confirm(Op::BroadcastSend { id, audience, paid }) => {
+                self.send_confirmation(se, update_id, id, audience, paid)
+                    .await?
             }
             AdminAction::Confirm(op) => (
                 self.confirm(&v, op, update_id).await?,
@@ -291,8 +324,10 @@ impl Bot {
                     ));
                 }
             },
-            // A draft is confirmed on the screen that answered its question.
-            Op::Draft => return Ok(home(v)),
+            Op::BroadcastCancel(id) => (self.cancel_question(v, *id), AdminAction::Broadcasts),
+            // A draft is confirmed on the screen that answered its question, a broadcast's
+            // send on its own (`send_confirmation`, which sends the preview).
+            Op::Draft | Op::BroadcastSend { .. } => return Ok(home(v)),
         };
         Ok(confirmation(v, text, op, update_id, back))
     }
@@ -328,6 +363,10 @@ impl Bot {
                 self.set_discount(se, user, percent, until, &request).await
             }
             Op::WithdrawalPaid(id) => self.withdrawal_paid(se, id, &request).await,
+            Op::BroadcastSend { id, audience, paid } => {
+                self.start_broadcast(se, id, audience, paid, &request).await
+            }
+            Op::BroadcastCancel(id) => self.cancel_broadcast(se, id, &request).await,
             Op::Flag { name, on } => {
                 let Some(flag) = Flag::parse(&name) else {
                     let screen =
@@ -715,6 +754,7 @@ fn home(v: &View<'_>) -> Screen {
                 b("adm-btn-promos", AdminAction::Promos),
                 b("adm-btn-withdrawals", AdminAction::Withdrawals),
             ],
+            vec![b("bc-btn-broadcasts", AdminAction::Broadcasts)],
             vec![v.button("btn-menu", Action::Menu)],
         ],
     )

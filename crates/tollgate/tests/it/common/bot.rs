@@ -108,6 +108,17 @@ impl World {
         .await
     }
 
+    /// Like [`World::start_with`], against an emulator with Telegram's flood limits on.
+    pub async fn start_limited(
+        t: &TestDb,
+        env: &[(&str, &str)],
+        options: AppOptions,
+    ) -> Option<World> {
+        let mut config = EmulatorConfig::default();
+        config.rate_limits.set_webhook_once_per_sec = false;
+        Self::launch_on(t, false, env, options, app::bot, config).await
+    }
+
     /// The service on `t`'s database (with a real node when `node`) with the handler and
     /// components `make` builds from the service's parts (a test may keep a clone of them).
     pub async fn launch<H, F>(
@@ -121,15 +132,31 @@ impl World {
         H: Handler,
         F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
     {
+        let mut config = EmulatorConfig::without_rate_limits();
+        config.rate_limits.set_webhook_once_per_sec = false;
+        Self::launch_on(t, node, env, options, make, config).await
+    }
+
+    /// [`World::launch`] against an emulator with `emulator` as its configuration.
+    pub async fn launch_on<H, F>(
+        t: &TestDb,
+        node: bool,
+        env: &[(&str, &str)],
+        options: AppOptions,
+        make: F,
+        emulator: EmulatorConfig,
+    ) -> Option<World>
+    where
+        H: Handler,
+        F: FnOnce(&Services) -> anyhow::Result<Plugged<H>>,
+    {
         let node = if node {
             let v2ray = V2Ray::or_skip("bot world with a node")?;
             Some(TestNode::start(&v2ray, "nl-1").await)
         } else {
             None
         };
-        let mut config = EmulatorConfig::without_rate_limits();
-        config.rate_limits.set_webhook_once_per_sec = false;
-        let emu = Emulator::start(config).await.expect("emulator");
+        let emu = Emulator::start(emulator).await.expect("emulator");
         let dir = tempfile::tempdir().unwrap();
         let catalog = dir.path().join("tollgate.toml");
         std::fs::write(
