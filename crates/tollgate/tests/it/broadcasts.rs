@@ -444,11 +444,11 @@ db_test!(async fn killed_9_twice_mid_broadcast_nobody_gets_it_twice_and_the_rest
     let env = with(webhook_env(&t.url, &emu, port), &[
         ("ADMIN_IDS", ADMINS),
         ("OUTBOX_RATE", "25"),
-        ("RUST_LOG", "warn,tollgate::broadcast=info"),
+        ("RUST_LOG", "warn,tollgate::app=info,tollgate::broadcast=info"),
     ]);
-    admin_user(&tg).await;
     let people = recipients(&tg, &t.db, FIRST, 400, Language::En).await;
     let mut svc = Service::start(&env).await;
+    admin_user(&tg).await;
     let draft = compose(&tg, &text_with_button(), "Draft #").await;
     let id = send(&tg, &t.db, &draft, "Everyone", false, "401 recipients").await;
     for kill in 0..2 {
