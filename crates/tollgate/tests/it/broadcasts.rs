@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use telegram_emulator::{ControlClient, NewUser, TranscriptMessage};
+use tollgate::admin::Actor;
 use tollgate::app::AppOptions;
 use tollgate::broadcast::{self, Status};
 use tollgate::config::Language;
+use tollgate::flags::{self, Flag};
 use tollgate::on_db;
 use tollgate::store::Db;
 use tollgate::time::{Clock, SystemClock};
@@ -483,4 +485,81 @@ db_test!(async fn killed_9_twice_mid_broadcast_nobody_gets_it_twice_and_the_rest
     svc.signal("TERM");
     assert!(svc.wait_exit(Duration::from_secs(15)).await.success());
     emu.shutdown().await;
+});
+
+db_test!(async fn the_broadcasts_flag_pauses_sending_and_resumes_where_it_stopped(t) {
+    let Some(w) = World::start_limited(t, &[("ADMIN_IDS", ADMINS), ("OUTBOX_RATE", "20")], AppOptions::default()).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    admin_user(tg).await;
+    let people = recipients(tg, db, FIRST, 150, Language::En).await;
+    let draft = compose(tg, &text_with_button(), "Draft #").await;
+    let id = send(tg, db, &draft, "Everyone", false, "151 recipients").await;
+    let prefix = broadcast::key_prefix(id);
+    wait_for("20 sent", Duration::from_secs(60), || async {
+        let c = tollgate::telegram::outbox::count_keyed(db, &prefix).await.unwrap();
+        (c.sent >= 20).then_some(())
+    })
+    .await;
+    flags::set_committed(db, Flag::Broadcasts, false, Actor::CommandLine, SystemClock.now()).await.unwrap();
+    // What was queued drains (a few seconds' worth at most); nothing more is queued.
+    let drained = wait_for("the queued part sent", Duration::from_secs(30), || async {
+        let c = tollgate::telegram::outbox::count_keyed(db, &prefix).await.unwrap();
+        (c.pending == 0).then_some(c)
+    })
+    .await;
+    screen_in(tg, ADMIN, &format!("Broadcast #{id} — paused")).await;
+    let paused = broadcast::get(db, id).await.unwrap().unwrap();
+    assert_eq!(paused.status, Status::Sending);
+    assert!(paused.queued < 151, "paused part-way: {} queued", paused.queued);
+    let c = tollgate::telegram::outbox::count_keyed(db, &prefix).await.unwrap();
+    assert_eq!((c.sent, c.pending), (drained.sent, 0), "nothing queued while paused");
+    assert_eq!(paused.queued, drained.sent + drained.failed + drained.blocked);
+    flags::set_committed(db, Flag::Broadcasts, true, Actor::CommandLine, SystemClock.now()).await.unwrap();
+    let done = wait_status(db, id, Status::Done, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.queued), (151, 151));
+    for p in &people {
+        assert_eq!(received(tg, *p).await, 1, "user {p}");
+    }
+    assert_eq!(tg.counters().await.unwrap().responses_429, 0);
+    w.stop().await;
+});
+
+db_test!(async fn a_message_whose_call_a_crash_cut_is_never_sent_again_and_the_broadcast_still_ends(t) {
+    let Some(w) = World::start_with(t, false, &[("ADMIN_IDS", ADMINS)], AppOptions::default()).await else { return };
+    let (tg, db) = (&w.tg, &w.app.db);
+    let people = recipients(tg, db, FIRST, 10, Language::En).await;
+    // Feeding paused while the scene is set.
+    flags::set_committed(db, Flag::Broadcasts, false, Actor::CommandLine, SystemClock.now()).await.unwrap();
+    let content = broadcast::Content::parse(&text_with_button()).unwrap();
+    let now = SystemClock.now();
+    let mut tx = db.begin().await.unwrap();
+    let id = broadcast::create_draft(&mut tx, ADMIN, &content, now).await.unwrap();
+    assert!(broadcast::start(&mut tx, id, tollgate::users::Audience::All, false, 10, now).await.unwrap());
+    tx.commit().await.unwrap();
+    // The first five were queued, and a process that died had started the calls of two of
+    // them (claimed, call started, claim lapsed, no outcome).
+    let b = broadcast::get(db, id).await.unwrap().unwrap();
+    let first: Vec<_> = people[..5].iter().map(|u| b.message_to(*u)).collect();
+    let lapsed = now.as_millis() - 60_000;
+    let cut = format!("{}{}", broadcast::key_prefix(id), people[1]);
+    let cut_too = format!("{}{}", broadcast::key_prefix(id), people[3]);
+    let mut tx = db.begin().await.unwrap();
+    assert!(broadcast::advance(&mut tx, id, 0, people[4], 5).await.unwrap());
+    tollgate::telegram::outbox::enqueue_all(&mut tx, &first, now).await.unwrap();
+    tollgate::on_tx!(&mut tx, c => sqlx::query(
+        "UPDATE outbox SET claimed_by = 'dead-process', claimed_until = $1, call_started_at = $1, attempts = 1
+         WHERE dedupe_key IN ($2, $3)")
+        .bind(lapsed).bind(&cut).bind(&cut_too).execute(c).await.map(|r| r.rows_affected())).unwrap();
+    tx.commit().await.unwrap();
+    flags::set_committed(db, Flag::Broadcasts, true, Actor::CommandLine, SystemClock.now()).await.unwrap();
+    let done = wait_status(db, id, Status::Done, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.failed, done.blocked), (8, 2, 0));
+    for (i, p) in people.iter().enumerate() {
+        let want = usize::from(i != 1 && i != 3);
+        assert_eq!(received(tg, *p).await, want, "user {p}");
+    }
+    let row = tollgate::telegram::outbox::get_by_key(db, &cut).await.unwrap().unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(row.last_error.unwrap().starts_with("not sent again"), "the reason is kept");
+    w.stop().await;
 });
