@@ -529,7 +529,7 @@ bc-draft = 📣 <b>Draft #{ $id }</b>
     Audience: <b>{ $audience }</b> — { $count } recipients now
     { $paid }
 bc-free = Free: about 25 messages a second, after replies.
-bc-paid-cost = Paid: up to 1000 messages a second, about { $stars } ⭐️ from the bot's balance.
+bc-paid-cost = Paid: up to 1000 messages a second, about { $stars } Stars from the bot's balance.
 bc-confirm-send = 📣 Send broadcast #{ $id } to <b>{ $audience }</b>: { $count } recipients.
     { $paid }
     The message exactly as they will see it is below.
