@@ -164,7 +164,7 @@ impl Feeder {
             return Ok(Step::Idle);
         };
         let now = self.clock.now();
-        let counts = outbox::count_keyed(&self.db, &super::key_prefix(b.id)).await?;
+        let prefix = super::key_prefix(b.id);
         let paused = !flags::get(&self.db, Flag::Broadcasts).await?;
         let progress_due = match seen {
             Some(s) if s.id == b.id => s
@@ -172,7 +172,9 @@ impl Feeder {
                 .is_none_or(|t| t.elapsed() >= self.config.progress_every),
             _ => true,
         };
+        // The counts read the broadcast's whole key range: only for the progress and the end.
         if progress_due {
+            let counts = outbox::count_keyed(&self.db, &prefix).await?;
             self.progress(&b, counts, seen, paused, now).await?;
         }
         if paused {
@@ -194,8 +196,7 @@ impl Feeder {
             // Messages whose sender died mid-call are not sent again (they may have been).
             let lapsed =
                 Timestamp::from_millis(now.as_millis() - UNCERTAIN_AFTER.as_millis() as i64);
-            let given_up =
-                outbox::give_up_uncertain(&self.db, &super::key_prefix(b.id), lapsed, now).await?;
+            let given_up = outbox::give_up_uncertain(&self.db, &prefix, lapsed, now).await?;
             if given_up > 0 {
                 tracing::warn!(
                     broadcast = b.id,
@@ -204,6 +205,7 @@ impl Feeder {
                 );
                 return Ok(Step::Busy);
             }
+            let counts = outbox::count_keyed(&self.db, &prefix).await?;
             if counts.pending == 0 {
                 if super::finish(&self.db, b.id, counts, now).await? {
                     tracing::info!(
