@@ -518,7 +518,7 @@ bc-history = 📣 <b>Broadcasts</b>
     { $lines }
 bc-history-empty = No broadcasts yet.
 bc-history-line = #{ $id } · { $at } · { $state } · { $audience } · sent { $sent }, failed { $failed }, blocked { $blocked } of { $recipients } · admin { $admin }
-bc-ask = Send the broadcast's text (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href="…"&gt; …). For link buttons add a line <code>---</code> and then one button per line: <code>Label | https://…</code>
+bc-ask = Send the broadcast's text (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href="…"&gt; …). For link buttons add a line <code>---</code> and then one button per line: <code>Label | https://…</code>; for a photo, a line <code>photo: https://…</code> there (the text becomes its caption, up to 1024 characters).
 bc-invalid = ⚠️ This text cannot be sent: { $error }
     Nothing was saved. Send a corrected text.
 bc-draft = 📣 <b>Draft #{ $id }</b>

@@ -526,7 +526,7 @@ bc-history = 📣 <b>Рассылки</b>
     { $lines }
 bc-history-empty = Рассылок пока не было.
 bc-history-line = №{ $id } · { $at } · { $state } · { $audience } · отправлено { $sent }, ошибок { $failed }, заблокировали { $blocked } из { $recipients } · админ { $admin }
-bc-ask = Пришлите текст рассылки (HTML Telegram: &lt;b&gt;, &lt;i&gt;, &lt;a href="…"&gt; …). Для кнопок-ссылок добавьте строку <code>---</code>, затем по кнопке в строке: <code>Надпись | https://…</code>
+bc-ask = Пришлите текст рассылки (HTML Telegram: &lt;b&gt;, &lt;i&gt;, &lt;a href="…"&gt; …). Для кнопок-ссылок добавьте строку <code>---</code>, затем по кнопке в строке: <code>Надпись | https://…</code>; для фото — там же строку <code>photo: https://…</code> (текст станет подписью, до 1024 символов).
 bc-invalid = ⚠️ Такой текст отправить нельзя: { $error }
     Ничего не сохранено. Пришлите исправленный текст.
 bc-draft = 📣 <b>Черновик №{ $id }</b>

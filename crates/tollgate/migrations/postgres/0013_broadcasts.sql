@@ -7,7 +7,8 @@
 CREATE TABLE broadcasts (
     id          BIGSERIAL PRIMARY KEY,
     created_by  BIGINT NOT NULL,
-    text        TEXT NOT NULL,
+    text        TEXT NOT NULL,                 -- Telegram HTML (a photo's caption)
+    photo       TEXT,                          -- https URL of a photo, if any
     buttons     TEXT NOT NULL DEFAULT '[]',   -- JSON: [[label, https URL], …]
     audience    TEXT NOT NULL,
     paid        BOOLEAN NOT NULL DEFAULT false,

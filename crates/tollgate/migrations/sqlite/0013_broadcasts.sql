@@ -7,7 +7,8 @@
 CREATE TABLE broadcasts (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     created_by  INTEGER NOT NULL,
-    text        TEXT NOT NULL,
+    text        TEXT NOT NULL,                 -- Telegram HTML (a photo's caption)
+    photo       TEXT,                          -- https URL of a photo, if any
     buttons     TEXT NOT NULL DEFAULT '[]',   -- JSON: [[label, https URL], …]
     audience    TEXT NOT NULL,
     paid        INTEGER NOT NULL DEFAULT 0 CHECK (paid IN (0, 1)),

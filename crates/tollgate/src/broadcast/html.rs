@@ -8,6 +8,8 @@
 
 /// Telegram's limit on a message's text after entities are parsed.
 pub const MAX_TEXT_UNITS: usize = 4096;
+/// Telegram's limit on a photo's caption after entities are parsed.
+pub const MAX_CAPTION_UNITS: usize = 1024;
 
 /// The tags Telegram accepts and the attributes each may carry.
 const TAGS: &[(&str, &[&str])] = &[
@@ -37,7 +39,7 @@ pub enum HtmlError {
     /// Nothing visible is left.
     Empty,
     /// Longer than Telegram takes (in UTF-16 code units after parsing).
-    TooLong { units: usize },
+    TooLong { units: usize, max: usize },
 }
 
 impl std::fmt::Display for HtmlError {
@@ -45,19 +47,21 @@ impl std::fmt::Display for HtmlError {
         match self {
             HtmlError::Markup(m) => write!(f, "Can't parse entities: {m}"),
             HtmlError::Empty => write!(f, "message text is empty"),
-            HtmlError::TooLong { units } => {
-                write!(
-                    f,
-                    "message is too long: {units} of {MAX_TEXT_UNITS} characters"
-                )
+            HtmlError::TooLong { units, max } => {
+                write!(f, "too long: {units} characters, at most {max}")
             }
         }
     }
 }
 
-/// Checks `input` as Telegram would parse it with `parse_mode=HTML`; returns the visible
-/// text's length in UTF-16 code units.
+/// Checks `input` as Telegram would parse a message's text with `parse_mode=HTML`; returns
+/// the visible text's length in UTF-16 code units.
 pub fn check(input: &str) -> Result<usize, HtmlError> {
+    check_within(input, MAX_TEXT_UNITS)
+}
+
+/// [`check`] for a text of at most `max` units (a caption: [`MAX_CAPTION_UNITS`]).
+pub fn check_within(input: &str, max: usize) -> Result<usize, HtmlError> {
     let bytes = input.as_bytes();
     let mut i = 0;
     let mut units = 0_usize;
@@ -123,8 +127,8 @@ pub fn check(input: &str) -> Result<usize, HtmlError> {
     if !visible {
         return Err(HtmlError::Empty);
     }
-    if units > MAX_TEXT_UNITS {
-        return Err(HtmlError::TooLong { units });
+    if units > max {
+        return Err(HtmlError::TooLong { units, max });
     }
     Ok(units)
 }
@@ -286,7 +290,10 @@ mod tests {
         assert_eq!(check(&"x".repeat(4096)), Ok(4096));
         assert_eq!(
             check(&"x".repeat(4097)),
-            Err(HtmlError::TooLong { units: 4097 })
+            Err(HtmlError::TooLong {
+                units: 4097,
+                max: 4096
+            })
         );
         assert_eq!(check(&"&lt;".repeat(4096)), Ok(4096), "entities count once");
     }

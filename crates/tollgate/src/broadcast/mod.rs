@@ -28,10 +28,12 @@ pub const MAX_LABEL_CHARS: usize = 64;
 /// Telegram's fee for a paid broadcast message, in tenths of a Star (0.1 Star).
 pub const PAID_TENTHS_OF_STAR_PER_MESSAGE: i64 = 1;
 
-/// What a broadcast says: its HTML text and URL buttons.
+/// What a broadcast says: its HTML text (a photo's caption when it has one), URL buttons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
     pub text: String,
+    /// An https URL of a photo Telegram fetches (sent with the text as its caption).
+    pub photo: Option<String>,
     /// `(label, https URL)`, one button per row.
     pub buttons: Vec<(String, String)>,
 }
@@ -60,10 +62,13 @@ impl std::fmt::Display for ContentError {
 
 /// The line that separates the text from its buttons.
 const BUTTONS_AFTER: &str = "---";
+/// A line after [`BUTTONS_AFTER`] that names the photo.
+const PHOTO_LINE: &str = "photo:";
 
 impl Content {
     /// The admin's message: the text (Telegram HTML), then optionally a line `---` and one
-    /// button per line, `label | https://…`.
+    /// button per line, `label | https://…`, and a line `photo: https://…` for a photo (the
+    /// text is then its caption).
     pub fn parse(typed: &str) -> Result<Content, ContentError> {
         let typed = typed.trim();
         let (text, buttons) = match typed.lines().position(|l| l.trim() == BUTTONS_AFTER) {
@@ -73,8 +78,8 @@ impl Content {
             }
             None => (typed.to_owned(), Vec::new()),
         };
-        html::check(&text).map_err(ContentError::Html)?;
         let mut parsed = Vec::new();
+        let mut photo = None;
         for (n, line) in buttons.iter().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -84,6 +89,14 @@ impl Content {
                 line: line_no,
                 reason,
             };
+            if let Some(url) = line.trim().strip_prefix(PHOTO_LINE) {
+                let url = url::Url::parse(url.trim()).map_err(|_| bad("the photo is not a URL"))?;
+                if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+                    return Err(bad("the photo must be https:// with a host"));
+                }
+                photo = Some(url.to_string());
+                continue;
+            }
             let (label, url) = line
                 .rsplit_once('|')
                 .ok_or(bad("expected `label | https://…`"))?;
@@ -103,8 +116,15 @@ impl Content {
         if parsed.len() > MAX_BUTTONS {
             return Err(ContentError::TooManyButtons);
         }
+        let max = if photo.is_some() {
+            html::MAX_CAPTION_UNITS
+        } else {
+            html::MAX_TEXT_UNITS
+        };
+        html::check_within(&text, max).map_err(ContentError::Html)?;
         Ok(Content {
             text,
+            photo,
             buttons: parsed,
         })
     }
@@ -119,12 +139,16 @@ impl Content {
         .to_string()
     }
 
-    fn from_stored(text: String, buttons: &str) -> Content {
+    fn from_stored(text: String, photo: Option<String>, buttons: &str) -> Content {
         let buttons: Vec<(String, String)> = serde_json::from_str(buttons).unwrap_or_default();
-        Content { text, buttons }
+        Content {
+            text,
+            photo,
+            buttons,
+        }
     }
 
-    /// The `sendMessage` of this content to `chat_id`.
+    /// The `sendMessage` (or `sendPhoto`) of this content to `chat_id`.
     pub fn message(&self, key: String, chat_id: i64, paid: bool) -> OutboxMessage {
         let markup = (!self.buttons.is_empty()).then(|| {
             json!({ "inline_keyboard": self.buttons.iter()
@@ -132,6 +156,21 @@ impl Content {
                 .collect::<Vec<_>>() })
         });
         let mut msg = OutboxMessage::text(key, chat_id, Priority::Broadcast, &self.text, markup);
+        if let Some(photo) = &self.photo {
+            msg.method = "sendPhoto".into();
+            let mut params = json!({
+                "chat_id": chat_id,
+                "photo": photo,
+                "caption": self.text,
+                "parse_mode": "HTML",
+            });
+            if let (Some(markup), Some(o)) =
+                (msg.params.get("reply_markup"), params.as_object_mut())
+            {
+                o.insert("reply_markup".into(), markup.clone());
+            }
+            msg.params = params;
+        }
         if paid && let Some(o) = msg.params.as_object_mut() {
             o.insert("allow_paid_broadcast".into(), Value::Bool(true));
         }
@@ -220,6 +259,7 @@ struct Row {
     id: i64,
     created_by: i64,
     text: String,
+    photo: Option<String>,
     buttons: String,
     audience: String,
     paid: bool,
@@ -236,7 +276,7 @@ struct Row {
     finished_at: Option<Timestamp>,
 }
 
-const COLUMNS: &str = "id, created_by, text, buttons, audience, paid, status, after_user, recipients, \
+const COLUMNS: &str = "id, created_by, text, photo, buttons, audience, paid, status, after_user, recipients, \
      queued, sent, failed, blocked, progress_n, created_at, started_at, finished_at";
 
 fn from_row(r: Row) -> Result<Broadcast, sqlx::Error> {
@@ -246,7 +286,7 @@ fn from_row(r: Row) -> Result<Broadcast, sqlx::Error> {
         created_by: r.created_by,
         audience: Audience::parse(&r.audience).ok_or_else(|| bad("unknown audience"))?,
         status: Status::parse(&r.status).ok_or_else(|| bad("unknown status"))?,
-        content: Content::from_stored(r.text, &r.buttons),
+        content: Content::from_stored(r.text, r.photo, &r.buttons),
         paid: r.paid,
         after_user: r.after_user,
         recipients: r.recipients,
@@ -269,17 +309,17 @@ pub async fn create_draft(
     now: Timestamp,
 ) -> Result<i64, sqlx::Error> {
     on_tx!(tx, c => sqlx::query_scalar(
-        "INSERT INTO broadcasts (created_by, text, buttons, audience, paid, status, created_at)
-         VALUES ($1, $2, $3, 'all', FALSE, 'draft', $4) RETURNING id")
-        .bind(admin).bind(&content.text).bind(content.buttons_json()).bind(now)
+        "INSERT INTO broadcasts (created_by, text, photo, buttons, audience, paid, status, created_at)
+         VALUES ($1, $2, $5, $3, 'all', FALSE, 'draft', $4) RETURNING id")
+        .bind(admin).bind(&content.text).bind(content.buttons_json()).bind(now).bind(&content.photo)
         .fetch_one(c).await)
 }
 
 /// Replaces a draft's content (Edit); false when it is no longer a draft.
 pub async fn edit_draft(tx: &mut Tx, id: i64, content: &Content) -> Result<bool, sqlx::Error> {
     let n = on_tx!(tx, c => sqlx::query(
-        "UPDATE broadcasts SET text = $2, buttons = $3 WHERE id = $1 AND status = 'draft'")
-        .bind(id).bind(&content.text).bind(content.buttons_json())
+        "UPDATE broadcasts SET text = $2, buttons = $3, photo = $4 WHERE id = $1 AND status = 'draft'")
+        .bind(id).bind(&content.text).bind(content.buttons_json()).bind(&content.photo)
         .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
@@ -410,6 +450,23 @@ mod tests {
         );
         let plain = Content::parse("hello").unwrap();
         assert!(plain.buttons.is_empty());
+        assert_eq!(plain.photo, None);
+        let photo =
+            Content::parse("<i>caption</i>\n---\nphoto: https://example.com/p.jpg").unwrap();
+        assert_eq!(photo.photo.as_deref(), Some("https://example.com/p.jpg"));
+        let m = photo.message("k".into(), 5, false);
+        assert_eq!(
+            (m.method.as_str(), &m.params["caption"]),
+            ("sendPhoto", &json!("<i>caption</i>"))
+        );
+        let long = format!(
+            "{}\n---\nphoto: https://example.com/p.jpg",
+            "x".repeat(1025)
+        );
+        assert_eq!(
+            Content::parse(&long).unwrap_err().to_string(),
+            "too long: 1025 characters, at most 1024"
+        );
     }
 
     #[test]

@@ -270,10 +270,15 @@ db_test!(async fn a_broadcast_reaches_its_audience_once_and_blocked_users_are_co
     let _ = progress;
 
     // Next time the blocked users are not in the audience at all.
-    let again = compose(tg, &text_with_button(), "Draft #").await;
+    // This time with a photo (the text its caption).
+    let with_photo = format!("{}\nphoto: https://example.com/p.jpg", text_with_button());
+    let again = compose(tg, &with_photo, "Draft #").await;
     let id2 = send(tg, db, &again, "Everyone", false, "Everyone — 43 recipients").await;
     let done2 = wait_status(db, id2, Status::Done, Duration::from_secs(60)).await;
     assert_eq!((done2.recipients, done2.sent, done2.blocked), (43, 43, 0));
+    let t = tg.transcript(people[5]).await.unwrap();
+    let photo = t.bot_messages().filter(|m| m.text.as_deref().is_some_and(|x| x.contains(NEWS))).last().unwrap();
+    assert_eq!(photo.photo.as_ref().map(|p| p.url.as_str()), Some("https://example.com/p.jpg"));
     for b in blocked {
         let key = format!("bcast:{id2}:{b}");
         assert!(tollgate::telegram::outbox::get_by_key(db, &key).await.unwrap().is_none(), "{b} skipped");
