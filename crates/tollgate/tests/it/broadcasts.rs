@@ -380,6 +380,8 @@ db_test!(async fn after_a_cancel_is_confirmed_nobody_gets_the_broadcast(t) {
     let c2 = tollgate::telegram::outbox::count_keyed(db, &broadcast::key_prefix(id)).await.unwrap();
     assert_eq!(c2.sent as usize, delivered, "what was recorded sent is what arrived");
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE action = $1", "broadcast-cancel").await, 1);
+    let before: String = on_db!(db, p => sqlx::query_scalar("SELECT before FROM audit_log WHERE action = 'broadcast-cancel'").fetch_one(p).await).unwrap();
+    assert_eq!(before, "sending");
     let counters = tg.counters().await.unwrap();
     assert_eq!(counters.responses_429, 0, "within Telegram's limits");
     w.stop().await;

@@ -281,6 +281,11 @@ impl Bot {
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let now = self.now();
+        // What it was (a draft discarded, or a broadcast stopped), for the audit row.
+        let before = broadcast::get(&self.s.db, id)
+            .await
+            .map_err(retry)?
+            .map_or("unknown", |b| b.status.name());
         let mut tx = self.begin().await?;
         let Some(dropped) = broadcast::cancel(&mut tx, id, now).await.map_err(retry)? else {
             drop(tx);
@@ -292,7 +297,7 @@ impl Bot {
         };
         let entry = AuditEntry::new(Actor::Admin(se.user.id), AuditAction::BroadcastCancel)
             .subject(format!("broadcast {id}"))
-            .change("sending", format!("cancelled ({dropped} not sent)"))
+            .change(before, format!("cancelled ({dropped} not sent)"))
             .request(request);
         let (note, mut tx) = self.recorded(&v, tx, &entry, "bc-cancelled").await?;
         // The progress message shows the end (the feeder no longer edits it).
