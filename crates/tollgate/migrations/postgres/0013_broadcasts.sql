@@ -32,5 +32,5 @@ ALTER TABLE outbox ADD COLUMN paid_broadcast BOOLEAN NOT NULL DEFAULT false;
 
 -- When a broadcast message's Bot API call was about to start (the sender writes it first).
 -- A message with a call started and no outcome was cut by a crash: it may have been sent, so
--- it is never sent again (docs/reliability.md G8).
+-- it is never sent again (docs/reliability.md G9).
 ALTER TABLE outbox ADD COLUMN call_started_at BIGINT;

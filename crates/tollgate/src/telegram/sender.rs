@@ -8,7 +8,7 @@
 //! broadcasts (`allow_paid_broadcast`) run on a clock of their own at Telegram's paid rate.
 //! Before a broadcast message's call the sender records that the call starts (in batches):
 //! a cancelled broadcast's message is then found deleted and not sent, and a message whose
-//! call a crash cut is never sent a second time (docs/reliability.md G8).
+//! call a crash cut is never sent a second time (docs/reliability.md G9).
 //! A 429 pauses all sending for `retry_after`; 5xx, timeouts and network
 //! errors retry with backoff; a 403 marks the recipient blocked (their other messages fail
 //! the same way while the rest go on); other 4xx fail at once with Telegram's reason. Every
