@@ -101,6 +101,7 @@ async fn one_run(backend: &str, pg_admin: &str, n: i64) {
                 auto_renew: false,
                 trial_used_at: None,
                 bot_blocked_at: None,
+                referral_code: None,
                 created_at: now,
             };
             users::import(&mut tx, &user, now).await.unwrap();

@@ -72,9 +72,10 @@ async fn registered(
                 auto_renew: false,
                 trial_used_at: None,
                 bot_blocked_at: None,
+                referral_code: None,
                 created_at: now,
             };
-            assert!(users::import(&mut tx, &user, now).await.unwrap());
+            assert!(users::import(&mut tx, &user, now).await.unwrap().is_some());
         }
         tx.commit().await.unwrap();
     }
