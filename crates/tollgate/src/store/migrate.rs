@@ -67,9 +67,9 @@ macro_rules! every_migration {
             0010 "drop_notice_items",
             0011 "admin",
             0012 "operations",
-            0013 "broadcasts",
             0014 "promo",
             0015 "withdrawals",
+            0016 "broadcasts",
         )
     };
 }
