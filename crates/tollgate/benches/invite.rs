@@ -142,6 +142,12 @@ async fn seed(db: &Db, n: i64) {
              SELECT i + 1, 2 + (2 * i) % (3 * {n}), 'card', 'ch' || CAST(i AS TEXT), 14900, 'RUB', 'captured', {NOW} - i FROM s",
             with(3 * pays)
         ),
+        // As payments set it (and migration 0015 started it): referred payers count as paying.
+        "UPDATE users SET paying_since = paid.first_at
+         FROM (SELECT user_id, MIN(created_at) AS first_at FROM payments
+               WHERE status = 'captured' AND purchase_id IS NOT NULL GROUP BY user_id) AS paid
+         WHERE users.id = paid.user_id AND users.referrer_id IS NOT NULL"
+            .to_owned(),
         format!(
             "{} INSERT INTO balance_ledger (user_id, delta, balance_after, reason, reference, created_at)
              SELECT {REFERRER}, 1490, 1490 * (i + 1), 'referral_reward', 'referral:' || CAST(i AS TEXT), {NOW} - i FROM s",

@@ -54,12 +54,6 @@ macro_rules! user_blocked_sql {
         )
     };
 }
-/// The ids of the users that `$referrer` referred (a subquery for `IN (…)`).
-macro_rules! referred_by_sql {
-    ($referrer:literal) => {
-        concat!("SELECT id FROM users WHERE referrer_id = ", $referrer)
-    };
-}
 /// The ids of the users who took their trial at or after `$since`.
 macro_rules! trial_started_since_sql {
     ($since:literal) => {
@@ -67,8 +61,7 @@ macro_rules! trial_started_since_sql {
     };
 }
 pub(crate) use {
-    referred_by_sql, trial_started_since_sql, user_auto_renew_sql, user_blocked_sql,
-    user_language_sql,
+    trial_started_since_sql, user_auto_renew_sql, user_blocked_sql, user_language_sql,
 };
 
 /// The sender of an update, as Telegram describes them.
@@ -561,6 +554,33 @@ pub async fn set_banned(
             .bind(user_id).bind(at).execute(c).await.map(|_| ()))?;
     }
     Ok(before)
+}
+
+/// How many users `referrer` referred who pay (`paying_since` set: billing decides when).
+pub async fn paying_referral_count(db: &Db, referrer: i64) -> Result<i64, sqlx::Error> {
+    on_db!(db, p => sqlx::query_scalar(PAYING_REFERRALS).bind(referrer).fetch_one(p).await)
+}
+
+/// [`paying_referral_count`] in the caller's transaction.
+pub async fn paying_referral_count_in(tx: &mut Tx, referrer: i64) -> Result<i64, sqlx::Error> {
+    on_tx!(tx, c => sqlx::query_scalar(PAYING_REFERRALS).bind(referrer).fetch_one(c).await)
+}
+
+const PAYING_REFERRALS: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE referrer_id = $1 AND paying_since IS NOT NULL";
+
+/// Marks the user paying from `now`; true when they were not before (their first payment).
+pub async fn mark_paying(tx: &mut Tx, user_id: i64, now: Timestamp) -> Result<bool, sqlx::Error> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE users SET paying_since = $2 WHERE id = $1 AND paying_since IS NULL")
+        .bind(user_id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Marks the user not paying (a refund left them no payment).
+pub async fn clear_paying(tx: &mut Tx, user_id: i64) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE users SET paying_since = NULL WHERE id = $1 AND paying_since IS NOT NULL")
+        .bind(user_id).execute(c).await.map(|_| ()))
 }
 
 /// How many users this user referred.

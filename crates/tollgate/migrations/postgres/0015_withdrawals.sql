@@ -26,5 +26,16 @@ CREATE TABLE withdrawals (
 CREATE INDEX withdrawals_pending ON withdrawals (created_at, id) WHERE status = 'pending';
 CREATE INDEX withdrawals_user ON withdrawals (user_id, id);
 
--- A referrer's earnings (the sum of their referral rewards) without reading their other rows.
-CREATE INDEX balance_ledger_reason ON balance_ledger (user_id, reason, id);
+-- A referrer's earnings (the sum of their referral rewards) and latest rewards from an index.
+CREATE INDEX balance_ledger_reason ON balance_ledger (user_id, reason, id, delta);
+
+-- A referred user counts as a paying referral from their first captured payment for a purchase
+-- until a refund leaves them none (billing::referrals sets and clears it in those payments' and
+-- refunds' transactions), so a referrer's count of paying referrals is an index range instead
+-- of a join over every payment of every referral. Started here from the payments stored.
+ALTER TABLE users ADD COLUMN paying_since BIGINT;
+UPDATE users SET paying_since = paid.first_at
+FROM (SELECT user_id, MIN(created_at) AS first_at FROM payments
+      WHERE status = 'captured' AND purchase_id IS NOT NULL GROUP BY user_id) AS paid
+WHERE users.id = paid.user_id AND users.referrer_id IS NOT NULL;
+CREATE INDEX users_paying_referrals ON users (referrer_id) WHERE paying_since IS NOT NULL;

@@ -2,43 +2,42 @@
 //! count reaches, the reward, and what the referrer is told.
 //!
 //! The earlier system counted "paying referrals" three ways that disagreed. Here there is one
-//! statement ([`PAYING_REFERRALS`]): the Invite screen, the level it shows and the reward a
-//! payment earns all read it, so what the screen says is what the next reward uses. A payment
-//! is counted in its own transaction before its reward is worked out, so the payment that
-//! makes a referral paying already earns at the level it reaches.
+//! definition ([`paying`]): the Invite screen, the level it shows and the reward a payment
+//! earns all read it, so what the screen says is what the next reward uses. A payment is
+//! counted in its own transaction before its reward is worked out, so the payment that makes a
+//! referral paying already earns at the level it reaches.
 
 use crate::config::catalog::{ReferralLevel, ReferralSettings};
 use crate::domain::money::Money;
 use crate::i18n::{Arg, format};
+use crate::on_tx;
 use crate::store::{Db, Tx};
 use crate::time::Timestamp;
 use crate::users::{self, User};
-use crate::{on_db, on_tx};
 
 use super::ledger::{self, Entry, Reason};
 use super::{BillingError, Context, queue};
 
-/// The one definition of a paying referral: a user `$1` referred who has a captured payment
-/// for a purchase (a plan or a top-up through a provider; spending from the balance is no
-/// payment). A refunded payment no longer counts.
-const PAYING_REFERRALS: &str = concat!(
-    "SELECT CAST(COUNT(DISTINCT p.user_id) AS BIGINT) FROM payments p
-     WHERE p.status = 'captured' AND p.purchase_id IS NOT NULL AND p.user_id IN (",
-    users::referred_by_sql!("$1"),
-    ")"
-);
-
-/// How many paying referrals `referrer` has ([`PAYING_REFERRALS`]).
+/// How many paying referrals `referrer` has. The one definition of a paying referral: a user
+/// `referrer` referred who has a captured payment for a purchase (a plan or a top-up through a
+/// provider; spending from the balance is no payment) that was not refunded. It is kept as the
+/// referral's `users.paying_since`, set in the transaction of their first such payment
+/// ([`reward`]) and cleared by the refund that leaves them none ([`refunded`]), so the count is
+/// an index range however many referrals there are (BENCHMARKS.md).
 pub async fn paying(db: &Db, referrer: i64) -> Result<i64, BillingError> {
-    let (n,): (i64,) =
-        on_db!(db, p => sqlx::query_as(PAYING_REFERRALS).bind(referrer).fetch_one(p).await)?;
-    Ok(n)
+    Ok(users::paying_referral_count(db, referrer).await?)
 }
 
-async fn paying_in(tx: &mut Tx, referrer: i64) -> Result<i64, BillingError> {
-    let (n,): (i64,) =
-        on_tx!(tx, c => sqlx::query_as(PAYING_REFERRALS).bind(referrer).fetch_one(c).await)?;
-    Ok(n)
+/// After a refund of `payer`'s payment: no captured payment left, no longer a paying referral.
+pub(super) async fn refunded(tx: &mut Tx, payer: i64) -> Result<(), BillingError> {
+    let (left,): (i64,) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments
+         WHERE user_id = $1 AND status = 'captured' AND purchase_id IS NOT NULL"
+    ).bind(payer).fetch_one(c).await)?;
+    if left == 0 {
+        users::clear_paying(tx, payer).await?;
+    }
+    Ok(())
 }
 
 /// Where a count of paying referrals stands among the catalog's levels.
@@ -135,7 +134,9 @@ pub(super) async fn reward(
     payment_id: i64,
     now: Timestamp,
 ) -> Result<(), BillingError> {
-    let paying = paying_in(tx, referrer).await?;
+    // The payer counts from this payment on (the payment is stored already).
+    let first = users::mark_paying(tx, payer, now).await?;
+    let paying = users::paying_referral_count_in(tx, referrer).await?;
     let level = level(&ctx.catalog.referral, paying);
     let reward = value
         .map(|v| v.percent_floor(level.percent))
@@ -153,17 +154,13 @@ pub(super) async fn reward(
         .map(|_| r),
         None => None,
     };
-    let (first,): (i64,) = on_tx!(tx, c => sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments
-         WHERE user_id = $1 AND status = 'captured' AND purchase_id IS NOT NULL"
-    ).bind(payer).fetch_one(c).await)?;
-    if first != 1 && credited.is_none() {
+    if !first && credited.is_none() {
         return Ok(());
     }
     let who = users::get_in(tx, referrer).await?;
     let lang = ctx.lang(who.as_ref());
     let amount = |r: Money| Arg::Text(format::money(lang, r));
-    if first == 1 {
+    if first {
         let mut text = ctx.texts.fmt(
             lang,
             "referral-first-payment",

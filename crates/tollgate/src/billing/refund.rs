@@ -78,6 +78,7 @@ pub async fn apply_refund(
         return Ok(Refunded::AlreadyRefunded);
     }
     super::stats::count(tx, provider.as_str(), &payment.currency, payment.amount, -1).await?;
+    super::referrals::refunded(tx, payment.user_id).await?;
     let base = ctx.catalog.bot.base_currency;
     let user = users::get_in(tx, payment.user_id).await?;
     let lang = ctx.lang(user.as_ref());

@@ -139,7 +139,8 @@ async fn rewards(db: &Db, user: i64, n: usize) -> Vec<i64> {
 }
 
 db_test!(async fn the_invite_screen_counts_and_level_are_what_the_next_reward_pays_across_level_boundaries(t) {
-    let Some(w) = World::start_with(t, false, &[], fast()).await else { return };
+    // Ann is an admin too, to refund a friend's payment at the end.
+    let Some(w) = World::start_with(t, false, &[("ADMIN_IDS", "300000001")], fast()).await else { return };
     let w = w.restart(fast(), near_levels).await;
     let db = w.app.db.clone();
     started(&w, "Ann", ANN, "/start").await;
@@ -216,5 +217,17 @@ db_test!(async fn the_invite_screen_counts_and_level_are_what_the_next_reward_pa
     assert_eq!(count_said(&t, "Paying friends: 2 · your share: 25%"), 1);
     assert_eq!(count_said(&t, "Paying friends: 3 · your share: 45%"), 1);
     assert_eq!(count_said(&t, &format!("A friend you invited paid — {} added", rub(3_725))), 2);
+
+    // Dan's only payment refunded: Dan no longer counts, and the screen says so.
+    let dan = friends[2].1;
+    let charge: String = tollgate::on_db!(&db, p => sqlx::query_scalar(
+        "SELECT provider_payment_id FROM payments WHERE user_id = $1"
+    ).bind(dan).fetch_one(p).await).unwrap();
+    w.tg.send_text(ANN, &format!("/refund {charge}")).await.unwrap();
+    w.screen(dan, "Your payment was refunded").await;
+    assert_eq!(referrals::paying(&db, ANN).await.unwrap(), 2);
+    let text = invite(&w, ANN).await.text.unwrap();
+    assert!(text.contains("Invited: 3 · paying: 2"), "{text}");
+    assert!(text.contains("You earn 25% of what your friends pay."), "{text}");
     w.stop().await;
 });
