@@ -187,6 +187,7 @@ async fn services(
         Ok(Plugged {
             handler: p.handler,
             components: Vec::new(),
+            routes: p.routes,
         })
     })
     .await

@@ -57,6 +57,24 @@ pay-text =
 btn-pay-stars = ⭐ Telegram Stars · { $price }
 btn-pay-card = 💳 Card · { $price }
 btn-pay-balance = 💰 From balance · { $price }
+btn-pay-yookassa = 🏦 Card or SBP (YooKassa) · { $price }
+btn-pay-crypto = 🪙 Crypto (Crypto Pay) · { $price }
+btn-open-payment = ➡️ Pay { $price }
+btn-i-paid = ✔️ I paid
+balance-topup-fiat-hint = Top up by card, SBP or crypto: a package below, or any amount from { $min } to { $max } with the command /topup and the amount, e.g. /topup 500.
+btn-topup-fiat = ➕ { $amount }
+topup-choose-text = Top up the balance by { $amount }: choose how to pay.
+topup-usage = Send the amount after the command, e.g. /topup 500 (from { $min } to { $max }).
+topup-not-a-number = “{ $text }” is not an amount. Write digits, with a dot before kopecks if you need them: /topup 500 or /topup 499.90.
+topup-too-precise = “{ $text }” has more than two digits after the dot.
+topup-too-small = That is below the smallest top-up: enter an amount from { $min } to { $max }.
+topup-too-large = That is above the largest top-up: enter an amount from { $min } to { $max }.
+topup-unavailable = Top-ups by card or crypto are not available right now.
+provider-invoice-text = Your payment page for { $price } is ready: open it with the button below. Access starts as soon as the payment goes through; if you have paid and nothing came within a minute, use the check button.
+provider-try-again = The payment service did not answer in time. Nothing was charged. Please try again in a minute.
+provider-not-paid = The payment has not arrived yet. If you have just paid, wait a minute and check again.
+provider-paid = Payment received — thank you! The confirmation is on its way.
+provider-ended = This payment page has expired and nothing was charged. Choose the plan again for a new one.
 pay-balance-short = Your balance is { $balance }: { $missing } short for this plan.
 plan-unavailable = This plan is no longer available. Please choose another.
 payments-paused = Payments are paused right now. Please try again later.
@@ -210,7 +228,7 @@ btn-payment-apply = ✅ Apply to purchase { $purchase }
 btn-payment-refund = ↩️ Refund
 payment-applied-now = ✅ Applied: the user got what purchase { $purchase } sells.
 payment-already-settled = This payment was applied or refunded already; nothing changed.
-payment-refund-elsewhere = Only Telegram Stars payments are refunded from the bot; refund a card payment in your payment provider's dashboard.
+payment-refund-elsewhere = Telegram Stars and YooKassa payments are refunded from the bot; refund a Telegram card payment or a Crypto Pay invoice in that provider's dashboard.
 
 ## Reminders and renewals
 

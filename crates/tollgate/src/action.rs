@@ -20,6 +20,18 @@ pub enum Action {
     Plan(String),
     PayStars(String),
     PayCard(String),
+    /// Pay a plan through Crypto Pay.
+    PayCrypto(String),
+    /// Pay a plan through YooKassa.
+    PayYooKassa(String),
+    /// "I paid": ask the provider about this purchase's payment now.
+    CheckPaid(i64),
+    /// A base-currency top-up of this many minor units: choose the provider.
+    TopUpFiat(i64),
+    /// A base-currency top-up of this many minor units through Crypto Pay.
+    TopUpCrypto(i64),
+    /// A base-currency top-up of this many minor units through YooKassa.
+    TopUpYooKassa(i64),
     /// Pay a plan from the balance. `screen` is the update that drew the pay screen the
     /// button is on: presses of one button (a double tap, a redelivery) are one purchase,
     /// while the same plan bought again from a newly drawn screen is another.
@@ -410,6 +422,12 @@ impl Action {
             Action::Plan(id) => format!("plan:{id}"),
             Action::PayStars(id) => format!("pay:stars:{id}"),
             Action::PayCard(id) => format!("pay:card:{id}"),
+            Action::PayCrypto(id) => format!("pay:crypto:{id}"),
+            Action::PayYooKassa(id) => format!("pay:yk:{id}"),
+            Action::CheckPaid(p) => format!("paid:{p}"),
+            Action::TopUpFiat(m) => format!("topup:fiat:{m}"),
+            Action::TopUpYooKassa(m) => format!("topup:yk:{m}"),
+            Action::TopUpCrypto(m) => format!("topup:crypto:{m}"),
             Action::PayBalance { plan, screen } => format!("pay:bal:{plan}:{screen}"),
             Action::Access => "access".into(),
             Action::Connect => "connect".into(),
@@ -461,6 +479,18 @@ impl Action {
                     Action::PayStars(plan(id)?)
                 } else if let Some(id) = data.strip_prefix("pay:card:") {
                     Action::PayCard(plan(id)?)
+                } else if let Some(id) = data.strip_prefix("pay:crypto:") {
+                    Action::PayCrypto(plan(id)?)
+                } else if let Some(id) = data.strip_prefix("pay:yk:") {
+                    Action::PayYooKassa(plan(id)?)
+                } else if let Some(p) = data.strip_prefix("paid:") {
+                    Action::CheckPaid(positive_id(p)?)
+                } else if let Some(m) = data.strip_prefix("topup:fiat:") {
+                    Action::TopUpFiat(positive_id(m)?)
+                } else if let Some(m) = data.strip_prefix("topup:yk:") {
+                    Action::TopUpYooKassa(positive_id(m)?)
+                } else if let Some(m) = data.strip_prefix("topup:crypto:") {
+                    Action::TopUpCrypto(positive_id(m)?)
                 } else if let Some(rest) = data.strip_prefix("pay:bal:") {
                     let (id, screen) = rest.rsplit_once(':')?;
                     Action::PayBalance {
@@ -630,6 +660,12 @@ mod tests {
                 Op::BroadcastCancel(999_999_999_999_999_999),
                 999_999_999_999_999_999,
             )),
+            Action::PayCrypto("a".repeat(32)),
+            Action::PayYooKassa("m1".into()),
+            Action::CheckPaid(999_999_999_999_999_999),
+            Action::TopUpFiat(999_999_999_999_999_999),
+            Action::TopUpCrypto(50_050),
+            Action::TopUpYooKassa(999_999_999_999_999_999),
         ]
     }
 

@@ -8,6 +8,9 @@
 //! - the service itself — the same [`app::start`] and [`app::bot`] as `tollgate run` — in
 //!   polling mode against the emulator, on SQLite, with the example catalog built into the
 //!   binary (so the command works from any directory);
+//! - the payment emulator (`payment-emulator`): Crypto Pay and YooKassa, whose payment pages a
+//!   person opens from the bot's "Pay" button and pays or cancels there; its webhooks come to
+//!   the service's `/payments/*` routes, so crypto and card payments work end to end;
 //! - a local node when a `v2ray` binary is installed: a V2Ray core (a child process, killed on
 //!   exit) and an in-process `tollgate-node` agent, declared in the catalog as node `local`, so
 //!   the trial really provisions a VLESS user. Without v2ray the bot runs with no nodes: it
@@ -27,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
+use payment_emulator::{PaymentEmulator, PaymentEmulatorConfig, RunningPaymentEmulator};
 use telegram_emulator::config::{BotConfig, DEFAULT_BOT_TOKEN};
 use telegram_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use tempfile::TempDir;
@@ -235,6 +239,7 @@ pub enum NodeStatus {
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] or [`Sandbox::run_until`].
 pub struct Sandbox {
     emulator: RunningEmulator,
+    payments: RunningPaymentEmulator,
     app: RunningApp,
     node: Option<LocalNode>,
     node_status: NodeStatus,
@@ -261,8 +266,9 @@ impl Sandbox {
         };
         // From here on, a failure must stop the node (its core is a child process).
         match Self::start_service(&data, web_port, service_port, node.as_ref()).await {
-            Ok((emulator, app)) => Ok(Sandbox {
+            Ok((emulator, payments, app)) => Ok(Sandbox {
                 emulator,
+                payments,
                 app,
                 node,
                 node_status,
@@ -282,7 +288,7 @@ impl Sandbox {
         web_port: u16,
         service_port: u16,
         node: Option<&LocalNode>,
-    ) -> anyhow::Result<(RunningEmulator, RunningApp)> {
+    ) -> anyhow::Result<(RunningEmulator, RunningPaymentEmulator, RunningApp)> {
         let mut catalog = EXAMPLE_CATALOG.to_owned();
         if let Some(node) = node {
             catalog.push_str(&node.catalog_table());
@@ -310,6 +316,16 @@ impl Sandbox {
             )
         })?;
 
+        // Crypto Pay and YooKassa, on a free port; their webhooks go to the service.
+        let payments = match PaymentEmulator::start(PaymentEmulatorConfig::default()).await {
+            Ok(p) => p,
+            Err(e) => {
+                emulator.shutdown().await;
+                bail!(
+                    "cannot start the payment emulator: {e}\n  fix: make sure 127.0.0.1 has a free port"
+                );
+            }
+        };
         let feed_base = format!("http://127.0.0.1:{service_port}");
         let mut vars: Vec<(String, String)> = vec![
             ("BOT_TOKEN".into(), emulator.token().to_owned()),
@@ -327,9 +343,28 @@ impl Sandbox {
         if let Some(node) = node {
             vars.push((NODE_TOKEN_ENV.into(), node.token.expose().to_owned()));
         }
+        vars.extend([
+            (
+                "CRYPTOPAY_TOKEN".into(),
+                payments.cryptopay_token().to_owned(),
+            ),
+            ("CRYPTOPAY_API_URL".into(), payments.cryptopay_api_url()),
+            ("CRYPTOPAY_POLL_INTERVAL".into(), "5s".into()),
+            (
+                "YOOKASSA_SHOP_ID".into(),
+                payments.yookassa_shop_id().to_owned(),
+            ),
+            (
+                "YOOKASSA_SECRET_KEY".into(),
+                payments.yookassa_secret_key().to_owned(),
+            ),
+            ("YOOKASSA_API_URL".into(), payments.yookassa_api_url()),
+            ("YOOKASSA_POLL_INTERVAL".into(), "5s".into()),
+        ]);
         let config = match Config::load(&Env::from_pairs(vars)) {
             Ok(config) => config,
             Err(errors) => {
+                payments.shutdown().await;
                 emulator.shutdown().await;
                 // The sandbox writes every setting itself: this is a bug, not a user error.
                 bail!("the sandbox built an invalid configuration (please report this):\n{errors}");
@@ -338,18 +373,36 @@ impl Sandbox {
         let app = match app::start(config, AppOptions::default(), app::bot).await {
             Ok(app) => app,
             Err(e) => {
+                payments.shutdown().await;
                 emulator.shutdown().await;
                 return Err(anyhow!(
                     "cannot start the service on port {service_port}: {e:#}\n  fix: stop the program using it or pass --service-port <free port> (0 picks any)"
                 ));
             }
         };
-        if let Err(e) = wait_ready(app.addr).await {
+        let hooks = async {
+            let control = payments.client();
+            for (provider, path) in [
+                (payment_emulator::Provider::Cryptopay, "cryptopay"),
+                (payment_emulator::Provider::Yookassa, "yookassa"),
+            ] {
+                let url = format!("http://127.0.0.1:{service_port}/payments/{path}");
+                control
+                    .set_webhook(provider, Some(&url))
+                    .await
+                    .map_err(|e| {
+                        anyhow!("cannot point the payment emulator's webhooks at the service: {e}")
+                    })?;
+            }
+            wait_ready(app.addr).await
+        };
+        if let Err(e) = hooks.await {
             let _ = app.shutdown().await;
+            payments.shutdown().await;
             emulator.shutdown().await;
             return Err(e);
         }
-        Ok((emulator, app))
+        Ok((emulator, payments, app))
     }
 
     /// The web chat page, to open in a browser.
@@ -360,6 +413,16 @@ impl Sandbox {
     /// The emulated Bot API (also serves the control API under `/control`).
     pub fn api_url(&self) -> String {
         self.emulator.api_url()
+    }
+
+    /// The payment emulator (Crypto Pay at `/api`, YooKassa at `/v3`, payment pages at `/pay`).
+    pub fn payments_url(&self) -> String {
+        self.payments.base_url()
+    }
+
+    /// A control client of the payment emulator (tests pay with it).
+    pub fn payments_control(&self) -> payment_emulator::ControlClient {
+        self.payments.client()
     }
 
     /// The service's base URL (`/healthz`, `/readyz`, `/metrics`, `/sub/<token>`).
@@ -419,6 +482,7 @@ impl Sandbox {
              \x20 Web chat:  {}   <- open it in a browser, create a user, press START\n\
              \x20 Service:   {}   (/healthz, /readyz, /metrics, /sub/<token>)\n\
              \x20 Bot API:   {}   (emulated, bot @{BOT_USERNAME})\n\
+             \x20 Payments:  {}   (Crypto Pay and YooKassa emulated: \"Pay\" opens their page, pay or cancel there)\n\
              \x20 Data:      {data}\n\
              \x20 Node:      {node}\n\
              \n\
@@ -431,6 +495,7 @@ impl Sandbox {
             self.web_url(),
             self.service_url(),
             self.api_url(),
+            self.payments_url(),
         )
     }
 
@@ -438,6 +503,7 @@ impl Sandbox {
     pub async fn run_until(self, stop: CancellationToken) -> anyhow::Result<()> {
         let Sandbox {
             emulator,
+            payments,
             app,
             node,
             node_status: _,
@@ -450,7 +516,7 @@ impl Sandbox {
         });
         let result = app.wait().await;
         forward.abort();
-        finish(emulator, node, data).await;
+        finish(emulator, payments, node, data).await;
         result
     }
 
@@ -459,23 +525,30 @@ impl Sandbox {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let Sandbox {
             emulator,
+            payments,
             app,
             node,
             node_status: _,
             data,
         } = self;
         let result = app.shutdown().await;
-        finish(emulator, node, data).await;
+        finish(emulator, payments, node, data).await;
         result
     }
 }
 
 /// Stops what remains after the service: the node first (the core is a child process), then the
 /// emulator; the data directory goes last.
-async fn finish(emulator: RunningEmulator, node: Option<LocalNode>, data: DataDir) {
+async fn finish(
+    emulator: RunningEmulator,
+    payments: RunningPaymentEmulator,
+    node: Option<LocalNode>,
+    data: DataDir,
+) {
     if let Some(node) = node {
         node.stop().await;
     }
+    payments.shutdown().await;
     emulator.shutdown().await;
     drop(data);
 }

@@ -34,12 +34,16 @@ pub struct Services {
     /// This process as a lease holder.
     pub holder: String,
     pub metrics: Metrics,
+    /// The payment providers outside Telegram that are configured.
+    pub providers: Arc<crate::billing::providers::Configured>,
 }
 
 /// A handler and the components that come with it (supervised like the rest).
 pub struct Plugged<H> {
     pub handler: Arc<H>,
     pub components: Vec<Arc<dyn Component>>,
+    /// HTTP routes that come with it (the payment providers' notifications).
+    pub routes: axum::Router,
 }
 
 impl<H> Plugged<H> {
@@ -48,6 +52,7 @@ impl<H> Plugged<H> {
         Ok(Plugged {
             handler: Arc::new(handler),
             components: Vec::new(),
+            routes: axum::Router::new(),
         })
     }
 }

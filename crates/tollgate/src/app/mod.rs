@@ -22,6 +22,7 @@ use crate::alerts::Alerts;
 use crate::backoff::Backoff;
 use crate::bot::Bot;
 use crate::bot::notices::AccessNotices;
+use crate::bot::providers::{self, Settler, Watcher};
 use crate::bot::stars::StarsReconciler;
 use crate::broadcast::feeder::{Feeder, FeederConfig};
 use crate::config::{Config, IntakeMode};
@@ -90,6 +91,14 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
         s.outbox_wake.clone(),
         s.config.catalog.bot.fallback_language(),
     )));
+    // Payment providers outside Telegram: their notification routes and a watcher each.
+    let settler = Settler::new(s.clone(), texts.clone());
+    for client in [&s.providers.crypto, &s.providers.yookassa]
+        .into_iter()
+        .flatten()
+    {
+        components.push(Arc::new(Watcher::new(settler.clone(), client.clone())));
+    }
     // The alert monitor keeps its own 15 s (JOBS_INTERVAL is for the notice and renewal jobs).
     let monitor = Monitor::new(MonitorContext {
         db: s.db.clone(),
@@ -109,6 +118,7 @@ pub fn bot(s: &Services) -> anyhow::Result<Plugged<Bot>> {
     Ok(Plugged {
         handler: Arc::new(Bot::new(s.clone(), texts)),
         components,
+        routes: providers::routes(settler),
     })
 }
 
@@ -288,8 +298,13 @@ where
         outbox_wake: outbox_wake.clone(),
         holder: holder.clone(),
         metrics: metrics.clone(),
+        providers: Arc::new(
+            crate::billing::providers::Configured::from_config(config)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
     };
     let plugged = make_handler(&services)?;
+    routes = routes.merge(plugged.routes);
     let handler = plugged.handler;
     components.extend(
         plugged

@@ -14,6 +14,7 @@
 pub mod cursors;
 pub mod ledger;
 pub mod promo;
+pub mod providers;
 pub mod referrals;
 pub mod refund;
 pub mod review;
@@ -46,6 +47,10 @@ pub enum Provider {
     Stars,
     Card,
     Balance,
+    /// Crypto Pay (@CryptoBot), outside Telegram's payments ([`providers::cryptopay`]).
+    Crypto,
+    /// YooKassa (cards, SBP), outside Telegram's payments ([`providers::yookassa`]).
+    YooKassa,
 }
 
 impl Provider {
@@ -54,13 +59,21 @@ impl Provider {
             Provider::Stars => "stars",
             Provider::Card => "card",
             Provider::Balance => "balance",
+            Provider::Crypto => "crypto",
+            Provider::YooKassa => "yookassa",
         }
     }
 
     fn parse(s: &str) -> Option<Provider> {
-        [Provider::Stars, Provider::Card, Provider::Balance]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            Provider::Stars,
+            Provider::Card,
+            Provider::Balance,
+            Provider::Crypto,
+            Provider::YooKassa,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 }
 

@@ -230,6 +230,20 @@ impl Bot {
             }
             ReadsFirst::ApplyPayment(id) => self.apply_payment(se, id).await?,
             ReadsFirst::Admin(a) => self.console(update_id, se, a).await?,
+            ReadsFirst::PayProvider(plan, provider) => {
+                self.provider_invoice(se, Sale::Plan(plan, update_id), provider)
+                    .await?
+            }
+            ReadsFirst::CheckPaid(purchase) => self.check_paid(se, purchase).await?,
+            ReadsFirst::TopUpFiat(minor) => (
+                self.topup_methods_screen(se, minor),
+                self.begin().await?,
+                false,
+            ),
+            ReadsFirst::TopUpWith(provider, minor) => {
+                self.provider_invoice(se, Sale::Fiat(minor), provider)
+                    .await?
+            }
             ReadsFirst::PayBalance { plan, screen } => {
                 // One debit per drawn pay screen: a double tap or a redelivered press pays
                 // once, while the same plan chosen again draws a new screen and pays again.
@@ -382,9 +396,17 @@ enum ReadsFirst {
     WithdrawConfirm(i64),
     WithdrawCancel,
     TopUpStars(usize),
-    PayBalance { plan: String, screen: i64 },
+    PayBalance {
+        plan: String,
+        screen: i64,
+    },
     ApplyPayment(i64),
     Admin(AdminAction),
+    /// Calls the provider (outside any transaction), so it reads first.
+    PayProvider(String, Provider),
+    CheckPaid(i64),
+    TopUpFiat(i64),
+    TopUpWith(Provider, i64),
 }
 
 /// Each action's lane; a new action does not compile until it is given one.
@@ -416,5 +438,11 @@ fn lane(action: Action) -> Lane {
         Action::PayBalance { plan, screen } => Lane::ReadsFirst(R::PayBalance { plan, screen }),
         Action::ApplyPayment(id) => Lane::ReadsFirst(R::ApplyPayment(id)),
         Action::Admin(a) => Lane::ReadsFirst(R::Admin(a)),
+        Action::PayCrypto(id) => Lane::ReadsFirst(R::PayProvider(id, Provider::Crypto)),
+        Action::PayYooKassa(id) => Lane::ReadsFirst(R::PayProvider(id, Provider::YooKassa)),
+        Action::CheckPaid(p) => Lane::ReadsFirst(R::CheckPaid(p)),
+        Action::TopUpFiat(m) => Lane::ReadsFirst(R::TopUpFiat(m)),
+        Action::TopUpCrypto(m) => Lane::ReadsFirst(R::TopUpWith(Provider::Crypto, m)),
+        Action::TopUpYooKassa(m) => Lane::ReadsFirst(R::TopUpWith(Provider::YooKassa, m)),
     }
 }

@@ -38,6 +38,7 @@ pub mod invite;
 pub mod notices;
 mod payments;
 mod promo;
+pub mod providers;
 pub mod reply;
 mod review;
 pub mod screens;
@@ -393,10 +394,12 @@ impl Bot {
         let history = billing::ledger::recent(&self.s.db, se.user.id, 5)
             .await
             .map_err(retry)?;
+        let methods = self.pay_methods();
         Ok(screens::balance(
             &self.view(se.lang),
             Money::new(balance, base),
             &history,
+            methods.crypto || methods.yookassa,
         ))
     }
 
@@ -472,7 +475,15 @@ impl Bot {
             && (m.refunded_payment.is_some()
                 || matches!(
                     name,
-                    Some("access" | "connect" | "balance" | "invite" | "refund" | "payment")
+                    Some(
+                        "access"
+                            | "connect"
+                            | "balance"
+                            | "invite"
+                            | "refund"
+                            | "payment"
+                            | "topup"
+                    )
                 ));
         if pooled {
             let se = self.session_alone(&from, m.chat.id, payload).await?;
@@ -489,6 +500,10 @@ impl Bot {
                 Some("connect") => self.connect_screen(&se, None).await?,
                 Some("balance") => self.balance_screen(&se).await?,
                 Some("invite") => self.invite_screen(&se).await?,
+                Some("topup") => {
+                    let arg = command.map(|(_, a)| a).unwrap_or_default();
+                    self.topup_command(&se, arg)
+                }
                 Some("payment") => {
                     let arg = command.map(|(_, a)| a).unwrap_or_default();
                     return self.payment_command(update_id, &se, arg, ctx).await;

@@ -31,6 +31,9 @@ pub(super) enum Sale {
     Plan(String, i64),
     /// The index of a Stars top-up package.
     TopUp(usize),
+    /// A base-currency top-up of this many minor units (a package or a custom amount),
+    /// through a provider outside Telegram.
+    Fiat(i64),
 }
 
 pub(super) fn billing_err(e: BillingError) -> HandlerError {
@@ -153,6 +156,14 @@ impl Bot {
                     description,
                     Action::Buy,
                 )
+            }
+            // Base-currency top-ups go through the providers outside Telegram.
+            Sale::Fiat(_) => {
+                return Ok((
+                    note("stale-button", Action::Balance),
+                    tx(open).await?,
+                    false,
+                ));
             }
             Sale::TopUp(i) => {
                 let Some(pk) = catalog.balance.stars_packages.get(i) else {
@@ -293,7 +304,7 @@ impl Bot {
                     &v,
                     plan,
                     Money::new(balance, base),
-                    self.s.config.deployment.payment_provider_token.is_some(),
+                    self.pay_methods(),
                     update_id,
                     &offer,
                 );
@@ -306,7 +317,7 @@ impl Bot {
                     &v,
                     plan,
                     Money::new(se.user.balance, base),
-                    self.s.config.deployment.payment_provider_token.is_some(),
+                    self.pay_methods(),
                     update_id,
                     &offer,
                 )

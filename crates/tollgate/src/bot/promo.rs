@@ -64,7 +64,7 @@ impl Bot {
                 &v,
                 plan,
                 Money::new(se.user.balance, catalog.bot.base_currency),
-                self.s.config.deployment.payment_provider_token.is_some(),
+                self.pay_methods(),
                 update_id,
                 offer,
             ),

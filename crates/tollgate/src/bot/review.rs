@@ -147,24 +147,27 @@ impl Bot {
         Ok(self.payment_screen(se, tx, &now).await?.with_note(note))
     }
 
-    /// Refund pressed: Stars go back through Telegram first, then the effect is reversed in
-    /// one transaction (as `/refund` does); card payments are refunded in the provider's
-    /// dashboard.
+    /// Refund pressed: Stars go back through Telegram first, YooKassa payments through its
+    /// refunds API (keyed by the payment, so a repeat is the same refund); then the effect is
+    /// reversed in one transaction (as `/refund` does). Card payments through Telegram and
+    /// Crypto Pay invoices are refunded in the provider's dashboard.
     pub(super) async fn refund_payment(
         &self,
         se: &Session,
         payment: &StoredPayment,
     ) -> Result<(String, Tx, bool), HandlerError> {
-        if payment.provider != Provider::Stars {
+        if !self.refundable_here(payment.provider) {
             let note = self.texts.get(se.lang, "payment-refund-elsewhere");
             return Ok((note, self.begin().await?, false));
         }
         let charge = Arg::Text(payment.charge_id.clone());
-        let asked = if payment.status == "captured" {
+        let asked = if payment.status != "captured" {
+            Ok(())
+        } else if payment.provider == Provider::Stars {
             self.ask_stars_refund(payment.user_id, &payment.charge_id)
                 .await?
         } else {
-            Ok(())
+            self.ask_provider_refund(payment).await
         };
         if let Err(reason) = asked {
             let note = self.texts.fmt(
@@ -178,7 +181,7 @@ impl Bot {
         let r = refund::apply_refund(
             &mut tx,
             &self.billing_context(),
-            Provider::Stars,
+            payment.provider,
             &payment.charge_id,
             self.now(),
         )
@@ -196,6 +199,28 @@ impl Bot {
         };
         let changed = matches!(r, Refunded::Applied { .. });
         Ok((note, tx, changed))
+    }
+
+    /// Whether a payment of `provider` is refunded from the bot (else in its dashboard).
+    fn refundable_here(&self, provider: Provider) -> bool {
+        provider == Provider::Stars
+            || (provider == Provider::YooKassa && self.s.providers.yookassa.is_some())
+    }
+
+    /// Asks YooKassa to give the payment back, outside any transaction. `Err` is the
+    /// provider's refusal or silence, for the admin.
+    async fn ask_provider_refund(&self, payment: &StoredPayment) -> Result<(), String> {
+        let Some(client) = self.s.providers.get(payment.provider) else {
+            return Err("the provider is not configured".into());
+        };
+        let currency: crate::domain::money::Currency =
+            payment.currency.parse().map_err(|e| format!("{e}"))?;
+        let amount = crate::domain::money::Money::new(payment.amount, currency);
+        let key = format!("tollgate-refund-{}", payment.id);
+        client
+            .refund(&payment.charge_id, amount, &key)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// One payment: amount, payer, state, and the buttons that fit its state.
@@ -257,7 +282,7 @@ impl Bot {
         };
         text.push_str("\n\n");
         text.push_str(&state);
-        if p.status == "captured" && p.provider == Provider::Stars {
+        if p.status == "captured" && self.refundable_here(p.provider) {
             rows.push(vec![Button::Action {
                 text: t("btn-payment-refund", &[]),
                 action: Action::Admin(AdminAction::Confirm(Op::Refund(p.id))),

@@ -283,11 +283,22 @@ pub fn buy(v: &View<'_>, sub: Option<&Subscription>, offer: &Offer) -> Screen {
 /// balance (when it covers the price).
 /// The pay screen; `drawn_by` is the update drawing it, which its balance button carries
 /// (see [`Action::PayBalance`]).
+/// The ways to pay in the base currency this deployment offers besides the balance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PayMethods {
+    /// Telegram's card provider (`PAYMENT_PROVIDER_TOKEN`).
+    pub card: bool,
+    /// Crypto Pay.
+    pub crypto: bool,
+    /// YooKassa.
+    pub yookassa: bool,
+}
+
 pub fn pay(
     v: &View<'_>,
     plan: &Plan,
     balance: Money,
-    card_enabled: bool,
+    methods: PayMethods,
     drawn_by: i64,
     offer: &Offer,
 ) -> Screen {
@@ -317,10 +328,22 @@ pub fn pay(
         }]);
     }
     if let Some(price) = v.quote(plan, base, offer).map(|q| q.price) {
-        if card_enabled {
+        if methods.card {
             rows.push(vec![Button::Action {
                 text: v.tf("btn-pay-card", &[("price", v.money(price).into())]),
                 action: Action::PayCard(plan.id.clone()),
+            }]);
+        }
+        if methods.yookassa {
+            rows.push(vec![Button::Action {
+                text: v.tf("btn-pay-yookassa", &[("price", v.money(price).into())]),
+                action: Action::PayYooKassa(plan.id.clone()),
+            }]);
+        }
+        if methods.crypto {
+            rows.push(vec![Button::Action {
+                text: v.tf("btn-pay-crypto", &[("price", v.money(price).into())]),
+                action: Action::PayCrypto(plan.id.clone()),
             }]);
         }
         if balance.minor >= price.minor {
@@ -585,8 +608,37 @@ pub fn notice(v: &View<'_>, text: String, back: Action) -> Screen {
     Screen::new(text, vec![v.back_row(back)])
 }
 
-/// The balance: amount, the last changes, Stars top-up packages.
-pub fn balance(v: &View<'_>, balance: Money, history: &[crate::billing::ledger::Entry]) -> Screen {
+/// A provider's payment page for a purchase: the page's link, "I paid" (which asks the
+/// provider at once) and the way back.
+pub fn provider_invoice(
+    v: &View<'_>,
+    price: Money,
+    url: &str,
+    purchase_id: i64,
+    back: Action,
+) -> Screen {
+    let text = v.tf("provider-invoice-text", &[("price", v.money(price).into())]);
+    Screen::new(
+        text,
+        vec![
+            vec![Button::Url {
+                text: v.tf("btn-open-payment", &[("price", v.money(price).into())]),
+                url: url.to_owned(),
+            }],
+            vec![v.button("btn-i-paid", Action::CheckPaid(purchase_id))],
+            v.back_row(back),
+        ],
+    )
+}
+
+/// The balance: amount, the last changes, Stars top-up packages, and, when a provider outside
+/// Telegram is configured (`fiat`), the base-currency packages and the custom amount.
+pub fn balance(
+    v: &View<'_>,
+    balance: Money,
+    history: &[crate::billing::ledger::Entry],
+    fiat: bool,
+) -> Screen {
     let base = v.catalog.bot.base_currency;
     let lines = if history.is_empty() {
         v.t("balance-history-empty")
@@ -635,7 +687,47 @@ pub fn balance(v: &View<'_>, balance: Money, history: &[crate::billing::ledger::
             }]);
         }
     }
+    let b = &v.catalog.balance;
+    if fiat {
+        text.push_str("\n\n");
+        text.push_str(&v.tf(
+            "balance-topup-fiat-hint",
+            &[
+                ("min", v.money(b.custom_topup_min).into()),
+                ("max", v.money(b.custom_topup_max).into()),
+            ],
+        ));
+        let buttons: Vec<Button> = b
+            .topup_packages
+            .iter()
+            .map(|m| Button::Action {
+                text: v.tf("btn-topup-fiat", &[("amount", v.money(*m).into())]),
+                action: Action::TopUpFiat(m.minor),
+            })
+            .collect();
+        rows.extend(buttons.chunks(3).map(<[Button]>::to_vec));
+    }
     rows.push(vec![v.button("btn-withdraw", Action::Withdraw)]);
     rows.push(v.back_row(Action::Menu));
+    Screen::new(text, rows)
+}
+
+/// A base-currency top-up: which provider takes the money.
+pub fn topup_methods(v: &View<'_>, amount: Money, methods: PayMethods) -> Screen {
+    let text = v.tf("topup-choose-text", &[("amount", v.money(amount).into())]);
+    let mut rows = Vec::new();
+    if methods.yookassa {
+        rows.push(vec![Button::Action {
+            text: v.tf("btn-pay-yookassa", &[("price", v.money(amount).into())]),
+            action: Action::TopUpYooKassa(amount.minor),
+        }]);
+    }
+    if methods.crypto {
+        rows.push(vec![Button::Action {
+            text: v.tf("btn-pay-crypto", &[("price", v.money(amount).into())]),
+            action: Action::TopUpCrypto(amount.minor),
+        }]);
+    }
+    rows.push(v.back_row(Action::Balance));
     Screen::new(text, rows)
 }

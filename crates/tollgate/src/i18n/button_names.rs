@@ -106,12 +106,41 @@ impl Screens {
             ),
             (
                 "pay",
-                screens::pay(v, plan, rich, true, 1, &Default::default()),
+                screens::pay(
+                    v,
+                    plan,
+                    rich,
+                    screens::PayMethods {
+                        card: true,
+                        crypto: true,
+                        yookassa: true,
+                    },
+                    1,
+                    &Default::default(),
+                ),
                 Some(Action::Plan(plan.id.clone())),
             ),
             (
+                "provider invoice",
+                screens::provider_invoice(
+                    v,
+                    plan.price(v.catalog.bot.base_currency).unwrap_or(rich),
+                    "https://pay.example/1",
+                    7,
+                    Action::Buy,
+                ),
+                Some(Action::PayCrypto(plan.id.clone())),
+            ),
+            (
                 "pay, balance short",
-                screens::pay(v, plan, short, false, 1, &Default::default()),
+                screens::pay(
+                    v,
+                    plan,
+                    short,
+                    screens::PayMethods::default(),
+                    1,
+                    &Default::default(),
+                ),
                 None,
             ),
             (
@@ -132,7 +161,7 @@ impl Screens {
             ),
             (
                 "balance",
-                screens::balance(v, rich, &[]),
+                screens::balance(v, rich, &[], true),
                 Some(Action::Balance),
             ),
             (

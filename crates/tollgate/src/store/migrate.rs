@@ -70,6 +70,7 @@ macro_rules! every_migration {
             0014 "promo",
             0015 "withdrawals",
             0016 "broadcasts",
+            0017 "payment_providers",
         )
     };
 }

@@ -355,6 +355,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("balance_ledger", "billing::ledger"),
     ("provider_cursors", "billing::cursors"),
     ("revenue_totals", "billing::stats"),
+    ("provider_invoices", "billing::providers"),
     ("audit_log", "admin::audit"),
     ("alert_conditions", "alerts"),
     ("node_reconciles", "nodes::reconcile"),

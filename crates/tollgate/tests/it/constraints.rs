@@ -101,3 +101,36 @@ db_test!(async fn closed_enums_are_enforced(t) {
     assert_eq!(failure(purchase("plan", None, None).await), Failure::CheckViolation);
     assert_eq!(failure(purchase("topup", None, None).await), Failure::CheckViolation);
 });
+
+// F9: the providers are a closed set in both tables (Crypto Pay is `crypto`, YooKassa
+// `yookassa`), and so are the provider invoices' providers and states.
+db_test!(async fn the_providers_are_a_closed_set(t) {
+    insert_user(&t.db, 1, 0).await.unwrap();
+    let purchase = async |provider: &'static str| on_db!(&t.db, p => sqlx::query_scalar::<_, i64>(
+        "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, provider, status, created_at, expires_at)
+         VALUES (1, 'plan', 'm1', 30, 14900, 'RUB', $1, 'pending', 0, 1) RETURNING id"
+    ).bind(provider).fetch_one(p).await);
+    let payment = async |provider: &'static str, id: &'static str| on_db!(&t.db, p => sqlx::query(
+        "INSERT INTO payments (user_id, provider, provider_payment_id, amount, currency, status, created_at)
+         VALUES (1, $1, $2, 14900, 'RUB', 'captured', 0)"
+    ).bind(provider).bind(id).execute(p).await.map(|r| r.rows_affected()));
+    let invoice = async |purchase: i64, provider: &'static str, status: &'static str| on_db!(&t.db, p => sqlx::query(
+        "INSERT INTO provider_invoices (purchase_id, provider, external_id, status, created_at, next_check_at)
+         VALUES ($1, $2, $3, $4, 0, 0)"
+    ).bind(purchase).bind(provider).bind(format!("x{purchase}")).bind(status).execute(p).await.map(|r| r.rows_affected()));
+    let crypto = purchase("crypto").await.unwrap();
+    let yoo = purchase("yookassa").await.unwrap();
+    assert_eq!(failure(purchase("paypal").await.map(|_| 0)), Failure::CheckViolation);
+    payment("crypto", "1").await.unwrap();
+    payment("yookassa", "2").await.unwrap();
+    assert_eq!(failure(payment("paypal", "3").await), Failure::CheckViolation);
+    assert_eq!(failure(payment("balance", "4").await), Failure::CheckViolation);
+    invoice(crypto, "crypto", "open").await.unwrap();
+    assert_eq!(failure(invoice(yoo, "stars", "open").await), Failure::CheckViolation);
+    assert_eq!(failure(invoice(yoo, "yookassa", "lost").await), Failure::CheckViolation);
+    // An open invoice has the provider's id.
+    let no_id = on_db!(&t.db, p => sqlx::query(
+        "INSERT INTO provider_invoices (purchase_id, provider, status, created_at, next_check_at) VALUES ($1, 'yookassa', 'open', 0, 0)"
+    ).bind(yoo).execute(p).await.map(|r| r.rows_affected()));
+    assert_eq!(failure(no_id), Failure::CheckViolation);
+});

@@ -73,6 +73,7 @@ pub(crate) async fn services_with(
         Ok(Plugged {
             handler: p.handler,
             components: Vec::new(),
+            routes: p.routes,
         })
     })
     .await

@@ -40,6 +40,8 @@ mod pipeline_outbox;
 mod pipeline_shutdown;
 mod pipeline_webhook;
 mod promo;
+mod providers_cryptopay;
+mod providers_yookassa;
 mod queue_statistics;
 mod readiness;
 mod referrals;

@@ -166,3 +166,47 @@ async fn concurrent_pools_migrate_sqlite_once() {
     );
     assert_eq!(applied(&t.db).await.len(), migrate::SQLITE.len());
 }
+
+// 0017 widens the providers' CHECK (on SQLite by rebuilding purchases and payments): every row,
+// its id, the references between them and the id sequences survive, and the next purchase gets
+// an id never used before.
+db_test!(async fn the_providers_migration_keeps_purchases_and_payments(t) {
+    let t = match t.db {
+        Db::Sqlite(_) => TestDb::sqlite_with(false).await,
+        Db::Postgres(_) => match TestDb::postgres_with(false).await { Some(t) => t, None => return },
+    };
+    let db = &t.db;
+    let all = migrate::for_backend(db.backend());
+    let before: Vec<Migration> = all.iter().filter(|m| m.version < 17).cloned().collect();
+    migrate::run_set(db, &before, SystemClock.now(), MigrateTimeouts::default()).await.unwrap();
+    let exec = async |sql: &'static str| on_db!(db, p => sqlx::query(sql).execute(p).await.map(drop)).unwrap();
+    exec("INSERT INTO users (id, first_name, language, referral_code, created_at, last_seen_at) VALUES (7, 'Ann', 'en', 'r7', 0, 0)").await;
+    for _ in 0..3 {
+        exec("INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, provider, status, created_at, expires_at, paid_at)
+              VALUES (7, 'plan', 'm1', 30, 100, 'XTR', 'stars', 'paid', 0, 1, 1)").await;
+    }
+    exec("INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, created_at, invoice_payload)
+          VALUES (2, 7, 'stars', 'ch-2', 100, 'XTR', 'captured', 5, 'purchase:2')").await;
+    exec("UPDATE purchases SET list_amount = 150, promo_code = 'SPRING' WHERE id = 2").await;
+    // The newest purchase is gone (pruned): its id must not come back.
+    exec("DELETE FROM purchases WHERE id = 3").await;
+    migrate::run(db, SystemClock.now(), MigrateTimeouts::default()).await.unwrap();
+    let rows: Vec<(i64, Option<i64>, String, Option<String>)> = on_db!(db, p => sqlx::query_as(
+        "SELECT id, purchase_id, provider_payment_id, invoice_payload FROM payments").fetch_all(p).await).unwrap();
+    assert_eq!(rows, [(1, Some(2), "ch-2".to_owned(), Some("purchase:2".to_owned()))]);
+    let ids: Vec<i64> = on_db!(db, p => sqlx::query_scalar("SELECT id FROM purchases ORDER BY id").fetch_all(p).await).unwrap();
+    assert_eq!(ids, [1, 2]);
+    let kept: (Option<i64>, Option<String>) = on_db!(db, p => sqlx::query_as(
+        "SELECT list_amount, promo_code FROM purchases WHERE id = 2").fetch_one(p).await).unwrap();
+    assert_eq!(kept, (Some(150), Some("SPRING".to_owned())), "every column survives");
+    let next: i64 = on_db!(db, p => sqlx::query_scalar(
+        "INSERT INTO purchases (user_id, kind, plan_id, days, amount, currency, provider, status, created_at, expires_at)
+         VALUES (7, 'plan', 'm1', 30, 14900, 'RUB', 'yookassa', 'pending', 0, 1) RETURNING id").fetch_one(p).await).unwrap();
+    assert_eq!(next, 4, "ids are never reused");
+    // The reference from payments to purchases is still enforced.
+    let orphan = on_db!(db, p => sqlx::query(
+        "INSERT INTO payments (purchase_id, user_id, provider, provider_payment_id, amount, currency, status, created_at)
+         VALUES (99, 7, 'yookassa', 'p-99', 100, 'RUB', 'captured', 0)").execute(p).await.map(drop));
+    assert!(orphan.is_err(), "a payment of no purchase is refused");
+    assert!(table_exists(db, "provider_invoices").await);
+});

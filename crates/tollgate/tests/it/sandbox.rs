@@ -250,3 +250,82 @@ async fn sandbox_command_prints_the_page_and_stops_everything_on_ctrl_c() {
         );
     }
 }
+
+/// Presses the button labelled `label` on `m`.
+async fn press(tg: &ControlClient, chat: i64, m: &TranscriptMessage, label: &str) {
+    let data = m
+        .button_data(label)
+        .unwrap_or_else(|| panic!("no {label:?} on {:?}", m.text));
+    tg.press_button(chat, m.message_id, &data).await.unwrap();
+}
+
+// Issue 25: in the sandbox a person pays with "crypto" and "card": the bot's "Pay" button opens
+// the payment emulator's page, and paying there (here through its control API, as the page's
+// button does) gives the access, confirmed in the chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_sells_through_emulated_crypto_pay_and_yookassa() {
+    let sandbox = Sandbox::start(options(NodeMode::Off)).await.unwrap();
+    assert!(
+        sandbox.summary().contains(&sandbox.payments_url()),
+        "{}",
+        sandbox.summary()
+    );
+    let tg = sandbox.control();
+    let pay = sandbox.payments_control();
+    let user = tg
+        .create_user(NewUser::new("Sam").language("en"))
+        .await
+        .unwrap()
+        .id;
+    for (method, plan) in [("Crypto", "1 month"), ("YooKassa", "3 months")] {
+        tg.send_text(user, "/buy").await.unwrap();
+        let plans = screen(&tg, user, "Choose a plan").await;
+        press(&tg, user, &plans, plan).await;
+        let how = screen(&tg, user, "Choose how to pay").await;
+        press(&tg, user, &how, method).await;
+        let path = if method == "Crypto" {
+            "/pay/cryptopay/"
+        } else {
+            "/pay/yookassa/"
+        };
+        let url = crate::common::wait_for("the payment page", Duration::from_secs(20), || async {
+            let t = tg.transcript(user).await.unwrap();
+            t.messages
+                .iter()
+                .rev()
+                .filter(|m| m.from_bot)
+                .find_map(|m| {
+                    crate::common::payments::url_button(m, "Pay").filter(|u| u.contains(path))
+                })
+        })
+        .await;
+        assert!(url.starts_with(&sandbox.payments_url()), "{url}");
+        // The page is served.
+        let html = http_client().get(&url).send().await.unwrap();
+        assert_eq!(html.status().as_u16(), 200);
+        if method == "Crypto" {
+            let inv = pay.invoices().await.unwrap().pop().unwrap();
+            pay.pay_invoice(inv.invoice_id).await.unwrap();
+        } else {
+            let p = pay.payments().await.unwrap().pop().unwrap();
+            pay.pay_payment(&p.id).await.unwrap();
+        }
+        crate::common::wait_for("the confirmation", Duration::from_secs(20), || async {
+            let t = tg.transcript(user).await.unwrap();
+            let n = t
+                .messages
+                .iter()
+                .filter(|m| {
+                    m.from_bot
+                        && m.text
+                            .as_deref()
+                            .is_some_and(|x| x.contains("Payment received"))
+                })
+                .count();
+            let want = if method == "Crypto" { 1 } else { 2 };
+            (n == want).then_some(())
+        })
+        .await;
+    }
+    sandbox.shutdown().await.unwrap();
+}

@@ -12,6 +12,7 @@ mod apps;
 mod balance;
 mod bot;
 mod check;
+mod cryptopay;
 mod discounts;
 mod feed;
 mod language;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use apps::{ClientApp, Platform};
 pub use balance::{BalanceSettings, StarsPackage};
 pub use bot::BotSettings;
+pub use cryptopay::CryptoPayCatalog;
 pub use discounts::DiscountSettings;
 pub use feed::FeedSettings;
 pub use language::{Language, Localized};
@@ -58,6 +60,8 @@ struct RawCatalog {
     apps: Vec<apps::RawApp>,
     #[serde(default)]
     nodes: Vec<nodes::RawNode>,
+    #[serde(default)]
+    cryptopay: Option<cryptopay::RawCryptoPay>,
 }
 
 /// The validated catalog: what the rest of the service uses.
@@ -73,6 +77,7 @@ pub struct Catalog {
     pub feed: FeedSettings,
     pub apps: Vec<ClientApp>,
     pub nodes: Vec<NodeDefinition>,
+    pub cryptopay: CryptoPayCatalog,
 }
 
 /// Parses and validates catalog text. `file` names the source in error messages; `env`
@@ -100,6 +105,7 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
     let feed = feed::parse_feed(&mut c, raw.feed);
     let apps = apps::parse_apps(&mut c, &raw.apps);
     let nodes = nodes::parse_nodes(&mut c, &raw.nodes, env);
+    let cryptopay = cryptopay::parse_cryptopay(&mut c, raw.cryptopay.as_ref());
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -115,6 +121,7 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
         feed,
         apps,
         nodes,
+        cryptopay,
     })
 }
 

@@ -19,6 +19,7 @@ mod logging;
 mod nodes;
 mod pipeline;
 mod process;
+mod providers;
 mod reader;
 mod telegram;
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub use intake::{DEFAULT_WEBHOOK_PATH, IntakeMode, MIN_WEBHOOK_SECRET};
 pub use logging::{LogFormat, LogSettings, log_settings};
 pub use nodes::NodeSettings;
 pub use pipeline::PipelineSettings;
+pub use providers::{CryptoNetwork, CryptoPaySettings, ProviderSettings, YooKassaSettings};
 pub use telegram::{BotToken, DEFAULT_TELEGRAM_API_URL, PROXY_SCHEMES, TelegramProxy};
 pub use vars::ENV_VARS;
 
@@ -107,6 +109,8 @@ pub struct Deployment {
     /// The `backups` job's settings; `None` when `BACKUP_INTERVAL` is unset.
     pub backup: Option<BackupSettings>,
     pub payment_provider_token: Option<Secret<String>>,
+    /// Crypto Pay and YooKassa, when configured, and their calls' deadline.
+    pub providers: ProviderSettings,
     /// How often the Stars reconciler looks for payments whose update was lost.
     pub stars_reconcile_interval: Duration,
     /// The notice and auto-renewal jobs' interval instead of their own (tests run a month of
@@ -147,6 +151,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
     let api = telegram::read_bot_api(&mut r);
     let jobs = jobs::read_jobs(&mut r);
     let backup = backups::read_backups(&mut r, admin_ids.as_deref(), database.as_ref());
+    let providers = providers::read_providers(&mut r);
     let pipeline = pipeline::read_pipeline(&mut r);
     let nodes = nodes::read_nodes(&mut r);
     let feed_base = feed::read_feed_base(&mut r, intake.public_base, bind, port);
@@ -170,6 +175,7 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
             telegram_proxy: api.telegram_proxy,
             backup,
             payment_provider_token: api.payment_provider_token,
+            providers: providers?,
             stars_reconcile_interval: jobs.stars_reconcile_interval?,
             jobs_interval: jobs.jobs_interval,
             test_clock_offset_file: jobs.test_clock_offset_file,

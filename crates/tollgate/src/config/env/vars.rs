@@ -69,6 +69,42 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Telegram payment provider token for card payments (optional; secret)",
     ),
     (
+        "CRYPTOPAY_TOKEN",
+        "API token of a Crypto Pay app (@CryptoBot; @CryptoTestnetBot for testnet): turns crypto payments on (optional; secret)",
+    ),
+    (
+        "CRYPTOPAY_NETWORK",
+        "mainnet (default) or testnet: which Crypto Pay API the token is for",
+    ),
+    (
+        "CRYPTOPAY_API_URL",
+        "base URL of the Crypto Pay API, like https://pay.crypt.bot/api, instead of CRYPTOPAY_NETWORK's (the local emulator; default: none)",
+    ),
+    (
+        "CRYPTOPAY_POLL_INTERVAL",
+        "how often the watcher asks Crypto Pay about open invoices, 100ms-1h (default 30s)",
+    ),
+    (
+        "YOOKASSA_SHOP_ID",
+        "YooKassa shopId; with YOOKASSA_SECRET_KEY turns card/SBP payments through YooKassa on (optional)",
+    ),
+    (
+        "YOOKASSA_SECRET_KEY",
+        "YooKassa secret key (test_… or live_…; secret)",
+    ),
+    (
+        "YOOKASSA_API_URL",
+        "base URL of the YooKassa API (default https://api.yookassa.ru/v3/; the local emulator)",
+    ),
+    (
+        "YOOKASSA_POLL_INTERVAL",
+        "first interval of the YooKassa reconciler for a payment without its outcome, growing to 10m, 100ms-1h (default 30s)",
+    ),
+    (
+        "PROVIDER_CALL_TIMEOUT",
+        "deadline of each call to Crypto Pay or YooKassa, 100ms-60s (default 10s)",
+    ),
+    (
         "STARS_RECONCILE_INTERVAL",
         "how often Telegram's Stars transactions are compared with recorded payments, 10s-24h (default 5m)",
     ),

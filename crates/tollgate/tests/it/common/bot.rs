@@ -103,6 +103,7 @@ impl World {
                     gate,
                 }),
                 components: p.components,
+                routes: p.routes,
             })
         })
         .await

@@ -4,6 +4,7 @@
 pub mod bot;
 pub mod forward_proxy;
 pub mod nodes;
+pub mod payments;
 pub mod proxy;
 pub mod service;
 pub mod telegram;

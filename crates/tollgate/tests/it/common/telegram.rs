@@ -90,6 +90,7 @@ pub async fn in_process<H: Handler>(
         Ok(Plugged {
             handler,
             components: Vec::new(),
+            routes: Default::default(),
         })
     })
     .await

@@ -1,0 +1,266 @@
+//! Payment providers outside Telegram: Crypto Pay (`CRYPTOPAY_*`) and YooKassa
+//! (`YOOKASSA_*`), each on when its credentials are set, and the deadline of every call to
+//! them (`PROVIDER_CALL_TIMEOUT`).
+//!
+//! The API's base URL is derived (Crypto Pay: from `CRYPTOPAY_NETWORK`, testnet or mainnet,
+//! whose tokens differ) and can be overridden (`*_API_URL`) for the local emulators. The
+//! watcher's and the reconciler's first intervals are settings so that tests and the sandbox
+//! can run them in milliseconds.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::reader::{Reader, duration_between, parse_http_url};
+use crate::config::duration::format_duration;
+use crate::config::secret::{Secret, describe_secret};
+
+/// Crypto Pay's networks (separate apps and tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoNetwork {
+    Mainnet,
+    Testnet,
+}
+
+impl CryptoNetwork {
+    pub fn base_url(self) -> &'static str {
+        match self {
+            CryptoNetwork::Mainnet => "https://pay.crypt.bot/api/",
+            CryptoNetwork::Testnet => "https://testnet-pay.crypt.bot/api/",
+        }
+    }
+}
+
+/// A Crypto Pay app.
+#[derive(Debug, Clone)]
+pub struct CryptoPaySettings {
+    pub token: Secret<String>,
+    pub network: CryptoNetwork,
+    /// `<base><method>` is called (`https://pay.crypt.bot/api/`).
+    pub api_url: Url,
+    /// How often the watcher asks for the open invoices.
+    pub poll_interval: Duration,
+}
+
+/// A YooKassa shop.
+#[derive(Debug, Clone)]
+pub struct YooKassaSettings {
+    pub shop_id: String,
+    pub secret_key: Secret<String>,
+    /// `<base>payments` is called (`https://api.yookassa.ru/v3/`).
+    pub api_url: Url,
+    /// The reconciler's first interval; later ones grow (Fibonacci) up to ten minutes.
+    pub poll_interval: Duration,
+}
+
+/// The providers configured, and the deadline of each call.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub cryptopay: Option<CryptoPaySettings>,
+    pub yookassa: Option<YooKassaSettings>,
+    pub call_timeout: Duration,
+}
+
+fn secret(t: &str) -> Result<Secret<String>, String> {
+    if t.contains(char::is_whitespace) {
+        Err(format!("{} contains whitespace", describe_secret(t)))
+    } else {
+        Ok(Secret::new(t.to_owned()))
+    }
+}
+
+fn with_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+pub(super) fn read_providers(r: &mut Reader<'_>) -> Option<ProviderSettings> {
+    let call_timeout = r.read(
+        "PROVIDER_CALL_TIMEOUT",
+        Some("10s"),
+        "use a duration between 100ms and 60s, e.g. 10s",
+        duration_between(Duration::from_millis(100), Duration::from_secs(60)),
+        |d: &Duration| format_duration(*d),
+    );
+    let poll = |r: &mut Reader<'_>, key: &str| {
+        r.read(
+            key,
+            Some("30s"),
+            "use a duration between 100ms and 1h, e.g. 30s",
+            duration_between(Duration::from_millis(100), Duration::from_secs(3_600)),
+            |d: &Duration| format_duration(*d),
+        )
+    };
+    let token = r.read(
+        "CRYPTOPAY_TOKEN",
+        None,
+        "set CRYPTOPAY_TOKEN to the API token of your app in @CryptoBot (or @CryptoTestnetBot for testnet), or unset it to sell without Crypto Pay",
+        |t| {
+            let ok = t.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
+            });
+            if ok {
+                secret(t)
+            } else {
+                Err(format!(
+                    "{} is not a Crypto Pay token (digits, a colon, then letters and digits)",
+                    describe_secret(t)
+                ))
+            }
+        },
+        |_| "***".to_owned(),
+    );
+    let network = r.read(
+        "CRYPTOPAY_NETWORK",
+        Some("mainnet"),
+        "use mainnet or testnet (a testnet token comes from @CryptoTestnetBot)",
+        |t| match t {
+            "mainnet" => Ok(CryptoNetwork::Mainnet),
+            "testnet" => Ok(CryptoNetwork::Testnet),
+            other => Err(format!("{other:?} is not a Crypto Pay network")),
+        },
+        |n| format!("{n:?}").to_lowercase(),
+    );
+    let crypto_url = r.read(
+        "CRYPTOPAY_API_URL",
+        None,
+        "give the base URL of a Crypto Pay API (the local emulator), or unset it to use CRYPTOPAY_NETWORK's",
+        |t| parse_http_url(t).map(with_slash),
+        Url::to_string,
+    );
+    let crypto_poll = poll(r, "CRYPTOPAY_POLL_INTERVAL");
+    let shop_id = r.read(
+        "YOOKASSA_SHOP_ID",
+        None,
+        "set YOOKASSA_SHOP_ID to your shop's shopId (digits), or unset it with YOOKASSA_SECRET_KEY to sell without YooKassa",
+        |t| {
+            if !t.is_empty() && t.len() <= 32 && t.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(t.to_owned())
+            } else {
+                Err(format!("{t:?} is not a YooKassa shopId (digits)"))
+            }
+        },
+        String::clone,
+    );
+    let secret_key = r.read(
+        "YOOKASSA_SECRET_KEY",
+        None,
+        "set YOOKASSA_SECRET_KEY to the shop's secret key (test_… or live_…), or unset it with YOOKASSA_SHOP_ID",
+        secret,
+        |_| "***".to_owned(),
+    );
+    let yoo_url = r.read(
+        "YOOKASSA_API_URL",
+        None,
+        "give the base URL of a YooKassa API (the local emulator), or unset it to use https://api.yookassa.ru/v3/",
+        |t| parse_http_url(t).map(with_slash),
+        Url::to_string,
+    );
+    let yoo_poll = poll(r, "YOOKASSA_POLL_INTERVAL");
+    let yookassa = match (shop_id, secret_key) {
+        (Some(shop_id), Some(secret_key)) => Some(YooKassaSettings {
+            shop_id,
+            secret_key,
+            api_url: match yoo_url {
+                Some(u) => u,
+                None => Url::parse("https://api.yookassa.ru/v3/").ok()?,
+            },
+            poll_interval: yoo_poll?,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            r.fail(
+                "YOOKASSA_SECRET_KEY",
+                "is not set, but YOOKASSA_SHOP_ID is".to_owned(),
+                "set both YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY, or neither",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            r.fail(
+                "YOOKASSA_SHOP_ID",
+                "is not set, but YOOKASSA_SECRET_KEY is".to_owned(),
+                "set both YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY, or neither",
+            );
+            None
+        }
+    };
+    let network = network?;
+    let cryptopay = match token {
+        Some(token) => Some(CryptoPaySettings {
+            token,
+            network,
+            api_url: match crypto_url {
+                Some(u) => u,
+                None => Url::parse(network.base_url()).ok()?,
+            },
+            poll_interval: crypto_poll?,
+        }),
+        None => None,
+    };
+    Some(ProviderSettings {
+        cryptopay,
+        yookassa,
+        call_timeout: call_timeout?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::env::deployment;
+    use crate::config::env::testing::{env, errors};
+
+    #[test]
+    fn providers_are_off_until_their_credentials_are_set() {
+        let (d, report) = deployment(&env(&[])).unwrap();
+        assert!(d.providers.cryptopay.is_none() && d.providers.yookassa.is_none());
+        assert_eq!(d.providers.call_timeout, Duration::from_secs(10));
+        assert!(report.iter().any(|l| l.key == "PROVIDER_CALL_TIMEOUT"));
+        let (d, report) = deployment(&env(&[
+            (
+                "CRYPTOPAY_TOKEN",
+                "1234:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ),
+            ("CRYPTOPAY_NETWORK", "testnet"),
+            ("YOOKASSA_SHOP_ID", "123456"),
+            ("YOOKASSA_SECRET_KEY", "test_abcdef"),
+            ("YOOKASSA_API_URL", "http://127.0.0.1:9/v3"),
+        ]))
+        .unwrap();
+        let c = d.providers.cryptopay.unwrap();
+        assert_eq!(c.api_url.as_str(), "https://testnet-pay.crypt.bot/api/");
+        assert_eq!(c.poll_interval, Duration::from_secs(30));
+        let y = d.providers.yookassa.unwrap();
+        assert_eq!(y.api_url.as_str(), "http://127.0.0.1:9/v3/");
+        assert!(report.iter().all(|l| !l.value.contains("AAAAAAAA")));
+        assert!(report.iter().all(|l| !l.value.contains("test_abcdef")));
+    }
+
+    #[test]
+    fn bad_provider_settings_name_their_key_and_fix() {
+        for (key, value, needle) in [
+            ("CRYPTOPAY_TOKEN", "nocolon", "not a Crypto Pay token"),
+            ("CRYPTOPAY_NETWORK", "devnet", "not a Crypto Pay network"),
+            ("CRYPTOPAY_API_URL", "ftp://x", "not an http(s) URL"),
+            ("CRYPTOPAY_POLL_INTERVAL", "2h", "outside"),
+            ("PROVIDER_CALL_TIMEOUT", "5m", "outside"),
+            ("YOOKASSA_SHOP_ID", "abc", "not a YooKassa shopId"),
+        ] {
+            let e = errors(&[(key, value)]);
+            assert!(
+                e.contains(key) && e.contains(needle) && e.contains("fix:"),
+                "{key}={value}: {e}"
+            );
+        }
+        let e = errors(&[("YOOKASSA_SHOP_ID", "123")]);
+        assert!(
+            e.contains("YOOKASSA_SECRET_KEY") && e.contains("neither"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! docs/reliability.md F2, F3, F5, F13: YooKassa end to end against the payment emulator — a
+//! notification is only a hint (the payment is fetched and only `succeeded` applies), the
+//! reconciler finds lost ones, creation failures retry with the same idempotence key, and an
+//! admin refunds through the API from the payment's card.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use payment_emulator::{CancelOptions, FaultKind, NotificationState, Provider};
+use tollgate::access;
+use tollgate::app::AppOptions;
+use tollgate::time::{Clock, ShiftedClock};
+
+use crate::common::payments::{ADMIN, Shop, count, messages_with, url_button};
+use crate::common::wait_for;
+use crate::db_test;
+
+fn fast(clock: &ShiftedClock) -> AppOptions {
+    AppOptions {
+        clock: Arc::new(clock.clone()),
+        per_chat_interval: Duration::from_millis(10),
+        handler_retry_base: Duration::from_millis(50),
+        handler_max_attempts: 1000,
+        ..AppOptions::default()
+    }
+}
+
+const PAYMENTS: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE provider = 'yookassa'";
+const CONFIRMED: &str = "Payment received";
+const METHOD: &str = "YooKassa";
+
+/// The emulator's payment for the user's latest purchase.
+async fn payment_of(shop: &Shop, user: i64) -> payment_emulator::Payment {
+    let (purchase,): (i64,) = tollgate::on_db!(shop.db(), p => sqlx::query_as(
+        "SELECT MAX(id) FROM purchases WHERE user_id = $1").bind(user).fetch_one(p).await)
+    .unwrap();
+    let found: Vec<_> = shop
+        .ctl
+        .payments()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.get("purchase_id").map(String::as_str) == Some(purchase.to_string().as_str())
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one payment per purchase: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
+async fn days_left(shop: &Shop, user: i64, clock: &ShiftedClock) -> Option<i64> {
+    let sub = access::subscription_for_user(shop.db(), user)
+        .await
+        .unwrap()?;
+    Some((sub.expires_at.as_millis() - clock.now().as_millis()) / 86_400_000)
+}
+
+// F2, F5: the page is YooKassa's confirmation URL for a payment captured at once; its
+// notification is answered 200 only once the fetched, succeeded payment is stored; ten copies
+// apply nothing more.
+db_test!(async fn a_yookassa_payment_applies_once_when_the_api_says_succeeded(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let ann = shop.user(300_001, "Ann").await;
+    let page = shop.choose(ann, "1 month", METHOD).await;
+    let p = payment_of(&shop, ann).await;
+    assert_eq!(url_button(&page, "Pay"), p.confirmation.as_ref().and_then(|c| c.confirmation_url.clone()));
+    assert_eq!((p.amount.value.as_str(), p.amount.currency.as_str()), ("149.00", "RUB"));
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |n| n.object_id == p.id && n.event == "payment.succeeded").await.unwrap();
+    let n = shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(n.state, NotificationState::Delivered);
+    assert_eq!(count(shop.db(), PAYMENTS).await, 1);
+    assert_eq!(days_left(&shop, ann, &clock).await, Some(29));
+    for id in shop.ctl.repeat_notification(n.id, 10).await.unwrap() {
+        let c = shop.ctl.wait_until_settled(id, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(c.state, NotificationState::Delivered);
+    }
+    assert_eq!(count(shop.db(), PAYMENTS).await, 1);
+    assert_eq!(days_left(&shop, ann, &clock).await, Some(29));
+    shop.w.screen(ann, CONFIRMED).await;
+    assert_eq!(messages_with(&shop.w, ann, CONFIRMED).await, 1);
+    shop.stop().await;
+});
+
+// F5: YooKassa's notifications carry no signature. One that says `succeeded` for a payment the
+// API says is pending applies nothing; a cancelled payment's closes the invoice and applies
+// nothing.
+db_test!(async fn a_yookassa_notification_for_a_payment_that_did_not_succeed_applies_nothing(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let bob = shop.user(300_002, "Bob").await;
+    shop.choose(bob, "1 month", METHOD).await;
+    let p = payment_of(&shop, bob).await;
+    let forged = serde_json::json!({
+        "type": "notification", "event": "payment.succeeded",
+        "object": { "id": p.id, "status": "succeeded", "paid": true,
+                    "amount": { "value": "149.00", "currency": "RUB" },
+                    "metadata": p.metadata },
+    });
+    let status = reqwest::Client::new().post(shop.hook("yookassa")).json(&forged).send().await.unwrap().status();
+    assert_eq!(status.as_u16(), 200, "stored: the API says pending");
+    let unknown = serde_json::json!({ "type": "notification", "event": "payment.succeeded", "object": { "id": "no-such-payment" } });
+    let status = reqwest::Client::new().post(shop.hook("yookassa")).json(&unknown).send().await.unwrap().status();
+    assert_eq!(status.as_u16(), 400);
+    assert_eq!(count(shop.db(), PAYMENTS).await, 0);
+    assert_eq!(days_left(&shop, bob, &clock).await, None);
+
+    shop.ctl.cancel_payment(&p.id, &CancelOptions::default()).await.unwrap();
+    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |n| n.object_id == p.id && n.event == "payment.canceled").await.unwrap();
+    let n = shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(n.state, NotificationState::Delivered);
+    assert_eq!(count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM provider_invoices WHERE status = 'closed'").await, 1);
+    assert_eq!(count(shop.db(), PAYMENTS).await, 0);
+    shop.stop().await;
+});
+
+// F3: a notification that never comes: the reconciler's growing intervals find the payment.
+db_test!(async fn a_lost_yookassa_notification_is_found_by_the_reconciler(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "200ms")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let cid = shop.user(300_003, "Cid").await;
+    shop.choose(cid, "1 month", METHOD).await;
+    let p = payment_of(&shop, cid).await;
+    shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 1).await.unwrap();
+    // Checked at 200 ms, 200 ms, 400 ms, 600 ms… after opening: paid a second later, found
+    // within the next interval.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    let paid_at = tokio::time::Instant::now();
+    wait_for("the reconciler records the payment", Duration::from_secs(20), || async {
+        (count(shop.db(), PAYMENTS).await == 1).then_some(())
+    }).await;
+    assert!(paid_at.elapsed() < Duration::from_secs(3), "{:?}", paid_at.elapsed());
+    shop.w.screen(cid, CONFIRMED).await;
+    assert_eq!(days_left(&shop, cid, &clock).await, Some(29));
+    let checks = count(shop.db(), "SELECT CAST(checks AS BIGINT) FROM provider_invoices").await;
+    assert!(checks >= 2, "the intervals grew over {checks} checks");
+    shop.stop().await;
+});
+
+// F13: YooKassa answering 500 after making the payment, or hanging: "try again", and the retry
+// carries the same Idempotence-Key, so there is still one payment.
+db_test!(async fn yookassa_down_or_hanging_at_creation_makes_no_second_payment(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let dan = shop.user(300_004, "Dan").await;
+    shop.ctl.fail_next("payments.create", 1, FaultKind::ServerErrorAfterExecuting).await.unwrap();
+    let screen = shop.choose(dan, "1 month", METHOD).await;
+    assert!(screen.text.as_deref().unwrap().contains("did not answer"), "{:?}", screen.text);
+    assert_eq!(shop.ctl.payments().await.unwrap().len(), 1, "made, but answered 500");
+    let screen = shop.choose(dan, "1 month", METHOD).await;
+    assert!(url_button(&screen, "Pay").is_some(), "{:?}", screen.text);
+    assert_eq!(shop.ctl.payments().await.unwrap().len(), 1, "the same payment, by its key");
+    assert_eq!(count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases").await, 1);
+
+    shop.ctl.fail_next("payments.create", 1, FaultKind::Hang { ms: 2500 }).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let screen = shop.choose(dan, "3 months", METHOD).await;
+    assert!(screen.text.as_deref().unwrap().contains("did not answer"), "{:?}", screen.text);
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    wait_for("the hung call's payment", Duration::from_secs(20), || async {
+        (shop.ctl.payments().await.unwrap().len() == 2).then_some(())
+    }).await;
+    let screen = shop.choose(dan, "3 months", METHOD).await;
+    assert!(url_button(&screen, "Pay").is_some(), "{:?}", screen.text);
+    assert_eq!(shop.ctl.payments().await.unwrap().len(), 2);
+    shop.stop().await;
+});
+
+// An admin refunds a YooKassa payment from its card: the refund goes through the API (once,
+// by its key), the days go back, the admin's action is audited.
+db_test!(async fn an_admin_refunds_a_yookassa_payment_from_its_card(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let admin = shop.user(ADMIN, "Admin").await;
+    let eve = shop.user(300_005, "Eve").await;
+    shop.choose(eve, "1 month", METHOD).await;
+    let p = payment_of(&shop, eve).await;
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    wait_for("the payment", Duration::from_secs(20), || async {
+        (count(shop.db(), PAYMENTS).await == 1).then_some(())
+    }).await;
+    assert_eq!(days_left(&shop, eve, &clock).await, Some(29));
+    shop.w.tg.send_text(admin, &format!("/payment {}", p.id)).await.unwrap();
+    let card = shop.w.screen(admin, "Applied to purchase").await;
+    shop.w.press(admin, &card, "Refund").await;
+    let confirm = shop.w.screen_on(admin, card.message_id, "Refund payment").await;
+    shop.w.press(admin, &confirm, "Confirm").await;
+    shop.w.screen_on(admin, card.message_id, "Refunded.").await;
+    let refunds = shop.ctl.refunds().await.unwrap();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!((refunds[0].payment_id.as_str(), refunds[0].amount.value.as_str()), (p.id.as_str(), "149.00"));
+    assert_eq!(count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'").await, 1);
+    assert!(days_left(&shop, eve, &clock).await.unwrap_or(0) <= 0, "the days went back");
+    let audited = count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE action = 'refund'").await;
+    assert_eq!(audited, 1);
+    shop.stop().await;
+});
+
+// Fiat top-ups through either provider: a catalog package or a typed amount (each bad input
+// with its own answer) credits the balance once; the referrer earns a share of money paid in
+// through a provider, and nothing when the balance is spent.
+db_test!(async fn fiat_top_ups_credit_the_balance_and_reward_the_referrer_for_money_paid_in(t) {
+    use telegram_emulator::NewUser;
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h"), ("CRYPTOPAY_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let (w, db) = (&shop.w, shop.db());
+    let ann = shop.user(300_010, "Ann").await;
+    let code = tollgate::users::get(db, ann).await.unwrap().unwrap().referral_code;
+    let bob = w.tg.create_user(NewUser::new("Bob").id(300_011).language("en")).await.unwrap().id;
+    w.tg.send_text(bob, &format!("/start ref_{code}")).await.unwrap();
+    w.screen(bob, "Choose an action below.").await;
+    let balance = |u: i64| async move { tollgate::users::get(db, u).await.unwrap().unwrap().balance };
+
+    // A package from the balance screen, through YooKassa.
+    w.tg.send_text(bob, "/balance").await.unwrap();
+    let screen = w.screen(bob, "/topup").await;
+    w.press(bob, &screen, "➕ 250").await;
+    let choose = w.screen_on(bob, screen.message_id, "choose how to pay").await;
+    w.press(bob, &choose, METHOD).await;
+    let page = w.screen_on(bob, screen.message_id, "payment page").await;
+    assert!(url_button(&page, "Pay").is_some());
+    let p = payment_of(&shop, bob).await;
+    assert_eq!(p.amount.value, "250.00");
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    wait_for("Bob's top-up", Duration::from_secs(20), || async { (balance(bob).await == 25_000).then_some(()) }).await;
+    w.screen(bob, "added to your balance").await;
+    wait_for("Ann's reward", Duration::from_secs(20), || async { (balance(ann).await == 2_500).then_some(()) }).await;
+
+    // A typed amount: bad ones answered each in its way, nothing created.
+    for (typed, answer) in [
+        ("/topup", "Send the amount after the command"),
+        ("/topup lots", "is not an amount"),
+        ("/topup 1.234", "more than two digits"),
+        ("/topup 50", "below the smallest top-up"),
+        ("/topup 1000000", "above the largest top-up"),
+    ] {
+        w.tg.send_text(bob, typed).await.unwrap();
+        w.screen(bob, answer).await;
+    }
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases").await, 1);
+    // 500,50 is meant as 500.50; paid in crypto.
+    w.tg.send_text(bob, "/topup 500,50").await.unwrap();
+    let choose = w.screen(bob, "by 500").await;
+    w.press(bob, &choose, "Crypto").await;
+    w.screen_on(bob, choose.message_id, "payment page").await;
+    let (purchase,): (i64,) = tollgate::on_db!(db, p => sqlx::query_as("SELECT MAX(id) FROM purchases").fetch_one(p).await).unwrap();
+    let inv = shop.ctl.invoices().await.unwrap().into_iter()
+        .find(|i| i.payload.as_deref() == Some(tollgate::billing::invoice_payload(purchase).as_str())).unwrap();
+    assert_eq!(inv.amount, "500.50");
+    shop.ctl.pay_invoice(inv.invoice_id).await.unwrap();
+    wait_for("the crypto top-up", Duration::from_secs(20), || async { (balance(bob).await == 75_050).then_some(()) }).await;
+    wait_for("Ann's second reward", Duration::from_secs(20), || async { (balance(ann).await == 7_505).then_some(()) }).await;
+
+    // Spending the balance on a plan rewards nobody.
+    w.tg.send_text(bob, "/buy").await.unwrap();
+    let plans = w.screen(bob, "Choose a plan").await;
+    w.press(bob, &plans, "1 month").await;
+    let pay = w.screen_on(bob, plans.message_id, "Choose how to pay").await;
+    w.press(bob, &pay, "From balance").await;
+    wait_for("the plan paid from the balance", Duration::from_secs(20), || async { (balance(bob).await == 60_150).then_some(()) }).await;
+    assert!(access::subscription_for_user(db, bob).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(balance(ann).await, 7_505, "no reward for spending the balance");
+    assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE reason = 'referral_reward'").await, 2);
+    shop.stop().await;
+});
