@@ -51,7 +51,7 @@ async fn the_binary_serves_and_stops_on_sigterm() {
             std::time::Instant::now() < deadline,
             "did not stop on SIGTERM"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status}");
 }
