@@ -331,6 +331,9 @@ db_test!(async fn yookassa_receipts_ask_for_the_contact_once_and_keep_it(t) {
     assert_eq!(receipt_contact(&shop, ann).await.as_deref(), Some("79001234567"));
     let p = payment_of(&shop, ann).await;
     assert_eq!(p.receipt_registration.as_deref(), Some("pending"), "the payment carries a receipt");
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"], serde_json::json!({ "phone": "79001234567" }));
+    assert_eq!(receipt["items"][0]["vat_code"], serde_json::json!(1));
     assert_eq!((p.amount.value.as_str(), p.amount.currency.as_str()), ("149.00", "RUB"));
 
     // A second purchase: straight to its payment page, with a receipt, no question.
@@ -341,6 +344,8 @@ db_test!(async fn yookassa_receipts_ask_for_the_contact_once_and_keep_it(t) {
     let p = payment_of(&shop, ann).await;
     assert_eq!(p.amount.value, "399.00");
     assert_eq!(p.receipt_registration.as_deref(), Some("pending"));
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"]["phone"], "79001234567");
     assert_eq!(messages_with(w, ann, RECEIPT_ASK).await, asked, "not asked again");
     shop.stop().await;
 });
@@ -355,6 +360,7 @@ db_test!(async fn yookassa_without_receipts_asks_nothing(t) {
     assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
     let p = payment_of(&shop, bob).await;
     assert_eq!(p.receipt_registration, None);
+    assert_eq!(shop.ctl.payment_receipt(&p.id).await.unwrap(), None);
     assert_eq!(messages_with(&shop.w, bob, RECEIPT_ASK).await, 0);
     assert_eq!(receipt_contact(&shop, bob).await, None);
     shop.stop().await;
