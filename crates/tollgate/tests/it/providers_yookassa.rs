@@ -365,3 +365,24 @@ db_test!(async fn yookassa_without_receipts_asks_nothing(t) {
     assert_eq!(receipt_contact(&shop, bob).await, None);
     shop.stop().await;
 });
+
+// A fiat top-up through YooKassa asks the same way, and an email is kept as typed.
+db_test!(async fn a_yookassa_top_up_asks_for_the_receipt_contact_too(t) {
+    let clock = ShiftedClock::new();
+    let Some(shop) = fiscal_shop(t, &clock).await else { return };
+    let w = &shop.w;
+    let cid = shop.user(300_103, "Cid").await;
+    w.tg.send_text(cid, "/topup 500").await.unwrap();
+    let choose = w.screen(cid, "by 500").await;
+    w.press(cid, &choose, METHOD).await;
+    w.screen(cid, RECEIPT_ASK).await;
+    w.tg.send_text(cid, "cid@example.com").await.unwrap();
+    let page = w.screen(cid, "Receipts will go to cid@example.com").await;
+    assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
+    assert_eq!(receipt_contact(&shop, cid).await.as_deref(), Some("cid@example.com"));
+    let p = payment_of(&shop, cid).await;
+    assert_eq!(p.amount.value, "500.00");
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"], serde_json::json!({ "email": "cid@example.com" }));
+    shop.stop().await;
+});
