@@ -89,6 +89,9 @@ pub struct PaymentRecord {
     pub refunded_minor: i64,
     /// Whether paying completes it (`capture: true`) or leaves it waiting for capture.
     pub capture: bool,
+    /// The 54-FZ `receipt` the merchant sent (YooKassa does not echo it in the payment
+    /// object; the control API shows it so that tests can check what a receipt carried).
+    pub receipt: Option<serde_json::Value>,
 }
 
 /// Something that happens at an instant unless the object moved on first.

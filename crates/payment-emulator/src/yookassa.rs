@@ -855,6 +855,7 @@ fn create(
         .insert((deadline, Deadline::PaymentConfirmation(id.clone())));
     state.payment_order.insert(seq, id.clone());
     let value = to_value(&payment);
+    let receipt = body.get("receipt").filter(|r| !r.is_null()).cloned();
     state.payments.insert(
         id,
         PaymentRecord {
@@ -864,6 +865,7 @@ fn create(
             captured_at_ms: None,
             refunded_minor: 0,
             capture,
+            receipt,
         },
     );
     Ok(value)

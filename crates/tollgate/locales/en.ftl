@@ -570,3 +570,10 @@ bc-aud-expired = Expired
 bc-aud-trial = Trial, never paid
 bc-aud-notrial = Never took a trial
 bc-aud-lang = Language { $language }
+
+## 54-FZ receipt contact (YooKassa)
+receipt-ask = 🧾 For the receipt required by law, send your email or phone number, e.g. <code>name@example.com</code> or <code>+7 900 123-45-67</code>. It is asked once and kept for your next payments.
+receipt-contact-empty = The message is empty: send an email or a phone number.
+receipt-email-invalid = This is not an email address: it needs one @, a name before it and a domain with a dot after it, without spaces.
+receipt-phone-invalid = This is not a phone number: send 11 to 15 digits with the country code, e.g. <code>+7 900 123-45-67</code>, or an email.
+receipt-contact-saved = 🧾 Receipts will go to { $contact }.

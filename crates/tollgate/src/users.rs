@@ -17,6 +17,7 @@ use rand::Rng;
 use crate::access::{self, AccessError, Subscription};
 pub use crate::audience::Audience;
 use crate::config::Language;
+use crate::domain::receipt_contact::ReceiptContact;
 use crate::flags::{self, Snapshot};
 use crate::store::{Db, DeferredWrite, Failure, Tx, classify};
 use crate::time::Timestamp;
@@ -462,6 +463,24 @@ pub async fn set_language(
 ) -> Result<(), sqlx::Error> {
     on_tx!(tx, c => sqlx::query("UPDATE users SET language = $2 WHERE id = $1")
         .bind(user_id).bind(language.code()).execute(c).await.map(|_| ()))
+}
+
+/// The email or phone (digits) the user's 54-FZ receipts go to, if they gave one.
+pub async fn receipt_contact(db: &Db, user_id: i64) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(Option<String>,)> = on_db!(db, p => sqlx::query_as(
+        "SELECT receipt_contact FROM users WHERE id = $1")
+        .bind(user_id).fetch_optional(p).await)?;
+    Ok(row.and_then(|(c,)| c))
+}
+
+/// Keeps the contact the user's receipts go to (parsed at the edge).
+pub async fn set_receipt_contact(
+    tx: &mut Tx,
+    user_id: i64,
+    contact: &ReceiptContact,
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query("UPDATE users SET receipt_contact = $2 WHERE id = $1")
+        .bind(user_id).bind(contact.as_str()).execute(c).await.map(|_| ()))
 }
 
 pub async fn set_auto_renew(tx: &mut Tx, user_id: i64, on: bool) -> Result<(), sqlx::Error> {

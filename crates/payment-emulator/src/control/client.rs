@@ -219,6 +219,14 @@ impl ControlClient {
         self.get(&format!("/yookassa/payments/{id}")).await
     }
 
+    /// The 54-FZ receipt a payment was created with, as sent (`None` without one).
+    pub async fn payment_receipt(
+        &self,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, ControlError> {
+        self.get(&format!("/yookassa/payments/{id}/receipt")).await
+    }
+
     /// Pays a pending payment (succeeded, or waiting_for_capture without capture), with its
     /// notification.
     pub async fn pay_payment(&self, id: &str) -> Result<Payment, ControlError> {

@@ -60,6 +60,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/cryptopay/invoices/{id}/expire", post(expire_invoice))
         .route("/yookassa/payments", get(payments))
         .route("/yookassa/payments/{id}", get(payment))
+        .route("/yookassa/payments/{id}/receipt", get(payment_receipt))
         .route("/yookassa/payments/{id}/pay", post(pay_payment))
         .route("/yookassa/payments/{id}/cancel", post(cancel_payment))
         .route("/yookassa/payments/{id}/expire", post(expire_payment))
@@ -227,6 +228,14 @@ async fn payments(State(app): State<Arc<App>>) -> Response {
 async fn payment(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match current(&app).payments.get(&id) {
         Some(record) => json_of(&record.payment),
+        None => failure(StatusCode::NOT_FOUND, format!("payment {id} not found")),
+    }
+}
+
+/// The receipt a payment was created with (`null` when none).
+async fn payment_receipt(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match current(&app).payments.get(&id) {
+        Some(record) => json_of(&record.receipt),
         None => failure(StatusCode::NOT_FOUND, format!("payment {id} not found")),
     }
 }

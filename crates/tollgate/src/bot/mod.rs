@@ -39,6 +39,7 @@ pub mod notices;
 mod payments;
 mod promo;
 pub mod providers;
+mod receipt;
 pub mod reply;
 mod review;
 pub mod screens;
@@ -455,13 +456,18 @@ impl Bot {
                 }
             }
         }
-        // A user's typed answer to their withdrawal's question (an admin's console questions
+        // A user's typed answer to their withdrawal's or receipt contact's question (an admin's console questions
         // were offered theirs above; a message answering neither goes on as usual).
         if command.is_none() && m.successful_payment.is_none() && m.refunded_payment.is_none() {
             let se = self.session_alone(&from, m.chat.id, None).await?;
-            if se.user.banned_at.is_none()
-                && let Some((screen, tx)) = self.withdraw_answer(update_id, &se, &text).await?
-            {
+            let answered = if se.user.banned_at.is_some() {
+                None
+            } else if let Some(a) = self.withdraw_answer(update_id, &se, &text).await? {
+                Some(a)
+            } else {
+                self.receipt_answer(&se, &text).await?
+            };
+            if let Some((screen, tx)) = answered {
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
                 reply.send(&screen);
                 return self

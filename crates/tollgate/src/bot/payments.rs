@@ -25,6 +25,7 @@ use crate::telegram::sender::PROVIDER_TOKEN_PLACEHOLDER;
 use crate::users;
 
 /// What an invoice sells.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Sale {
     /// A plan, from the pay screen drawn by an update (which a redrawn pay screen's balance
     /// button carries).

@@ -222,6 +222,10 @@ impl Bot {
                 false,
             ));
         }
+        let receipt_contact = match self.receipt_contact_for(se, provider, &sale).await? {
+            Ok(contact) => contact,
+            Err((question, tx)) => return Ok((question, tx, false)),
+        };
         let (item, price, description, back, quoted) = match sale {
             Sale::Plan(id, drawn_by) => {
                 // The user's price (a discount, a promo code) as the pay screen showed it.
@@ -352,7 +356,8 @@ impl Bot {
             description,
             return_url: None,
             expires_in: billing::PURCHASE_TTL,
-            receipt_contact: None,
+            receipt_contact,
+            vat_code: catalog.yookassa.vat_code,
         };
         match open_invoice(client.as_ref(), &new).await {
             Ok(remote) => {

@@ -3,6 +3,7 @@
 
 pub mod flag;
 pub mod money;
+pub mod receipt_contact;
 
 /// Longest single grant of access: ten years (a plan, a gift, an admin's grant).
 pub const MAX_GRANT_DAYS: u32 = 3650;

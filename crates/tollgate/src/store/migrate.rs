@@ -71,6 +71,7 @@ macro_rules! every_migration {
             0015 "withdrawals",
             0016 "broadcasts",
             0017 "payment_providers",
+            0018 "receipt_contact",
         )
     };
 }

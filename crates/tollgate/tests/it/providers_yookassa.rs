@@ -272,3 +272,117 @@ db_test!(async fn fiat_top_ups_credit_the_balance_and_reward_the_referrer_for_mo
     assert_eq!(count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_ledger WHERE reason = 'referral_reward'").await, 2);
     shop.stop().await;
 });
+
+const RECEIPT_ASK: &str = "For the receipt required by law";
+
+/// The user's stored receipt contact.
+async fn receipt_contact(shop: &Shop, user: i64) -> Option<String> {
+    tollgate::users::receipt_contact(shop.db(), user)
+        .await
+        .unwrap()
+}
+
+/// A shop whose catalog turns YooKassa receipts on, against an emulated shop with
+/// fiscalization on (which refuses a payment without a valid receipt).
+async fn fiscal_shop(t: &crate::common::TestDb, clock: &ShiftedClock) -> Option<Shop> {
+    let mut config = payment_emulator::PaymentEmulatorConfig::default();
+    config.yookassa.fiscalization_enabled = true;
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Shop { w, pay, ctl } = Shop::start_on(t, &env, fast(clock), config).await?;
+    let w = w
+        .restart(fast(clock), |c| {
+            c.replacen("receipts = false", "receipts = true", 1)
+        })
+        .await;
+    Some(Shop { w, pay, ctl })
+}
+
+// Issue 25 (54-FZ): with receipts on, the first YooKassa purchase asks for the contact once; a
+// bad answer gets its reason and stores nothing; a good one is kept (a phone as digits) and
+// the payment is made with its receipt (the fiscal emulator refuses one without); the next
+// purchase does not ask again.
+db_test!(async fn yookassa_receipts_ask_for_the_contact_once_and_keep_it(t) {
+    let clock = ShiftedClock::new();
+    let Some(shop) = fiscal_shop(t, &clock).await else { return };
+    let w = &shop.w;
+    let ann = shop.user(300_101, "Ann").await;
+    w.tg.send_text(ann, "/buy").await.unwrap();
+    let plans = w.screen(ann, "Choose a plan").await;
+    w.press(ann, &plans, "1 month").await;
+    let pay = w.screen(ann, "Choose how to pay").await;
+    w.press(ann, &pay, METHOD).await;
+    w.screen(ann, RECEIPT_ASK).await;
+    assert!(shop.ctl.payments().await.unwrap().is_empty(), "nothing is paid before the contact");
+
+    for (typed, reason) in [
+        ("ann@example", "This is not an email address"),
+        ("+7 900 12", "This is not a phone number"),
+    ] {
+        w.tg.send_text(ann, typed).await.unwrap();
+        let m = w.screen(ann, reason).await;
+        assert!(m.text.as_deref().unwrap_or_default().contains(RECEIPT_ASK), "the question stays open");
+        assert_eq!(receipt_contact(&shop, ann).await, None);
+        assert!(shop.ctl.payments().await.unwrap().is_empty());
+    }
+
+    w.tg.send_text(ann, "+7 (900) 123-45-67").await.unwrap();
+    let page = w.screen(ann, "Receipts will go to 79001234567").await;
+    assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
+    assert_eq!(receipt_contact(&shop, ann).await.as_deref(), Some("79001234567"));
+    let p = payment_of(&shop, ann).await;
+    assert_eq!(p.receipt_registration.as_deref(), Some("pending"), "the payment carries a receipt");
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"], serde_json::json!({ "phone": "79001234567" }));
+    assert_eq!(receipt["items"][0]["vat_code"], serde_json::json!(1));
+    assert_eq!((p.amount.value.as_str(), p.amount.currency.as_str()), ("149.00", "RUB"));
+
+    // A second purchase: straight to its payment page, with a receipt, no question.
+    let asked = messages_with(w, ann, RECEIPT_ASK).await;
+    assert_eq!(asked, 3, "the question, and again under each refusal");
+    let page = shop.choose(ann, "3 months", METHOD).await;
+    assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
+    let p = payment_of(&shop, ann).await;
+    assert_eq!(p.amount.value, "399.00");
+    assert_eq!(p.receipt_registration.as_deref(), Some("pending"));
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"]["phone"], "79001234567");
+    assert_eq!(messages_with(w, ann, RECEIPT_ASK).await, asked, "not asked again");
+    shop.stop().await;
+});
+
+// Receipts off (the default): no question, no receipt, nothing stored.
+db_test!(async fn yookassa_without_receipts_asks_nothing(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let bob = shop.user(300_102, "Bob").await;
+    let page = shop.choose(bob, "1 month", METHOD).await;
+    assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
+    let p = payment_of(&shop, bob).await;
+    assert_eq!(p.receipt_registration, None);
+    assert_eq!(shop.ctl.payment_receipt(&p.id).await.unwrap(), None);
+    assert_eq!(messages_with(&shop.w, bob, RECEIPT_ASK).await, 0);
+    assert_eq!(receipt_contact(&shop, bob).await, None);
+    shop.stop().await;
+});
+
+// A fiat top-up through YooKassa asks the same way, and an email is kept as typed.
+db_test!(async fn a_yookassa_top_up_asks_for_the_receipt_contact_too(t) {
+    let clock = ShiftedClock::new();
+    let Some(shop) = fiscal_shop(t, &clock).await else { return };
+    let w = &shop.w;
+    let cid = shop.user(300_103, "Cid").await;
+    w.tg.send_text(cid, "/topup 500").await.unwrap();
+    let choose = w.screen(cid, "by 500").await;
+    w.press(cid, &choose, METHOD).await;
+    w.screen(cid, RECEIPT_ASK).await;
+    w.tg.send_text(cid, "cid@example.com").await.unwrap();
+    let page = w.screen(cid, "Receipts will go to cid@example.com").await;
+    assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
+    assert_eq!(receipt_contact(&shop, cid).await.as_deref(), Some("cid@example.com"));
+    let p = payment_of(&shop, cid).await;
+    assert_eq!(p.amount.value, "500.00");
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"], serde_json::json!({ "email": "cid@example.com" }));
+    shop.stop().await;
+});

@@ -72,8 +72,10 @@ pub struct NewPayment {
     pub return_url: Option<String>,
     /// Seconds the page stays payable.
     pub expires_in: Duration,
-    /// 54-FZ receipt contact (YooKassa only): an email or a `+`phone.
+    /// 54-FZ receipt contact (YooKassa only): an email or a phone as digits.
     pub receipt_contact: Option<String>,
+    /// The receipt item's VAT code (YooKassa's `vat_code`, 1..=6), with a receipt.
+    pub vat_code: u8,
 }
 
 /// Where a payment stands at the provider.

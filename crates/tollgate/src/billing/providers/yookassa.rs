@@ -219,7 +219,7 @@ impl PaymentProvider for YooKassa {
                             "description": description,
                             "quantity": "1.00",
                             "amount": amount,
-                            "vat_code": 1,
+                            "vat_code": new.vat_code,
                             "payment_subject": "service",
                             "payment_mode": "full_payment",
                         }],

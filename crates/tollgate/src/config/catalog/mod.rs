@@ -23,6 +23,7 @@ mod plans;
 mod referral;
 #[cfg(test)]
 mod testing;
+mod yookassa;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,7 @@ pub use nodes::NodeDefinition;
 pub use notifications::NotificationSettings;
 pub use plans::{Plan, TrialSettings};
 pub use referral::{ReferralLevel, ReferralSettings};
+pub use yookassa::YooKassaCatalog;
 
 use super::env::Env;
 use super::{ConfigError, ConfigErrors};
@@ -62,6 +64,8 @@ struct RawCatalog {
     nodes: Vec<nodes::RawNode>,
     #[serde(default)]
     cryptopay: Option<cryptopay::RawCryptoPay>,
+    #[serde(default)]
+    yookassa: Option<yookassa::RawYooKassa>,
 }
 
 /// The validated catalog: what the rest of the service uses.
@@ -78,6 +82,7 @@ pub struct Catalog {
     pub apps: Vec<ClientApp>,
     pub nodes: Vec<NodeDefinition>,
     pub cryptopay: CryptoPayCatalog,
+    pub yookassa: YooKassaCatalog,
 }
 
 /// Parses and validates catalog text. `file` names the source in error messages; `env`
@@ -106,6 +111,7 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
     let apps = apps::parse_apps(&mut c, &raw.apps);
     let nodes = nodes::parse_nodes(&mut c, &raw.nodes, env);
     let cryptopay = cryptopay::parse_cryptopay(&mut c, raw.cryptopay.as_ref());
+    let yookassa = yookassa::parse_yookassa(&mut c, raw.yookassa.as_ref());
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -122,6 +128,7 @@ pub fn parse_catalog(text: &str, file: &str, env: &Env) -> Result<Catalog, Confi
         apps,
         nodes,
         cryptopay,
+        yookassa,
     })
 }
 
@@ -136,6 +143,11 @@ mod tests {
     fn the_shipped_example_is_valid_and_holds_the_product_defaults() {
         let cat = parse(EXAMPLE).unwrap();
         assert_eq!(cat.bot.base_currency, Currency::Rub);
+        assert!(
+            !cat.yookassa.receipts,
+            "54-FZ receipts are off unless turned on"
+        );
+        assert_eq!(cat.yookassa.vat_code, 1);
         assert_eq!(cat.trial.days, 3);
         let days: Vec<u32> = cat.plans.iter().map(|p| p.days).collect();
         assert_eq!(days, [30, 90, 180, 365]);
@@ -217,6 +229,7 @@ mod tests {
                 "custom_topup_min = \"1000000\"",
                 "balance.custom_topup_min",
             ),
+            ("vat_code = 1", "vat_code = 7", "yookassa.vat_code"),
         ];
         for (from, to, key) in cases {
             let text = EXAMPLE.replacen(from, to, 1);

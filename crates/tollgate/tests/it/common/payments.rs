@@ -28,7 +28,17 @@ impl Shop {
     /// The bot on `t` with both providers; `env` overrides the defaults (a 200 ms watcher
     /// interval, a 1 s call deadline).
     pub async fn start(t: &TestDb, env: &[(&str, &str)], options: AppOptions) -> Option<Shop> {
-        let pay = PaymentEmulator::start(PaymentEmulatorConfig::default())
+        Shop::start_on(t, env, options, PaymentEmulatorConfig::default()).await
+    }
+
+    /// [`Shop::start`] with the payment emulator configured as `config` says.
+    pub async fn start_on(
+        t: &TestDb,
+        env: &[(&str, &str)],
+        options: AppOptions,
+        config: PaymentEmulatorConfig,
+    ) -> Option<Shop> {
+        let pay = PaymentEmulator::start(config)
             .await
             .expect("payment emulator");
         let crypto_url = pay.cryptopay_api_url();
