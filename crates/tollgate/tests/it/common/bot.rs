@@ -315,12 +315,23 @@ pub async fn screen_after(
     after: i64,
     needle: &str,
 ) -> TranscriptMessage {
+    screen_after_within(tg, user, after, needle, Duration::from_secs(60)).await
+}
+
+/// [`screen_after`] for a bot that may be down for longer (killed again and again).
+pub async fn screen_after_within(
+    tg: &ControlClient,
+    user: i64,
+    after: i64,
+    needle: &str,
+    within: Duration,
+) -> TranscriptMessage {
     let filter = telegram_emulator::MessageFilter {
         text_contains: Some(needle.to_owned()),
         after_message_id: Some(after),
         ..telegram_emulator::MessageFilter::from_bot()
     };
-    tg.wait_for_message(user, filter, Duration::from_secs(60))
+    tg.wait_for_message(user, filter, within)
         .await
         .unwrap_or_else(|e| panic!("user {user}: no {needle:?} after message {after}: {e}"))
 }
