@@ -3,36 +3,23 @@
 //! that finds lost webhooks, an API that fails or hangs at creation, late and underpaid
 //! payments.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use payment_emulator::{FaultKind, InvoiceStatus, NotificationState, PayOptions, Provider};
 use tollgate::access;
-use tollgate::app::AppOptions;
 use tollgate::time::ShiftedClock;
 
+use crate::common::payments::shop_options;
 use crate::common::payments::{ADMIN, Shop, count, messages_with, url_button};
 use crate::common::wait_for;
 use crate::db_test;
-
-fn fast(clock: &ShiftedClock) -> AppOptions {
-    AppOptions {
-        clock: Arc::new(clock.clone()),
-        per_chat_interval: Duration::from_millis(10),
-        handler_retry_base: Duration::from_millis(50),
-        handler_max_attempts: 1000,
-        ..AppOptions::default()
-    }
-}
 
 const PAYMENTS: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE provider = 'crypto'";
 const CONFIRMED: &str = "Payment received";
 
 /// The emulator's invoice for the user's latest purchase.
 async fn invoice_of(shop: &Shop, user: i64) -> payment_emulator::Invoice {
-    let (purchase,): (i64,) = tollgate::on_db!(shop.db(), p => sqlx::query_as(
-        "SELECT MAX(id) FROM purchases WHERE user_id = $1").bind(user).fetch_one(p).await)
-    .unwrap();
+    let purchase = shop.latest_purchase(user).await;
     let payload = tollgate::billing::invoice_payload(purchase);
     let found: Vec<_> = shop
         .ctl
@@ -61,7 +48,7 @@ db_test!(async fn a_crypto_payment_applies_once_however_often_its_webhook_arrive
     let clock = ShiftedClock::new();
     // The watcher is slow here: the webhook alone does it.
     let env = [("CRYPTOPAY_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let ann = shop.user(200_001, "Ann").await;
     let page = shop.choose(ann, "1 month", "Crypto").await;
     let url = url_button(&page, "Pay").expect("a Pay URL button");
@@ -96,7 +83,7 @@ db_test!(async fn a_crypto_payment_applies_once_however_often_its_webhook_arrive
 db_test!(async fn a_lost_webhook_is_found_by_the_watcher_and_a_racing_one_applies_once(t) {
     let clock = ShiftedClock::new();
     let env = [("CRYPTOPAY_POLL_INTERVAL", "300ms")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let bob = shop.user(200_002, "Bob").await;
     shop.choose(bob, "1 month", "Crypto").await;
     let inv = invoice_of(&shop, bob).await;
@@ -145,7 +132,7 @@ db_test!(async fn a_lost_webhook_is_found_by_the_watcher_and_a_racing_one_applie
 db_test!(async fn a_forged_crypto_webhook_is_refused_with_401_and_changes_nothing(t) {
     let clock = ShiftedClock::new();
     let env = [("CRYPTOPAY_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let dan = shop.user(200_004, "Dan").await;
     shop.choose(dan, "1 month", "Crypto").await;
     let inv = invoice_of(&shop, dan).await;
@@ -187,7 +174,7 @@ db_test!(async fn a_forged_crypto_webhook_is_refused_with_401_and_changes_nothin
 db_test!(async fn crypto_pay_down_or_hanging_asks_to_try_again_without_a_second_invoice(t) {
     let clock = ShiftedClock::new();
     let env = [("CRYPTOPAY_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let eve = shop.user(200_005, "Eve").await;
     let purchases = "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases";
 
@@ -225,7 +212,7 @@ db_test!(async fn crypto_pay_down_or_hanging_asks_to_try_again_without_a_second_
 db_test!(async fn a_late_crypto_payment_is_honoured_and_an_underpaid_one_is_kept_for_review(t) {
     let clock = ShiftedClock::new();
     let env = [("CRYPTOPAY_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let admin = shop.user(ADMIN, "Admin").await;
     let fay = shop.user(200_006, "Fay").await;
     shop.choose(fay, "1 month", "Crypto").await;
@@ -260,7 +247,7 @@ db_test!(async fn a_late_crypto_payment_is_honoured_and_an_underpaid_one_is_kept
 db_test!(async fn the_watcher_deletes_the_invoice_of_an_expired_purchase(t) {
     let clock = ShiftedClock::new();
     let env = [("CRYPTOPAY_POLL_INTERVAL", "200ms")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let hal = shop.user(200_008, "Hal").await;
     let page = shop.choose(hal, "1 month", "Crypto").await;
     let inv = invoice_of(&shop, hal).await;

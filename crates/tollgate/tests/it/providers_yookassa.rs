@@ -3,27 +3,16 @@
 //! reconciler finds lost ones, creation failures retry with the same idempotence key, and an
 //! admin refunds through the API from the payment's card.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use payment_emulator::{CancelOptions, FaultKind, NotificationState, Provider};
 use tollgate::access;
-use tollgate::app::AppOptions;
 use tollgate::time::{Clock, ShiftedClock};
 
+use crate::common::payments::shop_options;
 use crate::common::payments::{ADMIN, Shop, count, messages_with, url_button};
 use crate::common::wait_for;
 use crate::db_test;
-
-fn fast(clock: &ShiftedClock) -> AppOptions {
-    AppOptions {
-        clock: Arc::new(clock.clone()),
-        per_chat_interval: Duration::from_millis(10),
-        handler_retry_base: Duration::from_millis(50),
-        handler_max_attempts: 1000,
-        ..AppOptions::default()
-    }
-}
 
 const PAYMENTS: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE provider = 'yookassa'";
 const CONFIRMED: &str = "Payment received";
@@ -31,9 +20,7 @@ const METHOD: &str = "YooKassa";
 
 /// The emulator's payment for the user's latest purchase.
 async fn payment_of(shop: &Shop, user: i64) -> payment_emulator::Payment {
-    let (purchase,): (i64,) = tollgate::on_db!(shop.db(), p => sqlx::query_as(
-        "SELECT MAX(id) FROM purchases WHERE user_id = $1").bind(user).fetch_one(p).await)
-    .unwrap();
+    let purchase = shop.latest_purchase(user).await;
     let found: Vec<_> = shop
         .ctl
         .payments()
@@ -61,7 +48,7 @@ async fn days_left(shop: &Shop, user: i64, clock: &ShiftedClock) -> Option<i64> 
 db_test!(async fn a_yookassa_payment_applies_once_when_the_api_says_succeeded(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let ann = shop.user(300_001, "Ann").await;
     let page = shop.choose(ann, "1 month", METHOD).await;
     let p = payment_of(&shop, ann).await;
@@ -90,7 +77,7 @@ db_test!(async fn a_yookassa_payment_applies_once_when_the_api_says_succeeded(t)
 db_test!(async fn a_yookassa_notification_for_a_payment_that_did_not_succeed_applies_nothing(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let bob = shop.user(300_002, "Bob").await;
     shop.choose(bob, "1 month", METHOD).await;
     let p = payment_of(&shop, bob).await;
@@ -121,7 +108,7 @@ db_test!(async fn a_yookassa_notification_for_a_payment_that_did_not_succeed_app
 db_test!(async fn a_lost_yookassa_notification_is_found_by_the_reconciler(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "200ms")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let cid = shop.user(300_003, "Cid").await;
     shop.choose(cid, "1 month", METHOD).await;
     let p = payment_of(&shop, cid).await;
@@ -147,7 +134,7 @@ db_test!(async fn a_lost_yookassa_notification_is_found_by_the_reconciler(t) {
 db_test!(async fn yookassa_down_or_hanging_at_creation_makes_no_second_payment(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let dan = shop.user(300_004, "Dan").await;
     shop.ctl.fail_next("payments.create", 1, FaultKind::ServerErrorAfterExecuting).await.unwrap();
     let screen = shop.choose(dan, "1 month", METHOD).await;
@@ -177,7 +164,7 @@ db_test!(async fn yookassa_down_or_hanging_at_creation_makes_no_second_payment(t
 db_test!(async fn an_admin_refunds_a_yookassa_payment_from_its_card(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let admin = shop.user(ADMIN, "Admin").await;
     let eve = shop.user(300_005, "Eve").await;
     shop.choose(eve, "1 month", METHOD).await;
@@ -210,7 +197,7 @@ db_test!(async fn fiat_top_ups_credit_the_balance_and_reward_the_referrer_for_mo
     use telegram_emulator::NewUser;
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h"), ("CRYPTOPAY_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let (w, db) = (&shop.w, shop.db());
     let ann = shop.user(300_010, "Ann").await;
     let code = tollgate::users::get(db, ann).await.unwrap().unwrap().referral_code;
@@ -288,9 +275,9 @@ async fn fiscal_shop(t: &crate::common::TestDb, clock: &ShiftedClock) -> Option<
     let mut config = payment_emulator::PaymentEmulatorConfig::default();
     config.yookassa.fiscalization_enabled = true;
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
-    let Shop { w, pay, ctl } = Shop::start_on(t, &env, fast(clock), config).await?;
+    let Shop { w, pay, ctl } = Shop::start_on(t, &env, shop_options(clock), config).await?;
     let w = w
-        .restart(fast(clock), |c| {
+        .restart(shop_options(clock), |c| {
             c.replacen("receipts = false", "receipts = true", 1)
         })
         .await;
@@ -354,7 +341,7 @@ db_test!(async fn yookassa_receipts_ask_for_the_contact_once_and_keep_it(t) {
 db_test!(async fn yookassa_without_receipts_asks_nothing(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
-    let Some(shop) = Shop::start(t, &env, fast(&clock)).await else { return };
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let bob = shop.user(300_102, "Bob").await;
     let page = shop.choose(bob, "1 month", METHOD).await;
     assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);

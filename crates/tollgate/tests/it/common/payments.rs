@@ -6,10 +6,13 @@ use std::time::Duration;
 use payment_emulator::{
     ControlClient, PaymentEmulator, PaymentEmulatorConfig, Provider, RunningPaymentEmulator,
 };
+use std::sync::Arc;
 use telegram_emulator::{NewUser, TranscriptMessage};
+
 use tollgate::app::AppOptions;
 use tollgate::on_db;
 use tollgate::store::Db;
+use tollgate::time::ShiftedClock;
 
 use super::TestDb;
 use super::bot::World;
@@ -71,6 +74,14 @@ impl Shop {
         .await
         .unwrap();
         Some(Shop { w, pay, ctl })
+    }
+
+    /// The id of `user`'s latest purchase.
+    pub async fn latest_purchase(&self, user: i64) -> i64 {
+        let (purchase,): (i64,) = on_db!(self.db(), p => sqlx::query_as(
+            "SELECT MAX(id) FROM purchases WHERE user_id = $1").bind(user).fetch_one(p).await)
+        .unwrap();
+        purchase
     }
 
     pub fn db(&self) -> &Db {
@@ -163,4 +174,16 @@ pub async fn messages_with(w: &World, chat: i64, needle: &str) -> usize {
         .iter()
         .filter(|m| m.from_bot && m.text.as_deref().is_some_and(|x| x.contains(needle)))
         .count()
+}
+
+/// The service's options for a shop test: `clock` moves time, replies go fast and handlers
+/// retry quickly and long (a provider outage lasts a while in these tests).
+pub fn shop_options(clock: &ShiftedClock) -> AppOptions {
+    AppOptions {
+        clock: Arc::new(clock.clone()),
+        per_chat_interval: Duration::from_millis(10),
+        handler_retry_base: Duration::from_millis(50),
+        handler_max_attempts: 1000,
+        ..AppOptions::default()
+    }
 }
