@@ -84,7 +84,7 @@ async fn main() {
                         .map_err(|_| sqlx::Error::RowNotFound)
                 },
                 async {
-                    stats::kept_for_review(&db)
+                    review::awaiting(&db)
                         .await
                         .map_err(|_| sqlx::Error::RowNotFound)
                 },
@@ -123,7 +123,7 @@ async fn main() {
             ),
             (
                 "kept for review",
-                timed(|| async { stats::kept_for_review(&db).await.map(drop).unwrap() }).await,
+                timed(|| async { review::awaiting(&db).await.map(drop).unwrap() }).await,
             ),
             (
                 "revenue 30 d",

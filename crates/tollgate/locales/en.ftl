@@ -215,7 +215,7 @@ admin-only = This command is for admins.
 refund-usage = Usage: /refund &lt;telegram payment charge id&gt;
 refund-unknown = No payment with charge id { $charge } is known.
 refund-sent = ↩️ Refund of { $charge } requested; the user's access is reduced accordingly.
-refund-failed = Telegram refused the refund of { $charge }: { $reason }
+refund-failed = The refund of { $charge } was refused: { $reason }
 payment-usage = Usage: /payment &lt;telegram payment charge id&gt;
 payment-unknown = No payment with charge id { $charge } is known.
 payment-card = 💳 Payment <code>{ $charge }</code>: { $amount } { $currency } ({ $provider }) from user <code>{ $user }</code>, { $date }.
@@ -229,6 +229,29 @@ btn-payment-refund = ↩️ Refund
 payment-applied-now = ✅ Applied: the user got what purchase { $purchase } sells.
 payment-already-settled = This payment was applied or refunded already; nothing changed.
 payment-refund-elsewhere = Telegram Stars and YooKassa payments are refunded from the bot; refund a Telegram card payment or a Crypto Pay invoice in that provider's dashboard.
+adm-btn-review = 🧾 To review
+adm-review = 🧾 <b>To review</b>
+    Payments kept for review: { $kept } — open one to apply or refund it.
+    Payments that name no purchase of this bot: { $unmatched } — refund them, or mark them settled once settled outside the bot.
+adm-btn-review-kept = 💳 { $amount } · { $provider } · user { $user }
+adm-btn-review-unmatched = ❓ { $amount } · { $provider } · { $date }
+adm-unmatched-card = ❓ <b>Unmatched payment</b> #{ $id }
+    { $provider } payment <code>{ $external }</code>: { $amount }, reported { $date }.
+    It names no purchase of this bot, so nothing was credited to anyone.
+
+    { $state }
+
+    What the provider reported:
+    <pre>{ $raw }</pre>
+adm-unmatched-open = ⚠️ Waiting for a decision: refund it, or mark it settled after settling it outside the bot (refunded in the provider's dashboard, or credited by hand).
+adm-unmatched-refunded = ↩️ Refunded through the provider by admin { $admin }, { $at }.
+adm-unmatched-settled = ✅ Marked settled outside the bot by admin { $admin }, { $at }.
+adm-btn-unmatched-refund = ↩️ Refund through the provider
+adm-btn-unmatched-settle = ✅ Mark settled outside the bot
+adm-confirm-unmatched-refund = Refund { $provider } payment <code>{ $external }</code> of { $amount } to whoever paid it? The provider gives the money back; nobody here is credited or charged.
+adm-confirm-unmatched-settle = Mark { $provider } payment <code>{ $external }</code> of { $amount } settled outside the bot? Do this once it is refunded in the provider's dashboard or credited by hand; the bot changes nothing else.
+adm-unmatched-refunded-now = ↩️ The provider is refunding it; the payment is settled.
+adm-unmatched-settled-now = ✅ Marked settled.
 
 ## Reminders and renewals
 

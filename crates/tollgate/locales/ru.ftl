@@ -221,7 +221,7 @@ admin-only = Эта команда только для администрато�
 refund-usage = Использование: /refund &lt;telegram payment charge id&gt;
 refund-unknown = Платёж с charge id { $charge } не найден.
 refund-sent = ↩️ Запрошен возврат { $charge }; доступ пользователя уменьшен соответственно.
-refund-failed = Telegram отказал в возврате { $charge }: { $reason }
+refund-failed = В возврате { $charge } отказано: { $reason }
 payment-usage = Использование: /payment &lt;telegram payment charge id&gt;
 payment-unknown = Платёж с charge id { $charge } не найден.
 payment-card = 💳 Платёж <code>{ $charge }</code>: { $amount } { $currency } ({ $provider }) от пользователя <code>{ $user }</code>, { $date }.
@@ -235,6 +235,29 @@ btn-payment-refund = ↩️ Вернуть
 payment-applied-now = ✅ Зачтено: пользователь получил то, что продаёт покупка { $purchase }.
 payment-already-settled = Этот платёж уже зачтён или возвращён; ничего не изменилось.
 payment-refund-elsewhere = Из бота возвращаются платежи Telegram Stars и ЮKassa; платёж картой через Telegram или счёт Crypto Pay верните в кабинете провайдера.
+adm-btn-review = 🧾 На проверку
+adm-review = 🧾 <b>На проверку</b>
+    Платежи на проверке: { $kept } — откройте, чтобы зачесть или вернуть.
+    Платежи, не относящиеся ни к одной покупке бота: { $unmatched } — верните их или отметьте урегулированными, когда урегулируете вне бота.
+adm-btn-review-kept = 💳 { $amount } · { $provider } · пользователь { $user }
+adm-btn-review-unmatched = ❓ { $amount } · { $provider } · { $date }
+adm-unmatched-card = ❓ <b>Платёж без покупки</b> #{ $id }
+    Платёж { $provider } <code>{ $external }</code>: { $amount }, получен { $date }.
+    Он не относится ни к одной покупке этого бота, поэтому никому ничего не зачислено.
+
+    { $state }
+
+    Что сообщил провайдер:
+    <pre>{ $raw }</pre>
+adm-unmatched-open = ⚠️ Ждёт решения: верните его или отметьте урегулированным, когда урегулируете вне бота (возврат в кабинете провайдера или зачисление вручную).
+adm-unmatched-refunded = ↩️ Возвращён через провайдера администратором { $admin }, { $at }.
+adm-unmatched-settled = ✅ Отмечен урегулированным вне бота администратором { $admin }, { $at }.
+adm-btn-unmatched-refund = ↩️ Вернуть через провайдера
+adm-btn-unmatched-settle = ✅ Отметить урегулированным
+adm-confirm-unmatched-refund = Вернуть платёж { $provider } <code>{ $external }</code> на { $amount } тому, кто его оплатил? Провайдер вернёт деньги; здесь никому ничего не зачисляется и не списывается.
+adm-confirm-unmatched-settle = Отметить платёж { $provider } <code>{ $external }</code> на { $amount } урегулированным вне бота? Сделайте это после возврата в кабинете провайдера или зачисления вручную; больше бот ничего не меняет.
+adm-unmatched-refunded-now = ↩️ Провайдер возвращает платёж; он урегулирован.
+adm-unmatched-settled-now = ✅ Отмечен урегулированным.
 
 ## Напоминания и продления
 

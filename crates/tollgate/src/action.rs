@@ -100,6 +100,11 @@ pub enum AdminAction {
     Audit(AuditView),
     /// A payment's card (by payment id).
     Payment(i64),
+    /// What waits for an admin's decision about money: payments kept for review and
+    /// payments that name no purchase of ours.
+    Review,
+    /// A payment that names no purchase of ours (by its `unmatched_payments` id).
+    Unmatched(i64),
     /// The confirmation of an operation.
     Confirm(Op),
     /// The operation confirmed on the screen drawn by update `screen`: a second press of that
@@ -164,6 +169,10 @@ pub enum Op {
     },
     /// Mark a withdrawal request (by id) paid out.
     WithdrawalPaid(i64),
+    /// Refund an unmatched payment (by id) through its provider.
+    RefundUnmatched(i64),
+    /// Mark an unmatched payment (by id) settled outside the bot.
+    SettleUnmatched(i64),
     /// Send draft `id` to `audience` (its confirmation sends the admin a preview first).
     BroadcastSend {
         id: i64,
@@ -199,6 +208,8 @@ impl Op {
                 until,
             } => format!("pd:{user}:{percent}:{until}"),
             Op::WithdrawalPaid(w) => format!("wp:{w}"),
+            Op::RefundUnmatched(id) => format!("ur:{id}"),
+            Op::SettleUnmatched(id) => format!("us:{id}"),
             Op::BroadcastSend { id, audience, paid } => {
                 format!("bs:{id}:{}:{}", audience.code(), bit(*paid))
             }
@@ -259,6 +270,8 @@ impl Op {
                 }
             }
             "wp" => Op::WithdrawalPaid(positive_id(rest)?),
+            "ur" => Op::RefundUnmatched(positive_id(rest)?),
+            "us" => Op::SettleUnmatched(positive_id(rest)?),
             "fl" => {
                 let (n, on) = rest.rsplit_once(':')?;
                 Op::Flag {
@@ -308,6 +321,8 @@ impl AdminAction {
             AdminAction::Audit(AuditView::By(a)) => format!("a:au:by:{a}"),
             AdminAction::Audit(AuditView::About(u)) => format!("a:au:u:{u}"),
             AdminAction::Payment(p) => format!("a:pay:{p}"),
+            AdminAction::Review => "a:rv".into(),
+            AdminAction::Unmatched(id) => format!("a:um:{id}"),
             AdminAction::Confirm(op) => format!("a:c:{}", op.encode()),
             AdminAction::Do(op, screen) => format!("a:d:{}:{screen}", op.encode()),
             AdminAction::Cancel => "a:x".into(),
@@ -337,6 +352,7 @@ impl AdminAction {
             "a:x" => AdminAction::Cancel,
             "a:bc" => AdminAction::Broadcasts,
             "a:bc:new" => AdminAction::BroadcastNew,
+            "a:rv" => AdminAction::Review,
             _ => {
                 let rest = data.strip_prefix("a:")?;
                 if let Some(u) = rest.strip_prefix("u:") {
@@ -364,6 +380,8 @@ impl AdminAction {
                     AdminAction::BroadcastDraft { id, audience, paid }
                 } else if let Some(p) = rest.strip_prefix("pay:") {
                     AdminAction::Payment(positive_id(p)?)
+                } else if let Some(id) = rest.strip_prefix("um:") {
+                    AdminAction::Unmatched(positive_id(id)?)
                 } else if let Some(op) = rest.strip_prefix("c:") {
                     AdminAction::Confirm(Op::parse(op)?)
                 } else if let Some(d) = rest.strip_prefix("d:") {
@@ -603,6 +621,16 @@ mod tests {
             Action::Admin(AdminAction::Audit(AuditView::By(7))),
             Action::Admin(AdminAction::Audit(AuditView::About(8))),
             Action::Admin(AdminAction::Payment(9)),
+            Action::Admin(AdminAction::Review),
+            Action::Admin(AdminAction::Unmatched(999_999_999_999_999_999)),
+            Action::Admin(AdminAction::Do(
+                Op::RefundUnmatched(999_999_999_999_999_999),
+                999_999_999_999_999_999,
+            )),
+            Action::Admin(AdminAction::Do(
+                Op::SettleUnmatched(999_999_999_999_999_999),
+                999_999_999_999_999_999,
+            )),
             Action::Admin(AdminAction::Cancel),
             Action::Admin(AdminAction::Confirm(Op::Revoke(5))),
             Action::Admin(AdminAction::Do(

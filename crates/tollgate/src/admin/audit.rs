@@ -52,10 +52,12 @@ pub enum AuditAction {
     WithdrawalRejected,
     BroadcastStart,
     BroadcastCancel,
+    /// An unmatched payment marked settled outside the bot (`billing::unmatched`).
+    SettleUnmatched,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 22] = [
+    pub const ALL: [AuditAction; 23] = [
         AuditAction::GrantDays,
         AuditAction::Revoke,
         AuditAction::Reissue,
@@ -78,6 +80,7 @@ impl AuditAction {
         AuditAction::WithdrawalRejected,
         AuditAction::BroadcastStart,
         AuditAction::BroadcastCancel,
+        AuditAction::SettleUnmatched,
     ];
 
     /// The name stored in the log (and the suffix of its text key, `audit-<name>`).
@@ -105,6 +108,7 @@ impl AuditAction {
             AuditAction::WithdrawalRejected => "withdrawal-rejected",
             AuditAction::BroadcastStart => "broadcast-start",
             AuditAction::BroadcastCancel => "broadcast-cancel",
+            AuditAction::SettleUnmatched => "settle-unmatched",
         }
     }
 

@@ -19,6 +19,7 @@ pub mod referrals;
 pub mod refund;
 pub mod review;
 pub mod stats;
+pub mod unmatched;
 pub mod withdrawals;
 
 use std::time::Duration;

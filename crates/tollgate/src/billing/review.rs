@@ -113,6 +113,16 @@ pub async fn by_id_in(tx: &mut Tx, id: i64) -> Result<Option<StoredPayment>, Bil
     row.map(Row::into_payment).transpose()
 }
 
+/// The newest `limit` payments waiting for an admin.
+pub async fn kept(db: &Db, limit: i64) -> Result<Vec<StoredPayment>, BillingError> {
+    let sql = format!(
+        "{SELECT} WHERE purchase_id IS NULL AND status = 'captured' ORDER BY created_at DESC, id DESC LIMIT $1"
+    );
+    let rows: Vec<Row> =
+        on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(p).await)?;
+    rows.into_iter().map(Row::into_payment).collect()
+}
+
 /// How many payments wait for an admin.
 pub async fn awaiting(db: &Db) -> Result<i64, BillingError> {
     let (n,): (i64,) = on_db!(db, p => sqlx::query_as(

@@ -1,6 +1,6 @@
-//! The console's money figures: revenue by provider and currency, trial → paid conversion,
-//! payments kept for review. A period's revenue is a range of `payments_captured` (a covering
-//! index), so it reads only that period's captured payments; all-time revenue would read every
+//! The console's money figures: revenue by provider and currency, trial → paid conversion.
+//! A period's revenue is a range of `payments_captured` (a covering index), so it reads only
+//! that period's captured payments; all-time revenue would read every
 //! payment (about 2 s for 3,000,000 on SQLite), so it is kept as running totals
 //! (`revenue_totals`) changed in the transaction of each payment and refund.
 
@@ -75,11 +75,4 @@ pub async fn trial_payers_since(db: &Db, since: Timestamp) -> Result<i64, Billin
                   WHERE p.user_id = t.id AND p.status = 'captured' AND p.purchase_id IS NOT NULL)"
     );
     Ok(on_db!(db, p => sqlx::query_scalar(SQL).bind(since).fetch_one(p).await)?)
-}
-
-/// Captured payments kept for review and not yet settled.
-pub async fn kept_for_review(db: &Db) -> Result<i64, BillingError> {
-    Ok(on_db!(db, p => sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE purchase_id IS NULL AND status = 'captured'")
-        .fetch_one(p).await)?)
 }

@@ -38,7 +38,7 @@ use crate::billing::providers::{
     self as invoices, Invoice, InvoiceStatus, NewPayment, Notice, PaymentProvider, ProviderError,
     Remote, RemoteStatus,
 };
-use crate::billing::{self, BillingError, Captured, Finalized, Item, Provider};
+use crate::billing::{self, BillingError, Captured, Finalized, Item, Provider, unmatched};
 use crate::domain::money::Money;
 use crate::flags::{self, Flag};
 use crate::i18n::Texts;
@@ -67,8 +67,8 @@ pub enum Settled {
     Duplicate,
     /// Not paid (yet): nothing to record.
     NotPaid(RemoteStatus),
-    /// Paid, but it names no purchase of ours: nothing could be stored; the admins were
-    /// alerted.
+    /// Paid, but it names no purchase of ours: kept for an admin (`billing::unmatched`),
+    /// who was alerted when it was first reported.
     Foreign,
 }
 
@@ -126,19 +126,7 @@ impl Settler {
             None => None,
         };
         let Some(purchase) = purchase else {
-            let now = self.s.clock.now();
-            let text = format!(
-                "⚠️ {} payment {} ({} minor units of {}) was paid but names no purchase of this bot; nothing was credited. Check it in the provider's dashboard.",
-                provider.as_str(),
-                remote.external_id,
-                remote.amount_minor,
-                remote.currency
-            );
-            tracing::error!(provider = provider.as_str(), id = %remote.external_id, "a paid payment names no purchase");
-            let key = format!("foreign:{}:{}", provider.as_str(), remote.external_id);
-            self.s.alerts.queue(db, &key, &text, now).await?;
-            self.s.outbox_wake.notify_one();
-            return Ok(Settled::Foreign);
+            return self.keep_unmatched(provider, remote).await;
         };
         let pay = Captured {
             provider,
@@ -176,6 +164,43 @@ impl Settler {
             }
         }
         Err(BillingError::Raced)
+    }
+}
+
+impl Settler {
+    /// Keeps a paid payment that names no purchase of ours, once, and alerts the admins in
+    /// the same transaction when it is new: the money has no payer here, so an admin settles
+    /// it (`/payment <id>`, or /admin → To review).
+    async fn keep_unmatched(
+        &self,
+        provider: Provider,
+        remote: &Remote,
+    ) -> Result<Settled, BillingError> {
+        let now = self.s.clock.now();
+        let mut tx = self.s.db.begin().await?;
+        let reported = unmatched::Reported {
+            provider,
+            external_id: &remote.external_id,
+            amount: remote.amount_minor,
+            currency: &remote.currency,
+            raw: &remote.raw,
+        };
+        if unmatched::keep(&mut tx, reported, now).await? {
+            tracing::error!(provider = provider.as_str(), id = %remote.external_id, "a paid payment names no purchase; kept for review");
+            let text = format!(
+                "⚠️ {} payment {} ({} minor units of {}) was paid but names no purchase of this bot; nothing was credited. It is kept for review: /payment {}",
+                provider.as_str(),
+                remote.external_id,
+                remote.amount_minor,
+                remote.currency,
+                remote.external_id
+            );
+            let key = format!("foreign:{}:{}", provider.as_str(), remote.external_id);
+            self.s.alerts.queue_in(&mut tx, &key, &text, now).await?;
+        }
+        tx.commit().await?;
+        self.s.outbox_wake.notify_one();
+        Ok(Settled::Foreign)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The admin's view of one payment: `/payment <charge id>`, with Apply and Refund.
+//! The admin's view of one payment: `/payment <charge id>`, with Apply and Refund. The id of
+//! a payment that names no purchase of ours (`billing::unmatched`) shows that payment's card.
 //!
 //! A payment kept for review (money captured that matched no purchase, `billing::review`) is
 //! announced to the admins with its charge id; this is where they settle it. Every use — the
@@ -13,6 +14,7 @@ use crate::action::{Action, AdminAction, Op};
 use crate::admin::{Actor, AuditAction, AuditEntry, audit};
 use crate::billing::refund::{self, Refunded};
 use crate::billing::review::{self, Settled, StoredPayment};
+use crate::billing::unmatched;
 use crate::billing::{Effect, Provider};
 use crate::i18n::{Arg, format};
 use crate::store::Tx;
@@ -47,22 +49,28 @@ impl Bot {
         };
         let charge = charge_arg(arg);
         // Read through the pool before the reply's transaction opens.
-        let found = match charge.filter(|_| self.is_admin(se)) {
-            Some(charge) => review::by_charge(&self.s.db, charge)
-                .await
-                .map_err(billing_err)?,
-            None => Vec::new(),
+        let (found, unmatched) = match charge.filter(|_| self.is_admin(se)) {
+            Some(charge) => (
+                review::by_charge(&self.s.db, charge)
+                    .await
+                    .map_err(billing_err)?,
+                unmatched::by_external(&self.s.db, charge)
+                    .await
+                    .map_err(billing_err)?,
+            ),
+            None => (Vec::new(), Vec::new()),
         };
         let mut tx = self.begin().await?;
         let screen = match (self.is_admin(se), charge) {
             (false, _) => note("admin-only", &[]),
             (true, None) => note("payment-usage", &[]),
-            (true, Some(charge)) => match found.first() {
-                None => note(
+            (true, Some(charge)) => match (found.first(), unmatched.first()) {
+                (Some(p), _) => self.payment_screen(se, &mut tx, p).await?,
+                (None, Some(u)) => self.unmatched_screen(&v, u),
+                (None, None) => note(
                     "payment-unknown",
                     &[("charge", Arg::Text(charge.to_owned()))],
                 ),
-                Some(p) => self.payment_screen(se, &mut tx, p).await?,
             },
         };
         reply.send(&screen);
@@ -167,7 +175,15 @@ impl Bot {
             self.ask_stars_refund(payment.user_id, &payment.charge_id)
                 .await?
         } else {
-            self.ask_provider_refund(payment).await
+            let key = format!("tollgate-refund-{}", payment.id);
+            self.ask_provider_refund(
+                payment.provider,
+                &payment.charge_id,
+                payment.amount,
+                &payment.currency,
+                &key,
+            )
+            .await
         };
         if let Err(reason) = asked {
             let note = self.texts.fmt(
@@ -202,23 +218,30 @@ impl Bot {
     }
 
     /// Whether a payment of `provider` is refunded from the bot (else in its dashboard).
-    fn refundable_here(&self, provider: Provider) -> bool {
+    pub(super) fn refundable_here(&self, provider: Provider) -> bool {
         provider == Provider::Stars
             || (provider == Provider::YooKassa && self.s.providers.yookassa.is_some())
     }
 
-    /// Asks YooKassa to give the payment back, outside any transaction. `Err` is the
-    /// provider's refusal or silence, for the admin.
-    async fn ask_provider_refund(&self, payment: &StoredPayment) -> Result<(), String> {
-        let Some(client) = self.s.providers.get(payment.provider) else {
+    /// Asks the provider (YooKassa) to give `minor` units of `currency` of its payment
+    /// `charge_id` back, outside any transaction; `key` makes a repeat the same refund. `Err`
+    /// is the provider's refusal or silence, for the admin.
+    pub(super) async fn ask_provider_refund(
+        &self,
+        provider: Provider,
+        charge_id: &str,
+        minor: i64,
+        currency: &str,
+        key: &str,
+    ) -> Result<(), String> {
+        let Some(client) = self.s.providers.get(provider) else {
             return Err("the provider is not configured".into());
         };
         let currency: crate::domain::money::Currency =
-            payment.currency.parse().map_err(|e| format!("{e}"))?;
-        let amount = crate::domain::money::Money::new(payment.amount, currency);
-        let key = format!("tollgate-refund-{}", payment.id);
+            currency.parse().map_err(|e| format!("{e}"))?;
+        let amount = crate::domain::money::Money::new(minor, currency);
         client
-            .refund(&payment.charge_id, amount, &key)
+            .refund(charge_id, amount, key)
             .await
             .map_err(|e| e.to_string())
     }

@@ -105,6 +105,18 @@ impl View<'_> {
         format::money(self.lang, m)
     }
 
+    /// An amount as a provider or a stored row states it: minor units of a currency code,
+    /// shown as money when the code is one we know, else as the bare figures.
+    pub(super) fn stated(&self, minor: i64, currency: &str) -> String {
+        Currency::ALL
+            .into_iter()
+            .find(|c| c.code() == currency)
+            .map_or_else(
+                || format!("{minor} {currency}"),
+                |c| self.money(Money::new(minor, c)),
+            )
+    }
+
     pub(super) fn back_row(&self, back: Action) -> Vec<Button> {
         if back == Action::Menu {
             vec![self.button("btn-menu", Action::Menu)]

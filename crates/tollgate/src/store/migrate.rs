@@ -72,6 +72,7 @@ macro_rules! every_migration {
             0016 "broadcasts",
             0017 "payment_providers",
             0018 "receipt_contact",
+            0019 "unmatched_payments",
         )
     };
 }

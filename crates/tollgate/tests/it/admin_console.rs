@@ -408,7 +408,7 @@ db_test!(async fn every_console_screen_reads_in_both_languages_and_leads_back(t)
             .into_iter()
             .filter(|(_, data)| data.starts_with("a:"))
             .collect();
-        assert_eq!(places.len(), 9, "{lang}: {places:?}");
+        assert_eq!(places.len(), 10, "{lang}: {places:?}");
         for (label, data) in places {
             w.tg.press_button(id, home.message_id, &data).await.unwrap();
             // The place: the message no longer shows the console's own buttons.

@@ -356,6 +356,7 @@ const TABLE_OWNERS: &[(&str, &str)] = &[
     ("provider_cursors", "billing::cursors"),
     ("revenue_totals", "billing::stats"),
     ("provider_invoices", "billing::providers"),
+    ("unmatched_payments", "billing::unmatched"),
     ("audit_log", "admin::audit"),
     ("alert_conditions", "alerts"),
     ("node_reconciles", "nodes::reconcile"),

@@ -41,6 +41,7 @@ mod pipeline_shutdown;
 mod pipeline_webhook;
 mod promo;
 mod providers_cryptopay;
+mod providers_unmatched;
 mod providers_yookassa;
 mod queue_statistics;
 mod readiness;

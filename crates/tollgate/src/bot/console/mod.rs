@@ -11,12 +11,14 @@
 //!
 //! Files: this one holds the dispatch, the home screen, confirmations and the system screens
 //! (stats, flags, dead letters, audit); `user` the user card and its operations; `withdrawals`
-//! the withdrawal requests and their decisions; `input` the answers to questions.
+//! the withdrawal requests and their decisions; `unsettled` the money waiting for a decision;
+//! `input` the answers to questions.
 
 mod broadcast;
 mod input;
 mod nodes;
 mod promo;
+mod unsettled;
 mod user;
 mod withdrawals;
 
@@ -24,8 +26,8 @@ use super::screens::{self, Button, Screen, View};
 use super::{Bot, Session, retry};
 use crate::action::{Action, AdminAction, AuditView, Op};
 use crate::admin::{Actor, AuditAction, AuditEntry, AuditFilter, audit, prompts};
+use crate::billing::unmatched::{self, Resolution};
 use crate::billing::{self, review, stats};
-use crate::domain::money::{Currency, Money};
 use crate::flags::{self, Flag};
 use crate::i18n::Arg;
 use crate::store::Tx;
@@ -146,6 +148,12 @@ impl Bot {
                 };
                 (screen, tx, false)
             }
+            AdminAction::Review => (self.review_screen(&v).await?, self.begin().await?, false),
+            AdminAction::Unmatched(id) => (
+                self.unmatched_card(&v, id).await?,
+                self.begin().await?,
+                false,
+            ),
             AdminAction::Broadcasts => (
                 self.broadcasts_screen(&v).await?,
                 self.begin().await?,
@@ -324,6 +332,22 @@ impl Bot {
                     ));
                 }
             },
+            Op::RefundUnmatched(id) | Op::SettleUnmatched(id) => {
+                let resolution = match op {
+                    Op::RefundUnmatched(_) => Resolution::Refunded,
+                    _ => Resolution::Settled,
+                };
+                match self.unmatched_question(v, *id, resolution).await? {
+                    Some(text) => (text, AdminAction::Unmatched(*id)),
+                    None => {
+                        return Ok(screens::notice(
+                            v,
+                            v.t("stale-button"),
+                            admin(AdminAction::Review),
+                        ));
+                    }
+                }
+            }
             Op::BroadcastCancel(id) => (self.cancel_question(v, *id), AdminAction::Broadcasts),
             // A draft is confirmed on the screen that answered its question, a broadcast's
             // send on its own (`send_confirmation`, which sends the preview).
@@ -367,6 +391,14 @@ impl Bot {
                 self.start_broadcast(se, id, audience, paid, &request).await
             }
             Op::BroadcastCancel(id) => self.cancel_broadcast(se, id, &request).await,
+            Op::RefundUnmatched(id) => {
+                self.settle_unmatched(se, id, Resolution::Refunded, &request)
+                    .await
+            }
+            Op::SettleUnmatched(id) => {
+                self.settle_unmatched(se, id, Resolution::Settled, &request)
+                    .await
+            }
             Op::Flag { name, on } => {
                 let Some(flag) = Flag::parse(&name) else {
                     let screen =
@@ -471,7 +503,12 @@ impl Bot {
             async { users::stats(db, now, day_start).await.map_err(retry) },
             async { access::active_by_kind(db, now).await.map_err(retry) },
             async { stats::trial_payers_since(db, ago(30)).await.map_err(money) },
-            async { stats::kept_for_review(db).await.map_err(money) },
+            async {
+                let (kept, unmatched) =
+                    tokio::try_join!(review::awaiting(db), unmatched::waiting(db))
+                        .map_err(money)?;
+                Ok::<_, HandlerError>(kept + unmatched)
+            },
             async {
                 outbox::count_keyed_since(db, "renewed:", ago(30))
                     .await
@@ -496,13 +533,7 @@ impl Bot {
             } else {
                 rows.iter()
                     .map(|r| {
-                        let amount = Currency::ALL
-                            .into_iter()
-                            .find(|c| c.code() == r.currency)
-                            .map_or_else(
-                                || format!("{} {}", r.amount, r.currency),
-                                |c| v.money(Money::new(r.amount, c)),
-                            );
+                        let amount = v.stated(r.amount, &r.currency);
                         format!("{} {amount} ({})", r.provider, r.payments)
                     })
                     .collect::<Vec<_>>()
@@ -754,7 +785,10 @@ fn home(v: &View<'_>) -> Screen {
                 b("adm-btn-promos", AdminAction::Promos),
                 b("adm-btn-withdrawals", AdminAction::Withdrawals),
             ],
-            vec![b("bc-btn-broadcasts", AdminAction::Broadcasts)],
+            vec![
+                b("bc-btn-broadcasts", AdminAction::Broadcasts),
+                b("adm-btn-review", AdminAction::Review),
+            ],
             vec![v.button("btn-menu", Action::Menu)],
         ],
     )
