@@ -434,10 +434,12 @@ promo-not-applicable = 🚫 This promo code is for a first purchase only.
 
 adm-btn-promos = 🎟 Promo codes
 adm-promos =
-    🎟 <b>Promo codes</b> (newest first; uses taken / allowed)
+    🎟 <b>Promo codes</b> { $from }–{ $to } of { $total } (in force first, then disabled; newest first; uses taken / allowed)
 
     { $lines }
 adm-promos-empty = No promo codes yet.
+adm-btn-newer = ‹ Newer
+adm-btn-older = Older ›
 adm-btn-promo-new = ➕ New code
 adm-btn-promo-disable = ⛔ Disable { $code }
 adm-promo-uses = used { $uses }

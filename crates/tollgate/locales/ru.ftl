@@ -441,10 +441,12 @@ promo-not-applicable = 🚫 Этот промокод только для пер
 
 adm-btn-promos = 🎟 Промокоды
 adm-promos =
-    🎟 <b>Промокоды</b> (новые сверху; использовано / всего)
+    🎟 <b>Промокоды</b> { $from }–{ $to } из { $total } (сначала действующие, затем отключённые; новые сверху; использовано / всего)
 
     { $lines }
 adm-promos-empty = Промокодов пока нет.
+adm-btn-newer = ‹ Новее
+adm-btn-older = Старее ›
 adm-btn-promo-new = ➕ Новый код
 adm-btn-promo-disable = ⛔ Отключить { $code }
 adm-promo-uses = использовано { $uses }

@@ -83,6 +83,8 @@ pub enum AdminAction {
     AskBanner(Language),
     /// Promo codes with their uses.
     Promos,
+    /// A later page of the promo codes (from 1; the first is `Promos`).
+    PromoPage(i64),
     /// Asks for a new promo code and its rules.
     AskPromo,
     /// Asks for this user's personal discount.
@@ -309,6 +311,7 @@ impl AdminAction {
             AdminAction::AskBalance(u) => format!("a:ask:bal:{u}"),
             AdminAction::AskBanner(l) => format!("a:ask:ban:{}", l.code()),
             AdminAction::Promos => "a:pr".into(),
+            AdminAction::PromoPage(page) => format!("a:pr:p:{page}"),
             AdminAction::AskPromo => "a:ask:pr".into(),
             AdminAction::AskDiscount(u) => format!("a:ask:pd:{u}"),
             AdminAction::Flags => "a:fl".into(),
@@ -355,7 +358,9 @@ impl AdminAction {
             "a:rv" => AdminAction::Review,
             _ => {
                 let rest = data.strip_prefix("a:")?;
-                if let Some(u) = rest.strip_prefix("u:") {
+                if let Some(page) = rest.strip_prefix("pr:p:") {
+                    AdminAction::PromoPage(positive_id(page)?)
+                } else if let Some(u) = rest.strip_prefix("u:") {
                     AdminAction::User(positive_id(u)?)
                 } else if let Some(u) = rest.strip_prefix("ask:gr:") {
                     AdminAction::AskDays(positive_id(u)?)
@@ -622,6 +627,7 @@ mod tests {
             Action::Admin(AdminAction::Audit(AuditView::About(8))),
             Action::Admin(AdminAction::Payment(9)),
             Action::Admin(AdminAction::Review),
+            Action::Admin(AdminAction::PromoPage(999_999_999_999_999_999)),
             Action::Admin(AdminAction::Unmatched(999_999_999_999_999_999)),
             Action::Admin(AdminAction::Do(
                 Op::RefundUnmatched(999_999_999_999_999_999),

@@ -700,6 +700,31 @@ pub async fn list(db: &Db, base: Currency, limit: i64) -> Result<Vec<PromoCode>,
     rows.into_iter().map(|r| r.into_code(base)).collect()
 }
 
+/// One page of the console's list: codes not disabled first, each part newest first, with
+/// how many codes there are in all. Disabling is what an admin looks for, so a code that can
+/// still be disabled is never behind pages of disabled ones.
+pub async fn page(
+    db: &Db,
+    base: Currency,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<PromoCode>), BillingError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        code_columns!(),
+        " FROM promo_codes c ORDER BY (c.disabled_at IS NULL) DESC, c.id DESC LIMIT $1 OFFSET $2"
+    );
+    let (total,): (i64,) = on_db!(db, p => sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_codes").fetch_one(p).await)?;
+    let rows: Vec<CodeRow> =
+        on_db!(db, p => sqlx::query_as(SQL).bind(limit).bind(offset).fetch_all(p).await)?;
+    let codes = rows
+        .into_iter()
+        .map(|r| r.into_code(base))
+        .collect::<Result<_, _>>()?;
+    Ok((total, codes))
+}
+
 async fn insert_code(
     tx: &mut Tx,
     new: &NewCode,

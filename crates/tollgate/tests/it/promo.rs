@@ -405,6 +405,52 @@ db_test!(async fn each_refusal_has_its_own_text_and_changes_nothing(t) {
     w.stop().await;
 });
 
+// Many codes: the console's list pages through them, codes that can still be disabled first,
+// so an old code in force is found and disabled even behind newer and disabled ones.
+db_test!(async fn the_console_pages_through_many_codes_with_those_in_force_first(t) {
+    let clock = ShiftedClock::new();
+    let env = [("ADMIN_IDS", "100000001")];
+    let Some(w) = World::start_with(t, false, &env, fast(&clock)).await else { return };
+    let db = &w.app.db;
+    let now = clock.now();
+    for n in 1..=18 {
+        code(db, &format!("C{n:02}"), promo::Benefit::Percent(10), None, now).await;
+    }
+    // The two newest are disabled: they go to the end.
+    for c in promo::list(db, Currency::Rub, 2).await.unwrap() {
+        let mut tx = db.begin().await.unwrap();
+        assert!(promo::disable(&mut tx, c.id, Actor::CommandLine, now).await.unwrap().is_some());
+        tx.commit().await.unwrap();
+    }
+    w.tg.create_user(NewUser::new("Admin").language("en").id(ADMIN)).await.unwrap();
+    w.tg.send_text(ADMIN, "/admin").await.unwrap();
+    let home = w.screen(ADMIN, "Admin console").await;
+    w.press(ADMIN, &home, "Promo codes").await;
+    let first = w.screen_on(ADMIN, home.message_id, "1–15 of 18").await;
+    let text = first.text.clone().unwrap();
+    assert!(text.contains("C16") && text.contains("C02") && !text.contains("C01") && !text.contains("C18"), "{text}");
+    assert!(first.button_data("Newer").is_none(), "{:?}", first.callback_buttons());
+    w.press(ADMIN, &first, "Older").await;
+    let second = w.screen_on(ADMIN, home.message_id, "16–18 of 18").await;
+    let text = second.text.clone().unwrap();
+    assert!(text.contains("C01") && text.contains("C18") && text.contains("C17") && !text.contains("C16"), "{text}");
+    assert!(second.button_data("Older").is_none(), "{:?}", second.callback_buttons());
+    // Only the code in force has a Disable button here.
+    let disables: Vec<_> = second.callback_buttons().into_iter().filter(|(l, _)| l.contains("Disable")).collect();
+    assert_eq!(disables.len(), 1, "{disables:?}");
+    w.press(ADMIN, &second, "Disable C01").await;
+    let confirm = w.screen_on(ADMIN, home.message_id, "Disable promo code").await;
+    w.press(ADMIN, &confirm, "Confirm").await;
+    w.screen_on(ADMIN, home.message_id, "Promo code disabled.").await;
+    let disabled = count(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_codes WHERE disabled_at IS NOT NULL").await;
+    assert_eq!(disabled, 3);
+    // A forged page past the end shows no codes and a way back.
+    w.forge(ADMIN, home.message_id, "a:pr:p:9").await;
+    let past = w.screen_on(ADMIN, home.message_id, "0–0 of 18").await;
+    assert!(past.button_data("Newer").is_some(), "{:?}", past.callback_buttons());
+    w.stop().await;
+});
+
 db_test!(async fn admins_create_list_and_disable_codes_and_give_personal_discounts_audited(t) {
     let clock = ShiftedClock::new();
     let env = [("ADMIN_IDS", "100000001")];

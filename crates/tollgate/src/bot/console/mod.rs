@@ -94,7 +94,12 @@ impl Bot {
                 self.ask(se, input::Question::Banner(lang), text, AdminAction::Flags)
                     .await?
             }
-            AdminAction::Promos => (self.promos_screen(&v).await?, self.begin().await?, false),
+            AdminAction::Promos => (self.promos_screen(&v, 0).await?, self.begin().await?, false),
+            AdminAction::PromoPage(page) => (
+                self.promos_screen(&v, page).await?,
+                self.begin().await?,
+                false,
+            ),
             AdminAction::AskPromo => {
                 self.ask(
                     se,

@@ -17,9 +17,16 @@ use crate::telegram::dispatcher::HandlerError;
 const LIST_CODES: i64 = 15;
 
 impl Bot {
-    pub(super) async fn promos_screen(&self, v: &View<'_>) -> Result<Screen, HandlerError> {
+    /// Page `page` (from 0) of the codes: those not disabled first, newest first, each not
+    /// disabled with its Disable button; Newer / Older when there is more.
+    pub(super) async fn promos_screen(
+        &self,
+        v: &View<'_>,
+        page: i64,
+    ) -> Result<Screen, HandlerError> {
         let base = self.s.config.catalog.bot.base_currency;
-        let codes = promo::list(&self.s.db, base, LIST_CODES)
+        let offset = page.saturating_mul(LIST_CODES);
+        let (total, codes) = promo::page(&self.s.db, base, LIST_CODES, offset)
             .await
             .map_err(billing_err)?;
         let now = self.now();
@@ -36,6 +43,16 @@ impl Bot {
                 line(v, c, now)
             })
             .collect();
+        let mut pages = Vec::new();
+        if page > 0 {
+            pages.push(v.button("adm-btn-newer", admin(promo_page(page - 1))));
+        }
+        if offset + LIST_CODES < total {
+            pages.push(v.button("adm-btn-older", admin(promo_page(page + 1))));
+        }
+        if !pages.is_empty() {
+            rows.push(pages);
+        }
         rows.push(vec![
             v.button("adm-btn-promo-new", admin(AdminAction::AskPromo)),
         ]);
@@ -45,8 +62,17 @@ impl Bot {
         } else {
             lines.join("\n")
         };
+        let shown = i64::try_from(codes.len()).unwrap_or(LIST_CODES);
         Ok(Screen::new(
-            v.tf("adm-promos", &[("lines", Arg::Html(body))]),
+            v.tf(
+                "adm-promos",
+                &[
+                    ("lines", Arg::Html(body)),
+                    ("from", if shown == 0 { 0 } else { offset + 1 }.into()),
+                    ("to", if shown == 0 { 0 } else { offset + shown }.into()),
+                    ("total", total.into()),
+                ],
+            ),
             rows,
         ))
     }
@@ -70,7 +96,7 @@ impl Bot {
         let Ok(new) = parsed else {
             // Not reached: the draft was parsed before it was stored.
             let screen = self
-                .promos_screen(&v)
+                .promos_screen(&v, 0)
                 .await?
                 .with_note(v.t("adm-draft-gone"));
             return Ok((screen, self.begin().await?, false));
@@ -85,14 +111,14 @@ impl Bot {
                 "adm-promo-exists",
                 &[("code", Arg::Text(new.code.as_str().to_owned()))],
             );
-            let screen = self.promos_screen(&v).await?.with_note(note);
+            let screen = self.promos_screen(&v, 0).await?.with_note(note);
             return Ok((screen, self.begin().await?, false));
         };
         let (note, tx) = self
             .recorded(&v, tx, &entry.request(request), "adm-promo-created")
             .await?;
         tx.commit().await.map_err(retry)?;
-        let screen = self.promos_screen(&v).await?.with_note(note);
+        let screen = self.promos_screen(&v, 0).await?.with_note(note);
         Ok((screen, self.begin().await?, false))
     }
 
@@ -110,7 +136,7 @@ impl Bot {
         let Some(entry) = entry else {
             drop(tx);
             let screen = self
-                .promos_screen(&v)
+                .promos_screen(&v, 0)
                 .await?
                 .with_note(v.t("adm-already-done"));
             return Ok((screen, self.begin().await?, false));
@@ -119,12 +145,21 @@ impl Bot {
             .recorded(&v, tx, &entry.request(request), "adm-promo-disabled")
             .await?;
         tx.commit().await.map_err(retry)?;
-        let screen = self.promos_screen(&v).await?.with_note(note);
+        let screen = self.promos_screen(&v, 0).await?.with_note(note);
         Ok((screen, self.begin().await?, false))
     }
 }
 
 /// One code on the list: code, what it gives, uses, window, rules, state.
+/// The list's page `page`: the first is the console's own place.
+fn promo_page(page: i64) -> AdminAction {
+    if page == 0 {
+        AdminAction::Promos
+    } else {
+        AdminAction::PromoPage(page)
+    }
+}
+
 fn line(v: &View<'_>, c: &PromoCode, now: crate::time::Timestamp) -> String {
     let uses = match c.max_uses {
         Some(max) => format!("{}/{max}", c.used),
