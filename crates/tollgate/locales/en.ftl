@@ -472,6 +472,7 @@ adm-confirm-discount-remove = Remove the personal discount of user <code>{ $user
 adm-discount-set = ✅ Personal discount saved.
 adm-user-discount = 🏷 Personal discount { $percent } %
 adm-user-discount-until = 🏷 Personal discount { $percent } % until { $until }
+adm-user-receipt = 🧾 Receipts to: <code>{ $contact }</code>
 adm-told-discount = 🏷 You have a personal discount of { $percent } % on purchases.
 adm-told-discount-until = 🏷 You have a personal discount of { $percent } % on purchases until { $until }.
 adm-told-discount-removed = Your personal discount has ended.
@@ -597,8 +598,23 @@ bc-aud-notrial = Never took a trial
 bc-aud-lang = Language { $language }
 
 ## 54-FZ receipt contact (YooKassa)
-receipt-ask = 🧾 For the receipt required by law, send your email or phone number, e.g. <code>name@example.com</code> or <code>+7 900 123-45-67</code>. It is asked once and kept for your next payments.
+receipt-ask = 🧾 For the receipt required by law, send your email or phone number, e.g. <code>name@example.com</code> or <code>+7 900 123-45-67</code>. It is asked once and kept for your next payments; /receipt changes it.
 receipt-contact-empty = The message is empty: send an email or a phone number.
 receipt-email-invalid = This is not an email address: it needs one @, a name before it and a domain with a dot after it, without spaces.
 receipt-phone-invalid = This is not a phone number: send 11 to 15 digits with the country code, e.g. <code>+7 900 123-45-67</code>, or an email.
 receipt-contact-saved = 🧾 Receipts will go to { $contact }.
+receipt-text =
+    🧾 <b>Receipts</b>
+
+    The receipts required by law for payments by card or SBP (YooKassa) go to <b>{ $contact }</b>.
+receipt-text-none =
+    🧾 <b>Receipts</b>
+
+    No email or phone for receipts yet: it is asked at your first payment by card or SBP (YooKassa), or you can enter it now.
+receipt-ask-change = 🧾 Send the email or phone number your receipts should go to, e.g. <code>name@example.com</code> or <code>+7 900 123-45-67</code>.
+receipt-contact-removed = 🧾 Removed: your next payment by card or SBP (YooKassa) will ask for an email or phone again.
+receipt-off = 🧾 This shop does not send receipts by email or phone: there is nothing to set here.
+btn-receipt = 🧾 Receipts
+btn-receipt-change = ✏️ Change
+btn-receipt-set = ✏️ Enter an email or phone
+btn-receipt-remove = 🗑 Remove

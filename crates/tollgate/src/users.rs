@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 use rand::Rng;
 
 use crate::access::{self, AccessError, Subscription};
+use crate::admin::prompts::{self, Pending};
 pub use crate::audience::Audience;
 use crate::config::Language;
 use crate::domain::receipt_contact::ReceiptContact;
@@ -387,7 +388,7 @@ pub async fn get_in(tx: &mut Tx, user_id: i64) -> Result<Option<User>, sqlx::Err
     on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(user_id).fetch_optional(c).await)
 }
 
-/// A user's row, every flag and their subscription, read together.
+/// A user's row, every flag, their subscription and their pending question, read together.
 #[derive(sqlx::FromRow)]
 struct SenderRow {
     #[sqlx(flatten)]
@@ -399,6 +400,8 @@ struct SenderRow {
     flag_4: Option<String>,
     #[sqlx(flatten)]
     subscription: access::Joined,
+    #[sqlx(flatten)]
+    question: prompts::Joined,
 }
 
 /// The sender of an update as the bot first reads them ([`sender`]).
@@ -408,12 +411,15 @@ pub struct Sender {
     /// Every runtime flag at that moment.
     pub flags: Snapshot,
     pub subscription: Option<Subscription>,
+    /// The question their next text answers, if one is stored (`admin::prompts`).
+    pub question: Option<Pending>,
 }
 
-/// The user with the flags of that moment and their subscription, in one statement through
-/// the pool (on SQLite, a reader next to the writer): the screens an update shows need all
-/// three, and the pre-checkout gate checks the user and the flags. `None` when the user is
-/// not registered.
+/// The user with the flags of that moment, their subscription and their pending question, in
+/// one statement through the pool (on SQLite, a reader next to the writer): the screens an
+/// update shows need the first three, the pre-checkout gate checks the user and the flags, and
+/// an update that leaves a question forgets it (bot::receipt). `None` when the user is not
+/// registered.
 pub async fn sender(db: &Db, user_id: i64) -> Result<Option<Sender>, AccessError> {
     let [k0, k1, k2, k3, k4] = flags::keys();
     let row: Option<SenderRow> = on_db!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sender_select()))
@@ -431,10 +437,12 @@ fn sender_select() -> &'static str {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "SELECT {user}, {}, {} FROM users u {} WHERE u.id = $1",
+            "SELECT {user}, {}, {}, {} FROM users u {} {} WHERE u.id = $1",
             flags::columns_sql(2),
             access::JOINED_COLUMNS,
-            access::JOIN_SUBSCRIPTION_OF_USER
+            prompts::JOINED_COLUMNS,
+            access::JOIN_SUBSCRIPTION_OF_USER,
+            prompts::JOIN_QUESTION_OF_USER
         )
     });
     SELECT.as_str()
@@ -451,6 +459,7 @@ impl SenderRow {
                 self.flag_4,
             ]),
             subscription: self.subscription.subscription()?,
+            question: self.question.pending(),
             user: self.user,
         })
     }
@@ -481,6 +490,12 @@ pub async fn set_receipt_contact(
 ) -> Result<(), sqlx::Error> {
     on_tx!(tx, c => sqlx::query("UPDATE users SET receipt_contact = $2 WHERE id = $1")
         .bind(user_id).bind(contact.as_str()).execute(c).await.map(|_| ()))
+}
+
+/// Forgets the user's receipt contact: their next YooKassa payment asks for one again.
+pub async fn remove_receipt_contact(tx: &mut Tx, user_id: i64) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query("UPDATE users SET receipt_contact = NULL WHERE id = $1")
+        .bind(user_id).execute(c).await.map(|_| ()))
 }
 
 pub async fn set_auto_renew(tx: &mut Tx, user_id: i64, on: bool) -> Result<(), sqlx::Error> {

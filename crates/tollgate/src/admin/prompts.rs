@@ -36,6 +36,32 @@ pub struct Pending {
     pub asked_at: Timestamp,
 }
 
+/// The pending question `q` (if any) of the user row `u`, joined to another owner's statement
+/// for [`JOINED_COLUMNS`]: the bot reads it with the sender, so an update that leaves a
+/// question (a button, a command) can forget it without a statement of its own when none is
+/// pending (`users::sender`).
+pub const JOIN_QUESTION_OF_USER: &str = "LEFT JOIN admin_prompts q ON q.admin_id = u.id";
+
+/// The columns of [`JOIN_QUESTION_OF_USER`], read as [`Joined`].
+pub const JOINED_COLUMNS: &str = "q.question AS prompt_question, q.asked_at AS prompt_asked_at";
+
+/// A question read through [`JOINED_COLUMNS`]: both NULL when none is stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Joined {
+    prompt_question: Option<String>,
+    prompt_asked_at: Option<Timestamp>,
+}
+
+impl Joined {
+    /// The stored question, however old: forgetting an expired one is harmless.
+    pub fn pending(self) -> Option<Pending> {
+        Some(Pending {
+            question: self.prompt_question?,
+            asked_at: self.prompt_asked_at?,
+        })
+    }
+}
+
 /// `admin`'s pending question, if one was asked within [`PROMPT_TTL`]. Read through the pool
 /// before the answer's transaction opens; [`take`] then claims it in that transaction.
 pub async fn pending(db: &Db, admin: i64, now: Timestamp) -> Result<Option<Pending>, sqlx::Error> {

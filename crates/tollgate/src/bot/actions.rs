@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::incoming::CallbackQuery;
 use super::payments::Sale;
+use super::receipt::ReceiptEdit;
 use super::reply::Reply;
 use super::screens::{self, Screen};
 use super::{Bot, REISSUE_INTERVAL, Session, retry};
@@ -80,13 +81,14 @@ impl Bot {
         let message_id = cb.message.as_ref().map(|m| m.message_id);
         match lane(action) {
             Lane::InTransaction(action) => {
-                let (tx, se) = self.open(&cb.from, chat_id, None).await?;
+                let (mut tx, se) = self.open(&cb.from, chat_id, None).await?;
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
                 if se.user.banned_at.is_some() {
                     return self
                         .finish(tx, Some(&se), update_id, reply, false, ctx)
                         .await;
                 }
+                self.leave_receipt_question(&se, Some(&mut tx)).await?;
                 let (screen, tx) = self.act_in(tx, update_id, &se, action, &mut reply).await?;
                 reply.show(message_id, &screen);
                 self.finish(tx, Some(&se), update_id, reply, false, ctx)
@@ -97,6 +99,7 @@ impl Bot {
                 if se.user.banned_at.is_some() {
                     return self.ignore_banned(update_id, &se, ctx).await;
                 }
+                self.leave_receipt_question(&se, None).await?;
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
                 let (screen, tx, access_changed) = self
                     .act_after_reads(update_id, &se, action, &mut reply)
@@ -224,6 +227,9 @@ impl Bot {
             ReadsFirst::Withdraw => self.withdraw_start(se).await?,
             ReadsFirst::WithdrawConfirm(screen) => self.withdraw_confirm(se, screen).await?,
             ReadsFirst::WithdrawCancel => self.withdraw_cancel(se).await?,
+            ReadsFirst::Receipt => (self.receipt_screen(se).await?, self.begin().await?, false),
+            ReadsFirst::ReceiptChange => self.receipt_edit(se, ReceiptEdit::Change).await?,
+            ReadsFirst::ReceiptRemove => self.receipt_edit(se, ReceiptEdit::Remove).await?,
             ReadsFirst::TopUpStars(i) => {
                 self.invoice(se, Sale::TopUp(i), Provider::Stars, reply, None)
                     .await?
@@ -395,6 +401,9 @@ enum ReadsFirst {
     Withdraw,
     WithdrawConfirm(i64),
     WithdrawCancel,
+    Receipt,
+    ReceiptChange,
+    ReceiptRemove,
     TopUpStars(usize),
     PayBalance {
         plan: String,
@@ -434,6 +443,9 @@ fn lane(action: Action) -> Lane {
         Action::Withdraw => Lane::ReadsFirst(R::Withdraw),
         Action::WithdrawConfirm(s) => Lane::ReadsFirst(R::WithdrawConfirm(s)),
         Action::WithdrawCancel => Lane::ReadsFirst(R::WithdrawCancel),
+        Action::Receipt => Lane::ReadsFirst(R::Receipt),
+        Action::ReceiptChange => Lane::ReadsFirst(R::ReceiptChange),
+        Action::ReceiptRemove => Lane::ReadsFirst(R::ReceiptRemove),
         Action::TopUpStars(i) => Lane::ReadsFirst(R::TopUpStars(i)),
         Action::PayBalance { plan, screen } => Lane::ReadsFirst(R::PayBalance { plan, screen }),
         Action::ApplyPayment(id) => Lane::ReadsFirst(R::ApplyPayment(id)),

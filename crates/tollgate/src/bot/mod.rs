@@ -25,7 +25,8 @@
 //! update) and the messages; `actions` the buttons; `payments` invoices and payment updates;
 //! `review` the admin's view of one payment; `screens` what is shown; `reply` the outbox rows
 //! of a reply; `invite` the Invite friends screen; `withdraw` the user's withdrawal requests;
-//! `notices` and `stars` the bot's own components.
+//! `receipt` the 54-FZ receipt contact (asked before the first YooKassa payment, changed on
+//! its screen); `notices` and `stars` the bot's own components.
 
 //! Nothing here calls a node, and the only direct Telegram calls are the answers to callback
 //! and pre-checkout queries, which must be immediate.
@@ -53,6 +54,7 @@ use self::incoming::{Message, Update};
 use self::reply::Reply;
 use self::screens::{Screen, View};
 use crate::access::{self, Subscription};
+use crate::admin::prompts::Pending;
 use crate::billing::{self};
 use crate::config::Language;
 use crate::domain::money::Money;
@@ -96,6 +98,9 @@ struct Session {
 struct Seen {
     flags: Snapshot,
     subscription: Option<Subscription>,
+    /// The question their next text answers, if one is stored: what a button or a command
+    /// leaves ([`Bot::leave_receipt_question`]).
+    question: Option<Pending>,
 }
 
 fn retry(e: impl std::fmt::Display) -> HandlerError {
@@ -186,6 +191,7 @@ impl Bot {
         se.seen = Some(Seen {
             flags: known.flags,
             subscription: known.subscription,
+            question: known.question,
         });
         Ok(Some(se))
     }
@@ -401,6 +407,7 @@ impl Bot {
             Money::new(balance, base),
             &history,
             methods.crypto || methods.yookassa,
+            self.receipts_sent(),
         ))
     }
 
@@ -436,6 +443,7 @@ impl Bot {
         if self.is_admin_id(from.id) && m.successful_payment.is_none() {
             if name == Some("admin") {
                 let se = self.session_alone(&from, m.chat.id, None).await?;
+                self.leave_receipt_question(&se, None).await?;
                 let (screen, tx, _) = self
                     .console(update_id, &se, action::AdminAction::Home)
                     .await?;
@@ -456,8 +464,9 @@ impl Bot {
                 }
             }
         }
-        // A user's typed answer to their withdrawal's or receipt contact's question (an admin's console questions
-        // were offered theirs above; a message answering neither goes on as usual).
+        // A user's typed answer to their withdrawal's or receipt contact's question (an admin's
+        // console questions were offered theirs above; a message answering neither goes on as
+        // usual). A command is no answer: it leaves a receipt question (`receipt`).
         if command.is_none() && m.successful_payment.is_none() && m.refunded_payment.is_none() {
             let se = self.session_alone(&from, m.chat.id, None).await?;
             let answered = if se.user.banned_at.is_some() {
@@ -489,6 +498,7 @@ impl Bot {
                             | "refund"
                             | "payment"
                             | "topup"
+                            | "receipt"
                     )
                 ));
         if pooled {
@@ -501,11 +511,13 @@ impl Bot {
                     .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
                     .await;
             }
+            self.leave_receipt_question(&se, None).await?;
             let screen = match name {
                 Some("access") => self.access_screen(&se).await?,
                 Some("connect") => self.connect_screen(&se, None).await?,
                 Some("balance") => self.balance_screen(&se).await?,
                 Some("invite") => self.invite_screen(&se).await?,
+                Some("receipt") => self.receipt_screen(&se).await?,
                 Some("topup") => {
                     let arg = command.map(|(_, a)| a).unwrap_or_default();
                     self.topup_command(&se, arg)
@@ -537,6 +549,9 @@ impl Bot {
             return self
                 .finish(tx, Some(&se), update_id, reply, false, ctx)
                 .await;
+        }
+        if command.is_some() {
+            self.leave_receipt_question(&se, Some(&mut tx)).await?;
         }
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);

@@ -1,58 +1,108 @@
 //! The 54-FZ receipt contact (catalog `[yookassa] receipts = true`): before the first
 //! YooKassa payment the user is asked once for the email or phone their receipts go to; the
 //! answer is parsed at the edge ([`ReceiptContact`]), kept on the user (`users`), and the
-//! payment they were buying goes on. Later purchases find it and are not asked again.
+//! payment they were buying goes on. Later purchases find it and are not asked again. The
+//! Receipts screen (`/receipt`, Balance → Receipts) shows it and changes or removes it: a
+//! typo would otherwise send every later receipt to the wrong address.
 //!
-//! The question uses the store the withdrawal's questions use (`admin::prompts`: one pending
-//! question per Telegram id, claimed in the answer's transaction); it remembers the sale, so
-//! a valid answer continues to that payment. A refused answer names its reason, keeps the
-//! question open and stores nothing.
+//! The questions use the store the withdrawal's questions use (`admin::prompts`: one pending
+//! question per Telegram id, claimed in the answer's transaction); the purchase's question
+//! remembers the sale, so a valid answer continues to that payment. A refused answer names
+//! its reason, keeps the question open and stores nothing. A button or a command while a
+//! receipt question is pending leaves it ([`Bot::leave_receipt_question`]), so the user's
+//! next ordinary text is not read as a contact.
 
 use super::payments::Sale;
-use super::screens::{Screen, View};
+use super::screens::{self, Screen, View};
 use super::{Bot, Session, retry};
 use crate::action::Action;
 use crate::admin::prompts;
 use crate::billing::Provider;
 use crate::domain::receipt_contact::{ContactError, ReceiptContact};
-use crate::i18n::{Arg, escape_html};
 use crate::store::Tx;
 use crate::telegram::dispatcher::HandlerError;
 use crate::users;
 
-/// The pending question's text: which sale the contact is for.
-fn encode(sale: &Sale) -> Option<String> {
-    match sale {
-        Sale::Plan(plan, drawn_by) => Some(format!("rc:plan:{drawn_by}:{plan}")),
-        Sale::Fiat(minor) => Some(format!("rc:fiat:{minor}")),
-        Sale::TopUp(_) => None,
+/// What a pending receipt question is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Question {
+    /// Asked before paying for a plan (from the pay screen drawn by an update): a valid
+    /// answer goes on to that payment.
+    Plan(String, i64),
+    /// Asked before a base-currency top-up of this many minor units: likewise.
+    Fiat(i64),
+    /// Asked from the Receipts screen: a valid answer replaces the contact.
+    Change,
+}
+
+impl Question {
+    /// The question before paying for `sale`; `None` for a sale that never asks (a Stars
+    /// top-up, paid in Telegram).
+    fn before(sale: &Sale) -> Option<Question> {
+        match sale {
+            Sale::Plan(plan, drawn_by) => Some(Question::Plan(plan.clone(), *drawn_by)),
+            Sale::Fiat(minor) => Some(Question::Fiat(*minor)),
+            Sale::TopUp(_) => None,
+        }
+    }
+
+    /// The sale a valid answer goes on to.
+    fn sale(self) -> Option<Sale> {
+        match self {
+            Question::Plan(plan, drawn_by) => Some(Sale::Plan(plan, drawn_by)),
+            Question::Fiat(minor) => Some(Sale::Fiat(minor)),
+            Question::Change => None,
+        }
+    }
+
+    /// The pending question's text.
+    fn encode(&self) -> String {
+        match self {
+            Question::Plan(plan, drawn_by) => format!("rc:plan:{drawn_by}:{plan}"),
+            Question::Fiat(minor) => format!("rc:fiat:{minor}"),
+            Question::Change => "rc:change".into(),
+        }
+    }
+
+    fn decode(question: &str) -> Option<Question> {
+        let rest = question.strip_prefix("rc:")?;
+        if rest == "change" {
+            return Some(Question::Change);
+        }
+        if let Some(minor) = rest.strip_prefix("fiat:") {
+            return minor.parse().ok().map(Question::Fiat);
+        }
+        let (drawn_by, plan) = rest.strip_prefix("plan:")?.split_once(':')?;
+        Some(Question::Plan(plan.to_owned(), drawn_by.parse().ok()?))
+    }
+
+    /// Where its Back button goes (a press there leaves the question).
+    fn back(&self) -> Action {
+        match self {
+            Question::Plan(..) => Action::Buy,
+            Question::Fiat(_) => Action::Balance,
+            Question::Change => Action::Receipt,
+        }
     }
 }
 
-fn decode(question: &str) -> Option<Sale> {
-    let rest = question.strip_prefix("rc:")?;
-    if let Some(minor) = rest.strip_prefix("fiat:") {
-        return minor.parse().ok().map(Sale::Fiat);
-    }
-    let (drawn_by, plan) = rest.strip_prefix("plan:")?.split_once(':')?;
-    Some(Sale::Plan(plan.to_owned(), drawn_by.parse().ok()?))
+/// What a button of the Receipts screen does.
+pub(super) enum ReceiptEdit {
+    Change,
+    Remove,
 }
 
-/// Where a refused sale goes back to.
-fn back(sale: &Sale) -> Action {
-    match sale {
-        Sale::Plan(..) => Action::Buy,
-        Sale::Fiat(_) | Sale::TopUp(_) => Action::Balance,
-    }
-}
-
-fn asking(v: &View<'_>, sale: &Sale, note: Option<String>) -> Screen {
-    let question = v.t("receipt-ask");
+/// The question's screen, under the reason of a refused answer (`note`).
+fn asking(v: &View<'_>, question: &Question, note: Option<String>) -> Screen {
+    let text = v.t(match question {
+        Question::Plan(..) | Question::Fiat(_) => "receipt-ask",
+        Question::Change => "receipt-ask-change",
+    });
     let text = match note {
-        Some(n) => format!("{n}\n\n{question}"),
-        None => question,
+        Some(n) => format!("{n}\n\n{text}"),
+        None => text,
     };
-    Screen::new(text, vec![v.back_row(back(sale))])
+    Screen::new(text, vec![v.back_row(question.back())])
 }
 
 fn refusal(v: &View<'_>, e: ContactError) -> String {
@@ -63,7 +113,19 @@ fn refusal(v: &View<'_>, e: ContactError) -> String {
     }
 }
 
+fn saved(v: &View<'_>, contact: &ReceiptContact) -> String {
+    v.tf(
+        "receipt-contact-saved",
+        &[("contact", contact.as_str().into())],
+    )
+}
+
 impl Bot {
+    /// YooKassa payments carry receipts: the catalog turns them on and YooKassa is set up.
+    pub(super) fn receipts_sent(&self) -> bool {
+        self.s.config.catalog.yookassa.receipts && self.pay_methods().yookassa
+    }
+
     /// The receipt contact for a payment through `provider`: `Ok(None)` when no receipt is
     /// sent (another provider, receipts off), `Ok(Some(contact))` when it is known, or the
     /// question's screen (asked now, in the returned transaction) when it is not.
@@ -73,7 +135,7 @@ impl Bot {
         provider: Provider,
         sale: &Sale,
     ) -> Result<Result<Option<String>, (Screen, Tx)>, HandlerError> {
-        if provider != Provider::YooKassa || !self.s.config.catalog.yookassa.receipts {
+        if provider != Provider::YooKassa || !self.receipts_sent() {
             return Ok(Ok(None));
         }
         if let Some(c) = users::receipt_contact(&self.s.db, se.user.id)
@@ -82,19 +144,62 @@ impl Bot {
         {
             return Ok(Ok(Some(c)));
         }
-        let Some(question) = encode(sale) else {
+        let Some(question) = Question::before(sale) else {
             return Ok(Ok(None));
         };
         let v = self.view(se.lang);
         let mut tx = self.begin().await?;
-        prompts::ask(&mut tx, se.user.id, &question, self.now())
+        prompts::ask(&mut tx, se.user.id, &question.encode(), self.now())
             .await
             .map_err(retry)?;
-        Ok(Err((asking(&v, sale, None), tx)))
+        Ok(Err((asking(&v, &question, None), tx)))
     }
 
-    /// A user's message while the receipt question is pending: refused with its reason, or
-    /// kept and the payment opened; `None` when no receipt question is pending.
+    /// `/receipt` and Balance → Receipts: where receipts go, or that none are sent.
+    pub(super) async fn receipt_screen(&self, se: &Session) -> Result<Screen, HandlerError> {
+        let v = self.view(se.lang);
+        if !self.receipts_sent() {
+            return Ok(screens::notice(&v, v.t("receipt-off"), Action::Menu));
+        }
+        let contact = users::receipt_contact(&self.s.db, se.user.id)
+            .await
+            .map_err(retry)?;
+        Ok(screens::receipt(&v, contact.as_deref()))
+    }
+
+    /// A button of the Receipts screen: Change (or Enter) asks for a new contact, and nothing
+    /// changes until a valid answer comes; Remove forgets the contact (a second press finds
+    /// it gone: the same screen), so the next YooKassa payment asks again.
+    pub(super) async fn receipt_edit(
+        &self,
+        se: &Session,
+        edit: ReceiptEdit,
+    ) -> Result<(Screen, Tx, bool), HandlerError> {
+        if !self.receipts_sent() {
+            return Ok((self.receipt_screen(se).await?, self.begin().await?, false));
+        }
+        let v = self.view(se.lang);
+        let mut tx = self.begin().await?;
+        let screen = match edit {
+            ReceiptEdit::Change => {
+                prompts::ask(&mut tx, se.user.id, &Question::Change.encode(), self.now())
+                    .await
+                    .map_err(retry)?;
+                asking(&v, &Question::Change, None)
+            }
+            ReceiptEdit::Remove => {
+                users::remove_receipt_contact(&mut tx, se.user.id)
+                    .await
+                    .map_err(retry)?;
+                screens::receipt(&v, None).with_note(v.t("receipt-contact-removed"))
+            }
+        };
+        Ok((screen, tx, false))
+    }
+
+    /// A user's message while a receipt question of theirs is pending: refused with its
+    /// reason, or kept and the payment opened (or the Receipts screen shown); `None` when no
+    /// receipt question is pending.
     pub(super) async fn receipt_answer(
         &self,
         se: &Session,
@@ -106,14 +211,14 @@ impl Bot {
         else {
             return Ok(None);
         };
-        let Some(sale) = decode(&pending.question) else {
+        let Some(question) = Question::decode(&pending.question) else {
             return Ok(None);
         };
         let v = self.view(se.lang);
         let contact = match ReceiptContact::parse(text) {
             Ok(c) => c,
             Err(e) => {
-                let screen = asking(&v, &sale, Some(refusal(&v, e)));
+                let screen = asking(&v, &question, Some(refusal(&v, e)));
                 return Ok(Some((screen, self.begin().await?)));
             }
         };
@@ -129,13 +234,49 @@ impl Bot {
         users::set_receipt_contact(&mut tx, se.user.id, &contact)
             .await
             .map_err(retry)?;
+        let Some(sale) = question.sale() else {
+            let screen = screens::receipt(&v, Some(contact.as_str()));
+            return Ok(Some((screen.with_note(saved(&v, &contact)), tx)));
+        };
         tx.commit().await.map_err(retry)?;
         let (screen, tx, _) = self.provider_invoice(se, sale, Provider::YooKassa).await?;
-        let note = v.tf(
-            "receipt-contact-saved",
-            &[("contact", Arg::Html(escape_html(contact.as_str())))],
-        );
-        Ok(Some((screen.with_note(note), tx)))
+        Ok(Some((screen.with_note(saved(&v, &contact)), tx)))
+    }
+
+    /// The sender pressed a button or sent a command while a receipt question of theirs was
+    /// pending: they went elsewhere (its Back button included), so the question is forgotten
+    /// and their next text is an ordinary message. The question was read with the sender
+    /// (`users::sender`), so an update with none pending pays nothing for this. Written in
+    /// `tx` when the update's transaction is open, else in a transaction of its own (before
+    /// the update's, which may ask again).
+    pub(super) async fn leave_receipt_question(
+        &self,
+        se: &Session,
+        tx: Option<&mut Tx>,
+    ) -> Result<(), HandlerError> {
+        let Some(pending) = se
+            .seen
+            .as_ref()
+            .and_then(|s| s.question.as_ref())
+            .filter(|p| Question::decode(&p.question).is_some())
+        else {
+            return Ok(());
+        };
+        match tx {
+            Some(tx) => {
+                prompts::take(tx, se.user.id, pending)
+                    .await
+                    .map_err(retry)?;
+            }
+            None => {
+                let mut tx = self.begin().await?;
+                prompts::take(&mut tx, se.user.id, pending)
+                    .await
+                    .map_err(retry)?;
+                tx.commit().await.map_err(retry)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -144,11 +285,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_question_remembers_the_sale() {
-        for sale in [Sale::Plan("m1:x".into(), 42), Sale::Fiat(15000)] {
-            let q = encode(&sale).expect("encodable");
-            assert_eq!(decode(&q), Some(sale));
+    fn the_question_remembers_what_it_is_for() {
+        for q in [
+            Question::Plan("m1:x".into(), 42),
+            Question::Fiat(15000),
+            Question::Change,
+        ] {
+            assert_eq!(Question::decode(&q.encode()), Some(q));
         }
-        assert_eq!(decode("wd:amount"), None);
+        assert_eq!(
+            Question::before(&Sale::TopUp(0)),
+            None,
+            "paid in Telegram: never asks"
+        );
+        for other in ["wd:amount", "rc:", "rc:changed", "rc:fiat:x", "rc:plan:1"] {
+            assert_eq!(Question::decode(other), None, "{other}");
+        }
     }
 }

@@ -644,12 +644,14 @@ pub fn provider_invoice(
 }
 
 /// The balance: amount, the last changes, Stars top-up packages, and, when a provider outside
-/// Telegram is configured (`fiat`), the base-currency packages and the custom amount.
+/// Telegram is configured (`fiat`), the base-currency packages and the custom amount; the
+/// Receipts screen's button when YooKassa payments carry receipts (`receipts`).
 pub fn balance(
     v: &View<'_>,
     balance: Money,
     history: &[crate::billing::ledger::Entry],
     fiat: bool,
+    receipts: bool,
 ) -> Screen {
     let base = v.catalog.bot.base_currency;
     let lines = if history.is_empty() {
@@ -719,8 +721,31 @@ pub fn balance(
             .collect();
         rows.extend(buttons.chunks(3).map(<[Button]>::to_vec));
     }
+    if receipts {
+        rows.push(vec![v.button("btn-receipt", Action::Receipt)]);
+    }
     rows.push(vec![v.button("btn-withdraw", Action::Withdraw)]);
     rows.push(v.back_row(Action::Menu));
+    Screen::new(text, rows)
+}
+
+/// Where the user's 54-FZ receipts go (`contact`, as stored; `None`: not given yet), with
+/// Change (or Enter) and Remove; reached from the balance and `/receipt`.
+pub fn receipt(v: &View<'_>, contact: Option<&str>) -> Screen {
+    let (text, mut rows) = match contact {
+        Some(c) => (
+            v.tf("receipt-text", &[("contact", c.into())]),
+            vec![vec![
+                v.button("btn-receipt-change", Action::ReceiptChange),
+                v.button("btn-receipt-remove", Action::ReceiptRemove),
+            ]],
+        ),
+        None => (
+            v.t("receipt-text-none"),
+            vec![vec![v.button("btn-receipt-set", Action::ReceiptChange)]],
+        ),
+    };
+    rows.push(v.back_row(Action::Balance));
     Screen::new(text, rows)
 }
 

@@ -161,9 +161,15 @@ impl Screens {
             ),
             (
                 "balance",
-                screens::balance(v, rich, &[], true),
+                screens::balance(v, rich, &[], true, true),
                 Some(Action::Balance),
             ),
+            (
+                "receipt",
+                screens::receipt(v, Some("ann@example.com")),
+                Some(Action::Receipt),
+            ),
+            ("receipt, none", screens::receipt(v, None), None),
             (
                 "promo",
                 screens::promo(v, &Default::default()),

@@ -36,6 +36,9 @@ const LAYERS: &[(&str, u8)] = &[
     // The audit log sits on storage only, so every module that acts for an operator (flags,
     // nodes, billing, the console) can write its row in the action's transaction.
     ("admin::audit", 4),
+    // A user's or admin's pending question sits on storage only too, so the sender's one read
+    // (`users::sender`) can bring it along.
+    ("admin::prompts", 4),
     ("flags", 5),
     ("telegram::outbox", 4),
     ("telegram::update", 4),

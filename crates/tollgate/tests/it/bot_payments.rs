@@ -1011,6 +1011,19 @@ db_test!(async fn the_sender_flags_and_subscription_are_read_together_as_stored(
     assert!(revoked.revoked_at.is_some());
     tx.commit().await.unwrap();
     assert_eq!(users::sender(db, 8).await.unwrap().unwrap().subscription, Some(revoked));
+
+    // The pending question comes along (what a button or a command leaves), and goes with it.
+    assert_eq!(read.question, None, "no question yet");
+    let mut tx = db.begin().await.unwrap();
+    tollgate::admin::prompts::ask(&mut tx, 8, "rc:edit", now).await.unwrap();
+    tx.commit().await.unwrap();
+    let asked = tollgate::admin::prompts::pending(db, 8, now).await.unwrap();
+    assert!(asked.is_some());
+    assert_eq!(users::sender(db, 8).await.unwrap().unwrap().question, asked);
+    let mut tx = db.begin().await.unwrap();
+    tollgate::admin::prompts::clear(&mut tx, 8).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(users::sender(db, 8).await.unwrap().unwrap().question, None);
 });
 
 // F1, B5: money taken is never given up on. With the default retry budget (5 attempts), a

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use payment_emulator::{CancelOptions, FaultKind, NotificationState, Provider};
+use telegram_emulator::TranscriptMessage;
 use tollgate::access;
 use tollgate::time::{Clock, ShiftedClock};
 
@@ -293,12 +294,7 @@ db_test!(async fn yookassa_receipts_ask_for_the_contact_once_and_keep_it(t) {
     let Some(shop) = fiscal_shop(t, &clock).await else { return };
     let w = &shop.w;
     let ann = shop.user(300_101, "Ann").await;
-    w.tg.send_text(ann, "/buy").await.unwrap();
-    let plans = w.screen(ann, "Choose a plan").await;
-    w.press(ann, &plans, "1 month").await;
-    let pay = w.screen(ann, "Choose how to pay").await;
-    w.press(ann, &pay, METHOD).await;
-    w.screen(ann, RECEIPT_ASK).await;
+    receipt_question_before_paying(&shop, ann, "1 month").await;
     assert!(shop.ctl.payments().await.unwrap().is_empty(), "nothing is paid before the contact");
 
     for (typed, reason) in [
@@ -371,5 +367,185 @@ db_test!(async fn a_yookassa_top_up_asks_for_the_receipt_contact_too(t) {
     assert_eq!(p.amount.value, "500.00");
     let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
     assert_eq!(receipt["customer"], serde_json::json!({ "email": "cid@example.com" }));
+    shop.stop().await;
+});
+
+const RECEIPT_CHANGE_ASK: &str = "Send the email or phone number your receipts should go to";
+const NO_CONTACT: &str = "No email or phone for receipts yet";
+const NOT_UNDERSTOOD: &str = "I didn't get that";
+
+/// The user's stored questions (what their next text answers), of any kind.
+async fn questions(shop: &Shop, user: i64) -> i64 {
+    tollgate::on_db!(shop.db(), p => sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM admin_prompts WHERE admin_id = $1").bind(user).fetch_one(p).await)
+    .unwrap()
+}
+
+/// Sends `text` as `user` and waits for the bot's answer containing `needle`, newer than
+/// anything the bot said before.
+async fn answer_to(shop: &Shop, user: i64, text: &str, needle: &str) -> TranscriptMessage {
+    let before = shop.w.last(user).await.message_id;
+    shop.w.tg.send_text(user, text).await.unwrap();
+    crate::common::bot::screen_after(&shop.w.tg, user, before, needle).await
+}
+
+/// /buy → `plan` → YooKassa by a user without a receipt contact: the question's screen.
+async fn receipt_question_before_paying(shop: &Shop, user: i64, plan: &str) -> TranscriptMessage {
+    let plans = answer_to(shop, user, "/buy", "Choose a plan").await;
+    shop.w.press(user, &plans, plan).await;
+    let pay = shop
+        .w
+        .screen_on(user, plans.message_id, "Choose how to pay")
+        .await;
+    shop.w.press(user, &pay, METHOD).await;
+    shop.w.screen_on(user, pay.message_id, RECEIPT_ASK).await
+}
+
+/// /receipt, showing `shown`, → ✏️ (Change, or Enter when none is set): the question for a
+/// new contact.
+async fn receipt_change_question(shop: &Shop, user: i64, shown: &str) -> TranscriptMessage {
+    let screen = answer_to(shop, user, "/receipt", shown).await;
+    shop.w.press(user, &screen, "✏️").await;
+    shop.w
+        .screen_on(user, screen.message_id, RECEIPT_CHANGE_ASK)
+        .await
+}
+
+/// `user`'s next text after leaving a receipt question is an ordinary message: not kept as
+/// a contact, and no question waits for one.
+async fn not_taken_as_a_contact(shop: &Shop, user: i64) {
+    answer_to(shop, user, "someone@example.com", NOT_UNDERSTOOD).await;
+    assert_eq!(
+        receipt_contact(shop, user).await,
+        None,
+        "not taken as a contact"
+    );
+    assert_eq!(questions(shop, user).await, 0);
+}
+
+/// `user`'s card, as `admin` finds it in the console.
+async fn user_card(shop: &Shop, admin: i64, user: i64) -> String {
+    let home = answer_to(shop, admin, "/admin", "Admin console").await;
+    shop.w.press(admin, &home, "Find a user").await;
+    shop.w
+        .screen_on(admin, home.message_id, "Send the user's Telegram id")
+        .await;
+    let card = answer_to(shop, admin, &user.to_string(), "Balance:").await;
+    card.text.unwrap_or_default()
+}
+
+// A contact given with a typo is changed on the Receipts screen (/receipt): a bad answer is
+// refused with its reason and keeps the old one; a good one replaces it, and the next
+// YooKassa payment's receipt goes to the new contact without asking.
+db_test!(async fn a_changed_receipt_contact_is_the_one_the_next_payment_carries(t) {
+    let clock = ShiftedClock::new();
+    let Some(shop) = fiscal_shop(t, &clock).await else { return };
+    let w = &shop.w;
+    let ann = shop.user(300_111, "Ann").await;
+    receipt_question_before_paying(&shop, ann, "1 month").await;
+    answer_to(&shop, ann, "ann@exmaple.com", "Receipts will go to ann@exmaple.com").await;
+    let first = payment_of(&shop, ann).await;
+    let receipt = shop.ctl.payment_receipt(&first.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"]["email"], "ann@exmaple.com");
+
+    receipt_change_question(&shop, ann, "go to ann@exmaple.com").await;
+    for (typed, reason) in [("ann@example", "This is not an email address"), ("12345", "This is not a phone number")] {
+        let m = answer_to(&shop, ann, typed, reason).await;
+        assert!(m.text.as_deref().unwrap_or_default().contains(RECEIPT_CHANGE_ASK), "the question stays open: {:?}", m.text);
+        assert_eq!(receipt_contact(&shop, ann).await.as_deref(), Some("ann@exmaple.com"), "the old contact is kept");
+    }
+    let m = answer_to(&shop, ann, "+7 (900) 123-45-67", "Receipts will go to 79001234567").await;
+    assert!(m.text.as_deref().unwrap_or_default().contains("go to 79001234567."), "the Receipts screen with the new one: {:?}", m.text);
+    assert_eq!(receipt_contact(&shop, ann).await.as_deref(), Some("79001234567"));
+    assert_eq!(questions(&shop, ann).await, 0, "answered");
+
+    let asked = messages_with(w, ann, RECEIPT_ASK).await;
+    let page = shop.choose(ann, "3 months", METHOD).await;
+    assert!(page.text.as_deref().unwrap_or_default().contains("payment page"), "{:?}", page.text);
+    let p = payment_of(&shop, ann).await;
+    assert_ne!(p.id, first.id);
+    let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["customer"], serde_json::json!({ "phone": "79001234567" }));
+    assert_eq!(messages_with(w, ann, RECEIPT_ASK).await, asked, "not asked again");
+    shop.stop().await;
+});
+
+// Leaving a receipt question — its Back button, another button, a command — forgets it: the
+// next text is an ordinary message, not a contact. Remove forgets the contact, and the next
+// YooKassa payment asks again.
+db_test!(async fn leaving_the_receipt_question_forgets_it_and_remove_makes_the_next_payment_ask(t) {
+    let clock = ShiftedClock::new();
+    let Some(shop) = fiscal_shop(t, &clock).await else { return };
+    let w = &shop.w;
+    let bob = shop.user(300_112, "Bob").await;
+
+    // The purchase's question, left with Back: the plan list.
+    let ask = receipt_question_before_paying(&shop, bob, "1 month").await;
+    assert_eq!(questions(&shop, bob).await, 1);
+    w.press(bob, &ask, "Back").await;
+    w.screen_on(bob, ask.message_id, "Choose a plan").await;
+    not_taken_as_a_contact(&shop, bob).await;
+    assert!(shop.ctl.payments().await.unwrap().is_empty());
+
+    // 💰 Balance → 🧾 Receipts → Enter, left with Back.
+    let balance = answer_to(&shop, bob, "/balance", "Balance").await;
+    w.press(bob, &balance, "Receipts").await;
+    let screen = w.screen_on(bob, balance.message_id, NO_CONTACT).await;
+    w.press(bob, &screen, "Enter an email or phone").await;
+    let ask = w.screen_on(bob, screen.message_id, RECEIPT_CHANGE_ASK).await;
+    w.press(bob, &ask, "Back").await;
+    w.screen_on(bob, ask.message_id, NO_CONTACT).await;
+    not_taken_as_a_contact(&shop, bob).await;
+
+    // Left with another button (Menu) and with a command.
+    let ask = receipt_change_question(&shop, bob, NO_CONTACT).await;
+    w.press(bob, &ask, "Menu").await;
+    w.screen_on(bob, ask.message_id, "Choose an action below.").await;
+    not_taken_as_a_contact(&shop, bob).await;
+    receipt_change_question(&shop, bob, NO_CONTACT).await;
+    answer_to(&shop, bob, "/menu", "Choose an action below.").await;
+    not_taken_as_a_contact(&shop, bob).await;
+
+    // Entered, then removed: the screen says so, and the next YooKassa payment asks again.
+    receipt_change_question(&shop, bob, NO_CONTACT).await;
+    let saved = answer_to(&shop, bob, "bob@example.com", "Receipts will go to bob@example.com").await;
+    assert_eq!(receipt_contact(&shop, bob).await.as_deref(), Some("bob@example.com"));
+    w.press(bob, &saved, "Remove").await;
+    let removed = w.screen_on(bob, saved.message_id, "Removed").await;
+    assert!(removed.text.as_deref().unwrap_or_default().contains(NO_CONTACT), "{:?}", removed.text);
+    assert_eq!(receipt_contact(&shop, bob).await, None);
+    let asked = messages_with(w, bob, RECEIPT_ASK).await;
+    receipt_question_before_paying(&shop, bob, "1 month").await;
+    assert_eq!(messages_with(w, bob, RECEIPT_ASK).await, asked + 1, "asked again");
+    assert!(shop.ctl.payments().await.unwrap().is_empty(), "nothing is paid before the contact");
+    shop.stop().await;
+});
+
+// The admin's user card shows the receipt contact (as text: escaped in the card's HTML).
+db_test!(async fn the_admin_user_card_shows_the_receipt_contact(t) {
+    let clock = ShiftedClock::new();
+    let Some(shop) = fiscal_shop(t, &clock).await else { return };
+    let admin = shop.user(ADMIN, "Admin").await;
+    let cid = shop.user(300_113, "Cid").await;
+    let none = user_card(&shop, admin, cid).await;
+    assert!(none.contains(&cid.to_string()) && !none.contains("Receipts to"), "none set: {none:?}");
+
+    receipt_change_question(&shop, cid, NO_CONTACT).await;
+    answer_to(&shop, cid, "cid<b>@example.com", "Receipts will go to cid<b>@example.com").await;
+    let set = user_card(&shop, admin, cid).await;
+    assert!(set.contains("Receipts to: cid<b>@example.com"), "{set:?}");
+    shop.stop().await;
+});
+
+// Receipts off: /receipt says this shop sends none, and the balance has no Receipts button.
+db_test!(async fn with_receipts_off_the_receipt_command_says_none_are_sent(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
+    let dan = shop.user(300_114, "Dan").await;
+    let m = answer_to(&shop, dan, "/receipt", "This shop does not send receipts").await;
+    assert!(m.button_data("✏️").is_none(), "{:?}", m.callback_buttons());
+    let balance = answer_to(&shop, dan, "/balance", "Balance").await;
+    assert!(balance.button_data("Receipts").is_none(), "{:?}", balance.callback_buttons());
     shop.stop().await;
 });

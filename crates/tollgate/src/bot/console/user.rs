@@ -50,6 +50,9 @@ impl Bot {
         let personal = promo::personal(&self.s.db, user_id, now)
             .await
             .map_err(retry)?;
+        let receipt_contact = users::receipt_contact(&self.s.db, user_id)
+            .await
+            .map_err(retry)?;
         let name = match &user.username {
             Some(u) => format!("{} (@{u})", user.first_name),
             None => user.first_name.clone(),
@@ -98,6 +101,10 @@ impl Bot {
                 ),
                 None => v.tf("adm-user-discount", &[("percent", d.percent.into())]),
             });
+        }
+        if let Some(c) = receipt_contact {
+            text.push('\n');
+            text.push_str(&v.tf("adm-user-receipt", &[("contact", c.into())]));
         }
         text.push_str("\n\n");
         match &sub {
