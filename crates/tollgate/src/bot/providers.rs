@@ -55,6 +55,8 @@ const MAX_RECONCILE_DELAY: Duration = Duration::from_secs(600);
 const BATCH: i64 = 1000;
 /// Steps of one pass at most (a pass over 100,000 due invoices; the next pass goes on).
 const MAX_STEPS: usize = 100;
+/// The least time a purchase must have left to be paid on a page shown now.
+const MIN_PAYABLE: Duration = Duration::from_secs(600);
 /// Failed passes in a row that raise the provider's alert condition.
 const FAILURES_BEFORE_ALERT: u32 = 3;
 
@@ -114,17 +116,19 @@ impl Settler {
             RemoteStatus::Open => return Ok(Settled::NotPaid(remote.status)),
         }
         let base = self.s.config.catalog.bot.base_currency;
-        // The purchase the payment names; else the one whose invoice it is.
-        let purchase_id = match remote.purchase_id {
-            Some(id) => Some(id),
-            None => invoices::invoice_by_external(db, provider, &remote.external_id)
-                .await?
-                .map(|i| i.purchase_id),
-        };
-        let purchase = match purchase_id {
-            Some(id) => billing::purchase(db, base, id).await?,
-            None => None,
-        };
+        // The purchase whose invoice we stored with this id. Failing that (a create call
+        // whose answer was lost), the purchase the payment names, if it was sold through this
+        // provider at exactly the stated price; anything else is not ours to credit.
+        let purchase =
+            match invoices::invoice_by_external(db, provider, &remote.external_id).await? {
+                Some(inv) => billing::purchase(db, base, inv.purchase_id).await?,
+                None => match remote.purchase_id {
+                    Some(id) => billing::purchase(db, base, id)
+                        .await?
+                        .filter(|p| p.provider == provider && remote.is_for(p.id, p.price)),
+                    None => None,
+                },
+            };
         let Some(purchase) = purchase else {
             return self.keep_unmatched(provider, remote).await;
         };
@@ -320,9 +324,21 @@ impl Bot {
         };
         let now = self.now();
         let db = &self.s.db;
-        let reused = invoices::reusable(db, se.user.id, provider, &item, price, now)
-            .await
-            .map_err(retry)?;
+        // A purchase with little time left is not reused: its page would close while the
+        // user pays.
+        let reused = invoices::reusable(
+            db,
+            se.user.id,
+            provider,
+            &item,
+            price,
+            now.plus(MIN_PAYABLE),
+        )
+        .await
+        .map_err(retry)?;
+        let expires_at = reused
+            .as_ref()
+            .map_or(now.plus(billing::PURCHASE_TTL), |i| i.purchase_expires_at);
         let purchase_id = match reused {
             Some(Invoice {
                 status: InvoiceStatus::Open,
@@ -380,17 +396,33 @@ impl Bot {
             amount: price,
             description,
             return_url: None,
-            expires_in: billing::PURCHASE_TTL,
+            // The page ends with its purchase, so nobody pays for an offer that ended.
+            expires_in: expires_at.since(now),
             receipt_contact,
             vat_code: catalog.yookassa.vat_code,
         };
         match open_invoice(client.as_ref(), &new).await {
             Ok(remote) => {
                 let next = self.now().plus(self.s.providers.first_check(provider));
-                invoices::opened(db, purchase_id, &remote, next)
+                let stored = invoices::opened(db, purchase_id, &remote, next)
                     .await
                     .map_err(retry)?;
-                let Some(url) = remote.url else {
+                let url = if stored {
+                    remote.url
+                } else {
+                    // The watcher adopted the page an earlier, hung call made: that one is
+                    // the purchase's and the one watched, so it is the one shown; this one is
+                    // withdrawn (where the provider can) so that nobody pays it.
+                    if let Err(e) = client.cancel(&remote.external_id).await {
+                        tracing::warn!(provider = provider.as_str(), id = %remote.external_id, error = %e, "cannot withdraw a second page of a purchase; it ends on its own");
+                    }
+                    invoices::invoice(db, purchase_id)
+                        .await
+                        .map_err(retry)?
+                        .filter(|i| i.status == InvoiceStatus::Open)
+                        .and_then(|i| i.url)
+                };
+                let Some(url) = url else {
                     tracing::error!(provider = provider.as_str(), id = %remote.external_id, "the provider's payment has no page URL");
                     return Ok((note("provider-try-again", back), self.begin().await?, false));
                 };
@@ -589,7 +621,7 @@ async fn open_invoice(
             .list_recent()
             .await?
             .into_iter()
-            .find(|r| r.purchase_id == Some(new.purchase_id) && r.status == RemoteStatus::Open)
+            .find(|r| r.is_for(new.purchase_id, new.amount) && r.status == RemoteStatus::Open)
     {
         return Ok(found);
     }
@@ -752,11 +784,11 @@ impl Watcher {
             let (creating, open): (Vec<Invoice>, Vec<Invoice>) = due
                 .into_iter()
                 .partition(|i| i.status == InvoiceStatus::Creating);
-            if let Err(e) = self.creating(&creating, pass, now).await {
-                pass.provider_error = Some(e.to_string());
-                return Ok(());
-            }
-            if let Err(e) = self.open(&open, pass, now).await {
+            // Both halves run even when one fails: open invoices are checked while the
+            // search for hung creates cannot list.
+            let creating = self.creating(&creating, pass, now).await;
+            let open = self.open(&open, pass, now).await;
+            if let Err(e) = creating.and(open) {
                 pass.provider_error = Some(e.to_string());
                 return Ok(());
             }
@@ -784,13 +816,13 @@ impl Watcher {
         let mut later = Vec::new();
         for inv in rows {
             pass.checked += 1;
-            let found = recent
-                .iter()
-                .find(|r| r.purchase_id == Some(inv.purchase_id));
+            let found = recent.iter().find(|r| r.is_for(inv.purchase_id, inv.price));
             let result = match found {
                 Some(r) => {
                     pass.adopted += 1;
-                    invoices::opened(db, inv.purchase_id, r, now).await
+                    invoices::opened(db, inv.purchase_id, r, now)
+                        .await
+                        .map(drop)
                 }
                 None if inv.purchase_expires_at <= now => {
                     pass.closed += 1;

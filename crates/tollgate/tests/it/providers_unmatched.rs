@@ -12,7 +12,7 @@ use tollgate::store::Db;
 use tollgate::time::ShiftedClock;
 
 use crate::common::bot::{double_tap, handled};
-use crate::common::payments::{ADMIN, Shop, count, messages_with, shop_options};
+use crate::common::payments::{ADMIN, Shop, count, messages_with, shop_options, url_button};
 use crate::common::wait_for;
 use crate::db_test;
 
@@ -48,15 +48,7 @@ db_test!(async fn a_paid_crypto_invoice_naming_no_purchase_is_kept_once_and_sett
     let admin = shop.user(ADMIN, "Admin").await;
     let ann = shop.user(400_001, "Ann").await;
     // The earlier bot, still running on the same Crypto Pay app, invoices its own customer.
-    let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/createInvoice", shop.pay.cryptopay_api_url()))
-        .header("Crypto-Pay-API-Token", shop.pay.cryptopay_token())
-        .json(&serde_json::json!({
-            "currency_type": "fiat", "fiat": "RUB", "amount": "250.00",
-            "payload": "earlier-bot:order:77",
-        }))
-        .send().await.unwrap().json().await.unwrap();
-    let invoice = created["result"]["invoice_id"].as_i64().expect("an invoice id");
+    let invoice = another_apps_invoice(&shop, "250.00", "earlier-bot:order:77").await;
     shop.ctl.pay_invoice(invoice).await.unwrap();
     let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |n| n.object_id == invoice.to_string()).await.unwrap();
     let n = shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap();
@@ -105,8 +97,64 @@ db_test!(async fn a_paid_crypto_invoice_naming_no_purchase_is_kept_once_and_sett
     assert_eq!(count(shop.db(), UNMATCHED).await, 1);
     assert_eq!(resolution(shop.db(), &invoice.to_string()).await.0.as_deref(), Some("settled"));
     assert_eq!(messages_with(&shop.w, admin, ALERT).await, 1);
+
+    // Another deployment on the same account names its own purchase with a number one of
+    // ours has: not the invoice we stored for it, not its price, so not Ann's money.
+    shop.choose(ann, "1 month", "Crypto").await;
+    let ours = shop.latest_purchase(ann).await;
+    let theirs = another_apps_invoice(&shop, "250.00", &tollgate::billing::invoice_payload(ours)).await;
+    shop.ctl.pay_invoice(theirs).await.unwrap();
+    wait_for("the other deployment's payment kept", Duration::from_secs(20), || async {
+        (count(shop.db(), UNMATCHED).await == 2).then_some(())
+    }).await;
+    assert_eq!(count(shop.db(), PAYMENTS).await, 0);
+    assert!(tollgate::access::subscription_for_user(shop.db(), ann).await.unwrap().is_none());
+
+    // The other app prices in an asset (no purchase of ours is): its open invoice in the list
+    // hides nothing from the search a new page makes first, and its paid one is kept too.
+    let asset = another_apps_invoice_in(&shop, serde_json::json!({
+        "currency_type": "crypto", "asset": "USDT", "amount": "3.5", "payload": "earlier-bot:order:78",
+    })).await;
+    let page = shop.choose(ann, "3 months", "Crypto").await;
+    assert!(url_button(&page, "Pay").is_some(), "{:?}", page.text);
+    shop.ctl.pay_invoice(asset).await.unwrap();
+    wait_for("the asset-priced payment kept", Duration::from_secs(20), || async {
+        (count(shop.db(), UNMATCHED).await == 3).then_some(())
+    }).await;
+    shop.w.tg.send_text(admin, &format!("/payment {asset}")).await.unwrap();
+    let card = shop.w.screen(admin, &format!("payment {asset}: ? USDT")).await;
+    assert!(card.text.as_deref().unwrap().contains("3.5"), "the provider's figure is on the card: {:?}", card.text);
     shop.stop().await;
 });
+
+/// An invoice made with our Crypto Pay token by another app: `amount` RUB, its own payload.
+async fn another_apps_invoice(shop: &Shop, amount: &str, payload: &str) -> i64 {
+    another_apps_invoice_in(
+        shop,
+        serde_json::json!({
+            "currency_type": "fiat", "fiat": "RUB", "amount": amount, "payload": payload,
+        }),
+    )
+    .await
+}
+
+/// An invoice made with our Crypto Pay token by another app, with these `createInvoice`
+/// parameters.
+async fn another_apps_invoice_in(shop: &Shop, params: serde_json::Value) -> i64 {
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/createInvoice", shop.pay.cryptopay_api_url()))
+        .header("Crypto-Pay-API-Token", shop.pay.cryptopay_token())
+        .json(&params)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["result"]["invoice_id"]
+        .as_i64()
+        .expect("an invoice id")
+}
 
 // A YooKassa payment whose metadata names no purchase of ours succeeds: the notification (a
 // hint, re-fetched) keeps it; the admin finds it under /admin → To review and refunds it

@@ -130,6 +130,34 @@ db_test!(async fn a_lost_yookassa_notification_is_found_by_the_reconciler(t) {
     shop.stop().await;
 });
 
+// F3: a payment YooKassa refuses to show (404: gone, or the shop's keys changed) hides nothing
+// else from the reconciler: it is left out of the pass and goes to the back of the queue, and
+// another user's payment whose notification was lost is still found.
+db_test!(async fn a_payment_yookassa_refuses_to_show_does_not_stop_the_reconciler(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "200ms")];
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
+    let dot = shop.user(300_011, "Dot").await;
+    let eli = shop.user(300_012, "Eli").await;
+    shop.choose(dot, "1 month", METHOD).await;
+    shop.choose(eli, "1 month", METHOD).await;
+    let p = payment_of(&shop, eli).await;
+    // Dot's stored id is one YooKassa does not know, and it is always due first.
+    let dots = shop.latest_purchase(dot).await;
+    tollgate::on_db!(shop.db(), c => sqlx::query(
+        "UPDATE provider_invoices SET external_id = 'gone-payment', next_check_at = 0 WHERE purchase_id = $1")
+        .bind(dots).execute(c).await.map(drop)).unwrap();
+    shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 1).await.unwrap();
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    wait_for("the reconciler records Eli's payment", Duration::from_secs(20), || async {
+        (count(shop.db(), PAYMENTS).await == 1).then_some(())
+    }).await;
+    shop.w.screen(eli, CONFIRMED).await;
+    assert_eq!(days_left(&shop, eli, &clock).await, Some(29));
+    assert_eq!(days_left(&shop, dot, &clock).await, None);
+    shop.stop().await;
+});
+
 // F13: YooKassa answering 500 after making the payment, or hanging: "try again", and the retry
 // carries the same Idempotence-Key, so there is still one payment.
 db_test!(async fn yookassa_down_or_hanging_at_creation_makes_no_second_payment(t) {

@@ -107,6 +107,19 @@ pub struct Remote {
     pub raw: String,
 }
 
+impl Remote {
+    /// Whether this is the payment of purchase `purchase_id` at its price: it names the
+    /// purchase and states exactly `price`. A payment found by what it names rather than by
+    /// the id we stored (a create call whose answer was lost) is taken as ours only so: an
+    /// app sharing the account (an earlier or a staging deployment) names its own purchases
+    /// with the same numbers.
+    pub fn is_for(&self, purchase_id: i64, price: Money) -> bool {
+        self.purchase_id == Some(purchase_id)
+            && self.amount_minor == price.minor
+            && self.currency == price.currency.code()
+    }
+}
+
 /// What a notification says, after verification.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -228,6 +241,8 @@ pub struct Invoice {
     pub purchase_expires_at: Timestamp,
     /// The purchase's user.
     pub user_id: i64,
+    /// The purchase's price.
+    pub price: Money,
 }
 
 #[derive(sqlx::FromRow)]
@@ -242,6 +257,8 @@ struct InvoiceRow {
     checks: i64,
     expires_at: Timestamp,
     user_id: i64,
+    amount: i64,
+    currency: String,
 }
 
 impl InvoiceRow {
@@ -258,6 +275,10 @@ impl InvoiceRow {
             checks: self.checks,
             purchase_expires_at: self.expires_at,
             user_id: self.user_id,
+            price: Money::new(
+                self.amount,
+                self.currency.parse().map_err(|_| corrupt("currency"))?,
+            ),
         })
     }
 }
@@ -265,7 +286,8 @@ impl InvoiceRow {
 macro_rules! invoice_select {
     () => {
         "SELECT i.purchase_id, i.provider, i.external_id, i.url, i.status, i.created_at,
-                i.next_check_at, CAST(i.checks AS BIGINT) AS checks, p.expires_at, p.user_id
+                i.next_check_at, CAST(i.checks AS BIGINT) AS checks, p.expires_at, p.user_id,
+                p.amount, p.currency
          FROM provider_invoices i JOIN purchases p ON p.id = i.purchase_id "
     };
 }
@@ -286,22 +308,24 @@ pub async fn begin_invoice(
 }
 
 /// Stores the provider's answer to the create call (or to the search for a hung one's
-/// invoice): its id and page; the row is open and first checked at `next_check_at`.
+/// invoice): its id and page; the row is open and first checked at `next_check_at`. `false`
+/// when the row was no longer being created (the watcher adopted the hung call's payment
+/// meanwhile): that one is the purchase's, and `remote` is not stored.
 pub async fn opened(
     db: &Db,
     purchase_id: i64,
     remote: &Remote,
     next_check_at: Timestamp,
-) -> Result<(), BillingError> {
+) -> Result<bool, BillingError> {
     let mut tx = db.begin().await?;
-    on_tx!(&mut tx, c => sqlx::query(
+    let changed = on_tx!(&mut tx, c => sqlx::query(
         "UPDATE provider_invoices SET external_id = $2, url = $3, status = 'open', next_check_at = $4
          WHERE purchase_id = $1 AND status = 'creating'"
     ).bind(purchase_id).bind(&remote.external_id).bind(&remote.url).bind(next_check_at)
-        .execute(c).await.map(|_| ()))
+        .execute(c).await.map(|r| r.rows_affected()))
     .map_err(BillingError::from_db)?;
     tx.commit().await?;
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// The invoice of a purchase.

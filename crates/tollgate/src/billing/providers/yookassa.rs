@@ -277,7 +277,16 @@ impl PaymentProvider for YooKassa {
         Box::pin(async move {
             let mut all = Vec::with_capacity(external_ids.len());
             for id in external_ids {
-                all.push(self.fetch(id).await?);
+                match self.fetch(id).await {
+                    Ok(r) => all.push(r),
+                    // Refused or unreadable, which asking again will not change: left out
+                    // like a payment the provider does not list, so the rest are still asked
+                    // about and this one goes to the back of the queue.
+                    Err(e) if !e.is_transient() => {
+                        tracing::warn!(id = %id, error = %e, "a YooKassa payment cannot be read; left out of this pass");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Ok(all)
         })

@@ -55,7 +55,7 @@ impl Bot {
                 text: v.tf(
                     "adm-btn-review-unmatched",
                     &[
-                        ("amount", Arg::Text(v.stated(u.amount, &u.currency))),
+                        ("amount", Arg::Text(stated(v, u))),
                         ("provider", Arg::Text(u.provider.as_str().into())),
                         ("date", Arg::Text(v.date(u.seen_at))),
                     ],
@@ -116,7 +116,7 @@ impl Bot {
                 ("id", u.id.into()),
                 ("provider", Arg::Text(u.provider.as_str().into())),
                 ("external", Arg::Text(u.external_id.clone())),
-                ("amount", Arg::Text(v.stated(u.amount, &u.currency))),
+                ("amount", Arg::Text(stated(v, u))),
                 ("date", Arg::Text(v.date(u.seen_at))),
                 ("raw", Arg::Html(escape_html(&raw))),
                 ("state", Arg::Text(state)),
@@ -158,8 +158,8 @@ impl Bot {
                 },
                 &[
                     ("provider", Arg::Text(u.provider.as_str().into())),
+                    ("amount", Arg::Text(stated(v, &u))),
                     ("external", Arg::Text(u.external_id)),
-                    ("amount", Arg::Text(v.stated(u.amount, &u.currency))),
                 ],
             )
         }))
@@ -228,7 +228,7 @@ impl Bot {
                 "unmatched {} payment {} ({})",
                 u.provider.as_str(),
                 u.external_id,
-                v.stated(u.amount, &u.currency)
+                stated(&v, &u)
             ))
             .change("open", resolution.as_str())
             .request(request);
@@ -248,5 +248,15 @@ impl Bot {
         settled.resolved = Some((resolution, now, Some(se.user.id)));
         let screen = self.unmatched_screen(&v, &settled).with_note(note);
         Ok((screen, tx, false))
+    }
+}
+
+/// The amount as the provider stated it; 0 is an amount in a currency we do not price in
+/// (`billing::providers`), whose figure is in the provider's record on the card.
+fn stated(v: &View<'_>, u: &Unmatched) -> String {
+    if u.amount == 0 {
+        format!("? {}", u.currency)
+    } else {
+        v.stated(u.amount, &u.currency)
     }
 }
