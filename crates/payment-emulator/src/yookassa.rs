@@ -348,9 +348,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/v3/payments",
             post_route("payments", "payments.create", create)
-                .merge(get_list("payments.list", |state, query| {
-                    list_payments(state, &ListQuery::parse(query, &PAYMENTS)?)
-                })),
+                .merge(get_list(&PAYMENTS, list_payments)),
         )
         .route("/v3/payments/{id}", get_one("payments.get", payment_by_id))
         .route(
@@ -363,10 +361,7 @@ pub fn routes() -> Router<Arc<App>> {
         )
         .route(
             "/v3/refunds",
-            post_route("refunds", "refunds.create", refund)
-                .merge(get_list("refunds.list", |state, query| {
-                    list_refunds(state, &ListQuery::parse(query, &REFUNDS)?)
-                })),
+            post_route("refunds", "refunds.create", refund).merge(get_list(&REFUNDS, list_refunds)),
         )
         .route("/v3/refunds/{id}", get_one("refunds.get", refund_by_id))
         .route("/v3/{*rest}", any(not_found))
@@ -417,15 +412,18 @@ fn get_one(
     )
 }
 
-/// `GET` of a list, given the raw query string.
+/// `GET` of a list, its query parsed as `listing` says.
 fn get_list(
-    operation: &'static str,
-    list: fn(&Memory, &str) -> Result<Value, ApiError>,
+    listing: &'static Listing,
+    list: fn(&Memory, &ListQuery) -> Result<Value, ApiError>,
 ) -> MethodRouter<Arc<App>> {
     get(
         move |State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: HeaderMap| {
-            run_get(app, headers, operation, move |_, state| {
-                list(state, query.as_deref().unwrap_or_default())
+            run_get(app, headers, listing.operation, move |_, state| {
+                list(
+                    state,
+                    &ListQuery::parse(query.as_deref().unwrap_or_default(), listing)?,
+                )
             })
         },
     )
@@ -447,8 +445,10 @@ fn refund_by_id(state: &Memory, id: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("Refund {id} not found")))
 }
 
-/// What a list may be filtered by.
+/// A list operation and what its list may be filtered by.
 struct Listing {
+    /// The operation's name (counted, faulted).
+    operation: &'static str,
     /// The object's name in errors.
     object: &'static str,
     /// The values `status` may take.
@@ -461,6 +461,7 @@ struct Listing {
 
 /// `GET /v3/payments`: `status`, `payment_method`, `created_at.*`, `captured_at.*`.
 const PAYMENTS: Listing = Listing {
+    operation: "payments.list",
     object: "payment",
     statuses: &["pending", "waiting_for_capture", "succeeded", "canceled"],
     filter: "payment_method",
@@ -469,6 +470,7 @@ const PAYMENTS: Listing = Listing {
 
 /// `GET /v3/refunds`: `status`, `payment_id`, `created_at.*`.
 const REFUNDS: Listing = Listing {
+    operation: "refunds.list",
     object: "refund",
     statuses: &["pending", "succeeded", "canceled"],
     filter: "payment_id",
