@@ -110,8 +110,7 @@ async fn execute(
     }
     let now = app.now_ms();
     let result = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let mut state = app.lock_at(now);
         match method.as_str() {
             "getMe" => Ok(to_json(&get_me(&app, &state))),
             "createInvoice" => {
@@ -508,16 +507,7 @@ pub fn pay(
     options: &PayOptions,
     now_ms: i64,
 ) -> Result<Invoice, OpError> {
-    let record = state
-        .invoices
-        .get_mut(&invoice_id)
-        .ok_or_else(|| OpError::NotFound(format!("invoice {invoice_id} not found")))?;
-    if record.invoice.status != InvoiceStatus::Active {
-        return Err(OpError::Conflict(format!(
-            "invoice {invoice_id} is {}, not active",
-            record.invoice.status.as_str()
-        )));
-    }
+    let record = active_invoice(state, invoice_id)?;
     if let Some(amount) = &options.amount
         && util::parse_crypto_amount(amount).is_none()
     {
@@ -594,8 +584,8 @@ pub fn pay(
     Ok(invoice)
 }
 
-/// Expires an active invoice now (the control API). Crypto Pay sends no webhook for expiry.
-pub fn expire(state: &mut Memory, invoice_id: i64) -> Result<Invoice, OpError> {
+/// The invoice `invoice_id`, which must be active.
+fn active_invoice(state: &mut Memory, invoice_id: i64) -> Result<&mut InvoiceRecord, OpError> {
     let record = state
         .invoices
         .get_mut(&invoice_id)
@@ -606,6 +596,12 @@ pub fn expire(state: &mut Memory, invoice_id: i64) -> Result<Invoice, OpError> {
             record.invoice.status.as_str()
         )));
     }
+    Ok(record)
+}
+
+/// Expires an active invoice now (the control API). Crypto Pay sends no webhook for expiry.
+pub fn expire(state: &mut Memory, invoice_id: i64) -> Result<Invoice, OpError> {
+    let record = active_invoice(state, invoice_id)?;
     record.invoice.status = InvoiceStatus::Expired;
     let invoice = record.invoice.clone();
     if let Some(at) = record.expires_at_ms {

@@ -46,8 +46,7 @@ pub async fn run_engine(app: Arc<App>, client: reqwest::Client) {
         }
         let now = app.now_ms();
         let (due, next_ms) = {
-            let mut guard = app.lock();
-            fire_deadlines(&app, &mut guard, now);
+            let mut guard = app.lock_at(now);
             let state = &mut *guard;
             let mut due = Vec::new();
             let mut next_ms: Option<i64> = state.deadlines.first().map(|(at, _)| *at);

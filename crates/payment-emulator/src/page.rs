@@ -68,8 +68,7 @@ fn not_found() -> Response {
 pub async fn cryptopay(State(app): State<Arc<App>>, Path(hash): Path<String>) -> Response {
     let now = app.now_ms();
     let invoice = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let state = app.lock_at(now);
         state
             .invoice_by_hash
             .get(&hash)
@@ -119,8 +118,7 @@ pub async fn cryptopay_action(
 ) -> Response {
     let now = app.now_ms();
     let result = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let mut state = app.lock_at(now);
         let Some(id) = state.invoice_by_hash.get(&hash).copied() else {
             return not_found();
         };
@@ -157,8 +155,7 @@ pub async fn cryptopay_action(
 pub async fn yookassa(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let now = app.now_ms();
     let payment = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let state = app.lock_at(now);
         state.payments.get(&id).map(|r| r.payment.clone())
     };
     let Some(payment) = payment else {
@@ -193,8 +190,7 @@ pub async fn yookassa_action(
 ) -> Response {
     let now = app.now_ms();
     let result = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let mut state = app.lock_at(now);
         if !state.payments.contains_key(&id) {
             return not_found();
         }

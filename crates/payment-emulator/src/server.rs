@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -104,20 +104,7 @@ fn router(app: Arc<App>) -> Router {
     use crate::{cryptopay, page, yookassa};
     Router::new()
         .route("/api/{method}", any(cryptopay::handle))
-        .route("/v3/me", get(yookassa::me))
-        .route(
-            "/v3/payments",
-            post(yookassa::create_payment).get(yookassa::list_payments),
-        )
-        .route("/v3/payments/{id}", get(yookassa::get_payment))
-        .route("/v3/payments/{id}/capture", post(yookassa::capture_payment))
-        .route("/v3/payments/{id}/cancel", post(yookassa::cancel_payment))
-        .route(
-            "/v3/refunds",
-            post(yookassa::create_refund).get(yookassa::list_refunds),
-        )
-        .route("/v3/refunds/{id}", get(yookassa::get_refund))
-        .route("/v3/{*rest}", any(yookassa::not_found))
+        .merge(yookassa::routes())
         .route(
             "/pay/cryptopay/{hash}",
             get(page::cryptopay).post(page::cryptopay_action),

@@ -49,6 +49,14 @@ impl App {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    /// Locks the state as of `now_ms`: every deadline due by then has fired (invoices expired,
+    /// payments cancelled), so each request sees what the provider would show.
+    pub fn lock_at(&self, now_ms: i64) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        crate::notify::fire_deadlines(self, &mut state, now_ms);
+        state
+    }
 }
 
 /// Why a control or page operation was refused.

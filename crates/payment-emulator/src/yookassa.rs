@@ -11,9 +11,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any, get, post};
 use base64::Engine;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
@@ -72,6 +74,15 @@ impl ApiError {
             status: 404,
             code: "not_found",
             description: description.into(),
+            parameter: None,
+        }
+    }
+
+    fn too_many_objects() -> Self {
+        Self {
+            status: 429,
+            code: "too_many_requests",
+            description: "The emulator holds as many objects as it may".into(),
             parameter: None,
         }
     }
@@ -139,20 +150,36 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// What a POST operation does once its key and body are accepted.
-type Exec = fn(&App, &mut Memory, &str, &Map<String, Value>, i64) -> Result<Value, ApiError>;
+type Exec = fn(&App, &mut Memory, &Accepted) -> Result<Value, ApiError>;
 
-/// Runs a POST in its own task, so a client that gives up does not cancel it (like a real
-/// provider, the operation still happens; the same key then returns its result).
-async fn run_post(
+/// A POST whose key and body were accepted.
+struct Accepted<'a> {
+    /// What the key is for: `payments`, `refunds` or `<action> <payment id>`.
+    target: &'a str,
+    /// The JSON body (empty when there was none).
+    body: &'a Map<String, Value>,
+    now_ms: i64,
+}
+
+impl Accepted<'_> {
+    /// The payment a `<action> <payment id>` target names.
+    fn payment_id(&self) -> &str {
+        self.target
+            .split_once(' ')
+            .map_or(self.target, |(_, id)| id)
+    }
+}
+
+/// Runs a request of `operation` in its own task, so a client that gives up does not cancel it
+/// (like a real provider, the operation still happens; a POST's key then returns its result),
+/// and counts the call when it completes.
+async fn in_own_task(
     app: Arc<App>,
-    headers: HeaderMap,
-    body: Bytes,
     operation: &'static str,
-    target: String,
-    exec: Exec,
+    request: impl Future<Output = Response> + Send + 'static,
 ) -> Response {
     tokio::spawn(async move {
-        let response = post_operation(app.clone(), headers, body, operation, target, exec).await;
+        let response = request.await;
         app.lock().count_call(operation);
         response
     })
@@ -231,8 +258,7 @@ async fn post_operation(
     let fingerprint = util::sha256_hex(format!("{target}\n{canonical}").as_bytes());
     let now = app.now_ms();
     let (status, answer) = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let mut state = app.lock_at(now);
         state.forget_old_idempotence(now);
         if let Some(stored) = state.idempotent_answer(&key, now) {
             if stored.fingerprint != fingerprint {
@@ -250,7 +276,12 @@ async fn post_operation(
             if outcome == Outcome::FailNow {
                 return error(&ApiError::internal());
             }
-            let (status, answer) = match exec(&app, &mut state, &target, &object, now) {
+            let accepted = Accepted {
+                target: &target,
+                body: &object,
+                now_ms: now,
+            };
+            let (status, answer) = match exec(&app, &mut state, &accepted) {
                 Ok(value) => (200, value),
                 Err(e) => (e.status, e.body()),
             };
@@ -272,23 +303,17 @@ async fn post_operation(
     respond(status, &answer)
 }
 
-/// Runs a GET in its own task (counted when it completes, like a POST).
+/// A GET in its own task: credentials, faults, then `read` under the lock.
 async fn run_get(
     app: Arc<App>,
     headers: HeaderMap,
     operation: &'static str,
     read: impl FnOnce(&App, &mut Memory) -> Result<Value, ApiError> + Send + 'static,
 ) -> Response {
-    tokio::spawn(async move {
-        let response = get_operation(app.clone(), headers, operation, read).await;
-        app.lock().count_call(operation);
-        response
-    })
-    .await
-    .unwrap_or_else(|_| error(&ApiError::internal()))
+    let request = get_operation(app.clone(), headers, operation, read);
+    in_own_task(app, operation, request).await
 }
 
-/// A GET: credentials, faults, then `read` under the lock.
 async fn get_operation(
     app: Arc<App>,
     headers: HeaderMap,
@@ -304,8 +329,7 @@ async fn get_operation(
     }
     let now = app.now_ms();
     let result = {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now);
+        let mut state = app.lock_at(now);
         read(&app, &mut state)
     };
     if outcome == Outcome::FailAfter {
@@ -317,8 +341,34 @@ async fn get_operation(
     }
 }
 
+/// The API's routes: `/v3/...`, each operation counted and faulted under its name.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v3/me", get(me))
+        .route(
+            "/v3/payments",
+            post_route("payments", "payments.create", create)
+                .merge(get_list(&PAYMENTS, list_payments)),
+        )
+        .route("/v3/payments/{id}", get_one("payments.get", payment_by_id))
+        .route(
+            "/v3/payments/{id}/capture",
+            post_route("capture", "payments.capture", capture),
+        )
+        .route(
+            "/v3/payments/{id}/cancel",
+            post_route("cancel", "payments.cancel", cancel_by_merchant),
+        )
+        .route(
+            "/v3/refunds",
+            post_route("refunds", "refunds.create", refund).merge(get_list(&REFUNDS, list_refunds)),
+        )
+        .route("/v3/refunds/{id}", get_one("refunds.get", refund_by_id))
+        .route("/v3/{*rest}", any(not_found))
+}
+
 /// `GET /v3/me`.
-pub async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     run_get(app, headers, "me", |app, _| {
         Ok(json!({
             "account_id": app.config.yookassa.shop_id,
@@ -331,201 +381,261 @@ pub async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     .await
 }
 
-/// `POST /v3/payments`.
-pub async fn create_payment(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    run_post(
-        app,
-        headers,
-        body,
-        "payments.create",
-        "payments".into(),
-        create,
+/// `POST` of `operation` in its own task. The idempotence key's target is `target`, followed
+/// by the payment's id on a payment's path (`payments`, `capture <id>`: read back by
+/// [`Accepted::payment_id`]).
+fn post_route(target: &'static str, operation: &'static str, exec: Exec) -> MethodRouter<Arc<App>> {
+    post(
+        move |State(app): State<Arc<App>>,
+              id: Option<Path<String>>,
+              headers: HeaderMap,
+              body: Bytes| {
+            let target = match id {
+                Some(Path(id)) => format!("{target} {id}"),
+                None => target.to_owned(),
+            };
+            let request = post_operation(app.clone(), headers, body, operation, target, exec);
+            in_own_task(app, operation, request)
+        },
     )
-    .await
 }
 
-/// `GET /v3/payments/{id}`.
-pub async fn get_payment(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    run_get(app, headers, "payments.get", move |_, state| {
-        state
-            .payments
-            .get(&id)
-            .map(|r| to_value(&r.payment))
-            .ok_or_else(|| ApiError::not_found(format!("Payment {id} not found")))
-    })
-    .await
-}
-
-/// `GET /v3/payments`.
-pub async fn list_payments(
-    State(app): State<Arc<App>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    run_get(app, headers, "payments.list", move |_, state| {
-        list(state, query.as_deref().unwrap_or_default())
-    })
-    .await
-}
-
-/// `POST /v3/payments/{id}/capture`.
-pub async fn capture_payment(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    run_post(
-        app,
-        headers,
-        body,
-        "payments.capture",
-        format!("capture {id}"),
-        capture,
+/// `GET` of the object the path names.
+fn get_one(
+    operation: &'static str,
+    read: fn(&Memory, &str) -> Result<Value, ApiError>,
+) -> MethodRouter<Arc<App>> {
+    get(
+        move |State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap| {
+            run_get(app, headers, operation, move |_, state| read(state, &id))
+        },
     )
-    .await
 }
 
-/// `POST /v3/payments/{id}/cancel`.
-pub async fn cancel_payment(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    run_post(
-        app,
-        headers,
-        body,
-        "payments.cancel",
-        format!("cancel {id}"),
-        cancel_by_merchant,
+/// `GET` of a list, its query parsed as `listing` says.
+fn get_list(
+    listing: &'static Listing,
+    list: fn(&Memory, &ListQuery) -> Result<Value, ApiError>,
+) -> MethodRouter<Arc<App>> {
+    get(
+        move |State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: HeaderMap| {
+            run_get(app, headers, listing.operation, move |_, state| {
+                list(
+                    state,
+                    &ListQuery::parse(query.as_deref().unwrap_or_default(), listing)?,
+                )
+            })
+        },
     )
-    .await
 }
 
-/// `POST /v3/refunds`.
-pub async fn create_refund(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    run_post(
-        app,
-        headers,
-        body,
-        "refunds.create",
-        "refunds".into(),
-        refund,
-    )
-    .await
+fn payment_by_id(state: &Memory, id: &str) -> Result<Value, ApiError> {
+    state
+        .payments
+        .get(id)
+        .map(|r| to_value(&r.payment))
+        .ok_or_else(|| ApiError::not_found(format!("Payment {id} not found")))
 }
 
-/// `GET /v3/refunds/{id}`.
-pub async fn get_refund(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    run_get(app, headers, "refunds.get", move |_, state| {
-        state
-            .refunds
-            .get(&id)
-            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-            .ok_or_else(|| ApiError::not_found(format!("Refund {id} not found")))
-    })
-    .await
+fn refund_by_id(state: &Memory, id: &str) -> Result<Value, ApiError> {
+    state
+        .refunds
+        .get(id)
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .ok_or_else(|| ApiError::not_found(format!("Refund {id} not found")))
 }
 
-/// `GET /v3/refunds`: `payment_id`, `status`, `created_at.*`, `limit`, `cursor`; newest first.
-pub async fn list_refunds(
-    State(app): State<Arc<App>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    run_get(app, headers, "refunds.list", move |_, state| {
-        list_refunds_of(state, query.as_deref().unwrap_or_default())
-    })
-    .await
+/// A list operation and what its list may be filtered by.
+struct Listing {
+    /// The operation's name (counted, faulted).
+    operation: &'static str,
+    /// The object's name in errors.
+    object: &'static str,
+    /// The values `status` may take.
+    statuses: &'static [&'static str],
+    /// The one other exact filter.
+    filter: &'static str,
+    /// The instants `<instant>.gte|gt|lte|lt` may bound.
+    instants: &'static [&'static str],
 }
 
-fn list_refunds_of(state: &Memory, query: &str) -> Result<Value, ApiError> {
-    let mut limit = 10usize;
-    let mut cursor: Option<u64> = None;
-    let mut payment_id: Option<String> = None;
-    let mut status: Option<String> = None;
-    let mut bounds: Vec<(&'static str, i64)> = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| ApiError::invalid("limit", "limit must be 1-100"))?;
-            }
-            "cursor" => {
-                cursor = Some(
-                    value
-                        .parse()
-                        .map_err(|_| ApiError::invalid("cursor", "cursor is not valid"))?,
-                );
-            }
-            "payment_id" => payment_id = Some(value.into_owned()),
-            "status" => {
-                if !["pending", "succeeded", "canceled"].contains(&value.as_ref()) {
-                    return Err(ApiError::invalid("status", "status is not a refund status"));
-                }
-                status = Some(value.into_owned());
-            }
-            other => {
-                let comparison = match other {
-                    "created_at.gte" => "gte",
-                    "created_at.gt" => "gt",
-                    "created_at.lte" => "lte",
-                    "created_at.lt" => "lt",
-                    _ => continue,
-                };
-                let instant = util::parse_iso8601(&value).ok_or_else(|| {
-                    ApiError::invalid(other, format!("{other} must be an ISO-8601 UTC instant such as 2026-12-07T00:00:00.000Z"))
-                })?;
-                bounds.push((comparison, instant));
-            }
+/// `GET /v3/payments`: `status`, `payment_method`, `created_at.*`, `captured_at.*`.
+const PAYMENTS: Listing = Listing {
+    operation: "payments.list",
+    object: "payment",
+    statuses: &["pending", "waiting_for_capture", "succeeded", "canceled"],
+    filter: "payment_method",
+    instants: &["created_at", "captured_at"],
+};
+
+/// `GET /v3/refunds`: `status`, `payment_id`, `created_at.*`.
+const REFUNDS: Listing = Listing {
+    operation: "refunds.list",
+    object: "refund",
+    statuses: &["pending", "succeeded", "canceled"],
+    filter: "payment_id",
+    instants: &["created_at"],
+};
+
+const COMPARISONS: &[&str] = &["gte", "gt", "lte", "lt"];
+
+/// A list request's query: `limit` (1-100, 10 when absent), `cursor`, `status`, the listing's
+/// filter and bounds on instants; other keys are ignored.
+struct ListQuery {
+    limit: usize,
+    cursor: Option<u64>,
+    status: Option<String>,
+    filter: Option<String>,
+    bounds: Vec<Bound>,
+}
+
+/// `<instant>.<comparison>=<ISO-8601 UTC instant>`.
+struct Bound {
+    instant: &'static str,
+    comparison: &'static str,
+    at_ms: i64,
+}
+
+impl Bound {
+    fn admits(&self, at_ms: i64) -> bool {
+        match self.comparison {
+            "gte" => at_ms >= self.at_ms,
+            "gt" => at_ms > self.at_ms,
+            "lte" => at_ms <= self.at_ms,
+            _ => at_ms < self.at_ms,
         }
     }
-    let matches = |refund: &Refund| {
-        let at = util::parse_iso8601(&refund.created_at).unwrap_or(0);
-        payment_id.as_deref().is_none_or(|p| refund.payment_id == p)
-            && status.as_deref().is_none_or(|s| refund.status == s)
-            && bounds
-                .iter()
-                .all(|(comparison, instant)| match *comparison {
-                    "gte" => at >= *instant,
-                    "gt" => at > *instant,
-                    "lte" => at <= *instant,
-                    _ => at < *instant,
-                })
-    };
-    let mut items = Vec::new();
-    let mut next_cursor = None;
-    for (seq, id) in state.refund_order.range(..cursor.unwrap_or(u64::MAX)).rev() {
-        let Some(refund) = state.refunds.get(id).filter(|r| matches(r)) else {
-            continue;
+}
+
+impl ListQuery {
+    fn parse(query: &str, listing: &Listing) -> Result<Self, ApiError> {
+        let mut parsed = ListQuery {
+            limit: 10,
+            cursor: None,
+            status: None,
+            filter: None,
+            bounds: Vec::new(),
         };
-        if items.len() == limit {
-            next_cursor = Some((seq + 1).to_string());
-            break;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=100).contains(l))
+                        .ok_or_else(|| ApiError::invalid("limit", "limit must be 1-100"))?;
+                }
+                "cursor" => {
+                    parsed.cursor = Some(
+                        value
+                            .parse()
+                            .map_err(|_| ApiError::invalid("cursor", "cursor is not valid"))?,
+                    );
+                }
+                "status" => {
+                    if !listing.statuses.contains(&value.as_ref()) {
+                        return Err(ApiError::invalid(
+                            "status",
+                            format!("status is not a {} status", listing.object),
+                        ));
+                    }
+                    parsed.status = Some(value.into_owned());
+                }
+                filter if filter == listing.filter => parsed.filter = Some(value.into_owned()),
+                other => {
+                    let Some((instant, comparison)) = other.split_once('.') else {
+                        continue;
+                    };
+                    let (Some(instant), Some(comparison)) = (
+                        listing.instants.iter().find(|i| **i == instant),
+                        COMPARISONS.iter().find(|c| **c == comparison),
+                    ) else {
+                        continue;
+                    };
+                    let at_ms = util::parse_iso8601(&value).ok_or_else(|| {
+                        ApiError::invalid(other, format!("{other} must be an ISO-8601 UTC instant such as 2026-12-07T00:00:00.000Z"))
+                    })?;
+                    parsed.bounds.push(Bound {
+                        instant,
+                        comparison,
+                        at_ms,
+                    });
+                }
+            }
         }
-        items.push(refund.clone());
+        Ok(parsed)
     }
+
+    /// Whether an object's status and filtered value are asked for, and `instant_of` (an
+    /// object's instant by name, `None` when it has none yet) is within every bound.
+    fn admits(
+        &self,
+        status: &str,
+        filtered: Option<&str>,
+        instant_of: impl Fn(&str) -> Option<i64>,
+    ) -> bool {
+        self.status.as_deref().is_none_or(|s| s == status)
+            && self.filter.as_deref().is_none_or(|f| filtered == Some(f))
+            && self
+                .bounds
+                .iter()
+                .all(|bound| instant_of(bound.instant).is_some_and(|at_ms| bound.admits(at_ms)))
+    }
+
+    /// This page of `order` (ids by sequence number), newest first from the cursor, of the
+    /// objects `find` admits, and the cursor of the next page when there is one.
+    fn page<'a, T: Clone + 'a>(
+        &self,
+        order: &BTreeMap<u64, String>,
+        find: impl Fn(&str) -> Option<&'a T>,
+    ) -> (Vec<T>, Option<String>) {
+        let mut items = Vec::new();
+        for (seq, id) in order.range(..self.cursor.unwrap_or(u64::MAX)).rev() {
+            let Some(item) = find(id) else {
+                continue;
+            };
+            if items.len() == self.limit {
+                return (items, Some((seq + 1).to_string()));
+            }
+            items.push(item.clone());
+        }
+        (items, None)
+    }
+}
+
+fn list_payments(state: &Memory, query: &ListQuery) -> Result<Value, ApiError> {
+    let (items, next_cursor) = query.page(&state.payment_order, |id| {
+        let record = state.payments.get(id)?;
+        let method = record.payment.payment_method.as_ref();
+        query
+            .admits(
+                record.payment.status.as_str(),
+                method.map(|m| m.kind.as_str()),
+                |instant| match instant {
+                    "captured_at" => record.captured_at_ms,
+                    _ => Some(record.created_at_ms),
+                },
+            )
+            .then_some(&record.payment)
+    });
+    Ok(serde_json::to_value(PaymentList {
+        kind: "list".into(),
+        items,
+        next_cursor,
+    })
+    .unwrap_or(Value::Null))
+}
+
+fn list_refunds(state: &Memory, query: &ListQuery) -> Result<Value, ApiError> {
+    let (items, next_cursor) = query.page(&state.refund_order, |id| {
+        let refund = state.refunds.get(id)?;
+        let created_at_ms = util::parse_iso8601(&refund.created_at).unwrap_or(0);
+        query
+            .admits(&refund.status, Some(&refund.payment_id), |_| {
+                Some(created_at_ms)
+            })
+            .then_some(refund)
+    });
     let mut body = json!({"type": "list", "items": items});
     if let (Some(cursor), Some(object)) = (next_cursor, body.as_object_mut()) {
         object.insert("next_cursor".into(), Value::String(cursor));
@@ -534,7 +644,7 @@ fn list_refunds_of(state: &Memory, query: &str) -> Result<Value, ApiError> {
 }
 
 /// Any other `/v3/...` path.
-pub async fn not_found() -> Response {
+async fn not_found() -> Response {
     error(&ApiError::not_found("Unknown API path"))
 }
 
@@ -723,13 +833,8 @@ fn check_receipt(receipt: &Value, minor: i64, currency: &str) -> Result<(), ApiE
     Ok(())
 }
 
-fn create(
-    app: &App,
-    state: &mut Memory,
-    _target: &str,
-    body: &Map<String, Value>,
-    now_ms: i64,
-) -> Result<Value, ApiError> {
+fn create(app: &App, state: &mut Memory, request: &Accepted) -> Result<Value, ApiError> {
+    let Accepted { body, now_ms, .. } = *request;
     let (minor, currency) = parse_amount(body.get("amount"), "amount")?;
     let capture = match body.get("capture") {
         None | Some(Value::Null) => false,
@@ -800,12 +905,7 @@ fn create(
         },
     };
     if state.object_count() >= app.config.limits.max_objects {
-        return Err(ApiError {
-            status: 429,
-            code: "too_many_requests",
-            description: "The emulator holds as many objects as it may".into(),
-            parameter: None,
-        });
+        return Err(ApiError::too_many_objects());
     }
     let id = uuid::Uuid::new_v4().to_string();
     let payment = Payment {
@@ -875,138 +975,30 @@ fn window_ms(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-fn list(state: &Memory, query: &str) -> Result<Value, ApiError> {
-    let mut limit = 10usize;
-    let mut cursor: Option<u64> = None;
-    let mut status: Option<String> = None;
-    let mut method: Option<String> = None;
-    // (field, comparison, instant)
-    let mut bounds: Vec<(bool, &'static str, i64)> = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| ApiError::invalid("limit", "limit must be 1-100"))?;
-            }
-            "cursor" => {
-                cursor = Some(
-                    value
-                        .parse()
-                        .map_err(|_| ApiError::invalid("cursor", "cursor is not valid"))?,
-                );
-            }
-            "status" => {
-                if !["pending", "waiting_for_capture", "succeeded", "canceled"]
-                    .contains(&value.as_ref())
-                {
-                    return Err(ApiError::invalid(
-                        "status",
-                        "status is not a payment status",
-                    ));
-                }
-                status = Some(value.into_owned());
-            }
-            "payment_method" => method = Some(value.into_owned()),
-            other => {
-                let Some((field, comparison)) = other.split_once('.') else {
-                    continue;
-                };
-                let captured = match field {
-                    "created_at" => false,
-                    "captured_at" => true,
-                    _ => continue,
-                };
-                let comparison = match comparison {
-                    "gte" => "gte",
-                    "gt" => "gt",
-                    "lte" => "lte",
-                    "lt" => "lt",
-                    _ => continue,
-                };
-                let instant = util::parse_iso8601(&value).ok_or_else(|| {
-                    ApiError::invalid(other, format!("{other} must be an ISO-8601 UTC instant such as 2026-12-07T00:00:00.000Z"))
-                })?;
-                bounds.push((captured, comparison, instant));
-            }
-        }
-    }
-    let matches = |record: &PaymentRecord| {
-        status
-            .as_deref()
-            .is_none_or(|s| record.payment.status.as_str() == s)
-            && method.as_deref().is_none_or(|m| {
-                record
-                    .payment
-                    .payment_method
-                    .as_ref()
-                    .is_some_and(|pm| pm.kind == m)
-            })
-            && bounds.iter().all(|(captured, comparison, instant)| {
-                let at = if *captured {
-                    match record.captured_at_ms {
-                        Some(at) => at,
-                        None => return false,
-                    }
-                } else {
-                    record.created_at_ms
-                };
-                match *comparison {
-                    "gte" => at >= *instant,
-                    "gt" => at > *instant,
-                    "lte" => at <= *instant,
-                    _ => at < *instant,
-                }
-            })
-    };
-    let upper = cursor.unwrap_or(u64::MAX);
-    let mut items = Vec::new();
-    let mut next_cursor = None;
-    for (seq, id) in state.payment_order.range(..upper).rev() {
-        let Some(record) = state.payments.get(id) else {
-            continue;
-        };
-        if !matches(record) {
-            continue;
-        }
-        if items.len() == limit {
-            next_cursor = Some((seq + 1).to_string());
-            break;
-        }
-        items.push(record.payment.clone());
-    }
-    Ok(serde_json::to_value(PaymentList {
-        kind: "list".into(),
-        items,
-        next_cursor,
-    })
-    .unwrap_or(Value::Null))
-}
-
-fn payment_id_of(target: &str) -> &str {
-    target.split_once(' ').map_or(target, |(_, id)| id)
-}
-
-fn capture(
-    app: &App,
-    state: &mut Memory,
-    target: &str,
-    body: &Map<String, Value>,
-    now_ms: i64,
-) -> Result<Value, ApiError> {
-    let id = payment_id_of(target);
+/// The payment the merchant asks to capture or cancel (`done`: `captured`, `cancelled`),
+/// which only a payment waiting for capture can be.
+fn waiting_for_capture<'a>(
+    state: &'a mut Memory,
+    id: &str,
+    done: &str,
+) -> Result<&'a mut PaymentRecord, ApiError> {
     let record = state
         .payments
         .get_mut(id)
         .ok_or_else(|| ApiError::not_found(format!("Payment {id} not found")))?;
     if record.payment.status != PaymentStatus::WaitingForCapture {
         return Err(ApiError::status_conflict(format!(
-            "Payment {id} is {}; only a payment waiting_for_capture can be captured",
+            "Payment {id} is {}; only a payment waiting_for_capture can be {done}",
             record.payment.status.as_str()
         )));
     }
+    Ok(record)
+}
+
+fn capture(app: &App, state: &mut Memory, request: &Accepted) -> Result<Value, ApiError> {
+    let Accepted { body, now_ms, .. } = *request;
+    let id = request.payment_id();
+    let record = waiting_for_capture(state, id, "captured")?;
     if body.contains_key("amount") {
         let (minor, currency) = parse_amount(body.get("amount"), "amount")?;
         let authorized = util::parse_minor(&record.payment.amount.value).unwrap_or(0);
@@ -1035,21 +1027,10 @@ fn capture(
 fn cancel_by_merchant(
     app: &App,
     state: &mut Memory,
-    target: &str,
-    _body: &Map<String, Value>,
-    now_ms: i64,
+    request: &Accepted,
 ) -> Result<Value, ApiError> {
-    let id = payment_id_of(target);
-    let record = state
-        .payments
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("Payment {id} not found")))?;
-    if record.payment.status != PaymentStatus::WaitingForCapture {
-        return Err(ApiError::status_conflict(format!(
-            "Payment {id} is {}; only a payment waiting_for_capture can be cancelled",
-            record.payment.status.as_str()
-        )));
-    }
+    let id = request.payment_id();
+    waiting_for_capture(state, id, "cancelled")?;
     let payment = cancel_now(
         app,
         state,
@@ -1058,18 +1039,13 @@ fn cancel_by_merchant(
             party: "merchant".into(),
             reason: "canceled_by_merchant".into(),
         },
-        now_ms,
+        request.now_ms,
     );
     Ok(to_value(&payment))
 }
 
-fn refund(
-    app: &App,
-    state: &mut Memory,
-    _target: &str,
-    body: &Map<String, Value>,
-    now_ms: i64,
-) -> Result<Value, ApiError> {
+fn refund(app: &App, state: &mut Memory, request: &Accepted) -> Result<Value, ApiError> {
+    let Accepted { body, now_ms, .. } = *request;
     let Some(Value::String(payment_id)) = body.get("payment_id") else {
         return Err(ApiError::invalid("payment_id", "payment_id is required"));
     };
@@ -1102,12 +1078,7 @@ fn refund(
         ));
     }
     if object_count >= app.config.limits.max_objects {
-        return Err(ApiError {
-            status: 429,
-            code: "too_many_requests",
-            description: "The emulator holds as many objects as it may".into(),
-            parameter: None,
-        });
+        return Err(ApiError::too_many_objects());
     }
     record.refunded_minor += minor;
     record.payment.refunded_amount = Some(Amount {
@@ -1345,6 +1316,22 @@ fn cancel_now(
     payment
 }
 
+/// The status of a payment that can still be cancelled or expire: pending or waiting for
+/// capture.
+fn unfinished_status(state: &Memory, id: &str) -> Result<PaymentStatus, OpError> {
+    let record = state
+        .payments
+        .get(id)
+        .ok_or_else(|| OpError::NotFound(format!("payment {id} not found")))?;
+    match record.payment.status {
+        status @ (PaymentStatus::Pending | PaymentStatus::WaitingForCapture) => Ok(status),
+        other => Err(OpError::Conflict(format!(
+            "payment {id} is {}, already final",
+            other.as_str()
+        ))),
+    }
+}
+
 /// Cancels a pending or waiting payment (the control API and the payment page).
 pub fn cancel(
     app: &App,
@@ -1353,19 +1340,9 @@ pub fn cancel(
     options: &CancelOptions,
     now_ms: i64,
 ) -> Result<Payment, OpError> {
-    let record = state
-        .payments
-        .get(id)
-        .ok_or_else(|| OpError::NotFound(format!("payment {id} not found")))?;
-    let (party, reason) = match record.payment.status {
+    let (party, reason) = match unfinished_status(state, id)? {
         PaymentStatus::Pending => ("payment_network", "general_decline"),
-        PaymentStatus::WaitingForCapture => ("merchant", "canceled_by_merchant"),
-        other => {
-            return Err(OpError::Conflict(format!(
-                "payment {id} is {}, already final",
-                other.as_str()
-            )));
-        }
+        _ => ("merchant", "canceled_by_merchant"),
     };
     let details = CancellationDetails {
         party: options.party.clone().unwrap_or_else(|| party.into()),
@@ -1377,19 +1354,9 @@ pub fn cancel(
 /// Expires a payment now (the control API): `expired_on_confirmation` when pending,
 /// `expired_on_capture` when waiting for capture.
 pub fn expire(app: &App, state: &mut Memory, id: &str, now_ms: i64) -> Result<Payment, OpError> {
-    let record = state
-        .payments
-        .get(id)
-        .ok_or_else(|| OpError::NotFound(format!("payment {id} not found")))?;
-    let reason = match record.payment.status {
+    let reason = match unfinished_status(state, id)? {
         PaymentStatus::Pending => "expired_on_confirmation",
-        PaymentStatus::WaitingForCapture => "expired_on_capture",
-        other => {
-            return Err(OpError::Conflict(format!(
-                "payment {id} is {}, already final",
-                other.as_str()
-            )));
-        }
+        _ => "expired_on_capture",
     };
     let details = CancellationDetails {
         party: "yoo_money".into(),

@@ -33,16 +33,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{database, free_port, median, percentile, rss_mib};
+use support::{
+    Backends, RssSampler, create_users, database, drain, env_or, free_port, median, percentile,
+    rss_mib, send_each,
+};
 
-use sqlx::{Connection, PgConnection};
 use telegram_emulator::{
     ControlClient, Emulator, EmulatorConfig, MessageFilter, NewUser, RunningEmulator,
 };
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::Semaphore;
 
 const RUNS: usize = 3;
@@ -50,34 +51,16 @@ const USERS: usize = 10_000;
 const PURCHASES: usize = 2_000;
 const START_CONCURRENCY: usize = 64;
 const FLOW_CONCURRENCY: usize = 128;
-const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 const MENU: &str = "Choose an action below.";
 const STEP_DEADLINE: Duration = Duration::from_secs(110);
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let runs = env_usize("BENCH_RUNS", RUNS);
-    let users = env_usize("BENCH_USERS", USERS);
-    let purchases = env_usize("BENCH_PURCHASES", PURCHASES).min(users);
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
+    let backends = Backends::from_env().await;
+    let runs = env_or("BENCH_RUNS", RUNS);
+    let users = env_or("BENCH_USERS", USERS);
+    let purchases = env_or("BENCH_PURCHASES", PURCHASES).min(users);
+    for backend in backends.each() {
         let mut start_rate = Vec::new();
         let mut buy_rate = Vec::new();
         let mut buy_p50 = Vec::new();
@@ -85,7 +68,8 @@ async fn main() {
         let mut max_rss = Vec::new();
         let mut idle_rss = Vec::new();
         for run in 0..runs {
-            let (db_url, _guard) = database(backend, &pg_admin, &format!("botbench_{run}")).await;
+            let (db_url, _guard) =
+                database(backend, &backends.pg_admin, &format!("botbench_{run}")).await;
             let r = one_run(&db_url, users, purchases).await;
             // Diagnostics: keep the SQLite database of the run (its queue timestamps).
             if let (Some(dir), Ok(to)) = (&_guard, std::env::var("BENCH_KEEP_DB")) {
@@ -140,23 +124,7 @@ struct RunResult {
 }
 
 async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child {
-    let catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    );
-    let child = Command::new(support::tollgate_bin())
-        .arg("run")
-        .env_clear()
-        .env("BOT_TOKEN", emu.token())
-        .env("TELEGRAM_API_URL", emu.api_url())
-        .env("DATABASE_URL", db_url)
-        .env("TOLLGATE_CONFIG", catalog)
-        .env("BIND_ADDR", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("WEBHOOK_SECRET", SECRET)
-        .env("WEBHOOK_MAX_CONNECTIONS", "100")
-        .env("OUTBOX_RATE", "100000")
+    let child = support::webhook_service("run", emu, db_url, port)
         .env("OUTBOX_PER_CHAT_INTERVAL", "0s")
         .env(
             "RUST_LOG",
@@ -167,65 +135,16 @@ async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child 
                 .ok()
                 .map(|n| ("DATABASE_MAX_CONNECTIONS", n)),
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        let ready = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        let registered = emu.client().bots().await.unwrap()[0].webhook_url == want;
-        if ready && registered {
-            return child;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "service not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_webhook_ready(emu, port).await;
+    child
 }
 
-async fn create_users(tg: &ControlClient, n: usize) -> Vec<i64> {
-    let sem = Arc::new(Semaphore::new(32));
-    let mut handles = Vec::with_capacity(n);
-    for i in 0..n {
-        let tg = tg.clone();
-        let sem = sem.clone();
-        handles.push(tokio::spawn(async move {
-            let _p = sem.acquire().await.unwrap();
-            let u = NewUser::new(format!("B{i}")).language("en").started();
-            tg.create_user(u).await.unwrap().id
-        }));
-    }
-    let mut ids = Vec::with_capacity(n);
-    for h in handles {
-        ids.push(h.await.unwrap());
-    }
-    ids
-}
-
-/// Samples the RSS of `pid` every 50 ms into `max` until aborted.
-fn rss_sampler(pid: u32, max: Arc<std::sync::Mutex<f64>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let r = rss_mib(pid);
-            {
-                let mut m = max.lock().unwrap();
-                if r > *m {
-                    *m = r;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+/// `n` new emulator users who started the bot, language `en`.
+async fn new_users(tg: &ControlClient, n: usize) -> Vec<i64> {
+    let users = (0..n).map(|i| NewUser::new(format!("B{i}")).language("en").started());
+    create_users(tg, users).await
 }
 
 /// CPU seconds (user + system) used so far by process `pid` (`self` for this process).
@@ -338,7 +257,7 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
     let pid = service.id().unwrap();
 
     // How many messages one /start produces (a new user's menu), from a probe user.
-    let probe = create_users(&tg, 1).await[0];
+    let probe = new_users(&tg, 1).await[0];
     let before = tg.counters().await.unwrap().messages_sent;
     tg.send_text(probe, "/start").await.unwrap();
     wait(&tg, probe, bot().text_contains(MENU), "menu").await;
@@ -346,32 +265,20 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
     let per_start = tg.counters().await.unwrap().messages_sent - before;
     assert!(per_start >= 1);
 
-    let users = create_users(&tg, n_users).await;
+    let users = new_users(&tg, n_users).await;
     let handler_before = handler_times(&metrics_url).await;
 
     // /start → menu for every user.
-    let max_rss = Arc::new(std::sync::Mutex::new(rss_mib(pid)));
-    let sampler = rss_sampler(pid, max_rss.clone());
+    let sampler = RssSampler::start(pid);
     let sent_before = tg.counters().await.unwrap().messages_sent;
     let cpu = CpuMark::now(pid);
     let start = Instant::now();
-    let sem = Arc::new(Semaphore::new(START_CONCURRENCY));
-    let mut handles = Vec::with_capacity(users.len());
-    for u in users.iter().copied() {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let tg = tg.clone();
-        handles.push(tokio::spawn(async move {
-            tg.send_text(u, "/start").await.unwrap();
-            drop(permit);
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    send_each(&tg, &users, "/start", START_CONCURRENCY).await;
     drain(
         &tg,
         sent_before + per_start * users.len() as u64,
         Duration::from_secs(600),
+        "messages",
     )
     .await;
     let start_rate = users.len() as f64 / start.elapsed().as_secs_f64();
@@ -407,15 +314,11 @@ async fn one_run(db_url: &str, n_users: usize, n_purchases: usize) -> RunResult 
     print_handler_delta("purchase", &handler_mid, &handler_after);
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    sampler.abort();
+    let max_rss_mib = sampler.stop();
     let idle_rss_mib = rss_mib(pid);
-    let max_rss_mib = max_rss.lock().unwrap().max(idle_rss_mib);
+    let max_rss_mib = max_rss_mib.max(idle_rss_mib);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(30), service.wait()).await;
+    support::stop(&mut service, Duration::from_secs(30)).await;
     emu.shutdown().await;
     RunResult {
         start_rate,
@@ -462,29 +365,5 @@ fn print_handler_delta(
                 sum - s0
             );
         }
-    }
-}
-
-/// Waits until the emulator has received `messages` messages from the bot in total.
-async fn drain(tg: &ControlClient, messages: u64, limit: Duration) {
-    let start = Instant::now();
-    let mut reported = Instant::now();
-    loop {
-        let sent = tg.counters().await.unwrap().messages_sent;
-        if sent >= messages {
-            break;
-        }
-        if reported.elapsed() > Duration::from_secs(10) {
-            eprintln!(
-                "  … {sent} of {messages} messages after {:?}",
-                start.elapsed()
-            );
-            reported = Instant::now();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "messages did not all arrive within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -13,19 +13,14 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgConnection};
-use support::{database, free_port, peak_rss_mib};
+use support::{
+    Backends, create_users, database, env_or, free_port, migrated, peak_rss_mib, pool_settings,
+};
 use telegram_emulator::{Emulator, EmulatorConfig, NewUser};
-use tokio::process::Command;
-use tokio::sync::Semaphore;
 use tollgate::broadcast::{self, Content, Status};
-use tollgate::config::{DatabaseSettings, DatabaseUrl, Language};
-use tollgate::store::Db;
-use tollgate::store::migrate::{self, MigrateTimeouts};
+use tollgate::config::Language;
 use tollgate::time::{Clock, SystemClock};
 use tollgate::users::{self, Audience, ImportedUser};
 
@@ -34,23 +29,10 @@ const FIRST: i64 = 500_000_001;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let n: i64 = std::env::var("BENCH_RECIPIENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
-        one_run(backend, &pg_admin, n).await;
+    let backends = Backends::from_env().await;
+    let n: i64 = env_or("BENCH_RECIPIENTS", 100_000);
+    for backend in backends.each() {
+        one_run(backend, &backends.pg_admin, n).await;
     }
 }
 
@@ -59,37 +41,15 @@ async fn one_run(backend: &str, pg_admin: &str, n: i64) {
     // Telegram's limits as they are: 30/s free, 1,000/s paid, 1/s per chat.
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tg = emu.client();
-    let db = Db::connect_lazy(&DatabaseSettings {
-        url: DatabaseUrl::parse(&url).unwrap(),
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(30),
-        statement_timeout: Duration::from_secs(600),
-    })
-    .unwrap();
-    migrate::run(&db, SystemClock.now(), MigrateTimeouts::default())
-        .await
-        .unwrap();
+    let db = migrated(&pool_settings(&url, 4), SystemClock.now()).await;
     let t = Instant::now();
-    let permits = Arc::new(Semaphore::new(32));
-    let mut made = Vec::new();
-    for id in FIRST..FIRST + n {
-        let tg = tg.clone();
-        let permit = permits.clone().acquire_owned().await.unwrap();
-        made.push(tokio::spawn(async move {
-            tg.create_user(NewUser {
-                id: Some(id),
-                first_name: format!("U{id}"),
-                started: true,
-                ..NewUser::default()
-            })
-            .await
-            .unwrap();
-            drop(permit);
-        }));
-    }
-    for m in made {
-        m.await.unwrap();
-    }
+    let users = (FIRST..FIRST + n).map(|id| NewUser {
+        id: Some(id),
+        first_name: format!("U{id}"),
+        started: true,
+        ..NewUser::default()
+    });
+    create_users(&tg, users).await;
     let now = SystemClock.now();
     for chunk in (FIRST..FIRST + n).collect::<Vec<_>>().chunks(1000) {
         let mut tx = db.begin().await.unwrap();
@@ -114,43 +74,13 @@ async fn one_run(backend: &str, pg_admin: &str, n: i64) {
     );
 
     let port = free_port();
-    let catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    );
-    let mut child = Command::new(support::tollgate_bin())
-        .arg("run")
-        .env_clear()
-        .env("BOT_TOKEN", emu.token())
-        .env("TELEGRAM_API_URL", emu.api_url())
-        .env("DATABASE_URL", &url)
-        .env("TOLLGATE_CONFIG", catalog)
-        .env("BIND_ADDR", "127.0.0.1")
-        .env("PORT", port.to_string())
+    let mut child = support::service("run", &emu, &url, port)
         .env("POLL_TIMEOUT", "1s")
         .env("ADMIN_IDS", ADMIN.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    // Ready: the service answers /readyz.
-    let http = reqwest::Client::new();
-    let ready = Instant::now();
-    while !http
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            ready.elapsed() < Duration::from_secs(60),
-            "service not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_ready(&format!("127.0.0.1:{port}"), || async { true }).await;
 
     // Send, as the console does it: the draft started in one transaction.
     let content =
@@ -209,10 +139,6 @@ async fn one_run(backend: &str, pg_admin: &str, n: i64) {
         done.failed,
         done.blocked
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    support::stop(&mut child, Duration::from_secs(20)).await;
     emu.shutdown().await;
 }

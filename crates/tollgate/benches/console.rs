@@ -11,14 +11,13 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sqlx::{Connection, PgConnection};
-use support::{database, median};
+use support::{
+    Backends, database, env_or, median_ms, migrated, numbers, pool_settings, query_plan, seed_with,
+};
 use tollgate::billing::{ledger, review, stats};
-use tollgate::config::{DatabaseSettings, DatabaseUrl};
 use tollgate::store::Db;
-use tollgate::store::migrate::{self, MigrateTimeouts};
 use tollgate::telegram::outbox;
 use tollgate::time::Timestamp;
 use tollgate::{access, users};
@@ -29,33 +28,11 @@ const RUNS: usize = 11;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let n: i64 = std::env::var("BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
-        let (url, _dir) = database(backend, &pg_admin, "console").await;
-        let db = Db::connect_lazy(&DatabaseSettings {
-            url: DatabaseUrl::parse(&url).unwrap(),
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(30),
-            statement_timeout: Duration::from_secs(600),
-        })
-        .unwrap();
-        migrate::run(&db, Timestamp::from_millis(NOW), MigrateTimeouts::default())
-            .await
-            .unwrap();
+    let backends = Backends::from_env().await;
+    let n: i64 = env_or("BENCH_USERS", 1_000_000);
+    for backend in backends.each() {
+        let (url, _dir) = database(backend, &backends.pg_admin, "console").await;
+        let db = migrated(&pool_settings(&url, 8), Timestamp::from_millis(NOW)).await;
         let t = Instant::now();
         seed(&db, n).await;
         println!(
@@ -206,24 +183,22 @@ async fn main() {
                 "SELECT id FROM users WHERE lower(username) = lower('User5') AND username IS NOT NULL",
             ),
         ] {
-            println!("{backend}: plan of {what}: {}", plan(&db, sql).await);
+            println!(
+                "{backend}: plan of {what}: {}",
+                query_plan(&db, sql, &[]).await
+            );
         }
     }
 }
 
+/// The median of `RUNS` timed calls after one that warms the cache.
 async fn timed<F, Fut>(f: F) -> f64
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    f().await; // warm the cache once
-    let mut samples = Vec::new();
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        f().await;
-        samples.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    median(&mut samples)
+    f().await;
+    median_ms(RUNS, f).await
 }
 
 async fn key_of(db: &Db, user: i64) -> (uuid::Uuid, String) {
@@ -246,51 +221,17 @@ async fn key_of(db: &Db, user: i64) -> (uuid::Uuid, String) {
     (s.vpn_uuid, token)
 }
 
-async fn plan(db: &Db, sql: &str) -> String {
-    match db {
-        Db::Sqlite(p) => {
-            let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                    .fetch_all(p)
-                    .await
-                    .unwrap();
-            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
-        }
-        Db::Postgres(p) => {
-            let rows: Vec<(String,)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-                    .fetch_all(p)
-                    .await
-                    .unwrap();
-            rows.into_iter()
-                .map(|r| r.0.trim().to_owned())
-                .collect::<Vec<_>>()
-                .join("; ")
-        }
-    }
-}
-
 /// Users `1_000_000 + i` for `i` in `0..n`, one per minute back from NOW (a trial every third,
 /// unreachable every fiftieth); a subscription for every second; three payments per user
 /// (each with its purchase, one in a hundred refunded) and five ledger rows per user, spread
 /// over the same period.
 async fn seed(db: &Db, n: i64) {
-    let (series, uuid, token, text) = match db {
-        Db::Sqlite(_) => (
-            "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < {N})",
-            "randomblob(16)",
-            "printf('%024d', i)",
-            "CAST(i AS TEXT)",
-        ),
-        Db::Postgres(_) => (
-            "WITH s(i) AS (SELECT generate_series(0, {N} - 1)::BIGINT)",
-            "gen_random_uuid()",
-            "lpad(i::text, 24, '0')",
-            "i::text",
-        ),
+    let (uuid, token, text) = match db {
+        Db::Sqlite(_) => ("randomblob(16)", "printf('%024d', i)", "CAST(i AS TEXT)"),
+        Db::Postgres(_) => ("gen_random_uuid()", "lpad(i::text, 24, '0')", "i::text"),
     };
     let month_ago = NOW - 30 * D;
-    let with = |count: i64| series.replace("{N}", &count.to_string());
+    let with = |count: i64| numbers(db, count);
     let statements = [
         format!(
             "{} INSERT INTO users (id, first_name, username, language, referral_code, balance, auto_renew, trial_used_at, bot_blocked_at, created_at, last_seen_at)
@@ -324,23 +265,5 @@ async fn seed(db: &Db, n: i64) {
             with(5 * n)
         ),
     ];
-    for sql in statements {
-        match db {
-            Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .unwrap(),
-            Db::Postgres(p) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(p)
-                    .await
-                    .unwrap();
-                continue;
-            }
-        };
-    }
-    match db {
-        Db::Sqlite(p) => sqlx::query("ANALYZE").execute(p).await.map(drop).unwrap(),
-        Db::Postgres(p) => sqlx::query("ANALYZE").execute(p).await.map(drop).unwrap(),
-    }
+    seed_with(db, statements).await;
 }

@@ -16,35 +16,28 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
-use support::{database, peak_rss_mib, tollgate_bin};
+use support::{Backends, database, env_or, peak_rss_mib, tollgate_bin};
 
 const SCHEMA: &str = include_str!("../tests/fixtures/atcbot_schema.sql");
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    if PgConnection::connect(&pg_admin).await.is_err() {
+    let backends = Backends::from_env().await;
+    let pg_admin = &backends.pg_admin;
+    if !backends.postgres_reachable() {
         println!("import: SKIPPED ({pg_admin} unreachable; the source is always PostgreSQL)");
         return;
     }
-    let users: i64 = std::env::var("BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let (source, _) = database("postgres", &pg_admin, "import_source").await;
+    let users: i64 = env_or("BENCH_USERS", 100_000);
+    let (source, _) = database("postgres", pg_admin, "import_source").await;
     let t = Instant::now();
     seed(&source, users).await;
     println!(
         "source: {users} users seeded in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        let (target, _dir) = database(backend, &pg_admin, "import_target").await;
+    for backend in backends.each() {
+        let (target, _dir) = database(backend, pg_admin, "import_target").await;
         for pass in ["first", "repeated"] {
             let (secs, peak, out) = import(&source, &target).await;
             let summary = out
@@ -61,17 +54,13 @@ async fn main() {
 
 /// Runs the release binary's import and returns (seconds, peak RSS in MiB, its stdout).
 async fn import(source: &str, target: &str) -> (f64, f64, String) {
-    let catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    );
     let start = Instant::now();
     let mut child = tokio::process::Command::new(tollgate_bin())
         .args(["import", "atcbot", "--from", source, "--renew-plan", "m1"])
         .env_clear()
         .env("BOT_TOKEN", "4242:BENCH-token_ThatMustNeverBeLogged0123")
         .env("DATABASE_URL", target)
-        .env("TOLLGATE_CONFIG", catalog)
+        .env("TOLLGATE_CONFIG", support::CATALOG)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -12,15 +12,12 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sqlx::{Connection, PgConnection};
-use support::{database, median};
+use support::{Backends, database, env_or, median_ms, migrated, numbers, pool_settings, seed_with};
 use tollgate::billing::referrals;
 use tollgate::config::catalog::{ReferralLevel, ReferralSettings};
-use tollgate::config::{DatabaseSettings, DatabaseUrl};
 use tollgate::store::Db;
-use tollgate::store::migrate::{self, MigrateTimeouts};
 use tollgate::time::Timestamp;
 
 const NOW: i64 = 1_800_000_000_000;
@@ -29,14 +26,8 @@ const REFERRER: i64 = 1;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let n: i64 = std::env::var("BENCH_REFERRALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let backends = Backends::from_env().await;
+    let n: i64 = env_or("BENCH_REFERRALS", 100_000);
     let settings = ReferralSettings {
         levels: [(0, 10), (25, 25), (50, 45)]
             .into_iter()
@@ -46,25 +37,9 @@ async fn main() {
             })
             .collect(),
     };
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
-        let (url, _dir) = database(backend, &pg_admin, "invite").await;
-        let db = Db::connect_lazy(&DatabaseSettings {
-            url: DatabaseUrl::parse(&url).unwrap(),
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(30),
-            statement_timeout: Duration::from_secs(600),
-        })
-        .unwrap();
-        migrate::run(&db, Timestamp::from_millis(NOW), MigrateTimeouts::default())
-            .await
-            .unwrap();
+    for backend in backends.each() {
+        let (url, _dir) = database(backend, &backends.pg_admin, "invite").await;
+        let db = migrated(&pool_settings(&url, 8), Timestamp::from_millis(NOW)).await;
         let t = Instant::now();
         seed(&db, n).await;
         println!(
@@ -79,13 +54,13 @@ async fn main() {
             .await
             .unwrap();
         assert_eq!((summary.invited, summary.paying), (n, n / 2));
-        let screen_ms = timed(|| async {
+        let screen_ms = median_ms(RUNS, || async {
             referrals::summary(&db, &settings, REFERRER, 5)
                 .await
                 .unwrap();
         })
         .await;
-        let paying_ms = timed(|| async {
+        let paying_ms = median_ms(RUNS, || async {
             referrals::paying(&db, REFERRER).await.unwrap();
         })
         .await;
@@ -95,31 +70,11 @@ async fn main() {
     }
 }
 
-async fn timed<F, Fut>(mut f: F) -> f64
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        f().await;
-        samples.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    median(&mut samples)
-}
-
 /// User 1 refers users 2..=n+1; 2n more users are referred by nobody. Every second user pays
 /// (captured payments for purchases), the first half of them twice; the referrer has a reward
 /// per paying referral, and every user other ledger rows.
 async fn seed(db: &Db, n: i64) {
-    let series = match db {
-        Db::Sqlite(_) => {
-            "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < {N})"
-        }
-        Db::Postgres(_) => "WITH s(i) AS (SELECT generate_series(0, {N} - 1)::BIGINT)",
-    };
-    let with = |count: i64| series.replace("{N}", &count.to_string());
+    let with = |count: i64| numbers(db, count);
     let pays = n / 2 + n / 4;
     let statements = [
         format!(
@@ -159,22 +114,5 @@ async fn seed(db: &Db, n: i64) {
             with(3 * n)
         ),
     ];
-    for sql in statements {
-        match db {
-            Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .map(drop)
-                .unwrap(),
-            Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .map(drop)
-                .unwrap(),
-        }
-    }
-    match db {
-        Db::Sqlite(p) => sqlx::query("ANALYZE").execute(p).await.map(drop).unwrap(),
-        Db::Postgres(p) => sqlx::query("ANALYZE").execute(p).await.map(drop).unwrap(),
-    }
+    seed_with(db, statements).await;
 }

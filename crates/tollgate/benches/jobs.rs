@@ -13,13 +13,11 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
-use support::{database, median};
+use support::{Backends, count, database, env_or, median, query_plan, start_app};
 
-use sqlx::{Connection, PgConnection};
-use tollgate::app::{self, AppOptions, Plugged, Services};
-use tollgate::config::{Config, Env};
+use tollgate::app::{self, AppOptions, Services};
 use tollgate::jobs::JobContext;
 use tollgate::jobs::notices::{self, Notices};
 use tollgate::store::Db;
@@ -31,28 +29,12 @@ const D: i64 = 24 * H;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let size = |k: &str, d: i64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let wave = size("BENCH_WAVE", 100_000);
-    let scan = size("BENCH_SCAN", 1_000_000);
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
+    let backends = Backends::from_env().await;
+    let wave: i64 = env_or("BENCH_WAVE", 100_000);
+    let scan: i64 = env_or("BENCH_SCAN", 1_000_000);
+    for backend in backends.each() {
         // 1. The expiry wave.
-        let (url, _dir) = database(backend, &pg_admin, "jobs_wave").await;
+        let (url, _dir) = database(backend, &backends.pg_admin, "jobs_wave").await;
         let (s, app, emu) = services(&url).await;
         seed(&s.db, wave, "expired").await;
         let notices = Notices::new(JobContext::of(
@@ -89,7 +71,7 @@ async fn main() {
         emu.shutdown().await;
 
         // 2. The scan when nothing is due, then 3. growing numbers of due rows among them.
-        let (url, _dir2) = database(backend, &pg_admin, "jobs_scan").await;
+        let (url, _dir2) = database(backend, &backends.pg_admin, "jobs_scan").await;
         let (s, app, emu) = services(&url).await;
         let t = Instant::now();
         seed(&s.db, scan, "future").await;
@@ -112,7 +94,10 @@ async fn main() {
             median(&mut scans.clone()),
             scans.iter().cloned().fold(0.0, f64::max)
         );
-        println!("{backend}: plan of the due query: {}", plan(&s.db).await);
+        println!(
+            "{backend}: plan of the due query: {}",
+            query_plan(&s.db, notices::DUE_QUERY, &[NOW, 500]).await
+        );
         let mut made_due = 0;
         for due in [1_000_i64, 10_000, 50_000] {
             let from = made_due;
@@ -140,6 +125,8 @@ async fn main() {
     }
 }
 
+/// The service in this process at NOW on a manual clock (the pool `BENCH_DATABASE_MAX_CONNECTIONS`
+/// when set).
 async fn services(
     url: &str,
 ) -> (
@@ -147,60 +134,15 @@ async fn services(
     app::RunningApp,
     telegram_emulator::RunningEmulator,
 ) {
-    let emu = telegram_emulator::Emulator::start(
-        telegram_emulator::EmulatorConfig::without_rate_limits(),
-    )
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    );
-    let mut vars = vec![
-        ("BOT_TOKEN".to_owned(), emu.token().to_owned()),
-        ("TELEGRAM_API_URL".to_owned(), emu.api_url()),
-        ("DATABASE_URL".to_owned(), url.to_owned()),
-        ("TOLLGATE_CONFIG".to_owned(), catalog.to_owned()),
-        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
-        ("PORT".to_owned(), port.to_string()),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
-    ];
-    if let Ok(n) = std::env::var("BENCH_DATABASE_MAX_CONNECTIONS") {
-        vars.push(("DATABASE_MAX_CONNECTIONS".to_owned(), n));
-    }
-    let config = Config::load(&Env::from_pairs(vars)).expect("config");
-    let slot: Arc<Mutex<Option<Services>>> = Arc::default();
-    let keep = slot.clone();
-    let clock = ManualClock::new(Timestamp::from_millis(NOW));
+    let settings = std::env::var("BENCH_DATABASE_MAX_CONNECTIONS")
+        .map(|n| ("DATABASE_MAX_CONNECTIONS".to_owned(), n))
+        .into_iter()
+        .collect();
     let options = AppOptions {
-        clock: Arc::new(clock),
+        clock: Arc::new(ManualClock::new(Timestamp::from_millis(NOW))),
         ..AppOptions::default()
     };
-    let app = app::start(config, options, move |s| {
-        *keep.lock().unwrap() = Some(s.clone());
-        let p = tollgate::app::bot(s)?;
-        Ok(Plugged {
-            handler: p.handler,
-            components: Vec::new(),
-            routes: p.routes,
-        })
-    })
-    .await
-    .unwrap();
-    let s = slot.lock().unwrap().clone().unwrap();
-    // Ready = migrated.
-    let ready = format!("http://{}/readyz", app.addr);
-    let start = Instant::now();
-    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
-        assert!(start.elapsed().as_secs() < 60, "service not ready");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    (s, app, emu)
+    start_app(url, settings, options).await
 }
 
 /// `n` users with one paid subscription each: "expired" (only the expiry is due: dates set
@@ -285,43 +227,4 @@ async fn make_due(db: &Db, from: i64, to: i64) {
                WHERE user_id > $3 AND user_id <= $4";
     tollgate::on_db!(db, p => sqlx::query(sql).bind(NOW - H).bind(NOW - 2 * H).bind(from).bind(to).execute(p).await.map(|r| r.rows_affected()))
         .unwrap();
-}
-
-async fn plan(db: &Db) -> String {
-    match db {
-        Db::Sqlite(p) => {
-            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "EXPLAIN QUERY PLAN {}",
-                notices::DUE_QUERY
-            )))
-            .bind(NOW)
-            .bind(500_i64)
-            .fetch_all(p)
-            .await
-            .unwrap();
-            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
-        }
-        Db::Postgres(p) => {
-            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "EXPLAIN {}",
-                notices::DUE_QUERY
-            )))
-            .bind(NOW)
-            .bind(500_i64)
-            .fetch_all(p)
-            .await
-            .unwrap();
-            rows.into_iter()
-                .map(|r| r.0.trim().to_owned())
-                .collect::<Vec<_>>()
-                .join("; ")
-        }
-    }
-}
-
-async fn count(db: &Db, sql: &'static str) -> i64 {
-    match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
-    }
 }

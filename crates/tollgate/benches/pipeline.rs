@@ -16,33 +16,22 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{database, free_port, median, percentile, rss_mib};
+use support::{
+    Backends, RssSampler, WEBHOOK_SECRET, create_users, database, drain, env_or, free_port, median,
+    percentile, send_each,
+};
 
-use sqlx::{Connection, PgConnection};
-use telegram_emulator::{ControlClient, Emulator, EmulatorConfig, NewUser, RunningEmulator};
-use tokio::process::{Child, Command};
+use telegram_emulator::{ControlClient, Emulator, EmulatorConfig, NewUser};
 use tokio::sync::Semaphore;
 
 const RUNS: usize = 3;
-const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
+    let backends = Backends::from_env().await;
+    for backend in backends.each() {
         let mut intake_rate = Vec::new();
         let mut closed_p50 = Vec::new();
         let mut closed_p99 = Vec::new();
@@ -50,12 +39,10 @@ async fn main() {
         let mut open_p99 = Vec::new();
         let mut e2e_rate = Vec::new();
         let mut rss = Vec::new();
-        let runs = std::env::var("BENCH_RUNS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(RUNS);
+        let runs = env_or("BENCH_RUNS", RUNS);
         for run in 0..runs {
-            let (db_url, _guard) = database(backend, &pg_admin, &format!("bench_{run}")).await;
+            let (db_url, _guard) =
+                database(backend, &backends.pg_admin, &format!("bench_{run}")).await;
             let r = one_run(&db_url).await;
             intake_rate.push(r.intake_rate);
             closed_p50.push(r.closed_p50);
@@ -99,69 +86,9 @@ struct RunResult {
     max_rss_mib: f64,
 }
 
-async fn start_service(emu: &RunningEmulator, db_url: &str, port: u16) -> Child {
-    let catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    );
-    let child = Command::new(support::tollgate_bin())
-        .arg("echo")
-        .env_clear()
-        .env("BOT_TOKEN", emu.token())
-        .env("TELEGRAM_API_URL", emu.api_url())
-        .env("DATABASE_URL", db_url)
-        .env("TOLLGATE_CONFIG", catalog)
-        .env("BIND_ADDR", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("WEBHOOK_SECRET", SECRET)
-        .env("WEBHOOK_MAX_CONNECTIONS", "100")
-        .env("OUTBOX_RATE", "100000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let want = format!("http://127.0.0.1:{port}/telegram/webhook");
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        let ready = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        let registered = emu.client().bots().await.unwrap()[0].webhook_url == want;
-        if ready && registered {
-            return child;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "service not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn create_users(tg: &ControlClient, n: usize) -> Vec<i64> {
-    let sem = Arc::new(Semaphore::new(32));
-    let mut handles = Vec::with_capacity(n);
-    for i in 0..n {
-        let tg = tg.clone();
-        let sem = sem.clone();
-        handles.push(tokio::spawn(async move {
-            let _p = sem.acquire().await.unwrap();
-            let mut u = NewUser::new(format!("B{i}"));
-            u.started = true;
-            tg.create_user(u).await.unwrap().id
-        }));
-    }
-    let mut ids = Vec::with_capacity(n);
-    for h in handles {
-        ids.push(h.await.unwrap());
-    }
-    ids
+/// `n` new emulator users who started the bot.
+async fn new_users(tg: &ControlClient, n: usize) -> Vec<i64> {
+    create_users(tg, (0..n).map(|i| NewUser::new(format!("B{i}")).started())).await
 }
 
 fn update(update_id: i64, chat: i64) -> String {
@@ -175,7 +102,7 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> f64 {
     let r = client
         .post(url)
         .header("content-type", "application/json")
-        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
         .body(body)
         .send()
         .await
@@ -190,9 +117,12 @@ async fn one_run(db_url: &str) -> RunResult {
         .unwrap();
     let tg = emu.client();
     let port = free_port();
-    let mut service = start_service(&emu, db_url, port).await;
+    let mut service = support::webhook_service("echo", &emu, db_url, port)
+        .spawn()
+        .unwrap();
+    support::wait_webhook_ready(&emu, port).await;
     let pid = service.id().unwrap();
-    let chats = create_users(&tg, 1000).await;
+    let chats = new_users(&tg, 1000).await;
     let url = format!("http://127.0.0.1:{port}/telegram/webhook");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
@@ -221,7 +151,7 @@ async fn one_run(db_url: &str) -> RunResult {
     let intake_rate = n as f64 / start.elapsed().as_secs_f64();
 
     // Let the backlog drain so the open loop measures intake at a sustainable rate.
-    drain(&tg, n as u64, Duration::from_secs(120)).await;
+    drain(&tg, n as u64, Duration::from_secs(120), "echoes").await;
 
     // Open loop: 1,000 updates per second for 5 s.
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
@@ -236,56 +166,25 @@ async fn one_run(db_url: &str) -> RunResult {
     for h in handles {
         open.push(h.await.unwrap());
     }
-    drain(&tg, (n + 5000) as u64, Duration::from_secs(120)).await;
+    drain(&tg, (n + 5000) as u64, Duration::from_secs(120), "echoes").await;
 
     // End to end through the emulator: 10,000 users write once each.
-    let users = create_users(&tg, 10_000).await;
+    let users = new_users(&tg, 10_000).await;
     let sent_before = tg.counters().await.unwrap().messages_sent;
-    let max_rss = Arc::new(std::sync::Mutex::new(rss_mib(pid)));
-    let sampler = {
-        let max_rss = max_rss.clone();
-        tokio::spawn(async move {
-            loop {
-                let r = rss_mib(pid);
-                {
-                    let mut m = max_rss.lock().unwrap();
-                    if r > *m {
-                        *m = r;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid);
     let start = Instant::now();
-    let sem = Arc::new(Semaphore::new(64));
-    let mut handles = Vec::with_capacity(users.len());
-    for u in users.iter().copied() {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let tg = tg.clone();
-        handles.push(tokio::spawn(async move {
-            tg.send_text(u, "ping").await.unwrap();
-            drop(permit);
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    send_each(&tg, &users, "ping", 64).await;
     drain(
         &tg,
         sent_before + users.len() as u64,
         Duration::from_secs(300),
+        "echoes",
     )
     .await;
     let e2e_rate = users.len() as f64 / start.elapsed().as_secs_f64();
-    sampler.abort();
-    let max_rss_mib = *max_rss.lock().unwrap();
+    let max_rss_mib = sampler.stop();
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(30), service.wait()).await;
+    support::stop(&mut service, Duration::from_secs(30)).await;
     emu.shutdown().await;
     RunResult {
         intake_rate,
@@ -295,62 +194,5 @@ async fn one_run(db_url: &str) -> RunResult {
         open_p99: percentile(&mut open, 0.99),
         e2e_rate,
         max_rss_mib,
-    }
-}
-
-/// Waits until the emulator has received `messages` messages from the bot in total.
-async fn drain(tg: &ControlClient, messages: u64, limit: Duration) {
-    drain_watch(tg, messages, limit, None).await
-}
-
-async fn drain_watch(
-    tg: &ControlClient,
-    messages: u64,
-    limit: Duration,
-    metrics_url: Option<&str>,
-) {
-    let start = Instant::now();
-    let mut reported = Instant::now();
-    loop {
-        let sent = tg.counters().await.unwrap().messages_sent;
-        if sent >= messages {
-            break;
-        }
-        let every = if metrics_url.is_some() {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(10)
-        };
-        if reported.elapsed() > every {
-            // With BENCH_WATCH set, the service's own counters show where the backlog is.
-            let mut extra = String::new();
-            if let Some(url) = metrics_url
-                && let Ok(r) = reqwest::get(url).await
-            {
-                let text = r.text().await.unwrap_or_default();
-                for l in text.lines().filter(|l| {
-                    [
-                        "tollgate_updates_received_total",
-                        "tollgate_updates_processed_total",
-                        "tollgate_telegram_sends_total",
-                    ]
-                    .iter()
-                    .any(|p| l.starts_with(p))
-                }) {
-                    extra.push_str(l);
-                    extra.push_str("; ");
-                }
-            }
-            eprintln!(
-                "  … {sent} of {messages} echoes after {:?} {extra}",
-                start.elapsed()
-            );
-            reported = Instant::now();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "echoes did not all arrive within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -17,45 +17,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgConnection};
-use support::{database, median};
+use support::{Backends, count, database, env_or, median, migrated, pool_settings};
 use tollgate::billing::{self, BillingError, Item, Provider, promo};
-use tollgate::config::{DatabaseSettings, DatabaseUrl};
+use tollgate::config::DatabaseSettings;
 use tollgate::domain::money::Currency;
 use tollgate::nodes::EnabledNodes;
 use tollgate::on_db;
 use tollgate::store::Db;
-use tollgate::store::migrate::{self, MigrateTimeouts};
 use tollgate::time::Timestamp;
 
 const NOW: i64 = 1_800_000_000_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let env = |k: &str, d: i64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("BENCH_USERS", 1000);
-    let uses = env("BENCH_USES", 500);
-    let runs = env("BENCH_RUNS", 5);
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
+    let backends = Backends::from_env().await;
+    let n: i64 = env_or("BENCH_USERS", 1000);
+    let uses: i64 = env_or("BENCH_USES", 500);
+    let runs: i64 = env_or("BENCH_RUNS", 5);
+    for backend in backends.each() {
         let (mut times, mut shares) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (ms, retried) = run(backend, &pg_admin, n, uses).await;
+            let (ms, retried) = run(backend, &backends.pg_admin, n, uses).await;
             times.push(ms);
             shares.push(retried as f64 * 100.0 / (n as f64 + retried as f64));
         }
@@ -76,17 +58,13 @@ async fn main() {
 /// One run on a fresh database: the time until every purchase settled (ms) and the retries.
 async fn run(backend: &str, pg_admin: &str, n: i64, uses: i64) -> (f64, u64) {
     let (url, _dir) = database(backend, pg_admin, "promo").await;
-    let db = Db::connect_lazy(&DatabaseSettings {
-        url: DatabaseUrl::parse(&url).unwrap(),
-        max_connections: 8,
+    let settings = DatabaseSettings {
         acquire_timeout: Duration::from_secs(120),
         statement_timeout: Duration::from_secs(60),
-    })
-    .unwrap();
+        ..pool_settings(&url, 8)
+    };
     let now = Timestamp::from_millis(NOW);
-    migrate::run(&db, now, MigrateTimeouts::default())
-        .await
-        .unwrap();
+    let db = migrated(&settings, now).await;
     seed(&db, n, uses, now).await;
     let plan = plan();
     let retries = Arc::new(AtomicU64::new(0));
@@ -118,10 +96,11 @@ async fn run(backend: &str, pg_admin: &str, n: i64, uses: i64) -> (f64, u64) {
         discounted += i64::from(t.await.unwrap());
     }
     let settled = started.elapsed();
-    let held: i64 = on_db!(&db, p => sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE status = 'reserved'"
-    ).fetch_one(p).await)
-    .unwrap();
+    let held = count(
+        &db,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM promo_uses WHERE status = 'reserved'",
+    )
+    .await;
     let used = promo::list(&db, Currency::Rub, 1).await.unwrap()[0].used;
     let want = uses.min(n);
     assert_eq!((discounted, held, used), (want, want, want));
@@ -133,11 +112,7 @@ async fn run(backend: &str, pg_admin: &str, n: i64, uses: i64) -> (f64, u64) {
 }
 
 fn plan() -> tollgate::config::catalog::Plan {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(support::CATALOG).unwrap();
     let env = tollgate::config::Env::from_pairs(Vec::<(String, String)>::new());
     let catalog = tollgate::config::catalog::parse_catalog(&text, "example", &env).unwrap();
     catalog.plans[0].clone()

@@ -15,50 +15,40 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use payment_emulator::{PaymentEmulator, PaymentEmulatorConfig, cryptopay_signature};
-use sqlx::{Connection, PgConnection};
-use support::{database, free_port, median};
-use tollgate::app::{self, AppOptions, Plugged, Services};
+use support::{Backends, count, database, env_or, median, start_app};
+use tollgate::app::AppOptions;
 use tollgate::bot::providers::{Settler, Watcher};
-use tollgate::config::{Config, Env};
 use tollgate::i18n::Texts;
 use tollgate::on_db;
 use tollgate::store::Db;
 use tollgate::time::{Clock, SystemClock};
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg_ok = PgConnection::connect(&pg_admin).await.is_ok();
-    let only = std::env::var("BENCH_BACKEND").ok();
-    let notifications = env_usize("BENCH_NOTIFICATIONS", 2000);
-    let open = env_usize("BENCH_OPEN", 10_000);
-    let concurrency = env_usize("BENCH_CONCURRENCY", 16);
-    for backend in ["sqlite", "postgres"] {
-        if only.as_deref().is_some_and(|o| o != backend) {
-            continue;
-        }
-        if backend == "postgres" && !pg_ok {
-            println!("postgres: SKIPPED ({pg_admin} unreachable)");
-            continue;
-        }
-        let (url, _dir) = database(backend, &pg_admin, "providers").await;
+    let backends = Backends::from_env().await;
+    let notifications: usize = env_or("BENCH_NOTIFICATIONS", 2000);
+    let open: usize = env_or("BENCH_OPEN", 10_000);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 16);
+    for backend in backends.each() {
+        let (url, _dir) = database(backend, &backends.pg_admin, "providers").await;
         let pay = PaymentEmulator::start(PaymentEmulatorConfig::default())
             .await
             .unwrap();
-        let (s, app, emu) = services(&url, &pay).await;
+        // The service with Crypto Pay at the payment emulator.
+        let settings = vec![
+            (
+                "CRYPTOPAY_TOKEN".to_owned(),
+                pay.cryptopay_token().to_owned(),
+            ),
+            ("CRYPTOPAY_API_URL".to_owned(), pay.cryptopay_api_url()),
+            ("PROVIDER_CALL_TIMEOUT".to_owned(), "30s".to_owned()),
+        ];
+        let (s, app, emu) = start_app(&url, settings, AppOptions::default()).await;
         let db = s.db.clone();
 
         // Webhooks: one signed invoice_paid per seeded pending purchase.
@@ -152,10 +142,6 @@ async fn main() {
     }
 }
 
-async fn count(db: &Db, sql: &'static str) -> i64 {
-    on_db!(db, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).unwrap()
-}
-
 /// `n` users with a pending 1-month purchase each (ids from `first_user * 10^7`).
 async fn seed_purchases(db: &Db, n: usize, series: i64) -> Vec<i64> {
     let now = SystemClock.now();
@@ -225,61 +211,4 @@ async fn create_invoices(pay: &payment_emulator::RunningPaymentEmulator, n: usiz
 async fn getinvoices_calls(pay: &payment_emulator::RunningPaymentEmulator) -> u64 {
     let calls = pay.client().calls().await.unwrap();
     calls.get("getInvoices").copied().unwrap_or(0)
-}
-
-async fn services(
-    url: &str,
-    pay: &payment_emulator::RunningPaymentEmulator,
-) -> (
-    Services,
-    app::RunningApp,
-    telegram_emulator::RunningEmulator,
-) {
-    let emu = telegram_emulator::Emulator::start(
-        telegram_emulator::EmulatorConfig::without_rate_limits(),
-    )
-    .await
-    .unwrap();
-    let port = free_port();
-    let catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/tollgate.example.toml"
-    );
-    let vars = vec![
-        ("BOT_TOKEN".to_owned(), emu.token().to_owned()),
-        ("TELEGRAM_API_URL".to_owned(), emu.api_url()),
-        ("DATABASE_URL".to_owned(), url.to_owned()),
-        ("TOLLGATE_CONFIG".to_owned(), catalog.to_owned()),
-        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
-        ("PORT".to_owned(), port.to_string()),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
-        (
-            "CRYPTOPAY_TOKEN".to_owned(),
-            pay.cryptopay_token().to_owned(),
-        ),
-        ("CRYPTOPAY_API_URL".to_owned(), pay.cryptopay_api_url()),
-        ("PROVIDER_CALL_TIMEOUT".to_owned(), "30s".to_owned()),
-    ];
-    let config = Config::load(&Env::from_pairs(vars)).expect("config");
-    let slot: Arc<Mutex<Option<Services>>> = Arc::default();
-    let keep = slot.clone();
-    let app = app::start(config, AppOptions::default(), move |s| {
-        *keep.lock().unwrap() = Some(s.clone());
-        let p = tollgate::app::bot(s)?;
-        Ok(Plugged {
-            handler: p.handler,
-            components: Vec::new(),
-            routes: p.routes,
-        })
-    })
-    .await
-    .unwrap();
-    let s = slot.lock().unwrap().clone().unwrap();
-    let ready = format!("http://{}/readyz", app.addr);
-    let start = Instant::now();
-    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
-        assert!(start.elapsed().as_secs() < 60, "service not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (s, app, emu)
 }

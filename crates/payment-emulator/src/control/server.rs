@@ -95,10 +95,7 @@ fn json_of<T: Serialize>(value: &T) -> Response {
 
 /// Locks the state with due deadlines fired, so what is read back is current.
 fn current(app: &App) -> std::sync::MutexGuard<'_, Memory> {
-    let now = app.now_ms();
-    let mut state = app.lock();
-    crate::notify::fire_deadlines(app, &mut state, now);
-    state
+    app.lock_at(app.now_ms())
 }
 
 async fn reset(State(app): State<Arc<App>>) -> Response {
@@ -132,10 +129,8 @@ async fn clock(State(app): State<Arc<App>>) -> Response {
 
 async fn advance(State(app): State<Arc<App>>, axum::Json(by): axum::Json<Millis>) -> Response {
     let now_ms = app.clock.advance(Duration::from_millis(by.ms));
-    {
-        let mut state = app.lock();
-        crate::notify::fire_deadlines(&app, &mut state, now_ms);
-    }
+    // Fires what the jump made due.
+    drop(app.lock_at(now_ms));
     app.wake.notify_one();
     json_of(&Now { now_ms })
 }

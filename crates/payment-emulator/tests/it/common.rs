@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
-use payment_emulator::{PaymentEmulator, PaymentEmulatorConfig, RunningPaymentEmulator};
+use payment_emulator::{PaymentEmulator, PaymentEmulatorConfig, Provider, RunningPaymentEmulator};
 
 /// One received request.
 #[derive(Clone, Debug)]
@@ -48,6 +48,17 @@ impl Receiver {
             let _ = axum::serve(listener, app).await;
         });
         Receiver { inner, url }
+    }
+
+    /// A receiver that `emulator` sends `provider`'s notifications to.
+    pub async fn of(emulator: &RunningPaymentEmulator, provider: Provider) -> Receiver {
+        let hook = Receiver::start().await;
+        emulator
+            .client()
+            .set_webhook(provider, Some(&hook.url))
+            .await
+            .expect("set webhook");
+        hook
     }
 
     /// Answers `status` from now on.

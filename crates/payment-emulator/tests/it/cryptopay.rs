@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use crate::common::{Receiver, emulator};
 
-async fn call(
+/// Calls Crypto Pay's `method` with `body`: the HTTP status and the answer.
+pub async fn call(
     emulator: &payment_emulator::RunningPaymentEmulator,
     method: &str,
     body: Value,
@@ -29,12 +30,8 @@ fn fiat_invoice() -> Value {
 #[tokio::test]
 async fn create_list_pay_and_signed_webhook() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Cryptopay).await;
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Cryptopay, Some(&hook.url))
-        .await
-        .expect("set webhook");
 
     let (status, created) = call(&emulator, "createInvoice", fiat_invoice()).await;
     assert_eq!(status, 200, "{created}");

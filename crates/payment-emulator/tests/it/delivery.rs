@@ -2,21 +2,22 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use payment_emulator::{FaultKind, NotificationState, Provider};
+use payment_emulator::{ControlClient, FaultKind, Notification, NotificationState, Provider};
 use serde_json::{Value, json};
 
 use crate::common::{Receiver, emulator};
+use crate::cryptopay::call;
+use crate::yookassa::post;
 
-async fn create_invoice(emulator: &payment_emulator::RunningPaymentEmulator) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/createInvoice", emulator.cryptopay_api_url()))
-        .header("Crypto-Pay-API-Token", emulator.cryptopay_token())
-        .json(&json!({"asset": "USDT", "amount": "2.5", "payload": "p"}))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("request")
+fn small_invoice() -> Value {
+    json!({"asset": "USDT", "amount": "2.5", "payload": "p"})
+}
+
+/// Creates an invoice through the API; its id.
+async fn create_invoice(emulator: &payment_emulator::RunningPaymentEmulator) -> i64 {
+    let (status, created) = call(emulator, "createInvoice", small_invoice()).await;
+    assert_eq!(status, 200, "{created}");
+    created["result"]["invoice_id"].as_i64().expect("id")
 }
 
 #[tokio::test]
@@ -28,15 +29,10 @@ async fn failed_webhooks_are_retried_with_growing_delays_until_200() {
     let emulator = payment_emulator::PaymentEmulator::start(config)
         .await
         .expect("start");
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Cryptopay).await;
     hook.answer(500);
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Cryptopay, Some(&hook.url))
-        .await
-        .expect("set");
-    let created: Value = create_invoice(&emulator).await.json().await.expect("json");
-    let id = created["result"]["invoice_id"].as_i64().expect("id");
+    let id = create_invoice(&emulator).await;
     control.pay_invoice(id).await.expect("pay");
     let first = hook.wait_for(1).await;
     let notification = control
@@ -85,12 +81,8 @@ async fn failed_webhooks_are_retried_with_growing_delays_until_200() {
 #[tokio::test]
 async fn dropped_delayed_and_repeated_notifications() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Cryptopay).await;
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Cryptopay, Some(&hook.url))
-        .await
-        .expect("set");
     control
         .drop_next_notifications(Some(Provider::Cryptopay), 1)
         .await
@@ -101,8 +93,7 @@ async fn dropped_delayed_and_repeated_notifications() {
         .expect("rule");
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let created: Value = create_invoice(&emulator).await.json().await.expect("json");
-        let id = created["result"]["invoice_id"].as_i64().expect("id");
+        let id = create_invoice(&emulator).await;
         control.pay_invoice(id).await.expect("pay");
         ids.push(id);
     }
@@ -146,16 +137,15 @@ async fn faults_fail_or_hang_the_next_calls() {
         .await
         .expect("fault");
     for _ in 0..2 {
-        let response = create_invoice(&emulator).await;
-        assert_eq!(response.status().as_u16(), 500);
-        let body: Value = response.json().await.expect("json");
+        let (status, body) = call(&emulator, "createInvoice", small_invoice()).await;
+        assert_eq!(status, 500);
         assert_eq!(body["error"]["name"], "INTERNAL_ERROR");
     }
     assert!(
         control.invoices().await.expect("list").is_empty(),
         "nothing executed"
     );
-    assert_eq!(create_invoice(&emulator).await.status().as_u16(), 200);
+    create_invoice(&emulator).await;
 
     // A hang longer than the client's deadline: the client is cut off, the call still executes.
     control
@@ -185,28 +175,11 @@ async fn faults_fail_or_hang_the_next_calls() {
         .fail_next("payments.create", 1, FaultKind::ServerErrorAfterExecuting)
         .await
         .expect("fault");
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            emulator.yookassa_shop_id(),
-            emulator.yookassa_secret_key()
-        ))
-    );
     let body = json!({"amount": {"value": "10.00", "currency": "RUB"}, "capture": true});
-    let send = || {
-        reqwest::Client::new()
-            .post(format!("{}/payments", emulator.yookassa_api_url()))
-            .header("Authorization", &auth)
-            .header("Idempotence-Key", "purchase-7")
-            .json(&body)
-            .send()
-    };
-    let first = send().await.expect("request");
-    assert_eq!(first.status().as_u16(), 500);
-    let error: Value = first.json().await.expect("json");
+    let (status, error) = post(&emulator, "payments", "purchase-7", &body).await;
+    assert_eq!(status, 500);
     assert_eq!(error["code"], "internal_server_error");
-    let retry: Value = send().await.expect("request").json().await.expect("json");
+    let (_, retry) = post(&emulator, "payments", "purchase-7", &body).await;
     let payments = control.payments().await.expect("list");
     assert_eq!(payments.len(), 1, "one payment despite the retry");
     assert_eq!(retry["id"], json!(payments[0].id));
@@ -222,94 +195,33 @@ async fn faults_fail_or_hang_the_next_calls() {
 #[tokio::test]
 async fn cryptopay_gives_up_after_17_attempts_and_yookassa_after_24_hours() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Cryptopay).await;
     hook.answer(503);
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Cryptopay, Some(&hook.url))
-        .await
-        .expect("set");
     control
         .set_webhook(Provider::Yookassa, Some(&hook.url))
         .await
         .expect("set");
-    let created: Value = create_invoice(&emulator).await.json().await.expect("json");
-    let id = created["result"]["invoice_id"].as_i64().expect("id");
+    let id = create_invoice(&emulator).await;
     control.pay_invoice(id).await.expect("pay");
     // Retries are at most max_retry (60 s) apart in this configuration: jump past each.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let gave_up = loop {
-        let note = control
-            .notifications()
-            .await
-            .expect("list")
-            .into_iter()
-            .next()
-            .expect("queued");
-        if note.state == NotificationState::GaveUp {
-            break note;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never gave up: {note:?}"
-        );
-        if note.state == NotificationState::Pending && !note.attempts.is_empty() {
-            control
-                .advance_clock(Duration::from_secs(61))
-                .await
-                .expect("advance");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let gave_up = until_given_up(&control, Provider::Cryptopay, Duration::from_secs(61)).await;
     assert_eq!(gave_up.attempts.len(), 17);
     assert!(gave_up.attempts.iter().all(|a| a.status == Some(503)));
 
     // YooKassa: no attempt limit, a 24-hour window.
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            emulator.yookassa_shop_id(),
-            emulator.yookassa_secret_key()
-        ))
-    );
-    let payment: Value = reqwest::Client::new()
-        .post(format!("{}/payments", emulator.yookassa_api_url()))
-        .header("Authorization", &auth)
-        .header("Idempotence-Key", "window")
-        .json(&json!({"amount": {"value": "10.00", "currency": "RUB"}, "capture": true}))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let (_, payment) = post(
+        &emulator,
+        "payments",
+        "window",
+        &json!({"amount": {"value": "10.00", "currency": "RUB"}, "capture": true}),
+    )
+    .await;
     control
         .pay_payment(payment["id"].as_str().expect("id"))
         .await
         .expect("pay");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let settled = loop {
-        let notes = control.notifications().await.expect("list");
-        let note = notes
-            .into_iter()
-            .find(|n| n.provider == Provider::Yookassa)
-            .expect("queued");
-        if note.state == NotificationState::GaveUp {
-            break note;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never gave up: {note:?}"
-        );
-        if note.state == NotificationState::Pending {
-            control
-                .advance_clock(Duration::from_secs(3600))
-                .await
-                .expect("advance");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let settled = until_given_up(&control, Provider::Yookassa, Duration::from_secs(3600)).await;
     let last = settled.attempts.last().expect("attempts").at_ms;
     assert!(
         last - settled.created_at_ms <= 24 * 3600 * 1000,
@@ -321,4 +233,34 @@ async fn cryptopay_gives_up_after_17_attempts_and_yookassa_after_24_hours() {
         settled.attempts.len()
     );
     emulator.shutdown().await;
+}
+
+/// `provider`'s notification once the emulator gave up on it, the emulated clock jumping `step`
+/// whenever it waits for a retry (30 s of real time at most).
+async fn until_given_up(
+    control: &ControlClient,
+    provider: Provider,
+    step: Duration,
+) -> Notification {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let note = control
+            .notifications()
+            .await
+            .expect("list")
+            .into_iter()
+            .find(|n| n.provider == provider)
+            .expect("queued");
+        if note.state == NotificationState::GaveUp {
+            return note;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never gave up: {note:?}"
+        );
+        if note.state == NotificationState::Pending && !note.attempts.is_empty() {
+            control.advance_clock(step).await.expect("advance");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -1,45 +1,53 @@
 //! The payment pages a person uses in the sandbox: Pay and Cancel over real HTTP.
 
 use payment_emulator::{InvoiceStatus, PaymentStatus, Provider};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::{Receiver, emulator};
+use crate::cryptopay::call;
 use crate::yookassa::{payment_body, post};
+
+/// The payment page at `url`, as a browser shows it.
+async fn open(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Presses the page's `action` button (`pay`, `cancel`): the status and the page shown.
+async fn press(url: &str, action: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .form(&[("action", action)])
+        .send()
+        .await
+        .expect("press");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}
 
 #[tokio::test]
 async fn cryptopay_page_pays_the_invoice_and_sends_the_webhook() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Cryptopay).await;
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Cryptopay, Some(&hook.url))
-        .await
-        .expect("set");
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/createInvoice", emulator.cryptopay_api_url()))
-        .header("Crypto-Pay-API-Token", emulator.cryptopay_token())
-        .json(
-            &json!({"currency_type": "fiat", "fiat": "RUB", "amount": "199.00",
-                      "description": "VPN <30 days>", "paid_btn_name": "openBot",
-                      "paid_btn_url": "https://t.me/tollgate_bot"}),
-        )
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let (_, created) = call(
+        &emulator,
+        "createInvoice",
+        json!({"currency_type": "fiat", "fiat": "RUB", "amount": "199.00",
+               "description": "VPN <30 days>", "paid_btn_name": "openBot",
+               "paid_btn_url": "https://t.me/tollgate_bot"}),
+    )
+    .await;
     let url = created["result"]["pay_url"]
         .as_str()
         .expect("pay_url")
         .to_owned();
     let id = created["result"]["invoice_id"].as_i64().expect("id");
-    let page = reqwest::get(&url)
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
+    let page = open(&url).await;
     assert!(page.contains("199.00 RUB"), "{page}");
     assert!(
         page.contains("VPN &lt;30 days&gt;"),
@@ -48,28 +56,14 @@ async fn cryptopay_page_pays_the_invoice_and_sends_the_webhook() {
     assert!(page.contains("id=\"pay\""), "{page}");
 
     // Cancel leaves the invoice open (Crypto Pay has no cancelled state).
-    let client = reqwest::Client::new();
-    let left = client
-        .post(&url)
-        .form(&[("action", "cancel")])
-        .send()
-        .await
-        .expect("cancel");
-    assert_eq!(left.status().as_u16(), 200);
+    let (status, _) = press(&url, "cancel").await;
+    assert_eq!(status, 200);
     assert_eq!(
         control.invoice(id).await.expect("get").status,
         InvoiceStatus::Active
     );
 
-    let paid = client
-        .post(&url)
-        .form(&[("action", "pay")])
-        .send()
-        .await
-        .expect("pay")
-        .text()
-        .await
-        .expect("text");
+    let (_, paid) = press(&url, "pay").await;
     assert!(paid.contains("https://t.me/tollgate_bot"), "{paid}");
     assert_eq!(
         control.invoice(id).await.expect("get").status,
@@ -77,13 +71,8 @@ async fn cryptopay_page_pays_the_invoice_and_sends_the_webhook() {
     );
     hook.wait_for(1).await;
     // A second press cannot pay twice.
-    let again = client
-        .post(&url)
-        .form(&[("action", "pay")])
-        .send()
-        .await
-        .expect("pay");
-    assert_eq!(again.status().as_u16(), 409);
+    let (status, _) = press(&url, "pay").await;
+    assert_eq!(status, 409);
     assert_eq!(control.notifications().await.expect("list").len(), 1);
     let missing = reqwest::get(format!("{}/pay/cryptopay/IVNOPE", emulator.base_url()))
         .await
@@ -98,7 +87,6 @@ async fn yookassa_page_pays_or_declines() {
     let control = emulator.client();
     let (_, first) = post(&emulator, "payments", "page-1", &payment_body()).await;
     let (_, second) = post(&emulator, "payments", "page-2", &payment_body()).await;
-    let client = reqwest::Client::new();
     for (payment, action, status) in [
         (&first, "pay", PaymentStatus::Succeeded),
         (&second, "cancel", PaymentStatus::Canceled),
@@ -106,22 +94,9 @@ async fn yookassa_page_pays_or_declines() {
         let url = payment["confirmation"]["confirmation_url"]
             .as_str()
             .expect("url");
-        let page = reqwest::get(url)
-            .await
-            .expect("page")
-            .text()
-            .await
-            .expect("text");
+        let page = open(url).await;
         assert!(page.contains("199.00 RUB"), "{page}");
-        let done = client
-            .post(url)
-            .form(&[("action", action)])
-            .send()
-            .await
-            .expect("post")
-            .text()
-            .await
-            .expect("text");
+        let (_, done) = press(url, action).await;
         assert!(
             done.contains("https://t.me/tollgate_bot"),
             "return link: {done}"

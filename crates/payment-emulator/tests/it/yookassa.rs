@@ -56,12 +56,8 @@ pub fn payment_body() -> Value {
 #[tokio::test]
 async fn create_get_pay_and_notify() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Yookassa).await;
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Yookassa, Some(&hook.url))
-        .await
-        .expect("set webhook");
     let (status, payment) = post(&emulator, "payments", "purchase-42", &payment_body()).await;
     assert_eq!(status, 200, "{payment}");
     assert_eq!(payment["status"], "pending");
@@ -156,12 +152,8 @@ async fn bad_input_gets_specific_errors_and_stores_nothing() {
 #[tokio::test]
 async fn capture_cancel_and_refund_follow_the_status_machine() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Yookassa).await;
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Yookassa, Some(&hook.url))
-        .await
-        .expect("set");
     let mut two_stage = payment_body();
     two_stage["capture"] = json!(false);
     let (_, payment) = post(&emulator, "payments", "two-stage", &two_stage).await;
@@ -261,12 +253,8 @@ async fn capture_cancel_and_refund_follow_the_status_machine() {
 #[tokio::test]
 async fn unpaid_payments_are_cancelled_after_the_confirmation_window() {
     let emulator = emulator().await;
-    let hook = Receiver::start().await;
+    let hook = Receiver::of(&emulator, Provider::Yookassa).await;
     let control = emulator.client();
-    control
-        .set_webhook(Provider::Yookassa, Some(&hook.url))
-        .await
-        .expect("set");
     let (_, payment) = post(&emulator, "payments", "late", &payment_body()).await;
     let id = payment["id"].as_str().expect("id").to_owned();
     control
@@ -475,55 +463,41 @@ async fn the_control_api_refuses_bad_input_clearly() {
         "{bad_url}"
     );
     let unknown = control.pay_payment("nope").await.expect_err("unknown");
-    assert!(
-        matches!(
-            unknown,
-            payment_emulator::ControlError::Refused { status: 404, .. }
-        ),
-        "{unknown}"
-    );
+    assert_refused(&unknown, 404);
     let (_, payment) = post(&emulator, "payments", "once", &payment_body()).await;
     let id = payment["id"].as_str().expect("id");
     let bad_amount = control
-        .pay_payment_with(
-            id,
-            &payment_emulator::PayOptions {
-                amount: Some("1.001".into()),
-                ..Default::default()
-            },
-        )
+        .pay_payment_with(id, &paid_amount("1.001"))
         .await
         .expect_err("three decimals");
-    assert!(
-        matches!(
-            bad_amount,
-            payment_emulator::ControlError::Refused { status: 400, .. }
-        ),
-        "{bad_amount}"
-    );
+    assert_refused(&bad_amount, 400);
     assert_eq!(
         control.payment(id).await.expect("get").status,
         PaymentStatus::Pending,
         "left untouched"
     );
     let underpaid = control
-        .pay_payment_with(
-            id,
-            &payment_emulator::PayOptions {
-                amount: Some("99.00".into()),
-                ..Default::default()
-            },
-        )
+        .pay_payment_with(id, &paid_amount("99.00"))
         .await
         .expect("underpaid");
     assert_eq!(underpaid.amount.value, "99.00");
     let twice = control.pay_payment(id).await.expect_err("already paid");
-    assert!(
-        matches!(
-            twice,
-            payment_emulator::ControlError::Refused { status: 409, .. }
-        ),
-        "{twice}"
-    );
+    assert_refused(&twice, 409);
     emulator.shutdown().await;
+}
+
+/// The payer paying `amount` instead of the payment's.
+fn paid_amount(amount: &str) -> payment_emulator::PayOptions {
+    payment_emulator::PayOptions {
+        amount: Some(amount.into()),
+        ..Default::default()
+    }
+}
+
+/// Asserts that the control API refused the call with HTTP `status`.
+fn assert_refused(error: &payment_emulator::ControlError, status: u16) {
+    assert!(
+        matches!(error, payment_emulator::ControlError::Refused { status: s, .. } if *s == status),
+        "{error}"
+    );
 }
