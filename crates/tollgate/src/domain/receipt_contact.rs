@@ -52,15 +52,29 @@ impl fmt::Display for ReceiptContact {
     }
 }
 
+/// An address as mail servers take it: a local part of letters, digits and RFC 5322's
+/// `atext` signs, dots only between them; a domain of dot-separated labels of letters,
+/// digits and inner hyphens (letters of any script: `почта.рф`). Quoted local parts and
+/// address literals are legal but no shop's receipts go to them, and the provider refuses
+/// what is not plainly an address, so they are refused here, where the user can fix it.
 fn parse_email(s: &str) -> Result<String, ContactError> {
+    const ATEXT_SIGNS: &str = "!#$%&'*+/=?^_`{|}~-";
+    let dotted = |part: &str, ok: &dyn Fn(&str) -> bool| {
+        part.split('.').all(|piece| !piece.is_empty() && ok(piece))
+    };
+    let local_ok = |piece: &str| {
+        piece
+            .chars()
+            .all(|c| c.is_alphanumeric() || ATEXT_SIGNS.contains(c))
+    };
+    let label_ok = |label: &str| {
+        label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
     let ok = s.chars().count() <= MAX_EMAIL_CHARS
-        && !s.chars().any(char::is_whitespace)
-        && s.matches('@').count() == 1
         && s.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            dotted(local, &local_ok) && domain.contains('.') && dotted(domain, &label_ok)
         });
     if ok {
         Ok(s.to_owned())
@@ -103,11 +117,30 @@ mod tests {
             "us er@example.com",
             "user@.com",
             "user@example.",
+            "cid<b>@example.com",
+            "\"a b\"@example.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@exa_mple.com",
+            "a@-example.com",
+            "a@[192.0.2.1]",
+            "a,b@example.com",
         ] {
             assert_eq!(
                 ReceiptContact::parse(bad),
                 Err(ContactError::BadEmail),
                 "{bad}"
+            );
+        }
+        for good in [
+            "o'neil&co+receipts@example.com",
+            "first.last@mail.example.co.uk",
+            "ivan@почта.рф",
+        ] {
+            assert_eq!(
+                ReceiptContact::parse(good),
+                Ok(ReceiptContact::Email(good.into())),
+                "{good}"
             );
         }
         let long = format!("{}@example.com", "a".repeat(250));

@@ -549,7 +549,8 @@ db_test!(async fn leaving_the_receipt_question_forgets_it_and_remove_makes_the_n
     shop.stop().await;
 });
 
-// The admin's user card shows the receipt contact (as text: escaped in the card's HTML).
+// The admin's user card shows the receipt contact, escaped in the card's HTML (`&` is the one
+// sign an address may hold that HTML gives a meaning to).
 db_test!(async fn the_admin_user_card_shows_the_receipt_contact(t) {
     let clock = ShiftedClock::new();
     let Some(shop) = fiscal_shop(t, &clock).await else { return };
@@ -559,9 +560,9 @@ db_test!(async fn the_admin_user_card_shows_the_receipt_contact(t) {
     assert!(none.contains(&cid.to_string()) && !none.contains("Receipts to"), "none set: {none:?}");
 
     receipt_change_question(&shop, cid, NO_CONTACT).await;
-    answer_to(&shop, cid, "cid<b>@example.com", "Receipts will go to cid<b>@example.com").await;
+    answer_to(&shop, cid, "cid&co@example.com", "Receipts will go to cid&co@example.com").await;
     let set = user_card(&shop, admin, cid).await;
-    assert!(set.contains("Receipts to: cid<b>@example.com"), "{set:?}");
+    assert!(set.contains("Receipts to: cid&co@example.com"), "{set:?}");
     shop.stop().await;
 });
 
