@@ -331,9 +331,33 @@ pub async fn screen_after_within(
         after_message_id: Some(after),
         ..telegram_emulator::MessageFilter::from_bot()
     };
-    tg.wait_for_message(user, filter, within)
+    message_within(tg, user, filter, within)
         .await
         .unwrap_or_else(|e| panic!("user {user}: no {needle:?} after message {after}: {e}"))
+}
+
+/// The first message in `chat` matching `filter`, waited for up to `within`: several of the
+/// emulator's waits, which each end after 120 s at most.
+pub async fn message_within(
+    tg: &ControlClient,
+    chat: i64,
+    filter: telegram_emulator::MessageFilter,
+    within: Duration,
+) -> Result<TranscriptMessage, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tg
+            .wait_for_message(chat, filter.clone(), left.min(Duration::from_secs(100)))
+            .await
+        {
+            Ok(m) => return Ok(m),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("none within {within:?}: {e}"));
+            }
+            Err(_) => continue,
+        }
+    }
 }
 
 /// `data` pressed twice on `message` at once, neither press waiting for its answer: the two
