@@ -360,6 +360,8 @@ impl Sandbox {
             ),
             ("YOOKASSA_API_URL".into(), payments.yookassa_api_url()),
             ("YOOKASSA_POLL_INTERVAL".into(), "5s".into()),
+            // The emulator notifies from this machine.
+            ("YOOKASSA_NOTIFY_FROM".into(), "127.0.0.1,::1".into()),
         ]);
         let config = match Config::load(&Env::from_pairs(vars)) {
             Ok(config) => config,

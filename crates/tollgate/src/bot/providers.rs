@@ -2,8 +2,9 @@
 //! payment page for a purchase, "I paid", the providers' notification routes, and the
 //! watcher that finds what notifications missed.
 //!
-//! Every report of a payment — a Crypto Pay webhook (signed), a YooKassa notification (only
-//! a hint: the payment is fetched by id and acted on as the API states it), a watcher pass,
+//! Every report of a payment — a Crypto Pay webhook (signed), a YooKassa notification (taken
+//! only from `YOOKASSA_NOTIFY_FROM`, and only a hint: the payment is fetched by id and acted
+//! on as the API states it), a watcher pass,
 //! the user's "I paid" — ends in [`Settler::settle`], which records it through
 //! `billing::finalize` in one transaction with the invoice marked paid. Finalize is unique
 //! per provider and provider id, so whichever comes first applies it and the rest find it
@@ -19,13 +20,14 @@
 //! create call got no answer is looked for among the provider's recent ones by its purchase
 //! and adopted, or closed once its purchase expired.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,7 @@ use crate::billing::providers::{
 use crate::billing::{self, BillingError, Captured, Finalized, Item, Provider, unmatched};
 use crate::domain::money::Money;
 use crate::flags::{self, Flag};
+use crate::http::client_address::client_address;
 use crate::i18n::Texts;
 use crate::lease;
 use crate::services::Services;
@@ -665,12 +668,37 @@ async fn cryptopay_hook(
     }
 }
 
-/// A YooKassa notification: a hint only — the payment it names is fetched, and what the API
-/// says is stored before the 200. A failed fetch answers 503, so YooKassa delivers again.
-async fn yookassa_hook(State(h): State<Arc<Hooks>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(client) = h.settler.s.providers.yookassa.clone() else {
+/// A YooKassa notification: taken only from YooKassa's addresses (403 otherwise, nothing
+/// fetched), and a hint only — the payment it names is fetched, and what the API says is
+/// stored before the 200. A failed fetch answers 503, so YooKassa delivers again.
+async fn yookassa_hook(
+    State(h): State<Arc<Hooks>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let (Some(client), Some(settings)) = (
+        h.settler.s.providers.yookassa.clone(),
+        h.settler.s.config.deployment.providers.yookassa.as_ref(),
+    ) else {
         return StatusCode::NOT_FOUND;
     };
+    let proxies = &h.settler.s.config.deployment.providers.trusted_proxies;
+    match client_address(peer, &headers, proxies) {
+        Some(ip) if settings.notify_from.allows(ip) => {}
+        sender => {
+            let sender = sender.map_or_else(
+                || "an unreadable X-Forwarded-For".to_owned(),
+                |ip| ip.to_string(),
+            );
+            tracing::warn!(
+                %sender,
+                %peer,
+                "a YooKassa notification from outside YOOKASSA_NOTIFY_FROM; refused (behind a reverse proxy, list it in TRUSTED_PROXIES and have it set X-Forwarded-For)"
+            );
+            return StatusCode::FORBIDDEN;
+        }
+    }
     let id = match client.verify_notification(&headers, &body) {
         Ok(Notice::Hint { external_id }) => external_id,
         Ok(Notice::Verified(_) | Notice::Ignored) => return StatusCode::OK,

@@ -6,6 +6,7 @@
 //! on SIGTERM the listener stops accepting and in-flight requests finish within the
 //! shutdown deadline.
 
+pub mod client_address;
 pub mod health;
 
 use std::net::SocketAddr;
@@ -121,7 +122,11 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    // The peer's address reaches the routes that check where a request came from.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }

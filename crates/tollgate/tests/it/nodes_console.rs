@@ -64,6 +64,8 @@ db_test!(async fn a_node_disabled_at_runtime_gets_no_new_keys_until_enabled_and_
     assert_eq!(links, ["b"]);
     wait_for("b to hold the subscriber", LIMIT, || async { (b.users().await.len() == 1).then_some(()) }).await;
     assert!(a.users().await.is_empty());
+    // b answers before provisioning records what it saw: the console counts recorded rows.
+    wait_for("the backlog to drain", LIMIT, || async { (backlog(db).await == 0).then_some(()) }).await;
     let state = console_state(db, &stack.registry).await.unwrap();
     assert_eq!((state[0].users, state[1].users, state[1].backlog), (0, 1, 0), "{state:?}");
 

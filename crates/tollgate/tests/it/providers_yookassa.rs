@@ -105,6 +105,45 @@ db_test!(async fn a_yookassa_notification_for_a_payment_that_did_not_succeed_app
     shop.stop().await;
 });
 
+// F5: a notification from outside YooKassa's addresses is refused with 403 before anything is
+// fetched; behind a trusted proxy the sender is the address the proxy appended, never one the
+// sender wrote into X-Forwarded-For itself.
+db_test!(async fn yookassa_notifications_are_taken_only_from_its_addresses(t) {
+    let clock = ShiftedClock::new();
+    // The emulator sends from 127.0.0.1, a trusted proxy here (the default), without the header.
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h"), ("YOOKASSA_NOTIFY_FROM", "185.71.76.0/27")];
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
+    let cid = shop.user(300_003, "Cid").await;
+    shop.choose(cid, "1 month", METHOD).await;
+    let p = payment_of(&shop, cid).await;
+    let fetches = || async { shop.ctl.calls().await.unwrap().get("payments.get").copied().unwrap_or(0) };
+    let before = fetches().await;
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |n| {
+        n.object_id == p.id && n.event == "payment.succeeded" && !n.attempts.is_empty()
+    }).await.unwrap();
+    assert_eq!(n.attempts[0].status, Some(403), "{n:?}");
+    let post = |forwarded: &'static str| {
+        let body = n.body.clone();
+        let url = shop.hook("yookassa");
+        async move {
+            reqwest::Client::new().post(url).header("content-type", "application/json")
+                .header("x-forwarded-for", forwarded).body(body).send().await.unwrap().status().as_u16()
+        }
+    };
+    // A stranger who writes one of YooKassa's addresses first is named by what the proxy appended.
+    assert_eq!(post("185.71.76.5, 203.0.113.7").await, 403);
+    assert_eq!(fetches().await, before, "nothing fetched for a refused notification");
+    assert_eq!(count(shop.db(), PAYMENTS).await, 0);
+    assert_eq!(days_left(&shop, cid, &clock).await, None);
+    // Through the proxy from YooKassa's address: fetched, stored, applied.
+    assert_eq!(post("185.71.76.5").await, 200);
+    assert_eq!(fetches().await, before + 1);
+    assert_eq!(count(shop.db(), PAYMENTS).await, 1);
+    assert_eq!(days_left(&shop, cid, &clock).await, Some(29));
+    shop.stop().await;
+});
+
 // F3: a notification that never comes: the reconciler's growing intervals find the payment.
 db_test!(async fn a_lost_yookassa_notification_is_found_by_the_reconciler(t) {
     let clock = ShiftedClock::new();

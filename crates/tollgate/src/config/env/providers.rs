@@ -2,6 +2,10 @@
 //! (`YOOKASSA_*`), each on when its credentials are set, and the deadline of every call to
 //! them (`PROVIDER_CALL_TIMEOUT`).
 //!
+//! YooKassa's notifications carry no signature: they are taken only from its published
+//! addresses (`YOOKASSA_NOTIFY_FROM`), seen through the reverse proxies the operator trusts
+//! (`TRUSTED_PROXIES`; see `http::client_address`).
+//!
 //! The API's base URL is derived (Crypto Pay: from `CRYPTOPAY_NETWORK`, testnet or mainnet,
 //! whose tokens differ) and can be overridden (`*_API_URL`) for the local emulators. The
 //! watcher's and the reconciler's first intervals are settings so that tests and the sandbox
@@ -14,6 +18,7 @@ use url::Url;
 use super::reader::{Reader, duration_between, parse_http_url};
 use crate::config::duration::format_duration;
 use crate::config::secret::{Secret, describe_secret};
+use crate::http::client_address::AddressSet;
 
 /// Crypto Pay's networks (separate apps and tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,43 @@ pub struct YooKassaSettings {
     pub api_url: Url,
     /// The reconciler's first interval; later ones grow (Fibonacci) up to ten minutes.
     pub poll_interval: Duration,
+    /// Where notifications are taken from.
+    pub notify_from: NotifySources,
+}
+
+/// The addresses YooKassa sends notifications from, as it publishes them.
+pub const YOOKASSA_ADDRESSES: &str = "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32";
+
+/// Proxies trusted by default: a reverse proxy on the same host or in a private network
+/// (compose publishes the port on loopback only). Nobody outside can send from these.
+pub const PRIVATE_PROXIES: &str =
+    "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+/// Where notifications without a signature are taken from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifySources {
+    /// Anywhere: the operator's choice when no proxy can pass the sender's address on (the
+    /// notification is still only a hint; the payment is fetched from the API).
+    Any,
+    Only(AddressSet),
+}
+
+impl NotifySources {
+    pub fn allows(&self, client: std::net::IpAddr) -> bool {
+        match self {
+            NotifySources::Any => true,
+            NotifySources::Only(set) => set.contains(client),
+        }
+    }
+}
+
+impl std::fmt::Display for NotifySources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotifySources::Any => f.write_str("any"),
+            NotifySources::Only(set) => set.fmt(f),
+        }
+    }
 }
 
 /// The providers configured, and the deadline of each call.
@@ -59,6 +101,8 @@ pub struct ProviderSettings {
     pub cryptopay: Option<CryptoPaySettings>,
     pub yookassa: Option<YooKassaSettings>,
     pub call_timeout: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: AddressSet,
 }
 
 fn secret(t: &str) -> Result<Secret<String>, String> {
@@ -160,6 +204,31 @@ pub(super) fn read_providers(r: &mut Reader<'_>) -> Option<ProviderSettings> {
         Url::to_string,
     );
     let yoo_poll = poll(r, "YOOKASSA_POLL_INTERVAL");
+    let notify_from = r.read(
+        "YOOKASSA_NOTIFY_FROM",
+        Some(YOOKASSA_ADDRESSES),
+        "list addresses or CIDR ranges separated by commas (unset: the ones YooKassa publishes), or write any",
+        |t| {
+            if t.eq_ignore_ascii_case("any") {
+                Ok(NotifySources::Any)
+            } else {
+                match AddressSet::parse(t)? {
+                    set if set == AddressSet::default() => Err(format!(
+                        "{t:?} lists no address, so every notification would be refused"
+                    )),
+                    set => Ok(NotifySources::Only(set)),
+                }
+            }
+        },
+        NotifySources::to_string,
+    );
+    let trusted_proxies = r.read(
+        "TRUSTED_PROXIES",
+        Some(PRIVATE_PROXIES),
+        "list the addresses or CIDR ranges of your reverse proxies separated by commas, or write none",
+        AddressSet::parse,
+        AddressSet::to_string,
+    );
     let yookassa = match (shop_id, secret_key) {
         (Some(shop_id), Some(secret_key)) => Some(YooKassaSettings {
             shop_id,
@@ -169,6 +238,7 @@ pub(super) fn read_providers(r: &mut Reader<'_>) -> Option<ProviderSettings> {
                 None => Url::parse("https://api.yookassa.ru/v3/").ok()?,
             },
             poll_interval: yoo_poll?,
+            notify_from: notify_from?,
         }),
         (None, None) => None,
         (Some(_), None) => {
@@ -205,6 +275,7 @@ pub(super) fn read_providers(r: &mut Reader<'_>) -> Option<ProviderSettings> {
         cryptopay,
         yookassa,
         call_timeout: call_timeout?,
+        trusted_proxies: trusted_proxies?,
     })
 }
 
@@ -237,8 +308,41 @@ mod tests {
         assert_eq!(c.poll_interval, Duration::from_secs(30));
         let y = d.providers.yookassa.unwrap();
         assert_eq!(y.api_url.as_str(), "http://127.0.0.1:9/v3/");
+        // Notifications only from YooKassa's addresses, seen through local proxies.
+        assert_eq!(y.notify_from.to_string(), super::YOOKASSA_ADDRESSES);
+        assert!(y.notify_from.allows("77.75.156.35".parse().unwrap()));
+        assert!(!y.notify_from.allows("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            d.providers.trusted_proxies.to_string(),
+            super::PRIVATE_PROXIES
+        );
         assert!(report.iter().all(|l| !l.value.contains("AAAAAAAA")));
         assert!(report.iter().all(|l| !l.value.contains("test_abcdef")));
+    }
+
+    #[test]
+    fn notification_sources_and_proxies_are_the_operators_to_set() {
+        let (d, _) = deployment(&env(&[
+            ("YOOKASSA_SHOP_ID", "123456"),
+            ("YOOKASSA_SECRET_KEY", "test_abcdef"),
+            ("YOOKASSA_NOTIFY_FROM", "any"),
+            ("TRUSTED_PROXIES", "none"),
+        ]))
+        .unwrap();
+        let y = d.providers.yookassa.unwrap();
+        assert!(y.notify_from.allows("203.0.113.7".parse().unwrap()));
+        assert_eq!(d.providers.trusted_proxies.to_string(), "none");
+        let (d, _) = deployment(&env(&[
+            ("YOOKASSA_SHOP_ID", "123456"),
+            ("YOOKASSA_SECRET_KEY", "test_abcdef"),
+            ("YOOKASSA_NOTIFY_FROM", "127.0.0.1"),
+            ("TRUSTED_PROXIES", "192.0.2.10"),
+        ]))
+        .unwrap();
+        let y = d.providers.yookassa.unwrap();
+        assert!(y.notify_from.allows("127.0.0.1".parse().unwrap()));
+        assert!(!y.notify_from.allows("77.75.156.35".parse().unwrap()));
+        assert_eq!(d.providers.trusted_proxies.to_string(), "192.0.2.10");
     }
 
     #[test]
@@ -250,6 +354,17 @@ mod tests {
             ("CRYPTOPAY_POLL_INTERVAL", "2h", "outside"),
             ("PROVIDER_CALL_TIMEOUT", "5m", "outside"),
             ("YOOKASSA_SHOP_ID", "abc", "not a YooKassa shopId"),
+            (
+                "YOOKASSA_NOTIFY_FROM",
+                "185.71.76.0/27, yookassa.ru",
+                "\"yookassa.ru\" is neither",
+            ),
+            (
+                "YOOKASSA_NOTIFY_FROM",
+                "none",
+                "every notification would be refused",
+            ),
+            ("TRUSTED_PROXIES", "localhost", "\"localhost\" is neither"),
         ] {
             let e = errors(&[(key, value)]);
             assert!(

@@ -101,6 +101,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "first interval of the YooKassa reconciler for a payment without its outcome, growing to 10m, 100ms-1h (default 30s)",
     ),
     (
+        "YOOKASSA_NOTIFY_FROM",
+        "addresses or CIDR ranges (comma-separated) YooKassa notifications are taken from, or any (default: the ranges YooKassa publishes); others get 403",
+    ),
+    (
+        "TRUSTED_PROXIES",
+        "addresses or CIDR ranges (comma-separated) of your reverse proxies, whose X-Forwarded-For names the sender of a YooKassa notification, or none (default: loopback and private ranges)",
+    ),
+    (
         "PROVIDER_CALL_TIMEOUT",
         "deadline of each call to Crypto Pay or YooKassa, 100ms-60s (default 10s)",
     ),

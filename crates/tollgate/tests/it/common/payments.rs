@@ -55,6 +55,8 @@ impl Shop {
             ("YOOKASSA_SECRET_KEY", pay.yookassa_secret_key()),
             ("YOOKASSA_API_URL", &yoo_url),
             ("YOOKASSA_POLL_INTERVAL", "200ms"),
+            // The emulator notifies from this machine.
+            ("YOOKASSA_NOTIFY_FROM", "127.0.0.1"),
             ("PROVIDER_CALL_TIMEOUT", "1s"),
         ];
         vars.extend_from_slice(env);
