@@ -756,7 +756,8 @@ fn parse_metadata(value: Option<&Value>) -> Result<BTreeMap<String, String>, Api
 
 /// Checks a 54-FZ receipt: a customer with an email or a phone (digits, an optional leading
 /// `+`), at least one item, each with description, quantity, amount in the payment's currency
-/// and a VAT code, the items summing to the payment's amount.
+/// and a VAT code, the items summing to the payment's amount; a `tax_system_code`, when given,
+/// is 1-6.
 fn check_receipt(receipt: &Value, minor: i64, currency: &str) -> Result<(), ApiError> {
     let bad = |what: &str| ApiError::invalid("receipt", format!("Receipt is illegal: {what}"));
     let Value::Object(receipt) = receipt else {
@@ -782,6 +783,12 @@ fn check_receipt(receipt: &Value, minor: i64, currency: &str) -> Result<(), ApiE
                 "customer.phone must be digits with an optional leading +",
             ));
         }
+    }
+    if receipt
+        .get("tax_system_code")
+        .is_some_and(|t| t.as_i64().is_none_or(|t| !(1..=6).contains(&t)))
+    {
+        return Err(bad("tax_system_code must be 1-6"));
     }
     let Some(items) = receipt
         .get("items")

@@ -437,13 +437,19 @@ async fn headers_and_receipts_are_checked() {
         sum["description"].as_str().expect("text").contains("sum"),
         "{sum}"
     );
-    let (status, ok) = post(
-        &emulator,
-        "payments",
-        "r3",
-        &receipt("+79000000000", "199.00"),
-    )
-    .await;
+    let mut tax = receipt("+79000000000", "199.00");
+    tax["receipt"]["tax_system_code"] = json!(7);
+    let (_, tax) = post(&emulator, "payments", "r4", &tax).await;
+    assert!(
+        tax["description"]
+            .as_str()
+            .expect("text")
+            .contains("tax_system_code"),
+        "{tax}"
+    );
+    let mut ok = receipt("+79000000000", "199.00");
+    ok["receipt"]["tax_system_code"] = json!(2);
+    let (status, ok) = post(&emulator, "payments", "r3", &ok).await;
     assert_eq!(status, 200, "{ok}");
     assert_eq!(ok["receipt_registration"], "pending");
     assert_eq!(emulator.client().payments().await.expect("list").len(), 1);

@@ -403,6 +403,7 @@ impl Bot {
             expires_in: expires_at.since(now),
             receipt_contact,
             vat_code: catalog.yookassa.vat_code,
+            tax_system_code: catalog.yookassa.tax_system_code,
         };
         match open_invoice(client.as_ref(), &new).await {
             Ok(remote) => {

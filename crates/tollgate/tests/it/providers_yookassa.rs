@@ -337,8 +337,9 @@ async fn receipt_contact(shop: &Shop, user: i64) -> Option<String> {
         .unwrap()
 }
 
-/// A shop whose catalog turns YooKassa receipts on, against an emulated shop with
-/// fiscalization on (which refuses a payment without a valid receipt).
+/// A shop whose catalog turns YooKassa receipts on (VAT 22 %, the simplified tax system on
+/// income), against an emulated shop with fiscalization on (which refuses a payment without a
+/// valid receipt).
 async fn fiscal_shop(t: &crate::common::TestDb, clock: &ShiftedClock) -> Option<Shop> {
     let mut config = payment_emulator::PaymentEmulatorConfig::default();
     config.yookassa.fiscalization_enabled = true;
@@ -347,6 +348,7 @@ async fn fiscal_shop(t: &crate::common::TestDb, clock: &ShiftedClock) -> Option<
     let w = w
         .restart(shop_options(clock), |c| {
             c.replacen("receipts = false", "receipts = true", 1)
+                .replacen("vat_code = 1 ", "vat_code = 11\ntax_system_code = 2\n# ", 1)
         })
         .await;
     Some(Shop { w, pay, ctl })
@@ -383,7 +385,8 @@ db_test!(async fn yookassa_receipts_ask_for_the_contact_once_and_keep_it(t) {
     assert_eq!(p.receipt_registration.as_deref(), Some("pending"), "the payment carries a receipt");
     let receipt = shop.ctl.payment_receipt(&p.id).await.unwrap().expect("a receipt");
     assert_eq!(receipt["customer"], serde_json::json!({ "phone": "79001234567" }));
-    assert_eq!(receipt["items"][0]["vat_code"], serde_json::json!(1));
+    assert_eq!(receipt["items"][0]["vat_code"], serde_json::json!(11));
+    assert_eq!(receipt["tax_system_code"], serde_json::json!(2));
     assert_eq!((p.amount.value.as_str(), p.amount.currency.as_str()), ("149.00", "RUB"));
 
     // A second purchase: straight to its payment page, with a receipt, no question.

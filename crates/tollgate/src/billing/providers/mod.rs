@@ -74,8 +74,10 @@ pub struct NewPayment {
     pub expires_in: Duration,
     /// 54-FZ receipt contact (YooKassa only): an email or a phone as digits.
     pub receipt_contact: Option<String>,
-    /// The receipt item's VAT code (YooKassa's `vat_code`, 1..=6), with a receipt.
+    /// The receipt item's VAT code (YooKassa's `vat_code`, 1..=12), with a receipt.
     pub vat_code: u8,
+    /// The receipt's `tax_system_code` (1..=6), when the shop names one.
+    pub tax_system_code: Option<u8>,
 }
 
 /// Where a payment stands at the provider.

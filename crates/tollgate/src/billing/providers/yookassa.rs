@@ -211,20 +211,21 @@ impl PaymentProvider for YooKassa {
                 } else {
                     json!({ "phone": contact })
                 };
-                o.insert(
-                    "receipt".into(),
-                    json!({
-                        "customer": customer,
-                        "items": [{
-                            "description": description,
-                            "quantity": "1.00",
-                            "amount": amount,
-                            "vat_code": new.vat_code,
-                            "payment_subject": "service",
-                            "payment_mode": "full_payment",
-                        }],
-                    }),
-                );
+                let mut receipt = json!({
+                    "customer": customer,
+                    "items": [{
+                        "description": description,
+                        "quantity": "1.00",
+                        "amount": amount,
+                        "vat_code": new.vat_code,
+                        "payment_subject": "service",
+                        "payment_mode": "full_payment",
+                    }],
+                });
+                if let (Some(code), Some(r)) = (new.tax_system_code, receipt.as_object_mut()) {
+                    r.insert("tax_system_code".into(), json!(code));
+                }
+                o.insert("receipt".into(), receipt);
             }
             let req = self
                 .http

@@ -148,6 +148,7 @@ mod tests {
             "54-FZ receipts are off unless turned on"
         );
         assert_eq!(cat.yookassa.vat_code, 1);
+        assert_eq!(cat.yookassa.tax_system_code, None);
         assert_eq!(cat.trial.days, 3);
         let days: Vec<u32> = cat.plans.iter().map(|p| p.days).collect();
         assert_eq!(days, [30, 90, 180, 365]);
@@ -229,7 +230,12 @@ mod tests {
                 "custom_topup_min = \"1000000\"",
                 "balance.custom_topup_min",
             ),
-            ("vat_code = 1", "vat_code = 7", "yookassa.vat_code"),
+            ("vat_code = 1", "vat_code = 13", "yookassa.vat_code"),
+            (
+                "vat_code = 1",
+                "vat_code = 11\ntax_system_code = 7",
+                "yookassa.tax_system_code",
+            ),
         ];
         for (from, to, key) in cases {
             let text = EXAMPLE.replacen(from, to, 1);
