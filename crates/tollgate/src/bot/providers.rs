@@ -339,6 +339,25 @@ impl Bot {
         )
         .await
         .map_err(retry)?;
+        // A page about to be shown again is asked about first: one the payer declined, or
+        // that ended, is not shown again (a new purchase gets a new page), and one paid a
+        // moment ago is settled instead.
+        let reused = match reused {
+            Some(inv) if inv.status == InvoiceStatus::Open => {
+                match self.recheck(client.as_ref(), inv).await? {
+                    Recheck::Payable(inv) => Some(inv),
+                    Recheck::Ended => None,
+                    Recheck::Paid => {
+                        return Ok((
+                            note("provider-paid", Action::Menu),
+                            self.begin().await?,
+                            false,
+                        ));
+                    }
+                }
+            }
+            other => other,
+        };
         let expires_at = reused
             .as_ref()
             .map_or(now.plus(billing::PURCHASE_TTL), |i| i.purchase_expires_at);
@@ -437,6 +456,37 @@ impl Bot {
                 tracing::warn!(provider = provider.as_str(), purchase = purchase_id, error = %e, "cannot create the provider's payment; the user is asked to try again");
                 Ok((note("provider-try-again", back), self.begin().await?, false))
             }
+        }
+    }
+
+    /// Where an open page to be shown again stands at its provider. When the provider
+    /// cannot be asked, the page is shown as it is (the watcher keeps checking it).
+    async fn recheck(
+        &self,
+        client: &dyn PaymentProvider,
+        inv: Invoice,
+    ) -> Result<Recheck, HandlerError> {
+        let Some(external) = inv.external_id.as_deref() else {
+            return Ok(Recheck::Payable(inv));
+        };
+        let remote = match client.fetch(external).await {
+            Ok(remote) => remote,
+            Err(e) => {
+                tracing::warn!(provider = inv.provider.as_str(), error = %e, "cannot ask the provider about a page shown again; shown as it is");
+                return Ok(Recheck::Payable(inv));
+            }
+        };
+        if remote.status == RemoteStatus::Open {
+            return Ok(Recheck::Payable(inv));
+        }
+        match self
+            .settler()
+            .settle(inv.provider, &remote)
+            .await
+            .map_err(retry)?
+        {
+            Settled::NotPaid(_) => Ok(Recheck::Ended),
+            Settled::Applied(_) | Settled::Duplicate | Settled::Foreign => Ok(Recheck::Paid),
         }
     }
 
@@ -603,6 +653,16 @@ impl Bot {
     fn settler(&self) -> Settler {
         Settler::new(self.s.clone(), self.texts.clone())
     }
+}
+
+/// What asking the provider about a page to be shown again found.
+enum Recheck {
+    /// Still waiting for the payer: shown again.
+    Payable(Invoice),
+    /// Declined, cancelled or expired (its invoice now closed): a new purchase is made.
+    Ended,
+    /// Paid meanwhile, and now settled.
+    Paid,
 }
 
 /// Whether `credit` may be bought as a base-currency top-up: one of the catalog's packages,

@@ -144,6 +144,41 @@ db_test!(async fn yookassa_notifications_are_taken_only_from_its_addresses(t) {
     shop.stop().await;
 });
 
+// A page is asked about before it is shown again: a payment the bank declined, whose
+// notification was lost, is not offered again (a new purchase gets a new page), and one paid
+// meanwhile, notification lost too, is settled by the press.
+db_test!(async fn a_declined_page_is_not_shown_again_and_one_paid_meanwhile_is_settled(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
+    let dee = shop.user(300_004, "Dee").await;
+    shop.choose(dee, "1 month", METHOD).await;
+    let declined = payment_of(&shop, dee).await;
+    let first = shop.latest_purchase(dee).await;
+    // Pressed again while it is payable: the same page, nothing new made.
+    let same = shop.choose(dee, "1 month", METHOD).await;
+    assert_eq!(url_button(&same, "Pay"), declined.confirmation.as_ref().and_then(|c| c.confirmation_url.clone()));
+    assert_eq!(shop.latest_purchase(dee).await, first);
+
+    shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 1).await.unwrap();
+    shop.ctl.cancel_payment(&declined.id, &CancelOptions::default()).await.unwrap();
+    let page = shop.choose(dee, "1 month", METHOD).await;
+    assert_ne!(shop.latest_purchase(dee).await, first, "a new purchase");
+    let fresh = payment_of(&shop, dee).await;
+    assert_ne!(fresh.id, declined.id);
+    assert_eq!(url_button(&page, "Pay"), fresh.confirmation.as_ref().and_then(|c| c.confirmation_url.clone()));
+    assert_eq!(count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM provider_invoices WHERE status = 'closed'").await, 1);
+
+    shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 1).await.unwrap();
+    shop.ctl.pay_payment(&fresh.id).await.unwrap();
+    let paid = shop.choose(dee, "1 month", METHOD).await;
+    assert!(paid.text.as_deref().unwrap_or_default().contains("Payment received"), "{:?}", paid.text);
+    assert_eq!(count(shop.db(), PAYMENTS).await, 1);
+    assert_eq!(days_left(&shop, dee, &clock).await, Some(29));
+    assert_eq!(shop.ctl.payments().await.unwrap().len(), 2, "no third page");
+    shop.stop().await;
+});
+
 // F3: a notification that never comes: the reconciler's growing intervals find the payment.
 db_test!(async fn a_lost_yookassa_notification_is_found_by_the_reconciler(t) {
     let clock = ShiftedClock::new();

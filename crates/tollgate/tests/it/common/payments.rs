@@ -130,6 +130,7 @@ impl Shop {
                         .then_some(())
                         .filter(|_| {
                             text.contains("payment page")
+                                || text.contains("Payment received")
                                 || text.contains("did not answer")
                                 || text.contains("paused")
                         })
