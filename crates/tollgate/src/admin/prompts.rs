@@ -36,6 +36,13 @@ pub struct Pending {
     pub asked_at: Timestamp,
 }
 
+impl Pending {
+    /// Whether it still waits for its answer at `now` (asked within [`PROMPT_TTL`]).
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        now.since(self.asked_at) <= PROMPT_TTL
+    }
+}
+
 /// The pending question `q` (if any) of the user row `u`, joined to another owner's statement
 /// for [`JOINED_COLUMNS`]: the bot reads it with the sender, so an update that leaves a
 /// question (a button, a command) can forget it without a statement of its own when none is
@@ -68,7 +75,7 @@ pub async fn pending(db: &Db, admin: i64, now: Timestamp) -> Result<Option<Pendi
     let row: Option<Pending> = on_db!(db, p => sqlx::query_as(
         "SELECT question, asked_at FROM admin_prompts WHERE admin_id = $1")
         .bind(admin).fetch_optional(p).await)?;
-    Ok(row.filter(|q| now.since(q.asked_at) <= PROMPT_TTL))
+    Ok(row.filter(|q| q.in_force(now)))
 }
 
 /// Claims `question` in the answer's transaction: `false` when it was answered, replaced or

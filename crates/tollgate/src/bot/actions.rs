@@ -88,7 +88,7 @@ impl Bot {
                         .finish(tx, Some(&se), update_id, reply, false, ctx)
                         .await;
                 }
-                self.leave_receipt_question(&se, Some(&mut tx)).await?;
+                self.leave_question(&se, Some(&mut tx)).await?;
                 let (screen, tx) = self.act_in(tx, update_id, &se, action, &mut reply).await?;
                 reply.show(message_id, &screen);
                 self.finish(tx, Some(&se), update_id, reply, false, ctx)
@@ -99,7 +99,7 @@ impl Bot {
                 if se.user.banned_at.is_some() {
                     return self.ignore_banned(update_id, &se, ctx).await;
                 }
-                self.leave_receipt_question(&se, None).await?;
+                self.leave_question(&se, None).await?;
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
                 let (screen, tx, access_changed) = self
                     .act_after_reads(update_id, &se, action, &mut reply)

@@ -54,7 +54,7 @@ use self::incoming::{Message, Update};
 use self::reply::Reply;
 use self::screens::{Screen, View};
 use crate::access::{self, Subscription};
-use crate::admin::prompts::Pending;
+use crate::admin::prompts::{self, Pending};
 use crate::billing::{self};
 use crate::config::Language;
 use crate::domain::money::Money;
@@ -79,6 +79,18 @@ pub struct Bot {
     username: tokio::sync::OnceCell<String>,
 }
 
+impl Session {
+    /// The question the sender's next text answers, as read with the sender, if it is still
+    /// in force (a first contact has none).
+    fn question(&self, now: Timestamp) -> Option<Pending> {
+        self.seen
+            .as_ref()?
+            .question
+            .clone()
+            .filter(|p| p.in_force(now))
+    }
+}
+
 /// The sender of an update, registered.
 struct Session {
     user: User,
@@ -99,7 +111,7 @@ struct Seen {
     flags: Snapshot,
     subscription: Option<Subscription>,
     /// The question their next text answers, if one is stored: what a button or a command
-    /// leaves ([`Bot::leave_receipt_question`]).
+    /// leaves ([`Bot::leave_question`]).
     question: Option<Pending>,
 }
 
@@ -411,6 +423,43 @@ impl Bot {
         ))
     }
 
+    /// The sender pressed a button or sent a command while a typed question of theirs was
+    /// pending (a receipt contact, a withdrawal's amount or requisites): they went elsewhere
+    /// (its Back button included), so the question is forgotten and their next text is an
+    /// ordinary message. A withdrawal's draft stays (it waits for its Confirm button, not for
+    /// text), and an admin's console questions keep theirs (`admin::prompts`). The question
+    /// was read with the sender (`users::sender`), so an update with none pending pays nothing
+    /// for this. Written in `tx` when the update's transaction is open, else in a transaction
+    /// of its own (before the update's, which may ask again).
+    async fn leave_question(&self, se: &Session, tx: Option<&mut Tx>) -> Result<(), HandlerError> {
+        let Some(pending) = se
+            .seen
+            .as_ref()
+            .and_then(|s| s.question.as_ref())
+            .filter(|p| {
+                receipt::is_receipt_question(&p.question)
+                    || withdraw::Step::parse(&p.question).is_some_and(|s| s.is_typed())
+            })
+        else {
+            return Ok(());
+        };
+        match tx {
+            Some(tx) => {
+                prompts::take(tx, se.user.id, pending)
+                    .await
+                    .map_err(retry)?;
+            }
+            None => {
+                let mut tx = self.begin().await?;
+                prompts::take(&mut tx, se.user.id, pending)
+                    .await
+                    .map_err(retry)?;
+                tx.commit().await.map_err(retry)?;
+            }
+        }
+        Ok(())
+    }
+
     fn billing_context(&self) -> billing::Context<'_> {
         billing::Context {
             catalog: &self.s.config.catalog,
@@ -443,7 +492,7 @@ impl Bot {
         if self.is_admin_id(from.id) && m.successful_payment.is_none() {
             if name == Some("admin") {
                 let se = self.session_alone(&from, m.chat.id, None).await?;
-                self.leave_receipt_question(&se, None).await?;
+                self.leave_question(&se, None).await?;
                 let (screen, tx, _) = self
                     .console(update_id, &se, action::AdminAction::Home)
                     .await?;
@@ -453,29 +502,25 @@ impl Bot {
                     .finish(tx, Some(&se), update_id, reply, false, ctx)
                     .await;
             }
-            if command.is_none() && m.text.is_some() {
-                let se = self.session_alone(&from, m.chat.id, None).await?;
-                if let Some((screen, tx)) = self.answer(update_id, &se, &text).await? {
-                    let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-                    reply.send(&screen);
-                    return self
-                        .finish(tx, Some(&se), update_id, reply, false, ctx)
-                        .await;
-                }
-            }
         }
-        // A user's typed answer to their withdrawal's or receipt contact's question (an admin's
-        // console questions were offered theirs above; a message answering neither goes on as
-        // usual). A command is no answer: it leaves a receipt question (`receipt`).
+        // A typed answer: to an admin's console question (admins only), or to a user's
+        // withdrawal step or receipt contact question. The question was read with the sender;
+        // a message answering none goes on as usual, and a command is no answer (it leaves a
+        // user's question: `Bot::leave_question`).
         if command.is_none() && m.successful_payment.is_none() && m.refunded_payment.is_none() {
             let se = self.session_alone(&from, m.chat.id, None).await?;
-            let answered = if se.user.banned_at.is_some() {
-                None
-            } else if let Some(a) = self.withdraw_answer(update_id, &se, &text).await? {
-                Some(a)
-            } else {
-                self.receipt_answer(&se, &text).await?
-            };
+            let mut answered = None;
+            if se.question(self.now()).is_some() {
+                if self.is_admin_id(from.id) && m.text.is_some() {
+                    answered = self.answer(update_id, &se, &text).await?;
+                }
+                if answered.is_none() && se.user.banned_at.is_none() {
+                    answered = match self.withdraw_answer(update_id, &se, &text).await? {
+                        Some(a) => Some(a),
+                        None => self.receipt_answer(&se, &text).await?,
+                    };
+                }
+            }
             if let Some((screen, tx)) = answered {
                 let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
                 reply.send(&screen);
@@ -511,7 +556,7 @@ impl Bot {
                     .on_refunded(update_id, &se, &rp.telegram_payment_charge_id, ctx)
                     .await;
             }
-            self.leave_receipt_question(&se, None).await?;
+            self.leave_question(&se, None).await?;
             let screen = match name {
                 Some("access") => self.access_screen(&se).await?,
                 Some("connect") => self.connect_screen(&se, None).await?,
@@ -551,7 +596,7 @@ impl Bot {
                 .await;
         }
         if command.is_some() {
-            self.leave_receipt_question(&se, Some(&mut tx)).await?;
+            self.leave_question(&se, Some(&mut tx)).await?;
         }
         let v = self.view(se.lang);
         let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);

@@ -9,7 +9,7 @@
 //! question per Telegram id, claimed in the answer's transaction); the purchase's question
 //! remembers the sale, so a valid answer continues to that payment. A refused answer names
 //! its reason, keeps the question open and stores nothing. A button or a command while a
-//! receipt question is pending leaves it ([`Bot::leave_receipt_question`]), so the user's
+//! receipt question is pending leaves it (`Bot::leave_question`), so the user's
 //! next ordinary text is not read as a contact.
 
 use super::payments::Sale;
@@ -205,10 +205,7 @@ impl Bot {
         se: &Session,
         text: &str,
     ) -> Result<Option<(Screen, Tx)>, HandlerError> {
-        let Some(pending) = prompts::pending(&self.s.db, se.user.id, self.now())
-            .await
-            .map_err(retry)?
-        else {
+        let Some(pending) = se.question(self.now()) else {
             return Ok(None);
         };
         let Some(question) = Question::decode(&pending.question) else {
@@ -242,42 +239,12 @@ impl Bot {
         let (screen, tx, _) = self.provider_invoice(se, sale, Provider::YooKassa).await?;
         Ok(Some((screen.with_note(saved(&v, &contact)), tx)))
     }
+}
 
-    /// The sender pressed a button or sent a command while a receipt question of theirs was
-    /// pending: they went elsewhere (its Back button included), so the question is forgotten
-    /// and their next text is an ordinary message. The question was read with the sender
-    /// (`users::sender`), so an update with none pending pays nothing for this. Written in
-    /// `tx` when the update's transaction is open, else in a transaction of its own (before
-    /// the update's, which may ask again).
-    pub(super) async fn leave_receipt_question(
-        &self,
-        se: &Session,
-        tx: Option<&mut Tx>,
-    ) -> Result<(), HandlerError> {
-        let Some(pending) = se
-            .seen
-            .as_ref()
-            .and_then(|s| s.question.as_ref())
-            .filter(|p| Question::decode(&p.question).is_some())
-        else {
-            return Ok(());
-        };
-        match tx {
-            Some(tx) => {
-                prompts::take(tx, se.user.id, pending)
-                    .await
-                    .map_err(retry)?;
-            }
-            None => {
-                let mut tx = self.begin().await?;
-                prompts::take(&mut tx, se.user.id, pending)
-                    .await
-                    .map_err(retry)?;
-                tx.commit().await.map_err(retry)?;
-            }
-        }
-        Ok(())
-    }
+/// Whether `question` is one of the receipt contact's (what a button or a command leaves:
+/// `Bot::leave_question`).
+pub(super) fn is_receipt_question(question: &str) -> bool {
+    Question::decode(question).is_some()
 }
 
 #[cfg(test)]

@@ -49,6 +49,12 @@ impl Step {
         }
     }
 
+    /// Whether the step waits for typed text (the amount, the requisites), not for the
+    /// draft's Confirm button.
+    pub fn is_typed(&self) -> bool {
+        !matches!(self, Step::Draft { .. })
+    }
+
     pub fn parse(s: &str) -> Option<Step> {
         if s == "wd:amount" {
             return Some(Step::Amount);
@@ -132,10 +138,7 @@ impl Bot {
         se: &Session,
         text: &str,
     ) -> Result<Option<(Screen, Tx)>, HandlerError> {
-        let Some(pending) = prompts::pending(&self.s.db, se.user.id, self.now())
-            .await
-            .map_err(retry)?
-        else {
+        let Some(pending) = se.question(self.now()) else {
             return Ok(None);
         };
         let Some(step) = Step::parse(&pending.question) else {

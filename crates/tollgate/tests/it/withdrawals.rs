@@ -116,6 +116,13 @@ async fn requested(db: &Db, user: i64, amount: i64, press: &str) -> i64 {
     w.id
 }
 
+/// Sends `text` and waits for the answer to an ordinary message (no question took it).
+async fn ordinary(w: &World, chat: i64, text: &str) {
+    let before = w.last(chat).await.message_id;
+    w.tg.send_text(chat, text).await.unwrap();
+    crate::common::bot::screen_after(&w.tg, chat, before, "I didn't get that").await;
+}
+
 /// Presses `label` on `m` and waits for the same message to show `needle`.
 async fn step(
     w: &World,
@@ -183,6 +190,16 @@ db_test!(async fn a_withdrawal_outside_the_rules_is_refused_with_its_reason_and_
     w.screen(KIM, &format!("The smallest withdrawal is {}", shown(50_000))).await;
     w.tg.send_text(KIM, "600.01").await.unwrap();
     w.screen(KIM, &format!("You can withdraw at most {} now", shown(60_000))).await;
+    // Going elsewhere leaves the question, by a command or a button (its own Back): a number
+    // typed then is an ordinary message.
+    w.tg.send_text(KIM, "/balance").await.unwrap();
+    let bal = w.screen(KIM, "Balance:").await;
+    ordinary(&w, KIM, "550").await;
+    let ask = step(&w, KIM, &bal, "Withdraw", "How much do you want to withdraw?").await;
+    let bal = step(&w, KIM, &ask, "Back", "Balance:").await;
+    ordinary(&w, KIM, "550").await;
+    assert_eq!(said(&w.tg.transcript(KIM).await.unwrap(), "Now send where to pay it"), 0);
+    step(&w, KIM, &bal, "Withdraw", "How much do you want to withdraw?").await;
     w.tg.send_text(KIM, "550").await.unwrap();
     w.screen(KIM, &format!("Withdrawing {}. Now send where to pay it", shown(55_000))).await;
     // A "blank" message (Telegram refuses spaces alone; people send a Hangul filler).
@@ -212,8 +229,7 @@ db_test!(async fn a_withdrawal_outside_the_rules_is_refused_with_its_reason_and_
     let bal = w.screen(KIM, &format!("Balance: {}", shown(5_000))).await;
     step(&w, KIM, &bal, "Withdraw", &format!("Available now: {}", shown(5_000))).await;
     // And the "amount" Kim types now is an ordinary message.
-    w.tg.send_text(KIM, "500").await.unwrap();
-    w.screen(KIM, "I didn't get that").await;
+    ordinary(&w, KIM, "500").await;
 
     // Earnings partly spent: never more than the balance.
     person(&w, "Lea", LEA).await;

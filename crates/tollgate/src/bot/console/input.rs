@@ -375,10 +375,7 @@ impl Bot {
         se: &Session,
         text: &str,
     ) -> Result<Option<(Screen, Tx)>, HandlerError> {
-        let Some(pending) = prompts::pending(&self.s.db, se.user.id, self.now())
-            .await
-            .map_err(retry)?
-        else {
+        let Some(pending) = se.question(self.now()) else {
             return Ok(None);
         };
         let Some(question) = Question::parse(&pending.question).filter(|q| !q.is_draft()) else {
