@@ -487,21 +487,19 @@ impl Bot {
         let command = incoming::command(&text);
         let payload = command.filter(|(c, _)| *c == "start").map(|(_, p)| p);
         let name = command.map(|(c, _)| c);
-        // The console: `/admin` and typed answers to its questions, for admins only; for
-        // anyone else `/admin` is an unknown command like any other.
-        if self.is_admin_id(from.id) && m.successful_payment.is_none() {
-            if name == Some("admin") {
-                let se = self.session_alone(&from, m.chat.id, None).await?;
-                self.leave_question(&se, None).await?;
-                let (screen, tx, _) = self
-                    .console(update_id, &se, action::AdminAction::Home)
-                    .await?;
-                let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
-                reply.send(&screen);
-                return self
-                    .finish(tx, Some(&se), update_id, reply, false, ctx)
-                    .await;
-            }
+        // The console: `/admin` for admins only; for anyone else it is an unknown command
+        // like any other.
+        if self.is_admin_id(from.id) && m.successful_payment.is_none() && name == Some("admin") {
+            let se = self.session_alone(&from, m.chat.id, None).await?;
+            self.leave_question(&se, None).await?;
+            let (screen, tx, _) = self
+                .console(update_id, &se, action::AdminAction::Home)
+                .await?;
+            let mut reply = Reply::new(format!("u{update_id}"), se.chat_id);
+            reply.send(&screen);
+            return self
+                .finish(tx, Some(&se), update_id, reply, false, ctx)
+                .await;
         }
         // A typed answer: to an admin's console question (admins only), or to a user's
         // withdrawal step or receipt contact question. The question was read with the sender;
