@@ -439,7 +439,8 @@ async fn headers_and_receipts_are_checked() {
     );
     let mut tax = receipt("+79000000000", "199.00");
     tax["receipt"]["tax_system_code"] = json!(7);
-    let (_, tax) = post(&emulator, "payments", "r4", &tax).await;
+    let (status, tax) = post(&emulator, "payments", "r4", &tax).await;
+    assert_eq!(status, 400, "{tax}");
     assert!(
         tax["description"]
             .as_str()

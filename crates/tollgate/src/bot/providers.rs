@@ -41,6 +41,7 @@ use crate::billing::providers::{
     Remote, RemoteStatus,
 };
 use crate::billing::{self, BillingError, Captured, Finalized, Item, Provider, unmatched};
+use crate::config::env::PAGE_RECHECK_DEADLINE;
 use crate::domain::money::Money;
 use crate::flags::{self, Flag};
 use crate::http::client_address::client_address;
@@ -459,8 +460,10 @@ impl Bot {
         }
     }
 
-    /// Where an open page to be shown again stands at its provider. When the provider
-    /// cannot be asked, the page is shown as it is (the watcher keeps checking it).
+    /// Where an open page to be shown again stands at its provider. A page the provider
+    /// refuses to show (deleted, unknown) is closed like an ended one; when the provider does
+    /// not answer within [`PAGE_RECHECK_DEADLINE`], the page is shown as it is (the watcher
+    /// keeps checking it).
     async fn recheck(
         &self,
         client: &dyn PaymentProvider,
@@ -469,10 +472,25 @@ impl Bot {
         let Some(external) = inv.external_id.as_deref() else {
             return Ok(Recheck::Payable(inv));
         };
-        let remote = match client.fetch(external).await {
-            Ok(remote) => remote,
-            Err(e) => {
+        let asked = tokio::time::timeout(PAGE_RECHECK_DEADLINE, client.fetch(external)).await;
+        let remote = match asked {
+            Ok(Ok(remote)) => remote,
+            Ok(Err(ProviderError::Refused(reason))) => {
+                tracing::info!(provider = inv.provider.as_str(), id = %external, %reason, "the provider no longer shows a page; a new one is made");
+                invoices::mark_closed(&self.s.db, inv.purchase_id)
+                    .await
+                    .map_err(retry)?;
+                return Ok(Recheck::Ended);
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(provider = inv.provider.as_str(), error = %e, "cannot ask the provider about a page shown again; shown as it is");
+                return Ok(Recheck::Payable(inv));
+            }
+            Err(_) => {
+                tracing::warn!(
+                    provider = inv.provider.as_str(),
+                    "the provider did not say in time whether a page is still payable; shown as it is"
+                );
                 return Ok(Recheck::Payable(inv));
             }
         };
@@ -695,6 +713,24 @@ async fn open_invoice(
 /// The state the notification routes share.
 struct Hooks {
     settler: Settler,
+    /// Refused YooKassa notifications: when the last warning was logged, and how many were
+    /// refused since. Strangers choose the rate, so the log gets a line a minute at most
+    /// (each refusal is counted in `tollgate_http_requests_total` by route and status).
+    refused: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Hooks {
+    /// Counts a refusal; `Some(count)` when it is time to log the refusals since the last line.
+    fn refused(&self) -> Option<u64> {
+        let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, count) = &mut *r;
+        *count += 1;
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(std::mem::take(count))
+    }
 }
 
 /// `POST /payments/cryptopay` and `POST /payments/yookassa`.
@@ -702,7 +738,10 @@ pub fn routes(settler: Settler) -> Router {
     Router::new()
         .route("/payments/cryptopay", post(cryptopay_hook))
         .route("/payments/yookassa", post(yookassa_hook))
-        .with_state(Arc::new(Hooks { settler }))
+        .with_state(Arc::new(Hooks {
+            settler,
+            refused: std::sync::Mutex::new((None, 0)),
+        }))
 }
 
 /// A Crypto Pay webhook: verified over the raw body (401 when the signature is missing or
@@ -748,15 +787,18 @@ async fn yookassa_hook(
     match client_address(peer, &headers, proxies) {
         Some(ip) if settings.notify_from.allows(ip) => {}
         sender => {
-            let sender = sender.map_or_else(
-                || "an unreadable X-Forwarded-For".to_owned(),
-                |ip| ip.to_string(),
-            );
-            tracing::warn!(
-                %sender,
-                %peer,
-                "a YooKassa notification from outside YOOKASSA_NOTIFY_FROM; refused (behind a reverse proxy, list it in TRUSTED_PROXIES and have it set X-Forwarded-For)"
-            );
+            if let Some(refused) = h.refused() {
+                let sender = sender.map_or_else(
+                    || "an unreadable X-Forwarded-For".to_owned(),
+                    |ip| ip.to_string(),
+                );
+                tracing::warn!(
+                    %sender,
+                    %peer,
+                    refused,
+                    "YooKassa notifications from outside YOOKASSA_NOTIFY_FROM refused with 403 (the sender is this one's; `refused` counts those since the last such line, a minute or more ago). If YooKassa's own are refused: behind a reverse proxy, list the proxy's address in TRUSTED_PROXIES and have it set X-Forwarded-For"
+                );
+            }
             return StatusCode::FORBIDDEN;
         }
     }

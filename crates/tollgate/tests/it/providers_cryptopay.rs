@@ -265,6 +265,37 @@ db_test!(async fn the_watcher_deletes_the_invoice_of_an_expired_purchase(t) {
     shop.stop().await;
 });
 
+// A page is asked about before it is shown again: an invoice that expired at Crypto Pay, or
+// that was deleted there (by the operator in @CryptoBot), before the watcher's next pass is not
+// offered again; the press makes a new purchase with a new invoice.
+db_test!(async fn a_crypto_page_that_ended_at_the_provider_is_not_shown_again(t) {
+    let clock = ShiftedClock::new();
+    let env = [("CRYPTOPAY_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
+    let ivy = shop.user(200_009, "Ivy").await;
+    shop.choose(ivy, "1 month", "Crypto").await;
+    let first = invoice_of(&shop, ivy).await;
+    shop.ctl.expire_invoice(first.invoice_id).await.unwrap();
+    let page = shop.choose(ivy, "1 month", "Crypto").await;
+    let second = invoice_of(&shop, ivy).await;
+    assert_ne!(second.invoice_id, first.invoice_id, "a new purchase, a new invoice");
+    assert_eq!(url_button(&page, "Pay"), Some(second.bot_invoice_url.clone()));
+
+    let deleted: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/deleteInvoice", shop.pay.cryptopay_api_url()))
+        .header("Crypto-Pay-API-Token", shop.pay.cryptopay_token())
+        .json(&serde_json::json!({ "invoice_id": second.invoice_id }))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(deleted["result"], serde_json::json!(true), "{deleted}");
+    let page = shop.choose(ivy, "1 month", "Crypto").await;
+    let third = invoice_of(&shop, ivy).await;
+    assert_ne!(third.invoice_id, second.invoice_id);
+    assert_eq!(url_button(&page, "Pay"), Some(third.bot_invoice_url.clone()));
+    assert_eq!(count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM provider_invoices WHERE status = 'closed'").await, 2);
+    assert_eq!(count(shop.db(), "SELECT CAST(COUNT(*) AS BIGINT) FROM purchases").await, 3);
+    shop.stop().await;
+});
+
 // F1, F8: `tollgate run` killed -9 while Crypto Pay webhooks of paid invoices arrive — between
 // the provider's confirmation and our commit — five times; after the last restart every paid
 // invoice is applied exactly once (one payment, 30 days, one confirmation queued).

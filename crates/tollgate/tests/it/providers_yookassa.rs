@@ -155,9 +155,17 @@ db_test!(async fn a_declined_page_is_not_shown_again_and_one_paid_meanwhile_is_s
     shop.choose(dee, "1 month", METHOD).await;
     let declined = payment_of(&shop, dee).await;
     let first = shop.latest_purchase(dee).await;
-    // Pressed again while it is payable: the same page, nothing new made.
+    // Pressed again while it is payable, or while YooKassa cannot say (down, then hanging
+    // past the call's deadline): the same page, nothing new made.
+    let page_url = declined.confirmation.as_ref().and_then(|c| c.confirmation_url.clone());
     let same = shop.choose(dee, "1 month", METHOD).await;
-    assert_eq!(url_button(&same, "Pay"), declined.confirmation.as_ref().and_then(|c| c.confirmation_url.clone()));
+    assert_eq!(url_button(&same, "Pay"), page_url);
+    shop.ctl.fail_next("payments.get", 1, FaultKind::ServerError).await.unwrap();
+    let same = shop.choose(dee, "1 month", METHOD).await;
+    assert_eq!(url_button(&same, "Pay"), page_url);
+    shop.ctl.fail_next("payments.get", 1, FaultKind::Hang { ms: 2500 }).await.unwrap();
+    let same = shop.choose(dee, "1 month", METHOD).await;
+    assert_eq!(url_button(&same, "Pay"), page_url);
     assert_eq!(shop.latest_purchase(dee).await, first);
 
     shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 1).await.unwrap();
@@ -172,7 +180,7 @@ db_test!(async fn a_declined_page_is_not_shown_again_and_one_paid_meanwhile_is_s
     shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 1).await.unwrap();
     shop.ctl.pay_payment(&fresh.id).await.unwrap();
     let paid = shop.choose(dee, "1 month", METHOD).await;
-    assert!(paid.text.as_deref().unwrap_or_default().contains("Payment received"), "{:?}", paid.text);
+    assert!(paid.text.as_deref().unwrap_or_default().contains("The confirmation is on its way"), "{:?}", paid.text);
     assert_eq!(count(shop.db(), PAYMENTS).await, 1);
     assert_eq!(days_left(&shop, dee, &clock).await, Some(29));
     assert_eq!(shop.ctl.payments().await.unwrap().len(), 2, "no third page");

@@ -42,7 +42,10 @@ pub use intake::{DEFAULT_WEBHOOK_PATH, IntakeMode, MIN_WEBHOOK_SECRET};
 pub use logging::{LogFormat, LogSettings, log_settings};
 pub use nodes::NodeSettings;
 pub use pipeline::PipelineSettings;
-pub use providers::{CryptoNetwork, CryptoPaySettings, ProviderSettings, YooKassaSettings};
+pub use providers::{
+    CryptoNetwork, CryptoPaySettings, NotifySources, PAGE_RECHECK_DEADLINE, ProviderSettings,
+    YooKassaSettings,
+};
 pub use telegram::{BotToken, DEFAULT_TELEGRAM_API_URL, PROXY_SCHEMES, TelegramProxy};
 pub use vars::ENV_VARS;
 
@@ -159,6 +162,11 @@ pub fn deployment(env: &Env) -> Result<(Deployment, Vec<SettingLine>), ConfigErr
     let (config_path, shutdown_timeout) = process::read_process(&mut r);
     let flag_seeds = flags::read_flag_seeds(&mut r);
     vars::reject_unknown(&mut r);
+    if let (Some(p), Some(pl)) = (&providers, &pipeline)
+        && let Some((problem, fix)) = p.exceeds(pl.handler_deadline)
+    {
+        r.fail("PROVIDER_CALL_TIMEOUT", problem, &fix);
+    }
 
     if !r.errors.is_empty() {
         return Err(ConfigErrors(r.errors));

@@ -18,7 +18,7 @@ use url::Url;
 use super::reader::{Reader, duration_between, parse_http_url};
 use crate::config::duration::format_duration;
 use crate::config::secret::{Secret, describe_secret};
-use crate::http::client_address::AddressSet;
+use crate::domain::address_set::AddressSet;
 
 /// Crypto Pay's networks (separate apps and tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,12 @@ pub struct YooKassaSettings {
 /// The addresses YooKassa sends notifications from, as it publishes them.
 pub const YOOKASSA_ADDRESSES: &str = "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32";
 
-/// Proxies trusted by default: a reverse proxy on the same host or in a private network
-/// (compose publishes the port on loopback only). Nobody outside can send from these.
+/// Proxies trusted by default: a reverse proxy on the same host, in a private network
+/// (compose publishes the port on loopback only) or in the shared address space
+/// (100.64.0.0/10, which hosting platforms' edges connect from). Nobody on the internet can
+/// send from these.
 pub const PRIVATE_PROXIES: &str =
-    "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+    "127.0.0.0/8,::1,10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fc00::/7";
 
 /// Where notifications without a signature are taken from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,10 @@ impl std::fmt::Display for NotifySources {
     }
 }
 
+/// How long a press waits for the provider to say whether a page shown before is still
+/// payable: the stored page is shown when it does not answer in time.
+pub const PAGE_RECHECK_DEADLINE: Duration = Duration::from_secs(3);
+
 /// The providers configured, and the deadline of each call.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
@@ -103,6 +109,41 @@ pub struct ProviderSettings {
     pub call_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: AddressSet,
+}
+
+impl ProviderSettings {
+    /// The longest a press that opens a payment page may wait for its provider: the page
+    /// shown before asked about, then (Crypto Pay) a search for one a hung call made, and the
+    /// create call.
+    pub fn page_wait(&self) -> Duration {
+        PAGE_RECHECK_DEADLINE.min(self.call_timeout) + self.call_timeout * 2
+    }
+
+    /// Why a press opening a payment page could not finish within `handler_deadline`
+    /// (it would be cut and retried, the user waiting), if it could not.
+    pub fn exceeds(&self, handler_deadline: Duration) -> Option<(String, String)> {
+        if self.cryptopay.is_none() && self.yookassa.is_none() {
+            return None;
+        }
+        let wait = self.page_wait();
+        (wait >= handler_deadline).then(|| {
+            let most = handler_deadline
+                .saturating_sub(PAGE_RECHECK_DEADLINE + Duration::from_secs(1))
+                / 2;
+            (
+                format!(
+                    "{} lets a press that opens a payment page wait up to {} for the provider, not less than HANDLER_DEADLINE {} (the update would be cut and retried)",
+                    format_duration(self.call_timeout),
+                    format_duration(wait),
+                    format_duration(handler_deadline)
+                ),
+                format!(
+                    "set PROVIDER_CALL_TIMEOUT to at most {}, or raise HANDLER_DEADLINE",
+                    format_duration(most)
+                ),
+            )
+        })
+    }
 }
 
 fn secret(t: &str) -> Result<Secret<String>, String> {
@@ -343,6 +384,29 @@ mod tests {
         assert!(y.notify_from.allows("127.0.0.1".parse().unwrap()));
         assert!(!y.notify_from.allows("77.75.156.35".parse().unwrap()));
         assert_eq!(d.providers.trusted_proxies.to_string(), "192.0.2.10");
+    }
+
+    #[test]
+    fn a_payment_page_fits_in_the_handler_deadline() {
+        let yoo = [
+            ("YOOKASSA_SHOP_ID", "123456"),
+            ("YOOKASSA_SECRET_KEY", "test_abcdef"),
+        ];
+        let (d, _) = deployment(&env(&yoo)).unwrap();
+        assert_eq!(d.providers.page_wait(), Duration::from_secs(23));
+        let mut slow = yoo.to_vec();
+        slow.push(("PROVIDER_CALL_TIMEOUT", "15s"));
+        let e = errors(&slow);
+        assert!(
+            e.contains("PROVIDER_CALL_TIMEOUT")
+                && e.contains("up to 33s")
+                && e.contains("at most 13s"),
+            "{e}"
+        );
+        slow.push(("HANDLER_DEADLINE", "40s"));
+        assert!(deployment(&env(&slow)).is_ok());
+        // Without a provider the deadline does not matter.
+        assert!(deployment(&env(&[("PROVIDER_CALL_TIMEOUT", "60s")])).is_ok());
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "TRUSTED_PROXIES",
-        "addresses or CIDR ranges (comma-separated) of your reverse proxies, whose X-Forwarded-For names the sender of a YooKassa notification, or none (default: loopback and private ranges)",
+        "addresses or CIDR ranges (comma-separated) of your reverse proxies, whose X-Forwarded-For names the sender of a YooKassa notification, or none (default: loopback, private and shared 100.64.0.0/10 ranges)",
     ),
     (
         "PROVIDER_CALL_TIMEOUT",

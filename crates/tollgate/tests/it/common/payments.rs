@@ -116,25 +116,26 @@ impl Shop {
         w.press(user, &plans, plan).await;
         let pay = w.screen(user, "Choose how to pay").await;
         w.press(user, &pay, method).await;
-        let last = w.last(user).await;
-        let id = last.message_id;
+        let id = pay.message_id;
+        // The answer edits the pay screen or follows it; a confirmation may follow it too, so
+        // every message from the pay screen on is looked at, not only the newest.
         super::wait_for(
             "the answer to the pay button",
             Duration::from_secs(20),
             || {
                 let w = &self.w;
                 async move {
-                    let m = w.last(user).await;
-                    let text = m.text.clone().unwrap_or_default();
-                    (m.message_id != id || m.edit_count > 0)
-                        .then_some(())
-                        .filter(|_| {
+                    let t = w.tg.transcript(user).await.unwrap();
+                    t.bot_messages()
+                        .filter(|m| m.message_id >= id)
+                        .find(|m| {
+                            let text = m.text.as_deref().unwrap_or_default();
                             text.contains("payment page")
-                                || text.contains("Payment received")
+                                || text.contains("The confirmation is on its way")
                                 || text.contains("did not answer")
                                 || text.contains("paused")
                         })
-                        .map(|_| m)
+                        .cloned()
                 }
             },
         )
