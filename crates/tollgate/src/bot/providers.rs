@@ -176,6 +176,46 @@ impl Settler {
 }
 
 impl Settler {
+    /// Reverses a payment the provider reports refunded in full, wherever the refund was made
+    /// (our console or the provider's dashboard), once: `billing::refund::apply_refund` is
+    /// idempotent on the payment's status. A partial refund is not reversed here — what it
+    /// should take back is the operator's call — and is logged for them.
+    pub async fn settle_refund(
+        &self,
+        provider: Provider,
+        remote: &Remote,
+    ) -> Result<(), BillingError> {
+        if remote.refunded_minor <= 0 {
+            return Ok(());
+        }
+        if remote.refunded_minor < remote.amount_minor {
+            tracing::warn!(
+                provider = provider.as_str(),
+                payment = %remote.external_id,
+                refunded = remote.refunded_minor,
+                amount = remote.amount_minor,
+                "a payment was partly refunded at the provider; nothing is taken back here (adjust the user by hand if needed)"
+            );
+            return Ok(());
+        }
+        let mut tx = self.s.db.begin().await?;
+        let r = billing::refund::apply_refund(
+            &mut tx,
+            &self.context(),
+            provider,
+            &remote.external_id,
+            self.s.clock.now(),
+        )
+        .await?;
+        tx.commit().await?;
+        if let billing::refund::Refunded::Applied { .. } = r {
+            tracing::info!(provider = provider.as_str(), payment = %remote.external_id, "a refund made at the provider was applied");
+            self.s.outbox_wake.notify_one();
+            self.s.provisioning.wake();
+        }
+        Ok(())
+    }
+
     /// Keeps a paid payment that names no purchase of ours, once, and alerts the admins in
     /// the same transaction when it is new: the money has no payer here, so an admin settles
     /// it (`/payment <id>`, or /admin → To review).
@@ -811,7 +851,15 @@ async fn yookassa_hook(
         }
     };
     match client.fetch(&id).await {
-        Ok(remote) => answer(h.settler.settle(Provider::YooKassa, &remote).await),
+        Ok(remote) => {
+            let settled = h.settler.settle(Provider::YooKassa, &remote).await;
+            if settled.is_ok()
+                && let Err(e) = h.settler.settle_refund(Provider::YooKassa, &remote).await
+            {
+                return answer(Err(e));
+            }
+            answer(settled)
+        }
         Err(e) if e.is_transient() => {
             tracing::warn!(error = %e, payment = %id, "cannot fetch the payment a YooKassa notification names; it will be delivered again");
             StatusCode::SERVICE_UNAVAILABLE

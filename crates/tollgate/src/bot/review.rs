@@ -169,7 +169,8 @@ impl Bot {
             return Ok((note, self.begin().await?, false));
         }
         let charge = Arg::Text(payment.charge_id.clone());
-        let asked = if payment.status != "captured" {
+        let asking = payment.status == "captured";
+        let asked = if !asking {
             Ok(())
         } else if payment.provider == Provider::Stars {
             self.ask_stars_refund(payment.user_id, &payment.charge_id)
@@ -204,16 +205,20 @@ impl Bot {
         .await
         .map_err(billing_err)?;
         tracing::info!(admin = se.user.id, payment = payment.id, outcome = ?r, "refund by admin");
-        let note = match r {
-            Refunded::Applied { .. } => {
-                self.texts
-                    .fmt(se.lang, "refund-sent", &[("charge", charge)])
-            }
-            Refunded::AlreadyRefunded | Refunded::Unknown => {
-                self.texts.get(se.lang, "payment-already-settled")
-            }
+        // The provider's own report of the refund this press asked for (YooKassa's
+        // notification, Telegram's `refunded_payment`) may have applied it a moment earlier:
+        // it is still this press's refund.
+        let changed = match r {
+            Refunded::Applied { .. } => true,
+            Refunded::AlreadyRefunded => asking,
+            Refunded::Unknown => false,
         };
-        let changed = matches!(r, Refunded::Applied { .. });
+        let note = if changed {
+            self.texts
+                .fmt(se.lang, "refund-sent", &[("charge", charge)])
+        } else {
+            self.texts.get(se.lang, "payment-already-settled")
+        };
         Ok((note, tx, changed))
     }
 

@@ -301,6 +301,56 @@ db_test!(async fn an_admin_refunds_a_yookassa_payment_from_its_card(t) {
     shop.stop().await;
 });
 
+// F3: a refund made in YooKassa's dashboard, not through the bot: its notification makes the
+// bot fetch the payment, and one refunded in full is reversed once (the days go back, the user
+// is told); copies of the notification change nothing more. A partial refund is left to the
+// operator.
+db_test!(async fn a_refund_made_in_the_yookassa_dashboard_takes_the_days_back_once(t) {
+    let clock = ShiftedClock::new();
+    let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
+    let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
+    let dashboard_refund = |payment: String, value: &'static str, key: &'static str| {
+        let url = format!("{}/refunds", shop.pay.yookassa_api_url());
+        let (id, secret) = (shop.pay.yookassa_shop_id().to_owned(), shop.pay.yookassa_secret_key().to_owned());
+        async move {
+            reqwest::Client::new().post(url).basic_auth(id, Some(secret)).header("Idempotence-Key", key)
+                .json(&serde_json::json!({ "payment_id": payment, "amount": { "value": value, "currency": "RUB" } }))
+                .send().await.unwrap().status().as_u16()
+        }
+    };
+    let refunded = "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'";
+    let fay = shop.user(300_005, "Fay").await;
+    shop.choose(fay, "1 month", METHOD).await;
+    let p = payment_of(&shop, fay).await;
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    wait_for("the payment", Duration::from_secs(20), || async {
+        (count(shop.db(), PAYMENTS).await == 1).then_some(())
+    }).await;
+    assert_eq!(days_left(&shop, fay, &clock).await, Some(29));
+
+    // Part of it back: nothing reversed here.
+    assert_eq!(dashboard_refund(p.id.clone(), "49.00", "dashboard-1").await, 200);
+    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |n| n.event == "refund.succeeded").await.unwrap();
+    assert_eq!(shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap().state, NotificationState::Delivered);
+    assert_eq!(count(shop.db(), refunded).await, 0);
+    assert_eq!(days_left(&shop, fay, &clock).await, Some(29));
+
+    // The rest back: refunded in full, reversed once.
+    assert_eq!(dashboard_refund(p.id.clone(), "100.00", "dashboard-2").await, 200);
+    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |m| m.event == "refund.succeeded" && m.id != n.id).await.unwrap();
+    assert_eq!(shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap().state, NotificationState::Delivered);
+    assert_eq!(count(shop.db(), refunded).await, 1);
+    assert!(days_left(&shop, fay, &clock).await.unwrap_or(0) <= 0, "the days went back");
+    let told = messages_with(&shop.w, fay, "refunded").await;
+    assert!(told >= 1, "the user is told");
+    for id in shop.ctl.repeat_notification(n.id, 3).await.unwrap() {
+        assert_eq!(shop.ctl.wait_until_settled(id, Duration::from_secs(20)).await.unwrap().state, NotificationState::Delivered);
+    }
+    assert_eq!(count(shop.db(), refunded).await, 1);
+    assert_eq!(messages_with(&shop.w, fay, "refunded").await, told);
+    shop.stop().await;
+});
+
 // Fiat top-ups through either provider: a catalog package or a typed amount (each bad input
 // with its own answer) credits the balance once; the referrer earns a share of money paid in
 // through a provider, and nothing when the balance is spent.

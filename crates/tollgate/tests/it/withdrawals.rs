@@ -212,6 +212,9 @@ db_test!(async fn a_withdrawal_outside_the_rules_is_refused_with_its_reason_and_
     let confirm = w.screen(KIM, &format!("Withdraw {} to:", shown(55_000))).await;
     assert!(confirm.text.as_deref().unwrap().contains("card 4111 1111 1111 1111, <Kim Lee>"), "{:?}", confirm.text);
     assert_eq!(withdrawals_of(&db, KIM).await, 0, "nothing before Confirm");
+    // The draft waits for its button, not for text: going elsewhere keeps it.
+    w.tg.send_text(KIM, "/balance").await.unwrap();
+    crate::common::bot::screen_after(&w.tg, KIM, confirm.message_id, "Balance:").await;
     let data = confirm.button_data("Request the withdrawal").unwrap();
     handled(&db, &double_tap(&w.tg, KIM, confirm.message_id, &data).await).await;
     assert_eq!((balance(&db, KIM).await, withdrawals_of(&db, KIM).await, debits_of(&db, KIM).await), (5_000, 1, 1));

@@ -194,6 +194,7 @@ impl CryptoPay {
             .or(inv.web_app_invoice_url)
             .or(inv.pay_url);
         Ok(Remote {
+            refunded_minor: 0,
             external_id: inv.invoice_id.to_string(),
             status,
             amount_minor,

@@ -103,6 +103,9 @@ pub struct Remote {
     pub currency: String,
     /// The purchase the payment names (its payload or metadata), if it names one.
     pub purchase_id: Option<i64>,
+    /// How much of it the provider has refunded, in minor units of `currency`, wherever the
+    /// refund was made (YooKassa's `refunded_amount`; Crypto Pay refunds nothing).
+    pub refunded_minor: i64,
     /// Where the payer pays.
     pub url: Option<String>,
     /// The provider's record, kept with the payment.

@@ -45,6 +45,8 @@ struct Payment {
     metadata: Option<Value>,
     #[serde(default)]
     confirmation: Option<Confirmation>,
+    #[serde(default)]
+    refunded_amount: Option<Amount>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,9 @@ struct Notification {
 #[derive(Debug, Deserialize)]
 struct NotificationObject {
     id: String,
+    /// A refund's payment.
+    #[serde(default)]
+    payment_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,19 +156,26 @@ impl YooKassa {
                 )));
             }
         };
-        let amount_minor = p
-            .amount
-            .currency
-            .parse::<Currency>()
-            .ok()
-            .and_then(|c| Money::parse_major(&p.amount.value, c).ok())
-            .map(|m| m.minor)
-            .ok_or_else(|| {
-                ProviderError::Malformed(format!(
-                    "payment {}: amount {:?} {}",
-                    p.id, p.amount.value, p.amount.currency
-                ))
-            })?;
+        // An amount in minor units; a refunded amount is in the payment's currency.
+        let minor = |a: &Amount| {
+            a.currency
+                .parse::<Currency>()
+                .ok()
+                .filter(|_| a.currency == p.amount.currency)
+                .and_then(|c| Money::parse_major(&a.value, c).ok())
+                .map(|m| m.minor)
+                .ok_or_else(|| {
+                    ProviderError::Malformed(format!(
+                        "payment {}: amount {:?} {}",
+                        p.id, a.value, a.currency
+                    ))
+                })
+        };
+        let amount_minor = minor(&p.amount)?;
+        let refunded_minor = match &p.refunded_amount {
+            Some(r) => minor(r)?,
+            None => 0,
+        };
         let purchase_id = p
             .metadata
             .as_ref()
@@ -177,6 +189,7 @@ impl YooKassa {
             amount_minor,
             currency: p.amount.currency,
             purchase_id,
+            refunded_minor,
             url: p.confirmation.and_then(|c| c.confirmation_url),
             raw,
         })
@@ -243,15 +256,19 @@ impl PaymentProvider for YooKassa {
     ) -> Result<Notice, ProviderError> {
         let n: Notification = serde_json::from_slice(body)
             .map_err(|e| ProviderError::Malformed(format!("notification: {e}")))?;
-        if !n.event.starts_with("payment.") {
+        let id = if n.event.starts_with("payment.") {
+            n.object.id
+        } else if n.event == "refund.succeeded" {
+            // A refund made anywhere, the shop's dashboard included: the payment it refunds
+            // is fetched, and its `refunded_amount` says what went back.
+            n.object.payment_id.unwrap_or_default()
+        } else {
             return Ok(Notice::Ignored);
-        }
-        if n.object.id.is_empty() || n.object.id.len() > 64 {
+        };
+        if id.is_empty() || id.len() > 64 {
             return Err(ProviderError::Malformed("notification: payment id".into()));
         }
-        Ok(Notice::Hint {
-            external_id: n.object.id,
-        })
+        Ok(Notice::Hint { external_id: id })
     }
 
     fn fetch<'a>(&'a self, external_id: &'a str) -> BoxFuture<'a, Result<Remote, ProviderError>> {
