@@ -70,19 +70,22 @@ pub async fn apply_refund(
     let Some(payment) = row else {
         return Ok(Refunded::Unknown);
     };
-    // The status flip is the once-only gate: a racing second refund changes no row.
-    let flipped = on_tx!(tx, c => sqlx::query(
-        "UPDATE payments SET status = 'refunded', refunded_at = $2 WHERE id = $1 AND status = 'captured'"
-    ).bind(payment.id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
-    if flipped == 0 {
+    // The status flip is the once-only gate: a racing second refund changes no row. Its
+    // purchase is read from the flipped row, not the read above: an admin's Apply of a kept
+    // payment may have attached one in between (PostgreSQL runs them side by side).
+    let flipped: Option<Option<i64>> = on_tx!(tx, c => sqlx::query_scalar(
+        "UPDATE payments SET status = 'refunded', refunded_at = $2 WHERE id = $1 AND status = 'captured'
+         RETURNING purchase_id"
+    ).bind(payment.id).bind(now).fetch_optional(c).await)?;
+    let Some(purchase_id) = flipped else {
         return Ok(Refunded::AlreadyRefunded);
-    }
+    };
     super::stats::count(tx, provider.as_str(), &payment.currency, payment.amount, -1).await?;
     super::referrals::refunded(tx, payment.user_id).await?;
     let base = ctx.catalog.bot.base_currency;
     let user = users::get_in(tx, payment.user_id).await?;
     let lang = ctx.lang(user.as_ref());
-    let purchase = match payment.purchase_id {
+    let purchase = match purchase_id {
         Some(id) => purchase_in(tx, base, id).await?,
         None => None,
     };

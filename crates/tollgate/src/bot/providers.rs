@@ -154,7 +154,39 @@ impl Settler {
             match billing::finalize(&mut tx, &self.context(), &pay, user.as_ref(), now).await {
                 Ok(f) => {
                     invoices::mark_paid(&mut tx, provider, &remote.external_id).await?;
+                    // Refunded in full at the provider (its dashboard, or our console): what
+                    // it bought goes back in the same transaction, once, whichever report
+                    // brought it — a notification, the watcher, "I paid".
+                    let reversed = match remote.refunded_minor {
+                        r if r >= remote.amount_minor && r > 0 => matches!(
+                            billing::refund::apply_refund(
+                                &mut tx,
+                                &self.context(),
+                                provider,
+                                &remote.external_id,
+                                now,
+                            )
+                            .await?,
+                            billing::refund::Refunded::Applied { .. }
+                        ),
+                        0 => false,
+                        partly => {
+                            tracing::warn!(
+                                provider = provider.as_str(),
+                                payment = %remote.external_id,
+                                refunded = partly,
+                                amount = remote.amount_minor,
+                                "a payment was partly refunded at the provider; nothing is taken back here (adjust the user by hand if needed)"
+                            );
+                            false
+                        }
+                    };
                     tx.commit().await?;
+                    if reversed {
+                        tracing::info!(provider = provider.as_str(), payment = %remote.external_id, "a refund made at the provider was applied");
+                        self.s.outbox_wake.notify_one();
+                        self.s.provisioning.wake();
+                    }
                     return Ok(match f {
                         Finalized::Duplicate { .. } => Settled::Duplicate,
                         applied => {
@@ -176,46 +208,6 @@ impl Settler {
 }
 
 impl Settler {
-    /// Reverses a payment the provider reports refunded in full, wherever the refund was made
-    /// (our console or the provider's dashboard), once: `billing::refund::apply_refund` is
-    /// idempotent on the payment's status. A partial refund is not reversed here — what it
-    /// should take back is the operator's call — and is logged for them.
-    pub async fn settle_refund(
-        &self,
-        provider: Provider,
-        remote: &Remote,
-    ) -> Result<(), BillingError> {
-        if remote.refunded_minor <= 0 {
-            return Ok(());
-        }
-        if remote.refunded_minor < remote.amount_minor {
-            tracing::warn!(
-                provider = provider.as_str(),
-                payment = %remote.external_id,
-                refunded = remote.refunded_minor,
-                amount = remote.amount_minor,
-                "a payment was partly refunded at the provider; nothing is taken back here (adjust the user by hand if needed)"
-            );
-            return Ok(());
-        }
-        let mut tx = self.s.db.begin().await?;
-        let r = billing::refund::apply_refund(
-            &mut tx,
-            &self.context(),
-            provider,
-            &remote.external_id,
-            self.s.clock.now(),
-        )
-        .await?;
-        tx.commit().await?;
-        if let billing::refund::Refunded::Applied { .. } = r {
-            tracing::info!(provider = provider.as_str(), payment = %remote.external_id, "a refund made at the provider was applied");
-            self.s.outbox_wake.notify_one();
-            self.s.provisioning.wake();
-        }
-        Ok(())
-    }
-
     /// Keeps a paid payment that names no purchase of ours, once, and alerts the admins in
     /// the same transaction when it is new: the money has no payer here, so an admin settles
     /// it (`/payment <id>`, or /admin → To review).
@@ -476,10 +468,15 @@ impl Bot {
                 } else {
                     // The watcher adopted the page an earlier, hung call made: that one is
                     // the purchase's and the one watched, so it is the one shown; this one is
-                    // withdrawn (where the provider can) so that nobody pays it.
-                    if let Err(e) = client.cancel(&remote.external_id).await {
-                        tracing::warn!(provider = provider.as_str(), id = %remote.external_id, error = %e, "cannot withdraw a second page of a purchase; it ends on its own");
-                    }
+                    // withdrawn (where the provider can) so that nobody pays it — in the
+                    // background: the user's screen does not wait for it (a payment that beat
+                    // the withdrawal is still honoured).
+                    let (withdraw, id) = (client.clone(), remote.external_id.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = withdraw.cancel(&id).await {
+                            tracing::warn!(provider = provider.as_str(), %id, error = %e, "cannot withdraw a second page of a purchase; it ends on its own");
+                        }
+                    });
                     invoices::invoice(db, purchase_id)
                         .await
                         .map_err(retry)?
@@ -501,7 +498,7 @@ impl Bot {
     }
 
     /// Where an open page to be shown again stands at its provider. A page the provider
-    /// refuses to show (deleted, unknown) is closed like an ended one; when the provider does
+    /// no longer knows (deleted, 404) is closed like an ended one; when the provider does
     /// not answer within [`PAGE_RECHECK_DEADLINE`], the page is shown as it is (the watcher
     /// keeps checking it).
     async fn recheck(
@@ -515,7 +512,7 @@ impl Bot {
         let asked = tokio::time::timeout(PAGE_RECHECK_DEADLINE, client.fetch(external)).await;
         let remote = match asked {
             Ok(Ok(remote)) => remote,
-            Ok(Err(ProviderError::Refused(reason))) => {
+            Ok(Err(ProviderError::NotFound(reason))) => {
                 tracing::info!(provider = inv.provider.as_str(), id = %external, %reason, "the provider no longer shows a page; a new one is made");
                 invoices::mark_closed(&self.s.db, inv.purchase_id)
                     .await
@@ -851,15 +848,7 @@ async fn yookassa_hook(
         }
     };
     match client.fetch(&id).await {
-        Ok(remote) => {
-            let settled = h.settler.settle(Provider::YooKassa, &remote).await;
-            if settled.is_ok()
-                && let Err(e) = h.settler.settle_refund(Provider::YooKassa, &remote).await
-            {
-                return answer(Err(e));
-            }
-            answer(settled)
-        }
+        Ok(remote) => answer(h.settler.settle(Provider::YooKassa, &remote).await),
         Err(e) if e.is_transient() => {
             tracing::warn!(error = %e, payment = %id, "cannot fetch the payment a YooKassa notification names; it will be delivered again");
             StatusCode::SERVICE_UNAVAILABLE

@@ -301,10 +301,11 @@ db_test!(async fn an_admin_refunds_a_yookassa_payment_from_its_card(t) {
     shop.stop().await;
 });
 
-// F3: a refund made in YooKassa's dashboard, not through the bot: its notification makes the
+// F1: a refund made in YooKassa's dashboard, not through the bot: its notification makes the
 // bot fetch the payment, and one refunded in full is reversed once (the days go back, the user
 // is told); copies of the notification change nothing more. A partial refund is left to the
-// operator.
+// operator. With both notifications lost, whatever fetches the payment next records it
+// refunded.
 db_test!(async fn a_refund_made_in_the_yookassa_dashboard_takes_the_days_back_once(t) {
     let clock = ShiftedClock::new();
     let env = [("YOOKASSA_POLL_INTERVAL", "1h")];
@@ -348,6 +349,21 @@ db_test!(async fn a_refund_made_in_the_yookassa_dashboard_takes_the_days_back_on
     }
     assert_eq!(count(shop.db(), refunded).await, 1);
     assert_eq!(messages_with(&shop.w, fay, "refunded").await, told);
+
+    // Paid and refunded in full while neither notification reached the bot: whatever reports
+    // the payment next ("I paid" here; the reconciler likewise) records it refunded, and the
+    // days it would have bought are not left behind.
+    let gus = shop.user(300_006, "Gus").await;
+    let page = shop.choose(gus, "1 month", METHOD).await;
+    let q = payment_of(&shop, gus).await;
+    shop.ctl.drop_next_notifications(Some(Provider::Yookassa), 2).await.unwrap();
+    shop.ctl.pay_payment(&q.id).await.unwrap();
+    assert_eq!(dashboard_refund(q.id.clone(), "149.00", "dashboard-3").await, 200);
+    shop.w.press(gus, &page, "I paid").await;
+    wait_for("the refunded payment recorded", Duration::from_secs(20), || async {
+        (count(shop.db(), refunded).await == 2).then_some(())
+    }).await;
+    assert!(days_left(&shop, gus, &clock).await.unwrap_or(0) <= 0, "no days from a refunded payment");
     shop.stop().await;
 });
 

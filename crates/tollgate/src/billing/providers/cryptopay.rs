@@ -282,7 +282,7 @@ impl PaymentProvider for CryptoPay {
                 .await?
                 .into_iter()
                 .find(|r| r.external_id == external_id)
-                .ok_or_else(|| ProviderError::Refused(format!("no invoice {external_id}")))
+                .ok_or_else(|| ProviderError::NotFound(format!("no invoice {external_id}")))
         })
     }
 

@@ -40,6 +40,10 @@ pub enum ProviderError {
     /// The provider refused the request (4xx with its reason); repeating it will not help.
     #[error("refused: {0}")]
     Refused(String),
+    /// The provider does not know what was asked about (HTTP 404; an invoice it no longer
+    /// lists): nothing can be paid there.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// The answer did not have the documented shape.
     #[error("malformed answer: {0}")]
     Malformed(String),

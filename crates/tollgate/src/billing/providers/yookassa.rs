@@ -136,6 +136,8 @@ impl YooKassa {
         // 500 is "outcome unknown": repeat with the same key. 202 is "still processing".
         if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 202 {
             Err(ProviderError::Unavailable(text))
+        } else if status.as_u16() == 404 {
+            Err(ProviderError::NotFound(text))
         } else {
             Err(ProviderError::Refused(text))
         }

@@ -380,7 +380,7 @@ impl Bot {
             Op::Reissue(u) => self.reissue_for(se, u, &request).await,
             Op::Ban(u) => self.ban(se, u, true, &request).await,
             Op::Unban(u) => self.ban(se, u, false, &request).await,
-            Op::Refund(p) => self.refund_confirmed(se, p, &request).await,
+            Op::Refund(p) => self.refund_confirmed(se, p).await,
             Op::Draft => self.carry_out_draft(se, screen, &request).await,
             Op::DisablePromo(id) => self.disable_promo(se, id, &request).await,
             Op::Discount {

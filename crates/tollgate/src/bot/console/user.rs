@@ -390,12 +390,12 @@ impl Bot {
         self.user_outcome(&v, tx, &entry, done, user, changed).await
     }
 
-    /// Refund confirmed: the Telegram call, then the reversal with its audit row.
+    /// Refund confirmed: the provider's call, then the reversal with its audit row (keyed by
+    /// the payment, not the press: a payment is refunded once).
     pub(super) async fn refund_confirmed(
         &self,
         se: &Session,
         payment_id: i64,
-        request: &str,
     ) -> Result<(Screen, Tx, bool), HandlerError> {
         let v = self.view(se.lang);
         let Some(payment) = review::by_id(&self.s.db, payment_id)
@@ -414,8 +414,10 @@ impl Bot {
                 .user(payment.user_id)
                 .subject(format!("payment {} ({})", payment.id, payment.charge_id))
                 .change("captured", "refunded")
-                .request(request);
-            // The refund itself is idempotent by its charge id; the row records who asked.
+                .request(format!("refund:payment:{}", payment.id));
+            // The refund itself is idempotent by its charge id; the row records who asked,
+            // once per payment (two admins, or a press and its own provider's report, cannot
+            // both be its author).
             crate::admin::audit::record(&mut tx, &entry, self.now())
                 .await
                 .map_err(retry)?;

@@ -127,9 +127,15 @@ impl ProviderSettings {
         }
         let wait = self.page_wait();
         (wait >= handler_deadline).then(|| {
-            let most = handler_deadline
-                .saturating_sub(PAGE_RECHECK_DEADLINE + Duration::from_secs(1))
-                / 2;
+            // The page's wait is 3 × the call's up to the recheck's 3 s, then 3 s + 2 × it;
+            // a second of room is left.
+            let room = handler_deadline.saturating_sub(Duration::from_secs(1));
+            let most = if room > PAGE_RECHECK_DEADLINE * 3 {
+                (room - PAGE_RECHECK_DEADLINE) / 2
+            } else {
+                room / 3
+            }
+            .max(Duration::from_millis(100));
             (
                 format!(
                     "{} lets a press that opens a payment page wait up to {} for the provider, not less than HANDLER_DEADLINE {} (the update would be cut and retried)",
