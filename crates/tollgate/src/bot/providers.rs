@@ -171,13 +171,30 @@ impl Settler {
                         ),
                         0 => false,
                         partly => {
+                            // What a partial refund should take back is the operator's call:
+                            // the admins hear of it once per refunded amount.
                             tracing::warn!(
                                 provider = provider.as_str(),
                                 payment = %remote.external_id,
                                 refunded = partly,
                                 amount = remote.amount_minor,
-                                "a payment was partly refunded at the provider; nothing is taken back here (adjust the user by hand if needed)"
+                                "a payment was partly refunded at the provider; nothing is taken back here"
                             );
+                            let text = format!(
+                                "↩️ {} payment {} was partly refunded at the provider ({partly} of {} minor units of {}); nothing was taken back in the bot. Adjust the user by hand if needed: /payment {}",
+                                provider.as_str(),
+                                remote.external_id,
+                                remote.amount_minor,
+                                remote.currency,
+                                remote.external_id
+                            );
+                            let key = format!(
+                                "partial-refund:{}:{}:{partly}",
+                                provider.as_str(),
+                                remote.external_id
+                            );
+                            self.s.alerts.queue_in(&mut tx, &key, &text, now).await?;
+                            self.s.outbox_wake.notify_one();
                             false
                         }
                     };

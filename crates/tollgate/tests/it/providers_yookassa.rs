@@ -320,6 +320,7 @@ db_test!(async fn a_refund_made_in_the_yookassa_dashboard_takes_the_days_back_on
         }
     };
     let refunded = "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'";
+    let admin = shop.user(ADMIN, "Admin").await;
     let fay = shop.user(300_005, "Fay").await;
     shop.choose(fay, "1 month", METHOD).await;
     let p = payment_of(&shop, fay).await;
@@ -329,16 +330,21 @@ db_test!(async fn a_refund_made_in_the_yookassa_dashboard_takes_the_days_back_on
     }).await;
     assert_eq!(days_left(&shop, fay, &clock).await, Some(29));
 
-    // Part of it back: nothing reversed here.
+    // Part of it back: nothing reversed here; the admins are told, once.
     assert_eq!(dashboard_refund(p.id.clone(), "49.00", "dashboard-1").await, 200);
     let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |n| n.event == "refund.succeeded").await.unwrap();
     assert_eq!(shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap().state, NotificationState::Delivered);
     assert_eq!(count(shop.db(), refunded).await, 0);
     assert_eq!(days_left(&shop, fay, &clock).await, Some(29));
+    let alert = shop.w.screen(admin, "was partly refunded at the provider").await;
+    assert!(alert.text.as_deref().unwrap_or_default().contains("4900 of 14900"), "{:?}", alert.text);
+    let copy = shop.ctl.repeat_notification(n.id, 1).await.unwrap()[0];
+    shop.ctl.wait_until_settled(copy, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(messages_with(&shop.w, admin, "was partly refunded").await, 1);
 
     // The rest back: refunded in full, reversed once.
     assert_eq!(dashboard_refund(p.id.clone(), "100.00", "dashboard-2").await, 200);
-    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |m| m.event == "refund.succeeded" && m.id != n.id).await.unwrap();
+    let n = shop.ctl.wait_for_notification(Duration::from_secs(20), |m| m.event == "refund.succeeded" && m.id != n.id && m.repeat_of.is_none()).await.unwrap();
     assert_eq!(shop.ctl.wait_until_settled(n.id, Duration::from_secs(20)).await.unwrap().state, NotificationState::Delivered);
     assert_eq!(count(shop.db(), refunded).await, 1);
     assert!(days_left(&shop, fay, &clock).await.unwrap_or(0) <= 0, "the days went back");
