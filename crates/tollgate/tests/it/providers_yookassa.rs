@@ -36,6 +36,20 @@ async fn payment_of(shop: &Shop, user: i64) -> payment_emulator::Payment {
     found.into_iter().next().unwrap()
 }
 
+/// `user` buys a month through YooKassa and pays; returns once the payment is recorded (the
+/// first YooKassa payment of the test) and the month is theirs.
+async fn paid_month(shop: &Shop, user: i64, clock: &ShiftedClock) -> payment_emulator::Payment {
+    shop.choose(user, "1 month", METHOD).await;
+    let p = payment_of(shop, user).await;
+    shop.ctl.pay_payment(&p.id).await.unwrap();
+    wait_for("the payment", Duration::from_secs(20), || async {
+        (count(shop.db(), PAYMENTS).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(days_left(shop, user, clock).await, Some(29));
+    p
+}
+
 async fn days_left(shop: &Shop, user: i64, clock: &ShiftedClock) -> Option<i64> {
     let sub = access::subscription_for_user(shop.db(), user)
         .await
@@ -278,13 +292,7 @@ db_test!(async fn an_admin_refunds_a_yookassa_payment_from_its_card(t) {
     let Some(shop) = Shop::start(t, &env, shop_options(&clock)).await else { return };
     let admin = shop.user(ADMIN, "Admin").await;
     let eve = shop.user(300_005, "Eve").await;
-    shop.choose(eve, "1 month", METHOD).await;
-    let p = payment_of(&shop, eve).await;
-    shop.ctl.pay_payment(&p.id).await.unwrap();
-    wait_for("the payment", Duration::from_secs(20), || async {
-        (count(shop.db(), PAYMENTS).await == 1).then_some(())
-    }).await;
-    assert_eq!(days_left(&shop, eve, &clock).await, Some(29));
+    let p = paid_month(&shop, eve, &clock).await;
     shop.w.tg.send_text(admin, &format!("/payment {}", p.id)).await.unwrap();
     let card = shop.w.screen(admin, "Applied to purchase").await;
     shop.w.press(admin, &card, "Refund").await;
@@ -322,13 +330,7 @@ db_test!(async fn a_refund_made_in_the_yookassa_dashboard_takes_the_days_back_on
     let refunded = "SELECT CAST(COUNT(*) AS BIGINT) FROM payments WHERE status = 'refunded'";
     let admin = shop.user(ADMIN, "Admin").await;
     let fay = shop.user(300_005, "Fay").await;
-    shop.choose(fay, "1 month", METHOD).await;
-    let p = payment_of(&shop, fay).await;
-    shop.ctl.pay_payment(&p.id).await.unwrap();
-    wait_for("the payment", Duration::from_secs(20), || async {
-        (count(shop.db(), PAYMENTS).await == 1).then_some(())
-    }).await;
-    assert_eq!(days_left(&shop, fay, &clock).await, Some(29));
+    let p = paid_month(&shop, fay, &clock).await;
 
     // Part of it back: nothing reversed here; the admins are told, once.
     assert_eq!(dashboard_refund(p.id.clone(), "49.00", "dashboard-1").await, 200);
